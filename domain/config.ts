@@ -1,0 +1,122 @@
+/**
+ * The only module that reads process.env. Each setting is declared once with its description, type,
+ * default and validation; `loadConfig()` validates everything at start and returns a frozen object.
+ */
+import path from 'node:path';
+import { errors } from './errors.ts';
+
+type Kind = 'string' | 'port' | 'int' | 'url' | 'bool';
+
+interface Setting {
+  env: string;
+  description: string;
+  kind: Kind;
+  default?: string;
+  sensitive?: boolean;
+  validate?: (v: string) => string | undefined;
+}
+
+const HEX_KEY = /^(0x)?[0-9a-fA-F]{64}$/;
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+
+export const SETTINGS = {
+  mqttPort: { env: 'MQTT_PORT', kind: 'port', default: '1883', description: 'MQTT listener port (own broker)' },
+  mqttTlsPort: { env: 'MQTT_TLS_PORT', kind: 'port', default: '8883', description: 'MQTT TLS listener port, used when MQTT_TLS_CERT and MQTT_TLS_KEY are set' },
+  mqttTlsCert: { env: 'MQTT_TLS_CERT', kind: 'string', description: 'PEM certificate file for the MQTT TLS listener' },
+  mqttTlsKey: { env: 'MQTT_TLS_KEY', kind: 'string', description: 'PEM private key file for the MQTT TLS listener', sensitive: true },
+  mqttHost: { env: 'MQTT_HOST', kind: 'string', default: '127.0.0.1', description: 'address the MQTT listeners bind to' },
+  mqttUrl: { env: 'MQTT_URL', kind: 'url', description: 'consume readings from this external broker (shared subscription) instead of running our own' },
+  mqttUsername: { env: 'MQTT_USERNAME', kind: 'string', description: 'username for MQTT_URL' },
+  mqttPassword: { env: 'MQTT_PASSWORD', kind: 'string', description: 'password for MQTT_URL', sensitive: true },
+  httpPort: { env: 'HTTP_PORT', kind: 'port', default: '3000', description: 'HTTP gateway port' },
+  httpHost: { env: 'HTTP_HOST', kind: 'string', default: '127.0.0.1', description: 'address the gateway binds to' },
+  dataDir: { env: 'DATA_DIR', kind: 'string', default: './data', description: 'SQLite file, chain state, admin key' },
+  influxUrl: { env: 'INFLUX_URL', kind: 'url', description: 'store readings in InfluxDB at this URL instead of SQLite' },
+  influxToken: { env: 'INFLUX_TOKEN', kind: 'string', description: 'InfluxDB 2.x API token', sensitive: true },
+  influxOrg: { env: 'INFLUX_ORG', kind: 'string', description: 'InfluxDB 2.x organisation' },
+  influxBucket: { env: 'INFLUX_BUCKET', kind: 'string', description: 'InfluxDB 2.x bucket' },
+  influxDatabase: { env: 'INFLUX_DATABASE', kind: 'string', description: 'InfluxDB 1.x database (selects the 1.x API)' },
+  influxRetentionPolicy: { env: 'INFLUX_RETENTION_POLICY', kind: 'string', description: 'InfluxDB 1.x retention policy' },
+  chainRpcUrl: { env: 'CHAIN_RPC_URL', kind: 'url', description: 'external EVM JSON-RPC endpoint instead of the local chain' },
+  oraclePrivateKey: { env: 'ORACLE_PRIVATE_KEY', kind: 'string', sensitive: true, description: 'oracle signer key for CHAIN_RPC_URL', validate: (v) => (HEX_KEY.test(v) ? undefined : 'must be a 32-byte hex key') },
+  contractAddress: { env: 'CONTRACT_ADDRESS', kind: 'string', description: 'deployed ledger address on CHAIN_RPC_URL', validate: (v) => (ADDRESS.test(v) ? undefined : 'must be a 0x address') },
+  anvilPort: { env: 'ANVIL_PORT', kind: 'port', default: '8545', description: 'port of the local anvil chain' },
+  windowSeconds: { env: 'WINDOW_SECONDS', kind: 'int', default: '3600', description: 'settlement window length' },
+  graceSeconds: { env: 'GRACE_SECONDS', kind: 'int', default: '300', description: 'wait after a window ends before settling it' },
+  oracleCron: { env: 'ORACLE_CRON', kind: 'string', default: '*/10 * * * * *', description: 'node-cron schedule of oracle runs (seconds field allowed)' },
+  adminApiKey: { env: 'ADMIN_API_KEY', kind: 'string', sensitive: true, description: 'use this admin API key instead of generating one' },
+  simulatedDevices: { env: 'SIMULATED_DEVICES', kind: 'int', default: '6', description: 'size of the demo fleet `npm start` runs; 0 for none' },
+  logLevel: { env: 'LOG_LEVEL', kind: 'string', default: 'info', description: 'pino level: trace, debug, info, warn, error, silent' },
+} as const satisfies Record<string, Setting>;
+
+type Settings = typeof SETTINGS;
+type ValueOf<S extends Setting> = S['kind'] extends 'port' | 'int' ? number : S['kind'] extends 'bool' ? boolean : string;
+export type Config = {
+  readonly [K in keyof Settings]: Settings[K] extends { default: string } ? ValueOf<Settings[K]> : ValueOf<Settings[K]> | undefined;
+};
+
+function parse(name: string, s: Setting, raw: string): string | number | boolean {
+  switch (s.kind) {
+    case 'port': {
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw errors.CONFIG_INVALID(`${name}: not a port: ${raw}`);
+      return n;
+    }
+    case 'int': {
+      const n = Number(raw);
+      if (!Number.isSafeInteger(n) || n < 0) throw errors.CONFIG_INVALID(`${name}: not a non-negative integer: ${raw}`);
+      return n;
+    }
+    case 'bool':
+      if (!['true', 'false', '1', '0'].includes(raw)) throw errors.CONFIG_INVALID(`${name}: not a boolean: ${raw}`);
+      return raw === 'true' || raw === '1';
+    case 'url':
+      try {
+        new URL(raw);
+      } catch {
+        throw errors.CONFIG_INVALID(`${name}: not a URL: ${raw}`);
+      }
+      return raw;
+    default:
+      return raw;
+  }
+}
+
+/** Reads and validates the configuration; `env` defaults to process.env, overrides win. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Settings, unknown>> = {}): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
+    if (key in overrides) {
+      out[key] = overrides[key];
+      continue;
+    }
+    const raw = env[s.env];
+    const text = raw === undefined || raw === '' ? s.default : raw;
+    if (text === undefined) {
+      out[key] = undefined;
+      continue;
+    }
+    const problem = s.validate?.(text);
+    if (problem) throw errors.CONFIG_INVALID(`${s.env}: ${problem}`);
+    out[key] = parse(s.env, s, text);
+  }
+  if (out.windowSeconds === 0) throw errors.CONFIG_INVALID('WINDOW_SECONDS must be at least 1');
+  if (out.chainRpcUrl && !(out.oraclePrivateKey && out.contractAddress)) {
+    throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS');
+  }
+  if (out.influxUrl && !out.influxDatabase && !(out.influxOrg && out.influxBucket)) {
+    throw errors.CONFIG_INVALID('INFLUX_URL needs INFLUX_DATABASE (1.x API) or INFLUX_ORG and INFLUX_BUCKET (2.x API)');
+  }
+  out.dataDir = path.resolve(String(out.dataDir));
+  return Object.freeze(out) as Config;
+}
+
+/** The configuration with sensitive values masked, for logs and the startup banner. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
+    const v = config[key];
+    out[s.env] = s.sensitive && v !== undefined ? '[set]' : v;
+  }
+  return out;
+}

@@ -1,0 +1,117 @@
+/**
+ * The reading payload, defined once: the MQTT schema (TypeBox, also a JSON schema), the metric table
+ * with accepted units and their normalisation, and the stored (normalised) reading type.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+export const ID_RE = new RegExp(ID_PATTERN);
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+export const MAX_READINGS_PER_MESSAGE = 500;
+export const MAX_FUTURE_MS = 5 * 60 * 1000;
+
+export type MetricKind = 'register' | 'interval';
+
+export interface MetricSpec {
+  kind: MetricKind;
+  /** Normalised unit. */
+  unit: string;
+  /** Accepted unit -> power of ten that converts it to the normalised unit (value * 10^k). */
+  units: Record<string, number>;
+}
+
+export const METRICS = {
+  electricity_import: { kind: 'register', unit: 'kWh', units: { Wh: -3, kWh: 0, MWh: 3 } },
+  electricity_export: { kind: 'register', unit: 'kWh', units: { Wh: -3, kWh: 0, MWh: 3 } },
+  renewable_generation: { kind: 'register', unit: 'kWh', units: { Wh: -3, kWh: 0, MWh: 3 } },
+  natural_gas: { kind: 'register', unit: 'm3', units: { m3: 0 } },
+  co2_direct: { kind: 'interval', unit: 'kg', units: { g: -3, kg: 0, t: 3 } },
+} as const satisfies Record<string, MetricSpec>;
+
+export type Metric = keyof typeof METRICS;
+export const METRIC_NAMES = Object.keys(METRICS) as Metric[];
+
+export function isMetric(name: string): name is Metric {
+  return Object.prototype.hasOwnProperty.call(METRICS, name);
+}
+
+/** One reading as a device sends it (the JSON schema of the MQTT payload element). */
+export const ReadingPayload = Type.Object(
+  {
+    seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'strictly increasing per device' }),
+    ts: Type.Union([Type.String({ description: 'ISO-8601 with zone' }), Type.Integer({ description: 'epoch milliseconds' })]),
+    metric: Type.Union(METRIC_NAMES.map((m) => Type.Literal(m))),
+    value: Type.Number({ description: 'decimal, in `unit`' }),
+    unit: Type.String(),
+    reset: Type.Optional(Type.Boolean({ description: 'cumulative register was reset' })),
+  },
+  { additionalProperties: false },
+);
+export type ReadingPayload = Static<typeof ReadingPayload>;
+
+/** A reading as stored: normalised unit, exact decimal text, epoch-ms timestamp. */
+export interface Reading {
+  facilityId: string;
+  deviceId: string;
+  seq: number;
+  ts: number;
+  metric: Metric;
+  /** Canonical decimal text in the metric's normalised unit (see Decimal.toString). */
+  value: string;
+  unit: string;
+  reset: boolean;
+  /** When the platform accepted it (epoch ms). */
+  receivedAt: number;
+}
+
+/** What the HTTP API returns for a reading. */
+export const ReadingView = Type.Object({
+  deviceId: Type.String(),
+  seq: Type.Integer(),
+  ts: Type.String({ format: 'date-time' }),
+  metric: Type.String(),
+  value: Type.String({ description: 'exact decimal in the normalised unit' }),
+  unit: Type.String(),
+  reset: Type.Optional(Type.Boolean()),
+  late: Type.Optional(Type.Boolean()),
+});
+export type ReadingView = Static<typeof ReadingView>;
+
+/** Reasons a reading is rejected: stable codes, kept in the rejections log and counted in metrics. */
+export const REJECT_REASONS = [
+  'invalid_utf8',
+  'invalid_json',
+  'payload_too_large',
+  'too_many_readings',
+  'invalid_shape',
+  'invalid_seq',
+  'invalid_ts',
+  'future_ts',
+  'unknown_metric',
+  'unknown_unit',
+  'invalid_value',
+  'register_backwards',
+  'seq_not_increasing',
+  'duplicate_conflict',
+  'rate_limited',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export interface Rejection {
+  facilityId: string;
+  deviceId: string;
+  receivedAt: number;
+  reason: RejectReason;
+  /** Human detail, e.g. which field. */
+  detail?: string;
+  /** The offending payload text (truncated to a few KiB) or element. */
+  payload: string;
+}
+
+/** Topic helpers. */
+export function readingsTopic(facilityId: string, deviceId: string): string {
+  return `facilities/${facilityId}/devices/${deviceId}/readings`;
+}
+export function statusTopic(facilityId: string, deviceId: string): string {
+  return `facilities/${facilityId}/devices/${deviceId}/status`;
+}
