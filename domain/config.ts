@@ -82,8 +82,25 @@ function parse(name: string, s: Setting, raw: string): string | number | boolean
   }
 }
 
-/** Reads and validates the configuration; `env` defaults to process.env, overrides win. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Settings, unknown>> = {}): Config {
+/**
+ * Defaults for `npm start`, the one-machine demo: short windows so credits show within minutes.
+ * Only settings the user did not set in the environment take these.
+ */
+export const DEMO_DEFAULTS: Partial<Record<keyof Settings, string>> = {
+  windowSeconds: '30',
+  graceSeconds: '5',
+  oracleCron: '*/5 * * * * *',
+};
+
+/**
+ * Reads and validates the configuration; `env` defaults to process.env, `overrides` (already typed
+ * values) win over everything, `defaults` (text) replace the table's defaults.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<Record<keyof Settings, unknown>> = {},
+  defaults: Partial<Record<keyof Settings, string>> = {},
+): Config {
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
     if (key in overrides) {
@@ -91,7 +108,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
       continue;
     }
     const raw = env[s.env];
-    const text = raw === undefined || raw === '' ? s.default : raw;
+    const fallback = defaults[key] ?? (s as { default?: string }).default;
+    const text = raw === undefined || raw === '' ? fallback : raw;
     if (text === undefined) {
       out[key] = undefined;
       continue;

@@ -1,0 +1,43 @@
+/**
+ * `npm run bench`: every benchmark in one run on this machine, each printing its figures next to a
+ * baseline measured in the same run, and the ratio. `npm run bench -- gas http` runs a subset.
+ * Figures are appended as JSON lines to bench/out/results.jsonl (gitignored) for docs/BENCHMARKS.md.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const BENCHES: Record<string, { file: string; fn: string; what: string }> = {
+  gas: { file: './gas.ts', fn: 'benchGas', what: 'batch settlement gas per facility vs naive ERC-20 mint' },
+  settle: { file: './settle.ts', fn: 'benchSettle', what: 'settle 1,000 facilities vs one tx per facility' },
+  ingest: { file: './ingest.ts', fn: 'benchIngest', what: 'QoS 1 ingest vs raw aedes vs mosquitto' },
+  http: { file: './http.ts', fn: 'benchHttp', what: 'gateway req/s vs bare fastify' },
+};
+
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const names = wanted.length ? wanted : Object.keys(BENCHES);
+const unknown = names.filter((n) => !BENCHES[n]);
+if (unknown.length) {
+  process.stderr.write(`unknown benchmark(s): ${unknown.join(', ')}; choose from ${Object.keys(BENCHES).join(', ')}\n`);
+  process.exit(2);
+}
+
+const outDir = path.join(import.meta.dirname, 'out');
+fs.mkdirSync(outDir, { recursive: true });
+const machine = `${os.cpus().length} cores ${os.cpus()[0]?.model ?? ''}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+process.stdout.write(`benchmarks on ${machine}, ${new Date().toISOString()}\n`);
+
+let failed = 0;
+for (const name of names) {
+  const b = BENCHES[name];
+  process.stdout.write(`\n=== ${name}: ${b.what}\n`);
+  try {
+    const mod = await import(b.file);
+    const result = await mod[b.fn]({ log: (line: string) => process.stdout.write(`${line}\n`) });
+    fs.appendFileSync(path.join(outDir, 'results.jsonl'), `${JSON.stringify({ name, at: new Date().toISOString(), machine, result }, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+  } catch (err) {
+    failed++;
+    process.stdout.write(`${name} failed: ${(err as Error).stack ?? err}\n`);
+  }
+}
+process.exit(failed ? 1 : 0);

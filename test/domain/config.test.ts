@@ -1,0 +1,51 @@
+import t from 'tap';
+import { DEMO_DEFAULTS, describeConfig, loadConfig } from '../../domain/config.ts';
+import { windowOf, isClosed, nextWindowStart } from '../../domain/window.ts';
+
+t.test('defaults work on one machine', async (t) => {
+  const c = loadConfig({});
+  t.equal(c.mqttPort, 1883);
+  t.equal(c.httpPort, 3000);
+  t.equal(c.windowSeconds, 3600);
+  t.equal(c.graceSeconds, 300);
+  t.equal(c.influxUrl, undefined);
+  t.ok(c.dataDir.endsWith('/data'), 'DATA_DIR resolved to an absolute path');
+  t.ok(Object.isFrozen(c));
+});
+
+t.test('environment wins over demo defaults, demo defaults over the table', async (t) => {
+  const c = loadConfig({ WINDOW_SECONDS: '60' }, {}, DEMO_DEFAULTS);
+  t.equal(c.windowSeconds, 60);
+  t.equal(c.graceSeconds, 5);
+  t.equal(loadConfig({}, { httpPort: 0 }).httpPort, 0, 'typed overrides win');
+});
+
+t.test('invalid values fail at start with the variable named', async (t) => {
+  t.throws(() => loadConfig({ MQTT_PORT: '70000' }), { code: 'CONFIG_INVALID', message: /MQTT_PORT/ });
+  t.throws(() => loadConfig({ WINDOW_SECONDS: '-1' }), { code: 'CONFIG_INVALID', message: /WINDOW_SECONDS/ });
+  t.throws(() => loadConfig({ WINDOW_SECONDS: '0' }), { code: 'CONFIG_INVALID' });
+  t.throws(() => loadConfig({ INFLUX_URL: 'not a url' }), { code: 'CONFIG_INVALID', message: /INFLUX_URL/ });
+  t.throws(() => loadConfig({ INFLUX_URL: 'http://127.0.0.1:8086' }), { message: /INFLUX_DATABASE/ });
+  t.throws(() => loadConfig({ CHAIN_RPC_URL: 'http://127.0.0.1:8545' }), { message: /ORACLE_PRIVATE_KEY/ });
+  t.throws(() => loadConfig({ ORACLE_PRIVATE_KEY: 'abc' }), { message: /ORACLE_PRIVATE_KEY/ });
+});
+
+t.test('sensitive settings are masked when described', async (t) => {
+  const key = '0x' + '11'.repeat(32);
+  const c = loadConfig({ CHAIN_RPC_URL: 'http://127.0.0.1:8545', ORACLE_PRIVATE_KEY: key, CONTRACT_ADDRESS: '0x' + '22'.repeat(20), ADMIN_API_KEY: 'k' });
+  const d = describeConfig(c);
+  t.equal(d.ORACLE_PRIVATE_KEY, '[set]');
+  t.equal(d.ADMIN_API_KEY, '[set]');
+  t.notMatch(JSON.stringify(d), key.slice(2));
+});
+
+t.test('windows are aligned to the UTC epoch; a reading at windowEnd is in the next one', async (t) => {
+  const w = windowOf(25_000, 10_000);
+  t.same(w, { start: 20_000, end: 30_000 });
+  t.same(windowOf(30_000, 10_000), { start: 30_000, end: 40_000 });
+  t.same(windowOf(29_999, 10_000), { start: 20_000, end: 30_000 });
+  t.equal(isClosed(w, 34_999, 5_000), false);
+  t.equal(isClosed(w, 35_000, 5_000), true);
+  t.equal(nextWindowStart(20_001, 10_000), 30_000);
+  t.equal(nextWindowStart(20_000, 10_000), 20_000);
+});
