@@ -94,6 +94,8 @@ export const REJECT_REASONS = [
   'seq_not_increasing',
   'duplicate_conflict',
   'rate_limited',
+  /** MQTT: publish/will to a topic that is not the device's own, or a topic too long or too deep. */
+  'invalid_topic',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

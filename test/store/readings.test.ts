@@ -1,0 +1,212 @@
+import t, { type Test } from 'tap';
+import { openDatabase } from '../../store/db.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
+import type { Reading } from '../../domain/reading.ts';
+import type { CommitOutcome } from '../../store/types.ts';
+
+const T0 = Date.parse('2026-11-22T00:00:00Z');
+const MIN = 60_000;
+
+function r(seq: number, value: string, extra: Partial<Reading> = {}): Reading {
+  return {
+    facilityId: 'f1',
+    deviceId: 'd1',
+    seq,
+    ts: T0 + seq * MIN,
+    metric: 'electricity_import',
+    value,
+    unit: 'kWh',
+    reset: false,
+    receivedAt: T0 + seq * MIN + 1,
+    ...extra,
+  };
+}
+
+function open(t: Test, dir?: string) {
+  const dataDir = dir ?? t.testdir();
+  const db = openDatabase(dataDir);
+  t.teardown(() => db.close());
+  return { dataDir, db, ...openSqliteStores(db) };
+}
+
+const statuses = (o: CommitOutcome[]) => o.map((x) => (x.status === 'rejected' ? x.reason : x.status));
+
+t.test('duplicates and conflicts, within one batch and across batches', async (t) => {
+  const { readings } = open(t);
+  t.same(statuses(await readings.commit([r(1, '100'), r(2, '101'), r(2, '101'), r(2, '102')])), [
+    'stored',
+    'stored',
+    'duplicate',
+    'duplicate_conflict',
+  ]);
+  t.same(statuses(await readings.commit([r(1, '100'), r(2, '101.000'), r(1, '99'), r(2, '101', { ts: T0 })])), [
+    'duplicate',
+    'duplicate',
+    'duplicate_conflict',
+    'duplicate_conflict',
+  ], 'same content (value compared as a decimal) is a duplicate; any other field differing is a conflict');
+  t.same(statuses(await readings.commit([r(2, '101', { reset: true }), r(2, '101', { metric: 'natural_gas', unit: 'm3' })])), [
+    'duplicate_conflict',
+    'duplicate_conflict',
+  ]);
+  const stored = await readings.get('d1', 2);
+  t.equal(stored?.value, '101', 'the first content stays');
+  t.same([...(await readings.highWater(['d1', 'nobody'])).entries()], [['d1', 2]]);
+});
+
+t.test('seq must increase per device', async (t) => {
+  const { readings } = open(t);
+  t.same(statuses(await readings.commit([r(10, '1'), r(5, '2'), r(11, '3'), r(11, '3'), r(10, '1')])), [
+    'stored',
+    'seq_not_increasing',
+    'stored',
+    'duplicate',
+    'duplicate',
+  ]);
+  t.same(statuses(await readings.commit([r(7, '4'), r(12, '5')])), ['seq_not_increasing', 'stored'], 'a gap is not filled later');
+  t.same(statuses(await readings.commit([r(1, '4', { deviceId: 'd2' })])), ['stored'], 'per device');
+  const out = await readings.commit([r(7, '4')]);
+  t.match(out[0], { status: 'rejected', reason: 'seq_not_increasing', detail: /12/ });
+});
+
+t.test('registers going backwards, and reset', async (t) => {
+  const { readings } = open(t);
+  t.same(statuses(await readings.commit([r(1, '100'), r(2, '99.9'), r(3, '100'), r(4, '5', { reset: true }), r(5, '6')])), [
+    'stored',
+    'register_backwards',
+    'stored',
+    'stored',
+    'stored',
+  ], 'within one batch, against earlier readings of the batch');
+  t.same(statuses(await readings.commit([r(6, '5.99'), r(7, '1', { reset: true }), r(8, '0.5')])), [
+    'register_backwards',
+    'stored',
+    'register_backwards',
+  ], 'across batches, against the stored head (after the reset: 1)');
+  t.same(statuses(await readings.commit([r(9, '0.5', { metric: 'natural_gas', unit: 'm3' }), r(10, '1000', { metric: 'electricity_export' })])), [
+    'stored',
+    'stored',
+  ], 'each metric has its own head');
+  t.same(statuses(await readings.commit([r(11, '1', { metric: 'co2_direct', unit: 'kg' }), r(12, '0.2', { metric: 'co2_direct', unit: 'kg' })])), [
+    'stored',
+    'stored',
+  ], 'co2_direct is an interval, not a register');
+  t.same(statuses(await readings.commit([r(13, '999', { metric: 'electricity_export' })])), ['register_backwards']);
+  t.same(statuses(await readings.commit([r(14, '1', { deviceId: 'd2' })])), ['stored'], 'heads are per device');
+  const head = await readings.list({ facilityId: 'f1', deviceId: 'd1', metric: 'electricity_import', limit: 1 });
+  t.equal(head[0].value, '1');
+});
+
+t.test('consume: first settlement, then with prev', async (t) => {
+  const { readings } = open(t);
+  const W = 10 * MIN;
+  // Window 0 = [T0, T0+10min), window 1 = [T0+10min, T0+20min).
+  await readings.commit([r(1, '10'), r(2, '11'), r(9, '12'), r(12, '13')]); // ts = T0 + seq min
+  // Settlement of window 0 sees high-water 12; readings with ts < T0+10min: seqs 1, 2, 9.
+  const first = await readings.consume({ deviceId: 'd1', maxSeq: 12, before: T0 + W });
+  t.same(first.map((x) => x.seq), [1, 2, 9]);
+  t.same(first[0], r(1, '10'), 'full reading back');
+  // A late reading (ts in window 0) arrives after window 0 was settled, and a fresh one in window 1.
+  await readings.commit([r(13, '14', { ts: T0 + 5 * MIN }), r(14, '15', { ts: T0 + 15 * MIN }), r(15, '16', { ts: T0 + 25 * MIN })]);
+  const second = await readings.consume({ deviceId: 'd1', maxSeq: 15, before: T0 + 2 * W, prev: { maxSeq: 12, before: T0 + W } });
+  t.same(second.map((x) => x.seq), [12, 13, 14], 'seq 12 (seen but not due before) + late 13 + fresh 14, ordered by seq; 15 not due');
+  // Nothing is consumed twice: the third settlement picks up only 15.
+  const third = await readings.consume({ deviceId: 'd1', maxSeq: 15, before: T0 + 3 * W, prev: { maxSeq: 15, before: T0 + 2 * W } });
+  t.same(third.map((x) => x.seq), [15]);
+  // The high-water mark hides readings that arrived after the settlement read it (recompute later).
+  await readings.commit([r(16, '17', { ts: T0 + 26 * MIN })]);
+  const again = await readings.consume({ deviceId: 'd1', maxSeq: 15, before: T0 + 3 * W, prev: { maxSeq: 15, before: T0 + 2 * W } });
+  t.same(again.map((x) => x.seq), [15], 'recomputing a settlement gives the same readings');
+  t.same((await readings.consume({ deviceId: 'other', maxSeq: 99, before: T0 + 3 * W })).length, 0);
+});
+
+t.test('hasReading', async (t) => {
+  const { readings } = open(t);
+  await readings.commit([r(1, '1'), r(5, '2')]); // ts T0+1min, T0+5min
+  t.equal(await readings.hasReading('d1', T0, T0 + 2 * MIN, 5), true);
+  t.equal(await readings.hasReading('d1', T0 + 2 * MIN, T0 + 5 * MIN, 5), false, 'to is exclusive');
+  t.equal(await readings.hasReading('d1', T0 + 5 * MIN, T0 + 6 * MIN, 5), true, 'from is inclusive');
+  t.equal(await readings.hasReading('d1', T0 + 5 * MIN, T0 + 6 * MIN, 4), false, 'above the high-water mark is invisible');
+  t.equal(await readings.hasReading('d2', T0, T0 + 10 * MIN, 99), false);
+});
+
+t.test('list for the API', async (t) => {
+  const { readings } = open(t);
+  await readings.commit([
+    r(1, '1'),
+    r(2, '2'),
+    r(3, '1', { metric: 'natural_gas', unit: 'm3' }),
+    r(1, '7', { deviceId: 'd2' }),
+    r(1, '7', { deviceId: 'd3', facilityId: 'f2' }),
+  ]);
+  const all = await readings.list({ facilityId: 'f1' });
+  t.same(all.map((x) => [x.deviceId, x.seq]), [['d1', 3], ['d1', 2], ['d2', 1], ['d1', 1]], 'newest first; ties by device then seq');
+  t.same((await readings.list({ facilityId: 'f1', deviceId: 'd1', metric: 'electricity_import' })).map((x) => x.seq), [2, 1]);
+  t.same((await readings.list({ facilityId: 'f1', from: T0 + 2 * MIN, to: T0 + 3 * MIN })).map((x) => x.seq), [2], 'from inclusive, to exclusive');
+  t.same((await readings.list({ facilityId: 'f1', limit: 2 })).length, 2);
+  t.same((await readings.list({ facilityId: 'f1', deviceId: 'd3' })).length, 0, 'another facility is not visible');
+  t.same((await readings.list({ facilityId: 'f2' })).map((x) => x.deviceId), ['d3']);
+});
+
+t.test('list limit: default 100, at most 1000', async (t) => {
+  const { readings } = open(t);
+  const batch: Reading[] = [];
+  for (let i = 1; i <= 1200; i++) batch.push(r(i, String(i)));
+  t.equal((await readings.commit(batch)).filter((o) => o.status === 'stored').length, 1200);
+  t.equal((await readings.list({ facilityId: 'f1' })).length, 100);
+  t.equal((await readings.list({ facilityId: 'f1', limit: 5000 })).length, 1000);
+  t.equal((await readings.list({ facilityId: 'f1', limit: 0 })).length, 1);
+});
+
+t.test('data survives closing and reopening the file', async (t) => {
+  const dir = t.testdir();
+  {
+    const db = openDatabase(dir);
+    const { readings } = openSqliteStores(db);
+    await readings.commit([r(1, '100'), r(2, '150.25')]);
+    await readings.close();
+    await t.rejects(readings.commit([r(3, '1')]), { code: 'STORE_UNAVAILABLE' }, 'a closed store refuses commits');
+    t.equal(await readings.ping(), false);
+    db.close();
+  }
+  const { readings } = open(t, dir);
+  t.equal(await readings.ping(), true);
+  t.same(await readings.get('d1', 2), r(2, '150.25'));
+  t.same(statuses(await readings.commit([r(2, '150.25'), r(3, '150'), r(4, '151')])), ['duplicate', 'register_backwards', 'stored'], 'state checks use the reopened file');
+});
+
+t.test('a second connection (another process) writing the same file is seen', async (t) => {
+  const { dataDir, readings: a } = open(t);
+  const { readings: b } = open(t, dataDir);
+  t.same(statuses(await a.commit([r(1, '100')])), ['stored']);
+  t.same(statuses(await b.commit([r(2, '200')])), ['stored']);
+  t.same(statuses(await a.commit([r(2, '200'), r(3, '150')])), ['duplicate', 'register_backwards'], 'no stale cache in a');
+  t.same(statuses(await b.commit([r(3, '250')])), ['stored']);
+  t.same(statuses(await a.commit([r(3, '300')])), ['duplicate_conflict']);
+});
+
+t.test('storage failure rejects the commit: nothing may be acknowledged', async (t) => {
+  const dir = t.testdir();
+  const db = openDatabase(dir);
+  const { readings } = openSqliteStores(db);
+  db.close();
+  await t.rejects(readings.commit([r(1, '1')]), { code: 'STORE_UNAVAILABLE' });
+  t.equal(await readings.ping(), false);
+});
+
+t.test('a batch is all-or-nothing on a storage error', async (t) => {
+  const { db, readings } = open(t);
+  // Simulate the disk failing mid-batch: a trigger that aborts on one row.
+  db.exec(`CREATE TRIGGER boom BEFORE INSERT ON readings WHEN NEW.seq = 3 BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
+  await t.rejects(readings.commit([r(1, '1'), r(2, '2'), r(3, '3')]), { code: 'STORE_UNAVAILABLE' });
+  t.equal(await readings.get('d1', 1), undefined, 'the earlier readings of the batch were rolled back');
+  db.exec('DROP TRIGGER boom');
+  t.same(statuses(await readings.commit([r(1, '1'), r(2, '2'), r(3, '3')])), ['stored', 'stored', 'stored'], 'the device redelivers');
+});
+
+t.test('a malformed value from a caller is rejected, not stored', async (t) => {
+  const { readings } = open(t);
+  t.same(statuses(await readings.commit([r(1, 'abc'), r(2, '1.50')])), ['invalid_value', 'stored']);
+  t.equal((await readings.get('d1', 2))?.value, '1.5', 'stored canonical');
+  t.same(await readings.commit([]), []);
+});

@@ -1,0 +1,185 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { openDatabase } from '../../store/db.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
+import { hashSecret, verifyDeviceSecret, verifySecret } from '../../store/secrets.ts';
+import type { Rejection } from '../../domain/reading.ts';
+
+const OWNER = '0x' + 'ab'.repeat(20);
+const T0 = Date.parse('2026-11-22T00:00:00Z');
+const H = 3600_000;
+
+function open(t: Test, dir?: string) {
+  const dataDir = dir ?? t.testdir();
+  const db = openDatabase(dataDir);
+  t.teardown(() => db.close());
+  let now = T0;
+  const clock = { set: (v: number) => (now = v) };
+  return { dataDir, db, clock, ...openSqliteStores(db, { clock: () => now }) };
+}
+
+const facility = (id = 'f1') => ({ id, name: 'Plant ' + id, owner: OWNER, baselineKgPerHour: '3600.0', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162' });
+
+t.test('facilities: create, conflict, validation, status', async (t) => {
+  const { registry } = open(t);
+  const f = registry.createFacility(facility());
+  t.same(f, { ...facility(), baselineKgPerHour: '3600', status: 'active', createdAt: T0 }, 'decimals stored canonical');
+  t.throws(() => registry.createFacility(facility()), { code: 'CONFLICT', statusCode: 409 });
+  t.throws(() => registry.createFacility({ ...facility('bad id') }), { code: 'VALIDATION_FAILED' });
+  t.throws(() => registry.createFacility({ ...facility('f2'), owner: 'nope' }), { code: 'VALIDATION_FAILED' });
+  t.throws(() => registry.createFacility({ ...facility('f2'), baselineKgPerHour: '-1' }), { code: 'VALIDATION_FAILED' });
+  t.throws(() => registry.createFacility({ ...facility('f2'), gridFactorKgPerKwh: 'abc' }), { code: 'VALIDATION_FAILED' });
+  registry.createFacility({ ...facility('f0'), createdAt: 5 });
+  t.same(registry.listFacilities().map((x) => x.id), ['f0', 'f1']);
+  t.equal(registry.getFacility('nope'), undefined);
+  t.equal(registry.updateFacility('f1', { status: 'suspended' }).status, 'suspended');
+  t.throws(() => registry.updateFacility('nope', { status: 'active' }), { code: 'FACILITY_NOT_FOUND', statusCode: 404 });
+  t.throws(() => registry.updateFacility('f1', { status: 'gone' as never }), { code: 'VALIDATION_FAILED' });
+});
+
+t.test('baseline history', async (t) => {
+  const { registry, clock } = open(t);
+  registry.createFacility(facility());
+  t.equal(registry.baselineAt('f1', 0), '3600', 'the first baseline is in force from the start');
+  t.equal(registry.baselineAt('f1', T0 - 10 * H), '3600');
+  // A PATCH made at T0 + 30 min (default effectiveFrom = now): in force from then on, so the window
+  // that started at T0 keeps 3600 (the oracle reads the baseline at a window's start).
+  clock.set(T0 + H / 2);
+  const f = registry.updateFacility('f1', { baselineKgPerHour: '4000' });
+  t.equal(f.baselineKgPerHour, '4000', 'the facility shows the latest configured baseline');
+  t.equal(registry.baselineAt('f1', T0), '3600');
+  t.equal(registry.baselineAt('f1', T0 + H / 2 - 1), '3600');
+  t.equal(registry.baselineAt('f1', T0 + H / 2), '4000');
+  t.equal(registry.baselineAt('f1', T0 + H), '4000');
+  // An explicit effectiveFrom (the next window start), then a correction of the same change.
+  registry.updateFacility('f1', { baselineKgPerHour: '2500.50', effectiveFrom: T0 + 3 * H });
+  registry.updateFacility('f1', { baselineKgPerHour: '2500.25', effectiveFrom: T0 + 3 * H });
+  t.equal(registry.baselineAt('f1', T0 + 3 * H - 1), '4000');
+  t.equal(registry.baselineAt('f1', T0 + 3 * H), '2500.25');
+  t.equal(registry.baselineAt('f1', T0 + 100 * H), '2500.25');
+  t.same(registry.baselineHistory('f1').map((b) => [b.effectiveFrom, b.baselineKgPerHour]), [
+    [0, '3600'],
+    [T0 + H / 2, '4000'],
+    [T0 + 3 * H, '2500.25'],
+  ]);
+  t.throws(() => registry.baselineAt('nope', T0), { code: 'FACILITY_NOT_FOUND' });
+  t.throws(() => registry.updateFacility('f1', { baselineKgPerHour: 'x' }), { code: 'VALIDATION_FAILED' });
+  t.equal(registry.baselineAt('f1', T0 + 100 * H), '2500.25', 'a failed update changes nothing');
+});
+
+t.test('devices: secrets, verify, rotate, suspend', async (t) => {
+  const { registry, db, dataDir } = open(t);
+  registry.createFacility(facility());
+  t.throws(() => registry.createDevice('nope', 'd1', 'meter'), { code: 'FACILITY_NOT_FOUND' });
+  t.throws(() => registry.createDevice('f1', 'bad/id', 'meter'), { code: 'VALIDATION_FAILED' });
+  const { device, password } = registry.createDevice('f1', 'd1', 'meter');
+  t.same(device, { deviceId: 'd1', facilityId: 'f1', kind: 'meter', status: 'active', createdAt: T0, online: false });
+  t.match(password, /^[A-Za-z0-9_-]{32,}$/, 'base64url');
+  t.ok(Buffer.from(password, 'base64url').length >= 16, 'at least 128 random bits');
+  t.throws(() => registry.createDevice('f1', 'd1', 'meter'), { code: 'CONFLICT' });
+  const other = registry.createDevice('f1', 'd2', 'cems');
+  t.not(other.password, password, 'independent secrets');
+
+  // Stored only as a salted scrypt record.
+  const hash = (db.prepare('SELECT secret_hash FROM devices WHERE device_id = ?').pluck().get('d1') as string);
+  t.match(hash, /^scrypt\$(\d+)\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+  t.ok(Number(hash.split('$')[1]) >= 16384, 'N >= 16384');
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  const fileBytes = Buffer.concat(fs.readdirSync(dataDir).map((f) => fs.readFileSync(path.join(dataDir, f))));
+  t.equal(fileBytes.indexOf(password), -1, 'the plaintext password is nowhere in the database files');
+
+  t.match(await registry.verifyDeviceSecret('d1', password), { deviceId: 'd1', facilityId: 'f1', status: 'active', facilityStatus: 'active' });
+  t.match(await registry.verifyDeviceSecret('d1', Buffer.from(password)), { deviceId: 'd1' }, 'MQTT passwords come as Buffers');
+  t.equal(await registry.verifyDeviceSecret('d1', password + 'x'), undefined, 'wrong secret');
+  t.equal(await registry.verifyDeviceSecret('d1', other.password), undefined, "another device's secret");
+  t.equal(await registry.verifyDeviceSecret('ghost', password), undefined, 'unknown device');
+  t.equal(await registry.verifyDeviceSecret('d1', undefined), undefined, 'no password');
+  t.equal(await registry.verifyDeviceSecret('d1', ''), undefined, 'empty password');
+  t.equal(await registry.verifyDeviceSecret('d1', 'x'.repeat(100_000)), undefined, 'huge password');
+  t.match(await verifyDeviceSecret(registry, 'd2', other.password), { deviceId: 'd2' }, 'standalone export');
+
+  // Rotation: the old secret stops working at once.
+  const rotated = registry.rotateSecret('d1');
+  t.not(rotated, password);
+  t.equal(await registry.verifyDeviceSecret('d1', password), undefined, 'old secret refused');
+  t.match(await registry.verifyDeviceSecret('d1', rotated), { deviceId: 'd1' });
+  t.throws(() => registry.rotateSecret('ghost'), { code: 'DEVICE_NOT_FOUND', statusCode: 404 });
+
+  // Suspension is reported; the broker refuses the CONNACK on it.
+  t.equal(registry.updateDevice('d1', { status: 'suspended' }).status, 'suspended');
+  t.match(await registry.verifyDeviceSecret('d1', rotated), { status: 'suspended', facilityStatus: 'active' });
+  registry.updateFacility('f1', { status: 'suspended' });
+  t.match(registry.credentials('d2'), { status: 'active', facilityStatus: 'suspended' });
+  t.throws(() => registry.updateDevice('ghost', { status: 'active' }), { code: 'DEVICE_NOT_FOUND' });
+  t.same(registry.listDevices('f1').map((d) => d.deviceId), ['d1', 'd2']);
+  t.throws(() => registry.listDevices('nope'), { code: 'FACILITY_NOT_FOUND' });
+  t.equal(registry.getDevice('ghost'), undefined);
+});
+
+t.test('secret records: malformed or weak records never match', async (t) => {
+  const good = await hashSecret('pw');
+  t.equal(await verifySecret('pw', good), true);
+  t.equal(await verifySecret('pw2', good), false);
+  t.equal(await verifySecret('pw', undefined), false);
+  t.equal(await verifySecret('pw', 'plaintext'), false);
+  t.equal(await verifySecret('pw', good.replace('scrypt$16384', 'scrypt$1024')), false, 'N below 16384 refused');
+  t.equal(await verifySecret('pw', good.replace('scrypt$16384', 'scrypt$16385')), false, 'N not a power of two');
+  t.not(await hashSecret('pw'), good, 'salted: same password, different record');
+});
+
+t.test('online status and lastSeenAt', async (t) => {
+  const { registry } = open(t);
+  registry.createFacility(facility());
+  registry.createDevice('f1', 'd1', 'meter');
+  registry.setOnline('d1', true, T0 + 1000);
+  t.match(registry.getDevice('d1'), { online: true, lastSeenAt: T0 + 1000 });
+  registry.setOnline('d1', false, T0 + 5000);
+  t.match(registry.getDevice('d1'), { online: false, lastSeenAt: T0 + 5000 });
+  registry.setOnline('d1', true, T0 + 2000);
+  t.match(registry.getDevice('d1'), { online: true, lastSeenAt: T0 + 5000 }, 'lastSeenAt never moves backwards');
+  t.doesNotThrow(() => registry.setOnline('ghost', true, T0), 'unknown device ignored');
+});
+
+t.test('rejections log', async (t) => {
+  const { registry } = open(t);
+  registry.createFacility(facility());
+  registry.createFacility(facility('f2'));
+  const rows: Rejection[] = [
+    { facilityId: 'f1', deviceId: 'd1', receivedAt: T0, reason: 'invalid_json', detail: 'x', payload: 'hello' },
+    { facilityId: 'f1', deviceId: 'd1', receivedAt: T0 + 1, reason: 'future_ts', payload: '€'.repeat(3000) },
+    { facilityId: 'f2', deviceId: 'd9', receivedAt: T0 + 2, reason: 'unknown_unit', payload: '{}' },
+  ];
+  registry.addRejections(rows);
+  registry.addRejections([]);
+  const list = registry.listRejections('f1');
+  t.same(list.map((r) => r.reason), ['future_ts', 'invalid_json'], 'newest first, own facility only');
+  t.equal(Buffer.byteLength(list[0].payload), 4095, 'payload capped at 4 KiB on a character boundary');
+  t.same(list[1], rows[0]);
+  t.equal(list[0].detail, undefined);
+  t.same(registry.listRejections('f1', 1).map((r) => r.reason), ['future_ts']);
+  t.throws(() => registry.listRejections('nope'), { code: 'FACILITY_NOT_FOUND' });
+  const many: Rejection[] = Array.from({ length: 1100 }, (_, i) => ({ ...rows[2], receivedAt: i }));
+  registry.addRejections(many);
+  t.equal(registry.listRejections('f2').length, 100, 'default limit 100');
+  t.equal(registry.listRejections('f2', 5000).length, 1000, 'max 1000');
+});
+
+t.test('registry survives closing and reopening the file', async (t) => {
+  const dir = t.testdir();
+  let password: string;
+  {
+    const db = openDatabase(dir);
+    const { registry } = openSqliteStores(db, { clock: () => T0 });
+    registry.createFacility(facility());
+    registry.updateFacility('f1', { baselineKgPerHour: '10', effectiveFrom: T0 + H });
+    ({ password } = registry.createDevice('f1', 'd1', 'meter'));
+    registry.addRejections([{ facilityId: 'f1', deviceId: 'd1', receivedAt: T0, reason: 'invalid_utf8', payload: '?' }]);
+    db.close();
+  }
+  const { registry } = open(t, dir);
+  t.equal(registry.getFacility('f1')?.baselineKgPerHour, '10');
+  t.equal(registry.baselineAt('f1', T0), '3600');
+  t.match(await registry.verifyDeviceSecret('d1', password), { deviceId: 'd1' });
+  t.equal(registry.listRejections('f1').length, 1);
+});
