@@ -1,0 +1,89 @@
+/**
+ * How readings are laid out in InfluxDB (see docs/INFLUXDB.md), and the row decoders.
+ *
+ * - `reading` (for time-range queries: window coverage, late readings of an old window, the API list):
+ *   tags facility, device, metric; fields seq (int), value (string, the exact decimal text), value_f
+ *   (float, for charts only, never used in arithmetic), unit (string), reset (bool), received (int, ms);
+ *   time = ts (ms) * 10^6 + seq mod 10^6 ns, so readings of one series in the same millisecond do not
+ *   overwrite each other.
+ * - `reading_seq` (for everything keyed by seq: dedupe, get, the readings after a high-water mark):
+ *   the same tags and fields with ts (int, ms) instead of seq; time = seq, in ns since the epoch. A
+ *   (device, seq) pair is one point, so a rewrite is idempotent and a seq range is a time range.
+ * - `reading_hw` (the oracle's high-water marks): tag device, field seq (int); time = seq. Written only
+ *   after every reading up to that seq was acknowledged in both measurements.
+ */
+import type { Metric, Reading } from '../domain/reading.ts';
+import { encodeLine } from './influx-line.ts';
+import type { Series } from './influx-http.ts';
+
+export const M_READING = 'reading';
+export const M_BY_SEQ = 'reading_seq';
+export const M_HW = 'reading_hw';
+
+export const NS_PER_MS = 1_000_000n;
+
+/** Nanosecond time of a reading in `reading`. */
+export function readingTime(ts: number, seq: number): bigint {
+  return BigInt(ts) * NS_PER_MS + BigInt(seq % 1_000_000);
+}
+
+/** Nanosecond bound equivalent to the millisecond bound `ms` (ts < ms  <=>  time < msToNs(ms)). */
+export function msToNs(ms: number): bigint {
+  return BigInt(ms) * NS_PER_MS;
+}
+
+/** The two lines of one reading (its value already canonical). */
+export function readingLines(r: Reading): string[] {
+  const tags = { facility: r.facilityId, device: r.deviceId, metric: r.metric };
+  const common = { value: r.value, unit: r.unit, reset: r.reset, received: BigInt(r.receivedAt) };
+  return [
+    encodeLine(M_READING, tags, { seq: BigInt(r.seq), ...common, value_f: Number(r.value) }, readingTime(r.ts, r.seq)),
+    encodeLine(M_BY_SEQ, tags, { ts: BigInt(r.ts), ...common }, BigInt(r.seq)),
+  ];
+}
+
+export function hwLine(deviceId: string, seq: number): string {
+  return encodeLine(M_HW, { device: deviceId }, { seq: BigInt(seq) }, BigInt(seq));
+}
+
+/** Explicit column lists (tags selected by name come back as columns). */
+export const READING_COLUMNS = '"seq","value","unit","reset","received","facility","device","metric"';
+export const BY_SEQ_COLUMNS = '"ts","value","unit","reset","received","facility","device","metric"';
+
+function rows(series: Series[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const s of series) {
+    for (const v of s.values) {
+      const row: Record<string, unknown> = { ...(s.tags ?? {}) };
+      s.columns.forEach((c, i) => {
+        row[c] = v[i];
+      });
+      out.push(row);
+    }
+  }
+  return out;
+}
+
+function toReading(row: Record<string, unknown>, seq: number, ts: number): Reading {
+  return {
+    facilityId: String(row.facility),
+    deviceId: String(row.device),
+    seq,
+    ts,
+    metric: String(row.metric) as Metric,
+    value: String(row.value),
+    unit: String(row.unit),
+    reset: row.reset === true,
+    receivedAt: Number(row.received),
+  };
+}
+
+/** Rows of `reading` queried with epoch=ms (time = ts). */
+export function decodeReadings(series: Series[]): Reading[] {
+  return rows(series).map((row) => toReading(row, Number(row.seq), Number(row.time)));
+}
+
+/** Rows of `reading_seq` queried with epoch=ns (time = seq). */
+export function decodeBySeq(series: Series[]): Reading[] {
+  return rows(series).map((row) => toReading(row, Number(row.time), Number(row.ts)));
+}

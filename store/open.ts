@@ -1,0 +1,50 @@
+/**
+ * Opens the stores the configuration asks for: the SQLite file under DATA_DIR always (registry,
+ * rejections, oracle and gateway records), and readings in SQLite or, when INFLUX_URL is set, in
+ * InfluxDB. `close()` closes what it opened, readings first.
+ */
+import type { Config } from '../domain/config.ts';
+import type { Logger } from '../domain/logger.ts';
+import { openDatabase, type Db } from './db.ts';
+import { openSqliteStores, type SqliteRegistry } from './sqlite.ts';
+import type { ReadingStore } from './types.ts';
+
+export interface Stores {
+  db: Db;
+  readings: ReadingStore;
+  registry: SqliteRegistry;
+  close(): Promise<void>;
+}
+
+type StoreConfig = Pick<
+  Config,
+  'dataDir' | 'influxUrl' | 'influxToken' | 'influxOrg' | 'influxBucket' | 'influxDatabase' | 'influxRetentionPolicy'
+>;
+
+export async function openStores(config: StoreConfig, logger: Logger): Promise<Stores> {
+  const db = openDatabase(config.dataDir);
+  const sqlite = openSqliteStores(db, { logger: logger.child({ component: 'store' }) });
+  let readings: ReadingStore = sqlite.readings;
+  if (config.influxUrl) {
+    const { openInfluxStore } = await import('./influx.ts');
+    readings = openInfluxStore({
+      url: config.influxUrl,
+      token: config.influxToken,
+      org: config.influxOrg,
+      bucket: config.influxBucket,
+      database: config.influxDatabase,
+      retentionPolicy: config.influxRetentionPolicy,
+      logger: logger.child({ component: 'influx' }),
+    });
+  }
+  return {
+    db,
+    readings,
+    registry: sqlite.registry,
+    async close() {
+      await readings.close();
+      if (readings !== sqlite.readings) await sqlite.readings.close();
+      db.close();
+    },
+  };
+}

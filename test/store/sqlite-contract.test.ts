@@ -1,0 +1,18 @@
+/** The same ReadingStore contract the InfluxDB store passes, against the embedded SQLite store. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { openDatabase } from '../../store/db.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
+import { readingStoreContract } from '../helpers/reading-store-contract.ts';
+
+readingStoreContract(t, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-sqlite-contract-'));
+  const db = openDatabase(dir);
+  t.teardown(() => {
+    db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return openSqliteStores(db).readings;
+});
