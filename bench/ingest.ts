@@ -1,0 +1,220 @@
+/**
+ * Ingest benchmark (not a test): `tsx bench/ingest.ts [--publishers 3] [--duration-ms 10000] [--stall-ms 30000]`.
+ * In one run, with the same publisher processes (mqtt.js 5, QoS 1, `window` messages in flight each):
+ *   1. our broker: auth + validation + SQLite group commit + PUBACK after durable (own process);
+ *   2. raw aedes 1.2: no auth, no storage (own process);
+ *   3. Mosquitto (Debian binary), raw QoS 1 (skipped with a note when absent);
+ *   4. our broker again with every commit stalled for `stallMs`: peak RSS of the broker process while
+ *      QoS 1 publishers and a QoS 0 flooder keep sending (back-pressure must bound it).
+ * Prints readings/s, the ratio ours/raw-aedes (target >= 0.5), p99 publish-to-PUBACK latency and the RSS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { openDatabase } from '../store/db.ts';
+import { openSqliteStores } from '../store/sqlite.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => fs.existsSync(p));
+
+export interface BenchIngestOptions {
+  publishers?: number;
+  durationMs?: number;
+  window?: number;
+  stallMs?: number;
+}
+
+export interface Throughput {
+  readingsPerSec: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+export interface BenchIngestResult {
+  ours: Throughput;
+  rawAedes: Throughput;
+  mosquitto?: Throughput;
+  ratioOursToRawAedes: number;
+  stall: { rssBeforeMb: number; rssPeakDuringStallMb: number; ackedDuringStall: number; stallMs: number };
+}
+
+function tsxNode(script: string, args: string[], stdio: 'pipe' | 'ignore' = 'pipe'): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', path.join(here, script), ...args], { cwd: root, stdio: ['ignore', stdio, 'inherit'] });
+}
+
+function firstJsonLine<T>(child: ChildProcess, pred: (v: Record<string, unknown>) => boolean): Promise<T> {
+  const rl = readline.createInterface({ input: child.stdout! });
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`child exited (${code}) before reporting`)));
+    rl.on('line', (line) => {
+      try {
+        const v = JSON.parse(line) as Record<string, unknown>;
+        if (pred(v)) resolve(v as T);
+      } catch {
+        // not ours
+      }
+    });
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+interface PubReport {
+  device: string;
+  acked: number;
+  elapsedMs: number;
+  p50: number | null;
+  p99: number | null;
+  nextSeq: number;
+}
+
+async function runPublishers(url: string, devices: { id: string; password?: string; startSeq: number }[], durationMs: number, window: number, qos = 1): Promise<PubReport[]> {
+  const children = devices.map((d) => {
+    const args = ['--url', url, '--device', d.id, '--duration-ms', String(durationMs), '--window', String(window), '--qos', String(qos), '--start-seq', String(d.startSeq)];
+    if (d.password) args.push('--password', d.password);
+    return tsxNode('ingest-publisher.ts', args);
+  });
+  return Promise.all(children.map((c) => firstJsonLine<PubReport>(c, (v) => typeof v.acked === 'number')));
+}
+
+function summarise(reports: PubReport[]): Throughput {
+  const readingsPerSec = reports.reduce((s, r) => s + r.acked / (r.elapsedMs / 1000), 0);
+  const p99s = reports.map((r) => r.p99).filter((x): x is number => x !== null);
+  const p50s = reports.map((r) => r.p50).filter((x): x is number => x !== null);
+  return { readingsPerSec: Math.round(readingsPerSec), p50Ms: p50s.length ? Math.max(...p50s) : null, p99Ms: p99s.length ? Math.max(...p99s) : null };
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function benchIngest(opts: BenchIngestOptions = {}): Promise<BenchIngestResult> {
+  const publishers = opts.publishers ?? 3;
+  const durationMs = opts.durationMs ?? 10_000;
+  const window = opts.window ?? 100;
+  const stallMs = opts.stallMs ?? 30_000;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-bench-ingest-'));
+  const children: ChildProcess[] = [];
+  try {
+    // Fleet: one device per publisher, plus a flooder for the stall phase.
+    const db = openDatabase(dir);
+    const { registry } = openSqliteStores(db);
+    registry.createFacility({ id: 'BENCH', name: 'bench', owner: '0x' + '22'.repeat(20), baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162' });
+    const devices = Array.from({ length: publishers + 1 }, (_, i) => {
+      const id = `bench${i}`;
+      return { id, password: registry.createDevice('BENCH', id, 'meter').password, startSeq: 1 };
+    });
+    db.close();
+    const pubs = devices.slice(0, publishers);
+    const flooder = devices[publishers];
+
+    // 1. ours
+    const ours = tsxNode('ingest-broker.ts', ['--mode', 'ours', '--data-dir', dir, '--stall-ms', String(stallMs)]);
+    children.push(ours);
+    const oursPort = (await firstJsonLine<{ mqttPort: number }>(ours, (v) => v.event === 'listening')).mqttPort;
+    const oursReports = await runPublishers(`mqtt://127.0.0.1:${oursPort}`, pubs, durationMs, window);
+    oursReports.forEach((r, i) => (pubs[i].startSeq = r.nextSeq));
+    const oursT = summarise(oursReports);
+
+    // 4. stall (same broker process): commits held for stallMs; publishers keep sending.
+    const rssBefore = rssMb(ours.pid!);
+    ours.kill('SIGUSR2');
+    let peak = rssBefore;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(ours.pid!) || 0)), 200);
+    // Publishers stop (and report) before the stall ends, so their PUBACK count is the stall's.
+    const stallRun = Math.max(1000, stallMs - 6000);
+    const [stallQos1, stallFlood] = await Promise.all([
+      runPublishers(`mqtt://127.0.0.1:${oursPort}`, pubs, stallRun, window),
+      runPublishers(`mqtt://127.0.0.1:${oursPort}`, [flooder], stallRun, 900, 0),
+    ]);
+    clearInterval(sampler);
+    void stallFlood;
+    const ackedDuringStall = stallQos1.reduce((s, r) => s + r.acked, 0);
+    await stop(ours);
+
+    // 2. raw aedes
+    const raw = tsxNode('ingest-broker.ts', ['--mode', 'raw']);
+    children.push(raw);
+    const rawPort = (await firstJsonLine<{ mqttPort: number }>(raw, (v) => v.event === 'listening')).mqttPort;
+    const rawT = summarise(await runPublishers(`mqtt://127.0.0.1:${rawPort}`, pubs.map((d) => ({ id: d.id, startSeq: 1 })), durationMs, window));
+    await stop(raw);
+
+    // 3. mosquitto
+    let mosqT: Throughput | undefined;
+    if (MOSQUITTO) {
+      const port = await freePort();
+      const conf = path.join(dir, 'mosquitto.conf');
+      fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n`);
+      const mosq = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
+      children.push(mosq);
+      for (let i = 0; i < 100; i++) {
+        const up = await new Promise<boolean>((r) => {
+          const s = net.connect(port, '127.0.0.1');
+          s.once('connect', () => (s.destroy(), r(true)));
+          s.once('error', () => r(false));
+        });
+        if (up) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      mosqT = summarise(await runPublishers(`mqtt://127.0.0.1:${port}`, pubs.map((d) => ({ id: d.id, startSeq: 1 })), durationMs, window));
+      await stop(mosq);
+    }
+
+    return {
+      ours: oursT,
+      rawAedes: rawT,
+      mosquitto: mosqT,
+      ratioOursToRawAedes: Math.round((oursT.readingsPerSec / rawT.readingsPerSec) * 100) / 100,
+      stall: { rssBeforeMb: Math.round(rssBefore), rssPeakDuringStallMb: Math.round(peak), ackedDuringStall, stallMs },
+    };
+  } finally {
+    for (const c of children) await stop(c);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  const { values } = parseArgs({
+    options: { publishers: { type: 'string' }, 'duration-ms': { type: 'string' }, window: { type: 'string' }, 'stall-ms': { type: 'string' } },
+  });
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const r = await benchIngest({ publishers: num(values.publishers), durationMs: num(values['duration-ms']), window: num(values.window), stallMs: num(values['stall-ms']) });
+  const fmt = (t?: Throughput) => (t ? `${t.readingsPerSec.toLocaleString('en')} readings/s (p50 ${t.p50Ms?.toFixed(1)} ms, p99 ${t.p99Ms?.toFixed(1)} ms)` : 'skipped (no mosquitto binary)');
+  process.stdout.write(
+    [
+      'ingest benchmark (QoS 1, one device per publisher process)',
+      `  ours (auth+validation+SQLite group commit, PUBACK after durable): ${fmt(r.ours)}`,
+      `  raw aedes (no auth, no storage):                                 ${fmt(r.rawAedes)}`,
+      `  mosquitto (raw):                                                 ${fmt(r.mosquitto)}`,
+      `  ratio ours / raw aedes: ${r.ratioOursToRawAedes} (target >= 0.5)`,
+      `  store stalled ${r.stall.stallMs / 1000} s: broker RSS ${r.stall.rssBeforeMb} MB before, peak ${r.stall.rssPeakDuringStallMb} MB during; ${r.stall.ackedDuringStall} PUBACKs during the stall`,
+      JSON.stringify(r),
+    ].join('\n') + '\n',
+  );
+}

@@ -1,0 +1,334 @@
+/**
+ * The MQTT broker (aedes 1.2): device authentication, topic ACL, limits, and readings handed to the
+ * ingest pipeline with the publish authorisation held until they are durable (PUBACK after commit).
+ * See docs/INGESTION.md for the behaviour at each limit.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { Registry as PromRegistry } from 'prom-client';
+import { publishTopicKind, maySubscribe, parseStatus, type DeviceSession } from './acl.ts';
+import { guardSocket, type Violation } from './guard.ts';
+import { ingestMetrics } from './metrics.ts';
+import type { IngestPipeline } from './pipeline.ts';
+import { verifyDeviceSecret } from '../store/secrets.ts';
+import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
+import type { Logger } from '../domain/logger.ts';
+import type { Registry } from '../store/types.ts';
+
+export interface BrokerLimits {
+  /** Largest MQTT packet (declared remaining length) accepted; bigger ones drop the connection. */
+  maxPacketBytes: number;
+  /** Longest topic in a PUBLISH (bytes); longer drops the connection. */
+  maxTopicBytes: number;
+  /** aedes `maxTopicLevels`: deeper topics (publish or subscribe) close the connection. */
+  maxTopicLevels: number;
+  /** Client ids longer than this are refused (CONNACK 2). Device ids are at most 64. */
+  maxClientIdLength: number;
+  /** A connection that sends no CONNECT within this time is closed (aedes `connectTimeout`). */
+  connectTimeoutMs: number;
+  /** Keepalive is clamped to [min, max] seconds; 0 (disabled) becomes max. */
+  keepaliveMinSeconds: number;
+  keepaliveMaxSeconds: number;
+}
+
+export const DEFAULT_LIMITS: BrokerLimits = {
+  maxPacketBytes: MAX_PAYLOAD_BYTES + 1024,
+  maxTopicBytes: 256,
+  maxTopicLevels: 16,
+  maxClientIdLength: 64,
+  connectTimeoutMs: 10_000,
+  keepaliveMinSeconds: 5,
+  keepaliveMaxSeconds: 600,
+};
+
+export interface BrokerDeps {
+  registry: Registry;
+  pipeline: IngestPipeline;
+  logger: Logger;
+  metrics: PromRegistry;
+  limits?: Partial<BrokerLimits>;
+  clock?: () => number;
+}
+
+export interface ListenOptions {
+  port: number;
+  host?: string;
+  tls?: { cert: string | Buffer; key: string | Buffer; port: number };
+}
+
+export interface Broker {
+  readonly aedes: Aedes;
+  listen(opts: ListenOptions): Promise<{ port: number; tlsPort?: number }>;
+  /** Closes every session (connected or still connecting) of the device. Returns how many. */
+  disconnectDevice(deviceId: string): number;
+  /** Closes every session of the facility's devices. Returns how many. */
+  disconnectFacility(facilityId: string): number;
+  ping(): boolean;
+  close(): Promise<void>;
+}
+
+type AuthError = Error & { returnCode: number };
+interface Session extends DeviceSession {
+  kicked: boolean;
+  counted: boolean;
+}
+
+function authError(returnCode: number, message: string): AuthError {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+/** CONNACK with `returnCode`, written directly (preConnect cannot answer with a code itself). */
+function connack(returnCode: number): Buffer {
+  return Buffer.from([0x20, 0x02, 0x00, returnCode]);
+}
+
+export function buildBroker(deps: BrokerDeps): Broker {
+  const log = deps.logger.child({ component: 'broker' });
+  const limits: BrokerLimits = { ...DEFAULT_LIMITS, ...deps.limits };
+  const m = ingestMetrics(deps.metrics);
+  const clock = deps.clock ?? Date.now;
+  const { registry, pipeline } = deps;
+
+  const sessions = new WeakMap<Client, Session>();
+  /** Authenticated clients per device, from authentication until their socket closes. */
+  const live = new Map<string, Set<Client>>();
+  /** Last online state written per device: repeated status messages cost no write. */
+  const onlineState = new Map<string, boolean>();
+  const sockets = new Set<net.Socket>();
+  const servers: net.Server[] = [];
+  let listening = false;
+
+  function reject(s: DeviceSession, reason: Rejection['reason'], detail: string, payload = ''): void {
+    pipeline.recordRejection({ facilityId: s.facilityId, deviceId: s.deviceId, receivedAt: clock(), reason, detail, payload });
+  }
+
+  function setOnline(deviceId: string, online: boolean): void {
+    if (onlineState.get(deviceId) === online) return;
+    try {
+      registry.setOnline(deviceId, online, clock());
+      onlineState.set(deviceId, online);
+      if (onlineState.size > 100_000) onlineState.clear();
+    } catch (err) {
+      log.warn({ err, deviceId }, 'could not record online status');
+    }
+  }
+
+  const preConnect: AedesOptions['preConnect'] = (client, packet, cb) => {
+    const id = packet.clientId ?? '';
+    if ((id === '' && !packet.clean) || id.length > limits.maxClientIdLength) {
+      m.authFailed.inc({ reason: 'client_id' });
+      if (packet.protocolVersion === 4 || packet.protocolVersion === 3) client.conn.write(connack(2));
+      cb(new Error(id === '' ? 'empty client id with clean=false' : 'client id too long'), false);
+      return;
+    }
+    // Keepalive bounds: 0 (none) or too long would let dead sessions linger; clamp rather than refuse
+    // (MQTT 3.1.1 has no CONNACK code for it; aedes' keepaliveLimit answers a non-standard 6).
+    const ka = packet.keepalive ?? 0;
+    packet.keepalive = ka === 0 ? limits.keepaliveMaxSeconds : Math.min(Math.max(ka, limits.keepaliveMinSeconds), limits.keepaliveMaxSeconds);
+    cb(null, true);
+  };
+
+  const authenticate: AedesOptions['authenticate'] = (client, username, password, cb) => {
+    const fail = (rc: number, reason: string, message: string) => {
+      m.authFailed.inc({ reason });
+      log.info({ clientId: client.id, username, reason }, 'MQTT connect refused');
+      cb(authError(rc, message) as Parameters<typeof cb>[0], null);
+    };
+    if (typeof username !== 'string' || !ID_RE.test(username) || client.id !== username) {
+      // The client id must be the device id; checked before the (slow) secret hash.
+      if (typeof username === 'string' && ID_RE.test(username) && client.id !== username) {
+        return fail(2, 'client_id', 'client id must equal the device id');
+      }
+      return fail(4, 'bad_credentials', 'bad user name or password');
+    }
+    verifyDeviceSecret(registry, username, password ?? undefined).then(
+      (creds) => {
+        if (!creds) return fail(4, 'bad_credentials', 'bad user name or password');
+        // Re-read after the slow hash: a rotation or suspension meanwhile wins.
+        const now = registry.credentials(username);
+        if (!now || now.secretHash !== creds.secretHash) return fail(4, 'bad_credentials', 'bad user name or password');
+        if (now.status !== 'active' || now.facilityStatus !== 'active') {
+          return fail(5, now.status !== 'active' ? 'device_suspended' : 'facility_suspended', 'not authorized');
+        }
+        const s: Session = { deviceId: now.deviceId, facilityId: now.facilityId, kicked: false, counted: false };
+        sessions.set(client, s);
+        let set = live.get(s.deviceId);
+        if (!set) live.set(s.deviceId, (set = new Set()));
+        set.add(client);
+        client.conn.once('close', () => {
+          const cur = live.get(s.deviceId);
+          cur?.delete(client);
+          if (cur && cur.size === 0) live.delete(s.deviceId);
+        });
+        cb(null, true);
+      },
+      (err: unknown) => {
+        log.error({ err, username }, 'authentication failed with an error');
+        fail(3, 'error', 'server unavailable');
+      },
+    );
+  };
+
+  const authorizePublish: AedesOptions['authorizePublish'] = (client, packet, cb) => {
+    if (packet.topic.startsWith('$SYS/')) return cb(new Error('$SYS/ topic is reserved'));
+    const isWill = client === null || client.closed;
+    const s = client ? sessions.get(client) : undefined;
+    const kind = s ? publishTopicKind(s, packet.topic) : undefined;
+    if (!s || !kind || (isWill && kind !== 'status')) {
+      m.aclDenied.inc({ action: isWill ? 'will' : 'publish' });
+      if (s) reject(s, 'invalid_topic', `${isWill ? 'will' : 'publish'} to a topic that is not the device's own`, packet.topic.slice(0, 512));
+      log.info({ deviceId: s?.deviceId, topic: packet.topic.slice(0, 200), will: isWill }, 'publish refused by ACL');
+      return cb(new Error('not authorized to publish here'));
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    if (kind === 'status') {
+      const online = isWill ? false : parseStatus(payload);
+      if (online !== undefined) setOnline(s.deviceId, online);
+      return cb(null);
+    }
+    // Readings: not retained (no copy kept in memory); held until durable, then PUBACK.
+    (packet as PublishPacket).retain = false;
+    pipeline.submit({ facilityId: s.facilityId, deviceId: s.deviceId }, payload).then(
+      () => cb(null),
+      (err: unknown) => {
+        // Storage failed or the device is over its rate limit: no PUBACK. The error closes the
+        // connection; the device redelivers after reconnecting.
+        if ((err as { code?: string }).code === 'RATE_LIMITED') m.dropped.inc({ reason: 'rate_limited' });
+        else log.warn({ err, deviceId: s.deviceId }, 'readings not stored: closing the connection without PUBACK');
+        cb(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  };
+
+  const authorizeSubscribe: AedesOptions['authorizeSubscribe'] = (client, sub: Subscription, cb) => {
+    const s = sessions.get(client);
+    if (s && maySubscribe(s, sub.topic)) return cb(null, sub);
+    m.aclDenied.inc({ action: 'subscribe' });
+    log.info({ deviceId: s?.deviceId, topic: sub.topic.slice(0, 200) }, 'subscribe refused by ACL');
+    cb(null, null);
+  };
+
+  const aedes = new Aedes({
+    preConnect,
+    authenticate,
+    authorizePublish,
+    authorizeSubscribe,
+    connectTimeout: limits.connectTimeoutMs,
+    maxClientsIdLength: limits.maxClientIdLength,
+    maxTopicLevels: limits.maxTopicLevels,
+  });
+
+  aedes.on('clientReady', (client) => {
+    const s = sessions.get(client);
+    if (!s) return;
+    if (s.kicked) {
+      client.close();
+      return;
+    }
+    s.counted = true;
+    m.connectedDevices.inc();
+    setOnline(s.deviceId, true);
+  });
+  aedes.on('clientDisconnect', (client) => {
+    const s = sessions.get(client);
+    if (!s) return;
+    if (s.counted) {
+      s.counted = false;
+      m.connectedDevices.dec();
+    }
+    // A takeover by a new session of the same device is not "offline".
+    const current = (aedes as unknown as { clients: Record<string, Client> }).clients[s.deviceId];
+    if (!current || current === client) setOnline(s.deviceId, false);
+  });
+  aedes.on('clientError', (client, err) => {
+    const s = sessions.get(client);
+    if (s && /too many levels/.test(err.message)) {
+      m.dropped.inc({ reason: 'topic_levels' });
+      reject(s, 'invalid_topic', `topic has more than ${limits.maxTopicLevels} levels`);
+    }
+    log.debug({ clientId: client.id, err: err.message }, 'client error');
+  });
+  aedes.on('connectionError', (client, err) => log.debug({ err: err.message }, 'connection error before CONNECT'));
+
+  function onViolation(socket: net.Socket, v: Violation, declared: number): void {
+    m.dropped.inc({ reason: v });
+    const client = (socket as unknown as { client?: Client }).client;
+    const s = client ? sessions.get(client) : undefined;
+    log.info({ deviceId: s?.deviceId, violation: v, declared, remote: socket.remoteAddress }, 'connection dropped by the packet guard');
+    if (s) {
+      if (v === 'topic_too_long') reject(s, 'invalid_topic', `topic of ${declared} bytes > ${limits.maxTopicBytes}`);
+      else reject(s, 'payload_too_large', v === 'packet_too_large' ? `packet declares ${declared} bytes > ${limits.maxPacketBytes}` : 'malformed packet header');
+    }
+  }
+
+  function handle(socket: net.Socket): void {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.setNoDelay(true);
+    guardSocket(socket, limits, (v, declared) => onViolation(socket, v, declared));
+    aedes.handle(socket);
+  }
+
+  function listenOn(server: net.Server, port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        servers.push(server);
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  function kick(match: (s: Session) => boolean): number {
+    let n = 0;
+    for (const set of live.values()) {
+      for (const client of set) {
+        const s = sessions.get(client);
+        if (s && match(s)) {
+          s.kicked = true;
+          client.close();
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  return {
+    aedes,
+    async listen(opts) {
+      await aedes.listen();
+      const host = opts.host ?? '127.0.0.1';
+      const port = await listenOn(net.createServer({ noDelay: true }, handle), opts.port, host);
+      let tlsPort: number | undefined;
+      if (opts.tls) {
+        const server = tls.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (socket) => handle(socket));
+        tlsPort = await listenOn(server, opts.tls.port, host);
+      }
+      listening = true;
+      log.info({ port, tlsPort, host }, 'MQTT broker listening');
+      return { port, tlsPort };
+    },
+    disconnectDevice(deviceId) {
+      const set = live.get(deviceId);
+      if (!set) return 0;
+      return kick((s) => s.deviceId === deviceId);
+    },
+    disconnectFacility(facilityId) {
+      return kick((s) => s.facilityId === facilityId);
+    },
+    ping() {
+      return listening && !aedes.closed;
+    },
+    async close() {
+      listening = false;
+      const closing = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+      await new Promise<void>((r) => aedes.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await Promise.all(closing);
+      m.connectedDevices.set(0);
+    },
+  };
+}

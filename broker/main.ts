@@ -1,0 +1,115 @@
+/**
+ * `npm run start:broker`: the ingest service on its own. Loads the configuration, opens the stores
+ * (store/open.ts: SQLite, readings in InfluxDB when INFLUX_URL is set),
+ * then either runs our broker (MQTT_PORT, plus TLS when MQTT_TLS_CERT/KEY are set) or, with MQTT_URL,
+ * consumes from that external broker. Prints one JSON line `{"event":"listening","mqttPort":...}` on
+ * stdout once ready (the durability test reads it); SIGINT/SIGTERM close everything in order.
+ *
+ * `startIngest` is exported for scripts that need the same composition with a twist (bench/ wraps the
+ * store to inject a stall); `npm start` composes the factories itself.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Registry as PromRegistry } from 'prom-client';
+import { buildBroker, type Broker, type BrokerLimits } from './broker.ts';
+import { buildConsumer, type Consumer } from './consumer.ts';
+import { buildIngestPipeline, type IngestPipelineDeps } from './pipeline.ts';
+import { loadConfig, type Config } from '../domain/config.ts';
+import { createLogger, type Logger } from '../domain/logger.ts';
+import { openStores } from '../store/open.ts';
+import type { ReadingStore } from '../store/types.ts';
+
+export interface StartIngestOptions {
+  logger: Logger;
+  metrics?: PromRegistry;
+  /** Wraps the reading store (bench: inject a stall). */
+  wrapStore?: (store: ReadingStore) => ReadingStore;
+  pipeline?: Partial<Pick<IngestPipelineDeps, 'maxBatch' | 'maxDelayMs' | 'maxQueuedBytes' | 'rateLimit'>>;
+  limits?: Partial<BrokerLimits>;
+}
+
+export interface IngestService {
+  mqttPort?: number;
+  tlsPort?: number;
+  broker?: Broker;
+  consumer?: Consumer;
+  close(): Promise<void>;
+}
+
+export async function startIngest(config: Config, opts: StartIngestOptions): Promise<IngestService> {
+  const { logger } = opts;
+  const metrics = opts.metrics ?? new PromRegistry();
+  const stores = await openStores(config, logger);
+  const sqlite = stores;
+  const store: ReadingStore = opts.wrapStore ? opts.wrapStore(stores.readings) : stores.readings;
+  // Behind an external broker the rate limit is that broker's job: refusing one device's message there
+  // would drop the consumer connection shared by many devices.
+  const pipeline = buildIngestPipeline({ store, registry: sqlite.registry, logger, metrics, ...(config.mqttUrl ? { rateLimit: false as const } : {}), ...opts.pipeline });
+
+  let broker: Broker | undefined;
+  let consumer: Consumer | undefined;
+  let ports: { port?: number; tlsPort?: number } = {};
+  const closeStores = async () => {
+    await pipeline.close();
+    await stores.close();
+  };
+  try {
+    if (config.mqttUrl) {
+      consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: sqlite.registry, pipeline, logger, metrics });
+      await consumer.start();
+    } else {
+      broker = buildBroker({ registry: sqlite.registry, pipeline, logger, metrics, limits: opts.limits });
+      const tlsOpts =
+        config.mqttTlsCert && config.mqttTlsKey
+          ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
+          : undefined;
+      ports = await broker.listen({ port: config.mqttPort, host: config.mqttHost, tls: tlsOpts });
+    }
+  } catch (err) {
+    await broker?.close();
+    await consumer?.close();
+    await closeStores();
+    throw err;
+  }
+  return {
+    mqttPort: ports.port,
+    tlsPort: ports.tlsPort,
+    broker,
+    consumer,
+    async close() {
+      await broker?.close();
+      await consumer?.close();
+      await closeStores();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const service = await startIngest(config, { logger });
+  process.stdout.write(JSON.stringify({ event: 'listening', mqttPort: service.mqttPort ?? null, tlsPort: service.tlsPort ?? null, pid: process.pid }) + '\n');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping ingest');
+    service.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`broker failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
