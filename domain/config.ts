@@ -44,6 +44,7 @@ export const SETTINGS = {
   windowSeconds: { env: 'WINDOW_SECONDS', kind: 'int', default: '3600', description: 'settlement window length' },
   graceSeconds: { env: 'GRACE_SECONDS', kind: 'int', default: '300', description: 'wait after a window ends before settling it' },
   oracleCron: { env: 'ORACLE_CRON', kind: 'string', default: '*/10 * * * * *', description: 'node-cron schedule of oracle runs (seconds field allowed)' },
+  gatewayPrivateKey: { env: 'GATEWAY_PRIVATE_KEY', kind: 'string', sensitive: true, description: 'gateway signer on CHAIN_RPC_URL (regulator role for facility writes, gas for relayed retirements); default ORACLE_PRIVATE_KEY', validate: (v) => (HEX_KEY.test(v) ? undefined : 'must be a 32-byte hex key') },
   adminApiKey: { env: 'ADMIN_API_KEY', kind: 'string', sensitive: true, description: 'use this admin API key instead of generating one' },
   simulatedDevices: { env: 'SIMULATED_DEVICES', kind: 'int', default: '6', description: 'size of the demo fleet `npm start` runs; 0 for none' },
   logLevel: { env: 'LOG_LEVEL', kind: 'string', default: 'info', description: 'pino level: trace, debug, info, warn, error, silent' },

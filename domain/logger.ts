@@ -1,5 +1,5 @@
 /** One pino root logger; components take a child. Secrets are redacted wherever they appear. */
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -17,8 +17,10 @@ const REDACT = [
   'req.headers.authorization',
 ];
 
-export function createLogger(level = 'info'): Logger {
-  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: undefined });
+/** `destination` defaults to stdout; a CLI that prints results on stdout logs to stderr (`pino.destination(2)`). */
+export function createLogger(level = 'info', destination?: DestinationStream): Logger {
+  const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: undefined };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** A logger that prints nothing (tests). */

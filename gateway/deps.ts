@@ -1,0 +1,161 @@
+/**
+ * What the gateway needs from the rest of the system, as narrow interfaces. The composition root
+ * (gateway/main.ts, main.ts) adapts the real modules to these; tests pass real ones or small fakes.
+ * A backend left out (`undefined`) makes the routes that need it answer 503 in the SPEC error format.
+ */
+import type { Registry as PromRegistry } from 'prom-client';
+import type { Db } from '../store/db.ts';
+import type { ReadingStore, Registry } from '../store/types.ts';
+import type { Logger } from '../domain/logger.ts';
+
+/** Integer grams as they come from the chain or the records (bigint, or integer text/number). */
+export type Grams = bigint | string | number;
+
+/** On-chain view of a facility (the Ledger's `facility(id)`). */
+export interface ChainFacility {
+  registered: boolean;
+  owner: string;
+  suspended: boolean;
+  nextWindowStart?: Grams;
+  deficitGrams: Grams;
+  mintedGrams: Grams;
+  burnedGrams: Grams;
+  retiredGrams: Grams;
+}
+
+/** One retirement record on-chain. */
+export interface ChainRetirement {
+  id: Grams;
+  account: string;
+  facilityId?: string;
+  amountGrams: Grams;
+  beneficiary: string;
+  reason: string;
+  /** Block time, epoch ms. */
+  retiredAt?: number;
+  txHash?: string;
+}
+
+/**
+ * An EIP-712 signed retirement as it travels over HTTP (integers as decimal text): the holder signed
+ * it with their own key, the gateway only relays it and pays the gas.
+ */
+export interface SignedRetirement {
+  holder: string;
+  amountGrams: string;
+  beneficiary: string;
+  reason: string;
+  nonce: string;
+  /** UNIX seconds. */
+  deadline: string;
+  signature: string;
+}
+
+/** The same request as the contracts client takes it. */
+export interface RetireWithSigRequest {
+  holder: string;
+  amount: bigint;
+  beneficiary: string;
+  reason: string;
+  nonce: bigint;
+  /** UNIX seconds. */
+  deadline: number;
+  signature: string;
+}
+
+/** The part of the contracts client (`Ledger` in contracts/client/ledger.ts) the gateway calls. */
+export interface GatewayLedger {
+  facility(id: string): Promise<ChainFacility>;
+  balanceOf(address: string): Promise<Grams>;
+  /** firstWindowStart: epoch ms (a whole second). */
+  registerFacility(id: string, owner: string, baselineKgPerHour: string, firstWindowStart: number): Promise<unknown>;
+  setFacilitySuspended(id: string, suspended: boolean): Promise<unknown>;
+  /** effectiveFrom: epoch ms, a window start. */
+  setBaseline?(id: string, baselineKgPerHour: string, effectiveFrom: number): Promise<unknown>;
+  retirements(filter: { account?: string; facilityId?: string }): Promise<ChainRetirement[]>;
+  /** Submits a holder-signed retirement (this client's signer pays gas); resolves once mined. */
+  retireWithSig(req: RetireWithSigRequest): Promise<{ txHash: string; id?: Grams }>;
+  /** For /health: a block number from the node (either form). */
+  blockNumber?(): Promise<number>;
+  readonly provider?: { getBlockNumber(): Promise<number> };
+}
+
+/** A settlement as the oracle records it (times epoch ms). */
+export interface SettlementRecord {
+  id: string | number;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  complete: boolean;
+  netGrams: Grams;
+  mintedGrams: Grams;
+  burnedGrams: Grams;
+  deficitGrams: Grams;
+  evidenceRoot: string;
+  txHash?: string | null;
+}
+
+export interface VerifyResult {
+  match: boolean;
+  /** null when the chain has no settlement for this window. */
+  onChain: Record<string, unknown> | null;
+  recomputed: Record<string, unknown>;
+  /** What the oracle recorded when it settled (optional). */
+  recorded?: Record<string, unknown>;
+}
+
+export interface ProofResult {
+  root: string;
+  /** The leaf's values (for StandardMerkleTree.verify) or its hash, as the oracle builds it. */
+  leaf: unknown;
+  proof: string[];
+  leafEncoding?: string[];
+}
+
+/** The oracle's records and audit functions. */
+export interface GatewayOracle {
+  listSettlements(q: { facilityId?: string; from?: number; to?: number }): Promise<SettlementRecord[]> | SettlementRecord[];
+  getSettlement(id: string): Promise<SettlementRecord | undefined> | SettlementRecord | undefined;
+  verify(id: string): Promise<VerifyResult>;
+  /** Rejects or resolves undefined when the reading is not in the settlement's evidence. */
+  proof(id: string, deviceId: string, seq: number): Promise<ProofResult | undefined>;
+  /** Keys `${deviceId}:${seq}` of the given readings that a settlement flagged late. */
+  lateReadings?(facilityId: string, keys: { deviceId: string; seq: number }[]): Promise<Set<string>> | Set<string>;
+}
+
+/** The broker's session control: cut a device off at once (rotation, suspension). */
+export interface GatewayBroker {
+  disconnectDevice(deviceId: string): Promise<unknown> | unknown;
+  disconnectFacility(facilityId: string): Promise<unknown> | unknown;
+  /** For /health; absent means "reachable" when the broker is in-process. */
+  ping?(): Promise<boolean> | boolean;
+}
+
+export interface GatewayOptions {
+  /** Requests per key (or per IP when unauthenticated) per `rateLimitWindowMs`. Default 300. */
+  rateLimitMax?: number;
+  rateLimitWindowMs?: number;
+  /** How long chain reads (balance) are cached, ms. Default 1000; 0 disables. */
+  chainCacheMs?: number;
+  /** How long a verified API key stays cached in memory, ms. Default 5000. */
+  keyCacheMs?: number;
+  /** Window length, to compute a new facility's first window on-chain. Default 3600 s. */
+  windowSeconds?: number;
+  /** Log requests (pino) — off by default, the bench and tests keep quiet. */
+  logRequests?: boolean;
+}
+
+export interface GatewayDeps {
+  db: Db;
+  registry: Registry;
+  readings?: ReadingStore;
+  ledger?: GatewayLedger;
+  oracle?: GatewayOracle;
+  broker?: GatewayBroker;
+  /** The shared prom-client registry; domain metrics registered on it by others show up on /metrics. */
+  metrics?: PromRegistry;
+  logger: Logger;
+  options?: GatewayOptions;
+  /** Clock, for tests. */
+  now?: () => number;
+}

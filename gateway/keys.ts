@@ -1,0 +1,188 @@
+/**
+ * API keys: 256-bit random secrets shown once, stored as SHA-256 hashes in the shared SQLite file.
+ *
+ * Why a fast hash is enough here: a slow salted hash protects low-entropy human passwords from
+ * offline guessing. These keys are 32 random bytes, so inverting the hash means searching 2^256
+ * values whatever the hash speed; a plain SHA-256 loses nothing and lets every request be checked
+ * with one indexed lookup (no salt needed either: equal hashes would need equal random keys).
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Db } from '../store/db.ts';
+import type { Logger } from '../domain/logger.ts';
+import { errors } from '../domain/errors.ts';
+
+export const ROLES = ['admin', 'regulator', 'facility'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Principal {
+  keyId: string;
+  role: Role;
+  facilityId?: string;
+}
+
+export interface ApiKeyInfo {
+  id: string;
+  role: Role;
+  facilityId?: string;
+  /** First characters of the key, enough to recognise it, never enough to use it. */
+  prefix: string;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+const KEY_PREFIX = 'mrv_';
+const KEY_RE = /^mrv_[A-Za-z0-9_-]{43}$/;
+export const ADMIN_KEY_FILE = 'admin-api-key';
+
+export function hashKey(key: string): string {
+  return crypto.createHash('sha256').update(key).digest('hex');
+}
+
+export function generateKey(): string {
+  return KEY_PREFIX + crypto.randomBytes(32).toString('base64url');
+}
+
+interface Row {
+  id: string;
+  role: Role;
+  facility_id: string | null;
+  prefix: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+function toInfo(r: Row): ApiKeyInfo {
+  return {
+    id: r.id,
+    role: r.role,
+    ...(r.facility_id ? { facilityId: r.facility_id } : {}),
+    prefix: r.prefix,
+    createdAt: r.created_at,
+    ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
+  };
+}
+
+export interface KeyStore {
+  create(role: Role, facilityId?: string): { info: ApiKeyInfo; key: string };
+  /** Registers a key supplied from outside (ADMIN_API_KEY) under a fixed id; replaces that id's hash. */
+  upsertKnown(id: string, key: string, role: Role): void;
+  list(): ApiKeyInfo[];
+  revoke(id: string): boolean;
+  /** The principal for a presented key, or undefined. Cached in memory for `cacheMs`. */
+  authenticate(key: string): Principal | undefined;
+  hasActiveAdmin(): boolean;
+}
+
+export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => number } = {}): KeyStore {
+  const now = opts.now ?? Date.now;
+  const cacheMs = opts.cacheMs ?? 5000;
+  db.exec(`CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('admin','regulator','facility')),
+    facility_id TEXT,
+    prefix TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+  )`);
+  const insert = db.prepare(
+    'INSERT INTO api_keys (id, key_hash, role, facility_id, prefix, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  const byHash = db.prepare('SELECT id, role, facility_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL');
+  const listStmt = db.prepare(
+    'SELECT id, role, facility_id, prefix, created_at, last_used_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id',
+  );
+  const revokeStmt = db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
+  const touch = db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?');
+  const adminCount = db.prepare("SELECT count(*) AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL");
+  const upsert = db.prepare(
+    `INSERT INTO api_keys (id, key_hash, role, facility_id, prefix, created_at) VALUES (?, ?, ?, NULL, ?, ?)
+     ON CONFLICT(id) DO UPDATE SET key_hash = excluded.key_hash, role = excluded.role, revoked_at = NULL`,
+  );
+
+  const cache = new Map<string, { p: Principal; until: number }>();
+  const MAX_CACHE = 10_000;
+
+  return {
+    create(role, facilityId) {
+      if (role === 'facility' && !facilityId) throw errors.VALIDATION('a facility key needs facilityId');
+      if (role !== 'facility' && facilityId) throw errors.VALIDATION(`a ${role} key takes no facilityId`);
+      const key = generateKey();
+      const id = 'key_' + crypto.randomBytes(8).toString('hex');
+      const createdAt = now();
+      insert.run(id, hashKey(key), role, facilityId ?? null, key.slice(0, 10), createdAt);
+      return { info: { id, role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt }, key };
+    },
+    upsertKnown(id, key, role) {
+      upsert.run(id, hashKey(key), role, KEY_RE.test(key) ? key.slice(0, 10) : '(configured)', now());
+      cache.clear();
+    },
+    list() {
+      return (listStmt.all() as Row[]).map(toInfo);
+    },
+    revoke(id) {
+      const changed = revokeStmt.run(now(), id).changes > 0;
+      if (changed) cache.clear();
+      return changed;
+    },
+    authenticate(key) {
+      if (key.length === 0 || key.length > 200) return undefined;
+      const t = now();
+      // Keyed by the presented key (only valid ones are cached, for cacheMs): a hit skips the hash.
+      const hit = cache.get(key);
+      if (hit && hit.until > t) return hit.p;
+      const r = byHash.get(hashKey(key)) as { id: string; role: Role; facility_id: string | null } | undefined;
+      if (!r) {
+        cache.delete(key);
+        return undefined;
+      }
+      const p: Principal = { keyId: r.id, role: r.role, ...(r.facility_id ? { facilityId: r.facility_id } : {}) };
+      touch.run(t, r.id); // at most once per cache period per key
+      if (cache.size >= MAX_CACHE) cache.clear();
+      cache.set(key, { p, until: t + cacheMs });
+      return p;
+    },
+    hasActiveAdmin() {
+      return (adminCount.get() as { n: number }).n > 0;
+    },
+  };
+}
+
+export type AdminKeySource = 'config' | 'existing' | 'file' | 'generated';
+
+/**
+ * Makes sure an admin key exists. With a configured key (ADMIN_API_KEY) that key is the admin key.
+ * Otherwise, on first start, a key is generated and written once to DATA_DIR/admin-api-key with mode
+ * 0600 (never overwritten; if the file is there but the database was reset, the file's key is
+ * registered again). Logs the file path, never the key.
+ */
+export function bootstrapAdminKey(
+  keys: KeyStore,
+  opts: { configuredKey?: string; dataDir: string; logger: Logger },
+): { source: AdminKeySource; file?: string } {
+  const file = path.join(opts.dataDir, ADMIN_KEY_FILE);
+  if (opts.configuredKey) {
+    if (opts.configuredKey.length < 16) throw errors.CONFIG_INVALID('ADMIN_API_KEY must be at least 16 characters');
+    keys.upsertKnown('admin-config', opts.configuredKey, 'admin');
+    opts.logger.info('admin API key taken from ADMIN_API_KEY');
+    return { source: 'config' };
+  }
+  if (keys.hasActiveAdmin()) return { source: 'existing', ...(fs.existsSync(file) ? { file } : {}) };
+  if (fs.existsSync(file)) {
+    const key = fs.readFileSync(file, 'utf8').trim();
+    if (!KEY_RE.test(key)) throw errors.CONFIG_INVALID(`${file} does not hold an API key; remove it to generate a new one`);
+    keys.upsertKnown('admin-initial', key, 'admin');
+    opts.logger.info({ file }, 'admin API key registered again from its file');
+    return { source: 'file', file };
+  }
+  fs.mkdirSync(opts.dataDir, { recursive: true });
+  const key = generateKey();
+  // 'wx': fail rather than overwrite; mode applies at creation.
+  fs.writeFileSync(file, key + '\n', { flag: 'wx', mode: 0o600 });
+  keys.upsertKnown('admin-initial', key, 'admin');
+  opts.logger.warn({ file }, 'generated the initial admin API key; read it from this file (owner-only)');
+  return { source: 'generated', file };
+}

@@ -1,0 +1,131 @@
+/**
+ * `npm run start:gateway`: the HTTP gateway on its own. Config → stores → chain client (with
+ * CHAIN_RPC_URL) → oracle read side → buildGateway → initial admin key → listen. Prints one JSON line
+ * `{"event":"listening","url":...}` on stdout once ready; SIGINT/SIGTERM close everything in order.
+ *
+ * `startGatewayService` is the same composition for callers that already hold some of the parts
+ * (`npm start` passes its stores, ledger, oracle, broker and metrics registry).
+ */
+import { pathToFileURL } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { ethers } from 'ethers';
+import { Registry as PromRegistry } from 'prom-client';
+import { loadConfig, type Config } from '../domain/config.ts';
+import { createLogger, type Logger } from '../domain/logger.ts';
+import { openStores, type Stores } from '../store/open.ts';
+import { Ledger } from '../contracts/client/ledger.ts';
+import { buildOracle } from '../oracle/oracle.ts';
+import { buildGateway } from './app.ts';
+import { bootstrapAdminKey, createKeyStore, type AdminKeySource } from './keys.ts';
+import type { GatewayBroker, GatewayLedger, GatewayOracle } from './deps.ts';
+
+export interface GatewayService {
+  app: FastifyInstance;
+  url: string;
+  adminKey: { source: AdminKeySource; file?: string };
+  close(): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  logger: Logger;
+  metrics?: PromRegistry;
+  /** Parts the caller already opened (not closed by this service). */
+  stores?: Stores;
+  ledger?: GatewayLedger;
+  oracle?: GatewayOracle;
+  broker?: GatewayBroker;
+}
+
+/** The gateway's chain client on CHAIN_RPC_URL: GATEWAY_PRIVATE_KEY (else ORACLE_PRIVATE_KEY) signs. */
+function externalLedger(config: Config): { ledger: Ledger; close(): void } | undefined {
+  if (!config.chainRpcUrl || !config.contractAddress) return undefined;
+  const key = config.gatewayPrivateKey ?? config.oraclePrivateKey;
+  if (!key) return undefined;
+  const provider = new ethers.JsonRpcProvider(config.chainRpcUrl);
+  const signer = new ethers.NonceManager(new ethers.Wallet(key, provider));
+  return { ledger: Ledger.attach(config.contractAddress, signer), close: () => provider.destroy() };
+}
+
+export async function startGatewayService(config: Config, opts: StartGatewayOptions): Promise<GatewayService> {
+  const log = opts.logger.child({ component: 'gateway-main' });
+  const closers: (() => Promise<unknown> | unknown)[] = [];
+  try {
+    const stores = opts.stores ?? (await openStores(config, opts.logger));
+    if (!opts.stores) closers.unshift(() => stores.close());
+    let ledger = opts.ledger;
+    let chainLedger: Ledger | undefined;
+    if (!ledger) {
+      const ext = externalLedger(config);
+      if (ext) {
+        closers.unshift(ext.close);
+        ledger = chainLedger = ext.ledger;
+      } else {
+        log.warn('no CHAIN_RPC_URL: balance, retirements and verification answer 503 (npm start runs a local chain)');
+      }
+    }
+    let oracle = opts.oracle;
+    if (!oracle && chainLedger) {
+      // The oracle's read side (records, verify, proof) on the shared file; nothing is scheduled here.
+      const o = buildOracle({
+        db: stores.db,
+        readings: stores.readings,
+        registry: stores.registry,
+        ledger: chainLedger,
+        logger: opts.logger,
+        windowMs: config.windowSeconds * 1000,
+        graceMs: config.graceSeconds * 1000,
+        lease: false,
+      });
+      closers.unshift(() => o.close());
+      oracle = o;
+    }
+    const app = await buildGateway({
+      db: stores.db,
+      registry: stores.registry,
+      readings: stores.readings,
+      ...(ledger ? { ledger } : {}),
+      ...(oracle ? { oracle } : {}),
+      ...(opts.broker ? { broker: opts.broker } : {}),
+      metrics: opts.metrics ?? new PromRegistry(),
+      logger: opts.logger,
+      options: { windowSeconds: config.windowSeconds },
+    });
+    closers.unshift(() => app.close());
+    const adminKey = bootstrapAdminKey(createKeyStore(stores.db), { configuredKey: config.adminApiKey, dataDir: config.dataDir, logger: log });
+    const url = await app.listen({ port: config.httpPort, host: config.httpHost });
+    log.info({ url, adminKey: adminKey.source, adminKeyFile: adminKey.file }, 'gateway listening');
+    return {
+      app,
+      url,
+      adminKey,
+      async close() {
+        for (const c of closers.splice(0)) await c();
+      },
+    };
+  } catch (err) {
+    for (const c of closers.splice(0)) await c();
+    throw err;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const service = await startGatewayService(config, { logger });
+  process.stdout.write(JSON.stringify({ event: 'listening', url: service.url, adminKey: service.adminKey }) + '\n');
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'gateway closing');
+    service.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'close failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}

@@ -1,0 +1,310 @@
+// Dashboard: plain ES module, no framework. The API key lives in localStorage and goes out only as
+// an Authorization header to this same origin. All data is inserted with textContent.
+const KEY_STORAGE = 'mrv.apiKey';
+const REFRESH_MS = 30_000;
+const MAX_VERIFY = 25;
+
+const $ = (sel) => document.querySelector(sel);
+const state = { key: localStorage.getItem(KEY_STORAGE) || '', facilities: [], selected: null, charts: {}, timer: null };
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(path) {
+  const res = await fetch(path, { headers: { authorization: `Bearer ${state.key}`, accept: 'application/json' } });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new ApiError(res.status, body?.error?.code ?? 'HTTP_' + res.status, body?.error?.message ?? res.statusText);
+  return body;
+}
+
+function setStatus(text, isError = false) {
+  const el = $('#status');
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+}
+
+function el(tag, opts = {}, children = []) {
+  const e = document.createElement(tag);
+  if (opts.text !== undefined) e.textContent = String(opts.text);
+  if (opts.className) e.className = opts.className;
+  if (opts.title) e.title = opts.title;
+  for (const [k, v] of Object.entries(opts.data ?? {})) e.dataset[k] = String(v);
+  for (const c of children) e.append(c);
+  return e;
+}
+
+const groupInt = (text) => {
+  try {
+    return BigInt(text).toLocaleString('en-US');
+  } catch {
+    return String(text);
+  }
+};
+const fmtTime = (iso) => new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+const short = (hex) => (hex && hex.length > 18 ? `${hex.slice(0, 10)}…${hex.slice(-6)}` : hex ?? '');
+const signClass = (text) => (String(text).startsWith('-') ? 'num neg' : BigInt(text || '0') > 0n ? 'num pos' : 'num');
+
+function numCell(value, field, extraClass = 'num') {
+  return el('td', { text: groupInt(value), className: extraClass, data: { field, value } });
+}
+
+// ---------- facilities + balances
+async function loadFacilities() {
+  const { items } = await api('/v1/facilities');
+  state.facilities = items;
+  const balances = await Promise.all(
+    items.map((f) =>
+      api(`/v1/facilities/${encodeURIComponent(f.id)}/balance`).then(
+        (b) => ({ ok: true, b }),
+        (err) => ({ ok: false, err }),
+      ),
+    ),
+  );
+  const tbody = $('#facilities tbody');
+  tbody.replaceChildren();
+  if (items.length === 0) {
+    tbody.append(el('tr', {}, [el('td', { text: 'No facility registered yet.', className: 'empty' })]));
+  }
+  items.forEach((f, i) => {
+    const r = balances[i];
+    const tr = el('tr', { className: 'clickable', data: { facilityId: f.id } });
+    tr.append(
+      el('td', {}, [el('strong', { text: f.id }), document.createTextNode(' '), el('span', { text: f.name, className: 'hint' })]),
+      el('td', {}, [el('span', { text: f.status, className: `pill ${f.status === 'active' ? 'ok' : 'bad'}` })]),
+    );
+    if (r.ok) {
+      const b = r.b;
+      tr.append(
+        el('td', { text: b.balanceTonnes, className: 'num', data: { field: 'balanceTonnes', value: b.balanceTonnes } }),
+        numCell(b.balanceGrams, 'balanceGrams'),
+        numCell(b.mintedGrams, 'mintedGrams'),
+        numCell(b.burnedGrams, 'burnedGrams'),
+        numCell(b.retiredGrams, 'retiredGrams'),
+        numCell(b.deficitGrams, 'deficitGrams', b.deficitGrams !== '0' ? 'num neg' : 'num'),
+      );
+    } else {
+      const td = el('td', { text: `balance unavailable: ${r.err.message}`, className: 'empty' });
+      td.colSpan = 6;
+      tr.append(td);
+    }
+    tr.addEventListener('click', () => selectFacility(f.id));
+    tbody.append(tr);
+  });
+  const select = $('#facility-select');
+  select.replaceChildren(...items.map((f) => el('option', { text: `${f.id} — ${f.name}` })));
+  items.forEach((f, i) => (select.options[i].value = f.id));
+  if (!state.selected || !items.some((f) => f.id === state.selected)) state.selected = items[0]?.id ?? null;
+  return items.length;
+}
+
+// ---------- one facility
+async function selectFacility(id) {
+  state.selected = id;
+  await loadDetail().catch(showError);
+}
+
+async function loadDetail() {
+  const id = state.selected;
+  $('#detail').hidden = !id;
+  if (!id) return;
+  $('#facility-select').value = id;
+  document.querySelectorAll('#facilities tbody tr').forEach((tr) => tr.classList.toggle('selected', tr.dataset.facilityId === id));
+  const f = state.facilities.find((x) => x.id === id);
+  $('#detail-name').textContent = f ? `${f.id} · ${f.name}` : id;
+  const q = encodeURIComponent(id);
+  const [readings, settlements, retirements] = await Promise.all([
+    api(`/v1/facilities/${q}/readings?limit=1000`).catch((e) => ({ items: [], error: e })),
+    api(`/v1/settlements?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
+    api(`/v1/retirements?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
+  ]);
+  drawReadings(readings.items);
+  drawCredits(settlements.items);
+  renderSettlements(settlements);
+  renderRetirements(retirements);
+}
+
+function renderSettlements({ items, error }) {
+  const tbody = $('#settlements tbody');
+  tbody.replaceChildren();
+  if (error || items.length === 0) {
+    const td = el('td', { text: error ? `unavailable: ${error.message}` : 'No settlement yet.', className: 'empty' });
+    td.colSpan = 8;
+    tbody.append(el('tr', {}, [td]));
+    return;
+  }
+  const rows = [...items].sort((a, b) => b.windowStart.localeCompare(a.windowStart));
+  const pending = [];
+  rows.forEach((s, i) => {
+    const verify = el('td', {}, [el('span', { text: i < MAX_VERIFY ? 'checking…' : 'not checked', className: 'pill muted' })]);
+    verify.dataset.field = 'verify';
+    const tr = el('tr', { data: { settlementId: s.id } }, [
+      el('td', { text: `${fmtTime(s.windowStart)} → ${fmtTime(s.windowEnd).slice(11)}` }),
+      el('td', {}, [el('span', { text: s.complete ? 'complete' : 'incomplete', className: `pill ${s.complete ? 'ok' : 'warn'}` })]),
+      el('td', { text: groupInt(s.netGrams), className: signClass(s.netGrams) }),
+      el('td', { text: groupInt(s.mintedGrams), className: 'num' }),
+      el('td', { text: groupInt(s.burnedGrams), className: 'num' }),
+      el('td', { text: groupInt(s.deficitGrams), className: 'num' }),
+      el('td', { text: short(s.evidenceRoot), className: 'mono', title: s.evidenceRoot }),
+      verify,
+    ]);
+    tbody.append(tr);
+    if (i < MAX_VERIFY) pending.push([s.id, verify]);
+  });
+  // A few at a time: each verification recomputes a Merkle root on the server.
+  const worker = async () => {
+    for (let next = pending.shift(); next; next = pending.shift()) {
+      const [id, cell] = next;
+      let pill;
+      try {
+        const r = await api(`/v1/settlements/${encodeURIComponent(id)}/verify`);
+        pill = el('span', { text: r.match ? 'verified' : 'MISMATCH', className: `pill ${r.match ? 'ok' : 'bad'}` });
+        cell.dataset.match = String(r.match);
+      } catch (e) {
+        pill = el('span', { text: 'unavailable', className: 'pill muted', title: e.message });
+      }
+      cell.replaceChildren(pill);
+    }
+  };
+  Promise.all([worker(), worker(), worker()]).catch(showError);
+}
+
+function renderRetirements({ items, error }) {
+  const tbody = $('#retirements tbody');
+  tbody.replaceChildren();
+  if (error || items.length === 0) {
+    const td = el('td', { text: error ? `unavailable: ${error.message}` : 'No retirement yet.', className: 'empty' });
+    td.colSpan = 6;
+    tbody.append(el('tr', {}, [td]));
+    return;
+  }
+  for (const r of items) {
+    tbody.append(
+      el('tr', {}, [
+        el('td', { text: r.id }),
+        el('td', { text: short(r.account), className: 'mono', title: r.account }),
+        el('td', { text: r.amountTonnes, className: 'num' }),
+        el('td', { text: r.beneficiary }),
+        el('td', { text: r.reason }),
+        el('td', { text: r.retiredAt ? fmtTime(r.retiredAt) : '' }),
+      ]),
+    );
+  }
+}
+
+// ---------- charts (chart.js UMD, loaded with defer before this module runs)
+const PALETTE = ['#1f7a5a', '#2b6cb0', '#c05621', '#805ad5', '#b83280', '#2c7a7b', '#975a16', '#4a5568'];
+const timeTick = (v) => new Date(v).toISOString().slice(11, 19);
+
+function chart(name, config) {
+  state.charts[name]?.destroy();
+  state.charts[name] = new window.Chart($(`#${name}-chart`), config);
+}
+
+function drawReadings(items) {
+  const series = new Map();
+  for (const r of items) {
+    const key = `${r.deviceId} · ${r.metric} (${r.unit})`;
+    if (!series.has(key)) series.set(key, []);
+    // Display only: the chart needs floats; exact values stay in the API.
+    series.get(key).push({ x: Date.parse(r.ts), y: Number(r.value) });
+  }
+  const datasets = [...series.entries()].map(([label, data], i) => ({
+    label,
+    data: data.sort((a, b) => a.x - b.x),
+    borderColor: PALETTE[i % PALETTE.length],
+    backgroundColor: PALETTE[i % PALETTE.length],
+    pointRadius: 0,
+    borderWidth: 1.5,
+    yAxisID: /co2_direct/.test(label) ? 'y2' : 'y',
+  }));
+  chart('readings', {
+    type: 'line',
+    data: { datasets },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      parsing: false,
+      scales: {
+        x: { type: 'linear', ticks: { callback: timeTick, maxTicksLimit: 8 } },
+        y: { title: { display: true, text: 'register' } },
+        y2: { position: 'right', display: datasets.some((d) => d.yAxisID === 'y2'), grid: { drawOnChartArea: false }, title: { display: true, text: 'kg' } },
+      },
+      plugins: { legend: { labels: { boxWidth: 12, font: { size: 11 } } } },
+    },
+  });
+}
+
+function drawCredits(items) {
+  const rows = [...items].sort((a, b) => a.windowStart.localeCompare(b.windowStart));
+  let total = 0n;
+  const cumulative = [];
+  const perWindow = [];
+  for (const s of rows) {
+    total += BigInt(s.netGrams);
+    const x = Date.parse(s.windowEnd);
+    cumulative.push({ x, y: Number(total) });
+    perWindow.push({ x, y: Number(s.netGrams) });
+  }
+  chart('credits', {
+    data: {
+      datasets: [
+        { type: 'line', label: 'cumulative net (g)', data: cumulative, borderColor: '#1f7a5a', backgroundColor: '#1f7a5a', stepped: true, pointRadius: 2 },
+        { type: 'bar', label: 'net per window (g)', data: perWindow, backgroundColor: perWindow.map((p) => (p.y < 0 ? '#e5867f' : '#8fd1b5')) },
+      ],
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      parsing: false,
+      scales: { x: { type: 'linear', ticks: { callback: timeTick, maxTicksLimit: 8 } } },
+      plugins: { legend: { labels: { boxWidth: 12, font: { size: 11 } } } },
+    },
+  });
+}
+
+// ---------- wiring
+function showError(err) {
+  const msg = err instanceof ApiError && err.status === 401 ? 'That API key is not valid (401).' : `Error: ${err.message}`;
+  setStatus(msg, true);
+}
+
+async function refresh() {
+  if (!state.key) {
+    setStatus('Enter an API key to load the data.');
+    return;
+  }
+  document.body.dataset.loaded = 'false';
+  try {
+    const n = await loadFacilities();
+    document.body.dataset.loaded = 'true';
+    setStatus(`${n} facilit${n === 1 ? 'y' : 'ies'} · updated ${new Date().toLocaleTimeString()}`);
+    await loadDetail();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+$('#key-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  state.key = $('#api-key').value.trim();
+  if (state.key) localStorage.setItem(KEY_STORAGE, state.key);
+  refresh();
+});
+$('#forget-key').addEventListener('click', () => {
+  localStorage.removeItem(KEY_STORAGE);
+  state.key = '';
+  $('#api-key').value = '';
+  $('#facilities tbody').replaceChildren();
+  $('#detail').hidden = true;
+  setStatus('Key forgotten.');
+});
+$('#facility-select').addEventListener('change', (ev) => selectFacility(ev.target.value));
+
+$('#api-key').value = state.key;
+refresh();
+state.timer = setInterval(refresh, REFRESH_MS);

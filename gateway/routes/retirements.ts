@@ -1,0 +1,105 @@
+/**
+ * Retirements: the list from the chain, and a relay that submits an EIP-712 retirement signed by
+ * the credit holder's own key. The gateway pays gas only; it never holds a factory's key.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Static } from '@sinclair/typebox';
+import type { GatewayContext } from '../app.ts';
+import { ALL_ROLES, principalOf, requireRole, scopedFacility } from '../auth.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
+import { gramsToTonnes } from '../../domain/decimal.ts';
+import { asChainError, gatewayErrors } from '../errors.ts';
+import { RetirementList, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
+import { gramsText, iso } from '../format.ts';
+
+export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  app.get<{ Querystring: Static<typeof RetirementsQuery> }>(
+    '/v1/retirements',
+    {
+      preValidation: requireRole(ALL_ROLES),
+      schema: {
+        tags: ['credits'],
+        summary: 'Retirement records on-chain (a facility key sees its own facility only)',
+        querystring: RetirementsQuery,
+        response: { 200: RetirementList, ...errorResponses(400, 401, 403, 429, 503) },
+      },
+    },
+    async (request) => {
+      const ledger = ctx.need('ledger');
+      const facilityId = scopedFacility(principalOf(request), request.query.facilityId);
+      const { account } = request.query;
+      const rows = await ctx.chainCache
+        .get(`retirements:${facilityId ?? ''}:${account ?? ''}`, () => ledger.retirements({ ...(facilityId ? { facilityId } : {}), ...(account ? { account } : {}) }))
+        .catch((err: unknown) => {
+          throw asChainError(err);
+        });
+      return {
+        items: rows.map((r) => {
+          const grams = BigInt(gramsText(r.amountGrams));
+          const at = r.retiredAt ? iso(r.retiredAt) : undefined;
+          return {
+            id: gramsText(r.id),
+            account: r.account,
+            ...(r.facilityId ? { facilityId: r.facilityId } : {}),
+            amountGrams: grams.toString(),
+            amountTonnes: gramsToTonnes(grams),
+            beneficiary: r.beneficiary,
+            reason: r.reason,
+            ...(at ? { retiredAt: at } : {}),
+            ...(r.txHash ? { txHash: r.txHash } : {}),
+          };
+        }),
+      };
+    },
+  );
+
+  app.post<{ Body: Static<typeof SignedRetirementBody> }>(
+    '/v1/retirements',
+    {
+      preValidation: requireRole(ALL_ROLES),
+      schema: {
+        tags: ['credits'],
+        summary: 'Relay a retirement signed (EIP-712) by the credit holder; a facility key may relay for its own owner address only',
+        body: SignedRetirementBody,
+        response: { 201: RetirementSubmitted, ...errorResponses(400, 401, 403, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const ledger = ctx.need('ledger');
+      const p = principalOf(request);
+      const body = request.body;
+      if (p.role === 'facility') {
+        const f = ctx.deps.registry.getFacility(p.facilityId!);
+        if (!f || f.owner.toLowerCase() !== body.holder.toLowerCase()) {
+          throw errors.FORBIDDEN("a facility key relays retirements of its own owner address only");
+        }
+      }
+      let out: { txHash: string; id?: unknown };
+      try {
+        out = await ledger.retireWithSig({
+          holder: body.holder,
+          amount: BigInt(body.amountGrams),
+          beneficiary: body.beneficiary,
+          reason: body.reason,
+          nonce: BigInt(body.nonce),
+          deadline: Number(body.deadline),
+          signature: body.signature,
+        });
+      } catch (err) {
+        // The contracts client decodes custom errors (LEDGER_REVERTED: bad signature, expired, nonce,
+        // balance, suspended): the request is at fault, not the gateway.
+        if (err instanceof DomainError && err.code === 'LEDGER_REVERTED') throw gatewayErrors.RELAY_REJECTED(err.message.replace(/^ledger reverted: /, ''));
+        if (err instanceof DomainError) throw err;
+        // A revert (bad signature, expired, insufficient balance...) is the client's problem.
+        const e = err as { shortMessage?: string; reason?: string; message?: string; code?: string };
+        if (e.code === 'CALL_EXCEPTION' || e.reason || /revert/i.test(e.message ?? '')) {
+          throw gatewayErrors.RELAY_REJECTED((e.reason ?? e.shortMessage ?? e.message ?? 'reverted').slice(0, 200));
+        }
+        throw asChainError(err);
+      }
+      ctx.chainCache.invalidate();
+      request.log.info({ holder: body.holder, amountGrams: body.amountGrams, txHash: out.txHash, by: p.keyId }, 'retirement relayed');
+      return reply.code(201).send({ txHash: out.txHash, ...(out.id !== undefined ? { id: gramsText(out.id as bigint) } : {}) });
+    },
+  );
+}

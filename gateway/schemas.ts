@@ -1,0 +1,239 @@
+/**
+ * Every request and response schema of the HTTP API, defined once with TypeBox: fastify validates
+ * and serialises with them and @fastify/swagger publishes the same objects in the OpenAPI document.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ID_PATTERN, METRIC_NAMES, ReadingView, REJECT_REASONS } from '../domain/reading.ts';
+import { ROLES } from './keys.ts';
+
+export { ReadingView };
+
+export const ErrorResponse = Type.Object(
+  { error: Type.Object({ code: Type.String(), message: Type.String() }) },
+  { description: 'every error: stable code + human message' },
+);
+
+const Id = (description: string) => Type.String({ pattern: ID_PATTERN, description });
+const Address = Type.String({ pattern: '^0x[0-9a-fA-F]{40}$', description: 'EVM address' });
+const IntegerText = (description: string) => Type.String({ pattern: '^-?[0-9]+$', description });
+const Iso = (description: string) => Type.String({ format: 'date-time', description });
+/** Decimals arrive as text (exact) or as JSON numbers (taken from their shortest text). */
+const DecimalInput = (description: string) =>
+  Type.Union([Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?$' }), Type.Number({ minimum: 0 })], { description });
+/** ISO-8601 with zone, or epoch milliseconds, in a query string. */
+const TimeQuery = (description: string) =>
+  Type.String({ pattern: '^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2}))$', description });
+const Status = Type.Union([Type.Literal('active'), Type.Literal('suspended')]);
+
+export const FacilityParams = Type.Object({ id: Id('facility id') });
+export const DeviceParams = Type.Object({ deviceId: Id('device id') });
+export const KeyParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+export const SettlementParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_:.-]{1,200}$', description: 'settlement id' }) });
+
+// --- API keys
+export const ApiKeyCreate = Type.Object(
+  { role: Type.Union(ROLES.map((r) => Type.Literal(r))), facilityId: Type.Optional(Id('required for role facility')) },
+  { additionalProperties: false },
+);
+export const ApiKeyCreated = Type.Object({
+  id: Type.String(),
+  role: Type.String(),
+  facilityId: Type.Optional(Type.String()),
+  key: Type.String({ description: 'the secret, shown once' }),
+});
+export const ApiKeyInfoView = Type.Object({
+  id: Type.String(),
+  role: Type.String(),
+  facilityId: Type.Optional(Type.String()),
+  prefix: Type.String(),
+  createdAt: Iso('created'),
+  lastUsedAt: Type.Optional(Iso('last authenticated use (approximate)')),
+});
+export const ApiKeyList = Type.Object({ items: Type.Array(ApiKeyInfoView) });
+
+// --- facilities
+export const FacilityCreate = Type.Object(
+  {
+    id: Id('facility id'),
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    owner: Address,
+    baselineKgPerHour: DecimalInput('baseline emissions, kg CO2 per hour'),
+    gridFactorKgPerKwh: Type.Optional(DecimalInput('grid emission factor, kg CO2 per kWh')),
+    gasFactorKgPerM3: Type.Optional(DecimalInput('natural gas emission factor, kg CO2 per m3')),
+  },
+  { additionalProperties: false },
+);
+export type FacilityCreate = Static<typeof FacilityCreate>;
+export const FacilityPatch = Type.Object(
+  { status: Type.Optional(Status), baselineKgPerHour: Type.Optional(DecimalInput('new baseline, from the next window')) },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type FacilityPatch = Static<typeof FacilityPatch>;
+export const FacilityView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  owner: Type.String(),
+  baselineKgPerHour: Type.String(),
+  gridFactorKgPerKwh: Type.String(),
+  gasFactorKgPerM3: Type.String(),
+  status: Status,
+  createdAt: Iso('registered'),
+  chain: Type.Optional(
+    Type.Object({ synced: Type.Boolean(), message: Type.Optional(Type.String()) }, { description: 'outcome of the on-chain write of this request' }),
+  ),
+});
+export const FacilityList = Type.Object({ items: Type.Array(FacilityView) });
+
+// --- devices
+export const DeviceCreate = Type.Object(
+  { deviceId: Id('device id, also the MQTT username'), kind: Type.Optional(Type.String({ pattern: ID_PATTERN })) },
+  { additionalProperties: false },
+);
+export const DeviceCredentialsView = Type.Object({
+  deviceId: Type.String(),
+  facilityId: Type.String(),
+  username: Type.String(),
+  password: Type.String({ description: 'MQTT secret, shown once' }),
+});
+export const DeviceView = Type.Object({
+  deviceId: Type.String(),
+  facilityId: Type.String(),
+  kind: Type.String(),
+  status: Status,
+  createdAt: Iso('registered'),
+  online: Type.Boolean(),
+  lastSeenAt: Type.Optional(Iso('last connect/disconnect')),
+  password: Type.Optional(Type.String({ description: 'new MQTT secret after rotateSecret, shown once' })),
+});
+export const DeviceList = Type.Object({ items: Type.Array(DeviceView) });
+export const DevicePatch = Type.Object(
+  { status: Type.Optional(Status), rotateSecret: Type.Optional(Type.Literal(true)) },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type DevicePatch = Static<typeof DevicePatch>;
+
+// --- readings and rejections
+export const ReadingsQuery = Type.Object(
+  {
+    metric: Type.Optional(Type.Union(METRIC_NAMES.map((m) => Type.Literal(m)))),
+    deviceId: Type.Optional(Id('only this device')),
+    from: Type.Optional(TimeQuery('ts >= from (ISO or epoch ms)')),
+    to: Type.Optional(TimeQuery('ts < to (ISO or epoch ms)')),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  },
+  { additionalProperties: false },
+);
+export type ReadingsQuery = Static<typeof ReadingsQuery>;
+export const ReadingList = Type.Object({ items: Type.Array(ReadingView) });
+export const RejectionsQuery = Type.Object(
+  { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
+  { additionalProperties: false },
+);
+export const RejectionView = Type.Object({
+  deviceId: Type.String(),
+  receivedAt: Iso('when it was refused'),
+  reason: Type.Union(REJECT_REASONS.map((r) => Type.Literal(r))),
+  detail: Type.Optional(Type.String()),
+  payload: Type.String(),
+});
+export const RejectionList = Type.Object({ items: Type.Array(RejectionView) });
+
+// --- credits
+export const BalanceView = Type.Object({
+  facilityId: Type.String(),
+  owner: Type.String(),
+  balanceGrams: IntegerText('credit balance of the owner address, grams CO2e'),
+  mintedGrams: IntegerText('minted to this facility, total'),
+  burnedGrams: IntegerText('burned for this facility, total'),
+  retiredGrams: IntegerText('retired for this facility, total'),
+  deficitGrams: IntegerText('outstanding deficit'),
+  balanceTonnes: Type.String({ description: 'balanceGrams in tCO2e (decimal text)' }),
+  suspended: Type.Boolean(),
+});
+
+export const SettlementsQuery = Type.Object(
+  {
+    facilityId: Type.Optional(Id('only this facility')),
+    from: Type.Optional(TimeQuery('windowStart >= from')),
+    to: Type.Optional(TimeQuery('windowStart < to')),
+  },
+  { additionalProperties: false },
+);
+export type SettlementsQuery = Static<typeof SettlementsQuery>;
+export const SettlementView = Type.Object({
+  id: Type.String(),
+  facilityId: Type.String(),
+  windowStart: Iso('window start'),
+  windowEnd: Iso('window end (exclusive)'),
+  complete: Type.Boolean(),
+  netGrams: IntegerText('net of the window'),
+  mintedGrams: IntegerText('minted'),
+  burnedGrams: IntegerText('burned'),
+  deficitGrams: IntegerText('added to the deficit'),
+  evidenceRoot: Type.String({ description: 'Merkle root of the evidence' }),
+  txHash: Type.Union([Type.String(), Type.Null()]),
+});
+export const SettlementList = Type.Object({ items: Type.Array(SettlementView) });
+const Loose = Type.Record(Type.String(), Type.Unknown());
+export const VerifyView = Type.Object({
+  match: Type.Boolean({ description: 'recomputed root and amount equal what the chain recorded' }),
+  onChain: Type.Union([Loose, Type.Null()], { description: 'from the WindowSettled event; null if the chain has no such settlement' }),
+  recomputed: Loose,
+  recorded: Type.Optional(Loose),
+});
+export const ProofQuery = Type.Object(
+  { deviceId: Id('device of the reading'), seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) },
+  { additionalProperties: false },
+);
+export const ProofView = Type.Object({
+  root: Type.String(),
+  leaf: Type.Unknown({ description: 'leaf values, as hashed by StandardMerkleTree' }),
+  leafEncoding: Type.Optional(Type.Array(Type.String())),
+  proof: Type.Array(Type.String()),
+});
+
+export const RetirementsQuery = Type.Object(
+  { facilityId: Type.Optional(Id('only this facility')), account: Type.Optional(Address) },
+  { additionalProperties: false },
+);
+export const RetirementView = Type.Object({
+  id: Type.String(),
+  account: Type.String(),
+  facilityId: Type.Optional(Type.String()),
+  amountGrams: IntegerText('retired grams'),
+  amountTonnes: Type.String(),
+  beneficiary: Type.String(),
+  reason: Type.String(),
+  retiredAt: Type.Optional(Iso('block time')),
+  txHash: Type.Optional(Type.String()),
+});
+export const RetirementList = Type.Object({ items: Type.Array(RetirementView) });
+export const SignedRetirementBody = Type.Object(
+  {
+    holder: Address,
+    amountGrams: Type.String({ pattern: '^[1-9][0-9]{0,30}$' }),
+    beneficiary: Type.String({ minLength: 1, maxLength: 256, description: 'at most 256 bytes on-chain' }),
+    reason: Type.String({ maxLength: 256, description: 'at most 256 bytes on-chain' }),
+    nonce: Type.String({ pattern: '^[0-9]{1,78}$' }),
+    deadline: Type.String({ pattern: '^[0-9]{1,12}$', description: 'UNIX seconds' }),
+    signature: Type.String({ pattern: '^0x[0-9a-fA-F]{130}$', description: 'EIP-712 signature by holder' }),
+  },
+  { additionalProperties: false },
+);
+export const RetirementSubmitted = Type.Object({ txHash: Type.String(), id: Type.Optional(Type.String()) });
+
+// --- ops
+export const HealthView = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  backends: Type.Record(
+    Type.String(),
+    Type.Object({ ok: Type.Boolean(), configured: Type.Boolean(), detail: Type.Optional(Type.String()), blockNumber: Type.Optional(Type.Integer()) }),
+  ),
+});
+
+/** Error responses a route can produce, for the OpenAPI document. */
+export function errorResponses(...codes: number[]): Record<number, TSchema> {
+  const out: Record<number, TSchema> = {};
+  for (const c of codes) out[c] = ErrorResponse;
+  return out;
+}

@@ -1,0 +1,226 @@
+/**
+ * `npm start`: the whole system in one process on embedded defaults, plus a small simulated fleet.
+ * Composes the same factories the components' own entry points use, in the order
+ * chain → store → broker → gateway → oracle → fleet, and closes them in reverse on Ctrl-C.
+ * With no environment set it uses the demo defaults (30 s windows, 5 s grace, oracle every 5 s).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ethers } from 'ethers';
+import { Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
+import { buildBroker } from './broker/broker.ts';
+import { buildConsumer } from './broker/consumer.ts';
+import { buildIngestPipeline } from './broker/pipeline.ts';
+import { Ledger } from './contracts/client/ledger.ts';
+import { startLocalChain } from './contracts/client/local.ts';
+import { DEMO_DEFAULTS, describeConfig, loadConfig, type Config } from './domain/config.ts';
+import { createLogger, type Logger } from './domain/logger.ts';
+import { startGatewayService } from './gateway/main.ts';
+import { buildOracle } from './oracle/oracle.ts';
+import { startFleet, type Fleet } from './simulators/fleet.ts';
+import { openStores } from './store/open.ts';
+
+export interface Stack {
+  config: Config;
+  httpUrl: string;
+  mqttUrl: string;
+  rpcUrl?: string;
+  contractAddress: string;
+  adminKeyFile?: string;
+  fleet?: Fleet;
+  close(): Promise<void>;
+}
+
+export interface StartStackOptions {
+  logger: Logger;
+  /** Print what is going on to stderr for a person (npm start); tests pass false. */
+  banner?: boolean;
+}
+
+/** Starts every component; on failure closes what was started and rethrows. */
+export async function startStack(config: Config, opts: StartStackOptions): Promise<Stack> {
+  const { logger } = opts;
+  const closers: { name: string; close: () => Promise<unknown> | unknown }[] = [];
+  const closeAll = async () => {
+    for (const c of closers.splice(0)) {
+      try {
+        await c.close();
+      } catch (err) {
+        logger.error({ err, component: c.name }, 'error while closing');
+      }
+    }
+  };
+  try {
+    const metrics = new PromRegistry();
+    collectDefaultMetrics({ register: metrics });
+
+    // 1. chain
+    let oracleLedger: Ledger;
+    let gatewayLedger: Ledger;
+    let rpcUrl: string | undefined;
+    let contractAddress: string;
+    if (config.chainRpcUrl) {
+      const provider = new ethers.JsonRpcProvider(config.chainRpcUrl);
+      closers.unshift({ name: 'chain', close: () => provider.destroy() });
+      const oracleSigner = new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey!, provider));
+      oracleLedger = Ledger.attach(config.contractAddress!, oracleSigner);
+      gatewayLedger = config.gatewayPrivateKey
+        ? Ledger.attach(config.contractAddress!, new ethers.NonceManager(new ethers.Wallet(config.gatewayPrivateKey, provider)))
+        : oracleLedger;
+      rpcUrl = config.chainRpcUrl;
+      contractAddress = config.contractAddress!;
+    } else {
+      const local = await startLocalChain({ dataDir: config.dataDir, port: config.anvilPort, logger: logger.child({ component: 'chain' }) });
+      closers.unshift({ name: 'chain', close: () => local.close() });
+      ({ oracleLedger, gatewayLedger, rpcUrl } = local);
+      contractAddress = local.address;
+    }
+
+    // 2. stores
+    const stores = await openStores(config, logger);
+    closers.unshift({ name: 'stores', close: () => stores.close() });
+
+    // 3. ingestion: our broker, or a consumer of an external one
+    const pipeline = buildIngestPipeline({ store: stores.readings, registry: stores.registry, logger: logger.child({ component: 'ingest' }), metrics });
+    closers.unshift({ name: 'pipeline', close: () => pipeline.close() });
+    let mqttUrl: string;
+    let broker: ReturnType<typeof buildBroker> | undefined;
+    if (config.mqttUrl) {
+      const consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: stores.registry, pipeline, logger, metrics });
+      await consumer.start();
+      closers.unshift({ name: 'consumer', close: () => consumer.close() });
+      mqttUrl = config.mqttUrl;
+    } else {
+      broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics });
+      const tls =
+        config.mqttTlsCert && config.mqttTlsKey
+          ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
+          : undefined;
+      const ports = await broker.listen({ port: config.mqttPort, host: config.mqttHost, tls });
+      const b = broker;
+      closers.unshift({ name: 'broker', close: () => b.close() });
+      mqttUrl = `mqtt://${config.mqttHost}:${ports.port}`;
+    }
+
+    // 4. oracle (built before the gateway, which serves its records; scheduled last)
+    const oracle = buildOracle({
+      db: stores.db,
+      readings: stores.readings,
+      registry: stores.registry,
+      ledger: oracleLedger,
+      logger: logger.child({ component: 'oracle' }),
+      metrics,
+      windowMs: config.windowSeconds * 1000,
+      graceMs: config.graceSeconds * 1000,
+    });
+    closers.unshift({ name: 'oracle', close: () => oracle.close() });
+
+    // 5. gateway
+    const gateway = await startGatewayService(config, { logger, metrics, stores, ledger: gatewayLedger, oracle, ...(broker ? { broker } : {}) });
+    closers.unshift({ name: 'gateway', close: () => gateway.close() });
+
+    // 6. schedule the oracle
+    oracle.start(config.oracleCron);
+    closers.unshift({ name: 'oracle-schedule', close: () => oracle.stop() });
+
+    // 7. demo fleet
+    let fleet: Fleet | undefined;
+    if (config.simulatedDevices > 0) {
+      const key = config.adminApiKey ?? (gateway.adminKey.file && fs.existsSync(gateway.adminKey.file) ? fs.readFileSync(gateway.adminKey.file, 'utf8').trim() : undefined);
+      if (!key) {
+        logger.warn('no admin API key available to register the simulated fleet (set ADMIN_API_KEY); running without it');
+      } else {
+        fleet = await startFleet({
+          url: mqttUrl,
+          devices: config.simulatedDevices,
+          rate: 1,
+          seed: 'demo',
+          api: { url: gateway.url, key },
+          windowSeconds: config.windowSeconds,
+          graceSeconds: config.graceSeconds,
+          statePath: path.join(config.dataDir, 'simulator-state.json'),
+          logger: logger.child({ component: 'fleet' }),
+          progress: false,
+        });
+        const f = fleet;
+        closers.unshift({ name: 'fleet', close: () => f.stop() });
+      }
+    }
+
+    return {
+      config,
+      httpUrl: gateway.url,
+      mqttUrl,
+      rpcUrl,
+      contractAddress,
+      adminKeyFile: gateway.adminKey.file,
+      fleet,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** A path as short as it can be said from the current directory. */
+function shown(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') ? rel : p;
+}
+
+function banner(stack: Stack): string {
+  const c = stack.config;
+  const keyFile = shown(path.join(c.dataDir, 'admin-api-key'));
+  const key = c.adminApiKey ? 'the ADMIN_API_KEY you configured' : stack.adminKeyFile ? `cat ${shown(stack.adminKeyFile)}` : 'the admin key you saved earlier';
+  return [
+    '',
+    'carbon-mrv is running',
+    `  dashboard      ${stack.httpUrl}/        (paste the admin key when asked)`,
+    `  admin API key  ${key}`,
+    `  API docs       ${stack.httpUrl}/docs`,
+    `  metrics        ${stack.httpUrl}/metrics`,
+    `  MQTT           ${stack.mqttUrl}   (devices: username = device id, password from device registration)`,
+    `  chain          ${stack.rpcUrl ?? '(external)'}   ledger ${stack.contractAddress}`,
+    `  windows        ${c.windowSeconds} s, settled ${c.graceSeconds} s after they close (oracle: "${c.oracleCron}")`,
+    `  fleet          ${stack.fleet ? `${c.simulatedDevices} simulated devices in ${stack.fleet.facilities.length} facilities` : 'none (SIMULATED_DEVICES=0)'}`,
+    `  data           ${c.dataDir}`,
+    '',
+    'Try next:',
+    `  curl -s -H "Authorization: Bearer $(cat ${keyFile})" ${stack.httpUrl}/v1/settlements | head -c 600`,
+    `  npm run simulate -- --url ${stack.mqttUrl} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
+    'Ctrl-C stops everything; starting again keeps readings, registry and balances.',
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env, {}, DEMO_DEFAULTS);
+  const logger = createLogger(config.logLevel, undefined);
+  logger.info({ config: describeConfig(config) }, 'starting carbon-mrv');
+  const stack = await startStack(config, { logger, banner: true });
+  process.stderr.write(banner(stack));
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`\n${signal}: stopping (fleet, oracle, gateway, broker, store, chain)...\n`);
+    stack.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`carbon-mrv failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,92 @@
+/**
+ * Builds a gateway on a temporary SQLite file (real registry and reading store) with keys for every
+ * role, a stand-in chain and broker, for the gateway tests.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Test } from 'tap';
+import { Registry as PromRegistry } from 'prom-client';
+import type { FastifyInstance } from 'fastify';
+import { openDatabase, type Db } from '../../store/db.ts';
+import type { Registry } from '../../store/types.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
+import { silentLogger } from '../../domain/logger.ts';
+import { buildGateway } from '../../gateway/app.ts';
+import { createKeyStore } from '../../gateway/keys.ts';
+import type { GatewayDeps, GatewayOptions } from '../../gateway/deps.ts';
+import { fakeBroker, fakeLedger } from './fakes.ts';
+
+export function tempDir(t: Test, prefix = 'mrv-gw-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export const OWNER_A = '0x' + 'a1'.repeat(20);
+export const OWNER_B = '0x' + 'b2'.repeat(20);
+
+export interface Harness {
+  app: FastifyInstance;
+  db: Db;
+  dir: string;
+  registry: Registry;
+  ledger: ReturnType<typeof fakeLedger>;
+  broker: ReturnType<typeof fakeBroker>;
+  metrics: PromRegistry;
+  key: { admin: string; regulator: string; facA: string; facB: string };
+  auth(role: keyof Harness['key']): { authorization: string };
+}
+
+export async function startGateway(
+  t: Test,
+  opts: { options?: GatewayOptions; deps?: Partial<GatewayDeps>; facilities?: boolean } = {},
+): Promise<Harness> {
+  const dir = tempDir(t);
+  const db = openDatabase(dir);
+  t.teardown(() => db.close());
+  const stores = openSqliteStores(db);
+  const ledger = fakeLedger();
+  const broker = fakeBroker();
+  const metrics = new PromRegistry();
+  const app = await buildGateway({
+    db,
+    registry: stores.registry,
+    readings: stores.readings,
+    ledger,
+    broker,
+    metrics,
+    logger: silentLogger,
+    options: { rateLimitMax: 1000, chainCacheMs: 0, windowSeconds: 10, ...opts.options },
+    ...opts.deps,
+  });
+  t.teardown(() => app.close());
+  await app.ready();
+
+  if (opts.facilities !== false) {
+    const now = Date.now();
+    stores.registry.createFacility({ id: 'facA', name: 'Plant A', owner: OWNER_A, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: now });
+    stores.registry.createFacility({ id: 'facB', name: 'Plant B', owner: OWNER_B, baselineKgPerHour: '1200', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: now });
+    await ledger.registerFacility('facA', OWNER_A, '3600', 0);
+    await ledger.registerFacility('facB', OWNER_B, '1200', 0);
+    ledger.calls.length = 0;
+  }
+  const keys = createKeyStore(db);
+  const key = {
+    admin: keys.create('admin').key,
+    regulator: keys.create('regulator').key,
+    facA: opts.facilities === false ? '' : keys.create('facility', 'facA').key,
+    facB: opts.facilities === false ? '' : keys.create('facility', 'facB').key,
+  };
+  return {
+    app,
+    db,
+    dir,
+    registry: stores.registry,
+    ledger,
+    broker,
+    metrics,
+    key,
+    auth: (role) => ({ authorization: `Bearer ${key[role]}` }),
+  };
+}
