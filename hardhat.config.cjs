@@ -1,0 +1,35 @@
+// Hardhat 2 configuration. The package is ESM, so this file is CommonJS (.cjs).
+// Compilation is offline: the solc compiler comes from the `solc` npm package (soljson.js), never a
+// download. Its version must equal the configured compiler version below.
+const { subtask } = require('hardhat/config');
+const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require('hardhat/builtin-tasks/task-names');
+
+const SOLC_VERSION = '0.8.28';
+
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async ({ solcVersion }, _hre, runSuper) => {
+  if (solcVersion !== SOLC_VERSION) return runSuper();
+  const solc = require('solc');
+  const longVersion = solc.version(); // e.g. 0.8.28+commit.7893614a.Emscripten.clang
+  if (!longVersion.startsWith(`${SOLC_VERSION}+`)) {
+    throw new Error(`the solc npm package is ${longVersion}, hardhat.config.cjs expects ${SOLC_VERSION}`);
+  }
+  return { compilerPath: require.resolve('solc/soljson.js'), isSolcJs: true, version: SOLC_VERSION, longVersion };
+});
+
+/** @type {import('hardhat/config').HardhatUserConfig} */
+module.exports = {
+  solidity: {
+    version: SOLC_VERSION,
+    settings: {
+      optimizer: { enabled: true, runs: 10000 },
+      evmVersion: 'cancun',
+      viaIR: true,
+    },
+  },
+  paths: {
+    sources: './contracts',
+    artifacts: './artifacts',
+    cache: './cache',
+    tests: './test/contracts',
+  },
+};
