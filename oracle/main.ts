@@ -1,0 +1,47 @@
+/**
+ * `npm run start:oracle`: the oracle alone, against an external chain (CHAIN_RPC_URL, ORACLE_PRIVATE_KEY,
+ * CONTRACT_ADDRESS) and the SQLite file under DATA_DIR. `npm start` composes the same factory with the
+ * local chain; this entry point only wires configuration to buildOracle and schedules it.
+ */
+import { ethers } from 'ethers';
+import { Ledger } from '../contracts/client/index.ts';
+import { describeConfig, loadConfig } from '../domain/config.ts';
+import { errors } from '../domain/errors.ts';
+import { createLogger } from '../domain/logger.ts';
+import { openDatabase } from '../store/db.ts';
+import { openSqliteStores } from '../store/sqlite.ts';
+import { buildOracle } from './oracle.ts';
+
+const config = loadConfig();
+const logger = createLogger(config.logLevel);
+if (!config.chainRpcUrl || !config.oraclePrivateKey || !config.contractAddress) {
+  throw errors.CONFIG_INVALID('start:oracle needs CHAIN_RPC_URL, ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS (`npm start` runs a local chain instead)');
+}
+const db = openDatabase(config.dataDir);
+const stores = openSqliteStores(db, { logger });
+const provider = new ethers.JsonRpcProvider(config.chainRpcUrl);
+const ledger = Ledger.attach(config.contractAddress, new ethers.Wallet(config.oraclePrivateKey, provider));
+const oracle = buildOracle({
+  db,
+  readings: stores.readings,
+  registry: stores.registry,
+  ledger,
+  logger,
+  windowMs: config.windowSeconds * 1000,
+  graceMs: config.graceSeconds * 1000,
+});
+logger.info({ config: describeConfig(config) }, 'oracle starting');
+oracle.start(config.oracleCron);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'oracle stopping');
+  await oracle.close();
+  provider.destroy();
+  await stores.readings.close();
+  db.close();
+}
+process.once('SIGINT', () => void shutdown('SIGINT'));
+process.once('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,61 @@
+/** Oracle metrics on the shared prom-client registry (or a private one when none is given). */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+export interface OracleMetrics {
+  runs: Counter<'outcome'>;
+  runSeconds: Histogram<string>;
+  settlements: Counter<'status'>;
+  reconciled: Counter<string>;
+  transactions: Counter<'kind'>;
+  gas: Counter<string>;
+  errors: Counter<'kind'>;
+  blocked: Gauge<string>;
+  lastRun: Gauge<string>;
+}
+
+export function oracleMetrics(registry: Registry = new Registry()): OracleMetrics {
+  const registers = [registry];
+  return {
+    runs: getOrCreate(registry, 'mrv_oracle_runs_total', () => new Counter({ name: 'mrv_oracle_runs_total', help: 'oracle runs by outcome (ok, failed, busy, lease)', labelNames: ['outcome'], registers })),
+    runSeconds: getOrCreate(
+      registry,
+      'mrv_oracle_run_duration_seconds',
+      () => new Histogram({ name: 'mrv_oracle_run_duration_seconds', help: 'duration of an oracle run', buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60], registers }),
+    ),
+    settlements: getOrCreate(
+      registry,
+      'mrv_oracle_settlements_total',
+      () => new Counter({ name: 'mrv_oracle_settlements_total', help: 'settlement entries sent, by on-chain outcome (settled, skipped)', labelNames: ['status'], registers }),
+    ),
+    reconciled: getOrCreate(
+      registry,
+      'mrv_oracle_reconciled_total',
+      () => new Counter({ name: 'mrv_oracle_reconciled_total', help: 'intents confirmed from the chain after a crash, timeout or a second oracle', registers }),
+    ),
+    transactions: getOrCreate(
+      registry,
+      'mrv_oracle_transactions_total',
+      () => new Counter({ name: 'mrv_oracle_transactions_total', help: 'transactions sent by the oracle', labelNames: ['kind'], registers }),
+    ),
+    gas: getOrCreate(registry, 'mrv_oracle_gas_used_total', () => new Counter({ name: 'mrv_oracle_gas_used_total', help: 'gas used by settlement transactions', registers })),
+    errors: getOrCreate(
+      registry,
+      'mrv_oracle_errors_total',
+      () => new Counter({ name: 'mrv_oracle_errors_total', help: 'oracle errors by kind (chain, store, reconcile, compute)', labelNames: ['kind'], registers }),
+    ),
+    blocked: getOrCreate(
+      registry,
+      'mrv_oracle_blocked_facilities',
+      () => new Gauge({ name: 'mrv_oracle_blocked_facilities', help: 'facilities the last run could not settle (see the logs)', registers }),
+    ),
+    lastRun: getOrCreate(
+      registry,
+      'mrv_oracle_last_run_timestamp_seconds',
+      () => new Gauge({ name: 'mrv_oracle_last_run_timestamp_seconds', help: 'when the last oracle run finished', registers }),
+    ),
+  };
+}

@@ -1,0 +1,467 @@
+/**
+ * The oracle's records in the shared SQLite file: settlement intents and confirmed settlements (with
+ * every input needed to recompute them), the per-device cursors, late-reading flags, the window
+ * length of this data dir and a run lease. Read API for the gateway: listSettlements, getSettlement,
+ * lateReadings / isLate (importable without starting the oracle).
+ *
+ * A settlement row is keyed (id, evidenceRoot): several intents may exist for one window (a retry
+ * with more readings visible, a second oracle), at most one is `confirmed` (unique partial index) —
+ * the one whose root the chain recorded; the others become `discarded`. Confirming a row moves its
+ * devices' cursors forward in the same transaction, so cursors always match the chain.
+ */
+import type { Statement } from 'better-sqlite3';
+import { errors } from '../domain/errors.ts';
+import type { Db } from '../store/db.ts';
+import type { AppliedFactors } from './factors.ts';
+import type { MetricTotals, PrevConsumed, RegisterCursor } from './methodology.ts';
+
+export type SettlementState = 'intent' | 'sent' | 'confirmed' | 'discarded';
+
+/** Per-device inputs and outputs of a settlement, enough to recompute it from the store. */
+export interface RecordedDevice {
+  deviceId: string;
+  highWater?: number;
+  prev?: PrevConsumed;
+  startCursors: RegisterCursor[];
+  endCursors: RegisterCursor[];
+  inWindow: boolean;
+  observedBefore: boolean;
+  consumedCount: number;
+}
+
+export interface RecordedInputs {
+  methodologyVersion: string;
+  baselineKgPerHour: string;
+  factors: AppliedFactors;
+  devices: RecordedDevice[];
+  lateKeys: string[];
+  totals: MetricTotals;
+  baselineKg: string;
+  rawNetGrams: string;
+}
+
+export interface SettlementRow {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  state: SettlementState;
+  complete: boolean;
+  netGrams: string;
+  actualKg: string;
+  evidenceRoot: string;
+  mintedGrams: string | null;
+  burnedGrams: string | null;
+  deficitGrams: string | null;
+  txHash: string | null;
+  inputs: RecordedInputs;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A confirmed settlement: what the gateway lists (grams as integer text, times epoch ms). */
+export interface Settlement {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  complete: boolean;
+  netGrams: string;
+  mintedGrams: string;
+  burnedGrams: string;
+  deficitGrams: string;
+  evidenceRoot: string;
+  txHash: string | null;
+  actualKg: string;
+  baselineKg: string;
+  inputs: RecordedInputs;
+}
+
+export interface DeviceCursor {
+  deviceId: string;
+  facilityId: string;
+  settlementId: string;
+  /** End of the window this cursor was left at (the device's `prev.before`). */
+  windowEnd: number;
+  /** High-water mark of that settlement (`prev.maxSeq`); -1 when the device had no reading. */
+  maxSeq: number;
+  cursors: RegisterCursor[];
+}
+
+export interface SettlementQuery {
+  facilityId?: string;
+  /** windowStart >= from (epoch ms). */
+  from?: number;
+  /** windowStart < to (epoch ms). */
+  to?: number;
+  /** Default 1000, at most 10 000; oldest window first. */
+  limit?: number;
+}
+
+export const settlementId = (facilityId: string, windowStart: number): string => `${facilityId}-${windowStart}`;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS oracle_meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oracle_settlements (
+  id            TEXT    NOT NULL,
+  evidence_root TEXT    NOT NULL,
+  facility_id   TEXT    NOT NULL,
+  window_start  INTEGER NOT NULL,
+  window_end    INTEGER NOT NULL,
+  state         TEXT    NOT NULL CHECK (state IN ('intent', 'sent', 'confirmed', 'discarded')),
+  complete      INTEGER NOT NULL,
+  net_grams     TEXT    NOT NULL,
+  actual_kg     TEXT    NOT NULL,
+  minted_grams  TEXT,
+  burned_grams  TEXT,
+  deficit_grams TEXT,
+  tx_hash       TEXT,
+  inputs        TEXT    NOT NULL,
+  created_at    INTEGER NOT NULL,
+  updated_at    INTEGER NOT NULL,
+  PRIMARY KEY (id, evidence_root)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS oracle_settlements_one_confirmed ON oracle_settlements (id) WHERE state = 'confirmed';
+CREATE INDEX IF NOT EXISTS oracle_settlements_facility ON oracle_settlements (facility_id, window_start);
+CREATE INDEX IF NOT EXISTS oracle_settlements_window ON oracle_settlements (window_start) WHERE state = 'confirmed';
+CREATE TABLE IF NOT EXISTS oracle_cursors (
+  device_id     TEXT    PRIMARY KEY,
+  facility_id   TEXT    NOT NULL,
+  settlement_id TEXT    NOT NULL,
+  window_end    INTEGER NOT NULL,
+  max_seq       INTEGER NOT NULL,
+  cursors       TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oracle_late (
+  device_id     TEXT    NOT NULL,
+  seq           INTEGER NOT NULL,
+  facility_id   TEXT    NOT NULL,
+  settlement_id TEXT    NOT NULL,
+  PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS oracle_lease (
+  name       TEXT    PRIMARY KEY,
+  holder     TEXT    NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+`;
+
+interface Row {
+  id: string;
+  evidence_root: string;
+  facility_id: string;
+  window_start: number;
+  window_end: number;
+  state: SettlementState;
+  complete: number;
+  net_grams: string;
+  actual_kg: string;
+  minted_grams: string | null;
+  burned_grams: string | null;
+  deficit_grams: string | null;
+  tx_hash: string | null;
+  inputs: string;
+  created_at: number;
+  updated_at: number;
+}
+
+function toRow(r: Row): SettlementRow {
+  return {
+    id: r.id,
+    facilityId: r.facility_id,
+    windowStart: r.window_start,
+    windowEnd: r.window_end,
+    state: r.state,
+    complete: r.complete === 1,
+    netGrams: r.net_grams,
+    actualKg: r.actual_kg,
+    evidenceRoot: r.evidence_root,
+    mintedGrams: r.minted_grams,
+    burnedGrams: r.burned_grams,
+    deficitGrams: r.deficit_grams,
+    txHash: r.tx_hash,
+    inputs: JSON.parse(r.inputs) as RecordedInputs,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function toSettlement(r: Row): Settlement {
+  const row = toRow(r);
+  return {
+    id: row.id,
+    facilityId: row.facilityId,
+    windowStart: row.windowStart,
+    windowEnd: row.windowEnd,
+    complete: row.complete,
+    netGrams: row.netGrams,
+    mintedGrams: row.mintedGrams ?? '0',
+    burnedGrams: row.burnedGrams ?? '0',
+    deficitGrams: row.deficitGrams ?? '0',
+    evidenceRoot: row.evidenceRoot,
+    txHash: row.txHash,
+    actualKg: row.actualKg,
+    baselineKg: row.inputs.baselineKg,
+    inputs: row.inputs,
+  };
+}
+
+const COLS =
+  'id, evidence_root, facility_id, window_start, window_end, state, complete, net_grams, actual_kg, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at, updated_at';
+
+export interface NewIntent {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  complete: boolean;
+  netGrams: bigint;
+  actualKg: string;
+  evidenceRoot: string;
+  inputs: RecordedInputs;
+}
+
+export interface ChainAmounts {
+  txHash?: string | null;
+  mintedGrams: bigint;
+  burnedGrams: bigint;
+  deficitGrams: bigint;
+}
+
+export type ConfirmOutcome = 'confirmed' | 'already';
+
+export class OracleRecords {
+  private readonly db: Db;
+  private readonly clock: () => number;
+  private readonly stmt: Record<string, Statement<unknown[], unknown>>;
+  private readonly confirmTx: (id: string, root: string, amounts: ChainAmounts) => ConfirmOutcome;
+
+  constructor(db: Db, clock: () => number = Date.now) {
+    this.db = db;
+    this.clock = clock;
+    db.exec(SCHEMA);
+    const p = (sql: string) => db.prepare<unknown[], unknown>(sql);
+    this.stmt = {
+      meta: p('SELECT value FROM oracle_meta WHERE key = ?').pluck(),
+      setMeta: p('INSERT INTO oracle_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING'),
+      insert: p(
+        `INSERT INTO oracle_settlements (${COLS}) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, ?)
+         ON CONFLICT (id, evidence_root) DO NOTHING`,
+      ),
+      one: p(`SELECT ${COLS} FROM oracle_settlements WHERE id = ? AND evidence_root = ?`),
+      confirmedOf: p(`SELECT ${COLS} FROM oracle_settlements WHERE id = ? AND state = 'confirmed'`),
+      markSent: p(`UPDATE oracle_settlements SET state = 'sent', tx_hash = COALESCE(?, tx_hash), updated_at = ? WHERE id = ? AND evidence_root = ? AND state = 'intent'`),
+      confirm: p(
+        `UPDATE oracle_settlements SET state = 'confirmed', minted_grams = ?, burned_grams = ?, deficit_grams = ?, tx_hash = COALESCE(?, tx_hash), updated_at = ?
+         WHERE id = ? AND evidence_root = ?`,
+      ),
+      discardOthers: p(`UPDATE oracle_settlements SET state = 'discarded', updated_at = ? WHERE id = ? AND evidence_root <> ? AND state <> 'discarded'`),
+      lastConfirmed: p(`SELECT MAX(window_start) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck(),
+      firstOpen: p(`SELECT MIN(window_start) FROM oracle_settlements WHERE facility_id = ? AND state IN ('intent', 'sent')`).pluck(),
+      cursor: p('SELECT device_id, facility_id, settlement_id, window_end, max_seq, cursors FROM oracle_cursors WHERE device_id = ?'),
+      upsertCursor: p(
+        `INSERT INTO oracle_cursors (device_id, facility_id, settlement_id, window_end, max_seq, cursors) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (device_id) DO UPDATE SET facility_id = excluded.facility_id, settlement_id = excluded.settlement_id,
+           window_end = excluded.window_end, max_seq = excluded.max_seq, cursors = excluded.cursors
+         WHERE oracle_cursors.window_end < excluded.window_end`,
+      ),
+      insertLate: p('INSERT INTO oracle_late (device_id, seq, facility_id, settlement_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      isLate: p('SELECT 1 FROM oracle_late WHERE device_id = ? AND seq = ?').pluck(),
+      acquire: p(
+        `INSERT INTO oracle_lease (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE oracle_lease.holder = excluded.holder OR oracle_lease.expires_at <= ?`,
+      ),
+      release: p('DELETE FROM oracle_lease WHERE name = ? AND holder = ?'),
+    };
+    const tx = db.transaction((id: string, root: string, amounts: ChainAmounts) => this.confirmInTx(id, root, amounts));
+    this.confirmTx = (id, root, amounts) => tx.immediate(id, root, amounts);
+  }
+
+  /**
+   * Records the window length of this data dir on first use; afterwards refuses a different one
+   * (on-chain contiguity is in whole windows: changing W would misalign every facility).
+   */
+  checkWindow(windowMs: number): void {
+    this.stmt.setMeta.run('window_ms', String(windowMs));
+    const stored = Number(this.stmt.meta.get('window_ms'));
+    if (stored !== windowMs) {
+      throw errors.CONFIG_INVALID(
+        `WINDOW_SECONDS is ${windowMs / 1000} but this data dir was settled with ${stored / 1000}; windows are fixed per data dir (use the original value or a new DATA_DIR)`,
+      );
+    }
+  }
+
+  // Writes -----------------------------------------------------------------------------------
+
+  /** Inserts an intent (idempotent: the same id and root again is a no-op). Returns whether it was new. */
+  insertIntent(i: NewIntent): boolean {
+    const now = this.clock();
+    const info = this.stmt.insert.run(
+      i.id,
+      i.evidenceRoot,
+      i.facilityId,
+      i.windowStart,
+      i.windowEnd,
+      i.complete ? 1 : 0,
+      i.netGrams.toString(),
+      i.actualKg,
+      JSON.stringify(i.inputs),
+      now,
+      now,
+    );
+    return info.changes === 1;
+  }
+
+  /** Inserts many intents in one transaction (one fsync), before any of them is sent. */
+  insertIntents(list: NewIntent[]): void {
+    this.insertMany(list);
+  }
+
+  private readonly insertMany = (list: NewIntent[]) => {
+    this.db.transaction(() => {
+      for (const i of list) this.insertIntent(i);
+    }).immediate();
+  };
+
+  /** Confirms many (id, root) pairs in one transaction; see confirm(). */
+  confirmMany(list: { id: string; root: string; amounts: ChainAmounts }[]): ConfirmOutcome[] {
+    return this.db.transaction(() => list.map((c) => this.confirmInTx(c.id, c.root, c.amounts))).immediate();
+  }
+
+  /** The intent was sent in `txHash` (it may or may not be the one the chain kept). */
+  markSent(id: string, root: string, txHash: string | null): void {
+    this.stmt.markSent.run(txHash, this.clock(), id, root);
+  }
+
+  /**
+   * The chain settled window `id` with `root`: confirm that row, discard the others of the window, move
+   * its devices' cursors forward and record its late readings, in one transaction. Idempotent.
+   * Throws when the row is unknown or another root is already confirmed (the caller blocks the facility).
+   */
+  confirm(id: string, root: string, amounts: ChainAmounts): ConfirmOutcome {
+    return this.confirmTx(id, root, amounts);
+  }
+
+  private confirmInTx(id: string, root: string, amounts: ChainAmounts): ConfirmOutcome {
+    const existing = this.stmt.confirmedOf.get(id) as Row | undefined;
+    if (existing) {
+      if (existing.evidence_root !== root) {
+        throw errors.CONFLICT(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
+      }
+      return 'already';
+    }
+    const r = this.stmt.one.get(id, root) as Row | undefined;
+    if (!r) throw errors.NOT_FOUND(`settlement intent ${id} with root ${root}`);
+    const now = this.clock();
+    this.stmt.discardOthers.run(now, id, root);
+    this.stmt.confirm.run(amounts.mintedGrams.toString(), amounts.burnedGrams.toString(), amounts.deficitGrams.toString(), amounts.txHash ?? null, now, id, root);
+    const inputs = JSON.parse(r.inputs) as RecordedInputs;
+    for (const d of inputs.devices) {
+      const maxSeq = d.highWater ?? d.prev?.maxSeq ?? -1;
+      this.stmt.upsertCursor.run(d.deviceId, r.facility_id, id, r.window_end, maxSeq, JSON.stringify(d.endCursors));
+    }
+    for (const key of inputs.lateKeys) {
+      const at = key.lastIndexOf(':');
+      this.stmt.insertLate.run(key.slice(0, at), Number(key.slice(at + 1)), r.facility_id, id);
+    }
+    return 'confirmed';
+  }
+
+  // Reads for the oracle ---------------------------------------------------------------------
+
+  lastConfirmedWindow(facilityId: string): number | undefined {
+    const v = this.stmt.lastConfirmed.get(facilityId) as number | null;
+    return v ?? undefined;
+  }
+
+  firstOpenWindow(facilityId: string): number | undefined {
+    const v = this.stmt.firstOpen.get(facilityId) as number | null;
+    return v ?? undefined;
+  }
+
+  row(id: string, root: string): SettlementRow | undefined {
+    const r = this.stmt.one.get(id, root) as Row | undefined;
+    return r ? toRow(r) : undefined;
+  }
+
+  /** Every row of a window (intents, confirmed, discarded). */
+  rows(id: string): SettlementRow[] {
+    return (this.db.prepare(`SELECT ${COLS} FROM oracle_settlements WHERE id = ? ORDER BY created_at`).all(id) as Row[]).map(toRow);
+  }
+
+  cursor(deviceId: string): DeviceCursor | undefined {
+    const r = this.stmt.cursor.get(deviceId) as
+      | { device_id: string; facility_id: string; settlement_id: string; window_end: number; max_seq: number; cursors: string }
+      | undefined;
+    if (!r) return undefined;
+    return {
+      deviceId: r.device_id,
+      facilityId: r.facility_id,
+      settlementId: r.settlement_id,
+      windowEnd: r.window_end,
+      maxSeq: r.max_seq,
+      cursors: JSON.parse(r.cursors) as RegisterCursor[],
+    };
+  }
+
+  // Read API for the gateway -----------------------------------------------------------------
+
+  listSettlements(q: SettlementQuery = {}): Settlement[] {
+    const where = ["state = 'confirmed'"];
+    const args: (string | number)[] = [];
+    if (q.facilityId !== undefined) {
+      where.push('facility_id = ?');
+      args.push(q.facilityId);
+    }
+    if (q.from !== undefined) {
+      where.push('window_start >= ?');
+      args.push(q.from);
+    }
+    if (q.to !== undefined) {
+      where.push('window_start < ?');
+      args.push(q.to);
+    }
+    const limit = Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000)));
+    args.push(limit);
+    const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY window_start, facility_id LIMIT ?`;
+    return (this.db.prepare(sql).all(...args) as Row[]).map(toSettlement);
+  }
+
+  /** The confirmed settlement `${facilityId}-${windowStartMs}`, or undefined. */
+  getSettlement(id: string): Settlement | undefined {
+    const r = this.stmt.confirmedOf.get(id) as Row | undefined;
+    return r ? toSettlement(r) : undefined;
+  }
+
+  isLate(deviceId: string, seq: number): boolean {
+    return this.stmt.isLate.get(deviceId, seq) !== undefined;
+  }
+
+  /** Keys `${deviceId}:${seq}` among `keys` that a confirmed settlement of the facility flagged late. */
+  lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string> {
+    const out = new Set<string>();
+    const check = this.db.prepare('SELECT 1 FROM oracle_late WHERE device_id = ? AND seq = ? AND facility_id = ?').pluck();
+    for (const k of keys) if (check.get(k.deviceId, k.seq, facilityId) !== undefined) out.add(`${k.deviceId}:${k.seq}`);
+    return out;
+  }
+
+  // Lease ------------------------------------------------------------------------------------
+
+  /** Takes or renews the named lease until `now + ttlMs`; false when another holder has it. */
+  acquireLease(name: string, holder: string, now: number, ttlMs: number): boolean {
+    return this.stmt.acquire.run(name, holder, now + ttlMs, now).changes === 1;
+  }
+
+  releaseLease(name: string, holder: string): void {
+    this.stmt.release.run(name, holder);
+  }
+}
+
+/** The records on `db` (creates the tables if needed). */
+export function openOracleRecords(db: Db, clock?: () => number): OracleRecords {
+  return new OracleRecords(db, clock);
+}

@@ -1,0 +1,364 @@
+/**
+ * One simulated device: it integrates its facility's physical model into cumulative registers (or,
+ * for a CEMS, interval masses), numbers its readings, encodes them as the SPEC payload and applies
+ * the per-message faults. Pure given its state, the clock values it is fed and its seed: no I/O,
+ * no timers, no Math.random. The fleet runner does the MQTT side.
+ */
+import { MAX_FUTURE_MS, readingsTopic, type Metric, type RejectReason } from '../domain/reading.ts';
+import { emptyFaultCounts, expectRejection, garbagePayload, GARBAGE_KINDS, NO_FAULTS, type FaultCounts, type FaultRates } from './faults.ts';
+import { FacilityModel, type DeviceKind, type FacilityProfile, type FacilityState, type KindCounts } from './profiles.ts';
+import { Rng, hashSeed } from './prng.ts';
+
+/** Registers are kept as integers of a base unit (Wh, litre, gram) plus a fractional carry. */
+const BASE: Record<Metric, { unit: string; decimals: Record<string, number> }> = {
+  electricity_import: { unit: 'Wh', decimals: { Wh: 0, kWh: 3, MWh: 6 } },
+  electricity_export: { unit: 'Wh', decimals: { Wh: 0, kWh: 3, MWh: 6 } },
+  renewable_generation: { unit: 'Wh', decimals: { Wh: 0, kWh: 3, MWh: 6 } },
+  natural_gas: { unit: 'L', decimals: { m3: 3 } },
+  co2_direct: { unit: 'g', decimals: { g: 0, kg: 3, t: 6 } },
+};
+const ENERGY_UNITS = ['kWh', 'Wh', 'MWh'] as const;
+const MASS_UNITS = ['kg', 'g', 't'] as const;
+/** Skews in minutes; those above +5 are refused by the platform. */
+const SKEW_MINUTES = [-4, -3, -2, 2, 3, 4, 6, 7, 8] as const;
+
+export interface DeviceSpec {
+  facilityId: string;
+  deviceId: string;
+  kind: DeviceKind;
+  /** Position in the fleet: picks the units and the ts format, so a fleet sends a mix. */
+  index: number;
+  profile: FacilityProfile;
+  /** Seed of the facility's model (shared by its devices so they see the same weather). */
+  facilitySeed: number;
+  /** The facility's devices by kind: shares of load and solar, and whether export is metered. */
+  facilityKinds: KindCounts;
+}
+
+export interface DeviceOptions {
+  /** Run seed (with the device id it seeds the device's own streams). */
+  seed: string;
+  faults?: FaultRates;
+  /** Settlement window and grace, for `late` readings (ts in an already settled window). */
+  windowMs?: number;
+  graceMs?: number;
+}
+
+export interface RegisterState {
+  /** Integer value in the base unit (Wh, L, g). For co2_direct only the carry is used. */
+  base: number;
+  /** Fraction of a base unit not yet counted. */
+  carry: number;
+}
+
+/** What the state file keeps per device. */
+export interface DeviceState {
+  facilityId: string;
+  kind: DeviceKind;
+  /** Last seq used (sent, dropped or pending). */
+  seq: number;
+  /** Time the registers were last integrated to (epoch ms); null before the first reading. */
+  lastTime: number | null;
+  registers: Partial<Record<Metric, RegisterState>>;
+  rng: number;
+  faultRng: number;
+}
+
+export interface Reading {
+  seq: number;
+  ts: string | number;
+  metric: Metric;
+  value: number;
+  unit: string;
+  reset?: boolean;
+}
+
+export type MessageKind = 'reading' | 'duplicate' | 'garbage';
+
+/** One MQTT message to publish. */
+export interface Outgoing {
+  kind: MessageKind;
+  deviceId: string;
+  topic: string;
+  payload: Buffer;
+  /** Seqs of the readings it carries (none for garbage). */
+  seqs: number[];
+  /** Reason the platform should refuse it with, when a fault makes it invalid. */
+  expect?: RejectReason;
+  /** Faults applied to it: drop never reaches here; late, skew, reset, reorder, duplicate, garbage. */
+  faults: string[];
+}
+
+export interface TickResult {
+  /** Messages to publish, in order. */
+  messages: Outgoing[];
+  /** The readings generated this tick (also when dropped). */
+  readings: Reading[];
+  dropped: boolean;
+}
+
+/** Fixed-point text of an integer in a unit with `decimals` decimals, as a JSON number. */
+export function scaled(n: number, decimals: number): number {
+  if (decimals === 0) return n;
+  const d = 10 ** decimals;
+  const int = Math.floor(n / d);
+  const frac = n - int * d;
+  return Number(`${int}.${String(frac).padStart(decimals, '0')}`);
+}
+
+export function metricsOf(kind: DeviceKind, facilityKinds: KindCounts): Metric[] {
+  switch (kind) {
+    case 'grid':
+      return facilityKinds.solar > 0 ? ['electricity_import', 'electricity_export'] : ['electricity_import'];
+    case 'solar':
+      return ['renewable_generation'];
+    case 'gas':
+      return ['natural_gas'];
+    case 'cems':
+      return ['co2_direct'];
+  }
+}
+
+function unitOf(metric: Metric, index: number, k: number): string {
+  if (metric === 'natural_gas') return 'm3';
+  // CEMS are about one per facility (every fourth device in a planned fleet): vary by that
+  if (metric === 'co2_direct') return MASS_UNITS[Math.floor(index / 4) % MASS_UNITS.length];
+  return ENERGY_UNITS[(index + k) % ENERGY_UNITS.length];
+}
+
+export class DeviceSim {
+  readonly spec: DeviceSpec;
+  readonly metrics: Metric[];
+  readonly units: string[];
+  readonly topic: string;
+  readonly tsFormat: 'iso' | 'epoch';
+  readonly counts: FaultCounts = emptyFaultCounts();
+  private readonly model: FacilityModel;
+  private readonly faults: FaultRates;
+  private readonly windowMs: number;
+  private readonly graceMs: number;
+  private readonly rng: Rng;
+  private readonly faultRng: Rng;
+  private s: DeviceState;
+  /** A message held back by `reorder`, sent after the next one. */
+  private held: Outgoing | null = null;
+
+  constructor(spec: DeviceSpec, opts: DeviceOptions, state?: DeviceState) {
+    this.spec = spec;
+    this.metrics = metricsOf(spec.kind, spec.facilityKinds);
+    this.units = this.metrics.map((m, k) => unitOf(m, spec.index, k));
+    this.topic = readingsTopic(spec.facilityId, spec.deviceId);
+    this.tsFormat = spec.index % 3 === 2 ? 'epoch' : 'iso';
+    this.model = new FacilityModel(spec.profile, spec.facilitySeed);
+    this.faults = opts.faults ?? NO_FAULTS;
+    this.windowMs = opts.windowMs ?? 3_600_000;
+    this.graceMs = opts.graceMs ?? 300_000;
+    if (state) {
+      this.s = structuredClone(state);
+    } else {
+      const init = new Rng(hashSeed(opts.seed, spec.deviceId, 'init'));
+      this.s = {
+        facilityId: spec.facilityId,
+        kind: spec.kind,
+        seq: 0,
+        lastTime: null,
+        registers: Object.fromEntries(this.metrics.map((m) => [m, { base: initialRegister(m, init), carry: 0 }])),
+        rng: hashSeed(opts.seed, spec.deviceId, 'model'),
+        faultRng: hashSeed(opts.seed, spec.deviceId, 'faults'),
+      };
+    }
+    for (const m of this.metrics) this.s.registers[m] ??= { base: 0, carry: 0 };
+    this.rng = new Rng(this.s.rng);
+    this.faultRng = new Rng(this.s.faultRng);
+  }
+
+  get deviceId(): string {
+    return this.spec.deviceId;
+  }
+
+  get lastSeq(): number {
+    return this.s.seq;
+  }
+
+  /** A copy of the state to persist (the held reorder message, if any, is not part of it: flush first). */
+  state(): DeviceState {
+    return { ...structuredClone(this.s), rng: this.rng.state, faultRng: this.faultRng.state };
+  }
+
+  /** Skips seqs (after an unclean stop, past any the platform may have seen since the last save). */
+  advanceSeq(n: number): void {
+    this.s.seq += n;
+  }
+
+  /** Register value in the base unit (tests). */
+  register(metric: Metric): number {
+    return this.s.registers[metric]?.base ?? 0;
+  }
+
+  /** Produces this tick's messages at time `now` (epoch ms). */
+  tick(now: number): TickResult {
+    const increments = this.integrate(this.s.lastTime ?? now, now);
+    this.s.lastTime = Math.max(this.s.lastTime ?? now, now);
+
+    // content faults are exclusive: one draw picks at most one of drop, late, skew, reset
+    const f = this.faults;
+    const u = this.faultRng.next();
+    const content = u < f.drop ? 'drop' : u < f.drop + f.late ? 'late' : u < f.drop + f.late + f.skew ? 'skew' : u < f.drop + f.late + f.skew + f.reset ? 'reset' : null;
+
+    let ts = now;
+    const applied: string[] = [];
+    let expect: RejectReason | undefined;
+    if (content === 'late') {
+      ts = Math.max(0, Math.floor((now - this.graceMs) / this.windowMs) * this.windowMs - Math.floor(this.windowMs / 2));
+      applied.push('late');
+      this.counts.late += this.metrics.length;
+    } else if (content === 'skew') {
+      const minutes = this.faultRng.pick(SKEW_MINUTES);
+      ts = now + minutes * 60_000;
+      applied.push('skew');
+      this.counts.skew += this.metrics.length;
+      if (minutes * 60_000 > MAX_FUTURE_MS) {
+        this.counts.skewFuture += this.metrics.length;
+        expect = 'future_ts';
+      }
+    }
+    const resetMetric = content === 'reset' ? this.metrics.find((m) => m !== 'co2_direct') : undefined;
+    if (resetMetric) {
+      applied.push('reset');
+      this.counts.reset++;
+    }
+
+    const readings: Reading[] = this.metrics.map((metric, k) => {
+      const reg = this.s.registers[metric]!;
+      const total = reg.carry + increments[k];
+      const whole = Math.floor(total);
+      reg.carry = total - whole;
+      let reset = false;
+      let value: number;
+      if (metric === 'co2_direct') {
+        value = whole;
+      } else if (metric === resetMetric) {
+        reg.base = Math.floor(this.rng.range(0, 1000)) + whole;
+        reset = true;
+        value = reg.base;
+      } else {
+        reg.base += whole;
+        value = reg.base;
+      }
+      const unit = this.units[k];
+      const r: Reading = {
+        seq: ++this.s.seq,
+        ts: this.tsFormat === 'iso' ? new Date(ts).toISOString() : ts,
+        metric,
+        value: scaled(value, BASE[metric].decimals[unit]),
+        unit,
+      };
+      if (reset) r.reset = true;
+      return r;
+    });
+
+    if (content === 'drop') {
+      this.counts.drop += readings.length;
+      return { messages: [], readings, dropped: true };
+    }
+
+    const messages: Outgoing[] = [];
+    const seqs = readings.map((r) => r.seq);
+    if (f.garbage > 0 && this.faultRng.next() < f.garbage) {
+      const kind = this.faultRng.pick(GARBAGE_KINDS);
+      const g = garbagePayload(kind, readings[0].seq, new Date(now).toISOString(), this.metrics[0], this.units[0]);
+      messages.push({ kind: 'garbage', deviceId: this.deviceId, topic: this.topic, payload: g.bytes, seqs: [], expect: g.reason, faults: ['garbage', kind] });
+      this.counts.garbage++;
+      expectRejection(this.counts, g.reason);
+    }
+
+    const payload = Buffer.from(JSON.stringify(readings.length === 1 ? readings[0] : readings));
+    const msg: Outgoing = { kind: 'reading', deviceId: this.deviceId, topic: this.topic, payload, seqs, expect, faults: applied };
+    if (expect) expectRejection(this.counts, expect, seqs.length);
+
+    // delivery faults only on otherwise clean messages, so each has one predictable outcome
+    const d = content === null && this.held === null ? this.faultRng.next() : 1;
+    if (this.held) {
+      // release the held one after a message the platform stores (one it refuses would not pass it)
+      messages.push(msg);
+      if (!msg.expect) {
+        messages.push(this.held);
+        this.held = null;
+      }
+    } else if (d < f.reorder) {
+      msg.faults.push('reorder');
+      msg.expect = 'seq_not_increasing';
+      this.held = msg;
+    } else if (d < f.reorder + f.duplicate) {
+      messages.push(msg, { ...msg, kind: 'duplicate', faults: [...msg.faults, 'duplicate'] });
+      this.counts.duplicate += seqs.length;
+    } else {
+      messages.push(msg);
+    }
+    for (const m of messages) {
+      if (m.expect === 'seq_not_increasing') {
+        this.counts.reorder++;
+        expectRejection(this.counts, 'seq_not_increasing', m.seqs.length);
+      }
+    }
+    return { messages, readings, dropped: false };
+  }
+
+  /** Releases a message held back for reordering (sent in order after all: not a fault any more). */
+  flush(): Outgoing[] {
+    const h = this.held;
+    this.held = null;
+    if (!h) return [];
+    h.faults = h.faults.filter((x) => x !== 'reorder');
+    delete h.expect;
+    return [h];
+  }
+
+  /** Increments (in base units) of each metric from t0 to t1: midpoint rule, <= 240 steps. */
+  private integrate(t0: number, t1: number): number[] {
+    const out = this.metrics.map(() => 0);
+    if (!(t1 > t0)) return out;
+    const steps = Math.min(240, Math.max(1, Math.ceil((t1 - t0) / 60_000)));
+    const dt = (t1 - t0) / steps;
+    const hours = dt / 3_600_000;
+    for (let i = 0; i < steps; i++) {
+      const s = this.model.at(t0 + (i + 0.5) * dt);
+      for (let k = 0; k < this.metrics.length; k++) out[k] += this.rateOf(this.metrics[k], s) * hours * 1000;
+    }
+    return out;
+  }
+
+  /** This device's share of the facility's flows, per hour in thousandths of the base unit's parent (kWh, m3, kg). */
+  private rateOf(metric: Metric, s: FacilityState): number {
+    const c = this.spec.facilityKinds;
+    const net = (s.loadKw - (c.solar > 0 ? s.solarKw : 0)) / Math.max(1, c.grid);
+    switch (metric) {
+      case 'electricity_import':
+        return Math.max(0, net);
+      case 'electricity_export':
+        return Math.max(0, -net);
+      case 'renewable_generation':
+        return s.solarKw / Math.max(1, c.solar);
+      case 'natural_gas':
+        return s.gasM3h / Math.max(1, c.gas);
+      case 'co2_direct':
+        return s.cemsKgH / Math.max(1, c.cems);
+    }
+  }
+}
+
+/** A plausible meter reading for a device that has been installed for a while (base units). */
+function initialRegister(metric: Metric, rng: Rng): number {
+  switch (metric) {
+    case 'electricity_import':
+      return Math.floor(rng.range(1e8, 5e9));
+    case 'electricity_export':
+      return Math.floor(rng.range(1e6, 1e8));
+    case 'renewable_generation':
+      return Math.floor(rng.range(1e7, 1e9));
+    case 'natural_gas':
+      return Math.floor(rng.range(1e6, 1e9));
+    case 'co2_direct':
+      return 0;
+  }
+}

@@ -1,0 +1,438 @@
+/**
+ * The fleet runner: one mqtt.js client per device (clientId = username = deviceId, QoS 1, last will
+ * `offline` on the status topic, `online` on connect), a timer per device at the configured rate,
+ * a bounded queue of unacknowledged readings (kept in the state file across restarts and sent again
+ * with the same seq), the network faults (wrong credentials, topic spoofing), live stats and the
+ * final summary. `startFleet` is what the CLI, `npm start` and the end-to-end test call.
+ */
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { badAuth, checkBrokerUrl, endClient, isConnackRefusal } from './connection.ts';
+import { silentLogger, type Logger } from '../domain/logger.ts';
+import { readingsTopic, statusTopic, type RejectReason } from '../domain/reading.ts';
+import { DeviceSim, type DeviceState, type Outgoing } from './device.ts';
+import { simErrors } from './errors.ts';
+import { addFaultCounts, emptyFaultCounts, expectRejection, parseFaults, type FaultCounts, type FaultRates } from './faults.ts';
+import { planFleet, planFromCredentials, readCredentialsFile, type DevicePlan, type FacilityPlan, type SimCredentials } from './plan.ts';
+import { countKinds, getProfile, type ProfileName } from './profiles.ts';
+import { registerFleet, type ApiTarget } from './register.ts';
+import { startProgress, type DeviceSummary, type FleetStats, type FleetSummary, type ProgressSink } from './progress.ts';
+import { DEFAULT_STATE_PATH, emptyState, loadState, saveState, type PendingMessage, type SimState } from './state.ts';
+
+export type { FleetStats, FleetSummary } from './progress.ts';
+export { checkBrokerUrl } from './connection.ts';
+
+export interface FleetOptions {
+  /** Broker URL: mqtt://host:port (also mqtts, ws, wss). */
+  url: string;
+  /** Number of devices (default 4, or every device of the credentials list). */
+  devices?: number;
+  /** Readings (messages) per second per device; fractional allowed (default 1). */
+  rate?: number;
+  faults?: FaultRates | string;
+  seed?: string | number;
+  /** Stop by itself after this many seconds (default: run until stop()). */
+  duration?: number;
+  /** State file (default ./data/simulator-state.json); null for none. */
+  statePath?: string | null;
+  /** Device credentials, or a JSON file of them (`--credentials`). */
+  credentials?: SimCredentials[];
+  credentialsFile?: string;
+  /** Register facilities and devices through the gateway with an admin key. */
+  api?: ApiTarget;
+  /** Facility count when planning (default: one per four devices). */
+  facilities?: number;
+  /** Profiles cycled over the facilities (default efficient, heavy, standard). */
+  profiles?: ProfileName[];
+  /** Id prefix of planned facilities and devices (default `sim`). */
+  prefix?: string;
+  /** Owner address of registered facilities (default: derived from the seed). */
+  owner?: string;
+  /** Settlement window and grace (s): late readings and suggested baselines (default 3600 / 300). */
+  windowSeconds?: number;
+  graceSeconds?: number;
+  /** Margin of the suggested baselines (default 0.3). */
+  baselineMargin?: number;
+  /** Clock for the readings' ts (default Date.now); timers are real time. */
+  now?: () => number;
+  logger?: Logger;
+  /** Where the progress line goes (e.g. process.stderr); false or absent for none. */
+  progress?: ProgressSink | false;
+  progressIntervalMs?: number;
+  /** Reports the platform's rejection count (e.g. from the gateway /metrics) for the progress line. */
+  rejectedCount?: () => Promise<number | undefined>;
+  reconnectPeriodMs?: number;
+  /** How long to wait for the first CONNACKs before giving up (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Unacknowledged messages per device before ticks are skipped (default 10,000). */
+  maxPending?: number;
+  /** How long stop() waits for in-flight messages to be acknowledged (default 5 s). */
+  drainTimeoutMs?: number;
+  /** How often the state file is written while running (default 2 s). */
+  stateSaveMs?: number;
+  /** Keep every acknowledged seq per device in the summary (tests, end-to-end checks). */
+  recordAcks?: boolean;
+  /** Called for every message published (tests). */
+  onMessage?: (m: Outgoing) => void;
+  fetch?: typeof fetch;
+}
+
+export interface Fleet {
+  facilities: FacilityPlan[];
+  stats(): FleetStats;
+  /** Stops ticking, waits (bounded) for acknowledgements, disconnects, saves the state. Idempotent. */
+  stop(): Promise<FleetSummary>;
+  /** Resolves with the summary once the fleet has stopped (after `duration`, or stop()). */
+  done: Promise<FleetSummary>;
+}
+
+interface PendingEntry extends PendingMessage {
+  kind: Outgoing['kind'];
+}
+
+interface Runner {
+  sim: DeviceSim;
+  plan: DevicePlan;
+  client: MqttClient;
+  pending: Map<number, PendingEntry>;
+  nextId: number;
+  connected: boolean;
+  refused?: Error;
+  lastError?: Error;
+  errors: number;
+  readingsAcked: number;
+  ackedSeqs?: number[];
+  timer?: NodeJS.Timeout;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() >= deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+export async function startFleet(opts: FleetOptions): Promise<Fleet> {
+  const log = (opts.logger ?? silentLogger).child({ component: 'simulators' });
+  checkBrokerUrl(opts.url);
+  const rate = opts.rate ?? 1;
+  if (!(rate > 0 && rate <= 1000)) throw simErrors.USAGE('--rate must be a number of readings per second per device, > 0 and <= 1000');
+  if (opts.duration !== undefined && !(opts.duration > 0)) throw simErrors.USAGE('--duration must be a positive number of seconds');
+  const faults = typeof opts.faults === 'string' || opts.faults === undefined ? parseFaults(opts.faults) : opts.faults;
+  const seed = String(opts.seed ?? 'mrv');
+  const now = opts.now ?? Date.now;
+  const windowSeconds = opts.windowSeconds ?? 3600;
+  const graceSeconds = opts.graceSeconds ?? 300;
+  const statePath = opts.statePath === undefined ? DEFAULT_STATE_PATH : opts.statePath;
+  const maxPending = opts.maxPending ?? 10_000;
+
+  const loaded = statePath ? loadState(statePath) : undefined;
+  const state: SimState = loaded ?? emptyState(seed);
+  if (loaded && loaded.seed !== seed) log.warn({ stateSeed: loaded.seed, seed }, 'state file was written with another seed; devices continue from their saved registers');
+
+  // credentials: given > file > registered via the API > saved in the state file > none
+  let plan: FacilityPlan[];
+  let creds: SimCredentials[] | undefined = opts.credentials ?? (opts.credentialsFile ? readCredentialsFile(opts.credentialsFile) : undefined);
+  const planOpts = { seed, profiles: opts.profiles, owner: opts.owner };
+  if (creds) {
+    plan = planFromCredentials(creds, { ...planOpts, devices: opts.devices });
+  } else if (opts.api) {
+    plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
+    creds = await registerFleet(opts.api, plan, { windowSeconds, rate, margin: opts.baselineMargin, now: now(), log, fetch: opts.fetch });
+    state.credentials = creds;
+  } else if (state.credentials?.length) {
+    creds = state.credentials;
+    plan = planFromCredentials(creds, { ...planOpts, devices: opts.devices });
+    log.info({ devices: creds.length, statePath }, 'using the credentials saved in the state file');
+  } else {
+    plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
+    log.warn('no credentials (--credentials or --api): connecting without passwords; a broker with authentication will refuse');
+  }
+
+  const counters = { sent: 0, acked: 0, readings: 0, reconnects: 0, connectionErrors: 0, bufferFull: 0, redelivered: 0 };
+  const netFaults: FaultCounts = emptyFaultCounts();
+  const unclean = !!loaded && !loaded.clean;
+  const seqJump = Math.max(1000, Math.ceil(rate * 2 * 600));
+  const startedAt = Date.now();
+  let stopping = false;
+
+  const runners: Runner[] = [];
+  for (const f of plan) {
+    const profile = getProfile(f.profile);
+    const facilityKinds = countKinds(f.devices.map((d) => d.kind));
+    for (const d of f.devices) {
+      let saved: DeviceState | undefined = state.devices[d.deviceId];
+      if (saved && (saved.facilityId !== d.facilityId || saved.kind !== d.kind)) {
+        log.warn({ deviceId: d.deviceId }, 'saved state belongs to another facility or kind; starting its registers afresh');
+        saved = undefined;
+      }
+      const sim = new DeviceSim(
+        { facilityId: d.facilityId, deviceId: d.deviceId, kind: d.kind, index: d.index, profile, facilitySeed: f.seed, facilityKinds },
+        { seed, faults, windowMs: windowSeconds * 1000, graceMs: graceSeconds * 1000 },
+        saved,
+      );
+      const old = state.devices[d.deviceId];
+      if (!saved && old) sim.advanceSeq(old.seq);
+      if (unclean && old) sim.advanceSeq(seqJump);
+      runners.push({ sim, plan: d, client: undefined as unknown as MqttClient, pending: new Map(), nextId: 0, connected: false, errors: 0, readingsAcked: 0, ...(opts.recordAcks ? { ackedSeqs: [] } : {}) });
+    }
+  }
+  if (unclean) log.warn({ seqJump }, 'the last run did not stop cleanly: seqs skip ahead past any sent after the last save');
+
+  function publish(r: Runner, m: { kind: Outgoing['kind']; topic: string; payload: Buffer; seqs: number[]; expect?: RejectReason }, outgoing?: Outgoing): void {
+    const id = ++r.nextId;
+    r.pending.set(id, { kind: m.kind, topic: m.topic, seqs: m.seqs, payload: m.payload.toString('utf8'), ...(m.expect ? { expect: m.expect } : {}) });
+    counters.sent++;
+    if (outgoing) opts.onMessage?.(outgoing);
+    r.client.publish(m.topic, m.payload, { qos: 1 }, (err) => {
+      if (err) {
+        // only when the client is ended: the message stays pending and goes to the state file
+        log.debug({ deviceId: r.plan.deviceId, err: err.message }, 'publish not acknowledged');
+        return;
+      }
+      r.pending.delete(id);
+      counters.acked++;
+      // the readings the platform is expected to store (a fault-refused message is acked all the same)
+      if (m.kind === 'reading' && !m.expect) {
+        r.readingsAcked += m.seqs.length;
+        r.ackedSeqs?.push(...m.seqs);
+      }
+    });
+  }
+
+  // connect every device; mqtt.js queues QoS 1 publishes while offline and resends them in order
+  let lastError: Error | undefined;
+  for (const r of runners) {
+    const d = r.plan;
+    const options: IClientOptions = {
+      clientId: d.deviceId,
+      username: d.deviceId,
+      ...(d.password !== undefined ? { password: d.password } : {}),
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: opts.reconnectPeriodMs ?? 1000,
+      connectTimeout: opts.connectTimeoutMs ?? 10_000,
+      queueQoSZero: false,
+      will: { topic: statusTopic(d.facilityId, d.deviceId), payload: Buffer.from('offline'), qos: 1, retain: true },
+    };
+    const client = connect(opts.url, options);
+    r.client = client;
+    client.on('connect', () => {
+      r.connected = true;
+      client.publish(statusTopic(d.facilityId, d.deviceId), 'online', { qos: 1, retain: true });
+    });
+    client.on('reconnect', () => {
+      counters.reconnects++;
+    });
+    client.on('close', () => {
+      r.connected = false;
+    });
+    client.on('error', (err) => {
+      counters.connectionErrors++;
+      r.errors++;
+      r.lastError = err;
+      lastError = err;
+      if (isConnackRefusal(err)) {
+        if (err.code === 3 && !stopping) {
+          // server unavailable: transient, try again
+          setTimeout(() => !stopping && client.reconnect(), opts.reconnectPeriodMs ?? 1000).unref();
+          return;
+        }
+        r.refused = err;
+        log.error({ deviceId: d.deviceId, code: err.code }, `broker refused the device: ${err.message}`);
+      } else {
+        log.debug({ deviceId: d.deviceId, err: err.message }, 'connection error');
+      }
+    });
+    // readings left unacknowledged by the previous run go first, with their original seq
+    for (const p of state.pending[d.deviceId] ?? []) {
+      publish(r, { kind: 'reading', topic: p.topic, payload: Buffer.from(p.payload, 'utf8'), seqs: p.seqs, expect: p.expect });
+      counters.redelivered += p.seqs.length;
+    }
+  }
+
+  // settled when every device is connected or refused; unreachable when nobody connected and every
+  // device has failed twice (a first attempt and a retry)
+  const unreachable = () => runners.every((r) => !r.connected && r.errors >= 2);
+  const settled = await waitUntil(() => runners.every((r) => r.connected || r.refused) || unreachable(), opts.connectTimeoutMs ?? 10_000);
+  const refused = runners.filter((r) => r.refused);
+  if (refused.length || !runners.some((r) => r.connected)) {
+    stopping = true;
+    await Promise.all(runners.map((r) => endClient(r.client)));
+    if (refused.length) throw simErrors.CREDENTIALS_REFUSED(refused.map((r) => r.plan.deviceId), refused[0].refused!.message);
+    const why = lastError ? ((lastError as NodeJS.ErrnoException).code ?? lastError.message) : `no CONNACK within ${(opts.connectTimeoutMs ?? 10_000) / 1000} s`;
+    throw simErrors.BROKER_UNREACHABLE(opts.url, why);
+  }
+  if (!settled) log.warn({ connected: runners.filter((r) => r.connected).length, devices: runners.length }, 'some devices are not connected yet; they keep trying');
+
+  // the rate of acknowledgements over the last few seconds
+  const samples: [number, number][] = [[Date.now(), 0]];
+  let rejectedBase: number | undefined;
+  let rejectedNow: number | undefined;
+  const pollRejected = async () => {
+    if (!opts.rejectedCount) return;
+    const v = await opts.rejectedCount();
+    if (v === undefined) return;
+    if (rejectedBase === undefined) rejectedBase = v;
+    rejectedNow = v;
+  };
+  await pollRejected();
+
+  function stats(): FleetStats {
+    const t = Date.now();
+    samples.push([t, counters.acked]);
+    while (samples.length > 2 && t - samples[1][0] >= 5000) samples.shift();
+    const [t0, a0] = samples[0];
+    const faultsNow = addFaultCounts(addFaultCounts(emptyFaultCounts(), netFaults), runners.reduce((acc, r) => addFaultCounts(acc, r.sim.counts), emptyFaultCounts()));
+    return {
+      devices: runners.length,
+      facilities: plan.length,
+      connected: runners.filter((r) => r.connected).length,
+      elapsedSeconds: (t - startedAt) / 1000,
+      readings: counters.readings,
+      sent: counters.sent,
+      acked: counters.acked,
+      readingsAcked: runners.reduce((n, r) => n + r.readingsAcked, 0),
+      inFlight: runners.reduce((n, r) => n + r.pending.size, 0),
+      rejected: rejectedNow !== undefined && rejectedBase !== undefined ? rejectedNow - rejectedBase : null,
+      rate: t > t0 ? ((counters.acked - a0) * 1000) / (t - t0) : 0,
+      reconnects: counters.reconnects,
+      connectionErrors: counters.connectionErrors,
+      bufferFull: counters.bufferFull,
+      redelivered: counters.redelivered,
+      refused: runners.filter((r) => r.refused).length,
+      faults: faultsNow,
+    };
+  }
+
+  function snapshot(clean: boolean): SimState {
+    const devices = { ...state.devices };
+    const pending = { ...state.pending };
+    for (const r of runners) {
+      devices[r.plan.deviceId] = r.sim.state();
+      const left = [...r.pending.values()].filter((p) => p.kind === 'reading').map(({ kind: _kind, ...p }) => p);
+      if (left.length) pending[r.plan.deviceId] = left;
+      else delete pending[r.plan.deviceId];
+    }
+    return { ...state, seed, savedAt: Date.now(), clean, devices, pending };
+  }
+
+  function save(clean: boolean): void {
+    if (!statePath) return;
+    try {
+      saveState(statePath, snapshot(clean));
+    } catch (err) {
+      log.warn({ err: (err as Error).message, statePath }, 'could not save the simulator state');
+    }
+  }
+
+  // ticks: one timer per device, spread evenly over the first interval
+  const intervalMs = 1000 / rate;
+  const startTimers: NodeJS.Timeout[] = [];
+  runners.forEach((r, i) => {
+    const tick = () => {
+      if (stopping || r.refused) return;
+      if (r.pending.size >= maxPending) {
+        counters.bufferFull++;
+        return;
+      }
+      const res = r.sim.tick(now());
+      counters.readings += res.readings.length;
+      for (const m of res.messages) publish(r, m, m);
+    };
+    startTimers.push(
+      setTimeout(() => {
+        if (stopping) return;
+        tick();
+        r.timer = setInterval(tick, intervalMs);
+      }, (i * intervalMs) / runners.length),
+    );
+  });
+
+  save(false);
+  const saver = setInterval(() => save(false), opts.stateSaveMs ?? 2000);
+  const poller = opts.rejectedCount ? setInterval(() => void pollRejected(), 2000) : undefined;
+  const progress = opts.progress ? startProgress(opts.progress, stats, opts.progressIntervalMs) : undefined;
+
+  // network faults, in the background: wrong passwords, then publishes to other devices' topics
+  const faultTasks = (async () => {
+    for (let k = 0; k < faults.badauth && !stopping; k++) {
+      const r = runners[k % runners.length];
+      netFaults.badauth.attempted++;
+      const outcome = await badAuth(opts.url, r.plan, `wrong-${k}-${seed}`, opts.connectTimeoutMs ?? 5000);
+      netFaults.badauth[outcome]++;
+      if (outcome === 'accepted') log.error({ deviceId: r.plan.deviceId }, 'SECURITY: the broker accepted a wrong password');
+    }
+    for (let k = 0; k < faults.spoof && !stopping; k++) {
+      const attacker = runners[k % runners.length];
+      const victim = runners.length > 1 ? runners[(k + 1) % runners.length].plan : { facilityId: `${attacker.plan.facilityId}-x`, deviceId: `${attacker.plan.deviceId}-x` };
+      netFaults.spoof.attempted++;
+      if (!(await waitUntil(() => attacker.connected || stopping, 3000)) || !attacker.connected) {
+        netFaults.spoof.failed++;
+        continue;
+      }
+      const payload = JSON.stringify({ seq: 0, ts: new Date(now()).toISOString(), metric: 'co2_direct', value: 1, unit: 'kg' });
+      const ok = await new Promise<boolean>((resolve) =>
+        attacker.client.publish(readingsTopic(victim.facilityId, victim.deviceId), payload, { qos: 0 }, (err) => resolve(!err)),
+      );
+      netFaults.spoof[ok ? 'sent' : 'failed']++;
+      if (ok) expectRejection(netFaults, 'invalid_topic'); // logged against the attacker, which stays connected or reconnects
+      await sleep(20);
+    }
+  })();
+
+  let stopPromise: Promise<FleetSummary> | undefined;
+  let resolveDone!: (s: FleetSummary) => void;
+  const done = new Promise<FleetSummary>((resolve) => (resolveDone = resolve));
+  const durationTimer = opts.duration !== undefined ? setTimeout(() => void stop(), opts.duration * 1000) : undefined;
+
+  function stop(): Promise<FleetSummary> {
+    stopPromise ??= (async () => {
+      stopping = true;
+      if (durationTimer) clearTimeout(durationTimer);
+      for (const t of startTimers) clearTimeout(t);
+      for (const r of runners) if (r.timer) clearInterval(r.timer);
+      clearInterval(saver);
+      if (poller) clearInterval(poller);
+      for (const r of runners) for (const m of r.sim.flush()) publish(r, m, m);
+      await faultTasks;
+      await waitUntil(() => runners.every((r) => r.pending.size === 0 || !r.connected || r.refused), opts.drainTimeoutMs ?? 5000);
+      await pollRejected();
+      await Promise.all(runners.map((r) => endClient(r.client)));
+      save(true);
+      progress?.stop();
+      const s = stats();
+      const summary: FleetSummary = {
+        ...s,
+        startedAt: new Date(startedAt).toISOString(),
+        stoppedAt: new Date().toISOString(),
+        unacked: runners.reduce((n, r) => n + [...r.pending.values()].filter((p) => p.kind === 'reading').length, 0),
+        statePath: statePath ?? null,
+        facilityIds: plan.map((f) => f.facilityId),
+        deviceDetails: runners.map(
+          (r): DeviceSummary => ({
+            deviceId: r.plan.deviceId,
+            facilityId: r.plan.facilityId,
+            kind: r.plan.kind,
+            lastSeq: r.sim.lastSeq,
+            readingsAcked: r.readingsAcked,
+            ...(r.ackedSeqs ? { ackedSeqs: [...r.ackedSeqs].sort((a, b) => a - b) } : {}),
+          }),
+        ),
+      };
+      log.info({ sent: summary.sent, acked: summary.acked, unacked: summary.unacked }, 'fleet stopped');
+      resolveDone(summary);
+      return summary;
+    })();
+    return stopPromise;
+  }
+
+  log.info({ devices: runners.length, facilities: plan.length, rate, url: opts.url }, 'fleet started');
+  return { facilities: plan, stats, stop, done };
+}

@@ -1,0 +1,155 @@
+/**
+ * Self-registration through the gateway HTTP API (a stand-in speaking the SPEC's paths): facilities
+ * created with a suggested baseline (409 reused), devices created or, when they exist, given a fresh
+ * secret by rotation; the credentials land in the state file and serve the next run; the progress
+ * line shows the platform's rejection count from /metrics; API failures are clear errors.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import type { AuthenticateError } from 'aedes';
+import { silentLogger } from '../../domain/logger.ts';
+import { startFleet } from '../../simulators/fleet.ts';
+import { rejectedCounter } from '../../simulators/register.ts';
+import { loadState } from '../../simulators/state.ts';
+import { startBroker, waitFor } from './helpers.ts';
+
+const KEY = 'admin-key-1';
+
+interface FakeGateway {
+  url: string;
+  facilities: Map<string, Record<string, unknown>>;
+  passwords: Map<string, string>;
+  kinds: Map<string, string>;
+  calls: string[];
+  rejected: number;
+}
+
+async function startGateway(t: Test): Promise<FakeGateway> {
+  const g: FakeGateway = { url: '', facilities: new Map(), passwords: new Map(), kinds: new Map(), calls: [], rejected: 0 };
+  let n = 0;
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (c) => (text += c));
+    req.on('end', () => {
+      const send = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      g.calls.push(`${req.method} ${req.url}`);
+      if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        // like prom-client: a labelled counter has no sample line before its first increment
+        const head = '# HELP mrv_readings_rejected_total x\n# TYPE mrv_readings_rejected_total counter\n';
+        res.end(g.rejected === 0 ? head : `${head}mrv_readings_rejected_total{reason="invalid_json"} ${g.rejected}\nmrv_readings_rejected_total{reason="future_ts"} 1\n`);
+        return;
+      }
+      if (req.headers.authorization !== `Bearer ${KEY}`) return send(401, { error: { code: 'UNAUTHENTICATED', message: 'missing or invalid API key' } });
+      const body = text ? JSON.parse(text) : {};
+      let m: RegExpExecArray | null;
+      if (req.method === 'POST' && req.url === '/v1/facilities') {
+        if (g.facilities.has(body.id)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
+        g.facilities.set(body.id, body);
+        return send(201, body);
+      }
+      if (req.method === 'POST' && (m = /^\/v1\/facilities\/([^/]+)\/devices$/.exec(req.url ?? ''))) {
+        if (g.passwords.has(body.deviceId)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
+        const password = `pw-${++n}`;
+        g.passwords.set(body.deviceId, password);
+        g.kinds.set(body.deviceId, body.kind);
+        return send(201, { deviceId: body.deviceId, facilityId: m[1], username: body.deviceId, password });
+      }
+      if (req.method === 'PATCH' && (m = /^\/v1\/devices\/([^/]+)$/.exec(req.url ?? '')) && body.rotateSecret === true) {
+        const password = `pw-${++n}`;
+        g.passwords.set(m[1], password);
+        return send(200, { deviceId: m[1], status: 'active', password });
+      }
+      send(404, { error: { code: 'NOT_FOUND', message: 'no route' } });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  g.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return g;
+}
+
+t.test('registers facilities and devices, rotates secrets of existing devices, reuses saved credentials', async (t) => {
+  const gw = await startGateway(t);
+  const broker = await startBroker({
+    aedes: {
+      authenticate: (client, username, password, done) => {
+        if (username && client.id === username && password?.toString() === gw.passwords.get(username)) return done(null, true);
+        const err = new Error('bad') as AuthenticateError;
+        err.returnCode = 4;
+        done(err, false);
+      },
+    },
+  });
+  t.teardown(() => broker.close());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-reg-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const statePath = path.join(dir, 'state.json');
+  const api = { url: gw.url, key: KEY };
+  const lines: string[] = [];
+  const common = { url: `mqtt://127.0.0.1:${broker.port}`, devices: 6, rate: 20, seed: 'reg', statePath, windowSeconds: 30, logger: silentLogger };
+
+  const run1 = await startFleet({ ...common, api, progress: { write: (s: string) => lines.push(s) }, progressIntervalMs: 50, rejectedCount: rejectedCounter(api) });
+  t.teardown(() => run1.stop());
+  t.same([...gw.facilities.keys()], ['sim-f1', 'sim-f2']);
+  const [f1, f2] = [gw.facilities.get('sim-f1')!, gw.facilities.get('sim-f2')!];
+  t.match(f1, { id: 'sim-f1', name: /efficient/, owner: /^0x[0-9a-f]{40}$/, baselineKgPerHour: /^\d+\.\d{3}$/ });
+  t.match(f2, { id: 'sim-f2', name: /heavy/ });
+  t.ok(Number(f1.baselineKgPerHour) > 0 && Number(f2.baselineKgPerHour) > 0);
+  t.same([...gw.kinds.entries()], [
+    ['sim-f1-grid', 'grid'],
+    ['sim-f1-solar', 'solar'],
+    ['sim-f1-gas', 'gas'],
+    ['sim-f2-grid', 'grid'],
+    ['sim-f2-gas', 'gas'],
+    ['sim-f2-cems', 'cems'],
+  ]);
+  t.equal(run1.stats().connected, 6, 'every device connected with its issued password');
+  await waitFor(() => run1.stats().acked >= 20, 10_000, 'run 1 acks');
+  t.equal(run1.stats().rejected, 0, 'no sample yet counts as 0');
+  gw.rejected = 7; // the platform refuses some readings meanwhile (7 + 1)
+  await waitFor(() => run1.stats().rejected === 8, 5000, 'rejections from /metrics');
+  const s1 = await run1.stop();
+  t.equal(s1.rejected, 8, 'counted from when the run started');
+  t.ok(lines.some((l) => /rejected 8/.test(l)));
+  const saved = loadState(statePath)!.credentials!;
+  t.same(saved.map((c) => [c.deviceId, c.password]), [...gw.passwords.entries()]);
+
+  // run 2: everything exists: 409 for the facilities, secrets rotated
+  const before = new Map(gw.passwords);
+  const run2 = await startFleet({ ...common, api });
+  t.teardown(() => run2.stop());
+  t.equal(gw.calls.filter((c) => c.startsWith('PATCH /v1/devices/')).length, 6, 'six rotations');
+  for (const [id, pw] of gw.passwords) t.not(pw, before.get(id), `${id} has a fresh secret`);
+  t.equal(run2.stats().connected, 6);
+  await run2.stop();
+
+  // run 3: no --api, no --credentials: the credentials saved by run 2 are used
+  const calls = gw.calls.length;
+  const run3 = await startFleet(common);
+  t.teardown(() => run3.stop());
+  t.equal(run3.stats().connected, 6, 'connected with the saved credentials');
+  t.equal(gw.calls.length, calls, 'no API call');
+  await run3.stop();
+});
+
+t.test('API failures are clear errors', async (t) => {
+  const gw = await startGateway(t);
+  const common = { url: 'mqtt://127.0.0.1:1', devices: 1, statePath: null, logger: silentLogger };
+  await t.rejects(startFleet({ ...common, api: { url: gw.url, key: 'wrong' } }), { code: 'SIM_API_FAILED', message: /refused the API key: 401 UNAUTHENTICATED/ });
+  const closed = http.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as { port: number }).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  await t.rejects(startFleet({ ...common, api: { url: `http://127.0.0.1:${port}`, key: KEY } }), {
+    code: 'SIM_API_FAILED',
+    message: new RegExp(`cannot reach the gateway at http://127.0.0.1:${port}: ECONNREFUSED`),
+  });
+  await t.rejects(startFleet({ ...common, api: { url: 'ftp://x', key: KEY } }), { code: 'SIM_USAGE', message: /bad gateway URL/ });
+});
