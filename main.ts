@@ -27,6 +27,8 @@ export interface Stack {
   mqttUrl: string;
   rpcUrl?: string;
   contractAddress: string;
+  /** Ledger clients signed by the oracle's and the gateway's accounts. */
+  ledgers: { oracle: Ledger; gateway: Ledger };
   adminKeyFile?: string;
   fleet?: Fleet;
   close(): Promise<void>;
@@ -61,7 +63,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     let rpcUrl: string | undefined;
     let contractAddress: string;
     if (config.chainRpcUrl) {
-      const provider = new ethers.JsonRpcProvider(config.chainRpcUrl);
+      const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
       closers.unshift({ name: 'chain', close: () => provider.destroy() });
       const oracleSigner = new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey!, provider));
       oracleLedger = Ledger.attach(config.contractAddress!, oracleSigner);
@@ -154,6 +156,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       mqttUrl,
       rpcUrl,
       contractAddress,
+      ledgers: { oracle: oracleLedger, gateway: gatewayLedger },
       adminKeyFile: gateway.adminKey.file,
       fleet,
       close: closeAll,

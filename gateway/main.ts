@@ -41,7 +41,7 @@ function externalLedger(config: Config): { ledger: Ledger; close(): void } | und
   if (!config.chainRpcUrl || !config.contractAddress) return undefined;
   const key = config.gatewayPrivateKey ?? config.oraclePrivateKey;
   if (!key) return undefined;
-  const provider = new ethers.JsonRpcProvider(config.chainRpcUrl);
+  const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
   const signer = new ethers.NonceManager(new ethers.Wallet(key, provider));
   return { ledger: Ledger.attach(config.contractAddress, signer), close: () => provider.destroy() };
 }

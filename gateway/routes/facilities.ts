@@ -5,7 +5,7 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, STAFF, principalOf, requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import { Decimal, gramsToTonnes } from '../../domain/decimal.ts';
-import { nextWindowStart } from '../../domain/window.ts';
+import { nextWindowStart, windowOf } from '../../domain/window.ts';
 import type { Facility } from '../../store/types.ts';
 import { BalanceView, FacilityCreate, FacilityList, FacilityParams, FacilityPatch, FacilityView, errorResponses } from '../schemas.ts';
 import { gramsText, iso } from '../format.ts';
@@ -75,7 +75,8 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const gas = b.gasFactorKgPerM3 === undefined ? DEFAULT_FACTORS.gasKgPerM3 : decimalText(b.gasFactorKgPerM3, 'gasFactorKgPerM3');
       if (registry.getFacility(b.id)) throw errors.CONFLICT(`facility ${b.id} already exists`);
       const f = registry.createFacility({ id: b.id, name: b.name, owner: b.owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
-      const firstWindow = nextWindowStart(f.createdAt, ctx.windowMs);
+      // The window containing the registration: every window since registration is settled (SPEC).
+      const firstWindow = windowOf(f.createdAt, ctx.windowMs).start;
       const chain = await onChain('registration', f.id, () => ctx.deps.ledger!.registerFacility(f.id, f.owner, baseline, firstWindow));
       request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain.synced }, 'facility registered');
       return reply.code(201).send(facilityView(f, chain));

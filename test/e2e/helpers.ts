@@ -1,0 +1,161 @@
+/** Shared pieces of the end-to-end tests: a stack on free ports, HTTP helpers, bounded waiting. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Test } from 'tap';
+import { loadConfig, type Config } from '../../domain/config.ts';
+import { silentLogger } from '../../domain/logger.ts';
+import { windowOf } from '../../domain/window.ts';
+import { startStack, type Stack } from '../../main.ts';
+import { openDatabase } from '../../store/db.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
+import type { Reading } from '../../domain/reading.ts';
+import { recompute, type CheckSettlement } from './checker.ts';
+
+export const ADMIN_KEY = 'e2e-admin-key-0123456789abcdef';
+export const WINDOW_SECONDS = 2;
+export const GRACE_SECONDS = 1;
+
+export function tempDataDir(t: Test): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-e2e-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function e2eConfig(dataDir: string): Config {
+  return loadConfig({}, {
+    dataDir,
+    httpPort: 0,
+    mqttPort: 0,
+    anvilPort: 0,
+    windowSeconds: WINDOW_SECONDS,
+    graceSeconds: GRACE_SECONDS,
+    oracleCron: '* * * * * *',
+    simulatedDevices: 0,
+    adminApiKey: ADMIN_KEY,
+    logLevel: 'silent',
+  });
+}
+
+export async function start(t: Test, dataDir: string): Promise<Stack> {
+  const stack = await startStack(e2eConfig(dataDir), { logger: silentLogger });
+  const close = stack.close;
+  let closed: Promise<void> | undefined;
+  stack.close = () => (closed ??= close());
+  t.teardown(() => stack.close());
+  return stack;
+}
+
+export async function api<T = any>(stack: Stack, route: string): Promise<T> {
+  const res = await fetch(`${stack.httpUrl}${route}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`GET ${route}: ${res.status} ${text.slice(0, 300)}`);
+  return (route === '/metrics' ? text : JSON.parse(text)) as T;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `done()` or the deadline (a bound, not an assertion about speed). */
+export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 90_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    if (await done()) return;
+    await sleep(250);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+interface ApiSettlement {
+  id: string;
+  facilityId: string;
+  windowStart: string;
+  windowEnd: string;
+  netGrams: string;
+  complete: boolean;
+  mintedGrams: string;
+  burnedGrams: string;
+  deficitGrams: string;
+}
+
+/** Waits until every facility's settlements reach the window after `lastTs` (plus one more). */
+export async function waitSettledThrough(stack: Stack, facilityIds: string[], lastTs: number): Promise<void> {
+  const needEnd = windowOf(lastTs, WINDOW_SECONDS * 1000).end + WINDOW_SECONDS * 1000;
+  await until('settlements to catch up', async () => {
+    for (const f of facilityIds) {
+      const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${f}`);
+      if (!items.some((s) => Date.parse(s.windowEnd) >= needEnd)) return false;
+    }
+    return true;
+  });
+}
+
+/**
+ * Checks everything the end-to-end issue asks of a facility's settlements; returns their count.
+ * Reads the stored readings and the oracle's recorded high-water marks straight from the SQLite
+ * file (a second connection), and the chain through the gateway and the ledger client.
+ */
+export async function checkFacility(t: Test, stack: Stack, facilityId: string): Promise<{ settlements: number; netSum: bigint }> {
+  const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${facilityId}`);
+  const list = [...items].sort((a, b) => Date.parse(a.windowStart) - Date.parse(b.windowStart));
+  t.ok(list.length >= 3, `${facilityId}: settled several windows (${list.length})`);
+  const facility = await api(stack, `/v1/facilities/${facilityId}`);
+  t.equal(Date.parse(list[0].windowStart), windowOf(Date.parse(facility.createdAt), WINDOW_SECONDS * 1000).start, `${facilityId}: first settlement is the registration window`);
+  let gaps = 0;
+  for (let i = 1; i < list.length; i++) if (list[i].windowStart !== list[i - 1].windowEnd) gaps++;
+  t.equal(gaps, 0, `${facilityId}: settlements are contiguous`);
+
+  // Exactly once on chain: one WindowSettled event per window.
+  const onChain = await stack.ledgers.oracle.settlements({ facilityId });
+  const perWindow = new Map<number, number>();
+  for (const s of onChain) perWindow.set(s.windowStart, (perWindow.get(s.windowStart) ?? 0) + 1);
+  t.equal([...perWindow.values()].filter((n) => n !== 1).length, 0, `${facilityId}: every window settled exactly once on chain`);
+  t.equal(perWindow.size, list.length, `${facilityId}: chain and records agree on the number of settlements`);
+
+  // Every settlement verifies (recomputed from the store, compared with the chain).
+  let mismatches = 0;
+  for (const s of list) {
+    const v = await api(stack, `/v1/settlements/${s.id}/verify`);
+    if (!v.match) mismatches++;
+  }
+  t.equal(mismatches, 0, `${facilityId}: every settlement verifies`);
+
+  // Independent recomputation from the stored readings.
+  const db = openDatabase(stack.config.dataDir);
+  try {
+    const { readings, registry } = openSqliteStores(db);
+    const devices = registry.listDevices(facilityId).map((d) => d.deviceId);
+    const all: Reading[] = [];
+    for (const d of devices) {
+      const hw = (await readings.highWater([d])).get(d);
+      if (hw !== undefined) all.push(...(await readings.consume({ deviceId: d, maxSeq: hw, before: Number.MAX_SAFE_INTEGER })));
+    }
+    const rows = db.prepare("SELECT id, inputs FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'").all(facilityId) as { id: string; inputs: string }[];
+    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as { devices: { deviceId: string; highWater?: number }[]; baselineKgPerHour: string }]));
+    const f = registry.getFacility(facilityId)!;
+    const checks: CheckSettlement[] = list.map((s) => {
+      const inputs = inputsById.get(s.id)!;
+      return {
+        id: s.id,
+        windowStart: Date.parse(s.windowStart),
+        windowEnd: Date.parse(s.windowEnd),
+        netGrams: s.netGrams,
+        complete: s.complete,
+        highWater: new Map(inputs.devices.map((d) => [d.deviceId, d.highWater])),
+        baselineKgPerHour: registry.baselineAt(facilityId, Date.parse(s.windowStart)),
+      };
+    });
+    const expected = recompute(checks, all, { grid: f.gridFactorKgPerKwh, gas: f.gasFactorKgPerM3 });
+    const wrong = expected.filter((e, i) => e.netGrams.toString() !== list[i].netGrams || e.complete !== list[i].complete);
+    t.same(wrong.map((w) => `${w.id}: expected ${w.netGrams} complete=${w.complete}`), [], `${facilityId}: every net equals the independent recomputation`);
+    t.ok(expected.some((e) => e.complete), `${facilityId}: some windows were complete`);
+    const netSum = list.reduce((a, s) => a + BigInt(s.netGrams), 0n);
+
+    // The chain's totals are consistent with the methodology's sum of nets.
+    const bal = await api(stack, `/v1/facilities/${facilityId}/balance`);
+    t.equal(BigInt(bal.mintedGrams) - BigInt(bal.burnedGrams) - BigInt(bal.deficitGrams), netSum, `${facilityId}: minted - burned - deficit = sum of nets`);
+    t.equal(BigInt(bal.balanceGrams) + BigInt(bal.retiredGrams) - BigInt(bal.deficitGrams), netSum, `${facilityId}: balance + retired - deficit = sum of nets`);
+    return { settlements: list.length, netSum };
+  } finally {
+    db.close();
+  }
+}
