@@ -8,8 +8,7 @@ import { Ledger } from '../contracts/client/index.ts';
 import { describeConfig, loadConfig } from '../domain/config.ts';
 import { errors } from '../domain/errors.ts';
 import { createLogger } from '../domain/logger.ts';
-import { openDatabase } from '../store/db.ts';
-import { openSqliteStores } from '../store/sqlite.ts';
+import { openStores } from '../store/open.ts';
 import { buildOracle } from './oracle.ts';
 
 const config = loadConfig();
@@ -17,12 +16,12 @@ const logger = createLogger(config.logLevel);
 if (!config.chainRpcUrl || !config.oraclePrivateKey || !config.contractAddress) {
   throw errors.CONFIG_INVALID('start:oracle needs CHAIN_RPC_URL, ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS (`npm start` runs a local chain instead)');
 }
-const db = openDatabase(config.dataDir);
-const stores = openSqliteStores(db, { logger });
-const provider = new ethers.JsonRpcProvider(config.chainRpcUrl);
-const ledger = Ledger.attach(config.contractAddress, new ethers.Wallet(config.oraclePrivateKey, provider));
+const stores = await openStores(config, logger);
+// cacheTimeout -1: ethers' short result cache would hand the nonce manager a stale pending nonce.
+const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
+const ledger = Ledger.attach(config.contractAddress, new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey, provider)));
 const oracle = buildOracle({
-  db,
+  db: stores.db,
   readings: stores.readings,
   registry: stores.registry,
   ledger,
@@ -40,8 +39,7 @@ async function shutdown(signal: string): Promise<void> {
   logger.info({ signal }, 'oracle stopping');
   await oracle.close();
   provider.destroy();
-  await stores.readings.close();
-  db.close();
+  await stores.close();
 }
 process.once('SIGINT', () => void shutdown('SIGINT'));
 process.once('SIGTERM', () => void shutdown('SIGTERM'));

@@ -125,7 +125,11 @@ export interface AnvilOptions {
   logger?: Logger;
 }
 
-/** Path of the anvil binary shipped by `@foundry-rs/anvil`, or undefined when not installed here. */
+/**
+ * Path of the anvil binary, or undefined when not installed here. package.json depends on the
+ * platform package `@foundry-rs/anvil-linux-amd64` directly (optional): the `@foundry-rs/anvil`
+ * wrapper lists every platform package, and the ones this registry lacks make `npm ci` refuse the lock.
+ */
 export function anvilBinary(): string | undefined {
   const arch = process.arch === 'x64' ? 'amd64' : process.arch;
   const exe = process.platform === 'win32' ? 'anvil.exe' : 'anvil';
@@ -140,7 +144,7 @@ export function anvilBinary(): string | undefined {
 /** Starts anvil and resolves once its RPC answers. `close()` stops it (SIGTERM) and lets it dump state. */
 export async function startAnvil(opts: AnvilOptions = {}): Promise<Chain> {
   const bin = anvilBinary();
-  if (!bin) throw new DomainError('ANVIL_NOT_FOUND', 'anvil binary not found: install the @foundry-rs/anvil npm package', 500);
+  if (!bin) throw new DomainError('ANVIL_NOT_FOUND', 'anvil binary not found: install the @foundry-rs/anvil-${process.platform}-${process.arch === "x64" ? "amd64" : process.arch} npm package', 500);
   const host = opts.host ?? '127.0.0.1';
   const count = opts.accounts ?? 10;
   const chainId = opts.chainId ?? 31337;
