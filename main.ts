@@ -6,7 +6,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { ethers } from 'ethers';
 import { Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
 import { buildBroker } from './broker/broker.ts';
@@ -16,6 +15,7 @@ import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain } from './contracts/client/local.ts';
 import { DEMO_DEFAULTS, describeConfig, loadConfig, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
+import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
 import { startGatewayService } from './gateway/main.ts';
 import { buildOracle } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
@@ -204,26 +204,9 @@ async function main(): Promise<void> {
   logger.info({ config: describeConfig(config) }, 'starting carbon-mrv');
   const stack = await startStack(config, { logger, banner: true });
   process.stderr.write(banner(stack));
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`\n${signal}: stopping (fleet, oracle, gateway, broker, store, chain)...\n`);
-    stack.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  closeOnSignal(logger, 'carbon-mrv', () => stack.close(), (signal) =>
+    process.stderr.write(`\n${signal}: stopping (fleet, oracle, gateway, broker, store, chain)...\n`),
+  );
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`carbon-mrv failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runMain('carbon-mrv', main);

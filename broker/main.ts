@@ -9,14 +9,13 @@
  * store to inject a stall); `npm start` composes the factories itself.
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits } from './broker.ts';
 import { buildConsumer, type Consumer } from './consumer.ts';
 import { buildIngestPipeline, type IngestPipelineDeps } from './pipeline.ts';
 import { loadConfig, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
+import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
 import { openStores } from '../store/open.ts';
 import type { ReadingStore } from '../store/types.ts';
 
@@ -90,26 +89,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const service = await startIngest(config, { logger });
   process.stdout.write(JSON.stringify({ event: 'listening', mqttPort: service.mqttPort ?? null, tlsPort: service.tlsPort ?? null, pid: process.pid }) + '\n');
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping ingest');
-    service.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  closeOnSignal(logger, 'ingest', () => service.close());
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`broker failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
-}
+if (isEntryPoint(import.meta.url)) runMain('broker', main);

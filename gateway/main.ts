@@ -6,12 +6,12 @@
  * `startGatewayService` is the same composition for callers that already hold some of the parts
  * (`npm start` passes its stores, ledger, oracle, broker and metrics registry).
  */
-import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { ethers } from 'ethers';
 import { Registry as PromRegistry } from 'prom-client';
 import { loadConfig, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
+import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
 import { openStores, type Stores } from '../store/open.ts';
 import { Ledger } from '../contracts/client/ledger.ts';
 import { buildOracle } from '../oracle/oracle.ts';
@@ -108,24 +108,12 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const config = loadConfig();
-  const logger = createLogger(config.logLevel);
-  const service = await startGatewayService(config, { logger });
-  process.stdout.write(JSON.stringify({ event: 'listening', url: service.url, adminKey: service.adminKey }) + '\n');
-  let closing = false;
-  const shutdown = (signal: string) => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, 'gateway closing');
-    service.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'close failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+if (isEntryPoint(import.meta.url)) {
+  runMain('gateway', async () => {
+    const config = loadConfig();
+    const logger = createLogger(config.logLevel);
+    const service = await startGatewayService(config, { logger });
+    process.stdout.write(JSON.stringify({ event: 'listening', url: service.url, adminKey: service.adminKey }) + '\n');
+    closeOnSignal(logger, 'gateway', () => service.close());
+  });
 }

@@ -8,6 +8,7 @@ import { Ledger } from '../contracts/client/index.ts';
 import { describeConfig, loadConfig } from '../domain/config.ts';
 import { errors } from '../domain/errors.ts';
 import { createLogger } from '../domain/logger.ts';
+import { closeOnSignal } from '../domain/process.ts';
 import { openStores } from '../store/open.ts';
 import { buildOracle } from './oracle.ts';
 
@@ -32,14 +33,8 @@ const oracle = buildOracle({
 logger.info({ config: describeConfig(config) }, 'oracle starting');
 oracle.start(config.oracleCron);
 
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'oracle stopping');
+closeOnSignal(logger, 'oracle', async () => {
   await oracle.close();
   provider.destroy();
   await stores.close();
-}
-process.once('SIGINT', () => void shutdown('SIGINT'));
-process.once('SIGTERM', () => void shutdown('SIGTERM'));
+});
