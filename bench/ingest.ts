@@ -114,7 +114,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function benchIngest(opts: BenchIngestOptions = {}): Promise<BenchIngestResult> {
+export async function benchIngest(opts: BenchIngestOptions & { log?: (line: string) => void } = {}): Promise<BenchIngestResult> {
+  const result = await runIngestBench(opts);
+  for (const line of formatIngest(result)) opts.log?.(line);
+  return result;
+}
+
+async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResult> {
   const publishers = opts.publishers ?? 3;
   const durationMs = opts.durationMs ?? 10_000;
   const window = opts.window ?? 100;
@@ -199,22 +205,24 @@ export async function benchIngest(opts: BenchIngestOptions = {}): Promise<BenchI
   }
 }
 
+/** Human lines for a result (printed by `npm run bench` and when this file is run directly). */
+export function formatIngest(r: BenchIngestResult): string[] {
+  const fmt = (t?: Throughput) => (t ? `${t.readingsPerSec.toLocaleString('en')} readings/s (p50 ${t.p50Ms?.toFixed(1)} ms, p99 ${t.p99Ms?.toFixed(1)} ms)` : 'skipped (no mosquitto binary)');
+  return [
+    'ingest benchmark (QoS 1, one device per publisher process)',
+    `  ours (auth+validation+SQLite group commit, PUBACK after durable): ${fmt(r.ours)}`,
+    `  raw aedes (no auth, no storage):                                 ${fmt(r.rawAedes)}`,
+    `  mosquitto (raw):                                                 ${fmt(r.mosquitto)}`,
+    `  ratio ours / raw aedes: ${r.ratioOursToRawAedes} (target >= 0.5)`,
+    `  store stalled ${r.stall.stallMs / 1000} s: broker RSS ${r.stall.rssBeforeMb} MB before, peak ${r.stall.rssPeakDuringStallMb} MB during; ${r.stall.ackedDuringStall} PUBACKs during the stall`,
+  ];
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const { values } = parseArgs({
     options: { publishers: { type: 'string' }, 'duration-ms': { type: 'string' }, window: { type: 'string' }, 'stall-ms': { type: 'string' } },
   });
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const r = await benchIngest({ publishers: num(values.publishers), durationMs: num(values['duration-ms']), window: num(values.window), stallMs: num(values['stall-ms']) });
-  const fmt = (t?: Throughput) => (t ? `${t.readingsPerSec.toLocaleString('en')} readings/s (p50 ${t.p50Ms?.toFixed(1)} ms, p99 ${t.p99Ms?.toFixed(1)} ms)` : 'skipped (no mosquitto binary)');
-  process.stdout.write(
-    [
-      'ingest benchmark (QoS 1, one device per publisher process)',
-      `  ours (auth+validation+SQLite group commit, PUBACK after durable): ${fmt(r.ours)}`,
-      `  raw aedes (no auth, no storage):                                 ${fmt(r.rawAedes)}`,
-      `  mosquitto (raw):                                                 ${fmt(r.mosquitto)}`,
-      `  ratio ours / raw aedes: ${r.ratioOursToRawAedes} (target >= 0.5)`,
-      `  store stalled ${r.stall.stallMs / 1000} s: broker RSS ${r.stall.rssBeforeMb} MB before, peak ${r.stall.rssPeakDuringStallMb} MB during; ${r.stall.ackedDuringStall} PUBACKs during the stall`,
-      JSON.stringify(r),
-    ].join('\n') + '\n',
-  );
+  process.stdout.write([...formatIngest(r), JSON.stringify(r)].join('\n') + '\n');
 }
