@@ -13,19 +13,11 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../contracts/client/artifact.ts';
+import { RETIRE_TYPES } from '../contracts/client/ledger.ts';
 import type { SignedRetirement } from './deps.ts';
 
-/** The ledger's typed data (contracts/CarbonLedger.sol RETIRE_TYPEHASH). */
-export const RETIRE_TYPES = {
-  Retire: [
-    { name: 'holder', type: 'address' },
-    { name: 'amount', type: 'uint256' },
-    { name: 'beneficiary', type: 'string' },
-    { name: 'reason', type: 'string' },
-    { name: 'nonce', type: 'uint256' },
-    { name: 'deadline', type: 'uint256' },
-  ],
-};
+/** The ledger's typed data, defined once with the contracts client. */
+export { RETIRE_TYPES };
 
 function ledger(address: string, runner: ethers.ContractRunner): ethers.Contract {
   return new ethers.Contract(address, loadArtifact().abi as ethers.InterfaceAbi, runner);

@@ -7,6 +7,7 @@ import type { Registry as PromRegistry } from 'prom-client';
 import type { Db } from '../store/db.ts';
 import type { ReadingStore, Registry } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
+import type { SignedRetirement as LedgerSignedRetirement } from '../contracts/client/ledger.ts';
 
 /** Integer grams as they come from the chain or the records (bigint, or integer text/number). */
 export type Grams = bigint | string | number;
@@ -52,16 +53,7 @@ export interface SignedRetirement {
 }
 
 /** The same request as the contracts client takes it. */
-export interface RetireWithSigRequest {
-  holder: string;
-  amount: bigint;
-  beneficiary: string;
-  reason: string;
-  nonce: bigint;
-  /** UNIX seconds. */
-  deadline: number;
-  signature: string;
-}
+export type RetireWithSigRequest = LedgerSignedRetirement;
 
 /** The part of the contracts client (`Ledger` in contracts/client/ledger.ts) the gateway calls. */
 export interface GatewayLedger {

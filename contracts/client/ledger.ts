@@ -109,7 +109,8 @@ export const ROLES: Record<LedgerRole, string> = {
  */
 export const MAX_BATCH = 250;
 
-const RETIRE_TYPES = {
+/** EIP-712 types of a retirement request (CarbonLedger.sol RETIRE_TYPEHASH). */
+export const RETIRE_TYPES = {
   Retire: [
     { name: 'holder', type: 'address' },
     { name: 'amount', type: 'uint256' },
