@@ -10,18 +10,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openDatabase } from '../store/db.ts';
+import { MOSQUITTO, startMosquitto } from '../test/helpers/servers.ts';
 import { openSqliteStores } from '../store/sqlite.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => fs.existsSync(p));
 
 export interface BenchIngestOptions {
   publishers?: number;
@@ -106,14 +105,6 @@ function summarise(reports: PubReport[]): Throughput {
   return { readingsPerSec: Math.round(readingsPerSec), p50Ms: p50s.length ? Math.max(...p50s) : null, p99Ms: p99s.length ? Math.max(...p99s) : null };
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 export async function benchIngest(opts: BenchIngestOptions & { log?: (line: string) => void } = {}): Promise<BenchIngestResult> {
   const result = await runIngestBench(opts);
   for (const line of formatIngest(result)) opts.log?.(line);
@@ -174,22 +165,10 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
     // 3. mosquitto
     let mosqT: Throughput | undefined;
     if (MOSQUITTO) {
-      const port = await freePort();
-      const conf = path.join(dir, 'mosquitto.conf');
-      fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n`);
-      const mosq = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
-      children.push(mosq);
-      for (let i = 0; i < 100; i++) {
-        const up = await new Promise<boolean>((r) => {
-          const s = net.connect(port, '127.0.0.1');
-          s.once('connect', () => (s.destroy(), r(true)));
-          s.once('error', () => r(false));
-        });
-        if (up) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      mosqT = summarise(await runPublishers(`mqtt://127.0.0.1:${port}`, pubs.map((d) => ({ id: d.id, startSeq: 1 })), durationMs, window));
-      await stop(mosq);
+      const mosq = await startMosquitto(dir, ['max_inflight_messages 0', 'max_queued_messages 100000']);
+      children.push(mosq.proc);
+      mosqT = summarise(await runPublishers(mosq.url, pubs.map((d) => ({ id: d.id, startSeq: 1 })), durationMs, window));
+      await stop(mosq.proc);
     }
 
     return {

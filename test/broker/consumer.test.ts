@@ -4,10 +4,6 @@
  * Shows: readings stored; unknown device or wrong facility rejected; no PUBACK before commit — a failing
  * store leaves the message unacked and Mosquitto redelivers it after the reconnect, stored exactly once.
  */
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
 import t from 'tap';
 import mqtt from 'mqtt';
 import { Registry as PromRegistry } from 'prom-client';
@@ -15,16 +11,8 @@ import { buildConsumer } from '../../broker/consumer.ts';
 import { buildIngestPipeline } from '../../broker/pipeline.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { eventually, makeFleet, reading, topic } from './helpers.ts';
+import { MOSQUITTO, startMosquitto } from '../helpers/servers.ts';
 
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => fs.existsSync(p));
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 if (!MOSQUITTO) {
   if (process.env.CI) t.fail('mosquitto binary missing (CI requires it: apt-get install mosquitto)');
@@ -32,20 +20,10 @@ if (!MOSQUITTO) {
 } else {
   t.test('consumer on a shared subscription at Mosquitto', async (t) => {
     const fleet = makeFleet(t);
-    const port = await freePort();
-    const conf = path.join(fleet.dir, 'mosquitto.conf');
-    fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 100\n`);
-    const proc = spawn(MOSQUITTO!, ['-c', conf], { stdio: 'ignore' });
-    t.teardown(() => proc.kill('SIGKILL'));
-    const url = `mqtt://127.0.0.1:${port}`;
-    t.ok(
-      await eventually(
-        () => new Promise<boolean>((r) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false))),
-        100,
-        50,
-      ),
-      'mosquitto is up',
-    );
+    const mosquitto = await startMosquitto(fleet.dir, ['max_inflight_messages 100']);
+    t.teardown(() => mosquitto.proc.kill('SIGKILL'));
+    const { url } = mosquitto;
+    t.ok(mosquitto.up, 'mosquitto is up');
 
     const real = fleet.stores.readings;
     let failing = false;
