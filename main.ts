@@ -36,8 +36,6 @@ export interface Stack {
 
 export interface StartStackOptions {
   logger: Logger;
-  /** Print what is going on to stderr for a person (npm start); tests pass false. */
-  banner?: boolean;
 }
 
 /** Starts every component; on failure closes what was started and rethrows. */
@@ -200,9 +198,9 @@ function banner(stack: Stack): string {
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env, {}, DEMO_DEFAULTS);
-  const logger = createLogger(config.logLevel, undefined);
+  const logger = createLogger(config.logLevel);
   logger.info({ config: describeConfig(config) }, 'starting carbon-mrv');
-  const stack = await startStack(config, { logger, banner: true });
+  const stack = await startStack(config, { logger });
   process.stderr.write(banner(stack));
   closeOnSignal(logger, 'carbon-mrv', () => stack.close(), (signal) =>
     process.stderr.write(`\n${signal}: stopping (fleet, oracle, gateway, broker, store, chain)...\n`),
