@@ -9,7 +9,7 @@
  * itself (its own row, payload = that element's source text).
  */
 import { Decimal } from '../domain/decimal.ts';
-import { JsonNumber, JsonParseError, isJsonObject, parseJsonDocument, truncateUtf8, type JsonValue } from '../domain/json.ts';
+import { JsonNumber, JsonParseError, isJsonObject, parseJsonDocument, truncateUtf8, type JsonObject, type JsonValue } from '../domain/json.ts';
 import {
   MAX_FUTURE_MS,
   MAX_PAYLOAD_BYTES,
@@ -49,8 +49,9 @@ const ZONELESS_RE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 const lossy = new TextDecoder('utf-8', { fatal: false });
 
-export function validatePayload(bytes: Buffer | Uint8Array, ctx: ValidateContext): ValidationResult {
-  const fail = (reason: RejectReason, detail: string, text?: string): ValidationResult => ({
+/** A payload-level rejection (one row; the payload text cut to MAX_REJECTION_PAYLOAD_BYTES). */
+function failPayload(bytes: Buffer | Uint8Array, ctx: ValidateContext, reason: RejectReason, detail: string, text?: string): ValidationResult {
+  return {
     readings: [],
     rejections: [
       {
@@ -62,32 +63,42 @@ export function validatePayload(bytes: Buffer | Uint8Array, ctx: ValidateContext
         payload: truncateUtf8(text ?? lossy.decode(bytes.subarray(0, MAX_REJECTION_PAYLOAD_BYTES + 4)), MAX_REJECTION_PAYLOAD_BYTES),
       },
     ],
-  });
+  };
+}
+
+export function validatePayload(bytes: Buffer | Uint8Array, ctx: ValidateContext): ValidationResult {
 
   if (bytes.byteLength > MAX_PAYLOAD_BYTES) {
-    return fail('payload_too_large', `${bytes.byteLength} bytes > ${MAX_PAYLOAD_BYTES}`);
+    return failPayload(bytes, ctx, 'payload_too_large', `${bytes.byteLength} bytes > ${MAX_PAYLOAD_BYTES}`);
   }
   let text: string;
   try {
     text = utf8.decode(bytes);
   } catch {
-    return fail('invalid_utf8', 'payload is not valid UTF-8');
+    return failPayload(bytes, ctx, 'invalid_utf8', 'payload is not valid UTF-8');
+  }
+  const fast = fastElement(text);
+  if (fast) {
+    const r = validateElement(fast, ctx);
+    return 'reason' in r
+      ? { readings: [], rejections: [{ facilityId: ctx.facilityId, deviceId: ctx.deviceId, receivedAt: ctx.now, reason: r.reason, detail: r.detail, payload: truncateUtf8(text, MAX_REJECTION_PAYLOAD_BYTES) }] }
+      : { readings: [r], rejections: [] };
   }
   let root: JsonValue;
   let elementTexts: string[] | undefined;
   try {
     ({ value: root, elementTexts } = parseJsonDocument(text, { maxDepth: MAX_JSON_DEPTH }));
   } catch (err) {
-    if (err instanceof JsonParseError) return fail('invalid_json', err.message, text);
+    if (err instanceof JsonParseError) return failPayload(bytes, ctx, 'invalid_json', err.message, text);
     throw err;
   }
 
   let elements: JsonValue[];
   let texts: string[];
   if (Array.isArray(root)) {
-    if (root.length === 0) return fail('invalid_shape', 'empty array', text);
+    if (root.length === 0) return failPayload(bytes, ctx, 'invalid_shape', 'empty array', text);
     if (root.length > MAX_READINGS_PER_MESSAGE) {
-      return fail('too_many_readings', `${root.length} readings > ${MAX_READINGS_PER_MESSAGE}`, text);
+      return failPayload(bytes, ctx, 'too_many_readings', `${root.length} readings > ${MAX_READINGS_PER_MESSAGE}`, text);
     }
     elements = root;
     texts = elementTexts ?? root.map(() => '');
@@ -95,7 +106,7 @@ export function validatePayload(bytes: Buffer | Uint8Array, ctx: ValidateContext
     elements = [root];
     texts = [text];
   } else {
-    return fail('invalid_shape', 'payload must be a reading object or an array of them', text);
+    return failPayload(bytes, ctx, 'invalid_shape', 'payload must be a reading object or an array of them', text);
   }
 
   const out: ValidationResult = { readings: [], rejections: [] };
@@ -115,6 +126,34 @@ export function validatePayload(bytes: Buffer | Uint8Array, ctx: ValidateContext
     }
   }
   return out;
+}
+
+/** A JSON number literal, exactly the JSON grammar (no leading zeros, no '+', no bare '.5'). */
+const NUM = '-?(?:0|[1-9]\\d*)(?:\\.\\d+)?(?:[eE][+-]?\\d+)?';
+/**
+ * The common payload, one reading with the SPEC's key order and no whitespace, e.g.
+ * `{"seq":1,"ts":"2026-11-22T06:00:00.000Z","metric":"electricity_import","value":81234.5,"unit":"kWh"}`.
+ * Strings are limited to characters that need no escaping and cannot be control characters, so a
+ * match is valid JSON whose values are exactly the captured texts; anything else takes the full parser.
+ */
+const FAST_RE = new RegExp(
+  `^\\{"seq":(${NUM}),"ts":(?:(${NUM})|"([0-9A-Za-z:.+-]{0,64})"),"metric":"([a-z0-9_]{1,64})","value":(${NUM}),"unit":"([A-Za-z0-9]{1,16})"(?:,"reset":(true|false))?\\}$`,
+);
+
+/** The reading object of a payload in the common form, as the full parser would build it; else undefined. */
+export function fastElement(text: string): JsonObject | undefined {
+  if (text.length > 512 || text.charCodeAt(0) !== 0x7b) return undefined;
+  const m = FAST_RE.exec(text);
+  if (!m) return undefined;
+  const el: JsonObject = {
+    seq: new JsonNumber(m[1]),
+    ts: m[2] !== undefined ? new JsonNumber(m[2]) : m[3],
+    metric: m[4],
+    value: new JsonNumber(m[5]),
+    unit: m[6],
+  };
+  if (m[7] !== undefined) el.reset = m[7] === 'true';
+  return el;
 }
 
 type ElementResult = Reading | { reason: RejectReason; detail: string };
@@ -148,13 +187,18 @@ function validateElement(el: JsonValue, ctx: ValidateContext): ElementResult {
 
   const raw = el.value;
   if (!(raw instanceof JsonNumber)) return { reason: 'invalid_value', detail: 'value must be a JSON number' };
-  let value: Decimal;
-  try {
-    value = Decimal.parse(raw.text).shift(units[unit]);
-  } catch {
-    return { reason: 'invalid_value', detail: 'value out of range' };
+  // Already in the normalised unit and plain: canonical by trimming (what Decimal would print).
+  let canonical = units[unit] === 0 ? canonicalPlain(raw.text) : undefined;
+  if (canonical === undefined) {
+    let value: Decimal;
+    try {
+      value = Decimal.parse(raw.text).shift(units[unit]);
+    } catch {
+      return { reason: 'invalid_value', detail: 'value out of range' };
+    }
+    if (value.isNegative()) return { reason: 'invalid_value', detail: `${metric} cannot be negative` };
+    canonical = value.toString();
   }
-  if (value.isNegative()) return { reason: 'invalid_value', detail: `${metric} cannot be negative` };
 
   let reset = false;
   if ('reset' in el) {
@@ -168,11 +212,28 @@ function validateElement(el: JsonValue, ctx: ValidateContext): ElementResult {
     seq,
     ts,
     metric,
-    value: value.toString(),
+    value: canonical,
     unit: spec.unit,
     reset,
     receivedAt: ctx.now,
   };
+}
+
+/** Non-negative, no exponent, at most the 60 digits Decimal.parse accepts. */
+const PLAIN_RE = /^(?:0|[1-9]\d*)(?:\.\d+)?$/;
+
+/**
+ * Canonical text of a plain non-negative JSON number (the integer part has no leading zeros by the
+ * JSON grammar; trailing fraction zeros go), exactly Decimal.parse(text).toString(); else undefined.
+ */
+export function canonicalPlain(text: string): string | undefined {
+  if (text.length > 61 || !PLAIN_RE.test(text)) return undefined;
+  const dot = text.indexOf('.');
+  if (dot < 0) return text;
+  let end = text.length;
+  while (text.charCodeAt(end - 1) === 0x30) end--;
+  if (end === dot + 1) end = dot;
+  return text.slice(0, end);
 }
 
 function parseSeq(v: JsonValue): number | undefined {
