@@ -5,8 +5,11 @@
  *
  * Readings: a WITHOUT ROWID table clustered on (device_id, seq) plus an index on (device_id, ts), so
  * every oracle query (consume, hasReading, highWater) is a range search on one device, never a scan
- * of history. `device_heads` holds each device's last value per metric (by seq) for the
- * register-backwards check, maintained in the same transaction as the readings.
+ * of history. There is deliberately no facility index: every reading would pay for it on the ingest
+ * path (~6% of the broker's throughput in bench/ingest.ts), and the one facility-wide query, the
+ * API's listing, takes the newest `limit` rows of each of the facility's devices (`reading_devices`)
+ * from the device index and merges them. `device_heads` holds each device's last value per metric
+ * (by seq) for the register-backwards check, maintained in the same transaction as the readings.
  *
  * Concurrency: `commit` runs one BEGIN IMMEDIATE transaction per batch and reads all the state it
  * checks against (highest seq, duplicates, register heads) inside it. There is deliberately no
@@ -66,7 +69,15 @@ CREATE TABLE IF NOT EXISTS readings (
   PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_device_ts ON readings (device_id, ts);
-CREATE INDEX IF NOT EXISTS readings_facility_ts ON readings (facility_id, ts);
+-- Files from before 0.1.1 have a facility index; listing no longer uses it and ingest pays for it.
+DROP INDEX IF EXISTS readings_facility_ts;
+
+-- The devices that have readings, per facility (for the facility-wide listing); kept by commit.
+CREATE TABLE IF NOT EXISTS reading_devices (
+  facility_id TEXT NOT NULL,
+  device_id   TEXT NOT NULL,
+  PRIMARY KEY (facility_id, device_id)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS device_heads (
   device_id TEXT    NOT NULL,
@@ -120,7 +131,11 @@ CREATE INDEX IF NOT EXISTS rejections_facility ON rejections (facility_id, id);
 
 /** Creates the tables (idempotent) and returns the reading store and the registry on `db`. */
 export function openSqliteStores(db: Db, opts: SqliteStoreOptions = {}): SqliteStores {
+  const hadReadings = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get() !== undefined;
+  const hadDeviceList = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reading_devices'").get() !== undefined;
   db.exec(SCHEMA);
+  // A file from before reading_devices: fill it once from the readings (one scan, at upgrade only).
+  if (hadReadings && !hadDeviceList) db.exec('INSERT OR IGNORE INTO reading_devices SELECT DISTINCT facility_id, device_id FROM readings');
   const logger = (opts.logger ?? silentLogger).child({ component: 'store' });
   const clock = opts.clock ?? Date.now;
   return { readings: new SqliteReadingStore(db, logger), registry: new SqliteRegistry(db, logger, clock) };
@@ -178,7 +193,30 @@ export const READING_QUERIES = {
 /** Per-device state while a batch is checked: loaded from the file inside the transaction. */
 interface DeviceState {
   maxSeq: number; // -1 when the device has no readings
-  heads: Map<string, { seq: number; value: Decimal; dirty: boolean }>;
+  /** Register heads by metric; values as canonical decimal text. */
+  heads: Map<string, { seq: number; value: string; dirty: boolean }>;
+  /** Facilities this batch stored readings of the device under (for reading_devices). */
+  facilities: Set<string>;
+}
+
+const STORED: CommitOutcome = Object.freeze({ status: 'stored' });
+const DUPLICATE: CommitOutcome = Object.freeze({ status: 'duplicate' });
+/** Canonical text of a non-negative decimal, as Decimal.toString() prints it (no exponent, no trailing zeros). */
+const CANONICAL_RE = /^(?:0|[1-9]\d*)(?:\.\d*[1-9])?$/;
+
+/** Compares two decimal texts exactly: by digits when both are canonical and non-negative, else through Decimal. */
+export function compareDecimalText(a: string, b: string): -1 | 0 | 1 {
+  if (!CANONICAL_RE.test(a) || !CANONICAL_RE.test(b)) return Decimal.parse(a).cmp(Decimal.parse(b));
+  const ia = a.indexOf('.');
+  const ib = b.indexOf('.');
+  const intA = ia < 0 ? a : a.slice(0, ia);
+  const intB = ib < 0 ? b : b.slice(0, ib);
+  if (intA.length !== intB.length) return intA.length < intB.length ? -1 : 1;
+  if (intA !== intB) return intA < intB ? -1 : 1;
+  // No trailing zeros, so fractions compare as strings ("45" < "5": 0.45 < 0.5; "" < "1").
+  const fa = ia < 0 ? '' : a.slice(ia + 1);
+  const fb = ib < 0 ? '' : b.slice(ib + 1);
+  return fa === fb ? 0 : fa < fb ? -1 : 1;
 }
 
 function clampLimit(limit: number | undefined): number {
@@ -201,6 +239,8 @@ export class SqliteReadingStore implements ReadingStore {
     consumeNew: Statement<[string, number, number, number], ReadingRow>;
     consumeLate: Statement<[string, number, number, number], ReadingRow>;
     has: Statement<[string, number, number, number], number>;
+    facilityDevices: Statement<[string], string>;
+    addDevice: Statement<[string, string]>;
   };
   private readonly commitTx: (readings: Reading[]) => CommitOutcome[];
 
@@ -220,6 +260,8 @@ export class SqliteReadingStore implements ReadingStore {
       consumeNew: db.prepare(READING_QUERIES.consumeNew),
       consumeLate: db.prepare(READING_QUERIES.consumeLate),
       has: db.prepare<[string, number, number, number], number>(READING_QUERIES.has).pluck(),
+      facilityDevices: db.prepare<[string], string>('SELECT device_id FROM reading_devices WHERE facility_id = ?').pluck(),
+      addDevice: db.prepare('INSERT OR IGNORE INTO reading_devices (facility_id, device_id) VALUES (?, ?)'),
     };
     const tx = db.transaction((readings: Reading[]) => this.check(readings));
     this.commitTx = (readings) => tx.immediate(readings);
@@ -247,17 +289,19 @@ export class SqliteReadingStore implements ReadingStore {
     const out: CommitOutcome[] = new Array(readings.length);
     for (let i = 0; i < readings.length; i++) {
       const r = readings[i];
-      let value: Decimal;
-      try {
-        value = Decimal.parse(r.value);
-      } catch {
-        out[i] = { status: 'rejected', reason: 'invalid_value', detail: 'value is not a decimal' };
-        continue;
+      // Validation hands over canonical text; anything else is parsed (and refused if not a decimal).
+      let canonical = r.value;
+      if (!CANONICAL_RE.test(canonical)) {
+        try {
+          canonical = Decimal.parse(r.value).toString();
+        } catch {
+          out[i] = { status: 'rejected', reason: 'invalid_value', detail: 'value is not a decimal' };
+          continue;
+        }
       }
-      const canonical = value.toString();
       let st = devices.get(r.deviceId);
       if (!st) {
-        st = { maxSeq: stmt.maxSeq.get(r.deviceId) ?? -1, heads: new Map() };
+        st = { maxSeq: stmt.maxSeq.get(r.deviceId) ?? -1, heads: new Map(), facilities: new Set() };
         devices.set(r.deviceId, st);
       }
       if (r.seq <= st.maxSeq) {
@@ -271,7 +315,7 @@ export class SqliteReadingStore implements ReadingStore {
           existing.unit === r.unit &&
           existing.reset === (r.reset ? 1 : 0)
         ) {
-          out[i] = { status: 'duplicate' };
+          out[i] = DUPLICATE;
         } else {
           out[i] = reject('duplicate_conflict', `seq ${r.seq} already stored with different content`);
         }
@@ -282,23 +326,25 @@ export class SqliteReadingStore implements ReadingStore {
       if (isRegister && head === undefined) {
         const row = stmt.head.get(r.deviceId, r.metric);
         if (row) {
-          head = { seq: row.seq, value: Decimal.parse(row.value), dirty: false };
+          head = { seq: row.seq, value: row.value, dirty: false };
           st.heads.set(r.metric, head);
         }
       }
-      if (isRegister && !r.reset && head && value.cmp(head.value) < 0) {
-        out[i] = reject('register_backwards', `${r.metric} ${canonical} is below the previous ${head.value.toString()} (seq ${head.seq}) without reset`);
+      if (isRegister && !r.reset && head && compareDecimalText(canonical, head.value) < 0) {
+        out[i] = reject('register_backwards', `${r.metric} ${canonical} is below the previous ${head.value} (seq ${head.seq}) without reset`);
         continue;
       }
       stmt.insert.run(r.deviceId, r.seq, r.facilityId, r.ts, r.metric, canonical, r.unit, r.reset ? 1 : 0, r.receivedAt);
       st.maxSeq = r.seq;
-      if (isRegister) st.heads.set(r.metric, { seq: r.seq, value, dirty: true });
-      out[i] = { status: 'stored' };
+      st.facilities.add(r.facilityId);
+      if (isRegister) st.heads.set(r.metric, { seq: r.seq, value: canonical, dirty: true });
+      out[i] = STORED;
     }
     for (const [deviceId, st] of devices) {
       for (const [metric, h] of st.heads) {
-        if (h.dirty) stmt.upsertHead.run(deviceId, metric, h.seq, h.value.toString());
+        if (h.dirty) stmt.upsertHead.run(deviceId, metric, h.seq, h.value);
       }
+      for (const facilityId of st.facilities) stmt.addDevice.run(facilityId, deviceId);
     }
     return out;
   }
@@ -331,8 +377,19 @@ export class SqliteReadingStore implements ReadingStore {
 
   async list(filter: ReadingFilter): Promise<Reading[]> {
     this.ensureOpen();
-    const { sql, args } = listQuery(filter);
-    return (this.db.prepare(sql).all(...args) as ReadingRow[]).map(toReading);
+    if (filter.deviceId !== undefined) {
+      const { sql, args } = listQuery({ ...filter, deviceId: filter.deviceId });
+      return (this.db.prepare(sql).all(...args) as ReadingRow[]).map(toReading);
+    }
+    // The facility's devices, each read newest first through its own index, merged.
+    const devices = this.stmt.facilityDevices.all(filter.facilityId);
+    if (devices.length === 0) return [];
+    const { sql } = listQuery({ ...filter, deviceId: '' });
+    const stmt = this.db.prepare<unknown[], ReadingRow>(sql);
+    const rows: ReadingRow[] = [];
+    for (const deviceId of devices) rows.push(...stmt.all(...listQuery({ ...filter, deviceId }).args));
+    rows.sort((a, b) => b.ts - a.ts || (a.device_id < b.device_id ? 1 : a.device_id > b.device_id ? -1 : 0) || b.seq - a.seq);
+    return rows.slice(0, clampLimit(filter.limit)).map(toReading);
   }
 
   async get(deviceId: string, seq: number): Promise<Reading | undefined> {
@@ -357,23 +414,15 @@ export class SqliteReadingStore implements ReadingStore {
 }
 
 /**
- * The SQL of list(): newest first (ts, then device and seq), from <= ts < to, limit default 100,
- * at most 1000. One device: the (device_id, ts) index; a facility: the (facility_id, ts) index.
+ * The SQL of list() for one device (a facility's listing runs it for each of its devices and merges):
+ * newest first (ts, then seq), from <= ts < to, limit default 100, at most 1000, on the
+ * (device_id, ts) index.
  */
-export function listQuery(filter: ReadingFilter): { sql: string; args: (string | number)[] } {
-  const where: string[] = ['facility_id = ?'];
-  const args: (string | number)[] = [filter.facilityId];
-  let index: string;
-  let order: string;
-  if (filter.deviceId !== undefined) {
-    where.unshift('device_id = ?');
-    args.unshift(filter.deviceId);
-    index = 'readings_device_ts';
-    order = 'ts DESC, seq DESC';
-  } else {
-    index = 'readings_facility_ts';
-    order = 'ts DESC, device_id DESC, seq DESC';
-  }
+export function listQuery(filter: ReadingFilter & { deviceId: string }): { sql: string; args: (string | number)[] } {
+  const where: string[] = ['device_id = ?', 'facility_id = ?'];
+  const args: (string | number)[] = [filter.deviceId, filter.facilityId];
+  const index = 'readings_device_ts';
+  const order = 'ts DESC, seq DESC';
   if (filter.metric !== undefined) {
     where.push('metric = ?');
     args.push(filter.metric);

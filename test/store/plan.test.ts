@@ -52,7 +52,8 @@ t.test('oracle queries use the indexes on a device with 1e5 readings', async (t)
     ['maxSeq', READING_QUERIES.maxSeq, ['big']],
     ['consumeAll', READING_QUERIES.consumeAll, ['big', hw, winEnd]],
     ['list device', ...spread(listQuery({ facilityId: 'f1', deviceId: 'big', from: winStart, to: winEnd }))],
-    ['list facility', ...spread(listQuery({ facilityId: 'f1', metric: 'electricity_import', from: winStart, to: winEnd }))],
+    // A facility's listing runs this per device (there is no facility index: see store/sqlite.ts).
+    ['list facility, per device', ...spread(listQuery({ facilityId: 'f1', deviceId: 'big', metric: 'electricity_import', from: winStart, to: winEnd }))],
   ];
   for (const analyzed of [false, true]) {
     if (analyzed) db.exec('ANALYZE');

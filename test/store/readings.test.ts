@@ -210,3 +210,42 @@ t.test('a malformed value from a caller is rejected, not stored', async (t) => {
   t.equal((await readings.get('d1', 2))?.value, '1.5', 'stored canonical');
   t.same(await readings.commit([]), []);
 });
+
+t.test('a file from before reading_devices: the facility index goes, the device list is filled once', async (t) => {
+  const dir = t.testdir();
+  {
+    // The 0.1.0 layout: readings with a facility index, no reading_devices table.
+    const db = openDatabase(dir);
+    db.exec(`CREATE TABLE readings (device_id TEXT NOT NULL, seq INTEGER NOT NULL, facility_id TEXT NOT NULL, ts INTEGER NOT NULL,
+      metric TEXT NOT NULL, value TEXT NOT NULL, unit TEXT NOT NULL, reset INTEGER NOT NULL, received_at INTEGER NOT NULL,
+      PRIMARY KEY (device_id, seq)) WITHOUT ROWID;
+      CREATE INDEX readings_device_ts ON readings (device_id, ts);
+      CREATE INDEX readings_facility_ts ON readings (facility_id, ts);`);
+    const ins = db.prepare('INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)');
+    ins.run('old1', 1, 'f1', T0 + MIN, 'electricity_import', '5', 'kWh', T0);
+    ins.run('old2', 1, 'f1', T0 + 2 * MIN, 'electricity_import', '6', 'kWh', T0);
+    ins.run('old3', 1, 'f2', T0 + 3 * MIN, 'electricity_import', '7', 'kWh', T0);
+    db.close();
+  }
+  const { db, readings } = open(t, dir);
+  const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings'").pluck().all();
+  t.notOk(indexes.includes('readings_facility_ts'), 'facility index dropped');
+  t.ok(indexes.includes('readings_device_ts'), 'device index kept');
+  t.same((await readings.list({ facilityId: 'f1' })).map((x) => x.deviceId), ['old2', 'old1'], 'old readings listed by facility');
+  await readings.commit([r(1, '1', { deviceId: 'new1' })]);
+  t.same((await readings.list({ facilityId: 'f1' })).map((x) => x.deviceId), ['old2', 'old1', 'new1'], 'and new devices join the list');
+  t.same((await readings.list({ facilityId: 'f2' })).map((x) => x.deviceId), ['old3']);
+});
+
+t.test('facility listing across many devices merges newest first and honours the limit', async (t) => {
+  const { readings } = open(t);
+  const batch: Reading[] = [];
+  for (let d = 0; d < 12; d++) for (let s = 1; s <= 30; s++) batch.push(r(s, String(s), { deviceId: `m${d}`, ts: T0 + s * MIN + d }));
+  await readings.commit(batch);
+  const got = await readings.list({ facilityId: 'f1', limit: 50 });
+  t.equal(got.length, 50);
+  const expected = [...batch].sort((a, b) => b.ts - a.ts).slice(0, 50).map((x) => `${x.deviceId}:${x.seq}`);
+  t.same(got.map((x) => `${x.deviceId}:${x.seq}`), expected, 'the 50 newest of 360, in order');
+  const window = await readings.list({ facilityId: 'f1', from: T0 + 10 * MIN, to: T0 + 11 * MIN });
+  t.same(window.map((x) => x.seq), Array(12).fill(10), 'from/to applied per device');
+});
