@@ -10,8 +10,9 @@
  * owns a device's writes). A duplicate found on the server (not in memory) is rewritten, which is
  * idempotent and heals a write cut in half by a crash. Commits are checked one at a time, in order;
  * their lines go to the LineWriter, and `commit()` resolves only when the server acknowledged them and
- * the device high-water points that follow them. A write that finally fails rejects that commit and
- * every later one, and drops all cached state (reloaded from the server on next use).
+ * the device high-water points that follow them (`stage` returns as soon as the lines are queued, so
+ * the next batch can be checked while this one is written). A write that finally fails rejects that
+ * commit and every later one, and drops all cached state (reloaded from the server on next use).
  */
 import { Decimal } from '../domain/decimal.ts';
 import { errors } from '../domain/errors.ts';
@@ -32,7 +33,7 @@ import {
   readingLines,
 } from './influx-schema.ts';
 import { LineWriter, type WriterStats } from './influx-writer.ts';
-import type { CommitOutcome, ConsumeQuery, ReadingFilter, ReadingStore } from './types.ts';
+import type { CommitOutcome, ConsumeQuery, ReadingFilter, ReadingStore, StagedCommit } from './types.ts';
 
 export interface InfluxStoreOptions extends InfluxConnection {
   logger: Logger;
@@ -183,15 +184,25 @@ export class InfluxReadingStore implements ReadingStore {
   }
 
   async commit(readings: Reading[]): Promise<CommitOutcome[]> {
+    return (await this.stage(readings)).done;
+  }
+
+  /**
+   * Resolves once the batch is checked and its lines are queued behind every earlier batch's; `done`
+   * once the server acknowledged them. So the ingest pipeline can check batch N+1 while N's write is
+   * in flight (the checks already see N's readings as pending).
+   */
+  async stage(readings: Reading[]): Promise<StagedCommit> {
     this.ensureOpen();
-    if (readings.length === 0) return [];
+    if (readings.length === 0) return { done: Promise.resolve([]) };
     const p = await this.serial(() => this.prepare(readings));
-    try {
-      await p.acked;
-    } finally {
+    const done = p.acked.then(() => p.outcomes);
+    // Registered first, so it runs before whoever awaits `done` sees the result.
+    const forget = () => {
       for (const { st, r } of p.added) if (st.pending.get(r.seq) === r) st.pending.delete(r.seq);
-    }
-    return p.outcomes;
+    };
+    done.then(forget, forget);
+    return { done };
   }
 
   private async prepare(readings: Reading[]): Promise<Prepared> {

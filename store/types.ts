@@ -32,8 +32,23 @@ export interface ReadingFilter {
   limit?: number;
 }
 
+/** A batch handed to the store, in order behind every earlier one, on its way to disk. */
+export interface StagedCommit {
+  /** Settles like `commit`: outcomes in input order once every stored reading is durable. */
+  done: Promise<CommitOutcome[]>;
+}
+
 export interface ReadingStore {
   readonly kind: 'sqlite' | 'influxdb';
+  /**
+   * `commit` in two steps, so a caller can hand over the next batch while this one is being written:
+   * resolves once the batch is ordered after every earlier staged batch (it is checked against
+   * them, whatever their timing); `done` then settles like `commit`. If a staged batch fails, every
+   * batch staged after it that has not landed yet fails too, so a device's later seq is never stored
+   * ahead of an earlier one that was not. Optional: a store without it is driven through `commit`,
+   * one batch at a time.
+   */
+  stage?(readings: Reading[]): Promise<StagedCommit>;
   /**
    * Durably stores a batch (group commit). Resolves only once every stored reading is durable; the
    * outcome array is in input order. Checks that need stored state happen here, against stored state

@@ -29,6 +29,7 @@ if (!MOSQUITTO) {
     let failing = false;
     let failedCommits = 0;
     const store = Object.assign(Object.create(real) as typeof real, {
+      stage: undefined, // driven through commit, so the failure below applies
       commit: (rs: Parameters<typeof real.commit>[0]) => {
         if (failing) {
           failedCommits++;

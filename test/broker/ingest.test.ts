@@ -148,6 +148,7 @@ t.test('storage failure: no PUBACK, connection closed, nothing stored; redeliver
   let failing = true;
   const store = Object.assign(Object.create(real) as typeof real, {
     commit: (rs: Parameters<typeof real.commit>[0]) => (failing ? Promise.reject(new Error('disk on fire')) : real.commit(rs)),
+    stage: undefined, // driven through commit, so the failure above applies
   });
   const { port } = await startBroker(t, fleet, { store });
   const c = await connect(t, port, 'd1', fleet.passwords.d1, { reconnectPeriod: 100 });

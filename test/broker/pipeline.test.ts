@@ -151,3 +151,67 @@ t.test('close() flushes what is queued', async (t) => {
   t.equal((await pending).stored, 1, 'queued submit committed by close');
   await t.rejects(p.submit(ctx, msg(2)), { code: 'STORE_UNAVAILABLE' }, 'closed pipeline refuses');
 });
+
+/** A store with `stage`: each staged batch waits for the test to land or fail it. */
+function stagedStore() {
+  const staged: { readings: Reading[]; land: () => void; fail: (e: Error) => void }[] = [];
+  const store = {
+    kind: 'influxdb',
+    async commit(): Promise<CommitOutcome[]> {
+      throw new Error('the pipeline must use stage');
+    },
+    async stage(readings: Reading[]) {
+      let land!: () => void;
+      let fail!: (e: Error) => void;
+      const done = new Promise<CommitOutcome[]>((resolve, reject) => {
+        land = () => resolve(readings.map(() => ({ status: 'stored' })));
+        fail = reject;
+      });
+      staged.push({ readings, land, fail });
+      return { done };
+    },
+  } as unknown as ReadingStore;
+  return { store, staged };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+t.test('staged store: the next batch is staged while earlier ones are written, up to maxInFlight', async (t) => {
+  const f = stagedStore();
+  const p = buildIngestPipeline({ store: f.store, registry, logger: silentLogger, metrics: new PromRegistry(), clock: () => now, maxBatch: 10, maxInFlight: 2, rateLimit: false });
+  t.teardown(() => p.close());
+  let resolved = 0;
+  const subs = Array.from({ length: 30 }, (_, i) => p.submit(ctx, msg(i + 1)).then((r) => (resolved++, r)));
+  await tick();
+  await tick();
+  t.equal(f.staged.length, 2, 'two batches staged at once, the third waits');
+  t.equal(p.stats().inFlight, 2);
+  t.equal(resolved, 0, 'nothing resolves before its batch is durable');
+  f.staged[1].land();
+  await tick();
+  t.equal(resolved, 10, 'a later batch that lands resolves on its own');
+  await tick();
+  t.equal(f.staged.length, 3, 'its slot goes to the next batch');
+  f.staged[0].land();
+  f.staged[2].land();
+  const res = await Promise.all(subs);
+  t.equal(res.reduce((s, r) => s + r.stored, 0), 30, 'all stored');
+  t.same(f.staged.map((b) => b.readings.map((r) => r.seq)).flat(), Array.from({ length: 30 }, (_, i) => i + 1), 'staged in submit order');
+});
+
+t.test('staged store: a batch that fails rejects its submits and everything queued behind it', async (t) => {
+  const f = stagedStore();
+  const p = buildIngestPipeline({ store: f.store, registry, logger: silentLogger, metrics: new PromRegistry(), clock: () => now, maxBatch: 10, maxInFlight: 1, rateLimit: false });
+  t.teardown(() => p.close());
+  const subs = Array.from({ length: 25 }, (_, i) => p.submit(ctx, msg(i + 1)));
+  await tick();
+  t.equal(f.staged.length, 1, 'one batch in flight (maxInFlight 1)');
+  f.staged[0].fail(new Error('write failed'));
+  const settled = await Promise.allSettled(subs);
+  t.ok(settled.every((s) => s.status === 'rejected'), 'the failed batch and the 15 queued behind it reject: nothing acked');
+  t.equal(f.staged.length, 1, 'the queued ones were never staged');
+  const again = p.submit(ctx, msg(1));
+  await tick();
+  f.staged[1].land();
+  t.equal((await again).stored, 1, 'a redelivery after the failure is stored');
+});
