@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Registry as PromRegistry } from 'prom-client';
 import { publishTopicKind, maySubscribe, parseStatus, type DeviceSession } from './acl.ts';
+import { coalesceWrites } from './coalesce.ts';
 import { guardSocket, type Violation } from './guard.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
@@ -267,6 +268,7 @@ export function buildBroker(deps: BrokerDeps): Broker {
     socket.once('close', () => sockets.delete(socket));
     socket.setNoDelay(true);
     guardSocket(socket, limits, (v, declared) => onViolation(socket, v, declared));
+    coalesceWrites(socket);
     aedes.handle(socket);
   }
 
