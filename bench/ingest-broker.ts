@@ -3,18 +3,26 @@
  *   --mode ours  our ingest service (auth, validation, SQLite group commit, PUBACK after durable) on
  *                --data-dir; SIGUSR2 stalls every commit for --stall-ms (injected store stall).
  *   --mode raw   plain aedes 1.2, no auth, no storage.
+ *   --diagnostics  every 2 s on stderr: readings per batch, event-loop utilisation, CPU per reading.
  * Prints `{"event":"listening","mqttPort":N}` on stdout once ready; SIGTERM stops it.
  */
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import { startIngest } from '../broker/main.ts';
 import { loadConfig } from '../domain/config.ts';
 import { createLogger } from '../domain/logger.ts';
+import type { Reading } from '../domain/reading.ts';
 import type { ReadingStore } from '../store/types.ts';
 
 const { values } = parseArgs({
-  options: { mode: { type: 'string', default: 'ours' }, 'data-dir': { type: 'string' }, 'stall-ms': { type: 'string', default: '30000' } },
+  options: {
+    mode: { type: 'string', default: 'ours' },
+    'data-dir': { type: 'string' },
+    'stall-ms': { type: 'string', default: '30000' },
+    diagnostics: { type: 'boolean', default: false },
+  },
 });
 
 function announce(port: number): void {
@@ -33,13 +41,42 @@ if (values.mode === 'raw') {
   process.on('SIGUSR2', () => {
     gate = new Promise((r) => setTimeout(() => ((gate = undefined), r()), stallMs));
   });
+  const stats = { batches: 0, readings: 0 };
+  // The stall holds every batch before it reaches the store, whichever entry point the pipeline uses.
   const wrapStore = (store: ReadingStore): ReadingStore =>
     Object.assign(Object.create(store) as ReadingStore, {
-      commit: async (rs: Parameters<ReadingStore['commit']>[0]) => {
+      commit: async (rs: Reading[]) => {
         if (gate) await gate;
+        stats.batches++;
+        stats.readings += rs.length;
         return store.commit(rs);
       },
+      stage: store.stage
+        ? async (rs: Reading[]) => {
+            if (gate) await gate;
+            stats.batches++;
+            stats.readings += rs.length;
+            return store.stage!(rs);
+          }
+        : undefined,
     });
+  if (values.diagnostics) {
+    // For tuning: every 2 s on stderr, batch size, event-loop utilisation and CPU per reading.
+    let elu = performance.eventLoopUtilization();
+    let cpu = process.cpuUsage();
+    setInterval(() => {
+      const e = performance.eventLoopUtilization(elu);
+      const c = process.cpuUsage(cpu);
+      elu = performance.eventLoopUtilization();
+      cpu = process.cpuUsage();
+      if (stats.batches) {
+        process.stderr.write(
+          `batches ${stats.batches}, ${(stats.readings / stats.batches).toFixed(0)} readings each; event loop busy ${(e.utilization * 100).toFixed(0)}%; CPU ${((c.user + c.system) / stats.readings).toFixed(1)} us/reading\n`,
+        );
+      }
+      stats.batches = stats.readings = 0;
+    }, 2000).unref();
+  }
   const config = loadConfig({}, { dataDir: values['data-dir'], mqttPort: 0 });
   const service = await startIngest(config, {
     logger: createLogger('warn'),

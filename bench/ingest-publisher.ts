@@ -37,6 +37,7 @@ let inflight = 0;
 const lat: number[] = [];
 const ts0 = Date.now() - 3_600_000;
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 let stopping = false;
 
 await new Promise<void>((resolve) => {
@@ -69,6 +70,7 @@ await new Promise<void>((resolve) => {
 const elapsedMs = performance.now() - t0;
 lat.sort((a, b) => a - b);
 const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null);
-process.stdout.write(JSON.stringify({ device, acked, elapsedMs, p50: q(0.5), p99: q(0.99), nextSeq: seq }) + '\n');
+const cpu = process.cpuUsage(cpu0);
+process.stdout.write(JSON.stringify({ device, acked, elapsedMs, p50: q(0.5), p99: q(0.99), nextSeq: seq, cpuMs: (cpu.user + cpu.system) / 1000 }) + '\n');
 client.end(true);
 process.exit(0);

@@ -1,12 +1,16 @@
 /**
- * Ingest benchmark (not a test): `tsx bench/ingest.ts [--publishers 3] [--duration-ms 10000] [--stall-ms 30000]`.
- * In one run, with the same publisher processes (mqtt.js 5, QoS 1, `window` messages in flight each):
+ * Ingest benchmark (not a test):
+ * `tsx bench/ingest.ts [--publishers 3] [--duration-ms 8000] [--rounds 3] [--stall-ms 30000]`.
+ * With the same publisher processes for every broker (mqtt.js 5, QoS 1, `window` messages in flight
+ * each), `rounds` times in turn:
  *   1. our broker: auth + validation + SQLite group commit + PUBACK after durable (own process);
  *   2. raw aedes 1.2: no auth, no storage (own process);
  *   3. Mosquitto (Debian binary), raw QoS 1 (skipped with a note when absent);
- *   4. our broker again with every commit stalled for `stallMs`: peak RSS of the broker process while
- *      QoS 1 publishers and a QoS 0 flooder keep sending (back-pressure must bound it).
- * Prints readings/s, the ratio ours/raw-aedes (target >= 0.5), p99 publish-to-PUBACK latency and the RSS.
+ * then 4. our broker with every commit stalled for `stallMs`: peak RSS of the broker process while
+ * QoS 1 publishers and a QoS 0 flooder keep sending (back-pressure must bound it).
+ * Prints readings/s and p50/p99 publish-to-PUBACK latency (medians over the rounds), the ratio
+ * ours / raw aedes (target >= 0.5: the median of each round's ratio, since this machine's speed
+ * drifts by tens of percent within minutes; the range is printed too), and the RSS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,9 +28,14 @@ const root = path.resolve(here, '..');
 
 export interface BenchIngestOptions {
   publishers?: number;
+  /** Length of each side of each round. */
   durationMs?: number;
   window?: number;
   stallMs?: number;
+  /** Rounds of (ours, raw aedes, mosquitto), interleaved; the figures are medians over them. */
+  rounds?: number;
+  /** Called with a line after each round. */
+  progress?: (line: string) => void;
 }
 
 export interface Throughput {
@@ -35,11 +44,21 @@ export interface Throughput {
   p99Ms: number | null;
 }
 
+export interface RoundResult {
+  ours: Throughput;
+  rawAedes: Throughput;
+  mosquitto?: Throughput;
+  ratio: number;
+}
+
 export interface BenchIngestResult {
   ours: Throughput;
   rawAedes: Throughput;
   mosquitto?: Throughput;
+  /** Median over the rounds of ours / raw aedes measured back to back. */
   ratioOursToRawAedes: number;
+  ratioRange: [number, number];
+  rounds: RoundResult[];
   stall: { rssBeforeMb: number; rssPeakDuringStallMb: number; ackedDuringStall: number; stallMs: number };
 }
 
@@ -92,7 +111,8 @@ interface PubReport {
 async function runPublishers(url: string, devices: { id: string; password?: string; startSeq: number }[], durationMs: number, window: number, qos = 1): Promise<PubReport[]> {
   const children = devices.map((d) => {
     const args = ['--url', url, '--device', d.id, '--duration-ms', String(durationMs), '--window', String(window), '--qos', String(qos), '--start-seq', String(d.startSeq)];
-    if (d.password) args.push('--password', d.password);
+    // One argument: a generated password may begin with '-', which parseArgs would take for an option.
+    if (d.password) args.push(`--password=${d.password}`);
     return tsxNode('ingest-publisher.ts', args);
   });
   return Promise.all(children.map((c) => firstJsonLine<PubReport>(c, (v) => typeof v.acked === 'number')));
@@ -106,16 +126,17 @@ function summarise(reports: PubReport[]): Throughput {
 }
 
 export async function benchIngest(opts: BenchIngestOptions & { log?: (line: string) => void } = {}): Promise<BenchIngestResult> {
-  const result = await runIngestBench(opts);
+  const result = await runIngestBench({ progress: opts.log, ...opts });
   for (const line of formatIngest(result)) opts.log?.(line);
   return result;
 }
 
 async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResult> {
   const publishers = opts.publishers ?? 3;
-  const durationMs = opts.durationMs ?? 10_000;
+  const durationMs = opts.durationMs ?? 8_000;
   const window = opts.window ?? 100;
   const stallMs = opts.stallMs ?? 30_000;
+  const rounds = Math.max(1, opts.rounds ?? 3);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-bench-ingest-'));
   const children: ChildProcess[] = [];
   try {
@@ -131,51 +152,58 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
     const pubs = devices.slice(0, publishers);
     const flooder = devices[publishers];
 
-    // 1. ours
+    // The three brokers run side by side (idle when not measured); rounds alternate between them, so a
+    // drift in the machine's speed during the run hits all three alike.
     const ours = tsxNode('ingest-broker.ts', ['--mode', 'ours', '--data-dir', dir, '--stall-ms', String(stallMs)]);
     children.push(ours);
     const oursPort = (await firstJsonLine<{ mqttPort: number }>(ours, (v) => v.event === 'listening')).mqttPort;
-    const oursReports = await runPublishers(`mqtt://127.0.0.1:${oursPort}`, pubs, durationMs, window);
-    oursReports.forEach((r, i) => (pubs[i].startSeq = r.nextSeq));
-    const oursT = summarise(oursReports);
+    const raw = tsxNode('ingest-broker.ts', ['--mode', 'raw']);
+    children.push(raw);
+    const rawPort = (await firstJsonLine<{ mqttPort: number }>(raw, (v) => v.event === 'listening')).mqttPort;
+    let mosqUrl: string | undefined;
+    if (MOSQUITTO) {
+      const mosq = await startMosquitto(dir, ['max_inflight_messages 0', 'max_queued_messages 100000']);
+      children.push(mosq.proc);
+      mosqUrl = mosq.url;
+    }
+    const anonymous = pubs.map((d) => ({ id: d.id, startSeq: 1 }));
 
-    // 4. stall (same broker process): commits held for stallMs; publishers keep sending.
+    const perRound: RoundResult[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const oursReports = await runPublishers(`mqtt://127.0.0.1:${oursPort}`, pubs, durationMs, window);
+      oursReports.forEach((rep, i) => (pubs[i].startSeq = rep.nextSeq));
+      const o = summarise(oursReports);
+      const w = summarise(await runPublishers(`mqtt://127.0.0.1:${rawPort}`, anonymous, durationMs, window));
+      const m = mosqUrl ? summarise(await runPublishers(mosqUrl, anonymous, durationMs, window)) : undefined;
+      perRound.push({ ours: o, rawAedes: w, mosquitto: m, ratio: round2(o.readingsPerSec / w.readingsPerSec) });
+      opts.progress?.(`  round ${r + 1}/${rounds}: ours ${o.readingsPerSec.toLocaleString('en')}/s, raw aedes ${w.readingsPerSec.toLocaleString('en')}/s${m ? `, mosquitto ${m.readingsPerSec.toLocaleString('en')}/s` : ''}, ratio ${perRound.at(-1)!.ratio}`);
+    }
+    await stop(raw);
+
+    // Stall (our broker): commits held for stallMs while QoS 1 publishers and a QoS 0 flooder keep sending.
     const rssBefore = rssMb(ours.pid!);
     ours.kill('SIGUSR2');
     let peak = rssBefore;
     const sampler = setInterval(() => (peak = Math.max(peak, rssMb(ours.pid!) || 0)), 200);
     // Publishers stop (and report) before the stall ends, so their PUBACK count is the stall's.
     const stallRun = Math.max(1000, stallMs - 6000);
-    const [stallQos1, stallFlood] = await Promise.all([
+    const [stallQos1] = await Promise.all([
       runPublishers(`mqtt://127.0.0.1:${oursPort}`, pubs, stallRun, window),
       runPublishers(`mqtt://127.0.0.1:${oursPort}`, [flooder], stallRun, 900, 0),
     ]);
     clearInterval(sampler);
-    void stallFlood;
-    const ackedDuringStall = stallQos1.reduce((s, r) => s + r.acked, 0);
+    const ackedDuringStall = stallQos1.reduce((s, rep) => s + rep.acked, 0);
     await stop(ours);
 
-    // 2. raw aedes
-    const raw = tsxNode('ingest-broker.ts', ['--mode', 'raw']);
-    children.push(raw);
-    const rawPort = (await firstJsonLine<{ mqttPort: number }>(raw, (v) => v.event === 'listening')).mqttPort;
-    const rawT = summarise(await runPublishers(`mqtt://127.0.0.1:${rawPort}`, pubs.map((d) => ({ id: d.id, startSeq: 1 })), durationMs, window));
-    await stop(raw);
-
-    // 3. mosquitto
-    let mosqT: Throughput | undefined;
-    if (MOSQUITTO) {
-      const mosq = await startMosquitto(dir, ['max_inflight_messages 0', 'max_queued_messages 100000']);
-      children.push(mosq.proc);
-      mosqT = summarise(await runPublishers(mosq.url, pubs.map((d) => ({ id: d.id, startSeq: 1 })), durationMs, window));
-      await stop(mosq.proc);
-    }
-
+    const mosqRounds = perRound.map((x) => x.mosquitto).filter((x): x is Throughput => x !== undefined);
+    const ratios = perRound.map((x) => x.ratio);
     return {
-      ours: oursT,
-      rawAedes: rawT,
-      mosquitto: mosqT,
-      ratioOursToRawAedes: Math.round((oursT.readingsPerSec / rawT.readingsPerSec) * 100) / 100,
+      ours: medianThroughput(perRound.map((x) => x.ours)),
+      rawAedes: medianThroughput(perRound.map((x) => x.rawAedes)),
+      mosquitto: mosqRounds.length ? medianThroughput(mosqRounds) : undefined,
+      ratioOursToRawAedes: median(ratios),
+      ratioRange: [Math.min(...ratios), Math.max(...ratios)],
+      rounds: perRound,
       stall: { rssBeforeMb: Math.round(rssBefore), rssPeakDuringStallMb: Math.round(peak), ackedDuringStall, stallMs },
     };
   } finally {
@@ -184,24 +212,50 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
   }
 }
 
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** Medians of each figure over the rounds. */
+function medianThroughput(ts: Throughput[]): Throughput {
+  const pick = (f: (t: Throughput) => number | null) => {
+    const xs = ts.map(f).filter((x): x is number => x !== null);
+    return xs.length ? median(xs) : null;
+  };
+  return { readingsPerSec: Math.round(median(ts.map((t) => t.readingsPerSec))), p50Ms: pick((t) => t.p50Ms), p99Ms: pick((t) => t.p99Ms) };
+}
+
 /** Human lines for a result (printed by `npm run bench` and when this file is run directly). */
 export function formatIngest(r: BenchIngestResult): string[] {
   const fmt = (t?: Throughput) => (t ? `${t.readingsPerSec.toLocaleString('en')} readings/s (p50 ${t.p50Ms?.toFixed(1)} ms, p99 ${t.p99Ms?.toFixed(1)} ms)` : 'skipped (no mosquitto binary)');
   return [
-    'ingest benchmark (QoS 1, one device per publisher process)',
+    `ingest benchmark (QoS 1, one device per publisher process; medians of ${r.rounds.length} interleaved rounds)`,
     `  ours (auth+validation+SQLite group commit, PUBACK after durable): ${fmt(r.ours)}`,
     `  raw aedes (no auth, no storage):                                 ${fmt(r.rawAedes)}`,
     `  mosquitto (raw):                                                 ${fmt(r.mosquitto)}`,
-    `  ratio ours / raw aedes: ${r.ratioOursToRawAedes} (target >= 0.5)`,
+    `  ratio ours / raw aedes: ${r.ratioOursToRawAedes} (median of the rounds' ratios; range ${r.ratioRange[0]}-${r.ratioRange[1]}; target >= 0.5)`,
     `  store stalled ${r.stall.stallMs / 1000} s: broker RSS ${r.stall.rssBeforeMb} MB before, peak ${r.stall.rssPeakDuringStallMb} MB during; ${r.stall.ackedDuringStall} PUBACKs during the stall`,
   ];
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const { values } = parseArgs({
-    options: { publishers: { type: 'string' }, 'duration-ms': { type: 'string' }, window: { type: 'string' }, 'stall-ms': { type: 'string' } },
+    options: { publishers: { type: 'string' }, 'duration-ms': { type: 'string' }, window: { type: 'string' }, 'stall-ms': { type: 'string' }, rounds: { type: 'string' } },
   });
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const r = await benchIngest({ publishers: num(values.publishers), durationMs: num(values['duration-ms']), window: num(values.window), stallMs: num(values['stall-ms']) });
+  const r = await runIngestBench({
+    publishers: num(values.publishers),
+    durationMs: num(values['duration-ms']),
+    window: num(values.window),
+    stallMs: num(values['stall-ms']),
+    rounds: num(values.rounds),
+    progress: (line) => process.stderr.write(`${line}\n`),
+  });
   process.stdout.write([...formatIngest(r), JSON.stringify(r)].join('\n') + '\n');
 }
