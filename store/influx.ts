@@ -117,6 +117,18 @@ function validate(r: Reading): { value: string } | CommitOutcome {
   }
 }
 
+/** Latest time InfluxDB can store: int64 nanoseconds, about 2262-04-11. */
+const MAX_TIME_MS = 9_223_372_036_854;
+
+/**
+ * A time bound in ms as InfluxQL nanoseconds, clamped to what a reading can have: ts is never before
+ * the epoch (validation refuses it) nor after InfluxDB's int64 range. InfluxQL rejects a literal
+ * outside that range with a parse error, so an open bound such as MIN_SAFE_INTEGER must not reach it.
+ */
+function timeBound(ms: number): bigint {
+  return msToNs(Math.min(Math.max(ms, 0), MAX_TIME_MS));
+}
+
 export class InfluxReadingStore implements ReadingStore {
   readonly kind = 'influxdb' as const;
   readonly target: InfluxTarget;
@@ -436,11 +448,12 @@ export class InfluxReadingStore implements ReadingStore {
 
   async hasReading(deviceId: string, from: number, to: number, maxSeq: number): Promise<boolean> {
     this.ensureOpen();
-    if (!(from < to) || maxSeq < 0) return false;
+    // The oracle asks "any reading before the window" as from = MIN_SAFE_INTEGER: not an InfluxDB time.
+    const lo = timeBound(from);
+    const hi = timeBound(to);
+    if (!(lo < hi) || maxSeq < 0) return false;
     const [s] = await this.run(
-      [
-        `SELECT "seq" FROM "${M_READING}" WHERE "device" = ${q(deviceId)} AND time >= ${msToNs(from)} AND time < ${msToNs(to)} AND "seq" <= ${influxqlInt(maxSeq)} LIMIT 1`,
-      ],
+      [`SELECT "seq" FROM "${M_READING}" WHERE "device" = ${q(deviceId)} AND time >= ${lo} AND time < ${hi} AND "seq" <= ${influxqlInt(maxSeq)} LIMIT 1`],
       'ms',
     );
     return (s ?? []).some((x) => x.values.length > 0);
@@ -451,8 +464,8 @@ export class InfluxReadingStore implements ReadingStore {
     const where = [`"facility" = ${q(filter.facilityId)}`];
     if (filter.deviceId !== undefined) where.push(`"device" = ${q(filter.deviceId)}`);
     if (filter.metric !== undefined) where.push(`"metric" = ${q(filter.metric)}`);
-    if (filter.from !== undefined) where.push(`time >= ${msToNs(Math.ceil(filter.from))}`);
-    if (filter.to !== undefined) where.push(`time < ${msToNs(Math.ceil(filter.to))}`);
+    if (filter.from !== undefined) where.push(`time >= ${timeBound(Math.ceil(filter.from))}`);
+    if (filter.to !== undefined) where.push(`time < ${timeBound(Math.ceil(filter.to))}`);
     const limit = filter.limit === undefined || !Number.isFinite(filter.limit) ? DEFAULT_LIST_LIMIT : Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(filter.limit)));
     const [s] = await this.run([`SELECT ${READING_COLUMNS} FROM "${M_READING}" WHERE ${where.join(' AND ')} ORDER BY time DESC LIMIT ${limit}`], 'ms');
     return decodeReadings(s ?? []).sort((a, b) => b.ts - a.ts || (a.deviceId < b.deviceId ? 1 : a.deviceId > b.deviceId ? -1 : b.seq - a.seq));
