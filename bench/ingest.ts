@@ -1,6 +1,6 @@
 /**
  * Ingest benchmark (not a test):
- * `tsx bench/ingest.ts [--publishers 3] [--duration-ms 8000] [--rounds 3] [--stall-ms 30000]`.
+ * `tsx bench/ingest.ts [--publishers 3] [--duration-ms 6000] [--rounds 5] [--stall-ms 30000]`.
  * With the same publisher processes for every broker (mqtt.js 5, QoS 1, `window` messages in flight
  * each), `rounds` times in turn:
  *   1. our broker: auth + validation + SQLite group commit + PUBACK after durable (own process);
@@ -133,10 +133,10 @@ export async function benchIngest(opts: BenchIngestOptions & { log?: (line: stri
 
 async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResult> {
   const publishers = opts.publishers ?? 3;
-  const durationMs = opts.durationMs ?? 8_000;
+  const durationMs = opts.durationMs ?? 6_000;
   const window = opts.window ?? 100;
   const stallMs = opts.stallMs ?? 30_000;
-  const rounds = Math.max(1, opts.rounds ?? 3);
+  const rounds = Math.max(1, opts.rounds ?? 5);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-bench-ingest-'));
   const children: ChildProcess[] = [];
   try {
