@@ -294,8 +294,9 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       } finally {
         staging = false;
       }
-      // The next batch may be staged while this one is being written.
-      schedule(pending.length > 0);
+      // With a staging store the next batch may be staged while this one is written. (A plain commit
+      // is already durable here: its submits resolve first, then the next batch starts.)
+      if (deps.store.stage) schedule(pending.length > 0);
       const outcomes = await staged.done;
       end?.();
       if (outcomes.length !== readings.length) throw new Error(`store returned ${outcomes.length} outcomes for ${readings.length} readings`);
