@@ -42,23 +42,17 @@ if (values.mode === 'raw') {
     gate = new Promise((r) => setTimeout(() => ((gate = undefined), r()), stallMs));
   });
   const stats = { batches: 0, readings: 0 };
+  /** Before a batch reaches the store: wait out a stall, count it. */
+  const hold = async (rs: Reading[]) => {
+    if (gate) await gate;
+    stats.batches++;
+    stats.readings += rs.length;
+  };
   // The stall holds every batch before it reaches the store, whichever entry point the pipeline uses.
   const wrapStore = (store: ReadingStore): ReadingStore =>
     Object.assign(Object.create(store) as ReadingStore, {
-      commit: async (rs: Reading[]) => {
-        if (gate) await gate;
-        stats.batches++;
-        stats.readings += rs.length;
-        return store.commit(rs);
-      },
-      stage: store.stage
-        ? async (rs: Reading[]) => {
-            if (gate) await gate;
-            stats.batches++;
-            stats.readings += rs.length;
-            return store.stage!(rs);
-          }
-        : undefined,
+      commit: async (rs: Reading[]) => (await hold(rs), store.commit(rs)),
+      stage: store.stage ? async (rs: Reading[]) => (await hold(rs), store.stage!(rs)) : undefined,
     });
   if (values.diagnostics) {
     // For tuning: every 2 s on stderr, batch size, event-loop utilisation and CPU per reading.

@@ -288,17 +288,21 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
     let carriedOver = false;
     const end = readings.length > 0 ? m.commitSeconds.startTimer() : undefined;
     try {
-      let staged: StagedCommit = { done: Promise.resolve([]) };
+      let outcomes: CommitOutcome[] = [];
       try {
-        if (readings.length > 0) staged = deps.store.stage ? await deps.store.stage(readings) : { done: Promise.resolve(await deps.store.commit(readings)) };
+        let staged: StagedCommit = { done: Promise.resolve([]) };
+        try {
+          if (readings.length > 0) staged = deps.store.stage ? await deps.store.stage(readings) : { done: Promise.resolve(await deps.store.commit(readings)) };
+        } finally {
+          staging = false;
+        }
+        // With a staging store the next batch may be staged while this one is written. (A plain commit
+        // is already durable here: its submits resolve first, then the next batch starts.)
+        if (deps.store.stage) schedule(pending.length > 0);
+        outcomes = await staged.done;
       } finally {
-        staging = false;
+        end?.(); // failed commits are timed too
       }
-      // With a staging store the next batch may be staged while this one is written. (A plain commit
-      // is already durable here: its submits resolve first, then the next batch starts.)
-      if (deps.store.stage) schedule(pending.length > 0);
-      const outcomes = await staged.done;
-      end?.();
       if (outcomes.length !== readings.length) throw new Error(`store returned ${outcomes.length} outcomes for ${readings.length} readings`);
       try {
         const results = finish(batch, orphans, outcomes);

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS readings (
   PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_device_ts ON readings (device_id, ts);
--- Files from before 0.1.1 have a facility index; listing no longer uses it and ingest pays for it.
+-- Files made before 2026-12-01 have a facility index; listing no longer uses it, ingest paid for it.
 DROP INDEX IF EXISTS readings_facility_ts;
 
 -- The devices that have readings, per facility (for the facility-wide listing); kept by commit.
