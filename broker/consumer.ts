@@ -17,6 +17,7 @@ import type { Registry as PromRegistry } from 'prom-client';
 import { parseDeviceTopic, parseStatus } from './acl.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
+import { redactUrl } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Registry } from '../store/types.ts';
 
@@ -143,7 +144,7 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
   return {
     async start() {
       await Promise.all(Array.from({ length: n }, (_, i) => connectOne(i)));
-      log.info({ url: deps.url, group, connections: n }, 'consuming readings from the external broker');
+      log.info({ url: redactUrl(deps.url), group, connections: n }, 'consuming readings from the external broker');
     },
     async close() {
       await Promise.all(clients.map((c) => c.endAsync()));

@@ -130,12 +130,52 @@ export function loadConfig(
   return Object.freeze(out) as Config;
 }
 
-/** The configuration with sensitive values masked, for logs and the startup banner. */
+/** Query parameters whose value is a credential (`?token=`, `?apiKey=`, `?access_token=`, `?sig=` ...). */
+const SECRET_PARAM = /token|key|secret|pass|auth|sig|credential/i;
+/** A path segment that looks like an API key (Infura's `/v3/<key>`, Alchemy's `/v2/<key>`): long, letters and digits. */
+const KEY_SEGMENT = /^(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9_-]{20,}$/;
+const REDACTED = 'REDACTED';
+
+/**
+ * A URL with the credentials it embeds replaced by REDACTED: `user:password@`, credential-like query
+ * parameters and key-like path segments. Text that is not a URL is returned unchanged.
+ */
+export function redactUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return text;
+  }
+  let changed = false;
+  if (u.username || u.password) {
+    u.username = REDACTED;
+    u.password = '';
+    changed = true;
+  }
+  for (const k of [...u.searchParams.keys()]) {
+    if (SECRET_PARAM.test(k)) {
+      u.searchParams.set(k, REDACTED);
+      changed = true;
+    }
+  }
+  const segments = u.pathname.split('/');
+  if (segments.some((seg) => KEY_SEGMENT.test(seg))) {
+    u.pathname = segments.map((seg) => (KEY_SEGMENT.test(seg) ? REDACTED : seg)).join('/');
+    changed = true;
+  }
+  return changed ? u.toString() : text;
+}
+
+/**
+ * The configuration with sensitive values masked, for logs and the startup banner: sensitive settings
+ * show `[set]`, URLs lose the credentials they embed (see redactUrl).
+ */
 export function describeConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
     const v = config[key];
-    out[s.env] = s.sensitive && v !== undefined ? '[set]' : v;
+    out[s.env] = s.sensitive && v !== undefined ? '[set]' : typeof v === 'string' && (s.kind === 'url' || v.includes('://')) ? redactUrl(v) : v;
   }
   return out;
 }
