@@ -212,12 +212,23 @@ export function buildBroker(deps: BrokerDeps): Broker {
       return fail(4, 'bad_credentials', 'bad user name or password');
     }
     // Only a legacy record with a well-formed password costs a slow hash; those are bounded.
-    const slow = isSlowCheck(registry.credentials(username)?.secretHash, password ?? undefined);
+    let slow: boolean;
+    try {
+      slow = isSlowCheck(registry.credentials(username)?.secretHash, password ?? undefined);
+    } catch (err) {
+      log.error({ err, username }, 'authentication failed with an error');
+      return fail(3, 'error', 'server unavailable');
+    }
     if (slow && slowLogins >= limits.maxPendingLogins) return fail(3, 'busy', 'server busy');
     if (slow) slowLogins++;
-    verifyDeviceSecret(registry, username, password ?? undefined).then(
-      (creds) => {
-        if (slow) slowLogins--;
+    let released = !slow;
+    const release = () => {
+      if (!released) slowLogins--;
+      released = true;
+    };
+    verifyDeviceSecret(registry, username, password ?? undefined)
+      .then((creds) => {
+        release();
         if (!creds) return fail(4, 'bad_credentials', 'bad user name or password');
         // Re-read after the check: a rotation or suspension meanwhile wins.
         const now = registry.credentials(username);
@@ -239,13 +250,13 @@ export function buildBroker(deps: BrokerDeps): Broker {
           if (cur && cur.size === 0) live.delete(s.deviceId);
         });
         cb(null, true);
-      },
-      (err: unknown) => {
-        if (slow) slowLogins--;
+      })
+      .catch((err: unknown) => {
+        // The check or the registry threw (e.g. the store is closing): refuse, never leave the CONNECT hanging.
+        release();
         log.error({ err, username }, 'authentication failed with an error');
         fail(3, 'error', 'server unavailable');
-      },
-    );
+      });
   };
 
   const authorizePublish: AedesOptions['authorizePublish'] = (client, packet, cb) => {
@@ -394,10 +405,15 @@ export function buildBroker(deps: BrokerDeps): Broker {
   function checkSessions(force = false): number {
     polls++;
     if (live.size === 0) return 0;
-    const dv = registry.dataVersion?.();
-    if (!force && dv !== undefined && dv === lastDataVersion && polls % 15 !== 0) return 0;
-    lastDataVersion = dv;
     let n = 0;
+    try {
+      const dv = registry.dataVersion?.();
+      if (!force && dv !== undefined && dv === lastDataVersion && polls % 15 !== 0) return 0;
+      lastDataVersion = dv;
+    } catch (err) {
+      log.warn({ err }, 'registry poll failed');
+      return 0;
+    }
     for (const [deviceId, set] of live) {
       let c;
       try {
