@@ -13,7 +13,7 @@ import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain } from './contracts/client/local.ts';
-import { DEMO_DEFAULTS, describeConfig, loadConfig, type Config } from './domain/config.ts';
+import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
 import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
 import { startGatewayService } from './gateway/main.ts';
@@ -82,7 +82,16 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     closers.unshift({ name: 'stores', close: () => stores.close() });
 
     // 3. ingestion: our broker, or a consumer of an external one
-    const pipeline = buildIngestPipeline({ store: stores.readings, registry: stores.registry, logger: logger.child({ component: 'ingest' }), metrics });
+    const settings = ingestSettings(config);
+    const pipeline = buildIngestPipeline({
+      store: stores.readings,
+      registry: stores.registry,
+      logger: logger.child({ component: 'ingest' }),
+      metrics,
+      rejectionRetentionMs: settings.rejectionRetentionMs,
+      // Behind an external broker its own limits apply: a refusal would drop the shared consumer connection.
+      ...(config.mqttUrl ? { rateLimit: false as const } : {}),
+    });
     closers.unshift({ name: 'pipeline', close: () => pipeline.close() });
     let mqttUrl: string;
     let broker: ReturnType<typeof buildBroker> | undefined;
@@ -92,7 +101,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       closers.unshift({ name: 'consumer', close: () => consumer.close() });
       mqttUrl = config.mqttUrl;
     } else {
-      broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics });
+      broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics, limits: settings.limits });
       const tls =
         config.mqttTlsCert && config.mqttTlsKey
           ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
