@@ -13,7 +13,7 @@ import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain } from './contracts/client/local.ts';
-import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, type Config } from './domain/config.ts';
+import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
 import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
 import { startGatewayService } from './gateway/main.ts';
@@ -191,15 +191,15 @@ function banner(stack: Stack): string {
     `  admin API key  ${key}`,
     `  API docs       ${stack.httpUrl}/docs`,
     `  metrics        ${stack.httpUrl}/metrics`,
-    `  MQTT           ${stack.mqttUrl}   (devices: username = device id, password from device registration)`,
-    `  chain          ${stack.rpcUrl ?? '(external)'}   ledger ${stack.contractAddress}`,
+    `  MQTT           ${redactUrl(stack.mqttUrl)}   (devices: username = device id, password from device registration)`,
+    `  chain          ${stack.rpcUrl ? redactUrl(stack.rpcUrl) : '(external)'}   ledger ${stack.contractAddress}`,
     `  windows        ${c.windowSeconds} s, settled ${c.graceSeconds} s after they close (oracle: "${c.oracleCron}")`,
     `  fleet          ${stack.fleet ? `${c.simulatedDevices} simulated devices in ${stack.fleet.facilities.length} facilities` : 'none (SIMULATED_DEVICES=0)'}`,
     `  data           ${c.dataDir}`,
     '',
     'Try next:',
     `  curl -s -H "Authorization: Bearer $(cat ${keyFile})" ${stack.httpUrl}/v1/settlements | head -c 600`,
-    `  npm run simulate -- --url ${stack.mqttUrl} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
+    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
     'Ctrl-C stops everything; starting again keeps readings, registry and balances.',
     '',
   ].join('\n');

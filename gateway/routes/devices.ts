@@ -28,7 +28,7 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
 
   async function disconnect(deviceId: string, why: string): Promise<void> {
     if (!ctx.deps.broker) {
-      ctx.log.warn({ deviceId, why }, 'no broker in this process: a live session ends when the broker re-checks credentials');
+      ctx.log.info({ deviceId, why }, 'no broker in this process: the broker closes a live session at its next registry poll (MQTT_REGISTRY_POLL_MS)');
       return;
     }
     await ctx.deps.broker.disconnectDevice(deviceId);

@@ -71,3 +71,15 @@ t.test('URLs are logged without the credentials they embed (issue 10 item 15)', 
   const plain = loadConfig({ INFLUX_URL: 'http://127.0.0.1:8086', INFLUX_DATABASE: 'mrv' });
   t.equal(describeConfig(plain).INFLUX_URL, 'http://127.0.0.1:8086', 'a URL without credentials is unchanged');
 });
+
+t.test('the logger redacts credentials in URL-valued fields, whatever their name', async (t) => {
+  const { createLogger } = await import('../../domain/logger.ts');
+  const lines: string[] = [];
+  const log = createLogger('info', { write: (s: string) => void lines.push(s) });
+  log.info({ url: 'mqtt://ingest:hunter2@broker:1883', nested: { rpc: 'https://x.example/v2/abcdefghij0123456789xyz' }, plain: 'http://127.0.0.1:8545' }, 'hello');
+  log.child({ component: 'c' }).warn({ endpoint: 'http://h/?access_token=tok123' }, 'child');
+  const text = lines.join('');
+  for (const secret of ['hunter2', 'abcdefghij0123456789xyz', 'tok123']) t.notOk(text.includes(secret), `${secret} redacted`);
+  t.match(text, /mqtt:\/\/REDACTED@broker:1883/);
+  t.match(text, /http:\/\/127\.0\.0\.1:8545/, 'a URL without credentials is logged as it is');
+});

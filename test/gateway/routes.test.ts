@@ -273,6 +273,7 @@ t.test('devices: credentials once, list, rotate and suspend disconnect at once',
     const { verifyDeviceSecret } = await import('../../store/secrets.ts');
     t.notOk(await verifyDeviceSecret(h.registry, 'meter-1', password), 'the old secret no longer authenticates');
     t.ok(await verifyDeviceSecret(h.registry, 'meter-1', newPassword), 'the new one does');
+    t.match(h.registry.credentials('meter-1')!.secretHash, /^hs256\$/, 'stored as a fast keyed hash (no scrypt on the event loop)');
   }
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'facA', { status: 'suspended' })).status, 403, 'a facility cannot switch its meters off');
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'facB', { rotateSecret: true })).status, 403, 'facility B cannot touch facility A devices');
