@@ -185,6 +185,12 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       job.reject(lastFailure ?? errors.STORE_UNAVAILABLE('earlier commit failed'));
       return;
     }
+    // A message that waited for room behind one of its device's that was refused meanwhile: refused too.
+    const stillThrottled = throttledNow(job.ctx, job.payload);
+    if (stillThrottled) {
+      job.reject(stillThrottled);
+      return;
+    }
     queuedBytes += job.payload.length;
     const now = clock();
     let v: ValidationResult;
