@@ -83,3 +83,12 @@ t.test('the logger redacts credentials in URL-valued fields, whatever their name
   t.match(text, /mqtt:\/\/REDACTED@broker:1883/);
   t.match(text, /http:\/\/127\.0\.0\.1:8545/, 'a URL without credentials is logged as it is');
 });
+
+t.test('redactUrl: database URLs and odd input', async (t) => {
+  const { redactUrl } = await import('../../domain/config.ts');
+  const pg = redactUrl('postgres://mrv:s3cret@db.internal:5432/mrv?sslmode=require&password=other');
+  t.notOk(pg.includes('s3cret') || pg.includes('other'), pg);
+  t.match(pg, /^postgres:\/\/REDACTED@db\.internal:5432\/mrv\?sslmode=require&password=REDACTED$/);
+  t.equal(redactUrl('not a url'), 'not a url');
+  t.equal(redactUrl('http://127.0.0.1:8086/write?db=mrv'), 'http://127.0.0.1:8086/write?db=mrv', 'nothing to redact: unchanged text');
+});
