@@ -12,7 +12,7 @@ import { coalesceWrites } from './coalesce.ts';
 import { guardSocket, type Violation } from './guard.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline, IngestResult } from './pipeline.ts';
-import { TokenBuckets } from './ratelimit.ts';
+import { TokenBuckets, addressKey } from './ratelimit.ts';
 import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
 import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
 import type { Logger } from '../domain/logger.ts';
@@ -33,7 +33,7 @@ export interface BrokerLimits {
   keepaliveMinSeconds: number;
   keepaliveMaxSeconds: number;
   /**
-   * Unauthenticated CONNECT attempts per source address: each CONNECT takes a token, a successful
+   * Unauthenticated CONNECT attempts per source address (IPv6: per /64): each CONNECT takes a token, a successful
    * login gives it back. Over the limit: CONNACK 3 (server unavailable) at once, nothing checked.
    */
   connectRatePerSecond: number;
@@ -187,7 +187,7 @@ export function buildBroker(deps: BrokerDeps): Broker {
     const ka = packet.keepalive ?? 0;
     packet.keepalive = ka === 0 ? limits.keepaliveMaxSeconds : Math.min(Math.max(ka, limits.keepaliveMinSeconds), limits.keepaliveMaxSeconds);
     // Per source address: a flood of failing CONNECTs is refused before anything is looked up.
-    const address = (client.conn as net.Socket).remoteAddress ?? 'unknown';
+    const address = addressKey((client.conn as net.Socket).remoteAddress);
     if (!connectBuckets.take(address)) {
       m.authFailed.inc({ reason: 'rate_limited' });
       if (packet.protocolVersion === 4 || packet.protocolVersion === 3) client.conn.write(connack(3));

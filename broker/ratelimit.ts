@@ -69,3 +69,20 @@ export class TokenBuckets {
     for (const [k, b] of this.buckets) if (now - b.at >= fullAfterMs) this.buckets.delete(k);
   }
 }
+
+/**
+ * The rate-limit key of a source address: the IPv4 address itself (also when IPv4-mapped,
+ * `::ffff:a.b.c.d`), the /64 prefix of an IPv6 address (one host usually holds a whole /64, so
+ * rotating addresses inside it must not buy fresh buckets).
+ */
+export function addressKey(address: string | undefined): string {
+  if (!address) return 'unknown';
+  const v4 = /^(?:::ffff:)?(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (v4) return v4[1];
+  if (!address.includes(':')) return address;
+  const [head, tail] = address.split('%')[0].split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':') + '::/64';
+}
