@@ -9,6 +9,7 @@ import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscri
 import type { Registry as PromRegistry } from 'prom-client';
 import { publishTopicKind, maySubscribe, parseStatus, type DeviceSession } from './acl.ts';
 import { coalesceWrites } from './coalesce.ts';
+import { feedbackOf, feedbackPayload, feedbackTopic, type Feedback } from './feedback.ts';
 import { guardSocket, type Violation } from './guard.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline, IngestResult } from './pipeline.ts';
@@ -102,19 +103,6 @@ interface Session extends DeviceSession {
   secretHash: string;
 }
 
-/** A rejection as the device gets it on its feedback topic (SPEC "MQTT interface"). */
-export interface Feedback {
-  seq: number | null;
-  reason: string;
-  detail: string;
-}
-
-export function feedbackTopic(facilityId: string, deviceId: string): string {
-  return `facilities/${facilityId}/devices/${deviceId}/feedback`;
-}
-
-const MAX_FEEDBACK_DETAIL = 300;
-
 function authError(returnCode: number, message: string): AuthError {
   return Object.assign(new Error(message), { returnCode });
 }
@@ -154,7 +142,7 @@ export function buildBroker(deps: BrokerDeps): Broker {
    */
   function feedback(s: DeviceSession, items: Feedback[], then?: () => void): void {
     if (items.length === 0 || aedes.closed) return void then?.();
-    const payload = Buffer.from(JSON.stringify(items.map((i) => ({ seq: i.seq, reason: i.reason, detail: i.detail.slice(0, MAX_FEEDBACK_DETAIL) }))));
+    const payload = feedbackPayload(items);
     aedes.publish({ cmd: 'publish', topic: feedbackTopic(s.facilityId, s.deviceId), payload, qos: 1, retain: false, dup: false } as PublishPacket, () => then?.());
   }
 
@@ -283,7 +271,7 @@ export function buildBroker(deps: BrokerDeps): Broker {
     pipeline.submit({ facilityId: s.facilityId, deviceId: s.deviceId }, payload).then(
       (res: IngestResult) => {
         cb(null);
-        if (res.rejected.length > 0) feedback(s, res.rejected.map((r) => ({ seq: r.seq ?? null, reason: r.reason, detail: r.detail ?? '' })));
+        if (res.rejected.length > 0) feedback(s, feedbackOf(res));
       },
       (err: unknown) => {
         // Storage failed or the device is over its rate limit: no PUBACK. The error closes the

@@ -15,6 +15,7 @@
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import type { Registry as PromRegistry } from 'prom-client';
 import { parseDeviceTopic, parseStatus } from './acl.ts';
+import { feedbackOf, feedbackPayload, feedbackTopic } from './feedback.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
 import { redactUrl } from '../domain/config.ts';
@@ -93,7 +94,12 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
       return cb();
     }
     deps.pipeline.submit({ facilityId: t.facilityId, deviceId: t.deviceId }, payload).then(
-      () => cb(),
+      (res) => {
+        cb();
+        // The device's feedback topic on the external broker (best effort, QoS 0; the broker's ACL must
+        // let this client publish there and the device subscribe to it).
+        if (res.rejected.length > 0) client.publish(feedbackTopic(t.facilityId, t.deviceId), feedbackPayload(feedbackOf(res)), { qos: 0 });
+      },
       (err: unknown) => {
         log.warn({ err, deviceId: t.deviceId }, 'readings not stored: dropping the connection without PUBACK');
         // A dropped stream reconnects (reconnectPeriod) and the broker redelivers the session's unacked messages.
