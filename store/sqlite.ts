@@ -151,8 +151,9 @@ export const REJECTION_BUCKET_MS = 60_000;
  * `last_received_at` for pruning. Idempotent; rows of older files keep count 1 and a NULL bucket.
  */
 function migrateRejections(db: Db): void {
-  const cols = new Set((db.prepare('PRAGMA table_info(rejections)').all() as { name: string }[]).map((c) => c.name));
+  // Columns read inside the IMMEDIATE transaction: two processes opening an old file at once migrate it once.
   db.transaction(() => {
+    const cols = new Set((db.prepare('PRAGMA table_info(rejections)').all() as { name: string }[]).map((c) => c.name));
     if (!cols.has('bucket')) db.exec('ALTER TABLE rejections ADD COLUMN bucket INTEGER');
     if (!cols.has('count')) db.exec('ALTER TABLE rejections ADD COLUMN count INTEGER NOT NULL DEFAULT 1');
     if (!cols.has('last_received_at')) {

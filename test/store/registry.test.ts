@@ -258,3 +258,27 @@ t.test('registry survives closing and reopening the file', async (t) => {
   t.match(await registry.verifyDeviceSecret('d1', password), { deviceId: 'd1' });
   t.equal(registry.listRejections('f1').length, 1);
 });
+
+t.test('a rejections table from before aggregation is migrated in place', async (t) => {
+  const dir = t.testdir();
+  {
+    const db = openDatabase(dir);
+    db.exec(`CREATE TABLE rejections (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, facility_id TEXT NOT NULL, device_id TEXT NOT NULL,
+      received_at INTEGER NOT NULL, reason TEXT NOT NULL, detail TEXT, payload TEXT NOT NULL);
+      INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload) VALUES
+        ('f1', 'd1', ${T0}, 'invalid_json', 'a', 'x'), ('f1', 'd1', ${T0 + 1}, 'invalid_json', 'b', 'y');`);
+    db.close();
+  }
+  const { registry } = open(t, dir);
+  registry.createFacility(facility());
+  t.same(registry.listRejections('f1').map((r) => [r.detail, r.count]), [['b', undefined], ['a', undefined]], 'old rows kept, one each');
+  registry.addRejections([{ facilityId: 'f1', deviceId: 'd1', receivedAt: T0 + 2, reason: 'invalid_json', detail: 'c', payload: 'z' }]);
+  registry.addRejections([{ facilityId: 'f1', deviceId: 'd1', receivedAt: T0 + 3, reason: 'invalid_json', detail: 'd', payload: 'z' }]);
+  t.same(registry.listRejections('f1').map((r) => [r.detail, r.count]), [['c', 2], ['b', undefined], ['a', undefined]], 'new rows aggregate beside them');
+  t.equal(registry.pruneRejections(T0 + 2), 2, 'old rows are pruned by their time');
+  // Opening again (a second process, a restart) migrates nothing twice.
+  const again = openDatabase(dir);
+  t.teardown(() => again.close());
+  t.doesNotThrow(() => openSqliteStores(again));
+});
