@@ -19,6 +19,7 @@ import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
 import { startGatewayService } from './gateway/main.ts';
 import { buildOracle } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
+import { ensureDataDir } from './store/db.ts';
 import { openStores } from './store/open.ts';
 
 export interface Stack {
@@ -54,6 +55,9 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
   try {
     const metrics = new PromRegistry();
     collectDefaultMetrics({ register: metrics });
+
+    // DATA_DIR owner-only before anything (the chain's state) is written into it.
+    ensureDataDir(config.dataDir);
 
     // 1. chain
     let oracleLedger: Ledger;
