@@ -13,12 +13,13 @@ import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain } from './contracts/client/local.ts';
-import { DEMO_DEFAULTS, describeConfig, loadConfig, type Config } from './domain/config.ts';
+import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
 import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
 import { startGatewayService } from './gateway/main.ts';
 import { buildOracle } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
+import { ensureDataDir } from './store/db.ts';
 import { openStores } from './store/open.ts';
 
 export interface Stack {
@@ -55,6 +56,9 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     const metrics = new PromRegistry();
     collectDefaultMetrics({ register: metrics });
 
+    // DATA_DIR owner-only before anything (the chain's state) is written into it.
+    ensureDataDir(config.dataDir);
+
     // 1. chain
     let oracleLedger: Ledger;
     let gatewayLedger: Ledger;
@@ -82,7 +86,16 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     closers.unshift({ name: 'stores', close: () => stores.close() });
 
     // 3. ingestion: our broker, or a consumer of an external one
-    const pipeline = buildIngestPipeline({ store: stores.readings, registry: stores.registry, logger: logger.child({ component: 'ingest' }), metrics });
+    const settings = ingestSettings(config);
+    const pipeline = buildIngestPipeline({
+      store: stores.readings,
+      registry: stores.registry,
+      logger: logger.child({ component: 'ingest' }),
+      metrics,
+      rejectionRetentionMs: settings.rejectionRetentionMs,
+      // Behind an external broker its own limits apply: a refusal would drop the shared consumer connection.
+      ...(config.mqttUrl ? { rateLimit: false as const } : {}),
+    });
     closers.unshift({ name: 'pipeline', close: () => pipeline.close() });
     let mqttUrl: string;
     let broker: ReturnType<typeof buildBroker> | undefined;
@@ -92,7 +105,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       closers.unshift({ name: 'consumer', close: () => consumer.close() });
       mqttUrl = config.mqttUrl;
     } else {
-      broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics });
+      broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics, limits: settings.limits });
       const tls =
         config.mqttTlsCert && config.mqttTlsKey
           ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
@@ -182,15 +195,15 @@ function banner(stack: Stack): string {
     `  admin API key  ${key}`,
     `  API docs       ${stack.httpUrl}/docs`,
     `  metrics        ${stack.httpUrl}/metrics`,
-    `  MQTT           ${stack.mqttUrl}   (devices: username = device id, password from device registration)`,
-    `  chain          ${stack.rpcUrl ?? '(external)'}   ledger ${stack.contractAddress}`,
+    `  MQTT           ${redactUrl(stack.mqttUrl)}   (devices: username = device id, password from device registration)`,
+    `  chain          ${stack.rpcUrl ? redactUrl(stack.rpcUrl) : '(external)'}   ledger ${stack.contractAddress}`,
     `  windows        ${c.windowSeconds} s, settled ${c.graceSeconds} s after they close (oracle: "${c.oracleCron}")`,
     `  fleet          ${stack.fleet ? `${c.simulatedDevices} simulated devices in ${stack.fleet.facilities.length} facilities` : 'none (SIMULATED_DEVICES=0)'}`,
     `  data           ${c.dataDir}`,
     '',
     'Try next:',
     `  curl -s -H "Authorization: Bearer $(cat ${keyFile})" ${stack.httpUrl}/v1/settlements | head -c 600`,
-    `  npm run simulate -- --url ${stack.mqttUrl} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
+    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
     'Ctrl-C stops everything; starting again keeps readings, registry and balances.',
     '',
   ].join('\n');

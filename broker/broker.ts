@@ -9,10 +9,12 @@ import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscri
 import type { Registry as PromRegistry } from 'prom-client';
 import { publishTopicKind, maySubscribe, parseStatus, type DeviceSession } from './acl.ts';
 import { coalesceWrites } from './coalesce.ts';
+import { feedbackOf, feedbackPayload, feedbackTopic, type Feedback } from './feedback.ts';
 import { guardSocket, type Violation } from './guard.ts';
 import { ingestMetrics } from './metrics.ts';
-import type { IngestPipeline } from './pipeline.ts';
-import { verifyDeviceSecret } from '../store/secrets.ts';
+import type { IngestPipeline, IngestResult } from './pipeline.ts';
+import { TokenBuckets, addressKey } from './ratelimit.ts';
+import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
 import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Registry } from '../store/types.ts';
@@ -31,6 +33,24 @@ export interface BrokerLimits {
   /** Keepalive is clamped to [min, max] seconds; 0 (disabled) becomes max. */
   keepaliveMinSeconds: number;
   keepaliveMaxSeconds: number;
+  /**
+   * Unauthenticated CONNECT attempts per source address (IPv6: per /64): each CONNECT takes a token, a successful
+   * login gives it back. Over the limit: CONNACK 3 (server unavailable) at once, nothing checked.
+   */
+  connectRatePerSecond: number;
+  connectBurst: number;
+  /**
+   * Slow secret checks (legacy scrypt records, see store/secrets.ts) running at once; a CONNECT that
+   * would need one beyond this gets CONNACK 3 at once (counted as `busy`). Current records are checked
+   * in microseconds and never wait.
+   */
+  maxPendingLogins: number;
+  /**
+   * How often (ms) the broker re-reads the registry rows of the devices with a live session and closes
+   * the sessions whose device or facility is no longer active or whose secret changed (a gateway in
+   * another process changed them). 0 disables.
+   */
+  registryPollMs: number;
 }
 
 export const DEFAULT_LIMITS: BrokerLimits = {
@@ -41,6 +61,10 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   connectTimeoutMs: 10_000,
   keepaliveMinSeconds: 5,
   keepaliveMaxSeconds: 600,
+  connectRatePerSecond: 10,
+  connectBurst: 30,
+  maxPendingLogins: 16,
+  registryPollMs: 2000,
 };
 
 export interface BrokerDeps {
@@ -65,6 +89,8 @@ export interface Broker {
   disconnectDevice(deviceId: string): number;
   /** Closes every session of the facility's devices. Returns how many. */
   disconnectFacility(facilityId: string): number;
+  /** One registry poll now (see `registryPollMs`): closes sessions whose credentials changed. Returns how many. */
+  checkSessions(force?: boolean): number;
   ping(): boolean;
   close(): Promise<void>;
 }
@@ -73,6 +99,8 @@ type AuthError = Error & { returnCode: number };
 interface Session extends DeviceSession {
   kicked: boolean;
   counted: boolean;
+  /** The secret record the session logged in with: a different one in the registry means rotated. */
+  secretHash: string;
 }
 
 function authError(returnCode: number, message: string): AuthError {
@@ -99,9 +127,28 @@ export function buildBroker(deps: BrokerDeps): Broker {
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
   let listening = false;
+  /** CONNECT attempts per source address (refunded on a successful login). */
+  const connectBuckets = new TokenBuckets({ perSecond: limits.connectRatePerSecond, burst: limits.connectBurst }, clock);
+  const addressOf = new WeakMap<Client, string>();
+  let slowLogins = 0;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let polls = 0;
+  let lastDataVersion: number | undefined;
 
-  function reject(s: DeviceSession, reason: Rejection['reason'], detail: string, payload = ''): void {
+  /**
+   * Publishes rejections to the device's feedback topic, one message per refused PUBLISH: a JSON array
+   * of `{ seq, reason, detail }` (QoS 1, not retained). `then` runs once the message was handed to the
+   * subscribers (so it is written before a connection that is being refused closes).
+   */
+  function feedback(s: DeviceSession, items: Feedback[], then?: () => void): void {
+    if (items.length === 0 || aedes.closed) return void then?.();
+    const payload = feedbackPayload(items);
+    aedes.publish({ cmd: 'publish', topic: feedbackTopic(s.facilityId, s.deviceId), payload, qos: 1, retain: false, dup: false } as PublishPacket, () => then?.());
+  }
+
+  function reject(s: DeviceSession, reason: Rejection['reason'], detail: string, payload = '', then?: () => void): void {
     pipeline.recordRejection({ facilityId: s.facilityId, deviceId: s.deviceId, receivedAt: clock(), reason, detail, payload });
+    feedback(s, [{ seq: null, reason, detail }], then);
   }
 
   function setOnline(deviceId: string, online: boolean): void {
@@ -127,6 +174,15 @@ export function buildBroker(deps: BrokerDeps): Broker {
     // (MQTT 3.1.1 has no CONNACK code for it; aedes' keepaliveLimit answers a non-standard 6).
     const ka = packet.keepalive ?? 0;
     packet.keepalive = ka === 0 ? limits.keepaliveMaxSeconds : Math.min(Math.max(ka, limits.keepaliveMinSeconds), limits.keepaliveMaxSeconds);
+    // Per source address: a flood of failing CONNECTs is refused before anything is looked up.
+    const address = addressKey((client.conn as net.Socket).remoteAddress);
+    if (!connectBuckets.take(address)) {
+      m.authFailed.inc({ reason: 'rate_limited' });
+      if (packet.protocolVersion === 4 || packet.protocolVersion === 3) client.conn.write(connack(3));
+      cb(new Error('too many connection attempts from this address'), false);
+      return;
+    }
+    addressOf.set(client, address);
     cb(null, true);
   };
 
@@ -143,16 +199,35 @@ export function buildBroker(deps: BrokerDeps): Broker {
       }
       return fail(4, 'bad_credentials', 'bad user name or password');
     }
-    verifyDeviceSecret(registry, username, password ?? undefined).then(
-      (creds) => {
+    // Only a legacy record with a well-formed password costs a slow hash; those are bounded.
+    let slow: boolean;
+    try {
+      slow = isSlowCheck(registry.credentials(username)?.secretHash, password ?? undefined);
+    } catch (err) {
+      log.error({ err, username }, 'authentication failed with an error');
+      return fail(3, 'error', 'server unavailable');
+    }
+    if (slow && slowLogins >= limits.maxPendingLogins) return fail(3, 'busy', 'server busy');
+    if (slow) slowLogins++;
+    let released = !slow;
+    const release = () => {
+      if (!released) slowLogins--;
+      released = true;
+    };
+    verifyDeviceSecret(registry, username, password ?? undefined)
+      .then((creds) => {
+        release();
         if (!creds) return fail(4, 'bad_credentials', 'bad user name or password');
-        // Re-read after the slow hash: a rotation or suspension meanwhile wins.
+        // Re-read after the check: a rotation or suspension meanwhile wins.
         const now = registry.credentials(username);
         if (!now || now.secretHash !== creds.secretHash) return fail(4, 'bad_credentials', 'bad user name or password');
+        // Authenticated: this CONNECT does not count against its address.
+        const address = addressOf.get(client);
+        if (address !== undefined) connectBuckets.refund(address);
         if (now.status !== 'active' || now.facilityStatus !== 'active') {
           return fail(5, now.status !== 'active' ? 'device_suspended' : 'facility_suspended', 'not authorized');
         }
-        const s: Session = { deviceId: now.deviceId, facilityId: now.facilityId, kicked: false, counted: false };
+        const s: Session = { deviceId: now.deviceId, facilityId: now.facilityId, kicked: false, counted: false, secretHash: now.secretHash };
         sessions.set(client, s);
         let set = live.get(s.deviceId);
         if (!set) live.set(s.deviceId, (set = new Set()));
@@ -163,12 +238,13 @@ export function buildBroker(deps: BrokerDeps): Broker {
           if (cur && cur.size === 0) live.delete(s.deviceId);
         });
         cb(null, true);
-      },
-      (err: unknown) => {
+      })
+      .catch((err: unknown) => {
+        // The check or the registry threw (e.g. the store is closing): refuse, never leave the CONNECT hanging.
+        release();
         log.error({ err, username }, 'authentication failed with an error');
         fail(3, 'error', 'server unavailable');
-      },
-    );
+      });
   };
 
   const authorizePublish: AedesOptions['authorizePublish'] = (client, packet, cb) => {
@@ -178,9 +254,11 @@ export function buildBroker(deps: BrokerDeps): Broker {
     const kind = s ? publishTopicKind(s, packet.topic) : undefined;
     if (!s || !kind || (isWill && kind !== 'status')) {
       m.aclDenied.inc({ action: isWill ? 'will' : 'publish' });
-      if (s) reject(s, 'invalid_topic', `${isWill ? 'will' : 'publish'} to a topic that is not the device's own`, packet.topic.slice(0, 512));
       log.info({ deviceId: s?.deviceId, topic: packet.topic.slice(0, 200), will: isWill }, 'publish refused by ACL');
-      return cb(new Error('not authorized to publish here'));
+      const refuse = () => cb(new Error('not authorized to publish here'));
+      // The device learns why on its feedback topic before the connection closes.
+      if (s) return reject(s, 'invalid_topic', `${isWill ? 'will' : 'publish'} to a topic that is not the device's own: ${packet.topic.slice(0, 200)}`, packet.topic.slice(0, 512), refuse);
+      return refuse();
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     if (kind === 'status') {
@@ -191,13 +269,21 @@ export function buildBroker(deps: BrokerDeps): Broker {
     // Readings: not retained (no copy kept in memory); held until durable, then PUBACK.
     (packet as PublishPacket).retain = false;
     pipeline.submit({ facilityId: s.facilityId, deviceId: s.deviceId }, payload).then(
-      () => cb(null),
+      (res: IngestResult) => {
+        cb(null);
+        if (res.rejected.length > 0) feedback(s, feedbackOf(res));
+      },
       (err: unknown) => {
         // Storage failed or the device is over its rate limit: no PUBACK. The error closes the
         // connection; the device redelivers after reconnecting.
-        if ((err as { code?: string }).code === 'RATE_LIMITED') m.dropped.inc({ reason: 'rate_limited' });
-        else log.warn({ err, deviceId: s.deviceId }, 'readings not stored: closing the connection without PUBACK');
-        cb(err instanceof Error ? err : new Error(String(err)));
+        const fail = () => cb(err instanceof Error ? err : new Error(String(err)));
+        if ((err as { code?: string }).code === 'RATE_LIMITED') {
+          m.dropped.inc({ reason: 'rate_limited' });
+          feedback(s, [{ seq: null, reason: 'rate_limited', detail: (err as Error).message }], fail);
+        } else {
+          log.warn({ err, deviceId: s.deviceId }, 'readings not stored: closing the connection without PUBACK');
+          fail();
+        }
       },
     );
   };
@@ -298,8 +384,58 @@ export function buildBroker(deps: BrokerDeps): Broker {
     return n;
   }
 
+  /**
+   * Closes live sessions whose registry row no longer allows them (device or facility not active,
+   * device gone, secret changed). Cheap when nothing changed: SQLite's data_version tells whether
+   * another connection (a gateway process) committed since the last poll; a full check still runs
+   * every 15th poll.
+   */
+  function checkSessions(force = false): number {
+    polls++;
+    if (live.size === 0) return 0;
+    let n = 0;
+    try {
+      const dv = registry.dataVersion?.();
+      if (!force && dv !== undefined && dv === lastDataVersion && polls % 15 !== 0) return 0;
+      lastDataVersion = dv;
+    } catch (err) {
+      log.warn({ err }, 'registry poll failed');
+      return 0;
+    }
+    for (const [deviceId, set] of live) {
+      let c;
+      try {
+        c = registry.credentials(deviceId);
+      } catch (err) {
+        log.warn({ err }, 'registry poll failed');
+        return n;
+      }
+      for (const client of set) {
+        const s = sessions.get(client);
+        if (!s || s.kicked) continue;
+        const why = !c
+          ? 'device removed'
+          : c.status !== 'active'
+            ? `device ${c.status}`
+            : c.facilityStatus !== 'active'
+              ? `facility ${c.facilityStatus}`
+              : c.secretHash !== s.secretHash
+                ? 'secret rotated'
+                : undefined;
+        if (!why) continue;
+        s.kicked = true;
+        client.close();
+        m.dropped.inc({ reason: 'registry_changed' });
+        log.info({ deviceId, why }, 'session closed: registry changed');
+        n++;
+      }
+    }
+    return n;
+  }
+
   return {
     aedes,
+    checkSessions,
     async listen(opts) {
       await aedes.listen();
       const host = opts.host ?? '127.0.0.1';
@@ -310,6 +446,10 @@ export function buildBroker(deps: BrokerDeps): Broker {
         tlsPort = await listenOn(server, opts.tls.port, host);
       }
       listening = true;
+      if (limits.registryPollMs > 0) {
+        pollTimer = setInterval(() => checkSessions(), limits.registryPollMs);
+        pollTimer.unref();
+      }
       log.info({ port, tlsPort, host }, 'MQTT broker listening');
       return { port, tlsPort };
     },
@@ -326,6 +466,8 @@ export function buildBroker(deps: BrokerDeps): Broker {
     },
     async close() {
       listening = false;
+      if (pollTimer) clearInterval(pollTimer);
+      pollTimer = undefined;
       const closing = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
       await new Promise<void>((r) => aedes.close(() => r()));
       for (const s of sockets) s.destroy();

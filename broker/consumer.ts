@@ -15,8 +15,10 @@
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import type { Registry as PromRegistry } from 'prom-client';
 import { parseDeviceTopic, parseStatus } from './acl.ts';
+import { feedbackOf, feedbackPayload, feedbackTopic } from './feedback.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
+import { redactUrl } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Registry } from '../store/types.ts';
 
@@ -92,7 +94,12 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
       return cb();
     }
     deps.pipeline.submit({ facilityId: t.facilityId, deviceId: t.deviceId }, payload).then(
-      () => cb(),
+      (res) => {
+        cb();
+        // The device's feedback topic on the external broker (best effort, QoS 0; the broker's ACL must
+        // let this client publish there and the device subscribe to it).
+        if (res.rejected.length > 0) client.publish(feedbackTopic(t.facilityId, t.deviceId), feedbackPayload(feedbackOf(res)), { qos: 0 });
+      },
       (err: unknown) => {
         log.warn({ err, deviceId: t.deviceId }, 'readings not stored: dropping the connection without PUBACK');
         // A dropped stream reconnects (reconnectPeriod) and the broker redelivers the session's unacked messages.
@@ -143,7 +150,7 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
   return {
     async start() {
       await Promise.all(Array.from({ length: n }, (_, i) => connectOne(i)));
-      log.info({ url: deps.url, group, connections: n }, 'consuming readings from the external broker');
+      log.info({ url: redactUrl(deps.url), group, connections: n }, 'consuming readings from the external broker');
     },
     async close() {
       await Promise.all(clients.map((c) => c.endAsync()));

@@ -13,7 +13,7 @@ import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits } from './broker.ts';
 import { buildConsumer, type Consumer } from './consumer.ts';
 import { buildIngestPipeline, type IngestPipelineDeps } from './pipeline.ts';
-import { loadConfig, type Config } from '../domain/config.ts';
+import { ingestSettings, loadConfig, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
 import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
 import { openStores } from '../store/open.ts';
@@ -44,7 +44,16 @@ export async function startIngest(config: Config, opts: StartIngestOptions): Pro
   const store: ReadingStore = opts.wrapStore ? opts.wrapStore(stores.readings) : stores.readings;
   // Behind an external broker the rate limit is that broker's job: refusing one device's message there
   // would drop the consumer connection shared by many devices.
-  const pipeline = buildIngestPipeline({ store, registry: sqlite.registry, logger, metrics, ...(config.mqttUrl ? { rateLimit: false as const } : {}), ...opts.pipeline });
+  const settings = ingestSettings(config);
+  const pipeline = buildIngestPipeline({
+    store,
+    registry: sqlite.registry,
+    logger,
+    metrics,
+    rejectionRetentionMs: settings.rejectionRetentionMs,
+    ...(config.mqttUrl ? { rateLimit: false as const } : {}),
+    ...opts.pipeline,
+  });
 
   let broker: Broker | undefined;
   let consumer: Consumer | undefined;
@@ -58,7 +67,7 @@ export async function startIngest(config: Config, opts: StartIngestOptions): Pro
       consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: sqlite.registry, pipeline, logger, metrics });
       await consumer.start();
     } else {
-      broker = buildBroker({ registry: sqlite.registry, pipeline, logger, metrics, limits: opts.limits });
+      broker = buildBroker({ registry: sqlite.registry, pipeline, logger, metrics, limits: { ...settings.limits, ...opts.limits } });
       const tlsOpts =
         config.mqttTlsCert && config.mqttTlsKey
           ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }

@@ -38,12 +38,13 @@ export interface IngestContext {
 export interface IngestResult {
   stored: number;
   duplicates: number;
-  rejected: { reason: RejectReason; detail?: string }[];
+  /** Each rejected element (or the whole payload) with its seq when it could be read. */
+  rejected: { seq?: number; reason: RejectReason; detail?: string }[];
 }
 
 export interface IngestPipelineDeps {
   store: ReadingStore;
-  registry: Pick<Registry, 'addRejections'>;
+  registry: Pick<Registry, 'addRejections'> & Partial<Pick<Registry, 'pruneRejections'>>;
   logger: Logger;
   metrics: PromRegistry;
   /** Epoch ms; receive time of readings and reference for 'future_ts'. */
@@ -59,8 +60,17 @@ export interface IngestPipelineDeps {
   maxInFlight?: number;
   /** Payload bytes admitted at once (validating, queued, committing). Default 8 MiB. */
   maxQueuedBytes?: number;
-  /** Per-device message rate; `false` disables. Default 200/s, burst 2000. Over it, submit rejects with RATE_LIMITED. */
+  /**
+   * Per-device rate in READINGS (an array of 500 counts 500; a payload that is not an array of
+   * readings counts 1); `false` disables. Default 200/s, burst 2000. Over it, submit rejects with RATE_LIMITED.
+   */
   rateLimit?: RateLimit | false;
+  /**
+   * Rejections older than this (ms, by their last occurrence) are pruned from the log, on start and
+   * every `pruneEveryMs` (default 1 h). 0 or absent: kept forever.
+   */
+  rejectionRetentionMs?: number;
+  pruneEveryMs?: number;
   /** Validation (tests may inject); defaults to broker/validate.ts. */
   validate?: (bytes: Buffer, ctx: IngestContext & { now: number }) => ValidationResult;
 }
@@ -119,6 +129,16 @@ class Fifo<T> {
   }
 }
 
+/** The seq of a rejected element, read from its text when it is one reading object (else undefined). */
+const SEQ_RE = /"seq"\s*:\s*(\d{1,16})[\s,}]/;
+function seqOfRejection(r: Rejection): number | undefined {
+  if (!r.payload.startsWith('{')) return undefined;
+  const m = SEQ_RE.exec(r.payload);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 function readingText(r: Reading): string {
   return JSON.stringify({ seq: r.seq, ts: new Date(r.ts).toISOString(), metric: r.metric, value: r.value, unit: r.unit, ...(r.reset ? { reset: true } : {}) });
 }
@@ -165,6 +185,12 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       job.reject(lastFailure ?? errors.STORE_UNAVAILABLE('earlier commit failed'));
       return;
     }
+    // A message that waited for room behind one of its device's that was refused meanwhile: refused too.
+    const stillThrottled = throttledNow(job.ctx, job.payload);
+    if (stillThrottled) {
+      job.reject(stillThrottled);
+      return;
+    }
     queuedBytes += job.payload.length;
     const now = clock();
     let v: ValidationResult;
@@ -177,6 +203,15 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
         readings: [],
         rejections: [{ ...job.ctx, receivedAt: now, reason: 'invalid_json', detail: 'validation failed', payload: job.payload.subarray(0, MAX_REJECTION_TEXT).toString('utf8') }],
       };
+    }
+    // The rate limit counts readings: every element, accepted or not (a payload-level refusal counts 1).
+    if (buckets) {
+      const n = Math.max(1, v.readings.length + v.rejections.length);
+      if (!buckets.take(job.ctx.deviceId, Math.min(n, limit!.burst))) {
+        queuedBytes -= job.payload.length;
+        job.reject(refuseRate(job.ctx, job.payload, n, now));
+        return;
+      }
     }
     job.readings = v.readings;
     job.rejections = v.rejections;
@@ -237,14 +272,14 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
     let dups = 0;
     let i = 0;
     for (const job of batch) {
-      const res: IngestResult = { stored: 0, duplicates: 0, rejected: job.rejections.map((r) => ({ reason: r.reason, detail: r.detail })) };
+      const res: IngestResult = { stored: 0, duplicates: 0, rejected: job.rejections.map((r) => ({ seq: seqOfRejection(r), reason: r.reason, detail: r.detail })) };
       for (const r of job.rejections) rows.push(r);
       for (const reading of job.readings) {
         const o = outcomes[i++];
         if (o.status === 'stored') res.stored++;
         else if (o.status === 'duplicate') res.duplicates++;
         else {
-          res.rejected.push({ reason: o.reason, detail: o.detail });
+          res.rejected.push({ seq: reading.seq, reason: o.reason, detail: o.detail });
           rows.push({ ...job.ctx, receivedAt: reading.receivedAt, reason: o.reason, detail: o.detail, payload: readingText(reading) });
         }
       }
@@ -345,40 +380,64 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   /**
    * Over the rate limit the submit is refused (not acked): the broker closes the connection and the
    * device redelivers later, so nothing is lost, and no later seq of that device can be stored ahead
-   * of a refused one (every submit of the device stays refused until the bucket has a token again).
+   * of a refused one (every submit of the device stays refused until the bucket could take the refused
+   * message's readings again). A throttled device is refused before its payload is parsed.
    */
-  function rateLimited(ctx: IngestContext, payload: Buffer): Error | undefined {
+  function throttledNow(ctx: IngestContext, payload: Buffer): Error | undefined {
     if (!buckets) return undefined;
     const now = clock();
     const until = throttled.get(ctx.deviceId);
-    if (until !== undefined && now >= until) throttled.delete(ctx.deviceId);
-    if ((until !== undefined && now < until) || !buckets.take(ctx.deviceId)) {
-      if (until === undefined || now >= until) {
-        if (throttled.size > 100_000) throttled.clear();
-        throttled.set(ctx.deviceId, now + Math.ceil(1000 / limit!.perSecond));
-      }
-      const last = rateLogged.get(ctx.deviceId) ?? 0;
-      if (now - last < 1000) m.rejected.inc({ reason: 'rate_limited' });
-      else {
-        rateLogged.set(ctx.deviceId, now);
-        if (rateLogged.size > 100_000) rateLogged.clear();
-        pipeline.recordRejection({
-          ...ctx,
-          receivedAt: now,
-          reason: 'rate_limited',
-          detail: `over ${limit!.perSecond} messages/s (burst ${limit!.burst}): not acknowledged, the device must redeliver; logged at most once a second`,
-          payload: payload.subarray(0, MAX_REJECTION_TEXT).toString('utf8'),
-        });
-      }
-      return errors.RATE_LIMITED();
+    if (until === undefined) return undefined;
+    if (now >= until) {
+      throttled.delete(ctx.deviceId);
+      return undefined;
     }
-    return undefined;
+    return refuseRate(ctx, payload, 0, now);
+  }
+
+  /** Records a rate-limit refusal (`n` readings refused now; 0: the device is still throttled). */
+  function refuseRate(ctx: IngestContext, payload: Buffer, n: number, now: number): Error {
+    if (n > 0) {
+      if (throttled.size > 100_000) throttled.clear();
+      throttled.set(ctx.deviceId, now + Math.max(1, buckets!.waitMs(ctx.deviceId, Math.min(n, limit!.burst))));
+    }
+    const last = rateLogged.get(ctx.deviceId) ?? 0;
+    if (now - last < 1000) m.rejected.inc({ reason: 'rate_limited' });
+    else {
+      rateLogged.set(ctx.deviceId, now);
+      if (rateLogged.size > 100_000) rateLogged.clear();
+      pipeline.recordRejection({
+        ...ctx,
+        receivedAt: now,
+        reason: 'rate_limited',
+        detail: `over ${limit!.perSecond} readings/s (burst ${limit!.burst}): not acknowledged, the device must redeliver`,
+        payload: payload.subarray(0, MAX_REJECTION_TEXT).toString('utf8'),
+      });
+    }
+    return errors.RATE_LIMITED();
+  }
+
+  /** Retention of the rejections log: prune now and then (the log write is the pipeline's job). */
+  const retentionMs = deps.rejectionRetentionMs ?? 0;
+  let pruneTimer: NodeJS.Timeout | undefined;
+  function prune(): void {
+    if (retentionMs <= 0 || !deps.registry.pruneRejections) return;
+    try {
+      deps.registry.pruneRejections(clock() - retentionMs);
+    } catch (err) {
+      log.warn({ err }, 'pruning the rejections log failed');
+    }
+  }
+  if (retentionMs > 0 && deps.registry.pruneRejections) {
+    prune();
+    pruneTimer = setInterval(prune, deps.pruneEveryMs ?? 3_600_000);
+    pruneTimer.unref();
   }
 
   const pipeline: IngestPipeline = {
     submit(ctx, payload) {
       if (closed) return Promise.reject(errors.STORE_UNAVAILABLE('ingest pipeline closed'));
-      const limited = rateLimited(ctx, payload);
+      const limited = throttledNow(ctx, payload);
       if (limited) return Promise.reject(limited);
       return new Promise<IngestResult>((resolve, reject) => {
         const job: Job = { ctx, payload, epoch, readings: [], rejections: [], resolve, reject };
@@ -400,6 +459,8 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
     },
     async close() {
       closed = true;
+      if (pruneTimer) clearInterval(pruneTimer);
+      pruneTimer = undefined;
       if (!staging && inFlight === 0 && pending.length === 0 && waiters.length === 0 && orphanRejections.length === 0) {
         if (timer) clearTimeout(timer);
         timer = undefined;

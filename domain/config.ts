@@ -28,6 +28,10 @@ export const SETTINGS = {
   mqttUrl: { env: 'MQTT_URL', kind: 'url', description: 'consume readings from this external broker (shared subscription) instead of running our own' },
   mqttUsername: { env: 'MQTT_USERNAME', kind: 'string', description: 'username for MQTT_URL' },
   mqttPassword: { env: 'MQTT_PASSWORD', kind: 'string', description: 'password for MQTT_URL', sensitive: true },
+  mqttRegistryPollMs: { env: 'MQTT_REGISTRY_POLL_MS', kind: 'int', default: '2000', description: 'how often the broker re-checks the registry rows of connected devices and closes sessions of suspended/decommissioned devices or facilities and rotated secrets (a gateway in another process changed them); 0 disables' },
+  mqttConnectRate: { env: 'MQTT_CONNECT_RATE', kind: 'int', default: '10', description: 'unauthenticated MQTT CONNECT attempts per second per source address (a successful login does not count); over it CONNACK 3' },
+  mqttConnectBurst: { env: 'MQTT_CONNECT_BURST', kind: 'int', default: '30', description: 'burst of MQTT_CONNECT_RATE' },
+  rejectionRetentionDays: { env: 'REJECTION_RETENTION_DAYS', kind: 'int', default: '30', description: 'days the rejections log keeps a row after its last occurrence; 0 keeps them forever' },
   httpPort: { env: 'HTTP_PORT', kind: 'port', default: '3000', description: 'HTTP gateway port' },
   httpHost: { env: 'HTTP_HOST', kind: 'string', default: '127.0.0.1', description: 'address the gateway binds to' },
   dataDir: { env: 'DATA_DIR', kind: 'string', default: './data', description: 'SQLite file, chain state, admin key' },
@@ -120,6 +124,7 @@ export function loadConfig(
     out[key] = parse(s.env, s, text);
   }
   if (out.windowSeconds === 0) throw errors.CONFIG_INVALID('WINDOW_SECONDS must be at least 1');
+  if (out.mqttConnectRate === 0 || out.mqttConnectBurst === 0) throw errors.CONFIG_INVALID('MQTT_CONNECT_RATE and MQTT_CONNECT_BURST must be at least 1');
   if (out.chainRpcUrl && !(out.oraclePrivateKey && out.contractAddress)) {
     throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS');
   }
@@ -130,12 +135,63 @@ export function loadConfig(
   return Object.freeze(out) as Config;
 }
 
-/** The configuration with sensitive values masked, for logs and the startup banner. */
+/** The broker limits and ingest settings of the configuration (broker/main.ts and `npm start` pass them on). */
+export function ingestSettings(config: Config): {
+  limits: { registryPollMs: number; connectRatePerSecond: number; connectBurst: number };
+  rejectionRetentionMs: number;
+} {
+  return {
+    limits: { registryPollMs: config.mqttRegistryPollMs, connectRatePerSecond: config.mqttConnectRate, connectBurst: config.mqttConnectBurst },
+    rejectionRetentionMs: config.rejectionRetentionDays * 86_400_000,
+  };
+}
+
+/** Query parameters whose value is a credential (`?token=`, `?apiKey=`, `?access_token=`, `?sig=` ...). */
+const SECRET_PARAM = /token|key|secret|pass|auth|sig|credential/i;
+/** A path segment that looks like an API key (Infura's `/v3/<key>`, Alchemy's `/v2/<key>`): long, letters and digits. */
+const KEY_SEGMENT = /^(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9_-]{20,}$/;
+const REDACTED = 'REDACTED';
+
+/**
+ * A URL with the credentials it embeds replaced by REDACTED: `user:password@`, credential-like query
+ * parameters and key-like path segments. Text that is not a URL is returned unchanged.
+ */
+export function redactUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return text;
+  }
+  let changed = false;
+  if (u.username || u.password) {
+    u.username = REDACTED;
+    u.password = '';
+    changed = true;
+  }
+  for (const k of [...u.searchParams.keys()]) {
+    if (SECRET_PARAM.test(k)) {
+      u.searchParams.set(k, REDACTED);
+      changed = true;
+    }
+  }
+  const segments = u.pathname.split('/');
+  if (segments.some((seg) => KEY_SEGMENT.test(seg))) {
+    u.pathname = segments.map((seg) => (KEY_SEGMENT.test(seg) ? REDACTED : seg)).join('/');
+    changed = true;
+  }
+  return changed ? u.toString() : text;
+}
+
+/**
+ * The configuration with sensitive values masked, for logs and the startup banner: sensitive settings
+ * show `[set]`, URLs lose the credentials they embed (see redactUrl).
+ */
 export function describeConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
     const v = config[key];
-    out[s.env] = s.sensitive && v !== undefined ? '[set]' : v;
+    out[s.env] = s.sensitive && v !== undefined ? '[set]' : typeof v === 'string' && (s.kind === 'url' || v.includes('://')) ? redactUrl(v) : v;
   }
   return out;
 }

@@ -108,6 +108,10 @@ export interface Rejection {
   detail?: string;
   /** The offending payload text (truncated to a few KiB) or element. */
   payload: string;
+  /** How many rejections this row stands for (same device, reason and minute; the first is the sample). Default 1. */
+  count?: number;
+  /** When the last of them was received (epoch ms), when count > 1. */
+  lastReceivedAt?: number;
 }
 
 /** Topic helpers. */

@@ -135,6 +135,8 @@ export const RejectionView = Type.Object({
   reason: Type.Union(REJECT_REASONS.map((r) => Type.Literal(r))),
   detail: Type.Optional(Type.String()),
   payload: Type.String(),
+  count: Type.Optional(Type.Integer({ minimum: 2, description: 'rejections of this device with this reason in this minute (absent: 1); detail and payload are the first one' })),
+  lastReceivedAt: Type.Optional(Iso('when the last of `count` was refused')),
 });
 export const RejectionList = Type.Object({ items: Type.Array(RejectionView) });
 

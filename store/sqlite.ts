@@ -134,11 +134,35 @@ export function openSqliteStores(db: Db, opts: SqliteStoreOptions = {}): SqliteS
   const hadReadings = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get() !== undefined;
   const hadDeviceList = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reading_devices'").get() !== undefined;
   db.exec(SCHEMA);
+  migrateRejections(db);
   // A file from before reading_devices: fill it once from the readings (one scan, at upgrade only).
   if (hadReadings && !hadDeviceList) db.exec('INSERT OR IGNORE INTO reading_devices SELECT DISTINCT facility_id, device_id FROM readings');
   const logger = (opts.logger ?? silentLogger).child({ component: 'store' });
   const clock = opts.clock ?? Date.now;
   return { readings: new SqliteReadingStore(db, logger), registry: new SqliteRegistry(db, logger, clock) };
+}
+
+/** Rejections of one device with one reason are aggregated per this span (one row, with a count). */
+export const REJECTION_BUCKET_MS = 60_000;
+
+/**
+ * Rejections log aggregation (issue 10 item 13): `bucket` (minute of the first rejection), `count` and
+ * `last_received_at`, a unique key (facility, device, reason, bucket) for the upsert, and an index on
+ * `last_received_at` for pruning. Idempotent; rows of older files keep count 1 and a NULL bucket.
+ */
+function migrateRejections(db: Db): void {
+  // Columns read inside the IMMEDIATE transaction: two processes opening an old file at once migrate it once.
+  db.transaction(() => {
+    const cols = new Set((db.prepare('PRAGMA table_info(rejections)').all() as { name: string }[]).map((c) => c.name));
+    if (!cols.has('bucket')) db.exec('ALTER TABLE rejections ADD COLUMN bucket INTEGER');
+    if (!cols.has('count')) db.exec('ALTER TABLE rejections ADD COLUMN count INTEGER NOT NULL DEFAULT 1');
+    if (!cols.has('last_received_at')) {
+      db.exec('ALTER TABLE rejections ADD COLUMN last_received_at INTEGER');
+      db.exec('UPDATE rejections SET last_received_at = received_at');
+    }
+    db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS rejections_agg ON rejections (facility_id, device_id, reason, bucket);
+      CREATE INDEX IF NOT EXISTS rejections_last ON rejections (last_received_at);`);
+  }).immediate();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,17 +589,26 @@ export class SqliteRegistry implements Registry {
       ),
       setDeviceStatus: db.prepare('UPDATE devices SET status = ? WHERE device_id = ?'),
       setSecret: db.prepare('UPDATE devices SET secret_hash = ? WHERE device_id = ?'),
+      replaceSecret: db.prepare('UPDATE devices SET secret_hash = ? WHERE device_id = ? AND secret_hash = ?'),
       setOnline: db.prepare('UPDATE devices SET online = ?, last_seen_at = MAX(COALESCE(last_seen_at, 0), ?) WHERE device_id = ?'),
       credentials: db.prepare<[string], { device_id: string; facility_id: string; status: Status; facility_status: Status; secret_hash: string }>(
         `SELECT d.device_id, d.facility_id, d.status, f.status AS facility_status, d.secret_hash
          FROM devices d JOIN facilities f ON f.id = d.facility_id WHERE d.device_id = ?`,
       ),
       insertRejection: db.prepare(
-        'INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?)',
+        `INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload, bucket, count, last_received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (facility_id, device_id, reason, bucket) DO UPDATE SET
+           count = count + excluded.count, last_received_at = MAX(last_received_at, excluded.last_received_at)`,
       ),
-      rejections: db.prepare<[string, number], { facility_id: string; device_id: string; received_at: number; reason: string; detail: string | null; payload: string }>(
-        'SELECT facility_id, device_id, received_at, reason, detail, payload FROM rejections WHERE facility_id = ? ORDER BY id DESC LIMIT ?',
+      rejections: db.prepare<
+        [string, number],
+        { facility_id: string; device_id: string; received_at: number; reason: string; detail: string | null; payload: string; count: number; last_received_at: number | null }
+      >(
+        'SELECT facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections WHERE facility_id = ? ORDER BY id DESC LIMIT ?',
       ),
+      pruneRejections: db.prepare('DELETE FROM rejections WHERE last_received_at < ?'),
+      dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
   }
 
@@ -696,6 +729,13 @@ export class SqliteRegistry implements Registry {
     return password;
   }
 
+  /** Compare-and-set of the secret record (a legacy scrypt record upgraded after a login): a rotation meanwhile wins. */
+  replaceSecretHash(deviceId: string, expected: string, record: string): boolean {
+    const changed = this.stmt.replaceSecret.run(record, deviceId, expected).changes === 1;
+    if (changed) this.logger.info({ deviceId }, 'device secret record upgraded to hs256');
+    return changed;
+  }
+
   credentials(deviceId: string): DeviceCredentials | undefined {
     const r = this.stmt.credentials.get(deviceId);
     if (!r) return undefined;
@@ -715,11 +755,28 @@ export class SqliteRegistry implements Registry {
 
   // Rejections -------------------------------------------------------------------------------
 
-  /** Appends rows in one transaction; payloads are cut to 4 KiB, details to 1 KiB. */
+  /**
+   * Appends rows in one transaction, aggregated: rows of one device with one reason within the same
+   * minute (REJECTION_BUCKET_MS) are one stored row whose `count` grows; the first row's detail and
+   * payload are kept as the sample. So a device can add at most one row per reason per minute,
+   * whatever it sends. Payloads are cut to 4 KiB, details to 1 KiB.
+   */
   addRejections(rows: Rejection[]): void {
     if (rows.length === 0) return;
+    const groups = new Map<string, { r: Rejection; count: number; last: number; bucket: number }>();
+    for (const r of rows) {
+      const bucket = Math.floor(r.receivedAt / REJECTION_BUCKET_MS);
+      const key = `${r.facilityId}\u0000${r.deviceId}\u0000${r.reason}\u0000${bucket}`;
+      const n = r.count ?? 1;
+      const last = r.lastReceivedAt ?? r.receivedAt;
+      const g = groups.get(key);
+      if (g) {
+        g.count += n;
+        if (last > g.last) g.last = last;
+      } else groups.set(key, { r, count: n, last, bucket });
+    }
     this.db.transaction(() => {
-      for (const r of rows) {
+      for (const { r, count, last, bucket } of groups.values()) {
         this.stmt.insertRejection.run(
           r.facilityId,
           r.deviceId,
@@ -727,9 +784,24 @@ export class SqliteRegistry implements Registry {
           r.reason,
           r.detail === undefined ? null : truncateUtf8(r.detail, MAX_REJECTION_DETAIL_BYTES),
           truncateUtf8(r.payload ?? '', MAX_REJECTION_PAYLOAD_BYTES),
+          bucket,
+          count,
+          last,
         );
       }
     })();
+  }
+
+  /** Deletes rejection rows whose last rejection is older than `before` (retention); returns how many. */
+  pruneRejections(before: number): number {
+    const n = this.stmt.pruneRejections.run(before).changes;
+    if (n > 0) this.logger.info({ rows: n, before }, 'old rejections pruned');
+    return n;
+  }
+
+  /** SQLite's data_version on this handle: changes when another connection committed (broker session poll). */
+  dataVersion(): number {
+    return this.stmt.dataVersion.get() as number;
   }
 
   /** Newest first; limit default 100, at most 1000. */
@@ -744,6 +816,10 @@ export class SqliteRegistry implements Registry {
         payload: r.payload,
       };
       if (r.detail !== null) out.detail = r.detail;
+      if (r.count > 1) {
+        out.count = r.count;
+        out.lastReceivedAt = r.last_received_at ?? r.received_at;
+      }
       return out;
     });
   }

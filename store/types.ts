@@ -102,7 +102,7 @@ export interface DeviceCredentials {
   facilityId: string;
   status: Status;
   facilityStatus: Status;
-  /** scrypt hash record, `scrypt$N$r$p$salt$hash` (base64). */
+  /** Keyed hash record `hs256$salt$mac` (legacy: `scrypt$N$r$p$salt$hash`); see store/secrets.ts. */
   secretHash: string;
 }
 
@@ -121,7 +121,17 @@ export interface Registry {
   /** New secret; the old one stops working at once. */
   rotateSecret(deviceId: string): string;
   credentials(deviceId: string): DeviceCredentials | undefined;
+  /** Replaces the secret record only if it is still `expected` (legacy record upgrade); true if replaced. */
+  replaceSecretHash(deviceId: string, expected: string, record: string): boolean;
   setOnline(deviceId: string, online: boolean, at: number): void;
+  /**
+   * Appends rejections, aggregated: rows of one device with the same reason in the same minute are one
+   * stored row with a `count` (the first one's detail and payload kept as the sample).
+   */
   addRejections(rows: Rejection[]): void;
   listRejections(facilityId: string, limit?: number): Rejection[];
+  /** Deletes rejection rows last seen before `before` (epoch ms); returns how many. */
+  pruneRejections(before: number): number;
+  /** Changes when another connection committed to the store (SQLite `PRAGMA data_version`); for cheap polling. */
+  dataVersion?(): number;
 }

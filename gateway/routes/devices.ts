@@ -28,7 +28,7 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
 
   async function disconnect(deviceId: string, why: string): Promise<void> {
     if (!ctx.deps.broker) {
-      ctx.log.warn({ deviceId, why }, 'no broker in this process: a live session ends when the broker re-checks credentials');
+      ctx.log.info({ deviceId, why }, 'no broker in this process: the broker closes a live session at its next registry poll (MQTT_REGISTRY_POLL_MS)');
       return;
     }
     await ctx.deps.broker.disconnectDevice(deviceId);
@@ -72,11 +72,14 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
   app.patch<{ Params: Static<typeof DeviceParams>; Body: DevicePatch }>(
     '/v1/devices/:deviceId',
     {
-      preValidation: requireRole(ALL_ROLES),
+      // Regulator/admin only: a facility that could rotate its meter's secret could then publish as the
+      // meter, and one that could suspend it would switch its own measurement off.
+      preValidation: requireRole(STAFF),
       schema: {
         tags: ['devices'],
-        summary: 'Suspend/reactivate (admin, regulator) or rotate the MQTT secret (also the facility itself)',
-        description: 'Both disconnect the device at once; after rotation the old secret no longer connects.',
+        summary: 'Suspend/reactivate or rotate the MQTT secret (admin, regulator)',
+        description:
+          'Both disconnect the device (at once when the broker runs in this process, otherwise within MQTT_REGISTRY_POLL_MS); after rotation the old secret no longer connects. A facility key gets 403.',
         params: DeviceParams,
         body: DevicePatch,
         response: { 200: DeviceView, ...errorResponses(400, 401, 403, 404, 429) },
@@ -88,8 +91,6 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       const d = registry.getDevice(deviceId);
       if (!d) throw errors.DEVICE_NOT_FOUND(deviceId);
       assertFacilityAccess(p, d.facilityId);
-      // A facility may not switch its own meters off: a suspended device leaves the coverage rule.
-      if (request.body.status && p.role === 'facility') throw errors.FORBIDDEN('only an admin or regulator changes device status');
       let device = d;
       let password: string | undefined;
       if (request.body.status) device = registry.updateDevice(deviceId, { status: request.body.status });

@@ -80,6 +80,7 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
           reason: r.reason,
           ...(r.detail ? { detail: r.detail } : {}),
           payload: r.payload,
+          ...(r.count && r.count > 1 ? { count: r.count, lastReceivedAt: iso(r.lastReceivedAt ?? r.receivedAt) } : {}),
         })),
       };
     },

@@ -76,6 +76,16 @@ if (!MOSQUITTO) {
     );
     t.equal(await real.get('d1', 500), undefined, 'and not stored');
 
+    // Feedback: the device, subscribed at Mosquitto to its feedback topic, is told why a reading was refused.
+    const feedback: string[] = [];
+    device.on('message', (tp, p) => {
+      if (tp === 'facilities/F1/devices/d1/feedback') feedback.push(p.toString());
+    });
+    await device.subscribeAsync('facilities/F1/devices/d1/feedback', { qos: 1 });
+    await device.publishAsync(topic('F1', 'd1'), reading(9000, 5000, { unit: 'kJ' }), { qos: 1 });
+    t.ok(await eventually(() => feedback.length === 1, 200, 25), 'feedback published to the external broker');
+    t.match(JSON.parse(feedback[0] ?? '[]'), [{ seq: 9000, reason: 'unknown_unit' }]);
+
     // Ack only after commit: with the store failing, nothing is acked; Mosquitto redelivers after the
     // consumer's reconnect, and once the store works the reading is stored exactly once.
     failing = true;

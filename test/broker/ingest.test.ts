@@ -39,13 +39,13 @@ t.test('bad payloads are rejected with their reason, the broker keeps serving', 
     ['register going backwards', reading(55, 50), 'register_backwards'],
     ['same seq, different content', reading(1, 101), 'duplicate_conflict'],
   ];
+  // Rows of one device with the same reason in the same minute are one row with a count.
+  const logged = (reason: RejectReason) =>
+    reg.listRejections('F1', 1000).filter((r) => r.deviceId === 'd1' && r.reason === reason).reduce((n, r) => n + (r.count ?? 1), 0);
   for (const [what, payload, reason] of cases) {
-    const before = reg.listRejections('F1', 1000).length;
+    const before = logged(reason);
     await bad.publishAsync(topic('F1', 'd1'), payload, { qos: 1 });
-    const rows = reg.listRejections('F1', 1000);
-    t.equal(rows.length, before + 1, `${what}: one rejection logged before the PUBACK`);
-    t.equal(rows[0]?.reason, reason, `${what}: reason ${reason}`);
-    t.equal(rows[0]?.deviceId, 'd1');
+    t.equal(logged(reason), before + 1, `${what}: one rejection (reason ${reason}) logged before the PUBACK`);
     t.ok(bad.connected, `${what}: connection stays up`);
   }
   await goodStillServed('malformed payloads');

@@ -143,6 +143,52 @@ t.test('rate limit: over the limit is refused (not acked) and logged once a seco
   t.equal(await metric(metrics, 'mrv_readings_rejected_total', { reason: 'rate_limited' }), 2, 'each refusal counted');
 });
 
+t.test('rate limit counts readings, not messages (issue 10 item 13)', async (t) => {
+  let clock = now;
+  const f = fakeStore();
+  const metrics = new PromRegistry();
+  const rows: Rejection[] = [];
+  const p = buildIngestPipeline({
+    store: f.store,
+    registry: { addRejections: (r: Rejection[]) => void rows.push(...r) },
+    logger: silentLogger,
+    metrics,
+    clock: () => clock,
+    rateLimit: { perSecond: 10, burst: 600 },
+  });
+  t.teardown(() => p.close());
+  const array = (from: number, n: number) =>
+    Buffer.from(JSON.stringify(Array.from({ length: n }, (_, i) => ({ seq: from + i, ts: now - 1000, metric: 'electricity_import', value: from + i, unit: 'kWh' }))));
+  t.equal((await p.submit(ctx, array(1, 500))).stored, 500, 'an array of 500 fits the burst of 600');
+  await t.rejects(p.submit(ctx, array(501, 500)), { code: 'RATE_LIMITED' }, 'a second array of 500 is 500 readings over the 100 left');
+  await t.rejects(p.submit(ctx, array(501, 1)), { code: 'RATE_LIMITED' }, 'the device stays throttled until the refused array could pass (order kept)');
+  clock += 40_000; // 400 tokens back: 500 available
+  t.equal((await p.submit(ctx, array(501, 500))).stored, 500, 'accepted after refill');
+  // Bad elements count too: they cost the log as much as good ones.
+  const bad = Buffer.from(JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ seq: 2000 + i, ts: now, metric: 'nope', value: 1, unit: 'kWh' }))));
+  await t.rejects(p.submit(ctx, bad), { code: 'RATE_LIMITED' }, '200 bad elements with no tokens left are refused as well');
+  await p.close();
+  t.equal(f.batches.flat().length, 1000, 'exactly the two accepted arrays were stored');
+});
+
+t.test('rejections older than the retention are pruned on start and periodically', async (t) => {
+  const cutoffs: number[] = [];
+  const p = buildIngestPipeline({
+    store: fakeStore().store,
+    registry: { addRejections: () => {}, pruneRejections: (before: number) => (cutoffs.push(before), 0) },
+    logger: silentLogger,
+    metrics: new PromRegistry(),
+    clock: () => now,
+    rejectionRetentionMs: 30 * 86_400_000,
+    pruneEveryMs: 5,
+  });
+  t.teardown(() => p.close());
+  t.same(cutoffs, [now - 30 * 86_400_000], 'pruned once at start, 30 days back');
+  const { eventually } = await import('./helpers.ts');
+  t.ok(await eventually(() => cutoffs.length >= 3), 'and again on the interval');
+  await p.close();
+});
+
 t.test('close() flushes what is queued', async (t) => {
   const f = fakeStore();
   const p = buildIngestPipeline({ store: f.store, registry, logger: silentLogger, metrics: new PromRegistry(), clock: () => now, maxDelayMs: 10_000, rateLimit: false });

@@ -49,3 +49,46 @@ t.test('windows are aligned to the UTC epoch; a reading at windowEnd is in the n
   t.equal(nextWindowStart(20_001, 10_000), 30_000);
   t.equal(nextWindowStart(20_000, 10_000), 20_000);
 });
+
+t.test('URLs are logged without the credentials they embed (issue 10 item 15)', async (t) => {
+  const c = loadConfig({
+    CHAIN_RPC_URL: 'https://rpcuser:rpcpass@mainnet.infura.io/v3/9aa3d95b3bc440fa88ea12eaa4456161?apikey=sekrit1&chain=1',
+    ORACLE_PRIVATE_KEY: '0x' + '11'.repeat(32),
+    CONTRACT_ADDRESS: '0x' + '22'.repeat(20),
+    MQTT_URL: 'mqtts://mqttuser:mqttpass@broker.example:8883',
+    INFLUX_URL: 'http://influx.example:8086/?token=influxsecret&db=mrv',
+    INFLUX_DATABASE: 'mrv',
+  });
+  const d = describeConfig(c);
+  const text = JSON.stringify(d);
+  for (const secret of ['rpcuser', 'rpcpass', '9aa3d95b3bc440fa88ea12eaa4456161', 'sekrit1', 'mqttuser', 'mqttpass', 'influxsecret']) {
+    t.notOk(text.includes(secret), `${secret} is not in the description`);
+  }
+  t.match(d.CHAIN_RPC_URL, /^https:\/\/REDACTED@mainnet\.infura\.io\/v3\/REDACTED\?apikey=REDACTED&chain=1$/, 'host, path shape and harmless params stay');
+  t.equal(d.MQTT_URL, 'mqtts://REDACTED@broker.example:8883');
+  t.match(d.INFLUX_URL, /token=REDACTED/);
+  t.match(d.INFLUX_URL, /db=mrv/);
+  const plain = loadConfig({ INFLUX_URL: 'http://127.0.0.1:8086', INFLUX_DATABASE: 'mrv' });
+  t.equal(describeConfig(plain).INFLUX_URL, 'http://127.0.0.1:8086', 'a URL without credentials is unchanged');
+});
+
+t.test('the logger redacts credentials in URL-valued fields, whatever their name', async (t) => {
+  const { createLogger } = await import('../../domain/logger.ts');
+  const lines: string[] = [];
+  const log = createLogger('info', { write: (s: string) => void lines.push(s) });
+  log.info({ url: 'mqtt://ingest:hunter2@broker:1883', nested: { rpc: 'https://x.example/v2/abcdefghij0123456789xyz' }, plain: 'http://127.0.0.1:8545' }, 'hello');
+  log.child({ component: 'c' }).warn({ endpoint: 'http://h/?access_token=tok123' }, 'child');
+  const text = lines.join('');
+  for (const secret of ['hunter2', 'abcdefghij0123456789xyz', 'tok123']) t.notOk(text.includes(secret), `${secret} redacted`);
+  t.match(text, /mqtt:\/\/REDACTED@broker:1883/);
+  t.match(text, /http:\/\/127\.0\.0\.1:8545/, 'a URL without credentials is logged as it is');
+});
+
+t.test('redactUrl: database URLs and odd input', async (t) => {
+  const { redactUrl } = await import('../../domain/config.ts');
+  const pg = redactUrl('postgres://mrv:s3cret@db.internal:5432/mrv?sslmode=require&password=other');
+  t.notOk(pg.includes('s3cret') || pg.includes('other'), pg);
+  t.match(pg, /^postgres:\/\/REDACTED@db\.internal:5432\/mrv\?sslmode=require&password=REDACTED$/);
+  t.equal(redactUrl('not a url'), 'not a url');
+  t.equal(redactUrl('http://127.0.0.1:8086/write?db=mrv'), 'http://127.0.0.1:8086/write?db=mrv', 'nothing to redact: unchanged text');
+});

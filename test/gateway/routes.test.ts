@@ -253,8 +253,18 @@ t.test('devices: credentials once, list, rotate and suspend disconnect at once',
   t.equal((await call('GET', '/v1/facilities/facA/devices', 'facB')).status, 403);
   t.equal((await call('GET', '/v1/facilities/nope/devices', 'admin')).status, 404);
 
-  const rot = await call('PATCH', '/v1/devices/meter-1', 'facA', { rotateSecret: true });
-  t.equal(rot.status, 200, 'a facility rotates its own device secret');
+  // Issue 10 item 14: a facility key can neither rotate its meter's secret (it could then publish as the
+  // meter) nor change its status; nothing changes and nobody is disconnected.
+  const denied = await call('PATCH', '/v1/devices/meter-1', 'facA', { rotateSecret: true });
+  t.equal(denied.status, 403, 'a facility key may not rotate its own device secret');
+  t.notOk('password' in (denied.body as object), 'and gets no password');
+  t.same(h.broker.disconnected, [], 'nothing disconnected');
+  if (h.registry.credentials('meter-1')) {
+    const { verifyDeviceSecret } = await import('../../store/secrets.ts');
+    t.ok(await verifyDeviceSecret(h.registry, 'meter-1', password), 'the secret is unchanged');
+  }
+  const rot = await call('PATCH', '/v1/devices/meter-1', 'regulator', { rotateSecret: true });
+  t.equal(rot.status, 200, 'a regulator rotates a device secret');
   const newPassword = (rot.body as { password: string }).password;
   t.ok(newPassword && newPassword !== password, 'a new password is returned once');
   t.same(h.broker.disconnected, ['device:meter-1'], 'rotation disconnects the device at once');
@@ -263,6 +273,7 @@ t.test('devices: credentials once, list, rotate and suspend disconnect at once',
     const { verifyDeviceSecret } = await import('../../store/secrets.ts');
     t.notOk(await verifyDeviceSecret(h.registry, 'meter-1', password), 'the old secret no longer authenticates');
     t.ok(await verifyDeviceSecret(h.registry, 'meter-1', newPassword), 'the new one does');
+    t.match(h.registry.credentials('meter-1')!.secretHash, /^hs256\$/, 'stored as a fast keyed hash (no scrypt on the event loop)');
   }
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'facA', { status: 'suspended' })).status, 403, 'a facility cannot switch its meters off');
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'facB', { rotateSecret: true })).status, 403, 'facility B cannot touch facility A devices');

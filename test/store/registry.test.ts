@@ -3,7 +3,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { openDatabase } from '../../store/db.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
-import { hashSecret, verifyDeviceSecret, verifySecret } from '../../store/secrets.ts';
+import { generateSecret, hashSecret, legacyScryptRecord, legacyStats, verifyDeviceSecret, verifySecret } from '../../store/secrets.ts';
 import type { Rejection } from '../../domain/reading.ts';
 
 const OWNER = '0x' + 'ab'.repeat(20);
@@ -81,10 +81,9 @@ t.test('devices: secrets, verify, rotate, suspend', async (t) => {
   const other = registry.createDevice('f1', 'd2', 'cems');
   t.not(other.password, password, 'independent secrets');
 
-  // Stored only as a salted scrypt record.
+  // Stored only as a salted HMAC-SHA256 record (a fast keyed hash: the secret has 192 random bits).
   const hash = (db.prepare('SELECT secret_hash FROM devices WHERE device_id = ?').pluck().get('d1') as string);
-  t.match(hash, /^scrypt\$(\d+)\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
-  t.ok(Number(hash.split('$')[1]) >= 16384, 'N >= 16384');
+  t.match(hash, /^hs256\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/, 'hs256$salt$mac, base64url');
   db.pragma('wal_checkpoint(TRUNCATE)');
   const fileBytes = Buffer.concat(fs.readdirSync(dataDir).map((f) => fs.readFileSync(path.join(dataDir, f))));
   t.equal(fileBytes.indexOf(password), -1, 'the plaintext password is nowhere in the database files');
@@ -123,9 +122,50 @@ t.test('secret records: malformed or weak records never match', async (t) => {
   t.equal(await verifySecret('pw2', good), false);
   t.equal(await verifySecret('pw', undefined), false);
   t.equal(await verifySecret('pw', 'plaintext'), false);
-  t.equal(await verifySecret('pw', good.replace('scrypt$16384', 'scrypt$1024')), false, 'N below 16384 refused');
-  t.equal(await verifySecret('pw', good.replace('scrypt$16384', 'scrypt$16385')), false, 'N not a power of two');
+  t.equal(await verifySecret('pw', good.slice(0, -4)), false, 'truncated mac');
+  t.equal(await verifySecret('pw', 'hs256$$' + good.split('$')[2]), false, 'no salt');
   t.not(await hashSecret('pw'), good, 'salted: same password, different record');
+  const secret = generateSecret();
+  const legacy = legacyScryptRecord(secret);
+  t.equal(await verifySecret(secret, legacy.replace('scrypt$16384', 'scrypt$1024')), false, 'legacy: N below 16384 refused');
+  t.equal(await verifySecret(secret, legacy.replace('scrypt$16384', 'scrypt$16385')), false, 'legacy: N not a power of two');
+});
+
+t.test('legacy scrypt records still log in, are upgraded on the first login, and never cost scrypt for strangers (issue 10 item 11)', async (t) => {
+  const { registry, db } = open(t);
+  registry.createFacility(facility());
+  registry.createDevice('f1', 'old', 'meter');
+  const secret = generateSecret();
+  const legacy = legacyScryptRecord(secret);
+  db.prepare('UPDATE devices SET secret_hash = ? WHERE device_id = ?').run(legacy, 'old');
+  const stored = () => db.prepare('SELECT secret_hash FROM devices WHERE device_id = ?').pluck().get('old') as string;
+
+  const runs = legacyStats.scryptRuns;
+  t.equal(await registry.verifyDeviceSecret('ghost', secret), undefined, 'unknown device');
+  t.equal(await registry.verifyDeviceSecret('old', 'not a generated secret!'), undefined, 'malformed password');
+  t.equal(await registry.verifyDeviceSecret('old', 'x'.repeat(100_000)), undefined, 'huge password');
+  t.equal(await registry.verifyDeviceSecret('old', undefined), undefined, 'no password');
+  t.equal(legacyStats.scryptRuns, runs, 'none of these ran scrypt');
+  t.equal(stored(), legacy, 'record untouched');
+
+  t.equal(await registry.verifyDeviceSecret('old', generateSecret()), undefined, 'a well-formed wrong secret is refused (after scrypt)');
+  t.equal(legacyStats.scryptRuns, runs + 1);
+  t.equal(stored(), legacy, 'a failed login does not upgrade');
+
+  const ok = await registry.verifyDeviceSecret('old', secret);
+  t.match(ok, { deviceId: 'old', status: 'active' }, 'the legacy secret still logs in');
+  t.match(stored(), /^hs256\$/, 'and the record is now hs256');
+  t.equal(ok!.secretHash, stored(), 'the credentials returned carry the new record');
+  const before = legacyStats.scryptRuns;
+  t.ok(await registry.verifyDeviceSecret('old', secret), 'the same secret logs in against the new record');
+  t.equal(legacyStats.scryptRuns, before, 'without scrypt');
+
+  // Compare-and-set: a rotation between check and upgrade wins.
+  db.prepare('UPDATE devices SET secret_hash = ? WHERE device_id = ?').run(legacy, 'old');
+  const rotated = registry.rotateSecret('old');
+  t.equal(registry.replaceSecretHash('old', legacy, await hashSecret(secret)), false, 'upgrade of a record that was rotated meanwhile does nothing');
+  t.ok(await registry.verifyDeviceSecret('old', rotated), 'the rotated secret stands');
+  t.match(stored(), /^hs256\$/, 'rotation writes hs256 records');
 });
 
 t.test('online status and lastSeenAt', async (t) => {
@@ -159,10 +199,45 @@ t.test('rejections log', async (t) => {
   t.equal(list[0].detail, undefined);
   t.same(registry.listRejections('f1', 1).map((r) => r.reason), ['future_ts']);
   t.throws(() => registry.listRejections('nope'), { code: 'FACILITY_NOT_FOUND' });
-  const many: Rejection[] = Array.from({ length: 1100 }, (_, i) => ({ ...rows[2], receivedAt: i }));
+  // One row per minute each: 1100 distinct rows.
+  const many: Rejection[] = Array.from({ length: 1100 }, (_, i) => ({ ...rows[2], receivedAt: i * 60_000 }));
   registry.addRejections(many);
   t.equal(registry.listRejections('f2').length, 100, 'default limit 100');
   t.equal(registry.listRejections('f2', 5000).length, 1000, 'max 1000');
+});
+
+t.test('rejections are aggregated per device, reason and minute, and pruned (issue 10 item 13)', async (t) => {
+  const { registry, db } = open(t);
+  registry.createFacility(facility());
+  const minute = Math.floor(T0 / 60_000) * 60_000;
+  const row = (i: number, reason: Rejection['reason'] = 'unknown_metric', deviceId = 'd1'): Rejection => ({
+    facilityId: 'f1',
+    deviceId,
+    receivedAt: minute + (i % 60) * 1000,
+    reason,
+    detail: `element ${i}`,
+    payload: `{"seq":${i}}`,
+  });
+  // 5,000 bad elements in one minute, in batches as the pipeline writes them, plus another reason and device.
+  for (let b = 0; b < 10; b++) registry.addRejections(Array.from({ length: 500 }, (_, i) => row(b * 500 + i)));
+  registry.addRejections([row(1, 'future_ts'), row(2, 'future_ts'), row(3, 'unknown_metric', 'd2')]);
+  const count = () => (db.prepare('SELECT COUNT(*) FROM rejections').pluck().get() as number);
+  t.equal(count(), 3, 'three stored rows: (d1, unknown_metric), (d1, future_ts), (d2, unknown_metric)');
+  const list = registry.listRejections('f1');
+  const agg = list.find((r) => r.deviceId === 'd1' && r.reason === 'unknown_metric')!;
+  t.equal(agg.count, 5000, 'the count is exact');
+  t.equal(agg.detail, 'element 0', 'the first one is the sample');
+  t.equal(agg.receivedAt, minute);
+  t.equal(agg.lastReceivedAt, minute + 59_000, 'last occurrence kept');
+  t.equal(list.find((r) => r.reason === 'future_ts')!.count, 2);
+  t.equal(list.find((r) => r.deviceId === 'd2')!.count, undefined, 'a single rejection has no count');
+  // The next minute starts a new row.
+  registry.addRejections([{ ...row(9), receivedAt: minute + 60_000 }]);
+  t.equal(count(), 4);
+
+  // Retention: rows last seen before the cut-off go.
+  t.equal(registry.pruneRejections(minute + 59_500), 3, 'the three rows of the first minute (last seen before the cut-off) pruned');
+  t.same(registry.listRejections('f1').map((r) => r.receivedAt), [minute + 60_000]);
 });
 
 t.test('registry survives closing and reopening the file', async (t) => {
@@ -182,4 +257,28 @@ t.test('registry survives closing and reopening the file', async (t) => {
   t.equal(registry.baselineAt('f1', T0), '3600');
   t.match(await registry.verifyDeviceSecret('d1', password), { deviceId: 'd1' });
   t.equal(registry.listRejections('f1').length, 1);
+});
+
+t.test('a rejections table from before aggregation is migrated in place', async (t) => {
+  const dir = t.testdir();
+  {
+    const db = openDatabase(dir);
+    db.exec(`CREATE TABLE rejections (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, facility_id TEXT NOT NULL, device_id TEXT NOT NULL,
+      received_at INTEGER NOT NULL, reason TEXT NOT NULL, detail TEXT, payload TEXT NOT NULL);
+      INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload) VALUES
+        ('f1', 'd1', ${T0}, 'invalid_json', 'a', 'x'), ('f1', 'd1', ${T0 + 1}, 'invalid_json', 'b', 'y');`);
+    db.close();
+  }
+  const { registry } = open(t, dir);
+  registry.createFacility(facility());
+  t.same(registry.listRejections('f1').map((r) => [r.detail, r.count]), [['b', undefined], ['a', undefined]], 'old rows kept, one each');
+  registry.addRejections([{ facilityId: 'f1', deviceId: 'd1', receivedAt: T0 + 2, reason: 'invalid_json', detail: 'c', payload: 'z' }]);
+  registry.addRejections([{ facilityId: 'f1', deviceId: 'd1', receivedAt: T0 + 3, reason: 'invalid_json', detail: 'd', payload: 'z' }]);
+  t.same(registry.listRejections('f1').map((r) => [r.detail, r.count]), [['c', 2], ['b', undefined], ['a', undefined]], 'new rows aggregate beside them');
+  t.equal(registry.pruneRejections(T0 + 2), 2, 'old rows are pruned by their time');
+  // Opening again (a second process, a restart) migrates nothing twice.
+  const again = openDatabase(dir);
+  t.teardown(() => again.close());
+  t.doesNotThrow(() => openSqliteStores(again));
 });

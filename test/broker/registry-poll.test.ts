@@ -1,0 +1,84 @@
+/**
+ * Issue 10 item 17: with the gateway in another process (here: a second handle on the same SQLite file,
+ * as a gateway process opens it), suspending a device or its facility, or rotating its secret, cuts
+ * the device's live MQTT session within seconds: the broker polls the registry rows of its live
+ * sessions. Waits are bounded polls of the condition; nothing is timed. The second test runs the
+ * broker as its own process (`broker/main.ts`, as `npm run start:broker`).
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import type { MqttClient } from 'mqtt';
+import { openDatabase } from '../../store/db.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
+import { connect, eventually, makeFleet, metric, refusedCode, startBroker } from './helpers.ts';
+
+/** Bounded wait (up to ~20 s) for the client to be disconnected. */
+const cut = (c: MqttClient) => eventually(() => !c.connected, 2000, 10);
+
+t.test('changes made through another handle on the file close the live sessions they concern', async (t) => {
+  const fleet = makeFleet(t);
+  const { port, metrics } = await startBroker(t, fleet, { limits: { registryPollMs: 100 } });
+  // The "gateway": its own connection to the same file.
+  const gatewayDb = openDatabase(fleet.dir);
+  t.teardown(() => gatewayDb.close());
+  const gateway = openSqliteStores(gatewayDb).registry;
+
+  const opts = { reconnectPeriod: 0 };
+  const d1 = await connect(t, port, 'd1', fleet.passwords.d1, opts);
+  const d2 = await connect(t, port, 'd2', fleet.passwords.d2, opts);
+  const d3 = await connect(t, port, 'd3', fleet.passwords.d3, opts);
+  const e1 = await connect(t, port, 'e1', fleet.passwords.e1, opts);
+
+  gateway.updateDevice('d1', { status: 'suspended' });
+  t.ok(await cut(d1), 'suspended device disconnected');
+  t.equal(await refusedCode(connect(t, port, 'd1', fleet.passwords.d1, opts)), 5, 'and cannot reconnect (5)');
+
+  const fresh = gateway.rotateSecret('d2');
+  t.ok(await cut(d2), 'device with a rotated secret disconnected');
+  t.equal(await refusedCode(connect(t, port, 'd2', fleet.passwords.d2, opts)), 4, 'the old secret cannot reconnect (4)');
+  const again = await connect(t, port, 'd2', fresh, opts);
+  t.ok(again.connected, 'the new secret can');
+
+  gateway.updateFacility('F2', { status: 'suspended' });
+  t.ok(await cut(e1), "suspended facility's device disconnected");
+  t.equal(await refusedCode(connect(t, port, 'e1', fleet.passwords.e1, opts)), 5, 'and cannot reconnect (5)');
+
+  t.ok(d3.connected, 'a device nothing happened to stays connected');
+  t.ok(again.connected);
+  t.equal(await metric(metrics, 'mrv_mqtt_connections_dropped_total', { reason: 'registry_changed' }), 3, 'three sessions closed by the poll, counted');
+});
+
+t.test('broker in its own process: a suspension written by another process cuts the session', async (t) => {
+  const fleet = makeFleet(t);
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
+    cwd: root,
+    env: { ...process.env, DATA_DIR: fleet.dir, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', LOG_LEVEL: 'warn', MQTT_REGISTRY_POLL_MS: '200' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`broker exited early (${code})`)));
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { event?: string; mqttPort?: number };
+        if (msg.event === 'listening' && typeof msg.mqttPort === 'number') resolve(msg.mqttPort);
+      } catch {
+        // other output
+      }
+    });
+  });
+  const opts = { reconnectPeriod: 0 };
+  const d1 = await connect(t, port, 'd1', fleet.passwords.d1, opts);
+  const d2 = await connect(t, port, 'd2', fleet.passwords.d2, opts);
+  // This process plays the gateway: it writes the registry through its own handle.
+  fleet.stores.registry.updateDevice('d1', { status: 'suspended' });
+  t.ok(await cut(d1), 'the suspended device was disconnected by the broker process');
+  t.equal(await refusedCode(connect(t, port, 'd1', fleet.passwords.d1, opts)), 5, 'and cannot reconnect');
+  t.ok(d2.connected, 'the other device stays connected');
+});
