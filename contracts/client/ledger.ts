@@ -167,9 +167,12 @@ export class Ledger {
   readonly provider: ethers.Provider;
   readonly #ids = new Map<string, string>();
   readonly #opts: LedgerOptions;
+  /** Reads only: every send fails with CHAIN_SIGNER_MISSING (503) before reaching the chain. */
+  readonly readOnly: boolean;
 
-  private constructor(address: string, signer: ethers.Signer, opts: LedgerOptions = {}) {
+  private constructor(address: string, signer: ethers.Signer, opts: LedgerOptions = {}, readOnly = false) {
     this.#opts = opts;
+    this.readOnly = readOnly;
     if (!signer.provider) throw errors.VALIDATION('the ledger signer needs a provider');
     this.address = ethers.getAddress(address);
     this.signer = signer;
@@ -195,6 +198,14 @@ export class Ledger {
   /** A client for an existing ledger, sending as `signer`. */
   static attach(address: string, signer: ethers.Signer, opts: LedgerOptions = {}): Ledger {
     return new Ledger(address, signer, opts);
+  }
+
+  /**
+   * A client that reads the ledger but holds no key: a process without its own signing key (the
+   * standalone gateway without GATEWAY_PRIVATE_KEY) must never borrow another process's key.
+   */
+  static readOnlyAt(address: string, provider: ethers.Provider, opts: LedgerOptions = {}): Ledger {
+    return new Ledger(address, new ethers.VoidSigner(ethers.ZeroAddress, provider), opts, true);
   }
 
   /** The same ledger, sending as another signer. */
@@ -228,6 +239,16 @@ export class Ledger {
   async setBaseline(id: string, baselineKgPerHour: string, effectiveFrom: number): Promise<TxInfo> {
     const mg = kgPerHourToMg(baselineKgPerHour);
     return this.#send(this.contract, 'setBaseline', [facilityKey(id), mg, toSeconds(effectiveFrom, 'effectiveFrom')]);
+  }
+
+  /** Corrects the owner of a facility that never settled (reverts FacilityHasSettlements otherwise). */
+  setFacilityOwner(id: string, owner: string): Promise<TxInfo> {
+    return this.#send(this.contract, 'setFacilityOwner', [facilityKey(id), owner]);
+  }
+
+  /** Removes a facility that never settled (reverts FacilityHasSettlements otherwise). */
+  deregisterFacility(id: string): Promise<TxInfo> {
+    return this.#send(this.contract, 'deregisterFacility', [facilityKey(id)]);
   }
 
   async facility(id: string): Promise<FacilityState> {
@@ -268,7 +289,7 @@ export class Ledger {
    * as `skipped` (with the earlier settlement in `original`); a gap, an unknown facility or an empty
    * window reverts the whole batch with a LedgerRevertError (see decodeLedgerError).
    */
-  async settleBatch(inputs: SettlementInput[]): Promise<{ txHash: string; gasUsed: bigint; results: SettlementResult[] }> {
+  async settleBatch(inputs: SettlementInput[]): Promise<{ txHash: string; gasUsed: bigint; blockNumber: number; results: SettlementResult[] }> {
     if (inputs.length === 0) throw errors.VALIDATION('settleBatch needs at least one input');
     if (inputs.length > MAX_BATCH) throw errors.VALIDATION(`settleBatch takes at most ${MAX_BATCH} inputs, got ${inputs.length}`);
     const encoded = inputs.map((s) => {
@@ -313,7 +334,7 @@ export class Ledger {
         original,
       });
     }
-    return { txHash: receipt.hash, gasUsed: receipt.gasUsed, results };
+    return { txHash: receipt.hash, gasUsed: receipt.gasUsed, blockNumber: receipt.blockNumber, results };
   }
 
   /**
@@ -478,6 +499,7 @@ export class Ledger {
    * transaction that was not sent, and the caller gets the decoded custom error.
    */
   async #sendReceipt(contract: ethers.Contract, method: string, args: unknown[]): Promise<ethers.ContractTransactionReceipt> {
+    if (this.readOnly && contract.runner === this.signer) throw errors.CHAIN_SIGNER_MISSING(method);
     let sending = false;
     try {
       const fn = contract.getFunction(method);
