@@ -71,6 +71,8 @@ export interface OracleLedger {
   setBaseline?(facilityId: string, baselineKgPerHour: string, effectiveFromMs: number): Promise<unknown>;
   /** Corrects the owner of a facility that never settled (the contract refuses it otherwise). */
   setFacilityOwner?(facilityId: string, owner: string): Promise<unknown>;
+  /** Forgets any local nonce count (the chain went backwards: its nonces did too). */
+  resetNonce?(): void;
   /** The latest block number (needed when CHAIN_CONFIRMATIONS > 0). */
   blockNumber?(): Promise<number>;
 }

@@ -378,6 +378,8 @@ export function buildOracle(deps: OracleDeps): Oracle {
     known.delete(f.id);
     report.lost += lost.length;
     if (lost.length > 0) metrics.settlements.inc({ status: 'lost' }, lost.length);
+    // The chain went backwards: so did our account's nonce (a locally counted one would leave a gap).
+    ledger.resetNonce?.();
     logger.warn({ facilityId: f.id, from, lost, why }, 'the chain lost settlements this oracle had confirmed: settling them again');
   }
 

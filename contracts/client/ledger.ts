@@ -218,6 +218,14 @@ export class Ledger {
     return this.#opts.startBlock ?? 0;
   }
 
+  /**
+   * Forgets the signer's local nonce count (ethers NonceManager), so the next send asks the chain.
+   * For a chain that went backwards (a reorganisation, a restored state): its nonces went back too.
+   */
+  resetNonce(): void {
+    resettable(this.signer)?.reset();
+  }
+
   /** The latest block number. */
   blockNumber(): Promise<number> {
     return this.#call(() => this.provider.getBlockNumber());
