@@ -152,6 +152,11 @@ export interface LedgerOptions {
   startBlock?: number;
   /** Blocks per eth_getLogs request (default 10,000). */
   logRange?: number;
+  /**
+   * Called after each mined transaction, before the caller hears of it (the local stack saves
+   * anvil's state here, so a crash never loses a settlement the oracle recorded as confirmed).
+   */
+  afterMined?: () => Promise<void>;
 }
 
 /** A signer that counts nonces locally (ethers NonceManager) and can forget its count. */
@@ -189,7 +194,7 @@ export class Ledger {
       const c = await factory.deploy(opts.admin ?? me, opts.regulator ?? me, opts.oracle ?? me);
       await c.waitForDeployment();
       const receipt = await c.deploymentTransaction()?.wait();
-      return new Ledger(await c.getAddress(), signer, { confirmTimeoutMs: opts.confirmTimeoutMs, startBlock: opts.startBlock ?? receipt?.blockNumber, logRange: opts.logRange });
+      return new Ledger(await c.getAddress(), signer, { confirmTimeoutMs: opts.confirmTimeoutMs, startBlock: opts.startBlock ?? receipt?.blockNumber, logRange: opts.logRange, afterMined: opts.afterMined });
     } catch (e) {
       throw toLedgerError(e);
     }
@@ -520,6 +525,10 @@ export class Ledger {
         throw e;
       });
       if (!receipt) throw errors.CHAIN_UNAVAILABLE(`no receipt for ${tx.hash}`);
+      if (this.#opts.afterMined) {
+        sending = false; // mined: the nonce is used, whatever happens to the hook
+        await this.#opts.afterMined();
+      }
       return receipt;
     } catch (e) {
       // A nonce-counting signer counted a nonce for this send whatever happened to it (refused by the
