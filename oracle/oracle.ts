@@ -109,6 +109,8 @@ export interface Oracle {
   isLate(deviceId: string, seq: number): boolean;
   /** A facility's settlement status: `blocked` with the reason while the chain refuses it. */
   facilityStatus(facilityId: string): FacilitySettlementStatus;
+  /** Forgets a facility removed before it ever settled (refuses, 409, once one is confirmed). */
+  forgetFacility(facilityId: string, deviceIds: string[]): void;
   readonly records: OracleRecords;
   readonly status: OracleStatus;
   close(): Promise<void>;
@@ -827,6 +829,13 @@ export function buildOracle(deps: OracleDeps): Oracle {
     lateReadings: (facilityId, keys) => records.lateReadings(facilityId, keys),
     isLate: (deviceId, seq) => records.isLate(deviceId, seq),
     facilityStatus: (facilityId) => status.get(facilityId),
+    forgetFacility: (facilityId, deviceIds) => {
+      records.forgetFacility(facilityId, deviceIds);
+      status.forget(facilityId);
+      known.delete(facilityId);
+      blockedWith.delete(facilityId);
+      metrics.facilityBlocked.remove({ facility: facilityId });
+    },
     records,
     status,
     close,

@@ -489,6 +489,23 @@ export class OracleRecords {
       .immediate();
   }
 
+  /**
+   * A facility removed from the registry before it ever settled: its intents and its devices'
+   * cursors go (so an id registered again starts clean). Refuses when a settlement is confirmed.
+   */
+  forgetFacility(facilityId: string, deviceIds: string[]): void {
+    this.db
+      .transaction(() => {
+        const confirmed = this.db.prepare(`SELECT COUNT(*) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck().get(facilityId) as number;
+        if (confirmed > 0) throw errors.CONFLICT(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
+        this.db.prepare('DELETE FROM oracle_settlements WHERE facility_id = ?').run(facilityId);
+        this.db.prepare('DELETE FROM oracle_late WHERE facility_id = ?').run(facilityId);
+        const del = this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?');
+        for (const d of deviceIds) del.run(d);
+      })
+      .immediate();
+  }
+
   // Lease ------------------------------------------------------------------------------------
 
   /** Takes or renews the named lease until `now + ttlMs`; false when another holder has it. */

@@ -122,6 +122,12 @@ export class OracleStatus {
     this.stmt.setRetry.run(now, facilityId);
   }
 
+  /** A facility removed from the registry: nothing of it stays. */
+  forget(facilityId: string): void {
+    this.stmt.clear.run(facilityId);
+    this.stmt.dropUnfinalFrom.run(facilityId, Number.MIN_SAFE_INTEGER);
+  }
+
   /** The facility settled (or has nothing to settle): not blocked. Returns whether it was. */
   clear(facilityId: string): boolean {
     return this.stmt.clear.run(facilityId).changes > 0;
