@@ -117,6 +117,8 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       metrics,
       windowMs: config.windowSeconds * 1000,
       graceMs: config.graceSeconds * 1000,
+      // The local chain never reorganises (0); an external one needs its depth (CHAIN_CONFIRMATIONS).
+      confirmations: config.chainRpcUrl ? config.chainConfirmations : 0,
     });
     closers.unshift({ name: 'oracle', close: () => oracle.close() });
 
