@@ -652,7 +652,9 @@ export function buildOracle(deps: OracleDeps): Oracle {
         const computed = await mapLimit(work, concurrency, async ({ f, chain }): Promise<Pending | undefined> => {
           try {
             const next = await reconcile(f, toMs(chain.nextWindowStart), report);
-            if (!isClosed({ start: next, end: next + windowMs }, now, graceMs)) {
+            // With CHAIN_CONFIRMATIONS, a window's start cursors come from a FINAL previous window
+            // only: one that a reorganisation could still replace is never built upon.
+            if (!isClosed({ start: next, end: next + windowMs }, now, graceMs) || (confirmations > 0 && status.unfinal(f.id).length > 0)) {
               healthy.add(f.id);
               return undefined;
             }

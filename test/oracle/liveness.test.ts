@@ -198,39 +198,45 @@ t.test('the chain loses settled windows: they are settled again, exactly once, n
   t.equal(ledger.balanceOf(owner(1)), 4n * 7317n, 'each reading counted once');
 });
 
-t.test('CHAIN_CONFIRMATIONS: not-final settlements are re-checked; one replaced by a reorganisation is corrected', async (t) => {
+t.test('CHAIN_CONFIRMATIONS: a window builds on a final one only; one replaced by a reorganisation is corrected', async (t) => {
   const { ledger, make, feed, db } = setup(t, ['A'], 3);
   await feed(0, 3);
   const oracle = make({ confirmations: 3 });
-  t.throws(() => make({ confirmations: 1, ledger: { ...ledger, settleBatch: ledger.settleBatch.bind(ledger), facility: ledger.facility.bind(ledger), registerFacility: ledger.registerFacility.bind(ledger), settlementAt: ledger.settlementAt.bind(ledger), blockNumber: undefined } }), { code: 'CONFIG_INVALID' });
-  const r0 = await oracle.runOnce(closeOf(0));
-  t.equal(r0.settled, 1);
+  t.throws(() => make({ confirmations: 1, ledger: { settleBatch: ledger.settleBatch.bind(ledger), facility: ledger.facility.bind(ledger), registerFacility: ledger.registerFacility.bind(ledger), settlementAt: ledger.settlementAt.bind(ledger) } }), { code: 'CONFIG_INVALID' });
+  /** Mines a block (a transaction of someone else's that changes nothing here). */
+  const block = () => ledger.settleBatch([{ facilityId: 'A', windowStart: 0, windowEnd: W, netGrams: 0n, evidenceRoot: `0x${'00'.repeat(32)}` }]);
+  const r0 = await oracle.runOnce(closeOf(1));
+  t.equal(r0.settled, 1, 'window 0');
   t.equal(r0.finalised, 0, 'one block deep: not final');
+  t.equal((await oracle.runOnce(closeOf(1) + 1)).settled, 0, 'window 1 waits until window 0 is final');
+  await block();
+  await block();
   const snap = ledger.snapshot();
-  t.equal((await oracle.runOnce(closeOf(1))).settled, 1, 'window 1');
+  const r1 = await oracle.runOnce(closeOf(1) + 2);
+  t.equal(r1.finalised, 1, 'window 0 is 3 blocks deep: final');
+  t.equal(r1.settled, 1, 'window 1 settled on top of it');
   const mine = oracle.getSettlement(`A-${W}`)!;
   // A reorganisation: the block with our window 1 is replaced by one where another signer (sharing
   // this database) settled window 1 with more readings visible: another root, another net.
   ledger.revertTo(snap);
-  const theirs = { ...mine.inputs, rawNetGrams: '1' };
   const otherRoot = `0x${'ee'.repeat(32)}`;
   db.prepare(
     `INSERT INTO oracle_settlements (id, evidence_root, facility_id, window_start, window_end, state, complete, net_grams, actual_kg, inputs, created_at, updated_at)
      VALUES (?, ?, 'A', ?, ?, 'intent', 1, '1', '0', ?, 0, 0)`,
-  ).run(`A-${W}`, otherRoot, W, 2 * W, JSON.stringify(theirs));
+  ).run(`A-${W}`, otherRoot, W, 2 * W, JSON.stringify({ ...mine.inputs, rawNetGrams: '1' }));
   await ledger.settleBatch([{ facilityId: 'A', windowStart: W, windowEnd: 2 * W, netGrams: 1n, evidenceRoot: otherRoot }]);
   t.equal(ledger.facilities.get('A')?.next, 2 * W, 'the chain is at the same window as our records');
-  const r = await oracle.runOnce(closeOf(2));
-  t.equal(r.lost, 1, 'our window 1 was found replaced');
+  const r2 = await oracle.runOnce(closeOf(2));
+  t.equal(r2.lost, 1, 'our window 1 was found replaced');
+  t.equal(r2.reconciled, 1, 'the chain’s window 1 confirmed');
   t.equal(oracle.getSettlement(`A-${W}`)?.evidenceRoot, otherRoot, 'the record follows the chain');
-  t.equal(r.settled, 1, 'window 2 settled on top of the chain’s window 1');
-  t.same(r.blocked, []);
-  // More blocks: everything becomes final and is no longer re-checked.
-  await oracle.runOnce(closeOf(3));
-  await ledger.settleBatch([{ facilityId: 'A', windowStart: 0, windowEnd: W, netGrams: 0n, evidenceRoot: `0x${'00'.repeat(32)}` }]); // skipped: a block
-  await ledger.settleBatch([{ facilityId: 'A', windowStart: 0, windowEnd: W, netGrams: 0n, evidenceRoot: `0x${'00'.repeat(32)}` }]);
-  await ledger.settleBatch([{ facilityId: 'A', windowStart: 0, windowEnd: W, netGrams: 0n, evidenceRoot: `0x${'00'.repeat(32)}` }]);
-  const r2 = await oracle.runOnce(closeOf(3) + 1);
-  t.ok(r2.finalised >= 1, `final once 3 blocks deep (${r2.finalised})`);
-  t.equal(oracle.status.unfinal('A').length, 0, 'nothing left to watch');
+  t.equal(r2.settled, 0, 'window 2 waits until that window 1 is final');
+  t.same(r2.blocked, []);
+  await block();
+  await block();
+  const r3 = await oracle.runOnce(closeOf(3));
+  t.ok(r3.finalised >= 1, `final once 3 blocks deep (${r3.finalised})`);
+  t.equal(r3.settled, 1, 'window 2, from the cursors of the chain’s window 1');
+  t.equal(ledger.facilities.get('A')?.next, 3 * W);
+  t.ok([...ledger.settledCounts().values()].every((c) => c === 1), 'one settlement per window on the chain');
 });
