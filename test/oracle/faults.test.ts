@@ -211,3 +211,33 @@ t.test('restart after several windows of downtime: catches up in order', async (
   // Every settlement still re-verifies against the chain.
   for (const s of after.listSettlements()) t.equal((await after.verify(s.id)).match, true, `verify ${s.id}`);
 });
+
+t.test('a settlement the contract refuses (NetOutOfRange) blocks that facility only; the batch falls back to one entry per transaction', async (t) => {
+  const { ledger, readings, make, chain, owners } = await setup(t);
+  let poison = true;
+  // Whatever produced it, B's net reaches the ledger out of range while `poison` holds.
+  const poisoned = new Proxy(ledger, {
+    get(target, prop, receiver) {
+      if (prop === 'settleBatch') {
+        return (inputs: Parameters<Ledger['settleBatch']>[0]) => target.settleBatch(inputs.map((s) => (s.facilityId === 'B' && poison ? { ...s, netGrams: 1n << 70n } : s)));
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const oracle = make({ ledger: poisoned, backoff: { baseMs: 1_000, maxMs: 1_000 } });
+  await feed(readings, 0, 2);
+  const r = await oracle.runOnce(closeOf(2));
+  t.equal(r.settled, 3, 'A: windows 0..2');
+  t.match(r.blocked, [{ facilityId: 'B', reason: /NetOutOfRange/ }]);
+  t.same(r.errors, [], 'the run went on');
+  t.equal((await ledger.facility('B')).nextWindowStart, T0, 'nothing of B on chain');
+  t.match(oracle.facilityStatus('B'), { settlementStatus: 'blocked', attempts: 1 });
+  poison = false;
+  const r2 = await oracle.runOnce(closeOf(2) + 1_000);
+  t.equal(r2.settled, 3, 'B: windows 0..2 once the poison is gone');
+  t.equal(oracle.facilityStatus('B').settlementStatus, 'ok');
+  await feed(readings, 3, 3);
+  await oracle.runOnce(closeOf(3));
+  await checkChain(t, ledger, oracle, chain, owners, 3);
+});
