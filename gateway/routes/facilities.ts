@@ -52,7 +52,9 @@ export function facilityView(f: Facility, chain?: ChainOutcome, settlement?: Set
 /** A baseline the ledger can hold: non-negative, at most 6 decimals (it stores mg/h). */
 function baselineText(v: string | number, field: string): string {
   const text = decimalText(v, field);
-  if (Decimal.parse(text).shift(6).scale !== 0) throw errors.VALIDATION(`body/${field} has more than 6 decimals: the ledger stores the baseline in mg/h`);
+  const mg = Decimal.parse(text).shift(6);
+  if (mg.scale !== 0) throw errors.VALIDATION(`body/${field} has more than 6 decimals: the ledger stores the baseline in mg/h`);
+  if (mg.mantissa >= 1n << 192n) throw errors.VALIDATION(`body/${field} is too large for the ledger (at most 2^192 - 1 mg/h)`);
   return text;
 }
 

@@ -72,6 +72,7 @@ t.test('registration validation, owner correction, removal, blocked status', asy
     t.match(r.body, { error: { message: /more than 6 decimals/ } });
   }
   t.equal((await call('PATCH', '/v1/facilities/F1', { baselineKgPerHour: '1.0000001' })).status, 400);
+  t.match((await call('POST', '/v1/facilities', body('F2', a2, '1' + '0'.repeat(52)))).body, { error: { message: /too large/ } });
   t.equal((await call('POST', '/v1/facilities', body('F2', a2, '0.000001'))).status, 201, '6 decimals are fine');
 
   // 4. A wrong owner corrected before any settlement: registry and chain.
