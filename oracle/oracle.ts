@@ -16,6 +16,12 @@
  * A facility contributes at most one window per round: the next window's start cursors come from a
  * window the chain has confirmed, never from an intent that might lose to another oracle's. Rounds
  * repeat (catch-up after downtime) until nothing closed is left.
+ *
+ * Liveness: registry and chain are reconciled every run until they agree (registration, owner,
+ * suspension, baseline); confirmed windows the chain lost are rolled back and settled again; with
+ * CHAIN_CONFIRMATIONS, windows are re-checked until final and a window builds on a final one only; a
+ * facility the chain refuses is blocked (oracle/status.ts: reason, capped exponential backoff,
+ * metric, API) while the others go on.
  */
 import os from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
