@@ -13,6 +13,7 @@ import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain } from './contracts/client/local.ts';
+import { errors } from './domain/errors.ts';
 import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
 import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
@@ -65,13 +66,16 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     let rpcUrl: string | undefined;
     let contractAddress: string;
     if (config.chainRpcUrl) {
+      if (!config.oraclePrivateKey) throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY (the oracle signs settlements) and CONTRACT_ADDRESS');
       const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
       closers.unshift({ name: 'chain', close: () => provider.destroy() });
-      const oracleSigner = new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey!, provider));
-      oracleLedger = Ledger.attach(config.contractAddress!, oracleSigner);
+      const oracleSigner = new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey, provider));
+      const chainOpts = { startBlock: config.chainStartBlock };
+      oracleLedger = Ledger.attach(config.contractAddress!, oracleSigner, chainOpts);
+      // Each role its own key: without GATEWAY_PRIVATE_KEY the gateway only reads (relays answer 503).
       gatewayLedger = config.gatewayPrivateKey
-        ? Ledger.attach(config.contractAddress!, new ethers.NonceManager(new ethers.Wallet(config.gatewayPrivateKey, provider)))
-        : oracleLedger;
+        ? Ledger.attach(config.contractAddress!, new ethers.NonceManager(new ethers.Wallet(config.gatewayPrivateKey, provider)), chainOpts)
+        : Ledger.readOnlyAt(config.contractAddress!, provider, chainOpts);
       rpcUrl = config.chainRpcUrl;
       contractAddress = config.contractAddress!;
     } else {
@@ -126,6 +130,8 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       metrics,
       windowMs: config.windowSeconds * 1000,
       graceMs: config.graceSeconds * 1000,
+      // The local chain never reorganises (0); an external one needs its depth (CHAIN_CONFIRMATIONS).
+      confirmations: config.chainRpcUrl ? config.chainConfirmations : 0,
     });
     closers.unshift({ name: 'oracle', close: () => oracle.close() });
 

@@ -76,6 +76,8 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
     mapping(bytes32 key => Baseline) private _baselines;
     mapping(bytes32 key => uint256) private _retired;
     mapping(address owner => bytes32 key) private _facilityOf;
+    /// @dev First window of each facility: it never settled while nextWindowStart is still this.
+    mapping(bytes32 key => uint64 start) private _firstWindow;
     mapping(uint256 id => Retirement) private _retirements;
     mapping(address account => uint256[] ids) private _retirementIds;
 
@@ -216,6 +218,7 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
         if (existing != bytes32(0)) revert OwnerAlreadyHasFacility(owner, existing);
         _facilityWords[key] = uint256(uint160(owner)) | (uint256(firstWindowStart) << NEXT_SHIFT);
         _facilityOf[owner] = key;
+        _firstWindow[key] = firstWindowStart;
         _baselines[key] = Baseline({
             mgPerHour: SafeCast.toUint192(baselineMgPerHour),
             effectiveFrom: firstWindowStart
@@ -238,6 +241,37 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
         if (effectiveFrom < next) revert BaselineEffectiveTooEarly(key, effectiveFrom, next);
         _baselines[key] = Baseline({mgPerHour: SafeCast.toUint192(baselineMgPerHour), effectiveFrom: effectiveFrom});
         emit BaselineChanged(key, baselineMgPerHour, effectiveFrom);
+    }
+
+    /// @inheritdoc ICarbonLedger
+    function setFacilityOwner(bytes32 key, address newOwner) external onlyRole(REGULATOR_ROLE) {
+        uint256 fw = _unsettled(key);
+        address previous = address(uint160(fw));
+        if (newOwner == previous) return;
+        if (newOwner == address(0)) revert InvalidFacilityOwner(newOwner);
+        bytes32 existing = _facilityOf[newOwner];
+        if (existing != bytes32(0)) revert OwnerAlreadyHasFacility(newOwner, existing);
+        delete _facilityOf[previous];
+        _facilityOf[newOwner] = key;
+        _facilityWords[key] = (fw & ~uint256(type(uint160).max)) | uint256(uint160(newOwner));
+        emit FacilityOwnerChanged(key, previous, newOwner);
+    }
+
+    /// @inheritdoc ICarbonLedger
+    function deregisterFacility(bytes32 key) external onlyRole(REGULATOR_ROLE) {
+        uint256 fw = _unsettled(key);
+        delete _facilityOf[address(uint160(fw))];
+        delete _facilityWords[key];
+        delete _baselines[key];
+        delete _firstWindow[key];
+        emit FacilityDeregistered(key);
+    }
+
+    /// @dev The facility word of a registered facility that has not settled a window yet.
+    function _unsettled(bytes32 key) private view returns (uint256 fw) {
+        fw = _registered(key);
+        uint64 next = uint64(fw >> NEXT_SHIFT);
+        if (next != _firstWindow[key]) revert FacilityHasSettlements(key, next);
     }
 
     // =========================================================================================

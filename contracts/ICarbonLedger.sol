@@ -61,6 +61,8 @@ interface ICarbonLedger {
     error BaselineEffectiveTooEarly(bytes32 facility, uint64 effectiveFrom, uint64 nextWindowStart);
     /// @notice A role holder given to the constructor is the zero address.
     error InvalidRoleHolder(address account);
+    /// @notice The facility has settled a window: it can no longer be removed or change owner.
+    error FacilityHasSettlements(bytes32 facility, uint64 nextWindowStart);
 
     // ----- settlement errors
     /// @notice The window starts before the facility's next unsettled window: it is already settled.
@@ -129,6 +131,18 @@ interface ICarbonLedger {
      * @param effectiveFrom first window start (UNIX seconds) the new baseline applies to
      */
     event BaselineChanged(bytes32 indexed facility, uint256 baselineMgPerHour, uint64 effectiveFrom);
+    /**
+     * @notice A regulator corrected the owner of a facility that never settled.
+     * @param facility the facility key
+     * @param previousOwner the owner it was registered with
+     * @param newOwner the corrected owner
+     */
+    event FacilityOwnerChanged(bytes32 indexed facility, address indexed previousOwner, address indexed newOwner);
+    /**
+     * @notice A regulator removed a facility that never settled (its id may be registered again).
+     * @param facility the facility key
+     */
+    event FacilityDeregistered(bytes32 indexed facility);
     /**
      * @notice A window of a facility was settled. Carries everything needed to verify it later.
      * @param facility the facility key
@@ -212,6 +226,24 @@ interface ICarbonLedger {
      * @param effectiveFrom first window start (UNIX seconds) the new baseline applies to
      */
     function setBaseline(bytes32 key, uint256 baselineMgPerHour, uint64 effectiveFrom) external;
+
+    /**
+     * @notice Corrects the owner of a facility that never settled (registered with a wrong address).
+     * Requirements: caller has REGULATOR_ROLE; the facility is registered and has not settled a
+     * window; the new owner is non-zero and owns no facility.
+     * @dev Emits {FacilityOwnerChanged}. Setting the same owner again changes nothing.
+     * @param key the facility key
+     * @param newOwner the corrected owner
+     */
+    function setFacilityOwner(bytes32 key, address newOwner) external;
+
+    /**
+     * @notice Removes a facility that never settled (registered by mistake). Requirements: caller has
+     * REGULATOR_ROLE; the facility is registered and has not settled a window.
+     * @dev Emits {FacilityDeregistered}. Its id and its owner may be registered again.
+     * @param key the facility key
+     */
+    function deregisterFacility(bytes32 key) external;
 
     // ----- settlement
     /**

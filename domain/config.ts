@@ -44,11 +44,13 @@ export const SETTINGS = {
   chainRpcUrl: { env: 'CHAIN_RPC_URL', kind: 'url', description: 'external EVM JSON-RPC endpoint instead of the local chain' },
   oraclePrivateKey: { env: 'ORACLE_PRIVATE_KEY', kind: 'string', sensitive: true, description: 'oracle signer key for CHAIN_RPC_URL', validate: (v) => (HEX_KEY.test(v) ? undefined : 'must be a 32-byte hex key') },
   contractAddress: { env: 'CONTRACT_ADDRESS', kind: 'string', description: 'deployed ledger address on CHAIN_RPC_URL', validate: (v) => (ADDRESS.test(v) ? undefined : 'must be a 0x address') },
+  chainConfirmations: { env: 'CHAIN_CONFIRMATIONS', kind: 'int', default: '0', description: 'blocks a settlement must be deep before the oracle counts it as final (0 on the local chain)' },
+  chainStartBlock: { env: 'CHAIN_START_BLOCK', kind: 'int', default: '0', description: "the ledger's deployment block on CHAIN_RPC_URL: no log query starts before it" },
   anvilPort: { env: 'ANVIL_PORT', kind: 'port', default: '8545', description: 'port of the local anvil chain' },
   windowSeconds: { env: 'WINDOW_SECONDS', kind: 'int', default: '3600', description: 'settlement window length' },
   graceSeconds: { env: 'GRACE_SECONDS', kind: 'int', default: '300', description: 'wait after a window ends before settling it' },
   oracleCron: { env: 'ORACLE_CRON', kind: 'string', default: '*/10 * * * * *', description: 'node-cron schedule of oracle runs (seconds field allowed)' },
-  gatewayPrivateKey: { env: 'GATEWAY_PRIVATE_KEY', kind: 'string', sensitive: true, description: 'gateway signer on CHAIN_RPC_URL (regulator role for facility writes, gas for relayed retirements); default ORACLE_PRIVATE_KEY', validate: (v) => (HEX_KEY.test(v) ? undefined : 'must be a 32-byte hex key') },
+  gatewayPrivateKey: { env: 'GATEWAY_PRIVATE_KEY', kind: 'string', sensitive: true, description: 'gateway signer on CHAIN_RPC_URL (regulator role for facility writes, gas for relayed retirements); without it the gateway only reads the chain and relayed retirements answer 503 (it never uses the oracle key)', validate: (v) => (HEX_KEY.test(v) ? undefined : 'must be a 32-byte hex key') },
   adminApiKey: { env: 'ADMIN_API_KEY', kind: 'string', sensitive: true, description: 'use this admin API key instead of generating one' },
   simulatedDevices: { env: 'SIMULATED_DEVICES', kind: 'int', default: '6', description: 'size of the demo fleet `npm start` runs; 0 for none' },
   logLevel: { env: 'LOG_LEVEL', kind: 'string', default: 'info', description: 'pino level: trace, debug, info, warn, error, silent' },
@@ -125,8 +127,9 @@ export function loadConfig(
   }
   if (out.windowSeconds === 0) throw errors.CONFIG_INVALID('WINDOW_SECONDS must be at least 1');
   if (out.mqttConnectRate === 0 || out.mqttConnectBurst === 0) throw errors.CONFIG_INVALID('MQTT_CONNECT_RATE and MQTT_CONNECT_BURST must be at least 1');
-  if (out.chainRpcUrl && !(out.oraclePrivateKey && out.contractAddress)) {
-    throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS');
+  // ORACLE_PRIVATE_KEY is checked where the oracle runs: a standalone gateway needs only its own key.
+  if (out.chainRpcUrl && !out.contractAddress) {
+    throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs CONTRACT_ADDRESS');
   }
   if (out.influxUrl && !out.influxDatabase && !(out.influxOrg && out.influxBucket)) {
     throw errors.CONFIG_INVALID('INFLUX_URL needs INFLUX_DATABASE (1.x API) or INFLUX_ORG and INFLUX_BUCKET (2.x API)');

@@ -35,6 +35,7 @@ export const errors = {
   CONFIG_INVALID: define('CONFIG_INVALID', 500, (what: string) => what),
   STORE_UNAVAILABLE: define('STORE_UNAVAILABLE', 503, (why: string) => `reading store unavailable: ${why}`),
   CHAIN_UNAVAILABLE: define('CHAIN_UNAVAILABLE', 503, (why: string) => `chain unavailable: ${why}`),
+  CHAIN_SIGNER_MISSING: define('CHAIN_SIGNER_MISSING', 503, (what: string) => `${what} needs a chain signer this process does not have (set GATEWAY_PRIVATE_KEY for the gateway)`),
 } as const;
 
 export type ErrorCode = (typeof errors)[keyof typeof errors]['code'];

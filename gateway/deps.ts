@@ -64,6 +64,10 @@ export interface GatewayLedger {
   setFacilitySuspended(id: string, suspended: boolean): Promise<unknown>;
   /** effectiveFrom: epoch ms, a window start. */
   setBaseline?(id: string, baselineKgPerHour: string, effectiveFrom: number): Promise<unknown>;
+  /** Corrects the owner of a facility that never settled (the contract refuses it otherwise). */
+  setFacilityOwner?(id: string, owner: string): Promise<unknown>;
+  /** Removes a facility that never settled (the contract refuses it otherwise). */
+  deregisterFacility?(id: string): Promise<unknown>;
   retirements(filter: { account?: string; facilityId?: string }): Promise<ChainRetirement[]>;
   /** Submits a holder-signed retirement (this client's signer pays gas); resolves once mined. */
   retireWithSig(req: RetireWithSigRequest): Promise<{ txHash: string; id?: Grams }>;
@@ -113,6 +117,10 @@ export interface GatewayOracle {
   proof(id: string, deviceId: string, seq: number): Promise<ProofResult | undefined>;
   /** Keys `${deviceId}:${seq}` of the given readings that a settlement flagged late. */
   lateReadings?(facilityId: string, keys: { deviceId: string; seq: number }[]): Promise<Set<string>> | Set<string>;
+  /** Whether the facility settles (`ok`) or the chain refuses it (`blocked`, with the reason; retried with backoff). */
+  facilityStatus?(facilityId: string): { settlementStatus: 'ok' | 'blocked'; reason?: string; since?: number; attempts?: number; retryAt?: number };
+  /** Forgets a facility removed before it ever settled (throws 409 once one is confirmed). */
+  forgetFacility?(facilityId: string, deviceIds: string[]): void;
 }
 
 /** The broker's session control: cut a device off at once (rotation, suspension). */

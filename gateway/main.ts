@@ -36,14 +36,19 @@ export interface StartGatewayOptions {
   broker?: GatewayBroker;
 }
 
-/** The gateway's chain client on CHAIN_RPC_URL: GATEWAY_PRIVATE_KEY (else ORACLE_PRIVATE_KEY) signs. */
+/**
+ * The gateway's chain client on CHAIN_RPC_URL, signed by GATEWAY_PRIVATE_KEY. Without that key it
+ * only reads: it never falls back to the oracle's key (two nonce counters on one key, and the
+ * internet-facing process holding the key that mints); relayed retirements then answer 503.
+ */
 function externalLedger(config: Config): { ledger: Ledger; close(): void } | undefined {
   if (!config.chainRpcUrl || !config.contractAddress) return undefined;
-  const key = config.gatewayPrivateKey ?? config.oraclePrivateKey;
-  if (!key) return undefined;
   const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
-  const signer = new ethers.NonceManager(new ethers.Wallet(key, provider));
-  return { ledger: Ledger.attach(config.contractAddress, signer), close: () => provider.destroy() };
+  const opts = { startBlock: config.chainStartBlock };
+  const ledger = config.gatewayPrivateKey
+    ? Ledger.attach(config.contractAddress, new ethers.NonceManager(new ethers.Wallet(config.gatewayPrivateKey, provider)), opts)
+    : Ledger.readOnlyAt(config.contractAddress, provider, opts);
+  return { ledger, close: () => provider.destroy() };
 }
 
 export async function startGatewayService(config: Config, opts: StartGatewayOptions): Promise<GatewayService> {

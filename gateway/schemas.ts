@@ -65,7 +65,11 @@ export const FacilityCreate = Type.Object(
 );
 export type FacilityCreate = Static<typeof FacilityCreate>;
 export const FacilityPatch = Type.Object(
-  { status: Type.Optional(Status), baselineKgPerHour: Type.Optional(DecimalInput('new baseline, from the next window')) },
+  {
+    status: Type.Optional(Status),
+    baselineKgPerHour: Type.Optional(DecimalInput('new baseline, from the next window')),
+    owner: Type.Optional({ ...Address, description: 'corrected owner; only while the facility has never settled' }),
+  },
   { additionalProperties: false, minProperties: 1 },
 );
 export type FacilityPatch = Static<typeof FacilityPatch>;
@@ -78,6 +82,17 @@ export const FacilityView = Type.Object({
   gasFactorKgPerM3: Type.String(),
   status: Status,
   createdAt: Iso('registered'),
+  settlementStatus: Type.Optional(
+    Type.Union([Type.Literal('ok'), Type.Literal('blocked')], { description: 'blocked: the chain refuses its settlement (see settlementBlocked); retried with backoff' }),
+  ),
+  settlementBlocked: Type.Optional(
+    Type.Object({
+      reason: Type.String(),
+      since: Iso('blocked since'),
+      attempts: Type.Integer(),
+      nextAttemptAt: Iso('the oracle tries again from then on'),
+    }),
+  ),
   chain: Type.Optional(
     Type.Object({ synced: Type.Boolean(), message: Type.Optional(Type.String()) }, { description: 'outcome of the on-chain write of this request' }),
   ),

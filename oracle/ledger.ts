@@ -29,6 +29,8 @@ export interface SettleBatchResult {
   txHash: string;
   gasUsed: IntLike;
   results: SettleEntryResult[];
+  /** The block the transaction was mined in (for CHAIN_CONFIRMATIONS). */
+  blockNumber?: IntLike;
 }
 
 export interface ChainFacilityState {
@@ -67,6 +69,12 @@ export interface OracleLedger {
   setFacilitySuspended?(facilityId: string, suspended: boolean): Promise<unknown>;
   /** The baseline from `effectiveFromMs` on (must be >= the chain's nextWindowStart). */
   setBaseline?(facilityId: string, baselineKgPerHour: string, effectiveFromMs: number): Promise<unknown>;
+  /** Corrects the owner of a facility that never settled (the contract refuses it otherwise). */
+  setFacilityOwner?(facilityId: string, owner: string): Promise<unknown>;
+  /** Forgets any local nonce count (the chain went backwards: its nonces did too). */
+  resetNonce?(): void;
+  /** The latest block number (needed when CHAIN_CONFIRMATIONS > 0). */
+  blockNumber?(): Promise<number>;
 }
 
 export function toBig(v: IntLike | undefined | null): bigint {

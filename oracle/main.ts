@@ -20,7 +20,7 @@ if (!config.chainRpcUrl || !config.oraclePrivateKey || !config.contractAddress) 
 const stores = await openStores(config, logger);
 // cacheTimeout -1: ethers' short result cache would hand the nonce manager a stale pending nonce.
 const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
-const ledger = Ledger.attach(config.contractAddress, new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey, provider)));
+const ledger = Ledger.attach(config.contractAddress, new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey, provider)), { startBlock: config.chainStartBlock });
 const oracle = buildOracle({
   db: stores.db,
   readings: stores.readings,
@@ -29,6 +29,7 @@ const oracle = buildOracle({
   logger,
   windowMs: config.windowSeconds * 1000,
   graceMs: config.graceSeconds * 1000,
+  confirmations: config.chainConfirmations,
 });
 logger.info({ config: describeConfig(config) }, 'oracle starting');
 oracle.start(config.oracleCron);

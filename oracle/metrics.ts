@@ -14,6 +14,7 @@ export interface OracleMetrics {
   gas: Counter<string>;
   errors: Counter<'kind'>;
   blocked: Gauge<string>;
+  facilityBlocked: Gauge<'facility'>;
   lastRun: Gauge<string>;
 }
 
@@ -29,7 +30,7 @@ export function oracleMetrics(registry: Registry = new Registry()): OracleMetric
     settlements: getOrCreate(
       registry,
       'mrv_oracle_settlements_total',
-      () => new Counter({ name: 'mrv_oracle_settlements_total', help: 'settlement entries sent, by on-chain outcome (settled, skipped)', labelNames: ['status'], registers }),
+      () => new Counter({ name: 'mrv_oracle_settlements_total', help: 'settlement entries by outcome (settled, skipped; lost: confirmed, then lost by the chain and settled again)', labelNames: ['status'], registers }),
     ),
     reconciled: getOrCreate(
       registry,
@@ -45,12 +46,23 @@ export function oracleMetrics(registry: Registry = new Registry()): OracleMetric
     errors: getOrCreate(
       registry,
       'mrv_oracle_errors_total',
-      () => new Counter({ name: 'mrv_oracle_errors_total', help: 'oracle errors by kind (chain, store, reconcile, compute)', labelNames: ['kind'], registers }),
+      () => new Counter({ name: 'mrv_oracle_errors_total', help: 'oracle errors by kind (chain, revert, sync, reconcile, compute)', labelNames: ['kind'], registers }),
     ),
     blocked: getOrCreate(
       registry,
       'mrv_oracle_blocked_facilities',
-      () => new Gauge({ name: 'mrv_oracle_blocked_facilities', help: 'facilities the last run could not settle (see the logs)', registers }),
+      () => new Gauge({ name: 'mrv_oracle_blocked_facilities', help: 'facilities blocked (see mrv_oracle_facility_blocked and the logs)', registers }),
+    ),
+    facilityBlocked: getOrCreate(
+      registry,
+      'mrv_oracle_facility_blocked',
+      () =>
+        new Gauge({
+          name: 'mrv_oracle_facility_blocked',
+          help: '1 while the facility is blocked (the chain refuses its settlement or its records disagree; retried with backoff), per facility',
+          labelNames: ['facility'],
+          registers,
+        }),
     ),
     lastRun: getOrCreate(
       registry,

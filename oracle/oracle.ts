@@ -16,6 +16,12 @@
  * A facility contributes at most one window per round: the next window's start cursors come from a
  * window the chain has confirmed, never from an intent that might lose to another oracle's. Rounds
  * repeat (catch-up after downtime) until nothing closed is left.
+ *
+ * Liveness: registry and chain are reconciled every run until they agree (registration, owner,
+ * suspension, baseline); confirmed windows the chain lost are rolled back and settled again; with
+ * CHAIN_CONFIRMATIONS, windows are re-checked until final and a window builds on a final one only; a
+ * facility the chain refuses is blocked (oracle/status.ts: reason, capped exponential backoff,
+ * metric, API) while the others go on.
  */
 import os from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
@@ -28,10 +34,11 @@ import type { Db } from '../store/db.ts';
 import type { Facility, ReadingStore, Registry } from '../store/types.ts';
 import { buildEvidence, readingProof, type Evidence, type ReadingProof } from './evidence.ts';
 import { applyFactors, sealFactors } from './factors.ts';
-import { toBig, toMs, type ChainFacilityState, type OracleLedger, type SettleInput } from './ledger.ts';
+import { toBig, toMs, type ChainFacilityState, type IntLike, type OracleLedger, type SettleInput } from './ledger.ts';
 import { settleWindow, METHODOLOGY_VERSION, type DeviceWindowInput, type WindowResult } from './methodology.ts';
 import { oracleMetrics } from './metrics.ts';
 import { OracleRecords, settlementId, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
+import { DEFAULT_BACKOFF, OracleStatus, type Backoff, type FacilitySettlementStatus, type UnfinalRow } from './status.ts';
 
 export interface OracleDeps {
   db: Db;
@@ -54,6 +61,13 @@ export interface OracleDeps {
    * `false` disables it; correctness never depends on it (the chain check does).
    */
   lease?: { ttlMs?: number; holder?: string } | false;
+  /**
+   * CHAIN_CONFIRMATIONS: blocks a settlement must be deep before it counts as final (default 0).
+   * Until then every run re-checks it against the chain.
+   */
+  confirmations?: number;
+  /** Retry delays of a blocked facility (exponential from baseMs, capped at maxMs). */
+  backoff?: Partial<Backoff>;
 }
 
 export interface RunReport {
@@ -71,6 +85,12 @@ export interface RunReport {
   rounds: number;
   /** Facilities that could not be settled in this run, with the reason. */
   blocked: { facilityId: string; reason: string }[];
+  /** Blocked facilities left alone this run: their backoff has not elapsed. */
+  deferred: string[];
+  /** Confirmed settlements the chain no longer has (reorganisation, restored state): settled again. */
+  lost: number;
+  /** Settlements that became final (CHAIN_CONFIRMATIONS deep) in this run. */
+  finalised: number;
   errors: string[];
 }
 
@@ -93,7 +113,12 @@ export interface Oracle {
   getSettlement(id: string): Settlement | undefined;
   lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string>;
   isLate(deviceId: string, seq: number): boolean;
+  /** A facility's settlement status: `blocked` with the reason while the chain refuses it. */
+  facilityStatus(facilityId: string): FacilitySettlementStatus;
+  /** Forgets a facility removed before it ever settled (refuses, 409, once one is confirmed). */
+  forgetFacility(facilityId: string, deviceIds: string[]): void;
   readonly records: OracleRecords;
+  readonly status: OracleStatus;
   close(): Promise<void>;
 }
 
@@ -150,6 +175,13 @@ export function buildOracle(deps: OracleDeps): Oracle {
   const holder = (deps.lease && deps.lease.holder) || `${os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
   const records = new OracleRecords(db, clock);
   records.checkWindow(windowMs);
+  const status = new OracleStatus(db);
+  const confirmations = Math.max(0, Math.floor(deps.confirmations ?? 0));
+  if (confirmations > 0 && !ledger.blockNumber) throw errors.CONFIG_INVALID('CHAIN_CONFIRMATIONS > 0 needs a ledger client that reads block numbers');
+  const backoff: Backoff = { ...DEFAULT_BACKOFF, ...deps.backoff };
+  /** The registry record a blocked facility was blocked with: a correction retries it at once. */
+  const blockedWith = new Map<string, string>();
+  const fingerprint = (f: Facility) => `${f.owner.toLowerCase()}|${f.baselineKgPerHour}|${f.status}`;
 
   /**
    * Last known chain state per facility (this process only). A facility whose cached next window is
@@ -269,11 +301,19 @@ export function buildOracle(deps: OracleDeps): Oracle {
   // ---------------------------------------------------------------------------------------------
   // Chain state
 
-  /** Registers the facility on chain if needed and syncs suspension and baseline. Returns the chain state. */
-  async function syncFacility(f: Facility, report: RunReport): Promise<ChainFacilityState> {
+  /**
+   * Reconciles the facility's chain record with the registry, every run until they agree: registers
+   * it if the chain lacks it, corrects the owner of a facility that never settled, pushes suspension
+   * and baseline. Returns the chain state and whether both now agree (a disagreement is not cached,
+   * so the next run tries again: one failed push by the gateway is repaired here).
+   * Throws Blocked when the chain refuses what the registry holds (registration, owner).
+   */
+  async function syncFacility(f: Facility, report: RunReport): Promise<{ chain: ChainFacilityState; agreed: boolean }> {
     let chain = await ledger.facility(f.id);
+    let agreed = true;
     if (!chain.registered) {
       const first = windowOf(f.createdAt, windowMs).start;
+      let failure: unknown;
       try {
         await ledger.registerFacility(f.id, f.owner, registry.baselineAt(f.id, first), first);
         metrics.transactions.inc({ kind: 'register' });
@@ -281,14 +321,32 @@ export function buildOracle(deps: OracleDeps): Oracle {
         logger.info({ facilityId: f.id, firstWindowStart: first }, 'facility registered on chain');
       } catch (e) {
         // Someone else (the gateway, another oracle) may have registered it meanwhile: re-read below.
+        failure = e;
         logger.warn({ err: e, facilityId: f.id }, 'registerFacility failed; re-reading the chain');
       }
       chain = await ledger.facility(f.id);
-      if (!chain.registered) throw new Blocked('not registered on chain (registration failed, see logs)');
+      if (!chain.registered) {
+        if (failure !== undefined && !isRevert(failure)) throw failure;
+        throw new Blocked(`not registered on chain: ${failure === undefined ? 'the registration did not take effect' : message(failure)}`);
+      }
     }
-    // Suspension and baseline are pushed best effort (the gateway may have done it already; both are
-    // idempotent). A failure here never blocks settlement: the on-chain copies are informational, the
-    // evidence header carries the baseline actually applied.
+    if (chain.owner.toLowerCase() !== f.owner.toLowerCase()) {
+      // Credits are minted to the chain's owner: never settle for an owner the registry does not name.
+      const differs = `the chain's owner ${chain.owner} differs from the registry's ${f.owner}`;
+      if (!ledger.setFacilityOwner) throw new Blocked(differs);
+      try {
+        await ledger.setFacilityOwner(f.id, f.owner);
+      } catch (e) {
+        if (!isRevert(e)) throw e;
+        throw new Blocked(`${differs} and the chain refuses the correction: ${message(e)}`);
+      }
+      chain = { ...chain, owner: f.owner };
+      metrics.transactions.inc({ kind: 'sync' });
+      report.synced++;
+      logger.info({ facilityId: f.id, owner: f.owner }, 'facility owner synced to chain');
+    }
+    // Suspension and baseline never block settlement (the evidence header carries the baseline
+    // actually applied); a failed push is retried next run.
     const wantSuspended = f.status === 'suspended';
     if (chain.suspended !== wantSuspended && ledger.setFacilitySuspended) {
       try {
@@ -298,8 +356,9 @@ export function buildOracle(deps: OracleDeps): Oracle {
         report.synced++;
         logger.info({ facilityId: f.id, suspended: wantSuspended }, 'facility suspension synced to chain');
       } catch (e) {
+        agreed = false;
         metrics.errors.inc({ kind: 'sync' });
-        logger.warn({ err: e, facilityId: f.id }, 'could not sync suspension to the chain');
+        logger.warn({ err: e, facilityId: f.id }, 'could not sync suspension to the chain; retrying next run');
       }
     }
     if (ledger.setBaseline && chain.baselineKgPerHour !== undefined && !sameDecimalText(f.baselineKgPerHour, chain.baselineKgPerHour)) {
@@ -312,20 +371,69 @@ export function buildOracle(deps: OracleDeps): Oracle {
         report.synced++;
         logger.info({ facilityId: f.id, baselineKgPerHour: f.baselineKgPerHour, effectiveFrom: from }, 'facility baseline synced to chain');
       } catch (e) {
+        agreed = false;
         metrics.errors.inc({ kind: 'sync' });
-        logger.warn({ err: e, facilityId: f.id }, 'could not sync the baseline to the chain');
+        logger.warn({ err: e, facilityId: f.id }, 'could not sync the baseline to the chain; retrying next run');
       }
     }
-    return chain;
+    return { chain, agreed };
+  }
+
+  /** The chain lost the facility's settlements from `from` on: roll the records back so they are settled again. */
+  function rollback(f: Facility, from: number, report: RunReport, why: string): void {
+    const lost = records.rollbackFrom(f.id, from);
+    status.forgetFrom(f.id, from);
+    known.delete(f.id);
+    report.lost += lost.length;
+    if (lost.length > 0) metrics.settlements.inc({ status: 'lost' }, lost.length);
+    // The chain went backwards: so did our account's nonce (a locally counted one would leave a gap).
+    ledger.resetNonce?.();
+    logger.warn({ facilityId: f.id, from, lost, why }, 'the chain lost settlements this oracle had confirmed: settling them again');
+  }
+
+  /** Watches settlements confirmed at `blockNumber` until they are CHAIN_CONFIRMATIONS deep. */
+  function watch(list: { id: string; facilityId: string; windowStart: number; root: string; blockNumber: IntLike | undefined }[]): void {
+    if (confirmations === 0 || list.length === 0) return;
+    const rows: UnfinalRow[] = list.map((u) => ({ id: u.id, facilityId: u.facilityId, windowStart: u.windowStart, evidenceRoot: u.root, blockNumber: u.blockNumber === undefined ? -1 : Number(u.blockNumber) }));
+    status.addUnfinal(rows);
+  }
+
+  /**
+   * Re-checks the facility's confirmed-but-not-final settlements against the chain: final once
+   * CHAIN_CONFIRMATIONS deep; from the first one the chain lost or holds with another root (a
+   * reorganisation, perhaps won by another signer), the records are rolled back, and reconcile then
+   * confirms whatever the chain holds (or the window is settled again).
+   */
+  async function checkFinality(f: Facility, report: RunReport): Promise<void> {
+    if (confirmations === 0) return;
+    const list = status.unfinal(f.id);
+    if (list.length === 0) return;
+    const head = await ledger.blockNumber!();
+    for (const u of list) {
+      const on = await ledger.settlementAt(f.id, u.windowStart);
+      if (!on || on.evidenceRoot.toLowerCase() !== u.evidenceRoot.toLowerCase()) {
+        rollback(f, u.windowStart, report, on ? `the chain now holds root ${on.evidenceRoot.toLowerCase()} for window ${u.windowStart}` : `the chain no longer has window ${u.windowStart}`);
+        return;
+      }
+      const block = on.blockNumber === undefined ? u.blockNumber : Number(on.blockNumber);
+      if (block >= 0 && head - block + 1 >= confirmations) {
+        status.markFinal(u.id);
+        report.finalised++;
+      } else if (block !== u.blockNumber) {
+        status.addUnfinal([{ ...u, blockNumber: block }]);
+      }
+    }
   }
 
   /**
    * Confirms, in order, every window the chain settled that is not confirmed here. Returns the next
-   * window start (== the chain's). Throws Blocked when the chain holds a settlement we have no intent
-   * for, or disagrees with our records.
+   * window start (== the chain's). The chain is the source of truth: windows confirmed here that the
+   * chain lost are rolled back and settled again. Throws Blocked when the chain holds a settlement we
+   * have no intent for.
    */
   async function reconcile(f: Facility, chainNext: number, report: RunReport): Promise<number> {
     if (chainNext % windowMs !== 0) throw new Blocked(`chain next window ${chainNext} is not aligned to the ${windowMs / 1000} s window`);
+    await checkFinality(f, report);
     const last = records.lastConfirmedWindow(f.id);
     const open = records.firstOpenWindow(f.id);
     let w = last !== undefined ? last + windowMs : (open ?? chainNext);
@@ -341,7 +449,13 @@ export function buildOracle(deps: OracleDeps): Oracle {
       // Our chain read may predate a settlement another oracle on this file has confirmed since:
       // read again before concluding that the chain went backwards.
       chainNext = toMs((await ledger.facility(f.id)).nextWindowStart);
-      if (w > chainNext) throw new Blocked(`local records are ahead of the chain (confirmed up to ${w}, chain expects ${chainNext}): was the chain reset?`);
+      if (w > chainNext && last !== undefined && last >= chainNext) {
+        if (await ledger.settlementAt(f.id, chainNext)) {
+          throw new Blocked(`the chain expects window ${chainNext} next, yet holds a settlement of it`);
+        }
+        rollback(f, chainNext, report, `confirmed here up to ${w}, the chain expects ${chainNext}`);
+      }
+      if (w > chainNext) w = chainNext;
     }
     for (; w < chainNext; w += windowMs) {
       const on = await ledger.settlementAt(f.id, w);
@@ -351,6 +465,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
       if (!records.row(id, root)) {
         throw new Blocked(`window ${id} was settled on chain with root ${root}, which no recorded intent has (a foreign oracle?)`);
       }
+      watch([{ id, facilityId: f.id, windowStart: w, root, blockNumber: on.blockNumber }]);
       const outcome = records.confirm(id, root, {
         txHash: on.txHash ?? null,
         mintedGrams: toBig(on.mintedGrams),
@@ -377,13 +492,13 @@ export function buildOracle(deps: OracleDeps): Oracle {
     intent: NewIntent;
   }
 
-  /** Sends one chunk; on a revert, falls back to one entry per transaction so one bad entry cannot block the rest. */
   /**
    * Sends one chunk; on a revert, falls back to one entry per transaction so one bad entry cannot
-   * block the rest. Returns, per facility that moved, whether the chain settled our entry (then its
-   * next window start is known from the receipt) or skipped it (then the chain is read again).
+   * block the rest (`refused` is told of each entry the chain refuses). Returns, per facility that
+   * moved, whether the chain settled our entry (then its next window start is known from the
+   * receipt) or skipped it (then the chain is read again).
    */
-  async function send(chunk: Pending[], report: RunReport): Promise<Map<string, number | undefined>> {
+  async function send(chunk: Pending[], report: RunReport, refused: (p: Pending, e: unknown) => void): Promise<Map<string, number | undefined>> {
     const advanced = new Map<string, number | undefined>();
     const apply = (res: Awaited<ReturnType<OracleLedger['settleBatch']>>, sent: Pending[]) => {
       report.transactions++;
@@ -410,6 +525,8 @@ export function buildOracle(deps: OracleDeps): Oracle {
           advanced.set(p.facility.id, undefined);
         }
       }
+      // Watched before they are confirmed: a crash in between leaves a watch entry, never an unwatched confirmation.
+      watch(sent.filter((p) => confirms.some((c) => c.id === p.id)).map((p) => ({ id: p.id, facilityId: p.facility.id, windowStart: p.input.windowStart, root: p.root, blockNumber: res.blockNumber })));
       // One transaction for the whole batch (a crash before it is a crash between send and record).
       records.confirmMany(confirms);
       report.settled += confirms.length;
@@ -421,7 +538,11 @@ export function buildOracle(deps: OracleDeps): Oracle {
     try {
       res = await ledger.settleBatch(chunk.map((p) => p.input));
     } catch (e) {
-      if (!isRevert(e) || chunk.length === 1) throw new ChainFailure(e);
+      if (!isRevert(e)) throw new ChainFailure(e);
+      if (chunk.length === 1) {
+        refused(chunk[0], e);
+        return advanced;
+      }
       logger.warn({ err: e, entries: chunk.length }, 'settlement batch reverted; retrying its entries one by one');
     }
     if (res) {
@@ -434,9 +555,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
         one = await ledger.settleBatch([p.input]);
       } catch (e) {
         if (!isRevert(e)) throw new ChainFailure(e);
-        report.blocked.push({ facilityId: p.facility.id, reason: `settlement reverted: ${message(e)}` });
-        metrics.errors.inc({ kind: 'chain' });
-        logger.error({ err: e, settlementId: p.id }, 'settlement reverted');
+        refused(p, e);
         continue;
       }
       apply(one, [p]);
@@ -444,9 +563,9 @@ export function buildOracle(deps: OracleDeps): Oracle {
     return advanced;
   }
 
-  async function run(now: number): Promise<RunReport> {
-    const report: RunReport = {
-      at: now,
+  function emptyReport(at: number): RunReport {
+    return {
+      at,
       facilities: 0,
       registered: 0,
       synced: 0,
@@ -457,8 +576,15 @@ export function buildOracle(deps: OracleDeps): Oracle {
       gasUsed: 0n,
       rounds: 0,
       blocked: [],
+      deferred: [],
+      lost: 0,
+      finalised: 0,
       errors: [],
     };
+  }
+
+  async function run(now: number): Promise<RunReport> {
+    const report = emptyReport(now);
     if (leaseTtl > 0 && !records.acquireLease(LEASE_NAME, holder, clock(), leaseTtl)) {
       report.skipped = 'lease';
       metrics.runs.inc({ outcome: 'lease' });
@@ -468,35 +594,61 @@ export function buildOracle(deps: OracleDeps): Oracle {
     try {
       const facilities = registry.listFacilities();
       report.facilities = facilities.length;
+      /** Facilities refused this run / that settled or had nothing to settle this run. */
+      const blockedNow = new Set<string>();
+      const healthy = new Set<string>();
       const block = (f: Facility, e: unknown, kind: string) => {
         const reason = message(e);
         report.blocked.push({ facilityId: f.id, reason });
+        blockedNow.add(f.id);
+        known.delete(f.id);
         metrics.errors.inc({ kind });
-        if (e instanceof Blocked) logger.error({ facilityId: f.id, reason }, 'facility blocked');
-        else logger.error({ err: e, facilityId: f.id }, 'facility skipped this run');
+        if (e instanceof Blocked || isRevert(e)) {
+          // The chain refuses this facility (or disagrees with its records): retried with backoff,
+          // reported in the API, while the others go on.
+          const st = status.block(f.id, reason, now, backoff);
+          blockedWith.set(f.id, fingerprint(f));
+          metrics.facilityBlocked.set({ facility: f.id }, 1);
+          logger.error({ facilityId: f.id, reason, attempts: st.attempts, retryAt: st.retryAt }, 'facility blocked');
+        } else {
+          logger.error({ err: e, facilityId: f.id }, 'facility skipped this run');
+        }
       };
+      // A blocked facility waits for its backoff, unless its registry record was corrected since.
+      const due = facilities.filter((f) => {
+        const st = status.get(f.id);
+        if (st.settlementStatus !== 'blocked') return true;
+        metrics.facilityBlocked.set({ facility: f.id }, 1);
+        if ((st.retryAt ?? 0) <= now) return true;
+        const was = blockedWith.get(f.id);
+        if (was !== undefined && was !== fingerprint(f)) return true;
+        report.deferred.push(f.id);
+        return false;
+      });
+      const watched = new Set(confirmations > 0 ? status.unfinalFacilities() : []);
       // Registration and sync (idempotent), which also gives each facility's chain state.
-      const states = await mapLimit(facilities, concurrency, async (f) => {
+      const states = await mapLimit(due, concurrency, async (f) => {
         const k = known.get(f.id);
-        if (k && k.status === f.status && k.baseline === f.baselineKgPerHour) {
+        if (k && k.status === f.status && k.baseline === f.baselineKgPerHour && k.chain.owner.toLowerCase() === f.owner.toLowerCase() && !watched.has(f.id)) {
           const next = toMs(k.chain.nextWindowStart);
           if (!isClosed({ start: next, end: next + windowMs }, now, graceMs)) return undefined;
         }
         try {
-          const chain = await syncFacility(f, report);
-          remember(f, chain);
+          const { chain, agreed } = await syncFacility(f, report);
+          if (agreed) remember(f, chain);
+          else known.delete(f.id);
           return chain;
         } catch (e) {
-          known.delete(f.id);
-          block(f, e, e instanceof Blocked ? 'reconcile' : 'chain');
+          block(f, e, e instanceof Blocked || isRevert(e) ? 'reconcile' : 'chain');
           return undefined;
         }
       });
       let work: { f: Facility; chain: ChainFacilityState }[] = [];
-      facilities.forEach((f, i) => {
+      due.forEach((f, i) => {
         const chain = states[i];
         if (chain) work.push({ f, chain });
       });
+      const refused = (p: Pending, e: unknown) => block(p.facility, new Blocked(`settlement of window ${p.input.windowStart} reverted: ${message(e)}`), 'revert');
       while (work.length > 0 && report.rounds < maxRounds && !closed) {
         report.rounds++;
         if (leaseTtl > 0 && !records.acquireLease(LEASE_NAME, holder, clock(), leaseTtl)) {
@@ -506,7 +658,12 @@ export function buildOracle(deps: OracleDeps): Oracle {
         const computed = await mapLimit(work, concurrency, async ({ f, chain }): Promise<Pending | undefined> => {
           try {
             const next = await reconcile(f, toMs(chain.nextWindowStart), report);
-            if (!isClosed({ start: next, end: next + windowMs }, now, graceMs)) return undefined;
+            // With CHAIN_CONFIRMATIONS, a window's start cursors come from a FINAL previous window
+            // only: one that a reorganisation could still replace is never built upon.
+            if (!isClosed({ start: next, end: next + windowMs }, now, graceMs) || (confirmations > 0 && status.unfinal(f.id).length > 0)) {
+              healthy.add(f.id);
+              return undefined;
+            }
             return { facility: f, ...(await computeIntent(f, next)) };
           } catch (e) {
             known.delete(f.id);
@@ -522,7 +679,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
         const advanced = new Map<string, number | undefined>();
         try {
           for (let i = 0; i < pending.length; i += maxBatch) {
-            for (const [id, next] of await send(pending.slice(i, i + maxBatch), report)) advanced.set(id, next);
+            for (const [id, next] of await send(pending.slice(i, i + maxBatch), report, refused)) advanced.set(id, next);
           }
         } catch (e) {
           for (const p of pending) known.delete(p.facility.id);
@@ -534,6 +691,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
           logger.warn({ err: e.cause }, 'settlement transaction failed; will reconcile and retry next run');
           break;
         }
+        for (const [id, next] of advanced) if (next !== undefined) healthy.add(id);
         // Facilities that moved on go to the next round: those the receipt settled continue from its
         // window end; skipped ones (someone else settled that window) get a fresh chain read.
         const moved = work.filter(({ f }) => advanced.has(f.id));
@@ -544,15 +702,20 @@ export function buildOracle(deps: OracleDeps): Oracle {
             remember(f, fresh);
             return { f, chain: fresh };
           } catch (e) {
-            known.delete(f.id);
             block(f, e, 'chain');
             return undefined;
           }
         });
         work = fresh.filter((x): x is { f: Facility; chain: ChainFacilityState } => x !== undefined);
       }
+      for (const id of healthy) {
+        if (blockedNow.has(id) || !status.clear(id)) continue;
+        blockedWith.delete(id);
+        metrics.facilityBlocked.remove({ facility: id });
+        logger.info({ facilityId: id }, 'facility unblocked: settling again');
+      }
       metrics.runs.inc({ outcome: report.errors.length ? 'failed' : 'ok' });
-      metrics.blocked.set(new Set(report.blocked.map((b) => b.facilityId)).size);
+      metrics.blocked.set(status.listBlocked().length);
       return report;
     } catch (e) {
       metrics.runs.inc({ outcome: 'failed' });
@@ -568,14 +731,14 @@ export function buildOracle(deps: OracleDeps): Oracle {
     if (closed) throw new DomainError('ORACLE_CLOSED', 'oracle is closed', 503);
     if (running) {
       metrics.runs.inc({ outcome: 'busy' });
-      return { at: now ?? clock(), skipped: 'busy', facilities: 0, registered: 0, synced: 0, reconciled: 0, settled: 0, skippedOnChain: 0, transactions: 0, gasUsed: 0n, rounds: 0, blocked: [], errors: [] };
+      return { ...emptyReport(now ?? clock()), skipped: 'busy' };
     }
     running = run(now ?? clock());
     try {
       const report = await running;
-      if (report.settled || report.reconciled || report.blocked.length || report.errors.length) {
+      if (report.settled || report.reconciled || report.blocked.length || report.errors.length || report.lost) {
         logger.info(
-          { settled: report.settled, reconciled: report.reconciled, transactions: report.transactions, blocked: report.blocked.length, errors: report.errors },
+          { settled: report.settled, reconciled: report.reconciled, lost: report.lost, transactions: report.transactions, blocked: report.blocked.length, deferred: report.deferred.length, errors: report.errors },
           'oracle run',
         );
       }
@@ -584,7 +747,6 @@ export function buildOracle(deps: OracleDeps): Oracle {
       running = undefined;
     }
   }
-
   // ---------------------------------------------------------------------------------------------
   // Audit
 
@@ -674,7 +836,16 @@ export function buildOracle(deps: OracleDeps): Oracle {
     getSettlement: (id) => records.getSettlement(id),
     lateReadings: (facilityId, keys) => records.lateReadings(facilityId, keys),
     isLate: (deviceId, seq) => records.isLate(deviceId, seq),
+    facilityStatus: (facilityId) => status.get(facilityId),
+    forgetFacility: (facilityId, deviceIds) => {
+      records.forgetFacility(facilityId, deviceIds);
+      status.forget(facilityId);
+      known.delete(facilityId);
+      blockedWith.delete(facilityId);
+      metrics.facilityBlocked.remove({ facility: facilityId });
+    },
     records,
+    status,
     close,
   };
 }

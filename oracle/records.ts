@@ -449,6 +449,63 @@ export class OracleRecords {
     return out;
   }
 
+  /**
+   * The chain lost the facility's settlements from `windowStart` on (a reorganisation, a restored
+   * chain state): those confirmed rows become intents again (the chain may still settle one of them
+   * by root, or the oracle settles the window anew), their late flags go, and every device cursor
+   * they moved goes back to where the first lost settlement started it. One transaction. Returns
+   * the ids rolled back, oldest first.
+   */
+  rollbackFrom(facilityId: string, windowStart: number): string[] {
+    return this.db
+      .transaction(() => {
+        const lost = this.db
+          .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' ORDER BY window_start`)
+          .all(facilityId, windowStart) as Row[];
+        const restored = new Set<string>();
+        const now = this.clock();
+        for (const r of lost) {
+          const inputs = JSON.parse(r.inputs) as RecordedInputs;
+          for (const d of inputs.devices) {
+            if (restored.has(d.deviceId)) continue;
+            restored.add(d.deviceId);
+            const c = this.cursor(d.deviceId);
+            if (!c || c.windowEnd <= r.window_start) continue;
+            if (!d.prev) {
+              this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?').run(d.deviceId);
+            } else {
+              this.db
+                .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, cursors = ? WHERE device_id = ?')
+                .run(settlementId(facilityId, d.prev.before - (r.window_end - r.window_start)), d.prev.before, d.prev.maxSeq, JSON.stringify(d.startCursors), d.deviceId);
+            }
+          }
+          this.db.prepare('DELETE FROM oracle_late WHERE settlement_id = ?').run(r.id);
+          this.db
+            .prepare(`UPDATE oracle_settlements SET state = 'intent', minted_grams = NULL, burned_grams = NULL, deficit_grams = NULL, updated_at = ? WHERE id = ? AND evidence_root = ?`)
+            .run(now, r.id, r.evidence_root);
+        }
+        return lost.map((r) => r.id);
+      })
+      .immediate();
+  }
+
+  /**
+   * A facility removed from the registry before it ever settled: its intents and its devices'
+   * cursors go (so an id registered again starts clean). Refuses when a settlement is confirmed.
+   */
+  forgetFacility(facilityId: string, deviceIds: string[]): void {
+    this.db
+      .transaction(() => {
+        const confirmed = this.db.prepare(`SELECT COUNT(*) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck().get(facilityId) as number;
+        if (confirmed > 0) throw errors.CONFLICT(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
+        this.db.prepare('DELETE FROM oracle_settlements WHERE facility_id = ?').run(facilityId);
+        this.db.prepare('DELETE FROM oracle_late WHERE facility_id = ?').run(facilityId);
+        const del = this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?');
+        for (const d of deviceIds) del.run(d);
+      })
+      .immediate();
+  }
+
   // Lease ------------------------------------------------------------------------------------
 
   /** Takes or renews the named lease until `now + ttlMs`; false when another holder has it. */

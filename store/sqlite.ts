@@ -652,7 +652,8 @@ export class SqliteRegistry implements Registry {
    * change made now applies from the next window). The facility's `baselineKgPerHour` is the latest
    * configured value.
    */
-  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number }): Facility {
+  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Facility {
+    if (patch.owner !== undefined && (typeof patch.owner !== 'string' || !ADDRESS_RE.test(patch.owner))) throw errors.VALIDATION('owner must be a 0x address');
     const status = patch.status === undefined ? undefined : checkStatus(patch.status);
     const baseline = patch.baselineKgPerHour === undefined ? undefined : nonNegativeDecimal('baselineKgPerHour', patch.baselineKgPerHour);
     const now = this.clock();
@@ -662,9 +663,20 @@ export class SqliteRegistry implements Registry {
       if (!this.stmt.facility.get(id)) throw errors.FACILITY_NOT_FOUND(id);
       if (status !== undefined) this.stmt.setFacilityStatus.run(status, id);
       if (baseline !== undefined) this.stmt.setBaseline.run(id, from, baseline, now);
+      if (patch.owner !== undefined) this.db.prepare('UPDATE facilities SET owner = ? WHERE id = ?').run(patch.owner, id);
     }).immediate();
     this.logger.info({ facilityId: id, status, baseline, effectiveFrom: baseline === undefined ? undefined : from }, 'facility updated');
     return this.mustFacility(id);
+  }
+
+  deleteFacility(id: string): void {
+    this.db.transaction(() => {
+      if (!this.stmt.facility.get(id)) throw errors.FACILITY_NOT_FOUND(id);
+      this.db.prepare('DELETE FROM devices WHERE facility_id = ?').run(id);
+      this.db.prepare('DELETE FROM facility_baselines WHERE facility_id = ?').run(id);
+      this.db.prepare('DELETE FROM facilities WHERE id = ?').run(id);
+    }).immediate();
+    this.logger.info({ facilityId: id }, 'facility deleted');
   }
 
   baselineAt(facilityId: string, at: number): string {

@@ -110,7 +110,9 @@ export interface Registry {
   createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Facility;
   getFacility(id: string): Facility | undefined;
   listFacilities(): Facility[];
-  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number }): Facility;
+  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Facility;
+  /** Removes a facility registered by mistake, with its baselines and devices (the caller checks it never settled). */
+  deleteFacility(id: string): void;
   /** Baseline in force at `at` (epoch ms): a change applies from the window after it was made. */
   baselineAt(facilityId: string, at: number): string;
   /** Creates a device and returns its one-time secret. */

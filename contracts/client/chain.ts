@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { ethers } from 'ethers';
 import { DomainError } from '../../domain/errors.ts';
 import type { Logger } from '../../domain/logger.ts';
@@ -30,6 +31,10 @@ export interface Chain {
   rpcUrl?: string;
   chainId: bigint;
   close(): Promise<void>;
+  /** anvil with a state file: writes the current state to it now (atomically). */
+  saveState?(): Promise<void>;
+  /** anvil: SIGKILL, no state dump (a crash), for tests. */
+  kill?(): Promise<void>;
 }
 
 const keyCache = new Map<number, string[]>();
@@ -172,12 +177,37 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Chain> {
   const privateKeys = testPrivateKeys(count);
   const signers = privateKeys.map((k) => new ethers.JsonRpcSigner(provider, ethers.computeAddress(k)));
   let closed: Promise<void> | undefined;
+  let saving: Promise<void> = Promise.resolve();
+  const stateFile = opts.stateFile;
   return {
     provider,
     signers,
     privateKeys,
     rpcUrl,
     chainId: BigInt(chainId),
+    // anvil_dumpState answers the state gzipped, in the format of the --state file; a temp file and a
+    // rename keep the file whole if we crash while writing. Saves run one after the other.
+    saveState: stateFile
+      ? () => {
+          saving = saving
+            .catch(() => undefined)
+            .then(async () => {
+              const hex = (await provider.send('anvil_dumpState', [])) as string;
+              const tmp = `${stateFile}.${process.pid}.tmp`;
+              fs.writeFileSync(tmp, zlib.gunzipSync(Buffer.from(hex.slice(2), 'hex')));
+              fs.renameSync(tmp, stateFile);
+            });
+          return saving;
+        }
+      : undefined,
+    async kill() {
+      provider.destroy();
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
+    },
     close() {
       closed ??= (async () => {
         provider.destroy();

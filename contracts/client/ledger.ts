@@ -139,7 +139,8 @@ export function kgPerHourToMg(kgPerHour: string): bigint {
   return mg.mantissa;
 }
 
-const LOG_FROM_BLOCK = 0;
+/** Blocks per eth_getLogs request (real providers cap log ranges; 10,000 is accepted by most). */
+export const DEFAULT_LOG_RANGE = 10_000;
 
 export interface LedgerOptions {
   /**
@@ -147,6 +148,21 @@ export interface LedgerOptions {
    * (default 120 s). A transaction that never mines (e.g. a nonce gap) must not hang the caller.
    */
   confirmTimeoutMs?: number;
+  /** The ledger's deployment block (CHAIN_START_BLOCK): no log query starts before it (default 0). */
+  startBlock?: number;
+  /** Blocks per eth_getLogs request (default 10,000). */
+  logRange?: number;
+  /**
+   * Called after each mined transaction, before the caller hears of it (the local stack saves
+   * anvil's state here, so a crash never loses a settlement the oracle recorded as confirmed).
+   */
+  afterMined?: () => Promise<void>;
+}
+
+/** A signer that counts nonces locally (ethers NonceManager) and can forget its count. */
+function resettable(runner: unknown): { reset(): void } | undefined {
+  const r = runner as { reset?: unknown } | null;
+  return r && typeof r.reset === 'function' ? (r as { reset(): void }) : undefined;
 }
 
 export class Ledger {
@@ -156,9 +172,12 @@ export class Ledger {
   readonly provider: ethers.Provider;
   readonly #ids = new Map<string, string>();
   readonly #opts: LedgerOptions;
+  /** Reads only: every send fails with CHAIN_SIGNER_MISSING (503) before reaching the chain. */
+  readonly readOnly: boolean;
 
-  private constructor(address: string, signer: ethers.Signer, opts: LedgerOptions = {}) {
+  private constructor(address: string, signer: ethers.Signer, opts: LedgerOptions = {}, readOnly = false) {
     this.#opts = opts;
+    this.readOnly = readOnly;
     if (!signer.provider) throw errors.VALIDATION('the ledger signer needs a provider');
     this.address = ethers.getAddress(address);
     this.signer = signer;
@@ -174,7 +193,8 @@ export class Ledger {
     try {
       const c = await factory.deploy(opts.admin ?? me, opts.regulator ?? me, opts.oracle ?? me);
       await c.waitForDeployment();
-      return new Ledger(await c.getAddress(), signer, { confirmTimeoutMs: opts.confirmTimeoutMs });
+      const receipt = await c.deploymentTransaction()?.wait();
+      return new Ledger(await c.getAddress(), signer, { confirmTimeoutMs: opts.confirmTimeoutMs, startBlock: opts.startBlock ?? receipt?.blockNumber, logRange: opts.logRange, afterMined: opts.afterMined });
     } catch (e) {
       throw toLedgerError(e);
     }
@@ -185,9 +205,35 @@ export class Ledger {
     return new Ledger(address, signer, opts);
   }
 
+  /**
+   * A client that reads the ledger but holds no key: a process without its own signing key (the
+   * standalone gateway without GATEWAY_PRIVATE_KEY) must never borrow another process's key.
+   */
+  static readOnlyAt(address: string, provider: ethers.Provider, opts: LedgerOptions = {}): Ledger {
+    return new Ledger(address, new ethers.VoidSigner(ethers.ZeroAddress, provider), opts, true);
+  }
+
   /** The same ledger, sending as another signer. */
   connect(signer: ethers.Signer): Ledger {
     return new Ledger(this.address, signer, this.#opts);
+  }
+
+  /** The block log queries start from (the deployment block when this client deployed the ledger). */
+  get startBlock(): number {
+    return this.#opts.startBlock ?? 0;
+  }
+
+  /**
+   * Forgets the signer's local nonce count (ethers NonceManager), so the next send asks the chain.
+   * For a chain that went backwards (a reorganisation, a restored state): its nonces went back too.
+   */
+  resetNonce(): void {
+    resettable(this.signer)?.reset();
+  }
+
+  /** The latest block number. */
+  blockNumber(): Promise<number> {
+    return this.#call(() => this.provider.getBlockNumber());
   }
 
   // ----- registry (REGULATOR_ROLE)
@@ -206,6 +252,16 @@ export class Ledger {
   async setBaseline(id: string, baselineKgPerHour: string, effectiveFrom: number): Promise<TxInfo> {
     const mg = kgPerHourToMg(baselineKgPerHour);
     return this.#send(this.contract, 'setBaseline', [facilityKey(id), mg, toSeconds(effectiveFrom, 'effectiveFrom')]);
+  }
+
+  /** Corrects the owner of a facility that never settled (reverts FacilityHasSettlements otherwise). */
+  setFacilityOwner(id: string, owner: string): Promise<TxInfo> {
+    return this.#send(this.contract, 'setFacilityOwner', [facilityKey(id), owner]);
+  }
+
+  /** Removes a facility that never settled (reverts FacilityHasSettlements otherwise). */
+  deregisterFacility(id: string): Promise<TxInfo> {
+    return this.#send(this.contract, 'deregisterFacility', [facilityKey(id)]);
   }
 
   async facility(id: string): Promise<FacilityState> {
@@ -246,7 +302,7 @@ export class Ledger {
    * as `skipped` (with the earlier settlement in `original`); a gap, an unknown facility or an empty
    * window reverts the whole batch with a LedgerRevertError (see decodeLedgerError).
    */
-  async settleBatch(inputs: SettlementInput[]): Promise<{ txHash: string; gasUsed: bigint; results: SettlementResult[] }> {
+  async settleBatch(inputs: SettlementInput[]): Promise<{ txHash: string; gasUsed: bigint; blockNumber: number; results: SettlementResult[] }> {
     if (inputs.length === 0) throw errors.VALIDATION('settleBatch needs at least one input');
     if (inputs.length > MAX_BATCH) throw errors.VALIDATION(`settleBatch takes at most ${MAX_BATCH} inputs, got ${inputs.length}`);
     const encoded = inputs.map((s) => {
@@ -291,17 +347,19 @@ export class Ledger {
         original,
       });
     }
-    return { txHash: receipt.hash, gasUsed: receipt.gasUsed, results };
+    return { txHash: receipt.hash, gasUsed: receipt.gasUsed, blockNumber: receipt.blockNumber, results };
   }
 
-  /** WindowSettled events, oldest first. */
+  /**
+   * WindowSettled events, oldest first, from `fromBlock` (default the ledger's start block) to the
+   * latest block, in bounded eth_getLogs ranges, by the indexed facility topic when one is given.
+   */
   async settlements(filter: { facilityId?: string; fromBlock?: number; windowStart?: number } = {}): Promise<OnChainSettlement[]> {
     const key = filter.facilityId === undefined ? null : facilityKey(filter.facilityId);
     if (filter.windowStart !== undefined) toSeconds(filter.windowStart, 'windowStart');
     // Only the facility is an indexed topic (an extra topic would cost every settlement 119 gas);
     // the window is filtered here.
-    const ev = this.contract.filters.WindowSettled(key);
-    const logs = await this.#call(() => this.contract.queryFilter(ev, filter.fromBlock ?? LOG_FROM_BLOCK));
+    const logs = await this.#logs(this.contract.filters.WindowSettled(key), filter.fromBlock);
     const out: OnChainSettlement[] = [];
     for (const log of logs) {
       const parsed = this.#parseLog(log);
@@ -313,10 +371,32 @@ export class Ledger {
     return out;
   }
 
-  /** The settlement of one facility window, or undefined when that window is not settled. */
+  /**
+   * The settlement of one facility window, or undefined when that window is not settled. Scans the
+   * facility's WindowSettled logs newest range first (recent windows are found in one request) down
+   * to the start block.
+   */
   async settlementAt(facilityId: string, windowStart: number): Promise<OnChainSettlement | undefined> {
-    const found = await this.settlements({ facilityId, windowStart });
-    return found[0];
+    toSeconds(windowStart, 'windowStart');
+    const ev = this.contract.filters.WindowSettled(facilityKey(facilityId));
+    const range = this.#range();
+    const start = this.startBlock;
+    let to = await this.blockNumber();
+    while (to >= start) {
+      const from = Math.max(start, to - range + 1);
+      const logs = await this.#call(() => this.contract.queryFilter(ev, from, to));
+      for (let i = logs.length - 1; i >= 0; i--) {
+        const parsed = this.#parseLog(logs[i]);
+        if (!parsed) continue;
+        const s = this.#toSettlement(parsed, logs[i]);
+        if (s.windowStart === windowStart) {
+          s.facilityId ??= facilityId;
+          return s;
+        }
+      }
+      to = from - 1;
+    }
+    return undefined;
   }
 
   // ----- retirement
@@ -347,7 +427,7 @@ export class Ledger {
   /** Retirement records, oldest first, optionally of one account or one facility. */
   async retirements(filter: { account?: string; facilityId?: string } = {}): Promise<RetirementRecord[]> {
     const ev = this.contract.filters.CreditsRetired(null, filter.account ?? null, filter.facilityId === undefined ? null : facilityKey(filter.facilityId));
-    const logs = await this.#call(() => this.contract.queryFilter(ev, LOG_FROM_BLOCK));
+    const logs = await this.#logs(ev);
     const records = await Promise.all(
       logs.map(async (log) => {
         const parsed = this.#parseLog(log);
@@ -400,6 +480,24 @@ export class Ledger {
 
   // ----- internals
 
+  #range(): number {
+    const r = this.#opts.logRange ?? DEFAULT_LOG_RANGE;
+    if (!Number.isSafeInteger(r) || r < 1) throw errors.VALIDATION(`logRange must be a positive integer: ${r}`);
+    return r;
+  }
+
+  /** Logs of `ev` from `fromBlock` (default the start block) to the latest block, `logRange` blocks per request. */
+  async #logs(ev: ethers.ContractEventName, fromBlock?: number): Promise<(ethers.EventLog | ethers.Log)[]> {
+    const range = this.#range();
+    const head = await this.blockNumber();
+    const out: (ethers.EventLog | ethers.Log)[] = [];
+    for (let from = Math.max(fromBlock ?? this.startBlock, this.startBlock); from <= head; from += range) {
+      const to = Math.min(head, from + range - 1);
+      out.push(...(await this.#call(() => this.contract.queryFilter(ev, from, to))));
+    }
+    return out;
+  }
+
   async #call<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -414,9 +512,12 @@ export class Ledger {
    * transaction that was not sent, and the caller gets the decoded custom error.
    */
   async #sendReceipt(contract: ethers.Contract, method: string, args: unknown[]): Promise<ethers.ContractTransactionReceipt> {
+    if (this.readOnly && contract.runner === this.signer) throw errors.CHAIN_SIGNER_MISSING(method);
+    let sending = false;
     try {
       const fn = contract.getFunction(method);
       const gas = await fn.estimateGas(...args);
+      sending = true;
       const tx = (await fn.send(...args, { gasLimit: (gas * 12n) / 10n })) as ethers.ContractTransactionResponse;
       const timeout = this.#opts.confirmTimeoutMs ?? 120_000;
       const receipt = await tx.wait(1, timeout).catch((e: unknown) => {
@@ -424,8 +525,16 @@ export class Ledger {
         throw e;
       });
       if (!receipt) throw errors.CHAIN_UNAVAILABLE(`no receipt for ${tx.hash}`);
+      if (this.#opts.afterMined) {
+        sending = false; // mined: the nonce is used, whatever happens to the hook
+        await this.#opts.afterMined();
+      }
       return receipt;
     } catch (e) {
+      // A nonce-counting signer counted a nonce for this send whatever happened to it (refused by the
+      // node, lost on the way, never mined): forget the count, so the next send asks the chain for
+      // its pending nonce instead of leaving a gap that stalls every later transaction.
+      if (sending) resettable(contract.runner)?.reset();
       throw toLedgerError(e);
     }
   }
@@ -471,7 +580,7 @@ export class Ledger {
 
   /** Learns key -> id from FacilityRegistered events (the chain is the source of truth). */
   async #loadIds(): Promise<void> {
-    const logs = await this.#call(() => this.contract.queryFilter(this.contract.filters.FacilityRegistered(), LOG_FROM_BLOCK));
+    const logs = await this.#logs(this.contract.filters.FacilityRegistered());
     for (const log of logs) {
       const parsed = this.#parseLog(log);
       if (parsed) this.#ids.set(parsed.args.facility, parsed.args.facilityId);

@@ -28,6 +28,8 @@ interface Deployment {
   address: string;
   chainId: string;
   deployedAt: string;
+  /** The deployment block: log queries start there (older files lack it: 0). */
+  blockNumber?: number;
 }
 
 export async function startLocalChain(opts: { dataDir: string; port: number; logger: Logger }): Promise<LocalChain> {
@@ -38,18 +40,25 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
     const wallet = (i: number) => new ethers.NonceManager(new ethers.Wallet(chain.privateKeys[i], chain.provider));
     const [admin, oracle, gateway] = [wallet(0), wallet(1), wallet(2)];
     let address: string | undefined;
+    let startBlock = 0;
+    // The state is saved after every mined transaction (not only every few seconds): a crash of
+    // anvil then never loses a settlement the oracle has recorded as confirmed.
+    const afterMined = chain.saveState;
     if (fs.existsSync(file)) {
       const d = JSON.parse(fs.readFileSync(file, 'utf8')) as Deployment;
+      startBlock = d.blockNumber ?? 0;
       if ((await chain.provider.getCode(d.address)) !== '0x') address = d.address;
       else opts.logger.warn({ file, address: d.address }, 'no contract at the remembered address (chain state lost?): deploying again');
     }
     let deployed = false;
     if (!address) {
-      const ledger = await Ledger.deploy(admin, { regulator: await gateway.getAddress(), oracle: await oracle.getAddress() });
+      const ledger = await Ledger.deploy(admin, { regulator: await gateway.getAddress(), oracle: await oracle.getAddress(), afterMined });
       address = ledger.address;
+      startBlock = ledger.startBlock;
       deployed = true;
+      await afterMined?.();
       fs.mkdirSync(dir, { recursive: true });
-      const d: Deployment = { address, chainId: chain.chainId.toString(), deployedAt: new Date().toISOString() };
+      const d: Deployment = { address, chainId: chain.chainId.toString(), deployedAt: new Date().toISOString(), blockNumber: startBlock };
       fs.writeFileSync(file, `${JSON.stringify(d, null, 2)}\n`);
       opts.logger.info({ address }, 'ledger deployed');
     }
@@ -57,8 +66,8 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
       chain,
       address,
       rpcUrl: chain.rpcUrl!,
-      oracleLedger: Ledger.attach(address, oracle),
-      gatewayLedger: Ledger.attach(address, gateway),
+      oracleLedger: Ledger.attach(address, oracle, { startBlock, ...(afterMined ? { afterMined } : {}) }),
+      gatewayLedger: Ledger.attach(address, gateway, { startBlock, ...(afterMined ? { afterMined } : {}) }),
       deployed,
       close: () => chain.close(),
     };

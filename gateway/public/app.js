@@ -75,7 +75,17 @@ async function loadFacilities() {
     const tr = el('tr', { className: 'clickable', data: { facilityId: f.id } });
     tr.append(
       el('td', {}, [el('strong', { text: f.id }), document.createTextNode(' '), el('span', { text: f.name, className: 'hint' })]),
-      el('td', {}, [el('span', { text: f.status, className: `pill ${f.status === 'active' ? 'ok' : 'bad'}` })]),
+      el('td', { data: { field: 'status' } }, [
+        el('span', { text: f.status, className: `pill ${f.status === 'active' ? 'ok' : 'bad'}` }),
+        // The chain refuses this facility's settlement: the oracle retries with backoff; say why.
+        ...(f.settlementStatus === 'blocked'
+          ? [
+              document.createTextNode(' '),
+              el('span', { text: 'settlement blocked', className: 'pill bad', data: { field: 'settlementStatus', value: 'blocked' } }),
+              el('div', { text: f.settlementBlocked?.reason ?? '', className: 'hint', data: { field: 'settlementBlockedReason' } }),
+            ]
+          : []),
+      ]),
     );
     if (r.ok) {
       const b = r.b;

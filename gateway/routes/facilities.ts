@@ -1,6 +1,11 @@
-/** Facilities (register, list, read, suspend, re-baseline) and their on-chain credit balance. */
+/**
+ * Facilities (register, list, read, suspend, re-baseline, correct the owner or remove one that never
+ * settled) and their on-chain credit balance. What the ledger would refuse is refused here first,
+ * with a 400 naming the problem: an owner with a bad EIP-55 checksum, an owner that already owns a
+ * facility (the ledger allows one per owner for now), a baseline with more than 6 decimals.
+ */
 import type { FastifyInstance } from 'fastify';
-import type { Static } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, STAFF, principalOf, requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
@@ -11,11 +16,25 @@ import { BalanceView, FacilityCreate, FacilityList, FacilityParams, FacilityPatc
 import { gramsText, iso } from '../format.ts';
 import { asChainError } from '../errors.ts';
 import { DEFAULT_FACTORS } from '../../oracle/factors.ts';
+import { accountAddress } from '../../domain/address.ts';
+import type { GatewayOracle } from '../deps.ts';
 
 
 type ChainOutcome = { synced: boolean; message?: string };
 
-export function facilityView(f: Facility, chain?: ChainOutcome) {
+type SettlementStatus = ReturnType<NonNullable<GatewayOracle['facilityStatus']>>;
+
+/** The oracle's view of a facility: `settlementStatus`, and why and until when while blocked. */
+function settlementView(s: SettlementStatus | undefined) {
+  if (!s) return {};
+  if (s.settlementStatus !== 'blocked') return { settlementStatus: 'ok' as const };
+  return {
+    settlementStatus: 'blocked' as const,
+    settlementBlocked: { reason: s.reason ?? '', since: iso(s.since ?? 0), attempts: s.attempts ?? 0, nextAttemptAt: iso(s.retryAt ?? 0) },
+  };
+}
+
+export function facilityView(f: Facility, chain?: ChainOutcome, settlement?: SettlementStatus) {
   return {
     id: f.id,
     name: f.name,
@@ -25,8 +44,24 @@ export function facilityView(f: Facility, chain?: ChainOutcome) {
     gasFactorKgPerM3: f.gasFactorKgPerM3,
     status: f.status,
     createdAt: iso(f.createdAt),
+    ...settlementView(settlement),
     ...(chain ? { chain } : {}),
   };
+}
+
+/** A baseline the ledger can hold: non-negative, at most 6 decimals (it stores mg/h). */
+function baselineText(v: string | number, field: string): string {
+  const text = decimalText(v, field);
+  const mg = Decimal.parse(text).shift(6);
+  if (mg.scale !== 0) throw errors.VALIDATION(`body/${field} has more than 6 decimals: the ledger stores the baseline in mg/h`);
+  if (mg.mantissa >= 1n << 192n) throw errors.VALIDATION(`body/${field} is too large for the ledger (at most 2^192 - 1 mg/h)`);
+  return text;
+}
+
+/** The name of the ledger custom error `err` carries, if it is a revert. */
+function revertName(err: unknown): string | undefined {
+  const e = err as { code?: string; revert?: { name?: string } } | null;
+  return e?.code === 'LEDGER_REVERTED' ? e.revert?.name : undefined;
 }
 
 function decimalText(v: string | number, field: string): string {
@@ -42,6 +77,20 @@ function decimalText(v: string | number, field: string): string {
 
 export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { registry } = ctx.deps;
+  const statusOf = (id: string) => ctx.deps.oracle?.facilityStatus?.(id);
+  /** An owner the registry (and so the ledger) accepts for `facilityId`. */
+  const ownerFor = (value: unknown, facilityId: string): string => {
+    const owner = accountAddress(value, 'body/owner');
+    const other = registry.listFacilities().find((x) => x.id !== facilityId && x.owner.toLowerCase() === owner.toLowerCase());
+    if (other) throw errors.VALIDATION(`body/owner ${owner} already owns facility ${other.id}; the ledger allows one facility per owner`);
+    return owner;
+  };
+  /** Whether the oracle has confirmed a settlement of the facility (then its owner is fixed and it cannot be removed). */
+  const hasSettled = async (id: string): Promise<boolean> => {
+    const oracle = ctx.deps.oracle;
+    if (!oracle) return false;
+    return (await oracle.listSettlements({ facilityId: id })).length > 0;
+  };
 
   /** Best effort: the registry is the source of truth for the oracle, which reconciles the chain. */
   async function onChain(what: string, facilityId: string, fn: () => Promise<unknown>): Promise<ChainOutcome> {
@@ -70,16 +119,17 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
     },
     async (request, reply) => {
       const b = request.body;
-      const baseline = decimalText(b.baselineKgPerHour, 'baselineKgPerHour');
+      const baseline = baselineText(b.baselineKgPerHour, 'baselineKgPerHour');
       const grid = b.gridFactorKgPerKwh === undefined ? DEFAULT_FACTORS.gridKgPerKwh : decimalText(b.gridFactorKgPerKwh, 'gridFactorKgPerKwh');
       const gas = b.gasFactorKgPerM3 === undefined ? DEFAULT_FACTORS.gasKgPerM3 : decimalText(b.gasFactorKgPerM3, 'gasFactorKgPerM3');
       if (registry.getFacility(b.id)) throw errors.CONFLICT(`facility ${b.id} already exists`);
-      const f = registry.createFacility({ id: b.id, name: b.name, owner: b.owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
+      const owner = ownerFor(b.owner, b.id);
+      const f = registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
       // The window containing the registration: every window since registration is settled (SPEC).
       const firstWindow = windowOf(f.createdAt, ctx.windowMs).start;
       const chain = await onChain('registration', f.id, () => ctx.deps.ledger!.registerFacility(f.id, f.owner, baseline, firstWindow));
       request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain.synced }, 'facility registered');
-      return reply.code(201).send(facilityView(f, chain));
+      return reply.code(201).send(facilityView(f, chain, statusOf(f.id)));
     },
   );
 
@@ -92,7 +142,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
     async (request) => {
       const p = principalOf(request);
       const all = p.role === 'facility' ? [registry.getFacility(p.facilityId!)].filter((f): f is Facility => !!f) : registry.listFacilities();
-      return { items: all.map((f) => facilityView(f)) };
+      return { items: all.map((f) => facilityView(f, undefined, statusOf(f.id))) };
     },
   );
 
@@ -105,7 +155,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
     async (request) => {
       const f = registry.getFacility(request.params.id);
       if (!f) throw errors.FACILITY_NOT_FOUND(request.params.id);
-      return facilityView(f);
+      return facilityView(f, undefined, statusOf(f.id));
     },
   );
 
@@ -115,25 +165,47 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       preValidation: requireRole(STAFF),
       schema: {
         tags: ['facilities'],
-        summary: 'Suspend/reactivate a facility or change its baseline from the next window (admin, regulator)',
-        description: 'Suspension disconnects every device of the facility at once and is pushed to the chain (best effort; the oracle reconciles).',
+        summary: 'Suspend/reactivate a facility, change its baseline from the next window, or correct its owner before it ever settled (admin, regulator)',
+        description:
+          'Suspension disconnects every device of the facility at once. Every change is pushed to the chain (best effort; the oracle reconciles every run). The owner can be corrected only while the facility has never settled (409 after).',
         params: FacilityParams,
         body: FacilityPatch,
-        response: { 200: FacilityView, ...errorResponses(400, 401, 403, 404, 429) },
+        response: { 200: FacilityView, ...errorResponses(400, 401, 403, 404, 409, 429) },
       },
     },
     async (request) => {
       const id = request.params.id;
       const before = registry.getFacility(id);
       if (!before) throw errors.FACILITY_NOT_FOUND(id);
-      const patch: { status?: 'active' | 'suspended'; baselineKgPerHour?: string; effectiveFrom?: number } = {};
+      const patch: { status?: 'active' | 'suspended'; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string } = {};
       if (request.body.status) patch.status = request.body.status;
       if (request.body.baselineKgPerHour !== undefined) {
-        patch.baselineKgPerHour = decimalText(request.body.baselineKgPerHour, 'baselineKgPerHour');
+        patch.baselineKgPerHour = baselineText(request.body.baselineKgPerHour, 'baselineKgPerHour');
         patch.effectiveFrom = nextWindowStart(ctx.now(), ctx.windowMs);
       }
-      const f = registry.updateFacility(id, patch);
       let chain: ChainOutcome | undefined;
+      if (request.body.owner !== undefined) {
+        const owner = ownerFor(request.body.owner, id);
+        if (owner.toLowerCase() !== before.owner.toLowerCase()) {
+          if (await hasSettled(id)) throw errors.CONFLICT(`facility ${id} has settled windows: its owner can no longer change`);
+          const ledger = ctx.deps.ledger;
+          if (ledger?.setFacilityOwner) {
+            try {
+              await ledger.setFacilityOwner(id, owner);
+              ctx.chainCache.invalidate(`facility:${id}`);
+              chain = { synced: true };
+            } catch (err) {
+              const name = revertName(err);
+              if (name === 'FacilityHasSettlements') throw errors.CONFLICT(`facility ${id} has settled windows on chain: its owner can no longer change`);
+              if (name === 'OwnerAlreadyHasFacility') throw errors.VALIDATION(`body/owner ${owner} already owns a facility on chain`);
+              // Not registered on chain yet, unreachable, no signer: the oracle reconciles.
+              chain = { synced: false, message: `owner not confirmed on-chain yet: ${(err as Error).message.slice(0, 160)}` };
+            }
+          }
+          patch.owner = owner;
+        }
+      }
+      const f = registry.updateFacility(id, patch);
       if (patch.status === 'suspended') await ctx.deps.broker?.disconnectFacility(id);
       if (patch.status && patch.status !== before.status) {
         chain = await onChain('suspension', id, () => ctx.deps.ledger!.setFacilitySuspended(id, patch.status === 'suspended'));
@@ -144,7 +216,46 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
         chain = chain && !chain.synced ? chain : c;
       }
       request.log.info({ facilityId: id, patch, by: request.principal?.keyId }, 'facility updated');
-      return facilityView(f, chain);
+      return facilityView(f, chain, statusOf(id));
+    },
+  );
+
+  app.delete<{ Params: Static<typeof FacilityParams> }>(
+    '/v1/facilities/:id',
+    {
+      preValidation: requireRole(STAFF),
+      schema: {
+        tags: ['facilities'],
+        summary: 'Remove a facility registered by mistake, from the registry and the chain (admin, regulator); only while it has never settled',
+        description: 'Its devices are removed and disconnected. 409 once a window is settled (suspend it instead); 503 when the chain cannot be reached.',
+        params: FacilityParams,
+        response: { 204: Type.Null(), ...errorResponses(400, 401, 403, 404, 409, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const id = request.params.id;
+      const f = registry.getFacility(id);
+      if (!f) throw errors.FACILITY_NOT_FOUND(id);
+      if (await hasSettled(id)) throw errors.CONFLICT(`facility ${id} has settled windows: it can be suspended, not removed`);
+      // The chain first: a facility left registered there would keep its owner and id taken.
+      const ledger = ctx.need('ledger');
+      try {
+        const c = await ledger.facility(id);
+        if (c.registered) {
+          if (!ledger.deregisterFacility) throw errors.CHAIN_UNAVAILABLE('this chain client cannot remove a facility');
+          await ledger.deregisterFacility(id);
+          ctx.chainCache.invalidate(`facility:${id}`);
+        }
+      } catch (err) {
+        if (revertName(err) === 'FacilityHasSettlements') throw errors.CONFLICT(`facility ${id} has settled windows on chain: it can be suspended, not removed`);
+        throw asChainError(err);
+      }
+      const devices = registry.listDevices(id).map((d) => d.deviceId);
+      await ctx.deps.broker?.disconnectFacility(id);
+      ctx.deps.oracle?.forgetFacility?.(id, devices);
+      registry.deleteFacility(id);
+      request.log.info({ facilityId: id, devices: devices.length, by: request.principal?.keyId }, 'facility removed');
+      return reply.code(204).send();
     },
   );
 

@@ -62,6 +62,25 @@ if (!anvilBinary()) {
     t.same(next.results.map((r) => [r.status, r.burnedGrams]), [['settled', 27n]]);
   });
 
+  t.test('state saved after every mined transaction survives a crash (SIGKILL, no dump on exit)', async (t) => {
+    const stateFile = path.join(t.testdir(), 'anvil-state.json');
+    const first = await startAnvil({ stateFile, stateIntervalSeconds: 3600 });
+    t.teardown(() => first.close());
+    const signer = new ethers.NonceManager(new ethers.Wallet(first.privateKeys[0], first.provider));
+    const ledger = await Ledger.deploy(signer, { confirmTimeoutMs: 30_000, afterMined: first.saveState });
+    const owner = ethers.computeAddress(first.privateKeys[3]);
+    await ledger.registerFacility('A', owner, '3600', T0);
+    await ledger.settleBatch([win('A', 0, 7317n)]);
+    // A transaction sent without the hook: the crash loses it (what a 5 s state interval risked).
+    await Ledger.attach(ledger.address, signer, { startBlock: ledger.startBlock }).settleBatch([win('A', 1, 1n)]);
+    await first.kill!();
+    const second = await startAnvil({ stateFile, stateIntervalSeconds: 3600 });
+    t.teardown(() => second.close());
+    const again = Ledger.attach(ledger.address, new ethers.Wallet(second.privateKeys[0], second.provider), { startBlock: ledger.startBlock });
+    t.match(await again.facility('A'), { registered: true, owner, nextWindowStart: T0 + W, mintedGrams: 7317n }, 'the settlement saved after it was mined survived');
+    t.same((await again.settlements({ facilityId: 'A' })).map((s) => s.windowStart), [T0]);
+  });
+
   t.test('startAnvil reports a bad start instead of hanging', async (t) => {
     const dir = t.testdir();
     const stateFile = path.join(dir, 'state.json');

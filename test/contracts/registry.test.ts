@@ -96,6 +96,36 @@ t.test('setBaseline: event, state, not before the next unsettled window', async 
   await expectRevert(t, f.admin.setBaseline('A', '1', T0 + 5 * W), 'AccessControlUnauthorizedAccount', [f.accounts.admin, REGULATOR_ROLE]);
 });
 
+t.test('setFacilityOwner and deregisterFacility: only before the first settlement, regulator only', async (t) => {
+  const f = await withFacilities(chain);
+  const outsider = f.accounts.outsider;
+  // A wrong owner corrected: events, state, the owner index moved (the old owner may register again).
+  const c = await f.regulator.setFacilityOwner('A', outsider);
+  t.same(await eventsOf(f.admin, c.txHash), [{ name: 'FacilityOwnerChanged', args: { facility: KEY_A, previousOwner: f.accounts.ownerA, newOwner: outsider } }]);
+  t.match(await f.admin.facility('A'), { registered: true, owner: outsider, nextWindowStart: T0, baselineKgPerHour: '3600' });
+  t.same(await eventsOf(f.admin, (await f.regulator.setFacilityOwner('A', outsider)).txHash), [], 'same owner: no change, no event');
+  await expectRevert(t, f.regulator.setFacilityOwner('A', f.accounts.ownerB), 'OwnerAlreadyHasFacility', [f.accounts.ownerB, KEY_B]);
+  await expectRevert(t, f.regulator.setFacilityOwner('A', ethers.ZeroAddress), 'InvalidFacilityOwner', [ethers.ZeroAddress]);
+  await expectRevert(t, f.regulator.setFacilityOwner('nope', outsider), 'FacilityNotRegistered', [facilityKey('nope')]);
+  await expectRevert(t, f.oracle.setFacilityOwner('A', f.accounts.ownerA), 'AccessControlUnauthorizedAccount', [f.accounts.oracle, REGULATOR_ROLE]);
+  await f.regulator.registerFacility('A2', f.accounts.ownerA, '1', T0);
+  // Removed: events, state cleared, the id and the owner free again.
+  await expectRevert(t, f.admin.deregisterFacility('A2'), 'AccessControlUnauthorizedAccount', [f.accounts.admin, REGULATOR_ROLE]);
+  const d = await f.regulator.deregisterFacility('A2');
+  t.same(await eventsOf(f.admin, d.txHash), [{ name: 'FacilityDeregistered', args: { facility: facilityKey('A2') } }]);
+  t.match(await f.admin.facility('A2'), { registered: false, baselineKgPerHour: '0' });
+  await expectRevert(t, f.regulator.deregisterFacility('A2'), 'FacilityNotRegistered', [facilityKey('A2')]);
+  await f.regulator.registerFacility('A2', f.accounts.ownerA, '2', T0 + W);
+  t.match(await f.admin.facility('A2'), { registered: true, owner: f.accounts.ownerA, nextWindowStart: T0 + W, baselineKgPerHour: '2' });
+  // Once a window is settled (even a zero net), neither is possible.
+  await f.oracle.settleBatch([win('B', 0, 0n)]);
+  await expectRevert(t, f.regulator.setFacilityOwner('B', f.accounts.ownerA), 'FacilityHasSettlements', [KEY_B, S0 + WS]);
+  await expectRevert(t, f.regulator.deregisterFacility('B'), 'FacilityHasSettlements', [KEY_B, S0 + WS]);
+  // A baseline change does not make a settled facility look unsettled.
+  await f.regulator.setBaseline('B', '5', T0 + W);
+  await expectRevert(t, f.regulator.deregisterFacility('B'), 'FacilityHasSettlements', [KEY_B, S0 + WS]);
+});
+
 t.test('roles: only the admin grants and revokes', async (t) => {
   const f = await deploy(chain);
   await expectRevert(t, f.regulator.grantRole('regulator', f.accounts.outsider), 'AccessControlUnauthorizedAccount', [f.accounts.regulator, ethers.ZeroHash]);

@@ -26,7 +26,10 @@ t.test('invalid values fail at start with the variable named', async (t) => {
   t.throws(() => loadConfig({ WINDOW_SECONDS: '0' }), { code: 'CONFIG_INVALID' });
   t.throws(() => loadConfig({ INFLUX_URL: 'not a url' }), { code: 'CONFIG_INVALID', message: /INFLUX_URL/ });
   t.throws(() => loadConfig({ INFLUX_URL: 'http://127.0.0.1:8086' }), { message: /INFLUX_DATABASE/ });
-  t.throws(() => loadConfig({ CHAIN_RPC_URL: 'http://127.0.0.1:8545' }), { message: /ORACLE_PRIVATE_KEY/ });
+  t.throws(() => loadConfig({ CHAIN_RPC_URL: 'http://127.0.0.1:8545' }), { message: /CONTRACT_ADDRESS/ });
+  t.throws(() => loadConfig({ CHAIN_CONFIRMATIONS: '-1' }), { message: /CHAIN_CONFIRMATIONS/ });
+  t.equal(loadConfig({}).chainConfirmations, 0, 'CHAIN_CONFIRMATIONS defaults to 0 (the local chain)');
+  t.equal(loadConfig({ CHAIN_START_BLOCK: '1234' }).chainStartBlock, 1234);
   t.throws(() => loadConfig({ ORACLE_PRIVATE_KEY: 'abc' }), { message: /ORACLE_PRIVATE_KEY/ });
 });
 

@@ -67,6 +67,10 @@ t.test(
       async proof() {
         return undefined;
       },
+      facilityStatus: (id) =>
+        id === 'facB'
+          ? { settlementStatus: 'blocked', reason: 'settlement of window 0 reverted: NetOutOfRange', since: Date.now(), attempts: 3, retryAt: Date.now() + 40_000 }
+          : { settlementStatus: 'ok' },
     };
     const { buildGateway } = await import('../../gateway/app.ts');
     const { silentLogger } = await import('../../domain/logger.ts');
@@ -104,6 +108,11 @@ t.test(
         t.equal((await cell.textContent())!.replaceAll(',', ''), api[field], `${id} ${field} shown equals the API's`);
       }
     }
+
+    // A facility the chain refuses shows it, with the reason; the others do not.
+    t.equal(await page.locator('#facilities tr[data-facility-id="facB"] [data-field="settlementStatus"]').getAttribute('data-value'), 'blocked');
+    t.match(await page.locator('#facilities tr[data-facility-id="facB"] [data-field="settlementBlockedReason"]').textContent(), /NetOutOfRange/);
+    t.equal(await page.locator('#facilities tr[data-facility-id="facA"] [data-field="settlementStatus"]').count(), 0);
 
     // Settlements with their verification status (the tampered one flagged).
     await page.waitForFunction(() => !document.querySelector('#settlements [data-field="verify"] .pill.muted'), undefined, { timeout: 15_000 });

@@ -176,7 +176,7 @@ t.test('facilities: register (on-chain too), list by scope, read, patch', async 
   const r = await call('POST', '/v1/facilities', 'regulator', body);
   t.equal(r.status, 201);
   t.match(r.body, { id: 'facC', baselineKgPerHour: '2500.5', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.2', status: 'active', chain: { synced: true } });
-  t.match(h.ledger.calls[0], /^register facC 0x(c3){20} 2500\.5 \d+$/, 'registered on-chain with the first window start');
+  t.match(h.ledger.calls[0], /^register facC 0x(c3){20} 2500\.5 \d+$/i, 'registered on-chain with the first window start (owner in its EIP-55 form)');
   const first = Number(h.ledger.calls[0].split(' ')[4]);
   t.equal(first % 10_000, 0, 'first window aligned to W');
   t.equal((await call('POST', '/v1/facilities', 'regulator', body)).status, 409, 'duplicate id');
@@ -229,7 +229,7 @@ t.test('facilities: register (on-chain too), list by scope, read, patch', async 
   h.ledger.registerFacility = async () => {
     throw new Error('connection refused');
   };
-  const offline = await call('POST', '/v1/facilities', 'admin', { ...body, id: 'facF' });
+  const offline = await call('POST', '/v1/facilities', 'admin', { ...body, id: 'facF', owner: '0x' + 'f6'.repeat(20) });
   t.equal(offline.status, 201);
   t.match(offline.body, { id: 'facF', chain: { synced: false, message: /connection refused/ } });
 });

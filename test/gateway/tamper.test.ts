@@ -12,7 +12,6 @@ import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { buildOracle } from '../../oracle/oracle.ts';
-import type { OracleLedger } from '../../oracle/ledger.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
 import { openDatabase } from '../../store/db.ts';
 import { silentLogger } from '../../domain/logger.ts';
@@ -38,16 +37,7 @@ t.test('an altered reading is detected by /verify and fails its /proof', async (
   const { readings, registry } = openSqliteStores(db, { clock: () => T0 });
   registry.createFacility({ id: 'F', name: 'Plant F', owner: OWNER, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
   registry.createDevice('F', 'd1', 'meter');
-  // Workaround (reported to the contracts owner): Ledger.settlementAt filters WindowSettled on
-  // windowStart, which the event does not index, so ethers refuses the filter. Filter client-side.
-  const oracleLedger: OracleLedger = {
-    settleBatch: (inputs) => ledger.settleBatch(inputs),
-    facility: (id) => ledger.facility(id),
-    registerFacility: (id, owner, baseline, first) => ledger.registerFacility(id, owner, baseline, first),
-    setFacilitySuspended: (id, s) => ledger.setFacilitySuspended(id, s),
-    settlementAt: async (id, start) => (await ledger.settlements({ facilityId: id })).find((s) => s.windowStart === start),
-  };
-  const oracle = buildOracle({ db, readings, registry, ledger: oracleLedger, logger: silentLogger, windowMs: W, graceMs: 2_000, lease: false });
+  const oracle = buildOracle({ db, readings, registry, ledger, logger: silentLogger, windowMs: W, graceMs: 2_000, lease: false });
   t.teardown(() => oracle.close());
 
   // SPEC worked example: 1000 kWh before the window, 1005 kWh in it: +7317 g.

@@ -21,26 +21,10 @@ const T0 = Date.UTC(2026, 0, 1);
 const FACILITIES = ['A', 'B'];
 const closeOf = (k: number) => T0 + (k + 1) * W + GRACE; // when window k may be settled
 
-/**
- * The client's settlementAt filters WindowSettled on windowStart, which is not an indexed event
- * parameter (ethers refuses); until that is fixed in contracts/client, look it up by facility here.
- */
-function withSettlementAt(l: Ledger): Ledger {
-  return new Proxy(l, {
-    get(target, prop, receiver) {
-      if (prop === 'settlementAt') {
-        return async (facilityId: string, windowStart: number) => (await target.settlements({ facilityId })).find((s) => s.windowStart === windowStart);
-      }
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-}
-
 async function setup(t: Test) {
   const chain: Chain = await startHardhatChain({ accounts: 6 });
   t.teardown(() => chain.close());
-  const ledger = withSettlementAt(await Ledger.deploy(chain.signers[0]));
+  const ledger = await Ledger.deploy(chain.signers[0]);
   const dir = t.testdir();
   const db = openDatabase(dir);
   t.teardown(() => db.close());
@@ -188,7 +172,7 @@ t.test('two oracles at once on the same file and chain (two signers, lease off)'
   // Two equal oracle processes (each may also register facilities: both race to do it in round 0).
   await ledger.grantRole('oracle', chain.signers[1].address);
   await ledger.grantRole('regulator', chain.signers[1].address);
-  const other = withSettlementAt(ledger.connect(chain.signers[1]));
+  const other = ledger.connect(chain.signers[1]);
   const a = make();
   const b = make({ ledger: other, maxBatch: 1 });
   let collisions = 0;
@@ -226,4 +210,34 @@ t.test('restart after several windows of downtime: catches up in order', async (
   await checkChain(t, ledger, after, chain, owners, 7);
   // Every settlement still re-verifies against the chain.
   for (const s of after.listSettlements()) t.equal((await after.verify(s.id)).match, true, `verify ${s.id}`);
+});
+
+t.test('a settlement the contract refuses (NetOutOfRange) blocks that facility only; the batch falls back to one entry per transaction', async (t) => {
+  const { ledger, readings, make, chain, owners } = await setup(t);
+  let poison = true;
+  // Whatever produced it, B's net reaches the ledger out of range while `poison` holds.
+  const poisoned = new Proxy(ledger, {
+    get(target, prop, receiver) {
+      if (prop === 'settleBatch') {
+        return (inputs: Parameters<Ledger['settleBatch']>[0]) => target.settleBatch(inputs.map((s) => (s.facilityId === 'B' && poison ? { ...s, netGrams: 1n << 70n } : s)));
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const oracle = make({ ledger: poisoned, backoff: { baseMs: 1_000, maxMs: 1_000 } });
+  await feed(readings, 0, 2);
+  const r = await oracle.runOnce(closeOf(2));
+  t.equal(r.settled, 3, 'A: windows 0..2');
+  t.match(r.blocked, [{ facilityId: 'B', reason: /NetOutOfRange/ }]);
+  t.same(r.errors, [], 'the run went on');
+  t.equal((await ledger.facility('B')).nextWindowStart, T0, 'nothing of B on chain');
+  t.match(oracle.facilityStatus('B'), { settlementStatus: 'blocked', attempts: 1 });
+  poison = false;
+  const r2 = await oracle.runOnce(closeOf(2) + 1_000);
+  t.equal(r2.settled, 3, 'B: windows 0..2 once the poison is gone');
+  t.equal(oracle.facilityStatus('B').settlementStatus, 'ok');
+  await feed(readings, 3, 3);
+  await oracle.runOnce(closeOf(3));
+  await checkChain(t, ledger, oracle, chain, owners, 3);
 });

@@ -1,0 +1,164 @@
+/**
+ * The oracle's per-facility settlement status and its finality watch list, in the shared database
+ * (so a restart keeps a facility's backoff, and a standalone gateway on the same file reports it):
+ * - `oracle_facility_status`: a facility the chain refuses (a revert, a record that disagrees with
+ *   the chain) is `blocked` with the reason; it is retried with exponential backoff (capped) while
+ *   the other facilities go on settling, and cleared by its next good run.
+ * - `oracle_unfinal`: settlements confirmed from a receipt that are not yet CHAIN_CONFIRMATIONS blocks
+ *   deep; each run re-checks them against the chain until they are final or found lost.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { Db } from '../store/db.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS oracle_facility_status (
+  facility_id TEXT    PRIMARY KEY,
+  reason      TEXT    NOT NULL,
+  since       INTEGER NOT NULL,
+  attempts    INTEGER NOT NULL,
+  retry_at    INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oracle_unfinal (
+  id            TEXT    PRIMARY KEY,
+  facility_id   TEXT    NOT NULL,
+  window_start  INTEGER NOT NULL,
+  evidence_root TEXT    NOT NULL,
+  block_number  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oracle_unfinal_facility ON oracle_unfinal (facility_id, window_start);
+`;
+
+export interface FacilitySettlementStatus {
+  facilityId: string;
+  settlementStatus: 'ok' | 'blocked';
+  /** Set when blocked. */
+  reason?: string;
+  /** Epoch ms: blocked since. */
+  since?: number;
+  attempts?: number;
+  /** Epoch ms: the next attempt is not made before this. */
+  retryAt?: number;
+}
+
+export interface Backoff {
+  /** First retry delay (default 10 s). */
+  baseMs: number;
+  /** Longest delay (default 10 min). */
+  maxMs: number;
+}
+
+export const DEFAULT_BACKOFF: Backoff = { baseMs: 10_000, maxMs: 600_000 };
+
+interface StatusRow {
+  facility_id: string;
+  reason: string;
+  since: number;
+  attempts: number;
+  retry_at: number;
+}
+
+export interface UnfinalRow {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  evidenceRoot: string;
+  blockNumber: number;
+}
+
+function toStatus(r: StatusRow): FacilitySettlementStatus {
+  return { facilityId: r.facility_id, settlementStatus: 'blocked', reason: r.reason, since: r.since, attempts: r.attempts, retryAt: r.retry_at };
+}
+
+export class OracleStatus {
+  private readonly stmt: Record<string, Statement<unknown[], unknown>>;
+
+  constructor(db: Db) {
+    db.exec(SCHEMA);
+    const p = (sql: string) => db.prepare<unknown[], unknown>(sql);
+    this.stmt = {
+      get: p('SELECT facility_id, reason, since, attempts, retry_at FROM oracle_facility_status WHERE facility_id = ?'),
+      list: p('SELECT facility_id, reason, since, attempts, retry_at FROM oracle_facility_status ORDER BY facility_id'),
+      upsert: p(
+        `INSERT INTO oracle_facility_status (facility_id, reason, since, attempts, retry_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)
+         ON CONFLICT (facility_id) DO UPDATE SET reason = excluded.reason, attempts = oracle_facility_status.attempts + 1,
+           retry_at = excluded.retry_at, updated_at = excluded.updated_at`,
+      ),
+      setRetry: p('UPDATE oracle_facility_status SET retry_at = ? WHERE facility_id = ?'),
+      clear: p('DELETE FROM oracle_facility_status WHERE facility_id = ?'),
+      addUnfinal: p(
+        `INSERT INTO oracle_unfinal (id, facility_id, window_start, evidence_root, block_number) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET evidence_root = excluded.evidence_root, block_number = excluded.block_number`,
+      ),
+      unfinal: p('SELECT id, facility_id, window_start, evidence_root, block_number FROM oracle_unfinal WHERE facility_id = ? ORDER BY window_start'),
+      unfinalFacilities: p('SELECT DISTINCT facility_id FROM oracle_unfinal').pluck(),
+      dropUnfinal: p('DELETE FROM oracle_unfinal WHERE id = ?'),
+      dropUnfinalFrom: p('DELETE FROM oracle_unfinal WHERE facility_id = ? AND window_start >= ?'),
+    };
+  }
+
+  /** The facility's status (`ok` when nothing is recorded). */
+  get(facilityId: string): FacilitySettlementStatus {
+    const r = this.stmt.get.get(facilityId) as StatusRow | undefined;
+    return r ? toStatus(r) : { facilityId, settlementStatus: 'ok' };
+  }
+
+  /** Every blocked facility. */
+  listBlocked(): FacilitySettlementStatus[] {
+    return (this.stmt.list.all() as StatusRow[]).map(toStatus);
+  }
+
+  /** Records a failed attempt: blocked with `reason`, next attempt after an exponential, capped delay. */
+  block(facilityId: string, reason: string, now: number, backoff: Backoff): FacilitySettlementStatus {
+    const prev = this.stmt.get.get(facilityId) as StatusRow | undefined;
+    const attempts = (prev?.attempts ?? 0) + 1;
+    const delay = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(30, attempts - 1));
+    this.stmt.upsert.run(facilityId, reason.slice(0, 500), prev?.since ?? now, now + delay, now);
+    return this.get(facilityId);
+  }
+
+  /** Makes a blocked facility due now (its record changed: a regulator corrected it). */
+  retryNow(facilityId: string, now: number): void {
+    this.stmt.setRetry.run(now, facilityId);
+  }
+
+  /** A facility removed from the registry: nothing of it stays. */
+  forget(facilityId: string): void {
+    this.stmt.clear.run(facilityId);
+    this.stmt.dropUnfinalFrom.run(facilityId, Number.MIN_SAFE_INTEGER);
+  }
+
+  /** The facility settled (or has nothing to settle): not blocked. Returns whether it was. */
+  clear(facilityId: string): boolean {
+    return this.stmt.clear.run(facilityId).changes > 0;
+  }
+
+  // Finality watch list ----------------------------------------------------------------------
+
+  addUnfinal(list: UnfinalRow[]): void {
+    for (const u of list) this.stmt.addUnfinal.run(u.id, u.facilityId, u.windowStart, u.evidenceRoot, u.blockNumber);
+  }
+
+  unfinal(facilityId: string): UnfinalRow[] {
+    return (this.stmt.unfinal.all(facilityId) as { id: string; facility_id: string; window_start: number; evidence_root: string; block_number: number }[]).map((r) => ({
+      id: r.id,
+      facilityId: r.facility_id,
+      windowStart: r.window_start,
+      evidenceRoot: r.evidence_root,
+      blockNumber: r.block_number,
+    }));
+  }
+
+  unfinalFacilities(): string[] {
+    return this.stmt.unfinalFacilities.all() as string[];
+  }
+
+  markFinal(id: string): void {
+    this.stmt.dropUnfinal.run(id);
+  }
+
+  /** The chain lost the facility's windows from `windowStart` on: nothing there is watched any more. */
+  forgetFrom(facilityId: string, windowStart: number): void {
+    this.stmt.dropUnfinalFrom.run(facilityId, windowStart);
+  }
+}
