@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium } from 'playwright-core';
 import { startFleet } from '../../simulators/fleet.ts';
-import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, sleep, start, tempDataDir, waitSettledThrough } from './helpers.ts';
+import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, runFleetFor, start, tempDataDir, waitSettledThrough } from './helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
@@ -32,7 +32,7 @@ t.test('the dashboard of a running stack shows the chain balances and verified s
     progress: false,
   });
   t.teardown(() => fleet.stop());
-  await sleep(WINDOW_SECONDS * 1000 * 4);
+  await runFleetFor(fleet, 4, 100);
   const summary = await fleet.stop();
   await waitSettledThrough(stack, summary.facilityIds, Date.now());
 
