@@ -12,7 +12,7 @@ import { buildBroker } from './broker/broker.ts';
 import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
 import { Ledger } from './contracts/client/ledger.ts';
-import { startLocalChain } from './contracts/client/local.ts';
+import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { DEMO_DEFAULTS, describeConfig, loadConfig, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
 import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
@@ -29,6 +29,8 @@ export interface Stack {
   contractAddress: string;
   /** Ledger clients signed by the oracle's and the gateway's accounts. */
   ledgers: { oracle: Ledger; gateway: Ledger };
+  /** The local chain's role accounts and key files (when no CHAIN_RPC_URL is configured). */
+  localChain?: Pick<LocalChain, 'accounts' | 'files'>;
   adminKeyFile?: string;
   fleet?: Fleet;
   close(): Promise<void>;
@@ -60,6 +62,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     let gatewayLedger: Ledger;
     let rpcUrl: string | undefined;
     let contractAddress: string;
+    let localChain: LocalChain | undefined;
     if (config.chainRpcUrl) {
       const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
       closers.unshift({ name: 'chain', close: () => provider.destroy() });
@@ -75,6 +78,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       closers.unshift({ name: 'chain', close: () => local.close() });
       ({ oracleLedger, gatewayLedger, rpcUrl } = local);
       contractAddress = local.address;
+      localChain = local;
     }
 
     // 2. stores
@@ -155,6 +159,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       rpcUrl,
       contractAddress,
       ledgers: { oracle: oracleLedger, gateway: gatewayLedger },
+      ...(localChain ? { localChain: { accounts: localChain.accounts, files: localChain.files } } : {}),
       adminKeyFile: gateway.adminKey.file,
       fleet,
       close: closeAll,
