@@ -108,7 +108,7 @@ t.test('README: npm install && npm start work on a fresh clone', async (t) => {
   // Ctrl-C: everything stops, exit code 0, no process of the group left behind (anvil included).
   process.kill(-pgid, 'SIGINT');
   await eventually('npm start to exit after Ctrl-C', () => exit !== undefined && !groupAlive(pgid), { timeoutMs: 60_000, everyMs: 100 });
-XX
+  t.match(exit, { code: 0 }, `npm start exited cleanly (${JSON.stringify(exit)}): ${exit?.code === 0 ? '' : out.slice(-300)}`);
   t.match(out, /stopping/, 'it said it was stopping');
   t.ok(fs.existsSync(path.join(dataDir, 'chain', 'anvil-state.json')), "anvil's state was saved");
 });
