@@ -108,7 +108,10 @@ t.test('README: npm install && npm start work on a fresh clone', async (t) => {
   // Ctrl-C: everything stops, exit code 0, no process of the group left behind (anvil included).
   process.kill(-pgid, 'SIGINT');
   await eventually('npm start to exit after Ctrl-C', () => exit !== undefined && !groupAlive(pgid), { timeoutMs: 60_000, everyMs: 100 });
-  t.match(exit, { code: 0 }, `npm start exited cleanly (${JSON.stringify(exit)}): ${exit?.code === 0 ? '' : out.slice(-300)}`);
+  // npm re-raises the Ctrl-C on itself once its script is gone (the shell shows ^C): code 0 or SIGINT.
+  t.ok(exit?.code === 0 || exit?.signal === 'SIGINT', `npm start ended by the Ctrl-C (${JSON.stringify(exit)})`);
+  const stopped = out.slice(out.indexOf('SIGINT: stopping'));
+  t.notMatch(stopped, /"level":(50|60)|error while (closing|stopping)/, `nothing failed while stopping: ${stopped.slice(0, 1500)}`);
   t.match(out, /stopping/, 'it said it was stopping');
   t.ok(fs.existsSync(path.join(dataDir, 'chain', 'anvil-state.json')), "anvil's state was saved");
 });
