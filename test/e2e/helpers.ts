@@ -55,6 +55,9 @@ export async function api<T = any>(stack: Stack, route: string): Promise<T> {
   return (route === '/metrics' ? text : JSON.parse(text)) as T;
 }
 
+/** @deprecated a pause, not a wait: wait on a condition with `until` / `runFleetFor` / `windowsPass` instead. */
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** Polls until `done()` or the deadline (a bound, not an assertion about speed). */
 export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 120_000): Promise<void> {
   await eventually(what, done, { timeoutMs: deadlineMs, everyMs: 250 });
