@@ -153,3 +153,16 @@ t.test('a run with --credentials and --json', async (t) => {
   t.same([...got].sort(), ['plant-a-main', 'plant-a-pv']);
   t.ok(fs.existsSync(path.join(dir, 'state.json')));
 });
+
+t.test('--duration stops the run on its own', async (t) => {
+  const broker = await startBroker();
+  t.teardown(() => broker.close());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-cli-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // No count is asserted (how much a second holds depends on the machine): only that it ends by itself.
+  const r = await run(['--url', `mqtt://127.0.0.1:${broker.port}`, '--devices', '1', '--rate', '5', '--duration', '1', '--seed', 'dur', '--state', path.join(dir, 'state.json'), '--json', '--quiet']);
+  t.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout.trim());
+  t.equal(s.unacked, 0, 'what it sent was acknowledged before it stopped');
+  t.ok(Date.parse(s.stoppedAt) - Date.parse(s.startedAt) >= 1000, 'it ran for at least the duration');
+});
