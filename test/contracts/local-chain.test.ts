@@ -18,6 +18,7 @@ import { anvilBinary, startAnvil, testPrivateKeys } from '../../contracts/client
 import { Ledger, ROLES, type LedgerRole } from '../../contracts/client/ledger.ts';
 import { LOCAL_ROLES, startLocalChain, type LocalChain } from '../../contracts/client/local.ts';
 import { silentLogger } from '../../domain/logger.ts';
+import { poll } from '../helpers/eventually.ts';
 
 const CI = Boolean(process.env.CI);
 const ROLE_NAMES: LedgerRole[] = ['admin', 'regulator', 'oracle'];
@@ -92,7 +93,7 @@ if (!anvilBinary()) {
         let name: string | undefined;
         const revert = r.body.error?.data ?? (r.body.result ? await revertOf(local, r.body.result) : undefined);
         if (typeof revert === 'string') name = iface.parseError(revert)?.name;
-        t.equal(name, 'AccessControlUnauthorizedAccount', `${what} from unlocked ${from.slice(0, 10)}… reverts for lack of role`);
+        t.equal(name, 'AccessControlUnauthorizedAccount', `${what} from unlocked ${from.slice(0, 10)}… reverts for lack of role`, { body: r.body });
       }
     }
     // The role keys hold exactly their roles.
@@ -156,12 +157,15 @@ if (!anvilBinary()) {
   });
 }
 
-/** The revert data of a mined, failed transaction (anvil mines it when gas is given). */
+/** The revert data of a failed transaction (mined, as gas was given): replayed as a call on the state before its block. */
 async function revertOf(local: LocalChain, hash: string): Promise<string | undefined> {
+  let receipt: ethers.TransactionReceipt | null = null;
+  await poll(async () => (receipt = await local.chain.provider.getTransactionReceipt(hash)) !== null);
+  if (!receipt || (receipt as ethers.TransactionReceipt).status !== 0) return undefined; // it did not fail
+  const block = (receipt as ethers.TransactionReceipt).blockNumber;
   const tx = await local.chain.provider.getTransaction(hash);
-  if (!tx) return undefined;
   try {
-    await local.chain.provider.call({ from: tx.from, to: tx.to, data: tx.data, blockTag: (tx.blockNumber ?? 1) - 1 });
+    await local.chain.provider.call({ from: tx!.from, to: tx!.to, data: tx!.data, blockTag: block - 1 });
     return undefined;
   } catch (e) {
     return (e as { data?: string }).data;
