@@ -237,7 +237,12 @@ export const SignedRetirementBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export const RetirementSubmitted = Type.Object({ txHash: Type.String(), id: Type.Optional(Type.String()) });
+export const RetirementSubmitted = Type.Object({
+  txHash: Type.String(),
+  id: Type.Optional(Type.String()),
+  /** The signed request had already been submitted (by anyone); this is the retirement it produced. */
+  alreadySubmitted: Type.Optional(Type.Boolean()),
+});
 
 // --- ops
 export const HealthView = Type.Object({

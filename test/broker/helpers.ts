@@ -10,6 +10,7 @@ import { silentLogger } from '../../domain/logger.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
 import { openSqliteStores, type SqliteStores } from '../../store/sqlite.ts';
 import type { ReadingStore } from '../../store/types.ts';
+import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
 
 /** Minimal tap surface the helpers use (keeps them independent of tap's exported types). */
 export interface T {
@@ -128,11 +129,10 @@ export async function metric(reg: PromRegistry, name: string, labels: Record<str
   return sum;
 }
 
-/** Polls `check` (bounded) until true; for state that settles asynchronously (e.g. a log row written). */
+/**
+ * Polls `check` until true; for state that settles asynchronously (e.g. a log row written). The bound
+ * is the shared generous one (test/helpers/eventually.ts), or `tries * everyMs` when that is longer.
+ */
 export async function eventually(check: () => boolean | Promise<boolean>, tries = 200, everyMs = 10): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  return false;
+  return poll(check, { timeoutMs: Math.max(tries * everyMs, DEFAULT_POLL_TIMEOUT_MS), everyMs });
 }

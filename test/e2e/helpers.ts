@@ -7,10 +7,12 @@ import { loadConfig, type Config } from '../../domain/config.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { windowOf } from '../../domain/window.ts';
 import { startStack, type Stack } from '../../main.ts';
+import type { Fleet } from '../../simulators/fleet.ts';
 import { openDatabase } from '../../store/db.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 export const ADMIN_KEY = 'e2e-admin-key-0123456789abcdef';
 export const WINDOW_SECONDS = 2;
@@ -53,16 +55,33 @@ export async function api<T = any>(stack: Stack, route: string): Promise<T> {
   return (route === '/metrics' ? text : JSON.parse(text)) as T;
 }
 
+/** @deprecated a pause, not a wait: wait on a condition with `until` / `runFleetFor` / `windowsPass` instead. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `done()` or the deadline (a bound, not an assertion about speed). */
-export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 90_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    if (await done()) return;
-    await sleep(250);
-  }
-  throw new Error(`gave up waiting for ${what}`);
+export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 120_000): Promise<void> {
+  await eventually(what, done, { timeoutMs: deadlineMs, everyMs: 250 });
+}
+
+/**
+ * Lets a running fleet publish until both conditions hold: `windows` settlement windows have closed
+ * since the call (wall-clock boundaries: the windows themselves are what the test needs), and the
+ * platform has acknowledged at least `minReadings` readings (whatever the machine's speed).
+ */
+export async function runFleetFor(fleet: Fleet, windows: number, minReadings: number): Promise<void> {
+  const w = WINDOW_SECONDS * 1000;
+  const until_ = windowOf(Date.now(), w).end + (windows - 1) * w;
+  await eventually(`${windows} windows and ${minReadings} acknowledged readings`, () => Date.now() >= until_ && fleet.stats().readingsAcked >= minReadings, {
+    timeoutMs: windows * w + 120_000,
+    everyMs: 100,
+  });
+}
+
+/** Waits until `windows` window boundaries have passed (the stack down, for instance). */
+export async function windowsPass(windows: number): Promise<void> {
+  const w = WINDOW_SECONDS * 1000;
+  const until_ = windowOf(Date.now(), w).end + (windows - 1) * w;
+  await eventually(`${windows} windows to pass`, () => Date.now() >= until_, { timeoutMs: windows * w + 60_000, everyMs: 100 });
 }
 
 interface ApiSettlement {

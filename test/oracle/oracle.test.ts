@@ -15,6 +15,7 @@ import { openOracleRecords } from '../../oracle/records.ts';
 import { LEAF_ENCODING } from '../../oracle/evidence.ts';
 import type { GatewayOracle } from '../../gateway/deps.ts';
 import { FakeLedger, faultyLedger } from './fake-ledger.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 const W = 10_000;
 const GRACE = 2_000;
@@ -384,7 +385,7 @@ t.test('start/stop with node-cron, metrics', async (t) => {
   t.throws(() => oracle.start('not a cron'), { code: 'CONFIG_INVALID' });
   oracle.start('*/1 * * * * *');
   // start() runs once at once; wait (bounded) for that run to record its settlements.
-  for (let i = 0; i < 200 && oracle.listSettlements().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await eventually('the first run to record two settlements', () => oracle.listSettlements().length >= 2);
   oracle.stop();
   t.equal(oracle.listSettlements().length, 2);
   const text = await metrics.metrics();

@@ -101,21 +101,26 @@ t.test('offline buffering and redelivery after the broker restarts: nothing lost
     logger: silentLogger,
   });
   t.teardown(() => fleet.stop());
-  await waitFor(() => fleet.stats().acked >= 20, 10_000, 'acks before the restart');
+  const ids = fleet.facilities.flatMap((f) => f.devices.map((d) => d.deviceId));
+  const highestSeq = (id: string) => Math.max(0, ...readingsOf(log, id).map((r) => r.seq));
+  // Per device, not fleet-wide: each device must have readings on both sides of the restart.
+  await waitFor(() => ids.every((id) => highestSeq(id) >= 10), 10_000, 'every device published before the restart');
   await broker.close();
   await waitFor(() => fleet.stats().connected === 0, 5000, 'devices offline');
   const ackedBefore = fleet.stats().acked;
   await waitFor(() => fleet.stats().inFlight >= 20, 5000, 'readings buffered while offline');
   t.equal(fleet.stats().acked, ackedBefore, 'nothing acknowledged while the broker is down');
+  const buffered = fleet.stats().inFlight;
   broker = await startBroker({ port, log });
-  await waitFor(() => fleet.stats().connected === 2 && fleet.stats().inFlight === 0, 10_000, 'redelivery');
+  await waitFor(() => fleet.stats().connected === 2 && ids.every((id) => highestSeq(id) > 20), 10_000, 'every device past seq 20 after the restart');
+  await waitFor(() => fleet.stats().acked >= ackedBefore + buffered, 10_000, 'the buffered readings redelivered and acknowledged');
   const s = await fleet.stop();
 
   t.ok(s.reconnects >= 2, `${s.reconnects} reconnects`);
   t.equal(s.unacked, 0);
   t.equal(s.sent, s.acked);
   for (const d of s.deviceDetails) {
-    t.ok(d.lastSeq > 20);
+    t.ok(d.lastSeq > 20, `${d.deviceId}: seq ${d.lastSeq}, past the restart`);
     t.same(d.ackedSeqs, Array.from({ length: d.lastSeq }, (_, i) => i + 1), `${d.deviceId}: all acked`);
     assertComplete(t, log, d.deviceId, d.lastSeq);
   }

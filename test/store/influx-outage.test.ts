@@ -9,18 +9,14 @@ import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx.ts';
 import type { CommitOutcome } from '../../store/types.ts';
+import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
 import { requireInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.ts';
 import { T0, reading } from '../helpers/reading-store-contract.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `cond` every 25 ms, at most `tries` times. */
+/** Polls `cond` (the shared bounded poll; `tries` of 25 ms or its generous default, whichever is longer). */
 async function until(cond: () => boolean, tries = 400): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return true;
-    await sleep(25);
-  }
-  return cond();
+  return poll(cond, { timeoutMs: Math.max(tries * 25, DEFAULT_POLL_TIMEOUT_MS), everyMs: 25 });
 }
 
 interface Tracked {
