@@ -62,6 +62,11 @@ export interface Reading {
   reset: boolean;
   /** When the platform accepted it (epoch ms). */
   receivedAt: number;
+  /**
+   * Set by the store: the device's arrival number of a reading stored below the device's highest
+   * stored seq ("late" arrival, 1, 2, ...); absent for one stored in order (see store/types.ts VisibilityMark).
+   */
+  arrival?: number;
 }
 
 /** What the HTTP API returns for a reading. */
@@ -91,6 +96,11 @@ export const REJECT_REASONS = [
   'unknown_unit',
   'invalid_value',
   'register_backwards',
+  /** ts before that of a stored lower seq, or after that of a stored higher seq, of the device. */
+  'ts_out_of_order',
+  /** An increase (or interval mass) above 1.2 x the device's capacity over the time since its previous reading. */
+  'implausible',
+  /** No longer produced (any arrival order is accepted); kept because older rejection rows carry it. */
   'seq_not_increasing',
   'duplicate_conflict',
   'rate_limited',
