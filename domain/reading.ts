@@ -35,6 +35,12 @@ export function isMetric(name: string): name is Metric {
   return Object.prototype.hasOwnProperty.call(METRICS, name);
 }
 
+/** Device kinds that declare an interval (co2_direct) device, whatever it has sent so far. */
+export const INTERVAL_KINDS: readonly string[] = ['cems', 'co2_direct'];
+export function isIntervalKind(kind: string): boolean {
+  return INTERVAL_KINDS.includes(kind);
+}
+
 /** One reading as a device sends it (the JSON schema of the MQTT payload element). */
 export const ReadingPayload = Type.Object(
   {

@@ -68,6 +68,8 @@ export interface DeviceLimits {
   /** Declared capacity (decimal text; kW, m3/h or kg/h by metric); absent: the metric's default. */
   capacity?: string;
   reportingIntervalSeconds: number;
+  /** The device's registered kind (a `cems` / `co2_direct` kind declares an interval device, for coverage). */
+  kind?: string;
 }
 
 /** Limits of a device by id; undefined for an unknown device (defaults apply). Cheap: called once per device per batch. */
