@@ -126,8 +126,8 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
     const devices = registry.listDevices(facilityId).map((d) => d.deviceId);
     const all: Reading[] = [];
     for (const d of devices) {
-      const hw = (await readings.highWater([d])).get(d);
-      if (hw !== undefined) all.push(...(await readings.consume({ deviceId: d, maxSeq: hw, before: Number.MAX_SAFE_INTEGER })));
+      const mark = (await readings.marks([d])).get(d);
+      if (mark !== undefined) all.push(...(await readings.consume({ deviceId: d, mark, before: Number.MAX_SAFE_INTEGER })));
     }
     const rows = db.prepare("SELECT id, inputs FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'").all(facilityId) as { id: string; inputs: string }[];
     const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as { devices: { deviceId: string; highWater?: number }[]; baselineKgPerHour: string }]));

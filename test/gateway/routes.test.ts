@@ -17,8 +17,11 @@ function readingStore(rows: Reading[]): ReadingStore & { lastFilter?: unknown } 
     async commit() {
       return [];
     },
-    async highWater() {
+    async marks() {
       return new Map();
+    },
+    async coverage() {
+      return { after: false, between: 0, interval: false };
     },
     async consume() {
       return [];
