@@ -44,7 +44,7 @@ export function isIntervalKind(kind: string): boolean {
 /** One reading as a device sends it (the JSON schema of the MQTT payload element). */
 export const ReadingPayload = Type.Object(
   {
-    seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'strictly increasing per device' }),
+    seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "the device's emission order (dedupe key with deviceId); may arrive out of order" }),
     ts: Type.Union([Type.String({ description: 'ISO-8601 with zone' }), Type.Integer({ description: 'epoch milliseconds' })]),
     metric: Type.Union(METRIC_NAMES.map((m) => Type.Literal(m))),
     value: Type.Number({ description: 'decimal, in `unit`' }),
