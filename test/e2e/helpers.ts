@@ -10,6 +10,7 @@ import { startStack, type Stack } from '../../main.ts';
 import { openDatabase } from '../../store/db.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
 import type { Reading } from '../../domain/reading.ts';
+import type { RecordedInputs } from '../../oracle/records.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
 
 export const ADMIN_KEY = 'e2e-admin-key-0123456789abcdef';
@@ -91,7 +92,7 @@ export async function waitSettledThrough(stack: Stack, facilityIds: string[], la
 
 /**
  * Checks everything the end-to-end issue asks of a facility's settlements; returns their count.
- * Reads the stored readings and the oracle's recorded high-water marks straight from the SQLite
+ * Reads the stored readings and the oracle's recorded visibility marks straight from the SQLite
  * file (a second connection), and the chain through the gateway and the ledger client.
  */
 export async function checkFacility(t: Test, stack: Stack, facilityId: string): Promise<{ settlements: number; netSum: bigint }> {
@@ -130,7 +131,7 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
       if (mark !== undefined) all.push(...(await readings.consume({ deviceId: d, mark, before: Number.MAX_SAFE_INTEGER })));
     }
     const rows = db.prepare("SELECT id, inputs FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'").all(facilityId) as { id: string; inputs: string }[];
-    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as { devices: { deviceId: string; highWater?: number }[]; baselineKgPerHour: string }]));
+    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as Pick<RecordedInputs, 'devices' | 'baselineKgPerHour'>]));
     const f = registry.getFacility(facilityId)!;
     const checks: CheckSettlement[] = list.map((s) => {
       const inputs = inputsById.get(s.id)!;
@@ -140,7 +141,17 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
         windowEnd: Date.parse(s.windowEnd),
         netGrams: s.netGrams,
         complete: s.complete,
-        highWater: new Map(inputs.devices.map((d) => [d.deviceId, d.highWater])),
+        devices: new Map(
+          inputs.devices.map((d) => [
+            d.deviceId,
+            {
+              ...(d.mark ? { mark: d.mark } : {}),
+              reportingIntervalSeconds: d.reportingIntervalSeconds,
+              interval: d.intervalDeclared || d.coverage.interval || all.some((r) => r.deviceId === d.deviceId && r.metric === 'co2_direct'),
+              inCoverage: !(d.decommissioned && Date.parse(s.windowStart) >= d.decommissioned.at),
+            },
+          ]),
+        ),
         baselineKgPerHour: registry.baselineAt(facilityId, Date.parse(s.windowStart)),
       };
     });
