@@ -64,10 +64,58 @@ export const DEFAULT_CAPACITY: Record<Metric, string> = {
   co2_direct: '1000000',
 };
 export const DEFAULT_INTERVAL_SECONDS = 60;
-/** Plausibility tolerance: 20% above capacity, as 12/10. */
-const TOLERANCE_NUM = 12n;
-const TOLERANCE_DEN = 10n;
-const MS_PER_HOUR = 3_600_000n;
+/**
+ * Plausibility: amount > 1.2 x capacity x ms / 3,600,000  <=>  amount x 3,000,000 > capacity x ms
+ * (1.2 / 3,600,000 = 1 / 3,000,000), compared exactly on scaled integers.
+ */
+const MS_PER_HOUR_OVER_TOLERANCE = 3_000_000n;
+const POW10: bigint[] = Array.from({ length: 128 }, (_, i) => 10n ** BigInt(i));
+/** Canonical text of a non-negative decimal, as Decimal.toString() prints it (no exponent, no trailing zeros). */
+export const CANONICAL_RE = /^(?:0|[1-9]\d*)(?:\.\d*[1-9])?$/;
+
+/** An exact decimal as mantissa x 10^-scale (the ingest hot path: one BigInt per value, no normalising). */
+interface Fixed {
+  m: bigint;
+  s: number;
+}
+
+function fixedOf(text: string): Fixed {
+  if (CANONICAL_RE.test(text)) {
+    const dot = text.indexOf('.');
+    return dot < 0 ? { m: BigInt(text), s: 0 } : { m: BigInt(text.slice(0, dot) + text.slice(dot + 1)), s: text.length - dot - 1 };
+  }
+  const d = Decimal.parse(text);
+  return { m: d.mantissa, s: d.scale };
+}
+
+function pow10(k: number): bigint {
+  return k < POW10.length ? POW10[k] : 10n ** BigInt(k);
+}
+
+/** a - b, exactly. */
+function subFixed(a: Fixed, b: Fixed): Fixed {
+  if (a.s === b.s) return { m: a.m - b.m, s: a.s };
+  return a.s > b.s ? { m: a.m - b.m * pow10(a.s - b.s), s: a.s } : { m: a.m * pow10(b.s - a.s) - b.m, s: b.s };
+}
+
+function fixedText(f: Fixed): string {
+  return Decimal.of(f.m, f.s).toString();
+}
+
+/** Compares two decimal texts exactly: by digits when both are canonical and non-negative, else through Decimal. */
+export function compareDecimalText(a: string, b: string): -1 | 0 | 1 {
+  if (!CANONICAL_RE.test(a) || !CANONICAL_RE.test(b)) return Decimal.parse(a).cmp(Decimal.parse(b));
+  const ia = a.indexOf('.');
+  const ib = b.indexOf('.');
+  const intA = ia < 0 ? a : a.slice(0, ia);
+  const intB = ib < 0 ? b : b.slice(0, ib);
+  if (intA.length !== intB.length) return intA.length < intB.length ? -1 : 1;
+  if (intA !== intB) return intA < intB ? -1 : 1;
+  // No trailing zeros, so fractions compare as strings ("45" < "5": 0.45 < 0.5; "" < "1").
+  const fa = ia < 0 ? '' : a.slice(ia + 1);
+  const fb = ib < 0 ? '' : b.slice(ib + 1);
+  return fa === fb ? 0 : fa < fb ? -1 : 1;
+}
 
 const STORED: IngestOutcome = Object.freeze({ status: 'stored' });
 const DUPLICATE: IngestOutcome = Object.freeze({ status: 'duplicate' });
@@ -80,26 +128,39 @@ export function sameContent(a: StoredReading, b: StoredReading): boolean {
   return a.ts === b.ts && a.metric === b.metric && a.value === b.value && a.unit === b.unit && a.reset === b.reset;
 }
 
-/** The capacity the rules apply to a metric: the declared one, else the metric's default. */
-export function capacityOf(metric: string, limits: IngestLimits | undefined): Decimal {
+const DEFAULT_CAPACITY_FIXED = Object.fromEntries(Object.entries(DEFAULT_CAPACITY).map(([m, c]) => [m, fixedOf(c)])) as Record<Metric, Fixed>;
+
+/** The capacity the rules apply to a metric (decimal text): the declared one, else the metric's default. */
+export function capacityOf(metric: string, limits: IngestLimits | undefined): string {
   if (limits?.capacity !== undefined) {
     try {
-      return Decimal.parse(limits.capacity);
+      fixedOf(limits.capacity);
+      return limits.capacity;
     } catch {
       // A stored capacity is validated at registration; anything else falls back to the default.
     }
   }
-  return Decimal.parse(isMetric(metric) ? DEFAULT_CAPACITY[metric] : '0');
+  return isMetric(metric) ? DEFAULT_CAPACITY[metric] : '0';
+}
+
+function capacityFixed(metric: string, limits: IngestLimits | undefined): Fixed {
+  if (limits?.capacity === undefined && isMetric(metric)) return DEFAULT_CAPACITY_FIXED[metric];
+  return fixedOf(capacityOf(metric, limits));
 }
 
 /**
- * Whether `amount` (in the metric's unit) is more than 1.2 x capacity (per hour) x `ms`: exactly,
- * amount * 3,600,000 * 10 > 12 * capacity * ms.
+ * Whether `amount` (in the metric's unit) is more than 1.2 x capacity (per hour) x `ms`, exactly:
+ * amount x 3,000,000 > capacity x ms, on integers scaled to a common scale.
  */
-export function exceedsCapacity(amount: Decimal, capacity: Decimal, ms: number): boolean {
-  const lhs = amount.mul(Decimal.of(MS_PER_HOUR * TOLERANCE_DEN));
-  const rhs = capacity.mul(Decimal.of(TOLERANCE_NUM * BigInt(Math.max(0, ms))));
-  return lhs.cmp(rhs) > 0;
+function exceeds(amount: Fixed, capacity: Fixed, ms: number): boolean {
+  const lhs = amount.m * MS_PER_HOUR_OVER_TOLERANCE * pow10(capacity.s);
+  const rhs = capacity.m * BigInt(Math.max(0, ms)) * pow10(amount.s);
+  return lhs > rhs;
+}
+
+/** `exceeds` on decimal texts (tests, other callers). */
+export function exceedsCapacity(amount: string, capacity: string, ms: number): boolean {
+  return exceeds(fixedOf(amount), fixedOf(capacity), ms);
 }
 
 /**
@@ -126,41 +187,42 @@ export function checkReading(r: StoredReading, stored: DeviceReadings, limits?: 
   // Neighbours of the same metric: the device's previous and next reading of this quantity.
   const lowerSame = lower === undefined ? undefined : lower.metric === r.metric ? lower : stored.below(r.seq, r.metric);
   const higherSame = higher === undefined ? undefined : higher.metric === r.metric ? higher : stored.above(r.seq, r.metric);
-  const value = Decimal.parse(r.value);
-  const capacity = capacityOf(r.metric, limits);
+  const capacity = capacityFixed(r.metric, limits);
   const unit = METRICS[r.metric].unit;
 
   if (kind === 'register') {
-    if (lowerSame && !r.reset && value.cmp(Decimal.parse(lowerSame.value)) < 0) {
+    if (lowerSame && !r.reset && compareDecimalText(r.value, lowerSame.value) < 0) {
       return reject('register_backwards', `${r.metric} ${r.value} is below ${lowerSame.value} of the stored lower seq ${lowerSame.seq} without reset`);
     }
-    if (higherSame && !higherSame.reset && value.cmp(Decimal.parse(higherSame.value)) > 0) {
+    if (higherSame && !higherSame.reset && compareDecimalText(r.value, higherSame.value) > 0) {
       return reject('register_backwards', `${r.metric} ${r.value} is above ${higherSame.value} of the stored higher seq ${higherSame.seq}, which is not a reset`);
     }
+    const value = lowerSame || higherSame ? fixedOf(r.value) : undefined;
     if (lowerSame && !r.reset) {
-      const increase = value.sub(Decimal.parse(lowerSame.value));
-      if (exceedsCapacity(increase, capacity, r.ts - lowerSame.ts)) {
-        return reject('implausible', `${r.metric} rose ${increase.toString()} ${unit} in ${r.ts - lowerSame.ts} ms since seq ${lowerSame.seq}: more than 1.2 x capacity ${capacity.toString()} ${unit}/h`);
+      const increase = subFixed(value as Fixed, fixedOf(lowerSame.value));
+      if (exceeds(increase, capacity, r.ts - lowerSame.ts)) {
+        return reject('implausible', `${r.metric} rose ${fixedText(increase)} ${unit} in ${r.ts - lowerSame.ts} ms since seq ${lowerSame.seq}: more than 1.2 x capacity ${fixedText(capacity)} ${unit}/h`);
       }
     }
     if (higherSame && !higherSame.reset) {
-      const increase = Decimal.parse(higherSame.value).sub(value);
-      if (exceedsCapacity(increase, capacity, higherSame.ts - r.ts)) {
-        return reject('implausible', `the stored higher seq ${higherSame.seq} would rise ${increase.toString()} ${unit} in ${higherSame.ts - r.ts} ms over this reading: more than 1.2 x capacity ${capacity.toString()} ${unit}/h`);
+      const increase = subFixed(fixedOf(higherSame.value), value as Fixed);
+      if (exceeds(increase, capacity, higherSame.ts - r.ts)) {
+        return reject('implausible', `the stored higher seq ${higherSame.seq} would rise ${fixedText(increase)} ${unit} in ${higherSame.ts - r.ts} ms over this reading: more than 1.2 x capacity ${fixedText(capacity)} ${unit}/h`);
       }
     }
     return STORED;
   }
 
   // Interval mass: emitted since the device's previous reading of the metric.
-  if (value.isNegative()) return reject('invalid_value', `${r.metric} must not be negative`);
+  const value = fixedOf(r.value);
+  if (value.m < 0n) return reject('invalid_value', `${r.metric} must not be negative`);
   const sinceMs = lowerSame ? r.ts - lowerSame.ts : (limits?.reportingIntervalSeconds ?? DEFAULT_INTERVAL_SECONDS) * 1000;
-  if (exceedsCapacity(value, capacity, sinceMs)) {
+  if (exceeds(value, capacity, sinceMs)) {
     const since = lowerSame ? `in ${sinceMs} ms since seq ${lowerSame.seq}` : `as a first reading (bounded by the reporting interval, ${sinceMs} ms)`;
-    return reject('implausible', `${r.metric} ${r.value} ${unit} ${since}: more than 1.2 x capacity ${capacity.toString()} ${unit}/h`);
+    return reject('implausible', `${r.metric} ${r.value} ${unit} ${since}: more than 1.2 x capacity ${fixedText(capacity)} ${unit}/h`);
   }
-  if (higherSame && exceedsCapacity(Decimal.parse(higherSame.value), capacity, higherSame.ts - r.ts)) {
-    return reject('implausible', `the stored higher seq ${higherSame.seq} (${higherSame.value} ${unit}) would span only ${higherSame.ts - r.ts} ms after this reading: more than 1.2 x capacity ${capacity.toString()} ${unit}/h`);
+  if (higherSame && exceeds(fixedOf(higherSame.value), capacity, higherSame.ts - r.ts)) {
+    return reject('implausible', `the stored higher seq ${higherSame.seq} (${higherSame.value} ${unit}) would span only ${higherSame.ts - r.ts} ms after this reading: more than 1.2 x capacity ${fixedText(capacity)} ${unit}/h`);
   }
   return STORED;
 }

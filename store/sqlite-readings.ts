@@ -30,7 +30,7 @@
 import type { Statement } from 'better-sqlite3';
 import { Decimal } from '../domain/decimal.ts';
 import { errors } from '../domain/errors.ts';
-import { checkReading, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
+import { CANONICAL_RE, checkReading, compareDecimalText, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
 import type { Logger } from '../domain/logger.ts';
 import { isIntervalKind, type Metric, type Reading } from '../domain/reading.ts';
 import type { Db } from './db.ts';
@@ -115,23 +115,7 @@ export const READING_QUERIES = {
   maxArrival: 'SELECT MAX(arrival) FROM readings WHERE device_id = ? AND arrival IS NOT NULL',
 } as const;
 
-/** Canonical text of a non-negative decimal, as Decimal.toString() prints it (no exponent, no trailing zeros). */
-export const CANONICAL_RE = /^(?:0|[1-9]\d*)(?:\.\d*[1-9])?$/;
-
-/** Compares two decimal texts exactly: by digits when both are canonical and non-negative, else through Decimal. */
-export function compareDecimalText(a: string, b: string): -1 | 0 | 1 {
-  if (!CANONICAL_RE.test(a) || !CANONICAL_RE.test(b)) return Decimal.parse(a).cmp(Decimal.parse(b));
-  const ia = a.indexOf('.');
-  const ib = b.indexOf('.');
-  const intA = ia < 0 ? a : a.slice(0, ia);
-  const intB = ib < 0 ? b : b.slice(0, ib);
-  if (intA.length !== intB.length) return intA.length < intB.length ? -1 : 1;
-  if (intA !== intB) return intA < intB ? -1 : 1;
-  // No trailing zeros, so fractions compare as strings ("45" < "5": 0.45 < 0.5; "" < "1").
-  const fa = ia < 0 ? '' : a.slice(ia + 1);
-  const fb = ib < 0 ? '' : b.slice(ib + 1);
-  return fa === fb ? 0 : fa < fb ? -1 : 1;
-}
+export { CANONICAL_RE, compareDecimalText };
 
 function clampLimit(limit: number | undefined): number {
   if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
