@@ -2,7 +2,7 @@
  * Property-based test of ingest + methodology (issue 10 "What done means"), with fast-check.
  *
  * Random facilities of 1-3 devices (import, export, gas registers with resets; co2_direct interval
- * meters), each with its own clock skew (ts never decreasing along seq, within the 5-minute future
+ * meters; sometimes one decommissioned at a window start), each with its own clock skew (ts never decreasing along seq, within the 5-minute future
  * allowance), gaps (readings lost for good), duplicates (redelivered, same content) and any arrival
  * order (per-reading delays), are pushed through the real ingest path (broker/validate.ts
  * validatePayload, then the SQLite store's commit with its ingest rules and arrival numbers) while
@@ -24,8 +24,9 @@
  * first reading) would add nothing although its increase was never counted: a known limit
  * (docs/METHODOLOGY.md "Known limits"), outside what this test asserts.
  *
- * PROPERTY_RUNS (default 25), PROPERTY_SEED and PROPERTY_SHRINK=1 set the number of runs, the seed and
- * whether a failure is shrunk (slow: every step replays a run).
+ * PROPERTY_RUNS (default 20), PROPERTY_SEED (a number, or `random`; default fixed so CI is
+ * deterministic) and PROPERTY_SHRINK=1 set the number of runs, the seed and whether a failure is
+ * shrunk (slow: every step replays a run).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -46,8 +47,9 @@ const GRACE = 2_000;
 const OWNER = '0x1111111111111111111111111111111111111111';
 const GRID = '0.5366';
 const GAS = '2.162';
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 25);
-const SEED = process.env.PROPERTY_SEED !== undefined ? Number(process.env.PROPERTY_SEED) : undefined;
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 20);
+/** A fixed default seed keeps CI deterministic; PROPERTY_SEED=random explores new cases. */
+const SEED = process.env.PROPERTY_SEED === 'random' ? undefined : Number(process.env.PROPERTY_SEED ?? 20261201);
 
 type DeviceType = 'import' | 'export' | 'gas' | 'cems';
 const METRIC_OF: Record<DeviceType, Metric> = { import: 'electricity_import', export: 'electricity_export', gas: 'natural_gas', cems: 'co2_direct' };
@@ -77,19 +79,24 @@ const deviceArb = fc.record({
   reportingIntervalSeconds: fc.constantFrom(2, 5, 60, 60),
   /** First emission (true time), ms. */
   start: fc.integer({ min: 5_000, max: 15_000 }),
-  /** The device clock's offset from true time, ms: behind by up to 5 s, ahead by up to 30 s. */
-  skew: fc.integer({ min: -5_000, max: 30_000 }),
+  /** The device clock's offset from true time, ms: mostly within 3 s; at worst behind 5 s, ahead 30 s. */
+  skew: fc.oneof({ arbitrary: fc.integer({ min: -3_000, max: 3_000 }), weight: 3 }, { arbitrary: fc.integer({ min: -5_000, max: 30_000 }), weight: 1 }),
   /** First seq and first register value (thousandths). */
   seq0: fc.constantFrom(0, 1, 1_000),
   value0: fc.constantFrom(0, 1_000_000, 999_999_500),
   /** Send electricity in Wh and co2 in g instead of kWh / kg. */
   smallUnit: fc.boolean(),
-  steps: fc.array(stepArb, { minLength: 2, maxLength: 30 }),
+  steps: fc.array(stepArb, { minLength: 8, maxLength: 30 }),
 });
 
 const scenarioArb = fc.record({
   baselineKgPerHour: fc.constantFrom('0', '36', '360', '3600', '36000', '12.5'),
   devices: fc.array(deviceArb, { minLength: 1, maxLength: 3 }),
+  /** A regulator decommissions device `device` (modulo the count) at the start of window `window`. */
+  decommission: fc.oneof(
+    { arbitrary: fc.constant(null), weight: 3 },
+    { arbitrary: fc.record({ device: fc.integer({ min: 0, max: 2 }), window: fc.integer({ min: 1, max: 6 }) }), weight: 1 },
+  ),
 });
 
 type Scenario = typeof scenarioArb extends fc.Arbitrary<infer T> ? T : never;
@@ -167,19 +174,26 @@ interface RunResult {
 }
 
 /** What the runs exercised (reported, so a generator that stops producing a case is noticed). */
-const stats = { windows: 0, complete: 0, minted: 0, late: 0, silent: 0, seq_gap: 0, no_reading_before: 0, no_reading_in_window: 0, duplicates: 0, resets: 0 };
+const stats = { windows: 0, complete: 0, minted: 0, late: 0, silent: 0, seq_gap: 0, no_reading_before: 0, no_reading_in_window: 0, duplicates: 0, resets: 0, decommissioned: 0, out_of_coverage: 0 };
 
 async function run(dir: string, s: Scenario, emitted: Emitted[], inOrder: boolean): Promise<RunResult> {
   fs.mkdirSync(dir, { recursive: true });
   const db = openDatabase(dir);
-  const { readings, registry } = openSqliteStores(db, { clock: () => 0 });
+  const clock = { now: 0 };
+  const { readings, registry } = openSqliteStores(db, { clock: () => clock.now });
   const ledger = new FakeLedger();
   const oracle = buildOracle({ db, readings, registry, ledger, logger: silentLogger, windowMs: W, graceMs: GRACE, lease: false });
   try {
     registry.createFacility({ id: 'F', name: 'F', owner: OWNER, baselineKgPerHour: s.baselineKgPerHour, gridFactorKgPerKwh: GRID, gasFactorKgPerM3: GAS, createdAt: 0 });
     s.devices.forEach((d, i) => registry.createDevice('F', `d${i}`, KIND_OF[d.type], { reportingIntervalSeconds: d.reportingIntervalSeconds }));
+    const gone = s.decommission ? { deviceId: `d${s.decommission.device % s.devices.length}`, at: s.decommission.window * W } : undefined;
     const model = new SpecModel(
-      s.devices.map((d, i) => ({ deviceId: `d${i}`, interval: d.type === 'cems', reportingIntervalSeconds: d.reportingIntervalSeconds })),
+      s.devices.map((d, i) => ({
+        deviceId: `d${i}`,
+        interval: d.type === 'cems',
+        reportingIntervalSeconds: d.reportingIntervalSeconds,
+        ...(gone?.deviceId === `d${i}` ? { decommissionedAt: gone.at } : {}),
+      })),
       { grid: GRID, gas: GAS },
     );
     // Deliveries in arrival order (ties: by device, then seq, so a device's batch is in seq order).
@@ -212,6 +226,11 @@ async function run(dir: string, s: Scenario, emitted: Emitted[], inOrder: boolea
         else if (e.reset) stats.resets++;
         if (!copy) stored.push({ deviceId: e.deviceId, seq: e.seq, ts: e.ts, metric: e.metric, value: decimalText(e.milli), reset: e.reset });
       }
+      if (gone && gone.at === k * W) {
+        clock.now = gone.at;
+        registry.updateDevice(gone.deviceId, { status: 'decommissioned', reason: 'property test' });
+        stats.decommissioned++;
+      }
       const report = await oracle.runOnce(now);
       if (report.errors.length || report.blocked.length) throw new Error(`oracle run at ${now}: ${JSON.stringify(report.errors)} ${JSON.stringify(report.blocked)}`);
       const s1 = oracle.getSettlement(`F-${k * W}`);
@@ -232,7 +251,7 @@ async function run(dir: string, s: Scenario, emitted: Emitted[], inOrder: boolea
       if (s1.complete) stats.complete++;
       if (net > 0n) stats.minted++;
       stats.late += s1.inputs.lateKeys.length;
-      for (const d of s1.inputs.devices) if (d.status !== 'ok' && d.status !== 'out_of_coverage') stats[d.status]++;
+      for (const d of s1.inputs.devices) if (d.status !== 'ok') stats[d.status]++;
     }
     if (next !== deliveries.length) throw new Error(`${deliveries.length - next} deliveries left after the last settlement`);
     // Every stored co2 kilogram counted exactly once.
@@ -271,5 +290,8 @@ t.test('ingest + methodology: random streams, any arrival order, settlements in 
   t.ok(windows > 0, `${n} scenarios, ${windows} windows settled and checked`);
   t.comment(JSON.stringify(stats));
   // The generator must keep producing the cases the invariants are about.
-  t.ok(stats.complete > 0 && stats.minted > 0 && stats.late > 0 && stats.seq_gap > 0 && stats.silent > 0 && stats.duplicates > 0 && stats.resets > 0, 'every case occurred');
+  t.ok(
+    stats.complete > 0 && stats.minted > 0 && stats.late > 0 && stats.seq_gap > 0 && stats.silent > 0 && stats.duplicates > 0 && stats.resets > 0 && stats.out_of_coverage > 0,
+    'every case occurred',
+  );
 });
