@@ -15,9 +15,10 @@
  * probe per batch loads, and the head of the metric (`device_heads`: first and last seq per device and
  * metric, one probe per batch) answer everything. A late arrival (seq below the max) probes its
  * neighbours on both sides; a neighbour of the same metric is found by walking the primary key from
- * the reading, at most MAX_METRIC_WALK rows (a device whose metrics are interleaved further apart
- * than that gets its late reading refused as `implausible`, with a detail saying so, rather than a
- * scan of its history inside the writer's transaction). Capacity and reporting interval come from
+ * the reading: row by row for a few rows, then inside SQLite, at most MAX_METRIC_WALK (100,000) rows
+ * (a device whose metrics are interleaved further apart than that gets its late reading refused as
+ * `implausible`, with a detail saying so, rather than a scan of its history inside the writer's
+ * transaction). Capacity and reporting interval come from
  * the device's registry row (same file, one probe per device per batch; a change applies to the next
  * batch).
  *
@@ -27,7 +28,6 @@
  * There is deliberately no in-process cache: without one a second process writing the same file is
  * always seen. The stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
-import type { Statement } from 'better-sqlite3';
 import { Decimal } from '../domain/decimal.ts';
 import { errors } from '../domain/errors.ts';
 import { CANONICAL_RE, checkReading, compareDecimalText, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
@@ -49,7 +49,9 @@ import type {
 export const DEFAULT_LIST_LIMIT = 100;
 export const MAX_LIST_LIMIT = 1000;
 /** Rows a late arrival may walk to find its neighbour of the same metric (see the file comment). */
-export const MAX_METRIC_WALK = 10_000;
+export const MAX_METRIC_WALK = 100_000;
+/** Rows walked row by row first (the common case: metrics interleaved a few rows apart). */
+const SHORT_WALK = 32;
 
 interface ReadingRow {
   device_id: string;
@@ -158,6 +160,15 @@ function prepareStatements(db: Db) {
       `SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq < ? AND seq >= ? ORDER BY seq DESC`,
     ),
     walkUp: db.prepare<[string, number, number], ReadingRow>(`SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq > ? AND seq <= ? ORDER BY seq`),
+    // The longer walks run inside SQLite (about ten times faster than row by row here), capped.
+    farDown: db.prepare<[string, string, number, number, number], { s: number | null; n: number }>(
+      `SELECT MAX(CASE WHEN metric = ? THEN seq END) AS s, COUNT(*) AS n
+       FROM (SELECT seq, metric FROM readings WHERE device_id = ? AND seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?)`,
+    ),
+    farUp: db.prepare<[string, string, number, number, number], { s: number | null; n: number }>(
+      `SELECT MIN(CASE WHEN metric = ? THEN seq END) AS s, COUNT(*) AS n
+       FROM (SELECT seq, metric FROM readings WHERE device_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)`,
+    ),
     head: db.prepare<[string, string], { first_seq: number; seq: number }>('SELECT first_seq, seq FROM device_heads WHERE device_id = ? AND metric = ?'),
     upsertHead: db.prepare<[string, string, number, number]>(
       `INSERT INTO device_heads (device_id, metric, first_seq, seq) VALUES (?, ?, ?, ?)
@@ -206,7 +217,7 @@ class SqliteDeviceReadings implements DeviceReadings {
     const head = this.head(metric);
     if (!head || seq <= head.first) return undefined;
     if (seq > head.last) return this.headRow(metric, head);
-    return this.walk(this.stmt.walkDown, seq, head.first, metric);
+    return this.walk('down', seq, head.first, metric);
   }
 
   above(seq: number, metric?: string): StoredReading | undefined {
@@ -222,7 +233,7 @@ class SqliteDeviceReadings implements DeviceReadings {
       const row = this.stmt.getOne.get(this.deviceId, head.first);
       return row ? toStored(row) : undefined;
     }
-    return this.walk(this.stmt.walkUp, seq, head.last, metric);
+    return this.walk('up', seq, head.last, metric);
   }
 
   head(metric: string): Head | undefined {
@@ -244,16 +255,22 @@ class SqliteDeviceReadings implements DeviceReadings {
     return head.row;
   }
 
-  private walk(stmt: Statement<[string, number, number], ReadingRow>, from: number, bound: number, metric: string): StoredReading | undefined {
+  /** The nearest reading of `metric` from `from` (exclusive) towards `bound` (inclusive). */
+  private walk(dir: 'down' | 'up', from: number, bound: number, metric: string): StoredReading | undefined {
     let n = 0;
-    for (const row of stmt.iterate(this.deviceId, from, bound)) {
-      if (row.metric === metric) {
-        // Returning from the loop ends the iterator (and frees the statement).
-        return toStored(row);
-      }
-      if (++n >= MAX_METRIC_WALK) throw new WalkTooLong();
+    for (const row of (dir === 'down' ? this.stmt.walkDown : this.stmt.walkUp).iterate(this.deviceId, from, bound)) {
+      // Returning or breaking out of the loop ends the iterator (and frees the statement).
+      if (row.metric === metric) return toStored(row);
+      if (++n >= SHORT_WALK) break;
     }
-    return undefined;
+    if (n < SHORT_WALK) return undefined;
+    const far = (dir === 'down' ? this.stmt.farDown : this.stmt.farUp).get(metric, this.deviceId, from, bound, MAX_METRIC_WALK);
+    if (far?.s === null || far?.s === undefined) {
+      if ((far?.n ?? 0) >= MAX_METRIC_WALK) throw new WalkTooLong();
+      return undefined;
+    }
+    const row = this.stmt.getOne.get(this.deviceId, far.s);
+    return row ? toStored(row) : undefined;
   }
 }
 

@@ -83,8 +83,20 @@ t.test('a late reading whose neighbour of its metric is too far away is refused,
   batch.push(r(2 * gap + 1, '2', { ts: T0 + 2 * gap + 1 }));
   t.ok((await readings.commit(batch)).every((o) => o.status === 'stored'), 'in order: the metric head answers at once');
   const out = await readings.commit([r(gap, '1.5', { ts: T0 + gap })]);
-  t.match(out[0], { status: 'rejected', reason: 'implausible', detail: /more than 10000 readings away/ });
+  t.match(out[0], { status: 'rejected', reason: 'implausible', detail: new RegExp(`more than ${MAX_METRIC_WALK} readings away`) });
   t.same(statuses(await readings.commit([co2(gap)])), ['stored'], 'a late reading whose neighbours of its metric are close is checked as usual');
+});
+
+t.test('a late reading finds its neighbours of the same metric beyond the short walk', async (t) => {
+  const { readings } = open(t);
+  const co2 = (seq: number) => r(seq, '0.001', { ts: T0 + seq * 1000, metric: 'co2_direct', unit: 'kg' });
+  const batch: Reading[] = [r(0, '100', { ts: T0 })];
+  for (let i = 1; i <= 199; i++) if (i !== 100) batch.push(co2(i));
+  batch.push(r(200, '120', { ts: T0 + 200_000 }));
+  t.ok((await readings.commit(batch)).every((o) => o.status === 'stored'));
+  t.match((await readings.commit([r(100, '99', { ts: T0 + 100_000 })]))[0], { reason: 'register_backwards', detail: /below 100 of the stored lower seq 0/ }, '99 rows down');
+  t.match((await readings.commit([r(100, '121', { ts: T0 + 100_000 })]))[0], { reason: 'register_backwards', detail: /above 120 of the stored higher seq 200/ }, '100 rows up');
+  t.same(statuses(await readings.commit([r(100, '110', { ts: T0 + 100_000 })])), ['stored']);
 });
 
 t.test('registers going backwards, and reset', async (t) => {
