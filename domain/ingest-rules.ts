@@ -182,7 +182,8 @@ export function checkReading(r: StoredReading, stored: DeviceReadings, limits?: 
     return reject('ts_out_of_order', `ts ${iso(r.ts)} is after ${iso(higher.ts)} of the stored higher seq ${higher.seq}`);
   }
 
-  if (!isMetric(r.metric)) return STORED; // validation refuses unknown metrics before they get here
+  // Validation refuses unknown metrics before they get here; a caller that skipped it gets the same answer.
+  if (!isMetric(r.metric)) return reject('unknown_metric', `unknown metric ${String(r.metric).slice(0, 64)}`);
   const kind = METRICS[r.metric].kind;
   // Neighbours of the same metric: the device's previous and next reading of this quantity.
   const lowerSame = lower === undefined ? undefined : lower.metric === r.metric ? lower : stored.below(r.seq, r.metric);
