@@ -89,7 +89,7 @@ if (!MOSQUITTO) {
     // Ack only after commit: with the store failing, nothing is acked; Mosquitto redelivers after the
     // consumer's reconnect, and once the store works the reading is stored exactly once.
     failing = true;
-    await device.publishAsync(topic('F1', 'd1'), reading(N + 1, 5000), { qos: 1 });
+    await device.publishAsync(topic('F1', 'd1'), reading(N + 1, 1000 + N), { qos: 1 });
     t.ok(await eventually(() => failedCommits >= 2, 200, 25), 'the failed message is redelivered (commit attempted again)');
     t.equal(await real.get('d1', N + 1), undefined, 'not stored while failing');
     failing = false;

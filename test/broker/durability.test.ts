@@ -49,7 +49,8 @@ function payloads(n: number): { payload: string; seqs: number[] }[] {
   let seq = 0;
   const one = () => {
     seq++;
-    return { seq, ts: ts0 + seq, metric: 'electricity_import', value: 1000 + seq / 10, unit: 'kWh' };
+    // 0.001 kWh per ms (3,600 kW): plausible under the default capacity.
+    return { seq, ts: ts0 + seq, metric: 'electricity_import', value: 1000 + seq / 1000, unit: 'kWh' };
   };
   while (seq < n) {
     if (out.length % 4 === 3 && n - seq >= 10) {

@@ -101,8 +101,11 @@ export async function refusedCode(p: Promise<unknown>): Promise<number | string 
   }
 }
 
+/** Readings' ts: two hours ago plus one second per seq, so ts never decreases along seq (SPEC) and the same seq has the same ts. */
+const READING_T0 = Date.now() - 2 * 3_600_000;
+
 export function reading(seq: number, value: string | number, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ seq, ts: new Date(Date.now() - 60_000).toISOString(), metric: 'electricity_import', value: Number(value), unit: 'kWh', ...extra });
+  return JSON.stringify({ seq, ts: new Date(READING_T0 + seq * 1000).toISOString(), metric: 'electricity_import', value: Number(value), unit: 'kWh', ...extra });
 }
 
 export function topic(f: string, d: string, kind: 'readings' | 'status' = 'readings'): string {

@@ -11,6 +11,7 @@ import type { Fleet } from '../../simulators/fleet.ts';
 import { openDatabase } from '../../store/db.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
 import type { Reading } from '../../domain/reading.ts';
+import type { RecordedInputs } from '../../oracle/records.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
 import { eventually } from '../helpers/eventually.ts';
 
@@ -110,7 +111,7 @@ export async function waitSettledThrough(stack: Stack, facilityIds: string[], la
 
 /**
  * Checks everything the end-to-end issue asks of a facility's settlements; returns their count.
- * Reads the stored readings and the oracle's recorded high-water marks straight from the SQLite
+ * Reads the stored readings and the oracle's recorded visibility marks straight from the SQLite
  * file (a second connection), and the chain through the gateway and the ledger client.
  */
 export async function checkFacility(t: Test, stack: Stack, facilityId: string): Promise<{ settlements: number; netSum: bigint }> {
@@ -145,11 +146,11 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
     const devices = registry.listDevices(facilityId).map((d) => d.deviceId);
     const all: Reading[] = [];
     for (const d of devices) {
-      const hw = (await readings.highWater([d])).get(d);
-      if (hw !== undefined) all.push(...(await readings.consume({ deviceId: d, maxSeq: hw, before: Number.MAX_SAFE_INTEGER })));
+      const mark = (await readings.marks([d])).get(d);
+      if (mark !== undefined) all.push(...(await readings.consume({ deviceId: d, mark, before: Number.MAX_SAFE_INTEGER })));
     }
     const rows = db.prepare("SELECT id, inputs FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'").all(facilityId) as { id: string; inputs: string }[];
-    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as { devices: { deviceId: string; highWater?: number }[]; baselineKgPerHour: string }]));
+    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as Pick<RecordedInputs, 'devices' | 'baselineKgPerHour'>]));
     const f = registry.getFacility(facilityId)!;
     const checks: CheckSettlement[] = list.map((s) => {
       const inputs = inputsById.get(s.id)!;
@@ -159,7 +160,17 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
         windowEnd: Date.parse(s.windowEnd),
         netGrams: s.netGrams,
         complete: s.complete,
-        highWater: new Map(inputs.devices.map((d) => [d.deviceId, d.highWater])),
+        devices: new Map(
+          inputs.devices.map((d) => [
+            d.deviceId,
+            {
+              ...(d.mark ? { mark: d.mark } : {}),
+              reportingIntervalSeconds: d.reportingIntervalSeconds,
+              interval: d.intervalDeclared || d.coverage.interval || all.some((r) => r.deviceId === d.deviceId && r.metric === 'co2_direct'),
+              inCoverage: !(d.decommissioned && Date.parse(s.windowStart) >= d.decommissioned.at),
+            },
+          ]),
+        ),
         baselineKgPerHour: registry.baselineAt(facilityId, Date.parse(s.windowStart)),
       };
     });

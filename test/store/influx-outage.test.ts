@@ -100,8 +100,8 @@ if (requireInfluxd(t)) {
     t.ok(afterStop.every((d) => d.whileUp === true), 'every commit made during the outage resolved after the server was back');
     t.same(await perDevice(db, 'reading'), { 'dev-a': 100, 'dev-b': 100 }, 'each reading once in `reading`');
     t.same(await perDevice(db, 'reading_seq'), { 'dev-a': 100, 'dev-b': 100 }, 'and once in `reading_seq`');
-    const hw = await store.highWater(['dev-a', 'dev-b']);
-    t.same([hw.get('dev-a'), hw.get('dev-b')], [100, 100]);
+    const hw = await store.marks(['dev-a', 'dev-b']);
+    t.same([hw.get('dev-a'), hw.get('dev-b')], [{ maxSeq: 100, late: 0 }, { maxSeq: 100, late: 0 }]);
     const again = await store.commit([...batchOf('dev-a', 1, 100)]);
     t.ok(again.every((o) => o.status === 'duplicate'), 'a full redelivery is all duplicates');
     t.same(await perDevice(db, 'reading'), { 'dev-a': 100, 'dev-b': 100 }, 'and stores nothing twice');
@@ -122,7 +122,7 @@ if (requireInfluxd(t)) {
     const redelivered = await store.commit([...batchOf('dev-a', 6, 5), ...batchOf('dev-a', 11, 5)]);
     t.ok(redelivered.every((o) => o.status === 'stored'), 'state was reloaded from the server: the redelivery is stored');
     t.same(await perDevice(db, 'reading'), { 'dev-a': 15 }, 'exactly once');
-    t.equal((await store.highWater(['dev-a'])).get('dev-a'), 15);
+    t.same((await store.marks(['dev-a'])).get('dev-a'), { maxSeq: 15, late: 0 });
   });
 
   t.test('the buffer bound makes commits wait (back-pressure), it never drops', async (t) => {
