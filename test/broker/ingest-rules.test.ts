@@ -4,11 +4,21 @@
  * any arrival order, register neighbours on both sides, plausibility against default and declared
  * capacity (issue 10 item 5: a 1e20 kWh jump), and a co2_direct reading arriving after a higher seq
  * stored rather than lost (item 2). Each rejection is in the rejections log before its PUBACK.
+ *
+ * The log aggregates rejections of one device and reason per minute (keeping the first detail), so
+ * tests that read each rejection's detail give the pipeline a clock one minute further per message.
  */
 import t from 'tap';
+import { REJECTION_BUCKET_MS } from '../../store/sqlite.ts';
 import { connect, makeFleet, startBroker, topic } from './helpers.ts';
 
 const MIN = 60_000;
+
+/** A receive clock that moves one rejection bucket on per `tick()`: each rejection gets its own log row. */
+function bucketClock(): { clock: () => number; tick: () => void } {
+  let offset = 0;
+  return { clock: () => Date.now() + offset, tick: () => void (offset += REJECTION_BUCKET_MS) };
+}
 
 function el(seq: number, ts: number, value: string, extra: Record<string, unknown> = {}): string {
   // The value as a raw JSON number (exact text, not through a float).
@@ -42,11 +52,12 @@ t.test('issue 10 item 1: a future-dated reset followed by a reading at now is re
 
 t.test('any arrival order over MQTT; register neighbours on both sides; a late co2_direct reading is stored', async (t) => {
   const fleet = makeFleet(t);
-  const { port } = await startBroker(t, fleet);
+  const receive = bucketClock();
+  const { port } = await startBroker(t, fleet, { pipeline: { clock: receive.clock } });
   const { readings, registry } = fleet.stores;
   const c = await connect(t, port, 'd2', fleet.passwords.d2);
   const t0 = Date.now() - 30 * MIN;
-  const send = (payload: string) => c.publishAsync(topic('F1', 'd2'), payload, { qos: 1 });
+  const send = (payload: string) => (receive.tick(), c.publishAsync(topic('F1', 'd2'), payload, { qos: 1 }));
   await send(el(20, t0 + 20 * MIN, '200'));
   await send(el(10, t0 + 10 * MIN, '100'));
   await send(`[${el(15, t0 + 15 * MIN, '150')},${el(12, t0 + 12 * MIN, '120')}]`);
@@ -71,10 +82,11 @@ t.test('any arrival order over MQTT; register neighbours on both sides; a late c
 t.test('plausibility against the declared capacity, on both sides, and a capacity change', async (t) => {
   const fleet = makeFleet(t);
   const small = fleet.stores.registry.createDevice('F1', 'small', 'meter', { capacity: '6', reportingIntervalSeconds: 60 });
-  const { port } = await startBroker(t, fleet);
+  const receive = bucketClock();
+  const { port } = await startBroker(t, fleet, { pipeline: { clock: receive.clock } });
   const { readings, registry } = fleet.stores;
   const c = await connect(t, port, 'small', small.password);
-  const send = (payload: string) => c.publishAsync(topic('F1', 'small'), payload, { qos: 1 });
+  const send = (payload: string) => (receive.tick(), c.publishAsync(topic('F1', 'small'), payload, { qos: 1 }));
   const t0 = Date.now() - 30 * MIN;
   // 6 kW: at most 1.2 x 6 = 7.2 kWh per hour, 0.12 kWh per minute.
   await send(el(1, t0, '10'));
