@@ -16,7 +16,8 @@ import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { errors } from './domain/errors.ts';
 import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
-import { closeOnSignal, isEntryPoint, runMain } from './domain/process.ts';
+import { acquireInstanceLock, assertPortsFree, explainListenError, type PortSetting } from './domain/instance.ts';
+import { closeOnSignal, isEntryPoint, Parts, runMain, type StopSummary } from './domain/process.ts';
 import { startGatewayService } from './gateway/main.ts';
 import { buildOracle } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
@@ -35,32 +36,48 @@ export interface Stack {
   localChain?: Pick<LocalChain, 'accounts' | 'files'>;
   adminKeyFile?: string;
   fleet?: Fleet;
+  /** The started parts' names in the order they stop (fleet first, chain last). */
+  parts: readonly string[];
+  /** Stops every part in reverse start order, logging each and a last `stopped: …` line; releases DATA_DIR's lock. */
+  stop(): Promise<StopSummary>;
+  /** `stop()` for callers that only wait. */
   close(): Promise<void>;
+}
+
+/** The ports `npm start` will listen on, with the setting that chose each. */
+export function stackPorts(config: Config): PortSetting[] {
+  const ports: PortSetting[] = [{ setting: 'HTTP_PORT', host: config.httpHost, port: config.httpPort }];
+  if (!config.mqttUrl) {
+    ports.push({ setting: 'MQTT_PORT', host: config.mqttHost, port: config.mqttPort });
+    if (config.mqttTlsCert && config.mqttTlsKey) ports.push({ setting: 'MQTT_TLS_PORT', host: config.mqttHost, port: config.mqttTlsPort });
+  }
+  if (!config.chainRpcUrl) ports.push({ setting: 'ANVIL_PORT', host: '127.0.0.1', port: config.anvilPort });
+  return ports;
 }
 
 export interface StartStackOptions {
   logger: Logger;
 }
 
-/** Starts every component; on failure closes what was started and rethrows. */
+/**
+ * Starts every component; on failure stops what was started and rethrows. Refuses to start, before
+ * anything runs, when another instance holds DATA_DIR (ALREADY_RUNNING, naming its pid) or a
+ * configured port is taken (PORT_IN_USE, naming the setting).
+ */
 export async function startStack(config: Config, opts: StartStackOptions): Promise<Stack> {
   const { logger } = opts;
-  const closers: { name: string; close: () => Promise<unknown> | unknown }[] = [];
-  const closeAll = async () => {
-    for (const c of closers.splice(0)) {
-      try {
-        await c.close();
-      } catch (err) {
-        logger.error({ err, component: c.name }, 'error while closing');
-      }
-    }
-  };
+  // DATA_DIR owner-only before anything (the lock, the chain's state) is written into it.
+  ensureDataDir(config.dataDir);
+  const lock = acquireInstanceLock(config.dataDir, { logger });
+  const parts = new Parts();
+  let stopping: Promise<StopSummary> | undefined;
+  const stop = () => (stopping ??= parts.stop(logger).finally(() => lock.release()));
+  const ports = stackPorts(config);
+  const portOf = (setting: string) => ports.find((p) => p.setting === setting)!;
   try {
+    await assertPortsFree(ports);
     const metrics = new PromRegistry();
     collectDefaultMetrics({ register: metrics });
-
-    // DATA_DIR owner-only before anything (the chain's state) is written into it.
-    ensureDataDir(config.dataDir);
 
     // 1. chain
     let oracleLedger: Ledger;
@@ -71,7 +88,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     if (config.chainRpcUrl) {
       if (!config.oraclePrivateKey) throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY (the oracle signs settlements) and CONTRACT_ADDRESS');
       const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
-      closers.unshift({ name: 'chain', close: () => provider.destroy() });
+      parts.add('chain', () => provider.destroy());
       const oracleSigner = new ethers.NonceManager(new ethers.Wallet(config.oraclePrivateKey, provider));
       const chainOpts = { startBlock: config.chainStartBlock };
       oracleLedger = Ledger.attach(config.contractAddress!, oracleSigner, chainOpts);
@@ -82,8 +99,10 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       rpcUrl = config.chainRpcUrl;
       contractAddress = config.contractAddress!;
     } else {
-      const local = await startLocalChain({ dataDir: config.dataDir, port: config.anvilPort, logger: logger.child({ component: 'chain' }) });
-      closers.unshift({ name: 'chain', close: () => local.close() });
+      const local = await startLocalChain({ dataDir: config.dataDir, port: config.anvilPort, logger: logger.child({ component: 'chain' }) }).catch((err: unknown) => {
+        throw explainListenError(err, portOf('ANVIL_PORT'));
+      });
+      parts.add('chain', () => local.close());
       ({ oracleLedger, gatewayLedger, rpcUrl } = local);
       contractAddress = local.address;
       localChain = local;
@@ -91,7 +110,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
 
     // 2. stores
     const stores = await openStores(config, logger);
-    closers.unshift({ name: 'stores', close: () => stores.close() });
+    parts.add('store', () => stores.close());
 
     // 3. ingestion: our broker, or a consumer of an external one
     const settings = ingestSettings(config);
@@ -104,13 +123,13 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       // Behind an external broker its own limits apply: a refusal would drop the shared consumer connection.
       ...(config.mqttUrl ? { rateLimit: false as const } : {}),
     });
-    closers.unshift({ name: 'pipeline', close: () => pipeline.close() });
+    parts.add('ingest', () => pipeline.close());
     let mqttUrl: string;
     let broker: ReturnType<typeof buildBroker> | undefined;
     if (config.mqttUrl) {
       const consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: stores.registry, pipeline, logger, metrics });
       await consumer.start();
-      closers.unshift({ name: 'consumer', close: () => consumer.close() });
+      parts.add('consumer', () => consumer.close());
       mqttUrl = config.mqttUrl;
     } else {
       broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics, limits: settings.limits });
@@ -118,10 +137,13 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
         config.mqttTlsCert && config.mqttTlsKey
           ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
           : undefined;
-      const ports = await broker.listen({ port: config.mqttPort, host: config.mqttHost, tls });
       const b = broker;
-      closers.unshift({ name: 'broker', close: () => b.close() });
-      mqttUrl = `mqtt://${config.mqttHost}:${ports.port}`;
+      const listening = await b.listen({ port: config.mqttPort, host: config.mqttHost, tls }).catch(async (err: unknown) => {
+        await b.close();
+        throw explainListenError(err, portOf(tls && (err as { port?: number }).port === tls.port ? 'MQTT_TLS_PORT' : 'MQTT_PORT'));
+      });
+      parts.add('broker', () => b.close());
+      mqttUrl = `mqtt://${config.mqttHost}:${listening.port}`;
     }
 
     // 4. oracle (built before the gateway, which serves its records; scheduled last)
@@ -137,15 +159,17 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       // The local chain never reorganises (0); an external one needs its depth (CHAIN_CONFIRMATIONS).
       confirmations: config.chainRpcUrl ? config.chainConfirmations : 0,
     });
-    closers.unshift({ name: 'oracle', close: () => oracle.close() });
+    parts.add('oracle', () => oracle.close());
 
     // 5. gateway
-    const gateway = await startGatewayService(config, { logger, metrics, stores, ledger: gatewayLedger, oracle, ...(broker ? { broker } : {}) });
-    closers.unshift({ name: 'gateway', close: () => gateway.close() });
+    const gateway = await startGatewayService(config, { logger, metrics, stores, ledger: gatewayLedger, oracle, ...(broker ? { broker } : {}) }).catch((err: unknown) => {
+      throw explainListenError(err, portOf('HTTP_PORT'));
+    });
+    parts.add('gateway', () => gateway.close());
 
     // 6. schedule the oracle
     oracle.start(config.oracleCron);
-    closers.unshift({ name: 'oracle-schedule', close: () => oracle.stop() });
+    parts.add('oracle-schedule', () => oracle.stop());
 
     // 7. demo fleet
     let fleet: Fleet | undefined;
@@ -167,7 +191,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
           progress: false,
         });
         const f = fleet;
-        closers.unshift({ name: 'fleet', close: () => f.stop() });
+        parts.add('fleet', () => f.stop());
       }
     }
 
@@ -181,10 +205,14 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       ...(localChain ? { localChain: { accounts: localChain.accounts, files: localChain.files } } : {}),
       adminKeyFile: gateway.adminKey.file,
       fleet,
-      close: closeAll,
+      parts: parts.names,
+      stop,
+      close: async () => {
+        await stop();
+      },
     };
   } catch (err) {
-    await closeAll();
+    await stop();
     throw err;
   }
 }
@@ -222,13 +250,11 @@ function banner(stack: Stack): string {
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env, {}, DEMO_DEFAULTS);
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, undefined, config.logFormat);
   logger.info({ config: describeConfig(config) }, 'starting carbon-mrv');
   const stack = await startStack(config, { logger });
   process.stderr.write(banner(stack));
-  closeOnSignal(logger, 'carbon-mrv', () => stack.close(), (signal) =>
-    process.stderr.write(`\n${signal}: stopping (fleet, oracle, gateway, broker, store, chain)...\n`),
-  );
+  closeOnSignal(logger, 'carbon-mrv', () => stack.stop(), (signal) => process.stderr.write(`\n${signal}: stopping ${stack.parts.join(', ')}...\n`));
 }
 
 if (isEntryPoint(import.meta.url)) runMain('carbon-mrv', main);

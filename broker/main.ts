@@ -15,7 +15,7 @@ import { buildConsumer, type Consumer } from './consumer.ts';
 import { buildIngestPipeline, type IngestPipelineDeps } from './pipeline.ts';
 import { ingestSettings, loadConfig, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
-import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
+import { closeOnSignal, isEntryPoint, Parts, runMain, throwIfFailed, type StopSummary } from '../domain/process.ts';
 import { openStores } from '../store/open.ts';
 import type { ReadingStore } from '../store/types.ts';
 
@@ -33,6 +33,8 @@ export interface IngestService {
   tlsPort?: number;
   broker?: Broker;
   consumer?: Consumer;
+  /** Stops broker (or consumer), ingest pipeline and store in that order, logging each when given a logger. */
+  stop(logger?: Logger): Promise<StopSummary>;
   close(): Promise<void>;
 }
 
@@ -55,29 +57,28 @@ export async function startIngest(config: Config, opts: StartIngestOptions): Pro
     ...opts.pipeline,
   });
 
+  const parts = new Parts();
+  parts.add('store', () => stores.close());
+  parts.add('ingest', () => pipeline.close());
   let broker: Broker | undefined;
   let consumer: Consumer | undefined;
   let ports: { port?: number; tlsPort?: number } = {};
-  const closeStores = async () => {
-    await pipeline.close();
-    await stores.close();
-  };
   try {
     if (config.mqttUrl) {
-      consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: sqlite.registry, pipeline, logger, metrics });
-      await consumer.start();
+      const c = (consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: sqlite.registry, pipeline, logger, metrics }));
+      parts.add('consumer', () => c.close());
+      await c.start();
     } else {
-      broker = buildBroker({ registry: sqlite.registry, pipeline, logger, metrics, limits: { ...settings.limits, ...opts.limits } });
+      const b = (broker = buildBroker({ registry: sqlite.registry, pipeline, logger, metrics, limits: { ...settings.limits, ...opts.limits } }));
+      parts.add('broker', () => b.close());
       const tlsOpts =
         config.mqttTlsCert && config.mqttTlsKey
           ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
           : undefined;
-      ports = await broker.listen({ port: config.mqttPort, host: config.mqttHost, tls: tlsOpts });
+      ports = await b.listen({ port: config.mqttPort, host: config.mqttHost, tls: tlsOpts });
     }
   } catch (err) {
-    await broker?.close();
-    await consumer?.close();
-    await closeStores();
+    await parts.stop();
     throw err;
   }
   return {
@@ -85,20 +86,19 @@ export async function startIngest(config: Config, opts: StartIngestOptions): Pro
     tlsPort: ports.tlsPort,
     broker,
     consumer,
+    stop: (logger?: Logger) => parts.stop(logger),
     async close() {
-      await broker?.close();
-      await consumer?.close();
-      await closeStores();
+      throwIfFailed(await parts.stop());
     },
   };
 }
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, undefined, config.logFormat);
   const service = await startIngest(config, { logger });
   process.stdout.write(JSON.stringify({ event: 'listening', mqttPort: service.mqttPort ?? null, tlsPort: service.tlsPort ?? null, pid: process.pid }) + '\n');
-  closeOnSignal(logger, 'ingest', () => service.close());
+  closeOnSignal(logger, 'ingest', () => service.stop(logger));
 }
 
 if (isEntryPoint(import.meta.url)) runMain('broker', main);

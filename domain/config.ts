@@ -54,6 +54,7 @@ export const SETTINGS = {
   adminApiKey: { env: 'ADMIN_API_KEY', kind: 'string', sensitive: true, description: 'use this admin API key instead of generating one' },
   simulatedDevices: { env: 'SIMULATED_DEVICES', kind: 'int', default: '6', description: 'size of the demo fleet `npm start` runs; 0 for none' },
   logLevel: { env: 'LOG_LEVEL', kind: 'string', default: 'info', description: 'pino level: trace, debug, info, warn, error, silent' },
+  logFormat: { env: 'LOG_FORMAT', kind: 'string', default: 'auto', description: 'log lines as `json` (one object per line) or `pretty` (`HH:MM:SS level component: message key=value`); `auto`: pretty when the output is a terminal, JSON otherwise', validate: (v) => (['auto', 'json', 'pretty'].includes(v) ? undefined : 'must be auto, json or pretty') },
 } as const satisfies Record<string, Setting>;
 
 type Settings = typeof SETTINGS;

@@ -33,6 +33,10 @@ export const errors = {
   CONFLICT: define('CONFLICT', 409, (what: string) => what),
   RATE_LIMITED: define('RATE_LIMITED', 429, () => 'rate limit exceeded'),
   CONFIG_INVALID: define('CONFIG_INVALID', 500, (what: string) => what),
+  PORT_IN_USE: define('PORT_IN_USE', 500, (setting: string, host: string, port: number) =>
+    `${setting}=${port}: ${host}:${port} is already in use (another carbon-mrv, or another program): stop it, or set ${setting} to a free port (0 picks one)`),
+  ALREADY_RUNNING: define('ALREADY_RUNNING', 500, (pid: number, dataDir: string, lockFile: string) =>
+    `another carbon-mrv (pid ${pid}) is running on DATA_DIR ${dataDir}: stop it first (Ctrl-C in its terminal, or kill ${pid}), or set DATA_DIR to another directory (if pid ${pid} is not carbon-mrv, delete ${lockFile})`),
   STORE_UNAVAILABLE: define('STORE_UNAVAILABLE', 503, (why: string) => `reading store unavailable: ${why}`),
   CHAIN_UNAVAILABLE: define('CHAIN_UNAVAILABLE', 503, (why: string) => `chain unavailable: ${why}`),
   CHAIN_SIGNER_MISSING: define('CHAIN_SIGNER_MISSING', 503, (what: string) => `${what} needs a chain signer this process does not have (set GATEWAY_PRIVATE_KEY for the gateway)`),

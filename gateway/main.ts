@@ -11,7 +11,7 @@ import { ethers } from 'ethers';
 import { Registry as PromRegistry } from 'prom-client';
 import { loadConfig, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
-import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
+import { closeOnSignal, isEntryPoint, Parts, runMain, throwIfFailed, type StopSummary } from '../domain/process.ts';
 import { openStores, type Stores } from '../store/open.ts';
 import { Ledger } from '../contracts/client/ledger.ts';
 import { buildOracle } from '../oracle/oracle.ts';
@@ -23,6 +23,8 @@ export interface GatewayService {
   app: FastifyInstance;
   url: string;
   adminKey: { source: AdminKeySource; file?: string };
+  /** Stops the gateway, then what it opened itself (oracle read side, chain client, store), logging each when given a logger. */
+  stop(logger?: Logger): Promise<StopSummary>;
   close(): Promise<void>;
 }
 
@@ -53,16 +55,16 @@ function externalLedger(config: Config): { ledger: Ledger; close(): void } | und
 
 export async function startGatewayService(config: Config, opts: StartGatewayOptions): Promise<GatewayService> {
   const log = opts.logger.child({ component: 'gateway-main' });
-  const closers: (() => Promise<unknown> | unknown)[] = [];
+  const parts = new Parts();
   try {
     const stores = opts.stores ?? (await openStores(config, opts.logger));
-    if (!opts.stores) closers.unshift(() => stores.close());
+    if (!opts.stores) parts.add('store', () => stores.close());
     let ledger = opts.ledger;
     let chainLedger: Ledger | undefined;
     if (!ledger) {
       const ext = externalLedger(config);
       if (ext) {
-        closers.unshift(ext.close);
+        parts.add('chain', ext.close);
         ledger = chainLedger = ext.ledger;
       } else {
         log.warn('no CHAIN_RPC_URL: balance, retirements and verification answer 503 (npm start runs a local chain)');
@@ -81,7 +83,7 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
         graceMs: config.graceSeconds * 1000,
         lease: false,
       });
-      closers.unshift(() => o.close());
+      parts.add('oracle', () => o.close());
       oracle = o;
     }
     const app = await buildGateway({
@@ -95,7 +97,7 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
       logger: opts.logger,
       options: { windowSeconds: config.windowSeconds },
     });
-    closers.unshift(() => app.close());
+    parts.add('gateway', () => app.close());
     const adminKey = bootstrapAdminKey(createKeyStore(stores.db), { configuredKey: config.adminApiKey, dataDir: config.dataDir, logger: log });
     const url = await app.listen({ port: config.httpPort, host: config.httpHost });
     log.info({ url, adminKey: adminKey.source, adminKeyFile: adminKey.file }, 'gateway listening');
@@ -103,12 +105,13 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
       app,
       url,
       adminKey,
+      stop: (logger?: Logger) => parts.stop(logger),
       async close() {
-        for (const c of closers.splice(0)) await c();
+        throwIfFailed(await parts.stop());
       },
     };
   } catch (err) {
-    for (const c of closers.splice(0)) await c();
+    await parts.stop();
     throw err;
   }
 }
@@ -116,9 +119,9 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
 if (isEntryPoint(import.meta.url)) {
   runMain('gateway', async () => {
     const config = loadConfig();
-    const logger = createLogger(config.logLevel);
+    const logger = createLogger(config.logLevel, undefined, config.logFormat);
     const service = await startGatewayService(config, { logger });
     process.stdout.write(JSON.stringify({ event: 'listening', url: service.url, adminKey: service.adminKey }) + '\n');
-    closeOnSignal(logger, 'gateway', () => service.close());
+    closeOnSignal(logger, 'gateway', () => service.stop(logger));
   });
 }
