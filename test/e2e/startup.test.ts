@@ -1,0 +1,121 @@
+/**
+ * `npm start` as a process (issue 15 item 8): a second start on the same DATA_DIR, or on a port the
+ * first one holds, fails fast with a message naming the running instance's pid or the setting to
+ * change, exit code non-zero, while the first keeps serving; Ctrl-C on the first logs each part as it
+ * stops and a last line naming them all, exits 0 and leaves no lock and no process behind.
+ * Runs `node --import tsx main.ts` (what `npm start` runs, without npm in between) on free ports.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t, { type Test } from 'tap';
+import { LOCK_FILE } from '../../domain/instance.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { jsonLogLines, linesWithDuplicateKeys } from '../helpers/json-lines.ts';
+import { tempDataDir } from './helpers.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+interface Run {
+  child: ChildProcess;
+  out(): string;
+  exit(): { code: number | null; signal: string | null } | undefined;
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** main.ts in its own process group, with a clean environment (none of tap's variables). */
+function startMain(t: Test, extra: Record<string, string>): Run {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAP') || k.startsWith('NYC') || k.startsWith('npm_') || /^(LOG_|MQTT_|HTTP_|ANVIL_|DATA_DIR)/.test(k)) continue;
+    env[k] = v;
+  }
+  const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...env, HTTP_PORT: '0', MQTT_PORT: '0', ANVIL_PORT: '0', LOG_FORMAT: 'json', ...extra },
+  });
+  const pgid = child.pid!;
+  t.teardown(() => {
+    if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL');
+  });
+  let out = '';
+  let exit: { code: number | null; signal: string | null } | undefined;
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  child.on('exit', (code, signal) => (exit = { code, signal }));
+  return { child, out: () => out, exit: () => exit };
+}
+
+async function failsToStart(t: Test, extra: Record<string, string>, expect: RegExp, what: string): Promise<string> {
+  const run = startMain(t, extra);
+  await eventually(`${what}: the second start to give up`, () => run.exit() !== undefined, { timeoutMs: 90_000, everyMs: 100 });
+  t.not(run.exit()!.code, 0, `${what}: exit code non-zero (${JSON.stringify(run.exit())})`);
+  t.match(run.out(), expect, `${what}: the message says what to do`);
+  t.notMatch(run.out(), /carbon-mrv is running/, `${what}: nothing started`);
+  return run.out();
+}
+
+t.test('a second npm start fails fast and names the instance or the port setting; the first keeps running', async (t) => {
+  const dataDir = tempDataDir(t);
+  const first = startMain(t, { DATA_DIR: dataDir, SIMULATED_DEVICES: '1', LOG_LEVEL: 'info' });
+  let banner: RegExpExecArray | null = null;
+  await eventually(
+    'the first instance to print its banner',
+    () => {
+      if (first.exit()) throw new Error(`the first instance exited (${JSON.stringify(first.exit())}):\n${first.out().slice(-3000)}`);
+      banner = /dashboard\s+http:\/\/127\.0\.0\.1:(\d+)\/[\s\S]*MQTT\s+mqtt:\/\/127\.0\.0\.1:(\d+)[\s\S]*chain\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(first.out());
+      return banner !== null;
+    },
+    { timeoutMs: 180_000, everyMs: 200 },
+  );
+  const [, httpPort, mqttPort, anvilPort] = banner!;
+  const pid = first.child.pid!;
+  const lockFile = path.join(dataDir, LOCK_FILE);
+  t.equal(JSON.parse(fs.readFileSync(lockFile, 'utf8')).pid, pid, 'DATA_DIR holds a lock naming the running pid');
+
+  // Same DATA_DIR (ports free: 0): the lock names the running instance. Pretty lines, forced.
+  const sameDir = await failsToStart(t, { DATA_DIR: dataDir, LOG_FORMAT: 'pretty' }, new RegExp(`another carbon-mrv \\(pid ${pid}\\) is running on DATA_DIR ${dataDir}`), 'same DATA_DIR');
+  t.match(sameDir, /^\d\d:\d\d:\d\d info {2}starting carbon-mrv /m, 'LOG_FORMAT=pretty prints readable lines');
+  t.notMatch(sameDir, /\{"level"/, 'and no JSON');
+
+  // Another DATA_DIR, one of the first instance's ports: the setting is named.
+  const other = tempDataDir(t);
+  for (const [setting, port] of [
+    ['HTTP_PORT', httpPort],
+    ['MQTT_PORT', mqttPort],
+    ['ANVIL_PORT', anvilPort],
+  ]) {
+    await failsToStart(t, { DATA_DIR: other, [setting]: port }, new RegExp(`${setting}=${port}: 127\\.0\\.0\\.1:${port} is already in use.*set ${setting} to a free port`), setting);
+  }
+  t.notOk(fs.existsSync(path.join(other, LOCK_FILE)), 'a refused start leaves no lock behind');
+
+  // The first one is untouched.
+  t.equal(first.exit(), undefined, 'the first instance is still running');
+  const health = await fetch(`http://127.0.0.1:${httpPort}/health`);
+  t.equal(health.status, 200, 'and still answers');
+  t.equal(JSON.parse(fs.readFileSync(lockFile, 'utf8')).pid, pid, 'its lock is intact');
+
+  // Ctrl-C: each part logged as it stops, a last line naming them all, exit 0, nothing left.
+  process.kill(pid, 'SIGINT');
+  await eventually('the first instance to exit after SIGINT', () => first.exit() !== undefined && !groupAlive(pid), { timeoutMs: 60_000, everyMs: 100 });
+  t.same(first.exit(), { code: 0, signal: null }, 'exit code 0');
+  const parts = ['fleet', 'oracle-schedule', 'gateway', 'oracle', 'broker', 'ingest', 'store', 'chain'];
+  t.match(first.out(), `SIGINT: stopping ${parts.join(', ')}...`, 'the terminal is told what will stop');
+  const lines = jsonLogLines(first.out());
+  t.same(linesWithDuplicateKeys(lines), [], 'no log line of the run carries a key twice');
+  const records = lines.map((l) => JSON.parse(l) as { component?: string; msg: string });
+  t.same(records.filter((r) => r.msg === 'stopped').map((r) => r.component), parts, 'each part logged as it stopped, in order');
+  t.equal(records[records.length - 1].msg, `stopped: ${parts.join(', ')}`, 'the last line names everything that stopped');
+  t.notOk(fs.existsSync(lockFile), 'the lock is released');
+});
