@@ -33,13 +33,13 @@ function groupAlive(pgid: number): boolean {
 }
 
 /** main.ts in its own process group, with a clean environment (none of tap's variables). */
-function startMain(t: Test, extra: Record<string, string>): Run {
+function startMain(t: Test, extra: Record<string, string>, script = 'main.ts'): Run {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAP') || k.startsWith('NYC') || k.startsWith('npm_') || /^(LOG_|MQTT_|HTTP_|ANVIL_|DATA_DIR)/.test(k)) continue;
     env[k] = v;
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -118,4 +118,20 @@ t.test('a second npm start fails fast and names the instance or the port setting
   t.same(records.filter((r) => r.msg === 'stopped').map((r) => r.component), parts, 'each part logged as it stopped, in order');
   t.equal(records[records.length - 1].msg, `stopped: ${parts.join(', ')}`, 'the last line names everything that stopped');
   t.notOk(fs.existsSync(lockFile), 'the lock is released');
+});
+
+t.test('the broker service alone logs each part as it stops on SIGTERM', async (t) => {
+  const run = startMain(t, { DATA_DIR: tempDataDir(t), LOG_LEVEL: 'info' }, 'broker/main.ts');
+  await eventually('the broker to listen', () => {
+    if (run.exit()) throw new Error(`broker/main.ts exited (${JSON.stringify(run.exit())}):\n${run.out().slice(-3000)}`);
+    return /"event":"listening"/.test(run.out());
+  }, { timeoutMs: 60_000, everyMs: 100 });
+  process.kill(run.child.pid!, 'SIGTERM');
+  await eventually('broker/main.ts to exit', () => run.exit() !== undefined, { timeoutMs: 60_000, everyMs: 100 });
+  t.same(run.exit(), { code: 0, signal: null }, 'exit code 0');
+  const lines = jsonLogLines(run.out());
+  t.same(linesWithDuplicateKeys(lines), [], 'no line carries a key twice');
+  const records = lines.map((l) => JSON.parse(l) as { component?: string; msg: string });
+  t.same(records.filter((r) => r.msg === 'stopped').map((r) => r.component), ['broker', 'ingest', 'store'], 'each part logged as it stopped');
+  t.equal(records[records.length - 1].msg, 'stopped: broker, ingest, store', 'the last line names them all');
 });
