@@ -78,6 +78,19 @@ function oneComponent(root: Logger): Logger {
   return root;
 }
 
+/**
+ * The same rule for a log call on a named logger that names a component again
+ * (`log.info({ component: 'x' }, …)`): the logger's own name stays, the object's is dropped.
+ */
+function logMethod(this: Logger, args: Parameters<pino.LogFn>, method: pino.LogFn): void {
+  const first = args[0] as unknown;
+  if (first !== null && typeof first === 'object' && Object.hasOwn(first, 'component') && this.bindings().component !== undefined) {
+    const { component: _dropped, ...rest } = first as Record<string, unknown>;
+    args = [rest, ...args.slice(1)] as unknown as Parameters<pino.LogFn>;
+  }
+  method.apply(this, args);
+}
+
 /** The format `auto` resolves to for a destination that is (or is not) a terminal. */
 export function chooseFormat(format: LogFormat | string, isTTY: boolean): 'json' | 'pretty' {
   return format === 'json' || format === 'pretty' ? format : isTTY ? 'pretty' : 'json';
@@ -94,7 +107,7 @@ function destinationIsTTY(destination?: DestinationStream): boolean {
  * stderr (`pino.destination(2)`). `format` is `config.logFormat` (LOG_FORMAT: auto, json, pretty).
  */
 export function createLogger(level = 'info', destination?: DestinationStream, format: LogFormat | string = 'auto'): Logger {
-  const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: undefined, formatters: { log: redactUrls } };
+  const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: undefined, formatters: { log: redactUrls }, hooks: { logMethod } };
   const isTTY = destinationIsTTY(destination);
   if (chooseFormat(format, isTTY) === 'pretty') {
     const out = destination ?? process.stdout;
@@ -105,7 +118,7 @@ export function createLogger(level = 'info', destination?: DestinationStream, fo
 }
 
 /** A logger that prints nothing (tests). */
-export const silentLogger: Logger = oneComponent(pino({ level: 'silent' }));
+export const silentLogger: Logger = oneComponent(pino({ level: 'silent', hooks: { logMethod } }));
 
 // ---------------------------------------------------------------------------------------------------
 // Readable lines for a terminal.

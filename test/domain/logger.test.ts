@@ -27,11 +27,15 @@ t.test('a component child of a component child prints one component key: the fir
   chain.child({ component: 'anvil' }).info({ port: 1 }, 'anvil started');
   chain.child({ reqId: 7 }).child({ component: 'again' }).warn('deeper');
   log.child({ component: 'oracle' }).info('alone');
-  t.equal(lines.length, 3);
+  log.child({ component: 'main' }).error({ err: new Error('x'), component: 'fleet' }, 'named again in the call');
+  log.info({ component: 'fleet' }, 'named once, in the call');
+  t.equal(lines.length, 5);
   for (const line of lines) t.same(duplicateKeys(line), [], line);
   t.match(JSON.parse(lines[0]), { component: 'chain', port: 1, msg: 'anvil started' });
   t.match(JSON.parse(lines[1]), { component: 'chain', reqId: 7, msg: 'deeper' });
   t.match(JSON.parse(lines[2]), { component: 'oracle' });
+  t.match(JSON.parse(lines[3]), { component: 'main', err: { message: 'x' } });
+  t.match(JSON.parse(lines[4]), { component: 'fleet' });
 });
 
 t.test('pretty: HH:MM:SS level component: message key=value, errors with their stack', async (t) => {
