@@ -2,11 +2,13 @@
  * `npm start` as a process (issue 15 item 8): a second start on the same DATA_DIR, or on a port the
  * first one holds, fails fast with a message naming the running instance's pid or the setting to
  * change, exit code non-zero, while the first keeps serving; Ctrl-C on the first logs each part as it
- * stops and a last line naming them all, exits 0 and leaves no lock and no process behind.
+ * stops and a last line naming them all, exits 0 and leaves no lock and no process behind. On a
+ * terminal (a pseudo-terminal from util-linux `script`) the log lines are readable, piped they are JSON.
  * Runs `node --import tsx main.ts` (what `npm start` runs, without npm in between) on free ports.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
@@ -134,4 +136,38 @@ t.test('the broker service alone logs each part as it stops on SIGTERM', async (
   const records = lines.map((l) => JSON.parse(l) as { component?: string; msg: string });
   t.same(records.filter((r) => r.msg === 'stopped').map((r) => r.component), ['broker', 'ingest', 'store'], 'each part logged as it stopped');
   t.equal(records[records.length - 1].msg, 'stopped: broker, ingest, store', 'the last line names them all');
+});
+
+t.test('on a terminal (LOG_FORMAT unset) the lines are readable, not JSON', async (t) => {
+  // util-linux `script` runs the command on a pseudo-terminal.
+  if (spawnSync('script', ['--version']).status !== 0) {
+    const why = '`script` (util-linux) is not installed: no pseudo-terminal to run on';
+    if (process.env.CI) t.fail(`CI is set and ${why}`);
+    else t.plan(0, why);
+    return;
+  }
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  // A start that stops at the port check, after its first log line: quick, and nothing to clean up.
+  const run = startMain(t, { DATA_DIR: tempDataDir(t), HTTP_PORT: String(port), LOG_FORMAT: '' });
+  await eventually('the plain run to give up', () => run.exit() !== undefined, { timeoutMs: 90_000, everyMs: 100 });
+  t.match(run.out(), /^\{"level":30,.*"msg":"starting carbon-mrv"\}$/m, 'piped: JSON');
+  const tty = spawn('script', ['-qefc', `${process.execPath} --import tsx main.ts`, '/dev/null'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '', DATA_DIR: tempDataDir(t), HTTP_PORT: String(port), MQTT_PORT: '0', ANVIL_PORT: '0', LOG_FORMAT: '', LOG_LEVEL: 'info', NO_COLOR: '1' },
+  });
+  t.teardown(() => tty.kill('SIGKILL'));
+  let out = '';
+  let code: number | null | undefined;
+  tty.stdout!.on('data', (d) => (out += d));
+  tty.stderr!.on('data', (d) => (out += d));
+  tty.on('exit', (c) => (code = c));
+  await eventually('the terminal run to give up', () => code !== undefined, { timeoutMs: 90_000, everyMs: 100 });
+  t.not(code, 0, 'it failed (the port is taken)');
+  t.match(out, /^\d\d:\d\d:\d\d info {2}starting carbon-mrv config=/m, 'a readable line');
+  t.notMatch(out, /\{"level"/, 'no JSON on the terminal');
+  t.match(out, new RegExp(`HTTP_PORT=${port}: .* is already in use`), 'and says why');
 });
