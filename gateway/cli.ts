@@ -169,9 +169,9 @@ export function chainDefaults(env: Env): ChainDefaults {
   }
   let contract: Default;
   if (env.CONTRACT_ADDRESS) contract = { value: env.CONTRACT_ADDRESS, source: 'CONTRACT_ADDRESS' };
-  else if (external) contract = { source: 'none: CHAIN_RPC_URL is set without CONTRACT_ADDRESS' };
+  else if (external) contract = { source: 'CHAIN_RPC_URL is set without CONTRACT_ADDRESS' };
   else if (dep.d) contract = { value: ethers.getAddress(dep.d.address!), source: `${file}, written by npm start (${dataDirOf(env).source})` };
-  else contract = { source: `none: ${dep.problem}` };
+  else contract = { source: dep.problem! };
   return { rpc, contract, ...(!external && !env.CONTRACT_ADDRESS && dep.d?.chainId ? { chainId: dep.d.chainId } : {}) };
 }
 
@@ -201,7 +201,7 @@ interface Io {
   env: Env;
 }
 
-const describeDefault = (d: Default) => (d.value ? `${d.value} (from ${d.source})` : d.source);
+const describeDefault = (d: Default) => (d.value ? `${d.value} (from ${d.source})` : `none: ${d.source}`);
 
 const CHAIN_OPTIONS: OptionSpec[] = [
   { name: 'rpc', value: 'URL', help: 'JSON-RPC endpoint of the chain', default: (env) => describeDefault(chainDefaults(env).rpc) },
