@@ -20,7 +20,9 @@ import { ethers } from 'ethers';
 import { anvilBinary } from '../../contracts/client/chain.ts';
 import { startLocalChain } from '../../contracts/client/local.ts';
 import { silentLogger } from '../../domain/logger.ts';
+import { buildGateway } from '../../gateway/app.ts';
 import { freePort } from '../helpers/servers.ts';
+import { startGateway } from './harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hasAnvil = !!anvilBinary();
@@ -165,6 +167,23 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: h
   t.equal(ok.code, 0, ok.stderr);
   t.match(JSON.parse(ok.stdout), { ok: true, via: 'direct', holder: owner, amountGrams: '1500000', id: '1', txHash: /^0x[0-9a-f]{64}$/ });
   t.equal(await local.oracleLedger.balanceOf(owner), 3_500_000n);
+
+  // Through the gateway's relay (API key from the environment): the refusal is the same sentence.
+  const h = await startGateway(t, { deps: { ledger: undefined } });
+  const app = await buildGateway({ db: h.db, registry: h.registry, ledger: local.gatewayLedger, logger: silentLogger });
+  t.teardown(() => app.close());
+  const base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const relayed = await cli(['retire', '--key-file', keyFile, '--relay', base, '--amount-grams', '4000000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
+  t.equal(relayed.code, 1);
+  t.match(
+    relayed.stderr,
+    `retire failed: relay answered 422: RELAY_REJECTED retirement rejected: insufficient balance: account ${owner} holds 3500000 g (3.5 t), the request needs 4000000 g (4 t); ask for at most 3500000 g`,
+  );
+  t.notMatch(relayed.stderr, /warning/, 'no key on the command line, no warning');
+  const relayedOk = await cli(['retire', '--key-file', keyFile, '--relay', base, '--amount-grams', '500000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
+  t.equal(relayedOk.code, 0, relayedOk.stderr);
+  t.match(JSON.parse(relayedOk.stdout), { ok: true, via: 'relay', holder: owner, id: '2' });
+  t.equal(await local.oracleLedger.balanceOf(owner), 3_000_000n);
 
   // A key on the command line works, with a warning.
   const raw = await cli(['balance', '--key', fs.readFileSync(keyFile, 'utf8').trim()], env);
