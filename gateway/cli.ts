@@ -25,6 +25,7 @@ import { ethers } from 'ethers';
 import { gramsToTonnes } from '../domain/decimal.ts';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { describeChainError } from '../contracts/client/errors.ts';
+import { createKeyFile, KeyFileError, normaliseKey, readKeyFile } from '../contracts/client/keyfile.ts';
 import { RETIRE_TYPES } from '../contracts/client/ledger.ts';
 import type { SignedRetirement } from './deps.ts';
 
@@ -95,11 +96,17 @@ export async function retireDirect(wallet: ethers.Wallet, contractAddress: strin
 
 /** Posts a signed retirement to the gateway relay. Throws with the API's error code on failure. */
 export async function relayRetirement(baseUrl: string, apiKey: string, signed: SignedRetirement): Promise<{ txHash: string; id?: string }> {
-  const res = await fetch(new URL('/v1/retirements', baseUrl), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
-    body: JSON.stringify(signed),
-  });
+  let res: Response;
+  try {
+    res = await fetch(new URL('/v1/retirements', baseUrl), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+      body: JSON.stringify(signed),
+    });
+  } catch (e) {
+    const why = ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message) || 'no answer';
+    throw Object.assign(new Error(`cannot reach the gateway at ${baseUrl} (${why}): is it running, and is --relay right?`), { code: 'RELAY_UNREACHABLE' });
+  }
   const body = (await res.json().catch(() => ({}))) as { txHash?: string; id?: string; error?: { code: string; message: string } };
   if (!res.ok) throw Object.assign(new Error(`relay answered ${res.status}: ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim()), { status: res.status, code: body.error?.code });
   return { txHash: body.txHash!, ...(body.id ? { id: body.id } : {}) };
@@ -246,28 +253,35 @@ function topUsage(): string {
   ].join('\n');
 }
 
-/** The signing key: --key-file, --key (warned), HOLDER_KEY_FILE, HOLDER_PRIVATE_KEY, in that order. */
+/**
+ * The signing key: --key (warned), --key-file, HOLDER_KEY_FILE, HOLDER_PRIVATE_KEY, in that order.
+ * `key` is normalised (0x…) when valid; `invalid` when something was given that is not a key.
+ */
 function resolveKey(values: Record<string, string | boolean | undefined>, io: Io): { key?: string; problem?: string } {
+  const invalid = (from: string) => ({ problem: `${from} does not hold a 32-byte hex private key (64 hex digits)` });
   if (typeof values.key === 'string') {
     io.err('warning: --key puts the private key on the command line, where other users see it (`ps`, shell history); prefer --key-file FILE or HOLDER_PRIVATE_KEY');
-    return { key: values.key };
+    const key = normaliseKey(values.key);
+    return key ? { key } : invalid('--key');
   }
   const file = typeof values['key-file'] === 'string' ? values['key-file'] : io.env.HOLDER_KEY_FILE;
   if (file) {
-    let st: fs.Stats;
+    const from = typeof values['key-file'] === 'string' ? `--key-file ${file}` : `HOLDER_KEY_FILE ${file}`;
+    let read: { key?: string; looseMode?: number };
     try {
-      st = fs.statSync(file);
-    } catch {
-      return { problem: `key file ${file} does not exist (npm run cli -- keygen --out ${file} makes one)` };
+      read = readKeyFile(file);
+    } catch (e) {
+      return { problem: `${from}: ${(e as Error).message}${fs.existsSync(file) ? '' : ` (npm run cli -- keygen --out ${file} makes one)`}` };
     }
-    if ((st.mode & 0o077) !== 0) io.err(`warning: key file ${file} is readable by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 600 ${file}`);
-    return { key: fs.readFileSync(file, 'utf8').trim() };
+    if (read.looseMode !== undefined) io.err(`warning: key file ${file} is readable by other users (mode ${read.looseMode.toString(8)}): chmod 600 ${file}`);
+    return read.key ? { key: read.key } : invalid(from);
   }
-  if (io.env.HOLDER_PRIVATE_KEY) return { key: io.env.HOLDER_PRIVATE_KEY.trim() };
+  if (io.env.HOLDER_PRIVATE_KEY) {
+    const key = normaliseKey(io.env.HOLDER_PRIVATE_KEY);
+    return key ? { key } : invalid('HOLDER_PRIVATE_KEY');
+  }
   return {};
 }
-
-const KEY_RE = /^(0x)?[0-9a-fA-F]{64}$/;
 
 /** Resolves --rpc/--contract with their defaults; a problem names the option and where the default was looked for. */
 function resolveChain(values: Record<string, string | boolean | undefined>, env: Env): { rpc?: string; contract?: string; chainId?: string; problems: string[] } {
@@ -347,7 +361,6 @@ const retire: Command = {
     const problems = [...chain.problems];
     if (keyProblem) problems.push(keyProblem);
     else if (!key) problems.push('a key is required: --key-file FILE (npm run cli -- keygen writes one), HOLDER_KEY_FILE or HOLDER_PRIVATE_KEY');
-    else if (!KEY_RE.test(key)) problems.push('the key (--key-file, --key, HOLDER_KEY_FILE or HOLDER_PRIVATE_KEY) must be a 32-byte hex private key (64 hex digits)');
     const amount = values['amount-grams'];
     if (typeof amount !== 'string' || !/^[1-9][0-9]*$/.test(amount)) problems.push('--amount-grams must be a positive integer');
     if (typeof values.beneficiary !== 'string' || !values.beneficiary) problems.push('--beneficiary is required');
@@ -377,7 +390,7 @@ const retire: Command = {
     }
     if (problems.length) return usageError(io, retire, problems);
 
-    const signer = new ethers.Wallet(key!.startsWith('0x') ? key! : `0x${key}`);
+    const signer = new ethers.Wallet(key!);
     const req = { amountGrams: BigInt(amount as string), beneficiary: values.beneficiary as string, reason: typeof values.reason === 'string' ? values.reason : '' };
     const ctx = { you: signer.address, action: 'retire', rpc: chain.rpc! };
     let provider: ethers.JsonRpcProvider | undefined;
@@ -396,7 +409,9 @@ const retire: Command = {
       io.out(JSON.stringify({ ok: true, holder: wallet.address, amountGrams: req.amountGrams.toString(), via: typeof values.relay === 'string' ? 'relay' : 'direct', ...result }));
       return 0;
     } catch (e) {
-      io.err(`retire failed: ${describeChainError(e, ctx)}`);
+      // The gateway's own answers (and its absence) are said as they are; the chain's through the decoder.
+      const relayFailure = (e as { status?: number }).status !== undefined || (e as { code?: string }).code === 'RELAY_UNREACHABLE';
+      io.err(`retire failed: ${relayFailure ? (e as Error).message : describeChainError(e, ctx)}`);
       return 1;
     } finally {
       provider?.destroy();
@@ -426,8 +441,7 @@ const balance: Command = {
       const { key, problem } = resolveKey(values, io);
       if (problem) problems.push(problem);
       else if (!key) problems.push('--address or a key (--key-file FILE, HOLDER_KEY_FILE, HOLDER_PRIVATE_KEY) is required');
-      else if (!KEY_RE.test(key)) problems.push('the key (--key-file, --key, HOLDER_KEY_FILE or HOLDER_PRIVATE_KEY) must be a 32-byte hex private key (64 hex digits)');
-      else address = ethers.computeAddress(key.startsWith('0x') ? key : `0x${key}`);
+      else address = ethers.computeAddress(key);
     }
     if (problems.length) return usageError(io, balance, problems);
     let provider: ethers.JsonRpcProvider | undefined;
@@ -466,27 +480,18 @@ const keygen: Command = {
   ],
   async run(values, io) {
     const file = path.resolve(typeof values.out === 'string' ? values.out : './facility.key');
-    const wallet = ethers.Wallet.createRandom();
-    let fd: number;
+    let made: { address: string };
     try {
-      // 'wx': fails if the file exists (no overwrite, no race); the mode applies on creation.
-      fd = fs.openSync(file, 'wx', 0o600);
+      made = createKeyFile(file);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
       io.err(
-        code === 'EEXIST'
+        e instanceof KeyFileError && e.reason === 'exists'
           ? `keygen refused: ${file} already exists; it may hold the only copy of a key. Choose another --out FILE`
-          : `keygen failed: cannot create ${file}: ${(e as Error).message}`,
+          : `keygen failed: ${(e as Error).message}`,
       );
       return 1;
     }
-    try {
-      fs.fchmodSync(fd, 0o600); // whatever the umask
-      fs.writeSync(fd, `${wallet.privateKey}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    const wallet = { address: made.address };
     if (values.json) {
       io.out(JSON.stringify({ address: wallet.address, keyFile: file }));
       return 0;

@@ -206,6 +206,18 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: h
   t.equal(down.code, 1);
   t.match(down.stderr, `retire failed: cannot reach the chain at http://127.0.0.1:${closed}`);
 
+  const noGateway = await cli(['retire', '--key-file', keyFile, '--relay', `http://127.0.0.1:${closed}`, '--amount-grams', '1', '--beneficiary', 'x'], { ...env, API_KEY: 'k' });
+  t.equal(noGateway.code, 1);
+  t.match(noGateway.stderr, `retire failed: cannot reach the gateway at http://127.0.0.1:${closed} (ECONNREFUSED)`);
+  const garbage = path.join(dataDir, 'garbage.key');
+  fs.writeFileSync(garbage, 'not a key\n', { mode: 0o600 });
+  const bad = await cli(['balance', '--key-file', garbage], env);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, `--key-file ${garbage} does not hold a 32-byte hex private key`);
+  const missing = await cli(['balance'], { ...env, HOLDER_KEY_FILE: path.join(dataDir, 'nope.key') });
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, `HOLDER_KEY_FILE ${path.join(dataDir, 'nope.key')}: ${path.join(dataDir, 'nope.key')} does not exist (npm run cli -- keygen --out`);
+
   // Without a deployment file the usage error says where the default was looked for.
   const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-cli-empty-'));
   t.teardown(() => fs.rmSync(empty, { recursive: true, force: true }));
