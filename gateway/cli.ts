@@ -544,7 +544,8 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   const io: Io = { out, err, env };
   const [name, ...rest] = argv;
   if (name === '--help' || name === '-h' || name === 'help') {
-    const sub = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    const sub = name === 'help' && rest[0] !== undefined ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    if (name === 'help' && rest[0] !== undefined && !sub) return usageError(io, undefined, [`unknown command '${rest[0]}'`]);
     out(sub ? usageOf(sub, env) : topUsage());
     return 0;
   }

@@ -91,6 +91,9 @@ t.test('--help everywhere, unknown options and commands exit 2', async (t) => {
   t.match(unknown.stderr, /^unknown command 'burn'\n/);
   t.match(unknown.stderr, /usage: npm run cli -- <command>/);
   t.equal((await cli([])).code, 2, 'no command: usage, exit 2');
+  const helpUnknown = await cli(['help', 'burn']);
+  t.equal(helpUnknown.code, 2);
+  t.match(helpUnknown.stderr, /^unknown command 'burn'\n/);
 });
 
 t.test('keygen writes a 0600 key file and refuses to overwrite it', async (t) => {
