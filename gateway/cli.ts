@@ -22,6 +22,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { ethers } from 'ethers';
+import { redactUrl } from '../domain/config.ts';
 import { gramsToTonnes } from '../domain/decimal.ts';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { describeChainError } from '../contracts/client/errors.ts';
@@ -208,7 +209,8 @@ interface Io {
   env: Env;
 }
 
-const describeDefault = (d: Default) => (d.value ? `${d.value} (from ${d.source})` : `none: ${d.source}`);
+/** Said in --help; an RPC URL's credentials (user:password@, API-key path segments) are masked as in the start-up log. */
+const describeDefault = (d: Default) => (d.value ? `${redactUrl(d.value)} (from ${d.source})` : `none: ${d.source}`);
 
 const CHAIN_OPTIONS: OptionSpec[] = [
   { name: 'rpc', value: 'URL', help: 'JSON-RPC endpoint of the chain', default: (env) => describeDefault(chainDefaults(env).rpc) },
@@ -310,7 +312,7 @@ async function connect(rpc: string): Promise<ethers.JsonRpcProvider> {
     res.assertOk();
     chainId = BigInt((res.bodyJson as { result: string }).result);
   } catch (e) {
-    throw Object.assign(new Error(`no chain id from ${rpc}: ${(e as Error).message}`), { code: 'NETWORK_ERROR', cause: e });
+    throw Object.assign(new Error(`no chain id from ${redactUrl(rpc)}: ${(e as Error).message}`), { code: 'NETWORK_ERROR', cause: e });
   }
   const network = ethers.Network.from(chainId);
   return new ethers.JsonRpcProvider(rpc, network, { staticNetwork: network });
@@ -320,10 +322,10 @@ async function connect(rpc: string): Promise<ethers.JsonRpcProvider> {
 async function checkChain(provider: ethers.JsonRpcProvider, chain: { rpc?: string; contract?: string; chainId?: string }): Promise<string | undefined> {
   const network = await provider.getNetwork();
   if (chain.chainId && network.chainId.toString() !== chain.chainId) {
-    return `the node at ${chain.rpc} is chain ${network.chainId}, but the ledger address was deployed on chain ${chain.chainId}: pass --rpc and --contract of the same chain`;
+    return `the node at ${redactUrl(chain.rpc!)} is chain ${network.chainId}, but the ledger address was deployed on chain ${chain.chainId}: pass --rpc and --contract of the same chain`;
   }
   if ((await provider.getCode(chain.contract!)) === '0x') {
-    return `there is no contract at ${chain.contract} on the chain at ${chain.rpc} (chain ${network.chainId}): check --contract and --rpc (or DATA_DIR)`;
+    return `there is no contract at ${chain.contract} on the chain at ${redactUrl(chain.rpc!)} (chain ${network.chainId}): check --contract and --rpc (or DATA_DIR)`;
   }
   return undefined;
 }
@@ -392,7 +394,7 @@ const retire: Command = {
 
     const signer = new ethers.Wallet(key!);
     const req = { amountGrams: BigInt(amount as string), beneficiary: values.beneficiary as string, reason: typeof values.reason === 'string' ? values.reason : '' };
-    const ctx = { you: signer.address, action: 'retire', rpc: chain.rpc! };
+    const ctx = { you: signer.address, action: 'retire', rpc: redactUrl(chain.rpc!) };
     let provider: ethers.JsonRpcProvider | undefined;
     try {
       provider = await connect(chain.rpc!);
@@ -456,7 +458,7 @@ const balance: Command = {
       io.out(JSON.stringify({ address, balanceGrams: grams.toString(), balanceTonnes: gramsToTonnes(grams) }));
       return 0;
     } catch (e) {
-      io.err(`balance failed: ${describeChainError(e, { rpc: chain.rpc! })}`);
+      io.err(`balance failed: ${describeChainError(e, { rpc: redactUrl(chain.rpc!) })}`);
       return 1;
     } finally {
       provider?.destroy();

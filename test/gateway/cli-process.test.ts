@@ -72,6 +72,13 @@ t.test('--help everywhere, unknown options and commands exit 2', async (t) => {
       for (const o of options) t.match(r.stdout, new RegExp(`\\n  ${o}\\b`), `${c} --help lists ${o}`);
     }
   }
+  // An external chain's URL is shown without its credentials.
+  const external = await cli(['balance', '--help'], { CHAIN_RPC_URL: 'https://user:hunter2@rpc.example/v3/0123456789abcdef0123456789abcdef', CONTRACT_ADDRESS: '0x' + '22'.repeat(20) });
+  t.equal(external.code, 0);
+  t.match(external.stdout, /default: https:\/\/REDACTED@rpc\.example\/v3\/REDACTED \(from CHAIN_RPC_URL\)/);
+  t.match(external.stdout, `default: 0x${'22'.repeat(20)} (from CONTRACT_ADDRESS)`);
+  t.notMatch(external.stdout, /hunter2|0123456789abcdef/);
+
   // --help wins even after another mistake on the line.
   t.equal((await cli(['retire', '--rpc', '--help'])).code, 0);
 
