@@ -11,6 +11,7 @@ import { Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
 import { buildBroker } from './broker/broker.ts';
 import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
+import { brokerListenOptions } from './broker/main.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { errors } from './domain/errors.ts';
@@ -114,14 +115,11 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       mqttUrl = config.mqttUrl;
     } else {
       broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics, limits: settings.limits });
-      const tls =
-        config.mqttTlsCert && config.mqttTlsKey
-          ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
-          : undefined;
-      const ports = await broker.listen({ port: config.mqttPort, host: config.mqttHost, tls });
+      const ports = await broker.listen(brokerListenOptions(config));
       const b = broker;
       closers.unshift({ name: 'broker', close: () => b.close() });
-      mqttUrl = `mqtt://${config.mqttHost}:${ports.port}`;
+      // TLS only (MQTT_PLAIN off): the demo fleet connects over TLS and must trust the certificate.
+      mqttUrl = ports.port !== undefined ? `mqtt://${config.mqttHost}:${ports.port}` : `mqtts://${config.mqttHost}:${ports.tlsPort}`;
     }
 
     // 4. oracle (built before the gateway, which serves its records; scheduled last)
