@@ -103,9 +103,10 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
    * the reason published to the device's feedback topic (QoS 0, best effort).
    */
   function refuse(client: MqttClient, t: { facilityId: string; deviceId: string }, why: { reason: RejectReason; detail: string }, payload: Buffer): void {
-    let facilityKnown = false;
+    // The device's own facility (a status refusal) exists; otherwise ask the registry.
+    let facilityKnown = why.reason === 'device_not_active' || why.reason === 'facility_not_active';
     try {
-      facilityKnown = deps.registry.getFacility(t.facilityId) !== undefined;
+      facilityKnown ||= deps.registry.getFacility(t.facilityId) !== undefined;
     } catch (err) {
       log.warn({ err }, 'registry lookup failed: rejection counted, not logged');
     }
