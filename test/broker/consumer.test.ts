@@ -4,7 +4,7 @@
  * Shows: readings stored; unknown device or wrong facility rejected; no PUBACK before commit — a failing
  * store leaves the message unacked and Mosquitto redelivers it after the reconnect, stored exactly once.
  * And the registry check that replaces our broker's CONNECT check (Mosquitto admits anyone here): a
- * suspended device, a device of a suspended facility, an unknown device and a device publishing under
+ * suspended or decommissioned device, a device of a suspended facility, an unknown device and a device publishing under
  * another facility's topic are refused; a suspension during the run takes effect.
  */
 import t from 'tap';
@@ -106,8 +106,9 @@ if (!MOSQUITTO) {
     const mosquitto = await startMosquitto(fleet.dir);
     t.teardown(() => mosquitto.proc.kill('SIGKILL'));
     t.ok(mosquitto.up, 'mosquitto is up');
-    // F1: d1 active, d2 suspended; F2 suspended (its device e1 active); d3 belongs to F1.
+    // F1: d1 active, d2 suspended, d3 decommissioned; F2 suspended (its device e1 active).
     registry.updateDevice('d2', { status: 'suspended' });
+    registry.updateDevice('d3', { status: 'decommissioned', reason: 'meter replaced' });
     registry.updateFacility('F2', { status: 'suspended' });
 
     const metrics = new PromRegistry();
@@ -144,16 +145,19 @@ if (!MOSQUITTO) {
     await anyone.publishAsync(topic('F1', 'ghost'), reading(1, 10), { qos: 1 });
     await anyone.publishAsync(topic('F2', 'd3'), reading(1, 10), { qos: 1 });
     await anyone.publishAsync(topic('F2', 'e1'), reading(1, 10), { qos: 1 });
+    await anyone.publishAsync(topic('F1', 'd3'), reading(1, 10), { qos: 1 });
     await anyone.publishAsync(topic('F1', 'd1'), reading(1, 10), { qos: 1 });
 
     t.ok(await wait(() => count('F1', 'd2', 'device_not_active') === 1), 'suspended device: rejected as device_not_active in its facility\'s log');
     t.match(rows('F1', 'd2', 'device_not_active')[0], { detail: /suspended/, payload: /"seq":1/ }, 'with the reason and the payload');
+    t.ok(await wait(() => count('F1', 'd3', 'device_not_active') === 1), 'decommissioned device: device_not_active');
+    t.match(rows('F1', 'd3', 'device_not_active')[0], { detail: /decommissioned/ });
     t.ok(await wait(() => count('F1', 'ghost', 'unknown_device') === 1), 'unknown device: rejected as unknown_device');
     t.ok(await wait(() => count('F2', 'd3', 'invalid_topic') === 1), "a device publishing under another facility's topic: invalid_topic");
     t.ok(await wait(() => count('F2', 'e1', 'facility_not_active') === 1), 'device of a suspended facility: facility_not_active');
     t.ok(await wait(async () => (await readings.get('d1', 1)) !== undefined), 'an active device of an active facility is stored');
     for (const d of ['d2', 'ghost', 'd3', 'e1']) t.equal(await readings.get(d, 1), undefined, `${d}: nothing stored`);
-    t.equal(await metric(metrics, 'mrv_readings_rejected_total', { reason: 'device_not_active' }), 1, 'counted in metrics by reason');
+    t.equal(await metric(metrics, 'mrv_readings_rejected_total', { reason: 'device_not_active' }), 2, 'counted in metrics by reason');
     t.equal(await metric(metrics, 'mrv_readings_rejected_total', { reason: 'unknown_device' }), 1);
     t.equal(await metric(metrics, 'mrv_readings_rejected_total', { reason: 'facility_not_active' }), 1);
     t.ok(
