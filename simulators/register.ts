@@ -1,7 +1,9 @@
 /**
  * Self-registration through the gateway HTTP API (SPEC "HTTP gateway"): each planned facility is
  * created with a baseline suggested for its profile (409: it exists, reuse it), each device is
- * created (201 gives its password) or, when it exists, gets a fresh secret by rotation.
+ * created (201 gives its password) or, when it exists, gets a fresh secret by rotation. Also what
+ * the simulator reads back: the platform's rejection count (/metrics) and rejection log per
+ * facility (the summary's rejections by reason), and the stack's windows (GET /health).
  */
 import type { Logger } from '../domain/logger.ts';
 import { DomainError } from '../domain/errors.ts';

@@ -123,6 +123,8 @@ t.test('beside a running stack and its fleet', async (t) => {
       t.match(r.stderr, new RegExp(`windows of ${WINDOW_SECONDS} s settled ${GRACE_SECONDS} s after they close \\(from the gateway at`), 'windows from the stack');
       t.notMatch(r.stderr, /--api-key puts the key/, 'no key on the command line');
     }
+    const facility = (await (await fetch(`${stack.httpUrl}/v1/facilities/cli-f1`, { headers: { authorization: `Bearer ${key}` } })).json()) as { name: string };
+    t.match(facility.name, /^Simulated \w+ facility 1 \(cli\)$/, 'the prefix in the name tells the runs apart on the dashboard');
     t.equal(sa.windowSeconds, WINDOW_SECONDS);
     t.equal(sa.graceSeconds, GRACE_SECONDS);
 
