@@ -12,7 +12,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { loadConfig } from '../domain/config.ts';
+import { loadConfig, redactUrl } from '../domain/config.ts';
 import { DomainError } from '../domain/errors.ts';
 import { ADMIN_KEY_FILE } from '../gateway/keys.ts';
 import { createLogger } from '../domain/logger.ts';
@@ -152,7 +152,7 @@ export async function main(argv: string[]): Promise<number> {
     if ((windowSeconds === undefined || graceSeconds === undefined) && api) {
       const stack = await stackSettlement(api);
       if (stack) {
-        windowSource = `the gateway at ${api.url}`;
+        windowSource = `the gateway at ${redactUrl(api.url)}`;
         windowSeconds ??= stack.windowSeconds;
         graceSeconds ??= stack.graceSeconds;
       }
