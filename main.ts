@@ -12,7 +12,7 @@ import { buildBroker } from './broker/broker.ts';
 import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
 import { Ledger } from './contracts/client/ledger.ts';
-import { startLocalChain } from './contracts/client/local.ts';
+import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { errors } from './domain/errors.ts';
 import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
@@ -31,6 +31,8 @@ export interface Stack {
   contractAddress: string;
   /** Ledger clients signed by the oracle's and the gateway's accounts. */
   ledgers: { oracle: Ledger; gateway: Ledger };
+  /** The local chain's role accounts and key files (when no CHAIN_RPC_URL is configured). */
+  localChain?: Pick<LocalChain, 'accounts' | 'files'>;
   adminKeyFile?: string;
   fleet?: Fleet;
   close(): Promise<void>;
@@ -65,6 +67,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     let gatewayLedger: Ledger;
     let rpcUrl: string | undefined;
     let contractAddress: string;
+    let localChain: LocalChain | undefined;
     if (config.chainRpcUrl) {
       if (!config.oraclePrivateKey) throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY (the oracle signs settlements) and CONTRACT_ADDRESS');
       const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
@@ -83,6 +86,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       closers.unshift({ name: 'chain', close: () => local.close() });
       ({ oracleLedger, gatewayLedger, rpcUrl } = local);
       contractAddress = local.address;
+      localChain = local;
     }
 
     // 2. stores
@@ -174,6 +178,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       rpcUrl,
       contractAddress,
       ledgers: { oracle: oracleLedger, gateway: gatewayLedger },
+      ...(localChain ? { localChain: { accounts: localChain.accounts, files: localChain.files } } : {}),
       adminKeyFile: gateway.adminKey.file,
       fleet,
       close: closeAll,

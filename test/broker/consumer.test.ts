@@ -82,14 +82,14 @@ if (!MOSQUITTO) {
       if (tp === 'facilities/F1/devices/d1/feedback') feedback.push(p.toString());
     });
     await device.subscribeAsync('facilities/F1/devices/d1/feedback', { qos: 1 });
-    await device.publishAsync(topic('F1', 'd1'), reading(9000, 5000, { unit: 'kJ' }), { qos: 1 });
+    await device.publishAsync(topic('F1', 'd1'), reading(7000, 5000, { unit: 'kJ' }), { qos: 1 });
     t.ok(await eventually(() => feedback.length === 1, 200, 25), 'feedback published to the external broker');
-    t.match(JSON.parse(feedback[0] ?? '[]'), [{ seq: 9000, reason: 'unknown_unit' }]);
+    t.match(JSON.parse(feedback[0] ?? '[]'), [{ seq: 7000, reason: 'unknown_unit' }]);
 
     // Ack only after commit: with the store failing, nothing is acked; Mosquitto redelivers after the
     // consumer's reconnect, and once the store works the reading is stored exactly once.
     failing = true;
-    await device.publishAsync(topic('F1', 'd1'), reading(N + 1, 5000), { qos: 1 });
+    await device.publishAsync(topic('F1', 'd1'), reading(N + 1, 1000 + N), { qos: 1 });
     t.ok(await eventually(() => failedCommits >= 2, 200, 25), 'the failed message is redelivered (commit attempted again)');
     t.equal(await real.get('d1', N + 1), undefined, 'not stored while failing');
     failing = false;
