@@ -32,8 +32,9 @@ Connection
   --url URL              broker URL (default mqtt://127.0.0.1:$MQTT_PORT, i.e. 1883)
   --credentials FILE     JSON list of { facilityId, deviceId, password [, kind] }
   --api URL              gateway URL: register facilities and devices there with an admin key
-                         taken from --api-key-file, else $MRV_API_KEY, else $ADMIN_API_KEY, else
-                         the key file npm start writes ($DATA_DIR/admin-api-key)
+                         taken from --api-key-file, else $API_KEY_FILE, else $API_KEY, else
+                         $ADMIN_API_KEY, else the key file npm start writes
+                         ($DATA_DIR/admin-api-key)
   --api-key-file FILE    file holding the admin API key
   --api-key KEY          the key itself: visible in ps and echoed by npm (a warning says so)
                          Without --credentials or --api, credentials saved in the state file are
@@ -133,7 +134,7 @@ export async function main(argv: string[]): Promise<number> {
     if (values.api) {
       const found = apiKey(values['api-key'], values['api-key-file'], process.env, dataDir);
       if (!found) {
-        throw simErrors.USAGE(`--api needs an admin API key: set MRV_API_KEY, or --api-key-file FILE (npm start writes ${shown(path.join(dataDir, ADMIN_KEY_FILE))})`);
+        throw simErrors.USAGE(`--api needs an admin API key: set API_KEY or API_KEY_FILE, or --api-key-file FILE (npm start writes ${shown(path.join(dataDir, ADMIN_KEY_FILE))})`);
       }
       keySource = found.source;
       api = { url: values.api, key: found.key };
@@ -218,16 +219,18 @@ function shown(p: string): string {
 
 /**
  * The admin key for --api and where it came from: --api-key (with a warning: ps and npm show it),
- * --api-key-file, $MRV_API_KEY, $ADMIN_API_KEY, or the key file `npm start` writes under DATA_DIR.
+ * --api-key-file, $API_KEY_FILE, $API_KEY, $ADMIN_API_KEY, or the key file `npm start` writes under
+ * DATA_DIR (the names `npm run cli` reads too).
  */
 export function apiKey(flag: string | undefined, file: string | undefined, env: NodeJS.ProcessEnv, dataDir: string): { key: string; source: string } | undefined {
   if (flag !== undefined) {
-    process.stderr.write('simulate: warning: --api-key puts the key on the command line, where ps and npm show it; use MRV_API_KEY or --api-key-file FILE\n');
+    process.stderr.write('simulate: warning: --api-key puts the key on the command line, where ps and npm show it; use API_KEY, API_KEY_FILE or --api-key-file FILE\n');
     if (!flag.trim()) throw simErrors.USAGE('--api-key is empty');
     return { key: flag.trim(), source: '--api-key' };
   }
   if (file !== undefined) return { key: readKeyFile(file, '--api-key-file'), source: file };
-  if (env.MRV_API_KEY?.trim()) return { key: env.MRV_API_KEY.trim(), source: 'MRV_API_KEY' };
+  if (env.API_KEY_FILE) return { key: readKeyFile(env.API_KEY_FILE, 'API_KEY_FILE'), source: `${env.API_KEY_FILE} (API_KEY_FILE)` };
+  if (env.API_KEY?.trim()) return { key: env.API_KEY.trim(), source: 'API_KEY' };
   if (env.ADMIN_API_KEY?.trim()) return { key: env.ADMIN_API_KEY.trim(), source: 'ADMIN_API_KEY' };
   const stackFile = path.join(dataDir, ADMIN_KEY_FILE);
   if (fs.existsSync(stackFile)) return { key: readKeyFile(stackFile, 'the admin key file'), source: shown(stackFile) };

@@ -40,7 +40,7 @@ function tmpDir(t: Test, name: string): string {
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(MRV_API_KEY|ADMIN_API_KEY|DATA_DIR|WINDOW_SECONDS|GRACE_SECONDS|MQTT_PORT)$/.test(k)) continue;
+    if (/^(API_KEY|API_KEY_FILE|ADMIN_API_KEY|DATA_DIR|WINDOW_SECONDS|GRACE_SECONDS|MQTT_PORT)$/.test(k)) continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -197,9 +197,9 @@ t.test('beside a running stack and its fleet', async (t) => {
 
     const none = await sim(one, envOnly);
     t.equal(none.code, 2);
-    t.match(none.stderr, /simulate: --api needs an admin API key: set MRV_API_KEY, or --api-key-file FILE \(npm start writes .*admin-api-key\)/);
+    t.match(none.stderr, /simulate: --api needs an admin API key: set API_KEY or API_KEY_FILE, or --api-key-file FILE \(npm start writes .*admin-api-key\)/);
 
-    const fromEnv = await sim(one, { ...envOnly, MRV_API_KEY: key });
+    const fromEnv = await sim(one, { ...envOnly, API_KEY: key });
     t.equal(fromEnv.code, 0, fromEnv.stderr);
     t.notMatch(fromEnv.stderr, /warning/);
 
@@ -211,6 +211,8 @@ t.test('beside a running stack and its fleet', async (t) => {
     const fromFile = await sim([...one, '--api-key-file', keyFile], envOnly);
     t.equal(fromFile.code, 0, fromFile.stderr);
     t.notMatch(fromFile.stderr, /warning/);
+    const fromFileEnv = await sim(one, { ...envOnly, API_KEY_FILE: keyFile });
+    t.equal(fromFileEnv.code, 0, fromFileEnv.stderr);
 
     fs.chmodSync(keyFile, 0o644);
     const openFile = await sim([...one, '--api-key-file', keyFile], envOnly);
@@ -219,11 +221,11 @@ t.test('beside a running stack and its fleet', async (t) => {
 
     const onCommandLine = await sim([...one, '--api-key', key], envOnly);
     t.equal(onCommandLine.code, 0, onCommandLine.stderr);
-    t.match(onCommandLine.stderr, /simulate: warning: --api-key puts the key on the command line, where ps and npm show it; use MRV_API_KEY or --api-key-file FILE/);
+    t.match(onCommandLine.stderr, /simulate: warning: --api-key puts the key on the command line, where ps and npm show it; use API_KEY, API_KEY_FILE or --api-key-file FILE/);
 
-    const wrong = await sim(one, { ...envOnly, MRV_API_KEY: 'mrv_not-the-key-0123456789' });
+    const wrong = await sim(one, { ...envOnly, API_KEY: 'mrv_not-the-key-0123456789' });
     t.equal(wrong.code, 1);
-    t.match(wrong.stderr, /the gateway refused the API key: 401 .*\(the key came from MRV_API_KEY\)/);
+    t.match(wrong.stderr, /the gateway refused the API key: 401 .*\(the key came from API_KEY\)/);
 
     const missingFile = await sim([...one, '--api-key-file', path.join(empty, 'nope')], envOnly);
     t.equal(missingFile.code, 2);
