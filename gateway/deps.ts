@@ -143,6 +143,8 @@ export interface GatewayOptions {
   keyCacheMs?: number;
   /** Window length, to compute a new facility's first window on-chain. Default 3600 s. */
   windowSeconds?: number;
+  /** Settlement grace after a window closes, shown on /health (with the window) for simulators and tools. */
+  graceSeconds?: number;
   /** Log requests (pino) — off by default, the bench and tests keep quiet. */
   logRequests?: boolean;
 }

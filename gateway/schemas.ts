@@ -269,6 +269,15 @@ export const HealthView = Type.Object({
     Type.String(),
     Type.Object({ ok: Type.Boolean(), configured: Type.Boolean(), detail: Type.Optional(Type.String()), blockNumber: Type.Optional(Type.Integer()) }),
   ),
+  settlement: Type.Optional(
+    Type.Object(
+      {
+        windowSeconds: Type.Integer({ description: 'settlement window length' }),
+        graceSeconds: Type.Optional(Type.Integer({ description: 'how long after a window closes it is settled' })),
+      },
+      { description: 'the windows this stack settles (simulators and tools read their defaults here)' },
+    ),
+  ),
 });
 
 /** Error responses a route can produce, for the OpenAPI document. */

@@ -471,10 +471,11 @@ t.test('retirements: list from the chain, relay of a holder-signed request', asy
 });
 
 t.test('ops: health, metrics, OpenAPI lists every route, docs, dashboard, 404', async (t) => {
-  const { h, call } = await setup(t);
+  const { h, call } = await setup(t, { graceSeconds: 3 });
   const health = await call('GET', '/health', 'none');
   t.equal(health.status, 200);
   t.match(health.body, { status: 'ok', backends: { registry: { ok: true }, store: { ok: true }, chain: { ok: true, blockNumber: Number }, broker: { ok: true }, oracle: { ok: true } } });
+  t.same((health.body as { settlement: unknown }).settlement, { windowSeconds: 10, graceSeconds: 3 }, 'the windows this stack settles, for simulators and tools');
   h.ledger.blockNumber = async () => {
     throw new Error('ECONNREFUSED');
   };
