@@ -212,7 +212,7 @@ function banner(stack: Stack): string {
     '',
     'Try next:',
     `  curl -s -H "Authorization: Bearer $(cat ${keyFile})" ${stack.httpUrl}/v1/settlements | head -c 600`,
-    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
+    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02   (admin key read from DATA_DIR)`,
     'Ctrl-C stops everything; starting again keeps readings, registry and balances.',
     '',
   ].join('\n');
