@@ -1,6 +1,9 @@
 // Hardhat 2 configuration. The package is ESM, so this file is CommonJS (.cjs).
 // Compilation is offline: the solc compiler comes from the `solc` npm package (soljson.js), never a
 // download. Its version must equal the configured compiler version below.
+// `npm start` compiles first (prestart): no telemetry question for a newcomer at a terminal (consent
+// stays unset, so nothing is sent).
+process.env.HARDHAT_DISABLE_TELEMETRY_PROMPT ??= 'true';
 const { subtask } = require('hardhat/config');
 const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require('hardhat/builtin-tasks/task-names');
 

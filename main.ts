@@ -11,8 +11,9 @@ import { Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
 import { buildBroker } from './broker/broker.ts';
 import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
+import { brokerListenOptions } from './broker/main.ts';
 import { Ledger } from './contracts/client/ledger.ts';
-import { startLocalChain } from './contracts/client/local.ts';
+import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { errors } from './domain/errors.ts';
 import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
@@ -31,6 +32,8 @@ export interface Stack {
   contractAddress: string;
   /** Ledger clients signed by the oracle's and the gateway's accounts. */
   ledgers: { oracle: Ledger; gateway: Ledger };
+  /** The local chain's role accounts and key files (when no CHAIN_RPC_URL is configured). */
+  localChain?: Pick<LocalChain, 'accounts' | 'files'>;
   adminKeyFile?: string;
   fleet?: Fleet;
   close(): Promise<void>;
@@ -65,6 +68,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     let gatewayLedger: Ledger;
     let rpcUrl: string | undefined;
     let contractAddress: string;
+    let localChain: LocalChain | undefined;
     if (config.chainRpcUrl) {
       if (!config.oraclePrivateKey) throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY (the oracle signs settlements) and CONTRACT_ADDRESS');
       const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
@@ -83,6 +87,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       closers.unshift({ name: 'chain', close: () => local.close() });
       ({ oracleLedger, gatewayLedger, rpcUrl } = local);
       contractAddress = local.address;
+      localChain = local;
     }
 
     // 2. stores
@@ -110,14 +115,11 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       mqttUrl = config.mqttUrl;
     } else {
       broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics, limits: settings.limits });
-      const tls =
-        config.mqttTlsCert && config.mqttTlsKey
-          ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
-          : undefined;
-      const ports = await broker.listen({ port: config.mqttPort, host: config.mqttHost, tls });
+      const ports = await broker.listen(brokerListenOptions(config));
       const b = broker;
       closers.unshift({ name: 'broker', close: () => b.close() });
-      mqttUrl = `mqtt://${config.mqttHost}:${ports.port}`;
+      // TLS only (MQTT_PLAIN off): the demo fleet connects over TLS and must trust the certificate.
+      mqttUrl = ports.port !== undefined ? `mqtt://${config.mqttHost}:${ports.port}` : `mqtts://${config.mqttHost}:${ports.tlsPort}`;
     }
 
     // 4. oracle (built before the gateway, which serves its records; scheduled last)
@@ -174,6 +176,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       rpcUrl,
       contractAddress,
       ledgers: { oracle: oracleLedger, gateway: gatewayLedger },
+      ...(localChain ? { localChain: { accounts: localChain.accounts, files: localChain.files } } : {}),
       adminKeyFile: gateway.adminKey.file,
       fleet,
       close: closeAll,
@@ -209,7 +212,7 @@ function banner(stack: Stack): string {
     '',
     'Try next:',
     `  curl -s -H "Authorization: Bearer $(cat ${keyFile})" ${stack.httpUrl}/v1/settlements | head -c 600`,
-    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
+    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02   (admin key read from DATA_DIR)`,
     'Ctrl-C stops everything; starting again keeps readings, registry and balances.',
     '',
   ].join('\n');

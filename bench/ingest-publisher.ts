@@ -44,7 +44,8 @@ await new Promise<void>((resolve) => {
   const pump = () => {
     while (!stopping && inflight < windowSize) {
       const s = seq++;
-      const payload = `{"seq":${s},"ts":${ts0 + s},"metric":"electricity_import","value":${1000 + s / 10},"unit":"kWh"}`;
+      // 0.001 kWh per ms (3,600 kW): plausible under the default capacity, so every reading is stored.
+      const payload = `{"seq":${s},"ts":${ts0 + s},"metric":"electricity_import","value":${1000 + s / 1000},"unit":"kWh"}`;
       const start = performance.now();
       inflight++;
       client.publish(topic, payload, { qos }, (err) => {

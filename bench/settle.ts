@@ -50,7 +50,7 @@ export interface SettleBenchResult {
 function scopedRegistry(inner: Registry, prefix: string): Registry {
   return Object.assign(Object.create(inner) as Registry, {
     listFacilities: () => inner.listFacilities().filter((f) => f.id.startsWith(prefix)),
-    listDevices: (facilityId: string): Device[] => [{ deviceId: `${facilityId}-m`, facilityId, kind: 'meter', status: 'active', createdAt: T0, online: true }],
+    listDevices: (facilityId: string): Device[] => [{ deviceId: `${facilityId}-m`, facilityId, kind: 'meter', status: 'active', reportingIntervalSeconds: 60, createdAt: T0, online: true }],
   });
 }
 

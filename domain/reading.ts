@@ -35,10 +35,16 @@ export function isMetric(name: string): name is Metric {
   return Object.prototype.hasOwnProperty.call(METRICS, name);
 }
 
+/** Device kinds that declare an interval (co2_direct) device, whatever it has sent so far. */
+export const INTERVAL_KINDS: readonly string[] = ['cems', 'co2_direct'];
+export function isIntervalKind(kind: string): boolean {
+  return INTERVAL_KINDS.includes(kind);
+}
+
 /** One reading as a device sends it (the JSON schema of the MQTT payload element). */
 export const ReadingPayload = Type.Object(
   {
-    seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'strictly increasing per device' }),
+    seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "the device's emission order (dedupe key with deviceId); may arrive out of order" }),
     ts: Type.Union([Type.String({ description: 'ISO-8601 with zone' }), Type.Integer({ description: 'epoch milliseconds' })]),
     metric: Type.Union(METRIC_NAMES.map((m) => Type.Literal(m))),
     value: Type.Number({ description: 'decimal, in `unit`' }),
@@ -62,6 +68,11 @@ export interface Reading {
   reset: boolean;
   /** When the platform accepted it (epoch ms). */
   receivedAt: number;
+  /**
+   * Set by the store: the device's arrival number of a reading stored below the device's highest
+   * stored seq ("late" arrival, 1, 2, ...); absent for one stored in order (see store/types.ts VisibilityMark).
+   */
+  arrival?: number;
 }
 
 /** What the HTTP API returns for a reading. */
@@ -91,11 +102,22 @@ export const REJECT_REASONS = [
   'unknown_unit',
   'invalid_value',
   'register_backwards',
+  /** ts before that of a stored lower seq, or after that of a stored higher seq, of the device. */
+  'ts_out_of_order',
+  /** An increase (or interval mass) above 1.2 x the device's capacity over the time since its previous reading. */
+  'implausible',
+  /** No longer produced (any arrival order is accepted); kept because older rejection rows carry it. */
   'seq_not_increasing',
   'duplicate_conflict',
   'rate_limited',
   /** MQTT: publish/will to a topic that is not the device's own, or a topic too long or too deep. */
   'invalid_topic',
+  /** External broker (MQTT_URL): the topic's device is not in our registry. */
+  'unknown_device',
+  /** External broker: the device is suspended or decommissioned (our broker refuses it at CONNECT). */
+  'device_not_active',
+  /** External broker: the device's facility is suspended (our broker refuses it at CONNECT). */
+  'facility_not_active',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -35,6 +35,8 @@ export interface GatewayContext {
   log: Logger;
   now: () => number;
   windowMs: number;
+  /** Settlement grace, when configured (shown on /health). */
+  graceMs?: number;
   /** The backend or a 503 BACKEND_UNAVAILABLE. */
   need<K extends 'readings' | 'ledger' | 'oracle'>(name: K): NonNullable<GatewayDeps[K]>;
 }
@@ -106,6 +108,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     log,
     now,
     windowMs: (opts.windowSeconds ?? 3600) * 1000,
+    ...(opts.graceSeconds !== undefined ? { graceMs: opts.graceSeconds * 1000 } : {}),
     need(name) {
       const b = deps[name];
       if (!b) throw gatewayErrors.BACKEND_UNAVAILABLE(name === 'readings' ? 'the reading store' : name === 'ledger' ? 'the chain' : 'the oracle');

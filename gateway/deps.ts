@@ -71,6 +71,8 @@ export interface GatewayLedger {
   retirements(filter: { account?: string; facilityId?: string }): Promise<ChainRetirement[]>;
   /** Submits a holder-signed retirement (this client's signer pays gas); resolves once mined. */
   retireWithSig(req: RetireWithSigRequest): Promise<{ txHash: string; id?: Grams }>;
+  /** The retirement a signed request produced once its nonce is used (by anyone), else undefined. */
+  retirementOfRequest?(req: RetireWithSigRequest): Promise<{ txHash: string; id: Grams } | undefined>;
   /** For /health: a block number from the node (either form). */
   blockNumber?(): Promise<number>;
   readonly provider?: { getBlockNumber(): Promise<number> };
@@ -141,6 +143,8 @@ export interface GatewayOptions {
   keyCacheMs?: number;
   /** Window length, to compute a new facility's first window on-chain. Default 3600 s. */
   windowSeconds?: number;
+  /** Settlement grace after a window closes, shown on /health (with the window) for simulators and tools. */
+  graceSeconds?: number;
   /** Log requests (pino) — off by default, the bench and tests keep quiet. */
   logRequests?: boolean;
 }

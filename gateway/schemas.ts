@@ -24,6 +24,10 @@ const DecimalInput = (description: string) =>
 const TimeQuery = (description: string) =>
   Type.String({ pattern: '^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2}))$', description });
 const Status = Type.Union([Type.Literal('active'), Type.Literal('suspended')]);
+const DeviceStatus = Type.Union([Type.Literal('active'), Type.Literal('suspended'), Type.Literal('decommissioned')], {
+  description: 'decommissioned is final and takes the device out of coverage from decommissionedAt on',
+});
+const Capacity = DecimalInput('declared capacity: kW for electricity metrics, m3/h for natural_gas, kg/h for co2_direct (default 100000, 100000, 1000000)');
 
 export const FacilityParams = Type.Object({ id: Id('facility id') });
 export const DeviceParams = Type.Object({ deviceId: Id('device id') });
@@ -101,7 +105,12 @@ export const FacilityList = Type.Object({ items: Type.Array(FacilityView) });
 
 // --- devices
 export const DeviceCreate = Type.Object(
-  { deviceId: Id('device id, also the MQTT username'), kind: Type.Optional(Type.String({ pattern: ID_PATTERN })) },
+  {
+    deviceId: Id('device id, also the MQTT username'),
+    kind: Type.Optional(Type.String({ pattern: ID_PATTERN })),
+    capacity: Type.Optional(Capacity),
+    reportingIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'declared reporting interval (default 60)' })),
+  },
   { additionalProperties: false },
 );
 export const DeviceCredentialsView = Type.Object({
@@ -114,15 +123,24 @@ export const DeviceView = Type.Object({
   deviceId: Type.String(),
   facilityId: Type.String(),
   kind: Type.String(),
-  status: Status,
+  status: DeviceStatus,
+  capacity: Type.Optional(Type.String({ description: 'declared capacity (absent: the per-metric defaults)' })),
+  reportingIntervalSeconds: Type.Integer(),
   createdAt: Iso('registered'),
+  decommissionedAt: Type.Optional(Iso('when it was decommissioned')),
+  decommissionReason: Type.Optional(Type.String()),
   online: Type.Boolean(),
   lastSeenAt: Type.Optional(Iso('last connect/disconnect')),
   password: Type.Optional(Type.String({ description: 'new MQTT secret after rotateSecret, shown once' })),
 });
 export const DeviceList = Type.Object({ items: Type.Array(DeviceView) });
 export const DevicePatch = Type.Object(
-  { status: Type.Optional(Status), rotateSecret: Type.Optional(Type.Literal(true)) },
+  {
+    status: Type.Optional(DeviceStatus),
+    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500, description: 'required with status decommissioned' })),
+    capacity: Type.Optional(Capacity),
+    rotateSecret: Type.Optional(Type.Literal(true)),
+  },
   { additionalProperties: false, minProperties: 1 },
 );
 export type DevicePatch = Static<typeof DevicePatch>;
@@ -237,7 +255,12 @@ export const SignedRetirementBody = Type.Object(
   },
   { additionalProperties: false },
 );
-export const RetirementSubmitted = Type.Object({ txHash: Type.String(), id: Type.Optional(Type.String()) });
+export const RetirementSubmitted = Type.Object({
+  txHash: Type.String(),
+  id: Type.Optional(Type.String()),
+  /** The signed request had already been submitted (by anyone); this is the retirement it produced. */
+  alreadySubmitted: Type.Optional(Type.Boolean()),
+});
 
 // --- ops
 export const HealthView = Type.Object({
@@ -245,6 +268,15 @@ export const HealthView = Type.Object({
   backends: Type.Record(
     Type.String(),
     Type.Object({ ok: Type.Boolean(), configured: Type.Boolean(), detail: Type.Optional(Type.String()), blockNumber: Type.Optional(Type.Integer()) }),
+  ),
+  settlement: Type.Optional(
+    Type.Object(
+      {
+        windowSeconds: Type.Integer({ description: 'settlement window length' }),
+        graceSeconds: Type.Optional(Type.Integer({ description: 'how long after a window closes it is settled' })),
+      },
+      { description: 'the windows this stack settles (simulators and tools read their defaults here)' },
+    ),
   ),
 });
 

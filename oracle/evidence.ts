@@ -17,7 +17,7 @@ export const LEAF_ENCODING: string[] = ['string', 'string', 'int256', 'int256', 
 /** [kind, id, a, b, c, d, e, f]; int256 fields as decimal text. */
 export type EvidenceLeaf = [string, string, string, string, string, string, boolean, boolean];
 
-export type LeafKind = 'header' | 'factors' | 'result' | 'device' | 'cursor_start' | 'cursor_end' | 'reading';
+export type LeafKind = 'header' | 'factors' | 'result' | 'device' | 'decommissioned' | 'cursor_start' | 'cursor_end' | 'reading';
 
 export interface Evidence {
   root: string;
@@ -85,18 +85,23 @@ export function evidenceLeaves(r: WindowResult): EvidenceLeaf[] {
   leaves.push(['header', r.facilityId, n(r.window.start), n(r.window.end), r.methodologyVersion, r.baselineKgPerHour, false, false]);
   const { hash, ...factorBody } = r.factors;
   leaves.push(['factors', r.factors.version, '0', '0', hash, canonicalJson(factorBody), false, false]);
-  leaves.push(['result', r.facilityId, n(r.netGrams), n(r.rawNetGrams), r.actualKg, canonicalJson(r.totals), r.complete, false]);
+  // The last flag: the net was capped at the window's baseline grams (exports cannot earn above it).
+  leaves.push(['result', r.facilityId, n(r.netGrams), n(r.rawNetGrams), r.actualKg, canonicalJson(r.totals), r.complete, r.capped]);
   for (const d of r.devices) {
-    leaves.push([
-      'device',
-      d.deviceId,
-      n(d.highWater ?? -1),
-      n(d.prev?.maxSeq ?? -1),
-      d.prev ? n(d.prev.before) : '',
-      '',
-      d.inWindow,
-      d.observedBefore,
-    ]);
+    // What the settlement saw of the device (its visibility mark), what its previous settlement saw,
+    // and the coverage facts and verdict (docs/METHODOLOGY.md "Evidence tree").
+    const prev = d.prev ? canonicalJson({ before: d.prev.before, late: d.prev.mark.late, maxSeq: d.prev.mark.maxSeq }) : '';
+    const coverage = canonicalJson({
+      after: d.coverage.after,
+      before: d.coverage.before ? { seq: d.coverage.before.seq, ts: d.coverage.before.ts } : undefined,
+      between: d.coverage.between,
+      intervalDevice: d.intervalDevice,
+      lastIn: d.coverage.lastIn ? { seq: d.coverage.lastIn.seq, ts: d.coverage.lastIn.ts } : undefined,
+      reportingIntervalSeconds: d.reportingIntervalSeconds,
+      status: d.status,
+    });
+    leaves.push(['device', d.deviceId, n(d.mark?.maxSeq ?? -1), n(d.mark?.late ?? 0), prev, coverage, d.inCoverage, d.status === 'ok']);
+    if (!d.inCoverage && d.decommissioned) leaves.push(['decommissioned', d.deviceId, n(d.decommissioned.at), '0', d.decommissioned.reason, '', false, false]);
     for (const c of d.startCursors) leaves.push(['cursor_start', d.deviceId, n(c.seq), n(c.ts), c.metric, c.value, false, false]);
     for (const c of d.endCursors) leaves.push(['cursor_end', d.deviceId, n(c.seq), n(c.ts), c.metric, c.value, false, false]);
     for (const { reading: x, late } of d.consumed) leaves.push(['reading', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late]);

@@ -1,15 +1,17 @@
 /**
  * The methodology (SPEC "Methodology", docs/METHODOLOGY.md): one facility x one window -> actual and
  * baseline emissions, net grams, coverage, and each device's new register cursors. Pure: the oracle
- * selects the readings (ReadingStore.consume with the window's high-water marks) and passes them in.
+ * selects the readings and coverage facts (ReadingStore.consume/coverage under the visibility marks
+ * it records) and passes them in.
  * Exact arithmetic only (Decimal on BigInt); binary floating point never decides a gram.
  */
 import { Decimal } from '../domain/decimal.ts';
 import { METRICS, type Metric, type Reading } from '../domain/reading.ts';
 import type { Window } from '../domain/window.ts';
+import type { DeviceCoverage, VisibilityMark } from '../store/types.ts';
 import type { AppliedFactors } from './factors.ts';
 
-export const METHODOLOGY_VERSION = 'mrv-cursor-1';
+export const METHODOLOGY_VERSION = 'mrv-cursor-2';
 
 export type RegisterMetric = 'electricity_import' | 'electricity_export' | 'renewable_generation' | 'natural_gas';
 export const REGISTER_METRICS: readonly RegisterMetric[] = ['electricity_import', 'electricity_export', 'renewable_generation', 'natural_gas'];
@@ -23,30 +25,51 @@ export interface RegisterCursor {
   value: string;
 }
 
-/** What the device's previous settlement consumed (its high-water mark and window end). */
+/** What the device's previous settlement consumed: what it saw (its mark) and its window end. */
 export interface PrevConsumed {
-  maxSeq: number;
+  mark: VisibilityMark;
   before: number;
 }
 
+/** A regulator's decommissioning of a device: out of coverage for windows starting at or after `at`. */
+export interface Decommissioning {
+  at: number;
+  reason: string;
+}
+
+/** Why a device makes a window incomplete ('ok': it does not; 'out_of_coverage': decommissioned). */
+export type CoverageStatus = 'ok' | 'no_reading_in_window' | 'no_reading_before' | 'silent' | 'seq_gap' | 'out_of_coverage';
+
+/** Coverage facts of a device that has no visible reading (or no mark yet). */
+export const NO_COVERAGE: DeviceCoverage = Object.freeze({ after: false, between: 0, interval: false }) as DeviceCoverage;
+
 export interface DeviceWindowInput {
   deviceId: string;
-  /** High-water mark H: highest stored seq when the window was settled (undefined: no readings yet). */
-  highWater?: number;
+  /** What this settlement sees of the device (undefined: no readings stored yet). */
+  mark?: VisibilityMark;
   /** The device's previous settlement (undefined: never settled), i.e. what `readings` excludes. */
   prev?: PrevConsumed;
   /** Cursors the previous settlement ended on, at most one per register metric. */
   startCursors: RegisterCursor[];
-  /** The consumed set (seq <= H, ts < window end, minus `prev`), in any order. */
+  /** The consumed set (visible under mark, ts < window end, minus `prev`), in any order. */
   readings: Reading[];
-  /** Whether the device has a visible reading (seq <= H) with ts < window start. */
-  observedBefore: boolean;
+  /** What the visible readings say about this window (ReadingStore.coverage under `mark`). */
+  coverage: DeviceCoverage;
+  /** Declared reporting interval (seconds). */
+  reportingIntervalSeconds: number;
+  /** Declared an interval (co2_direct) device by its registration. */
+  intervalDevice?: boolean;
+  /** Set once a regulator decommissioned the device. */
+  decommissioned?: Decommissioning;
 }
 
 export interface WindowInput {
   facilityId: string;
   window: Window;
-  /** The facility's active devices (a device's readings are consumed only while it is active). */
+  /**
+   * Every device of the facility created before the window end, whatever its status: suspended
+   * devices stay in coverage; decommissioned ones leave coverage but their readings are still counted.
+   */
   devices: DeviceWindowInput[];
   factors: AppliedFactors;
   /** Baseline in force at the window start, kg CO2e per hour (decimal text). */
@@ -72,14 +95,20 @@ export interface ConsumedReading {
 
 export interface DeviceWindowResult {
   deviceId: string;
-  highWater?: number;
+  mark?: VisibilityMark;
   prev?: PrevConsumed;
   startCursors: RegisterCursor[];
   endCursors: RegisterCursor[];
   /** Consumed readings in seq order with their flags. */
   consumed: ConsumedReading[];
-  inWindow: boolean;
-  observedBefore: boolean;
+  coverage: DeviceCoverage;
+  reportingIntervalSeconds: number;
+  /** Whether the seq-gap rule applied (declared, or a co2_direct reading seen). */
+  intervalDevice: boolean;
+  /** False for a device decommissioned at or before the window start. */
+  inCoverage: boolean;
+  status: CoverageStatus;
+  decommissioned?: Decommissioning;
 }
 
 export interface WindowResult {
@@ -93,13 +122,22 @@ export interface WindowResult {
   actualKg: string;
   /** floor((baseline_kg - actual_kg) * 1000) before the coverage cap. */
   rawNetGrams: bigint;
-  /** rawNetGrams, capped at 0 when the window is incomplete. */
+  /** rawNetGrams, capped at 0 when the window is incomplete, and at `netBoundGrams` always. */
   netGrams: bigint;
+  /**
+   * The most a window may earn: floor(baseline grams of the window). A net above it can only come from
+   * exports (actual below zero); the contract refuses such a net, so the oracle caps it and says so.
+   */
+  netBoundGrams: bigint;
+  /** Whether the net was cut down to netBoundGrams. */
+  capped: boolean;
   complete: boolean;
   totals: MetricTotals;
   devices: DeviceWindowResult[];
   /** `${deviceId}:${seq}` of every consumed reading flagged late. */
   lateKeys: string[];
+  /** Devices out of coverage in this window because they were decommissioned before it. */
+  decommissioned: ({ deviceId: string } & Decommissioning)[];
 }
 
 const MS_PER_HOUR = 3_600_000n;
@@ -121,6 +159,19 @@ function isRegister(metric: Metric): metric is RegisterMetric {
   return METRICS[metric]?.kind === 'register';
 }
 
+/**
+ * The coverage rule (SPEC "Coverage") for one device in coverage: a visible reading before the window
+ * and one in it; the last in the window no earlier than two reporting intervals before its end unless
+ * a reading at or after the end is visible; for an interval device, no seq missing between them.
+ */
+export function coverageStatus(c: DeviceCoverage, window: Window, reportingIntervalSeconds: number, intervalDevice: boolean): CoverageStatus {
+  if (!c.lastIn) return 'no_reading_in_window';
+  if (!c.before) return 'no_reading_before';
+  if (!c.after && c.lastIn.ts < window.end - 2 * reportingIntervalSeconds * 1000) return 'silent';
+  if (intervalDevice && c.between !== c.lastIn.seq - c.before.seq) return 'seq_gap';
+  return 'ok';
+}
+
 /** Walks one device's consumed readings; returns its increases per metric and its end cursors. */
 function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<Metric, Decimal>; result: DeviceWindowResult } {
   const increases = new Map<Metric, Decimal>();
@@ -129,12 +180,11 @@ function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<
   for (const c of input.startCursors) cursors.set(c.metric, c);
   const sorted = [...input.readings].sort((a, b) => a.seq - b.seq);
   const consumed: ConsumedReading[] = [];
-  let inWindow = false;
+  let sawInterval = false;
   for (const r of sorted) {
     if (r.deviceId !== input.deviceId) throw new TypeError(`reading ${r.deviceId}:${r.seq} passed for device ${input.deviceId}`);
     if (r.ts >= window.end) throw new TypeError(`reading ${r.deviceId}:${r.seq} is not due in window ending ${window.end}`);
     const late = r.ts < window.start;
-    if (!late) inWindow = true;
     let covered = false;
     if (isRegister(r.metric)) {
       const cur = cursors.get(r.metric);
@@ -143,11 +193,17 @@ function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<
         covered = true;
       } else {
         // A reset starts a new segment: the gap across it is unobserved and adds nothing. A device's
-        // first reading of a metric (no cursor) is its starting point and adds nothing either.
-        if (cur && !r.reset) add(r.metric, Decimal.parse(r.value).sub(Decimal.parse(cur.value)));
+        // first reading of a metric (no cursor: its visible reading with the lowest seq) is its
+        // starting point and adds nothing either. A negative change is never counted (the ingest
+        // rules refuse one; this holds even for a store that let one through).
+        if (cur && !r.reset) {
+          const step = Decimal.parse(r.value).sub(Decimal.parse(cur.value));
+          if (step.cmp(Decimal.ZERO) > 0) add(r.metric, step);
+        }
         cursors.set(r.metric, { metric: r.metric, seq: r.seq, ts: r.ts, value: Decimal.parse(r.value).toString() });
       }
     } else if (METRICS[r.metric]?.kind === 'interval') {
+      sawInterval = true;
       add(r.metric, Decimal.parse(r.value));
     }
     consumed.push({ reading: r, late, covered });
@@ -156,17 +212,34 @@ function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<
   const startCursors = REGISTER_METRICS.filter((m) => input.startCursors.some((c) => c.metric === m)).map(
     (m) => input.startCursors.find((c) => c.metric === m) as RegisterCursor,
   );
+  const coverage = input.coverage;
+  const intervalDevice = input.intervalDevice === true || coverage.interval || sawInterval;
+  const inCoverage = !(input.decommissioned && window.start >= input.decommissioned.at);
+  const interval = input.reportingIntervalSeconds;
+  if (!Number.isSafeInteger(interval) || interval <= 0) throw new TypeError(`device ${input.deviceId}: invalid reporting interval ${interval}`);
   const result: DeviceWindowResult = {
     deviceId: input.deviceId,
     startCursors,
     endCursors,
     consumed,
-    inWindow,
-    observedBefore: input.observedBefore,
+    coverage: copyCoverage(coverage),
+    reportingIntervalSeconds: interval,
+    intervalDevice,
+    inCoverage,
+    status: inCoverage ? coverageStatus(coverage, window, interval, intervalDevice) : 'out_of_coverage',
   };
-  if (input.highWater !== undefined) result.highWater = input.highWater;
-  if (input.prev !== undefined) result.prev = input.prev;
+  if (input.mark !== undefined) result.mark = { maxSeq: input.mark.maxSeq, late: input.mark.late };
+  if (input.prev !== undefined) result.prev = { mark: { maxSeq: input.prev.mark.maxSeq, late: input.prev.mark.late }, before: input.prev.before };
+  if (input.decommissioned !== undefined) result.decommissioned = { at: input.decommissioned.at, reason: input.decommissioned.reason };
   return { increases, result };
+}
+
+/** The coverage facts with only the documented fields (a store may return more). */
+function copyCoverage(c: DeviceCoverage): DeviceCoverage {
+  const out: DeviceCoverage = { after: c.after, between: c.between, interval: c.interval };
+  if (c.before) out.before = { seq: c.before.seq, ts: c.before.ts };
+  if (c.lastIn) out.lastIn = { seq: c.lastIn.seq, ts: c.lastIn.ts };
+  return out;
 }
 
 /** Settles one facility x one window. Devices are processed in deviceId order. */
@@ -179,12 +252,14 @@ export function settleWindow(input: WindowInput): WindowResult {
   const sums = new Map<Metric, Decimal>();
   const results: DeviceWindowResult[] = [];
   const lateKeys: string[] = [];
+  const decommissioned: WindowResult['decommissioned'] = [];
   for (const d of devices) {
     if (ids.has(d.deviceId)) throw new TypeError(`device ${d.deviceId} passed twice`);
     ids.add(d.deviceId);
     const { increases, result } = walkDevice(d, window);
     for (const [m, v] of increases) sums.set(m, (sums.get(m) ?? Decimal.ZERO).add(v));
     for (const c of result.consumed) if (c.late) lateKeys.push(`${d.deviceId}:${c.reading.seq}`);
+    if (!result.inCoverage && result.decommissioned) decommissioned.push({ deviceId: d.deviceId, ...result.decommissioned });
     results.push(result);
   }
   const total = (m: Metric) => sums.get(m) ?? Decimal.ZERO;
@@ -202,8 +277,14 @@ export function settleWindow(input: WindowInput): WindowResult {
   const windowMsD = Decimal.of(BigInt(windowMs));
   const scaledDiff = baseline.mul(windowMsD).sub(actualKg.mul(Decimal.of(MS_PER_HOUR)));
   const rawNetGrams = floorScaledDiv(scaledDiff, 3, MS_PER_HOUR);
-  const complete = results.length > 0 && results.every((r) => r.inWindow && r.observedBefore);
-  const netGrams = complete || rawNetGrams < 0n ? rawNetGrams : 0n;
+  // Complete: at least one device in coverage, and every device in coverage satisfies the rule.
+  const inCoverage = results.filter((r) => r.inCoverage);
+  const complete = inCoverage.length > 0 && inCoverage.every((r) => r.status === 'ok');
+  // No window earns more than its baseline (an export allowance would raise this bound; none is set).
+  const netBoundGrams = floorScaledDiv(baseline.mul(windowMsD), 3, MS_PER_HOUR);
+  const covered = complete || rawNetGrams < 0n ? rawNetGrams : 0n;
+  const capped = covered > netBoundGrams;
+  const netGrams = capped ? netBoundGrams : covered;
   return {
     facilityId: input.facilityId,
     window: { start: window.start, end: window.end },
@@ -214,6 +295,8 @@ export function settleWindow(input: WindowInput): WindowResult {
     actualKg: actualKg.toString(),
     rawNetGrams,
     netGrams,
+    netBoundGrams,
+    capped,
     complete,
     totals: {
       electricity_import: total('electricity_import').toString(),
@@ -224,6 +307,7 @@ export function settleWindow(input: WindowInput): WindowResult {
     },
     devices: results,
     lateKeys,
+    decommissioned,
   };
 }
 

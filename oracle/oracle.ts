@@ -29,15 +29,16 @@ import type { Registry as PromRegistry } from 'prom-client';
 import { Decimal } from '../domain/decimal.ts';
 import { DomainError, errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
+import { isIntervalKind } from '../domain/reading.ts';
 import { isClosed, windowOf, type Window } from '../domain/window.ts';
 import type { Db } from '../store/db.ts';
-import type { Facility, ReadingStore, Registry } from '../store/types.ts';
+import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type Registry, type VisibilityMark } from '../store/types.ts';
 import { buildEvidence, readingProof, type Evidence, type ReadingProof } from './evidence.ts';
 import { applyFactors, sealFactors } from './factors.ts';
 import { toBig, toMs, type ChainFacilityState, type IntLike, type OracleLedger, type SettleInput } from './ledger.ts';
-import { settleWindow, METHODOLOGY_VERSION, type DeviceWindowInput, type WindowResult } from './methodology.ts';
+import { settleWindow, METHODOLOGY_VERSION, NO_COVERAGE, type DeviceWindowInput, type WindowResult } from './methodology.ts';
 import { oracleMetrics } from './metrics.ts';
-import { OracleRecords, settlementId, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
+import { OracleRecords, recordedMark, recordedPrev, settlementId, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
 import { DEFAULT_BACKOFF, OracleStatus, type Backoff, type FacilitySettlementStatus, type UnfinalRow } from './status.ts';
 
 export interface OracleDeps {
@@ -198,46 +199,68 @@ export function buildOracle(deps: OracleDeps): Oracle {
   // ---------------------------------------------------------------------------------------------
   // Computing a window
 
-  /** Inputs of window `w` for `facility`: active devices, their cursors, high-water marks and readings. */
+  /**
+   * Inputs of window `w` for `facility`: every device of the facility created before the window end,
+   * whatever its status (a suspended device stays in coverage; a decommissioned one leaves coverage
+   * but its readings still count), with its cursors, visibility mark, consumed readings and coverage.
+   */
   async function gatherInputs(facility: Facility, w: Window): Promise<DeviceWindowInput[]> {
     // Devices registered after the window ended had nothing to report in it: they do not make it incomplete.
-    const devices = registry.listDevices(facility.id).filter((d) => d.status === 'active' && d.createdAt < w.end);
+    const devices = registry.listDevices(facility.id).filter((d) => d.createdAt < w.end);
     const ids = devices.map((d) => d.deviceId);
-    const hw = ids.length ? await readings.highWater(ids) : new Map<string, number>();
+    const marks = ids.length ? await readings.marks(ids) : new Map<string, VisibilityMark>();
     const out: DeviceWindowInput[] = [];
-    for (const id of ids) {
+    for (const d of devices) {
+      const id = d.deviceId;
       const c = records.cursor(id);
       // Another oracle on this file confirmed this window meanwhile: skip the facility this round.
       if (c && c.windowEnd > w.start) throw new Raced(`device ${id} cursor moved to ${c.windowEnd} while computing window ${w.start}`);
-      const input: DeviceWindowInput = { deviceId: id, startCursors: c?.cursors ?? [], readings: [], observedBefore: false };
-      if (c) input.prev = { maxSeq: c.maxSeq, before: c.windowEnd };
-      const h = hw.get(id);
-      if (h !== undefined) {
-        input.highWater = h;
-        input.readings = await readings.consume({ deviceId: id, maxSeq: h, before: w.end, ...(input.prev ? { prev: input.prev } : {}) });
-        input.observedBefore = await readings.hasReading(id, Number.MIN_SAFE_INTEGER, w.start, h);
-      }
+      const input: DeviceWindowInput = {
+        deviceId: id,
+        startCursors: c?.cursors ?? [],
+        readings: [],
+        coverage: NO_COVERAGE,
+        reportingIntervalSeconds: d.reportingIntervalSeconds ?? DEFAULT_REPORTING_INTERVAL_SECONDS,
+        intervalDevice: isIntervalKind(d.kind),
+      };
+      if (d.status === 'decommissioned') input.decommissioned = { at: d.decommissionedAt ?? 0, reason: d.decommissionReason ?? '' };
+      if (c) input.prev = { mark: c.mark, before: c.windowEnd };
+      const mark = marks.get(id);
+      if (mark !== undefined) await fill(input, w, mark);
       out.push(input);
     }
     return out;
   }
 
-  function recordedInputs(r: WindowResult): RecordedInputs {
+  /** Reads what `input`'s device shows under `mark`: the consumed set and the coverage facts. */
+  async function fill(input: DeviceWindowInput, w: Window, mark: VisibilityMark): Promise<void> {
+    input.mark = mark;
+    input.readings = await readings.consume({ deviceId: input.deviceId, mark, before: w.end, ...(input.prev ? { prev: input.prev } : {}) });
+    input.coverage = await readings.coverage({ deviceId: input.deviceId, start: w.start, end: w.end, mark });
+  }
+
+  function recordedInputs(r: WindowResult, devices: DeviceWindowInput[]): RecordedInputs {
+    const declared = new Map(devices.map((d) => [d.deviceId, d.intervalDevice === true]));
     return {
       methodologyVersion: r.methodologyVersion,
       baselineKgPerHour: r.baselineKgPerHour,
       factors: r.factors,
       devices: r.devices.map((d) => ({
         deviceId: d.deviceId,
-        ...(d.highWater !== undefined ? { highWater: d.highWater } : {}),
+        ...(d.mark !== undefined ? { mark: d.mark } : {}),
         ...(d.prev ? { prev: d.prev } : {}),
         startCursors: d.startCursors,
         endCursors: d.endCursors,
-        inWindow: d.inWindow,
-        observedBefore: d.observedBefore,
+        reportingIntervalSeconds: d.reportingIntervalSeconds,
+        intervalDeclared: declared.get(d.deviceId) ?? false,
+        ...(d.decommissioned ? { decommissioned: d.decommissioned } : {}),
+        coverage: d.coverage,
+        inCoverage: d.inCoverage,
+        status: d.status,
         consumedCount: d.consumed.length,
       })),
       lateKeys: r.lateKeys,
+      decommissioned: r.decommissioned,
       totals: r.totals,
       baselineKg: r.baselineKg,
       rawNetGrams: r.rawNetGrams.toString(),
@@ -266,23 +289,32 @@ export function buildOracle(deps: OracleDeps): Oracle {
       netGrams: result.netGrams,
       actualKg: result.actualKg,
       evidenceRoot: evidence.root,
-      inputs: recordedInputs(result),
+      inputs: recordedInputs(result, devices),
     };
     return { id, root: evidence.root, intent, input: { facilityId: facility.id, windowStart: w.start, windowEnd: w.end, netGrams: result.netGrams, evidenceRoot: evidence.root } };
   }
 
-  /** Recomputes a recorded settlement from the store with its recorded high-water marks and cursors. */
+  /** Recomputes a recorded settlement from the store with its recorded visibility marks and cursors. */
   async function recompute(row: Pick<SettlementRow, 'facilityId' | 'windowStart' | 'windowEnd' | 'inputs'>): Promise<{ result: WindowResult; evidence: Evidence }> {
+    if (row.inputs.methodologyVersion !== METHODOLOGY_VERSION) {
+      throw errors.CONFLICT(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
+    }
     const w: Window = { start: row.windowStart, end: row.windowEnd };
     const devices: DeviceWindowInput[] = [];
     for (const d of row.inputs.devices) {
-      const input: DeviceWindowInput = { deviceId: d.deviceId, startCursors: d.startCursors, readings: [], observedBefore: false };
-      if (d.prev) input.prev = d.prev;
-      if (d.highWater !== undefined) {
-        input.highWater = d.highWater;
-        input.readings = await readings.consume({ deviceId: d.deviceId, maxSeq: d.highWater, before: w.end, ...(d.prev ? { prev: d.prev } : {}) });
-        input.observedBefore = await readings.hasReading(d.deviceId, Number.MIN_SAFE_INTEGER, w.start, d.highWater);
-      }
+      const input: DeviceWindowInput = {
+        deviceId: d.deviceId,
+        startCursors: d.startCursors,
+        readings: [],
+        coverage: NO_COVERAGE,
+        reportingIntervalSeconds: d.reportingIntervalSeconds,
+        intervalDevice: d.intervalDeclared,
+      };
+      if (d.decommissioned) input.decommissioned = d.decommissioned;
+      const prev = recordedPrev(d);
+      if (prev) input.prev = prev;
+      const mark = recordedMark(d);
+      if (mark !== undefined) await fill(input, w, mark);
       devices.push(input);
     }
     const result = settleWindow({
@@ -292,9 +324,6 @@ export function buildOracle(deps: OracleDeps): Oracle {
       factors: sealFactors(row.inputs.factors),
       baselineKgPerHour: row.inputs.baselineKgPerHour,
     });
-    if (row.inputs.methodologyVersion !== METHODOLOGY_VERSION) {
-      throw errors.CONFLICT(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
-    }
     return { result, evidence: buildEvidence(result) };
   }
 

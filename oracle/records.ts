@@ -13,20 +13,33 @@ import type { Statement } from 'better-sqlite3';
 import { errors } from '../domain/errors.ts';
 import type { Db } from '../store/db.ts';
 import type { AppliedFactors } from './factors.ts';
-import type { MetricTotals, PrevConsumed, RegisterCursor } from './methodology.ts';
+import type { DeviceCoverage, VisibilityMark } from '../store/types.ts';
+import type { CoverageStatus, Decommissioning, MetricTotals, PrevConsumed, RegisterCursor } from './methodology.ts';
 
 export type SettlementState = 'intent' | 'sent' | 'confirmed' | 'discarded';
 
 /** Per-device inputs and outputs of a settlement, enough to recompute it from the store. */
 export interface RecordedDevice {
   deviceId: string;
-  highWater?: number;
+  /** What the settlement saw of the device (absent: no reading stored yet). */
+  mark?: VisibilityMark;
+  /** What its previous settlement saw, and that settlement's window end (absent: never settled). */
   prev?: PrevConsumed;
   startCursors: RegisterCursor[];
   endCursors: RegisterCursor[];
-  inWindow: boolean;
-  observedBefore: boolean;
+  /** Declared reporting interval applied by the coverage rule. */
+  reportingIntervalSeconds: number;
+  /** Declared an interval (co2_direct) device by its registration (kind 'cems'). */
+  intervalDeclared: boolean;
+  /** Set for a decommissioned device (out of coverage for windows starting at or after `at`). */
+  decommissioned?: Decommissioning;
+  /** Outputs, for display: the coverage facts, verdict and consumed count. */
+  coverage: DeviceCoverage;
+  inCoverage: boolean;
+  status: CoverageStatus;
   consumedCount: number;
+  /** Before mrv-cursor-2: the high-water mark (seq) in place of `mark`. */
+  highWater?: number;
 }
 
 export interface RecordedInputs {
@@ -35,9 +48,25 @@ export interface RecordedInputs {
   factors: AppliedFactors;
   devices: RecordedDevice[];
   lateKeys: string[];
+  /** Devices out of coverage in this window because they were decommissioned before it. */
+  decommissioned?: ({ deviceId: string } & Decommissioning)[];
   totals: MetricTotals;
   baselineKg: string;
   rawNetGrams: string;
+}
+
+/** The mark a recorded device's settlement left (records before mrv-cursor-2 hold a seq high-water mark). */
+export function recordedMark(d: Pick<RecordedDevice, 'mark' | 'highWater' | 'prev'>): VisibilityMark | undefined {
+  if (d.mark) return d.mark;
+  if (d.highWater !== undefined) return { maxSeq: d.highWater, late: 0 };
+  return undefined;
+}
+
+/** The previous mark of a recorded device, whatever the record's age. */
+export function recordedPrev(d: Pick<RecordedDevice, 'prev'>): PrevConsumed | undefined {
+  if (!d.prev) return undefined;
+  const legacy = d.prev as unknown as { maxSeq?: number; mark?: VisibilityMark; before: number };
+  return { mark: legacy.mark ?? { maxSeq: legacy.maxSeq ?? -1, late: 0 }, before: legacy.before };
 }
 
 export interface SettlementRow {
@@ -83,8 +112,8 @@ export interface DeviceCursor {
   settlementId: string;
   /** End of the window this cursor was left at (the device's `prev.before`). */
   windowEnd: number;
-  /** High-water mark of that settlement (`prev.maxSeq`); -1 when the device had no reading. */
-  maxSeq: number;
+  /** What that settlement saw of the device (`prev.mark`); maxSeq -1 when it had no reading. */
+  mark: VisibilityMark;
   cursors: RegisterCursor[];
 }
 
@@ -133,7 +162,8 @@ CREATE TABLE IF NOT EXISTS oracle_cursors (
   settlement_id TEXT    NOT NULL,
   window_end    INTEGER NOT NULL,
   max_seq       INTEGER NOT NULL,
-  cursors       TEXT    NOT NULL
+  cursors       TEXT    NOT NULL,
+  late          INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS oracle_late (
   device_id     TEXT    NOT NULL,
@@ -243,6 +273,9 @@ export class OracleRecords {
     this.db = db;
     this.clock = clock;
     db.exec(SCHEMA);
+    // Files made before visibility marks: the cursor table gains the late-arrival count (0: none then).
+    const cursorCols = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('oracle_cursors') as string[];
+    if (!cursorCols.includes('late')) db.exec('ALTER TABLE oracle_cursors ADD COLUMN late INTEGER NOT NULL DEFAULT 0');
     const p = (sql: string) => db.prepare<unknown[], unknown>(sql);
     this.stmt = {
       meta: p('SELECT value FROM oracle_meta WHERE key = ?').pluck(),
@@ -261,11 +294,11 @@ export class OracleRecords {
       discardOthers: p(`UPDATE oracle_settlements SET state = 'discarded', updated_at = ? WHERE id = ? AND evidence_root <> ? AND state <> 'discarded'`),
       lastConfirmed: p(`SELECT MAX(window_start) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck(),
       firstOpen: p(`SELECT MIN(window_start) FROM oracle_settlements WHERE facility_id = ? AND state IN ('intent', 'sent')`).pluck(),
-      cursor: p('SELECT device_id, facility_id, settlement_id, window_end, max_seq, cursors FROM oracle_cursors WHERE device_id = ?'),
+      cursor: p('SELECT device_id, facility_id, settlement_id, window_end, max_seq, late, cursors FROM oracle_cursors WHERE device_id = ?'),
       upsertCursor: p(
-        `INSERT INTO oracle_cursors (device_id, facility_id, settlement_id, window_end, max_seq, cursors) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO oracle_cursors (device_id, facility_id, settlement_id, window_end, max_seq, late, cursors) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (device_id) DO UPDATE SET facility_id = excluded.facility_id, settlement_id = excluded.settlement_id,
-           window_end = excluded.window_end, max_seq = excluded.max_seq, cursors = excluded.cursors
+           window_end = excluded.window_end, max_seq = excluded.max_seq, late = excluded.late, cursors = excluded.cursors
          WHERE oracle_cursors.window_end < excluded.window_end`,
       ),
       insertLate: p('INSERT INTO oracle_late (device_id, seq, facility_id, settlement_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'),
@@ -361,8 +394,8 @@ export class OracleRecords {
     this.stmt.confirm.run(amounts.mintedGrams.toString(), amounts.burnedGrams.toString(), amounts.deficitGrams.toString(), amounts.txHash ?? null, now, id, root);
     const inputs = JSON.parse(r.inputs) as RecordedInputs;
     for (const d of inputs.devices) {
-      const maxSeq = d.highWater ?? d.prev?.maxSeq ?? -1;
-      this.stmt.upsertCursor.run(d.deviceId, r.facility_id, id, r.window_end, maxSeq, JSON.stringify(d.endCursors));
+      const mark = recordedMark(d) ?? recordedPrev(d)?.mark ?? { maxSeq: -1, late: 0 };
+      this.stmt.upsertCursor.run(d.deviceId, r.facility_id, id, r.window_end, mark.maxSeq, mark.late, JSON.stringify(d.endCursors));
     }
     for (const key of inputs.lateKeys) {
       const at = key.lastIndexOf(':');
@@ -395,7 +428,7 @@ export class OracleRecords {
 
   cursor(deviceId: string): DeviceCursor | undefined {
     const r = this.stmt.cursor.get(deviceId) as
-      | { device_id: string; facility_id: string; settlement_id: string; window_end: number; max_seq: number; cursors: string }
+      | { device_id: string; facility_id: string; settlement_id: string; window_end: number; max_seq: number; late: number; cursors: string }
       | undefined;
     if (!r) return undefined;
     return {
@@ -403,7 +436,7 @@ export class OracleRecords {
       facilityId: r.facility_id,
       settlementId: r.settlement_id,
       windowEnd: r.window_end,
-      maxSeq: r.max_seq,
+      mark: { maxSeq: r.max_seq, late: r.late },
       cursors: JSON.parse(r.cursors) as RegisterCursor[],
     };
   }
@@ -471,12 +504,21 @@ export class OracleRecords {
             restored.add(d.deviceId);
             const c = this.cursor(d.deviceId);
             if (!c || c.windowEnd <= r.window_start) continue;
-            if (!d.prev) {
+            // The lost settlement's `prev` is the mark (seq and late arrivals) its predecessor left.
+            const prev = recordedPrev(d);
+            if (!prev) {
               this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?').run(d.deviceId);
             } else {
               this.db
-                .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, cursors = ? WHERE device_id = ?')
-                .run(settlementId(facilityId, d.prev.before - (r.window_end - r.window_start)), d.prev.before, d.prev.maxSeq, JSON.stringify(d.startCursors), d.deviceId);
+                .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, late = ?, cursors = ? WHERE device_id = ?')
+                .run(
+                  settlementId(facilityId, prev.before - (r.window_end - r.window_start)),
+                  prev.before,
+                  prev.mark.maxSeq,
+                  prev.mark.late,
+                  JSON.stringify(d.startCursors),
+                  d.deviceId,
+                );
             }
           }
           this.db.prepare('DELETE FROM oracle_late WHERE settlement_id = ?').run(r.id);

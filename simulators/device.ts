@@ -62,6 +62,10 @@ export interface DeviceState {
   registers: Partial<Record<Metric, RegisterState>>;
   rng: number;
   faultRng: number;
+  /** How far the device's clock runs ahead after a `skew` within the allowance (ms; absent: 0). */
+  clockOffsetMs?: number;
+  /** ts of the last reading the platform is expected to store (the lower neighbour of the next one). */
+  lastTs?: number;
 }
 
 export interface Reading {
@@ -142,6 +146,8 @@ export class DeviceSim {
   private s: DeviceState;
   /** A message held back by `reorder`, sent after the next one. */
   private held: Outgoing | null = null;
+  /** Messages delayed by `late` until their window has been settled. */
+  private delayed: { msg: Outgoing; releaseAt: number }[] = [];
 
   constructor(spec: DeviceSpec, opts: DeviceOptions, state?: DeviceState) {
     this.spec = spec;
@@ -203,25 +209,40 @@ export class DeviceSim {
     // content faults are exclusive: one draw picks at most one of drop, late, skew, reset
     const f = this.faults;
     const u = this.faultRng.next();
-    const content = u < f.drop ? 'drop' : u < f.drop + f.late ? 'late' : u < f.drop + f.late + f.skew ? 'skew' : u < f.drop + f.late + f.skew + f.reset ? 'reset' : null;
+    let content = u < f.drop ? 'drop' : u < f.drop + f.late ? 'late' : u < f.drop + f.late + f.skew ? 'skew' : u < f.drop + f.late + f.skew + f.reset ? 'reset' : null;
+    // A message held back by reorder is released after the next stored one: keep that next one plain.
+    if ((content === 'skew' || content === 'late') && this.held) content = null;
 
-    let ts = now;
+    // ts never decreases along seq (SPEC): the device clock only runs ahead after an accepted skew.
+    let ts = now + (this.s.clockOffsetMs ?? 0);
     const applied: string[] = [];
     let expect: RejectReason | undefined;
+    // Stamped back in time, a reading would be the higher neighbour of a delayed one with a later ts
+    // (refusing that one when it arrives): backward skews only while nothing is delayed.
+    const skewMinutes = content === 'skew' ? this.faultRng.pick(SKEW_MINUTES) : 0;
+    if (content === 'skew' && skewMinutes < 0 && this.delayed.length > 0) content = null;
     if (content === 'late') {
-      ts = Math.max(0, Math.floor((now - this.graceMs) / this.windowMs) * this.windowMs - Math.floor(this.windowMs / 2));
       applied.push('late');
       this.counts.late += this.metrics.length;
     } else if (content === 'skew') {
-      const minutes = this.faultRng.pick(SKEW_MINUTES);
-      ts = now + minutes * 60_000;
+      const shift = skewMinutes * 60_000;
       applied.push('skew');
       this.counts.skew += this.metrics.length;
-      if (minutes * 60_000 > MAX_FUTURE_MS) {
+      if (shift > MAX_FUTURE_MS) {
+        ts = now + shift;
         this.counts.skewFuture += this.metrics.length;
         expect = 'future_ts';
+      } else if (shift > 0) {
+        // The clock jumps ahead and stays ahead (within the allowance): later readings follow it.
+        this.s.clockOffsetMs = Math.max(this.s.clockOffsetMs ?? 0, shift);
+        ts = now + this.s.clockOffsetMs;
+      } else {
+        // A reading stamped back in time: refused when before the previous stored reading's ts.
+        ts = Math.max(0, ts + shift);
+        if (this.s.lastTs !== undefined && ts < this.s.lastTs) expect = 'ts_out_of_order';
       }
     }
+    if (content !== 'drop' && !expect) this.s.lastTs = Math.max(this.s.lastTs ?? ts, ts);
     const resetMetric = content === 'reset' ? this.metrics.find((m) => m !== 'co2_direct') : undefined;
     if (resetMetric) {
       applied.push('reset');
@@ -276,6 +297,16 @@ export class DeviceSim {
     const msg: Outgoing = { kind: 'reading', deviceId: this.deviceId, topic: this.topic, payload, seqs, expect, faults: applied };
     if (expect) expectRejection(this.counts, expect, seqs.length);
 
+    // Readings delayed by `late` go out once their window has been settled: late arrivals (lower seqs)
+    // that the platform stores and the oracle counts in the next unsettled window.
+    const due = this.delayed.filter((x) => x.releaseAt <= now).map((x) => x.msg);
+    this.delayed = this.delayed.filter((x) => x.releaseAt > now);
+    if (content === 'late') {
+      this.delayed.push({ msg, releaseAt: now + this.windowMs + this.graceMs });
+      messages.push(...due);
+      return { messages, readings, dropped: false };
+    }
+
     // delivery faults only on otherwise clean messages, so each has one predictable outcome
     const d = content === null && this.held === null ? this.faultRng.next() : 1;
     if (this.held) {
@@ -286,8 +317,9 @@ export class DeviceSim {
         this.held = null;
       }
     } else if (d < f.reorder) {
+      // Sent after the next one: a late arrival, stored (any arrival order consistent with its neighbours is).
       msg.faults.push('reorder');
-      msg.expect = 'seq_not_increasing';
+      this.counts.reorder++;
       this.held = msg;
     } else if (d < f.reorder + f.duplicate) {
       messages.push(msg, { ...msg, kind: 'duplicate', faults: [...msg.faults, 'duplicate'] });
@@ -295,23 +327,23 @@ export class DeviceSim {
     } else {
       messages.push(msg);
     }
-    for (const m of messages) {
-      if (m.expect === 'seq_not_increasing') {
-        this.counts.reorder++;
-        expectRejection(this.counts, 'seq_not_increasing', m.seqs.length);
-      }
-    }
+    messages.push(...due);
     return { messages, readings, dropped: false };
   }
 
-  /** Releases a message held back for reordering (sent in order after all: not a fault any more). */
+  /** Releases a message held back for reordering or delayed by `late` (they go out now, in seq order). */
   flush(): Outgoing[] {
+    const out = this.delayed.map((x) => x.msg);
+    this.delayed = [];
     const h = this.held;
     this.held = null;
-    if (!h) return [];
-    h.faults = h.faults.filter((x) => x !== 'reorder');
-    delete h.expect;
-    return [h];
+    if (h) {
+      // Sent in order after all: not a reorder any more.
+      h.faults = h.faults.filter((x) => x !== 'reorder');
+      this.counts.reorder--;
+      out.push(h);
+    }
+    return out.sort((a, b) => (a.seqs[0] ?? 0) - (b.seqs[0] ?? 0));
   }
 
   /** Increments (in base units) of each metric from t0 to t1: midpoint rule, <= 240 steps. */

@@ -9,8 +9,14 @@
  * - `reading_seq` (for everything keyed by seq: dedupe, get, the readings after a high-water mark):
  *   the same tags and fields with ts (int, ms) instead of seq; time = seq, in ns since the epoch. A
  *   (device, seq) pair is one point, so a rewrite is idempotent and a seq range is a time range.
- * - `reading_hw` (the oracle's high-water marks): tag device, field seq (int); time = seq. Written only
- *   after every reading up to that seq was acknowledged in both measurements.
+ *   Both carry `arrival` (int) on a late arrival (stored below its device's max seq; see
+ *   store/types.ts VisibilityMark), none on an in-order reading.
+ * - `reading_late` (late arrivals by arrival number): tag device, field seq (int); time = arrival. A
+ *   pointer: the reading itself is read from `reading_seq` (and counted only when its own `arrival`
+ *   field matches, so a pointer left by an interrupted write counts nothing).
+ * - `reading_hw` (the oracle's visibility marks): tag device, fields seq (int) and late (int); time =
+ *   seq. Written only after every reading up to that seq and every late arrival up to `late` was
+ *   acknowledged in all measurements.
  */
 import type { Metric, Reading } from '../domain/reading.ts';
 import { encodeLine } from './influx-line.ts';
@@ -19,6 +25,7 @@ import type { Series } from './influx-http.ts';
 export const M_READING = 'reading';
 export const M_BY_SEQ = 'reading_seq';
 export const M_HW = 'reading_hw';
+export const M_LATE = 'reading_late';
 
 export const NS_PER_MS = 1_000_000n;
 
@@ -32,23 +39,26 @@ export function msToNs(ms: number): bigint {
   return BigInt(ms) * NS_PER_MS;
 }
 
-/** The two lines of one reading (its value already canonical). */
+/** The lines of one reading (its value already canonical): two points, and a pointer for a late arrival. */
 export function readingLines(r: Reading): string[] {
   const tags = { facility: r.facilityId, device: r.deviceId, metric: r.metric };
-  const common = { value: r.value, unit: r.unit, reset: r.reset, received: BigInt(r.receivedAt) };
-  return [
+  const common: Record<string, string | boolean | bigint> = { value: r.value, unit: r.unit, reset: r.reset, received: BigInt(r.receivedAt) };
+  if (r.arrival !== undefined) common.arrival = BigInt(r.arrival);
+  const lines = [
     encodeLine(M_READING, tags, { seq: BigInt(r.seq), ...common, value_f: Number(r.value) }, readingTime(r.ts, r.seq)),
     encodeLine(M_BY_SEQ, tags, { ts: BigInt(r.ts), ...common }, BigInt(r.seq)),
   ];
+  if (r.arrival !== undefined) lines.push(encodeLine(M_LATE, { device: r.deviceId }, { seq: BigInt(r.seq) }, BigInt(r.arrival)));
+  return lines;
 }
 
-export function hwLine(deviceId: string, seq: number): string {
-  return encodeLine(M_HW, { device: deviceId }, { seq: BigInt(seq) }, BigInt(seq));
+export function hwLine(deviceId: string, seq: number, late: number): string {
+  return encodeLine(M_HW, { device: deviceId }, { seq: BigInt(seq), late: BigInt(late) }, BigInt(seq));
 }
 
 /** Explicit column lists (tags selected by name come back as columns). */
-export const READING_COLUMNS = '"seq","value","unit","reset","received","facility","device","metric"';
-export const BY_SEQ_COLUMNS = '"ts","value","unit","reset","received","facility","device","metric"';
+export const READING_COLUMNS = '"seq","value","unit","reset","received","arrival","facility","device","metric"';
+export const BY_SEQ_COLUMNS = '"ts","value","unit","reset","received","arrival","facility","device","metric"';
 
 function rows(series: Series[]): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
@@ -65,7 +75,7 @@ function rows(series: Series[]): Record<string, unknown>[] {
 }
 
 function toReading(row: Record<string, unknown>, seq: number, ts: number): Reading {
-  return {
+  const r: Reading = {
     facilityId: String(row.facility),
     deviceId: String(row.device),
     seq,
@@ -76,6 +86,8 @@ function toReading(row: Record<string, unknown>, seq: number, ts: number): Readi
     reset: row.reset === true,
     receivedAt: Number(row.received),
   };
+  if (typeof row.arrival === 'number') r.arrival = row.arrival;
+  return r;
 }
 
 /** Rows of `reading` queried with epoch=ms (time = ts). */

@@ -34,6 +34,8 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
       bucket: config.influxBucket,
       database: config.influxDatabase,
       retentionPolicy: config.influxRetentionPolicy,
+      // Capacity and reporting interval of each device, read per batch from the registry's file.
+      limits: (deviceId) => sqlite.registry.deviceLimits(deviceId),
       logger: logger.child({ component: 'influx' }),
     });
   }

@@ -9,19 +9,71 @@ export type CommitOutcome =
   | { status: 'duplicate' }
   | { status: 'rejected'; reason: RejectReason; detail: string };
 
+/**
+ * What a settlement saw of a device: exactly the readings stored when the mark was taken.
+ *
+ * A reading stored when its seq was above every stored seq of its device is "in order" (no arrival
+ * number); one stored below the device's max seq gets the next per-device arrival number (1, 2, ...).
+ * visible(r, mark) = r.arrival === undefined ? r.seq <= mark.maxSeq : r.arrival <= mark.late
+ */
+export interface VisibilityMark {
+  /** Highest seq stored (in-order arrivals with seq <= maxSeq are visible). */
+  maxSeq: number;
+  /** Count of the device's late arrivals (stored with seq below the device's max at that time); those with arrival number <= late are visible. */
+  late: number;
+}
+
+/** Whether a stored reading is visible under a mark (see VisibilityMark). */
+export function isVisible(r: { seq: number; arrival?: number }, mark: VisibilityMark): boolean {
+  return r.arrival === undefined ? r.seq <= mark.maxSeq : r.arrival <= mark.late;
+}
+
 /** Per-device select for the oracle's cursor rule. Readings are returned ordered by seq. */
 export interface ConsumeQuery {
   deviceId: string;
-  /** High-water mark of this settlement: only readings with seq <= maxSeq are visible. */
-  maxSeq: number;
+  /** What this settlement sees. */
+  mark: VisibilityMark;
   /** The window end: only readings with ts < before. */
   before: number;
   /**
-   * What the device's previous settlement consumed (absent for a device never settled): readings with
-   * seq <= prevMaxSeq and ts < prevBefore are excluded.
+   * What the device's previous settlement consumed (absent for a device never settled): readings
+   * visible under prev.mark with ts < prev.before are excluded.
    */
-  prev?: { maxSeq: number; before: number };
+  prev?: { mark: VisibilityMark; before: number };
 }
+
+/** What a device's visible readings say about one window [start, end), for the coverage rule. */
+export interface CoverageQuery {
+  deviceId: string;
+  start: number;
+  end: number;
+  mark: VisibilityMark;
+}
+
+export interface DeviceCoverage {
+  /** Greatest-seq visible reading with ts < start. */
+  before?: { seq: number; ts: number };
+  /** Greatest-seq visible reading with start <= ts < end. */
+  lastIn?: { seq: number; ts: number };
+  /** A visible reading with ts >= end exists. */
+  after: boolean;
+  /** Visible readings with before.seq < seq <= lastIn.seq (both present), for the gap check of interval devices. */
+  between: number;
+  /** A visible co2_direct reading with seq in (before.seq, lastIn.seq] exists, or the device's kind declares it an interval device. */
+  interval: boolean;
+}
+
+/** The per-device limits the ingest rules need (plausibility), read from the registry per batch. */
+export interface DeviceLimits {
+  /** Declared capacity (decimal text; kW, m3/h or kg/h by metric); absent: the metric's default. */
+  capacity?: string;
+  reportingIntervalSeconds: number;
+  /** The device's registered kind (a `cems` / `co2_direct` kind declares an interval device, for coverage). */
+  kind?: string;
+}
+
+/** Limits of a device by id; undefined for an unknown device (defaults apply). Cheap: called once per device per batch. */
+export type DeviceLimitsLookup = (deviceId: string) => DeviceLimits | undefined;
 
 export interface ReadingFilter {
   facilityId: string;
@@ -53,17 +105,23 @@ export interface ReadingStore {
    * Durably stores a batch (group commit). Resolves only once every stored reading is durable; the
    * outcome array is in input order. Checks that need stored state happen here, against stored state
    * plus earlier readings of the same batch: duplicate (deviceId, seq) with same content -> duplicate,
-   * with different content -> rejected 'duplicate_conflict'; seq not above the device's highest stored
-   * seq -> 'seq_not_increasing'; a register below the device's previous value of that metric without
-   * reset -> 'register_backwards'. Rejects (throws) if storage fails: then nothing may be acknowledged.
+   * with different content -> rejected 'duplicate_conflict'; otherwise the rules of
+   * domain/ingest-rules.ts against the stored neighbours by seq ('ts_out_of_order',
+   * 'register_backwards', 'implausible'), in any arrival order. A reading stored below the device's
+   * highest stored seq gets the device's next arrival number (see VisibilityMark). Rejects (throws) if storage fails: then nothing may be acknowledged.
    */
   commit(readings: Reading[]): Promise<CommitOutcome[]>;
-  /** Highest stored seq per device (devices with no readings are absent). */
-  highWater(deviceIds: string[]): Promise<Map<string, number>>;
-  /** The readings a settlement consumes for one device (see ConsumeQuery), ordered by seq. */
+  /** The current visibility mark per device (devices with no readings are absent). */
+  marks(deviceIds: string[]): Promise<Map<string, VisibilityMark>>;
+  /**
+   * The readings a settlement consumes for one device: visible under mark with ts < before, minus
+   * those visible under prev.mark with ts < prev.before; ordered by seq.
+   */
   consume(q: ConsumeQuery): Promise<Reading[]>;
-  /** Whether the device has a reading with seq <= maxSeq and from <= ts < to. */
-  hasReading(deviceId: string, from: number, to: number, maxSeq: number): Promise<boolean>;
+  /** Whether the device has a reading visible under mark with from <= ts < to. */
+  hasReading(deviceId: string, from: number, to: number, mark: VisibilityMark): Promise<boolean>;
+  /** What the device's visible readings say about the window [start, end) (see DeviceCoverage). */
+  coverage(q: CoverageQuery): Promise<DeviceCoverage>;
   /** Readings for the API, newest first. */
   list(filter: ReadingFilter): Promise<Reading[]>;
   /** One reading by its dedupe key. */
@@ -74,6 +132,10 @@ export interface ReadingStore {
 }
 
 export type Status = 'active' | 'suspended';
+/** A decommissioned device is out of coverage from decommissionedAt on; final (never active again). */
+export type DeviceStatus = 'active' | 'suspended' | 'decommissioned';
+export const DEFAULT_REPORTING_INTERVAL_SECONDS = 60;
+export const MAX_REPORTING_INTERVAL_SECONDS = 86_400;
 
 export interface Facility {
   id: string;
@@ -91,16 +153,36 @@ export interface Device {
   deviceId: string;
   facilityId: string;
   kind: string;
-  status: Status;
+  status: DeviceStatus;
+  /** Declared capacity (decimal text): kW for electricity, m3/h for gas, kg/h for co2_direct; absent: defaults. */
+  capacity?: string;
+  /** Declared reporting interval, 1..86400 (default 60). */
+  reportingIntervalSeconds: number;
   createdAt: number;
+  /** Epoch ms of the decommissioning (status 'decommissioned'). */
+  decommissionedAt?: number;
+  decommissionReason?: string;
   online: boolean;
   lastSeenAt?: number;
+}
+
+export interface DeviceOptions {
+  capacity?: string;
+  reportingIntervalSeconds?: number;
+}
+
+export interface DevicePatch {
+  status?: DeviceStatus;
+  /** Required with status 'decommissioned'. */
+  reason?: string;
+  /** New declared capacity (decimal text), effective for readings committed after the change. */
+  capacity?: string;
 }
 
 export interface DeviceCredentials {
   deviceId: string;
   facilityId: string;
-  status: Status;
+  status: DeviceStatus;
   facilityStatus: Status;
   /** Keyed hash record `hs256$salt$mac` (legacy: `scrypt$N$r$p$salt$hash`); see store/secrets.ts. */
   secretHash: string;
@@ -116,10 +198,13 @@ export interface Registry {
   /** Baseline in force at `at` (epoch ms): a change applies from the window after it was made. */
   baselineAt(facilityId: string, at: number): string;
   /** Creates a device and returns its one-time secret. */
-  createDevice(facilityId: string, deviceId: string, kind: string): { device: Device; password: string };
+  createDevice(facilityId: string, deviceId: string, kind: string, opts?: DeviceOptions): { device: Device; password: string };
   getDevice(deviceId: string): Device | undefined;
   listDevices(facilityId: string): Device[];
-  updateDevice(deviceId: string, patch: { status?: Status }): Device;
+  /** Status (decommissioning needs a reason, is final) and/or capacity. */
+  updateDevice(deviceId: string, patch: DevicePatch): Device;
+  /** The limits the ingest rules apply to a device (capacity, reporting interval). */
+  deviceLimits(deviceId: string): DeviceLimits | undefined;
   /** New secret; the old one stops working at once. */
   rotateSecret(deviceId: string): string;
   credentials(deviceId: string): DeviceCredentials | undefined;

@@ -25,7 +25,8 @@ export function loadArtifact(name = 'CarbonLedger', source = `${name}.sol`): Art
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     throw new DomainError('CONTRACTS_NOT_COMPILED', `contract artifact ${path.relative(ROOT, file)} not found: run \`npm run compile\` first`, 500);
   }
   const json = JSON.parse(text) as Artifact;

@@ -5,7 +5,8 @@
  * - `startAnvil()`: the anvil binary from `@foundry-rs/anvil` as a child process, with an optional state
  *   file that it loads at start and dumps on exit (and every `stateIntervalSeconds`), so the chain
  *   survives a restart.
- * Both use the well-known test mnemonic, so accounts and keys are the same on either chain.
+ * Both use the well-known test mnemonic by default, so accounts and keys are the same on either chain;
+ * anvil takes another (`npm start` keeps a random one under DATA_DIR) and never sends CORS headers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -37,15 +38,15 @@ export interface Chain {
   kill?(): Promise<void>;
 }
 
-const keyCache = new Map<number, string[]>();
+const keyCache = new Map<string, string[]>();
 
-/** The first `count` private keys of the test mnemonic (what hardhat and anvil fund by default). */
-export function testPrivateKeys(count: number): string[] {
-  const hit = keyCache.get(count);
+/** The first `count` private keys of a mnemonic (default the test mnemonic: what hardhat and anvil fund by default). */
+export function testPrivateKeys(count: number, mnemonic = TEST_MNEMONIC): string[] {
+  const hit = keyCache.get(`${count}:${mnemonic}`);
   if (hit) return hit;
-  const root = ethers.HDNodeWallet.fromPhrase(TEST_MNEMONIC, '', DERIVATION_PATH);
+  const root = ethers.HDNodeWallet.fromPhrase(mnemonic, '', DERIVATION_PATH);
   const keys = Array.from({ length: count }, (_, i) => root.deriveChild(i).privateKey);
-  keyCache.set(count, keys);
+  keyCache.set(`${count}:${mnemonic}`, keys);
   return keys;
 }
 
@@ -125,6 +126,8 @@ export interface AnvilOptions {
   host?: string;
   accounts?: number;
   chainId?: number;
+  /** Mnemonic of the dev accounts (default the public test mnemonic; `npm start` uses a random one). */
+  mnemonic?: string;
   /** How long to wait for the RPC to come up (default 20 s). */
   startTimeoutMs?: number;
   logger?: Logger;
@@ -153,7 +156,9 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Chain> {
   const host = opts.host ?? '127.0.0.1';
   const count = opts.accounts ?? 10;
   const chainId = opts.chainId ?? 31337;
-  const args = ['--host', host, '--port', String(opts.port ?? 0), '--accounts', String(count), '--chain-id', String(chainId), '--mnemonic', TEST_MNEMONIC];
+  const args = ['--host', host, '--port', String(opts.port ?? 0), '--accounts', String(count), '--chain-id', String(chainId), '--mnemonic', opts.mnemonic ?? TEST_MNEMONIC];
+  // No CORS headers: a web page must not be able to talk to the node (it answers `*` by default).
+  args.push('--no-cors');
   if (opts.stateFile) {
     fs.mkdirSync(path.dirname(opts.stateFile), { recursive: true });
     args.push('--state', opts.stateFile, '--state-interval', String(opts.stateIntervalSeconds ?? 5));
@@ -174,7 +179,7 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Chain> {
   log?.info({ pid: child.pid, port, stateFile: opts.stateFile }, 'anvil started');
   const rpcUrl = `http://${host}:${port}`;
   const provider = new ethers.JsonRpcProvider(rpcUrl, { chainId, name: 'anvil' }, { staticNetwork: true, pollingInterval: 250, cacheTimeout: -1 });
-  const privateKeys = testPrivateKeys(count);
+  const privateKeys = testPrivateKeys(count, opts.mnemonic);
   const signers = privateKeys.map((k) => new ethers.JsonRpcSigner(provider, ethers.computeAddress(k)));
   let closed: Promise<void> | undefined;
   let saving: Promise<void> = Promise.resolve();

@@ -424,6 +424,43 @@ export class Ledger {
     return { id: this.#retiredId(receipt), txHash: receipt.hash };
   }
 
+  /**
+   * The retirement a signed request produced, once its nonce has been used, whoever submitted it (this
+   * relay, or a third party who sent the same request first): the holder's CreditsRetired event whose
+   * transaction called `retireWithSig` on this ledger with the request's holder, nonce and content.
+   * Undefined while the nonce is unused, or when it was used by another request of the holder (or
+   * through a contract that wraps the call, which this lookup does not trace).
+   */
+  async retirementOfRequest(req: SignedRetirement): Promise<{ id: bigint; txHash: string } | undefined> {
+    const used = await this.#call<bigint>(() => this.contract.nonces(req.holder));
+    if (used <= req.nonce) return undefined;
+    const logs = await this.#logs(this.contract.filters.CreditsRetired(null, req.holder, null));
+    for (const log of [...logs].reverse()) {
+      const parsed = this.#parseLog(log);
+      const tx = parsed ? await this.#call(() => this.provider.getTransaction(log.transactionHash)) : null;
+      if (!parsed || !tx?.to || ethers.getAddress(tx.to) !== this.address) continue;
+      let call: ethers.TransactionDescription | null = null;
+      try {
+        call = this.contract.interface.parseTransaction({ data: tx.data, value: tx.value });
+      } catch {
+        continue;
+      }
+      if (call?.name !== 'retireWithSig') continue;
+      const [holder, amount, beneficiary, reason, nonce, deadline] = call.args as unknown as [string, bigint, string, string, bigint, bigint];
+      if (
+        ethers.getAddress(holder) === ethers.getAddress(req.holder) &&
+        nonce === req.nonce &&
+        amount === req.amount &&
+        beneficiary === req.beneficiary &&
+        reason === req.reason &&
+        deadline === BigInt(req.deadline)
+      ) {
+        return { id: parsed.args.id as bigint, txHash: log.transactionHash };
+      }
+    }
+    return undefined;
+  }
+
   /** Retirement records, oldest first, optionally of one account or one facility. */
   async retirements(filter: { account?: string; facilityId?: string } = {}): Promise<RetirementRecord[]> {
     const ev = this.contract.filters.CreditsRetired(null, filter.account ?? null, filter.facilityId === undefined ? null : facilityKey(filter.facilityId));

@@ -1,6 +1,7 @@
 /**
- * Devices: register (MQTT credentials shown once), list, suspend/reactivate, rotate the secret.
- * Rotation and suspension cut the device's live MQTT session at once through the broker.
+ * Devices: register (MQTT credentials shown once, declared capacity and reporting interval), list,
+ * suspend/reactivate/decommission, change capacity, rotate the secret (regulator/admin only).
+ * Rotation, suspension and decommissioning cut the device's live MQTT session at once through the broker.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
@@ -17,7 +18,10 @@ export function deviceView(d: Device) {
     facilityId: d.facilityId,
     kind: d.kind,
     status: d.status,
+    ...(d.capacity !== undefined ? { capacity: d.capacity } : {}),
+    reportingIntervalSeconds: d.reportingIntervalSeconds,
     createdAt: iso(d.createdAt),
+    ...(d.decommissionedAt !== undefined ? { decommissionedAt: iso(d.decommissionedAt), decommissionReason: d.decommissionReason ?? '' } : {}),
     online: Boolean(d.online),
     ...(d.lastSeenAt ? { lastSeenAt: iso(d.lastSeenAt) } : {}),
   };
@@ -49,9 +53,12 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
     async (request, reply) => {
       const facilityId = request.params.id;
       if (!registry.getFacility(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
-      const { deviceId, kind } = request.body;
+      const { deviceId, kind, capacity, reportingIntervalSeconds } = request.body;
       if (registry.getDevice(deviceId)) throw errors.CONFLICT(`device ${deviceId} already exists`);
-      const { device, password } = registry.createDevice(facilityId, deviceId, kind ?? 'meter');
+      const { device, password } = registry.createDevice(facilityId, deviceId, kind ?? 'meter', {
+        ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
+        ...(reportingIntervalSeconds !== undefined ? { reportingIntervalSeconds } : {}),
+      });
       request.log.info({ facilityId, deviceId, by: request.principal?.keyId }, 'device registered');
       return reply.code(201).send({ deviceId: device.deviceId, facilityId: device.facilityId, username: device.deviceId, password });
     },
@@ -72,17 +79,18 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
   app.patch<{ Params: Static<typeof DeviceParams>; Body: DevicePatch }>(
     '/v1/devices/:deviceId',
     {
-      // Regulator/admin only: a facility that could rotate its meter's secret could then publish as the
-      // meter, and one that could suspend it would switch its own measurement off.
+      // Status, capacity and the device's secret are the regulator's (admin's): a facility key that could
+      // change them could switch its own meters off, widen what they may report or publish as them.
       preValidation: requireRole(STAFF),
       schema: {
         tags: ['devices'],
-        summary: 'Suspend/reactivate or rotate the MQTT secret (admin, regulator)',
+        summary: 'Suspend/reactivate/decommission, declare capacity, rotate the MQTT secret (admin, regulator)',
         description:
-          'Both disconnect the device (at once when the broker runs in this process, otherwise within MQTT_REGISTRY_POLL_MS); after rotation the old secret no longer connects. A facility key gets 403.',
+          'Suspension, decommissioning and rotation disconnect the device (at once when the broker runs in this process, otherwise within MQTT_REGISTRY_POLL_MS); ' +
+          'after rotation the old secret no longer connects. Decommissioning needs a reason and is final. A facility key gets 403.',
         params: DeviceParams,
         body: DevicePatch,
-        response: { 200: DeviceView, ...errorResponses(400, 401, 403, 404, 429) },
+        response: { 200: DeviceView, ...errorResponses(400, 401, 403, 404, 409, 429) },
       },
     },
     async (request) => {
@@ -91,14 +99,21 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       const d = registry.getDevice(deviceId);
       if (!d) throw errors.DEVICE_NOT_FOUND(deviceId);
       assertFacilityAccess(p, d.facilityId);
+      const { status, reason, capacity } = request.body;
       let device = d;
       let password: string | undefined;
-      if (request.body.status) device = registry.updateDevice(deviceId, { status: request.body.status });
-      if (request.body.rotateSecret) password = registry.rotateSecret(deviceId);
-      if (request.body.rotateSecret || request.body.status === 'suspended') {
-        await disconnect(deviceId, request.body.rotateSecret ? 'secret rotated' : 'suspended');
+      if (status !== undefined || capacity !== undefined || reason !== undefined) {
+        device = registry.updateDevice(deviceId, {
+          ...(status !== undefined ? { status } : {}),
+          ...(reason !== undefined ? { reason } : {}),
+          ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
+        });
       }
-      request.log.info({ deviceId, status: request.body.status, rotated: !!password, by: p.keyId }, 'device updated');
+      if (request.body.rotateSecret) password = registry.rotateSecret(deviceId);
+      if (request.body.rotateSecret || (status !== undefined && status !== 'active')) {
+        await disconnect(deviceId, request.body.rotateSecret ? 'secret rotated' : status ?? '');
+      }
+      request.log.info({ deviceId, status, capacity, rotated: !!password, by: p.keyId }, 'device updated');
       return { ...deviceView(registry.getDevice(deviceId) ?? device), ...(password ? { password } : {}) };
     },
   );

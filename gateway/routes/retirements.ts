@@ -60,8 +60,12 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
       schema: {
         tags: ['credits'],
         summary: 'Relay a retirement signed (EIP-712) by the credit holder; a facility key may relay for its own owner address only',
+        description:
+          '201: relayed now. 200 with `alreadySubmitted: true`: the same signed request had already been submitted ' +
+          '(by a third party who sent it first, or an earlier call): the answer is the retirement it produced. ' +
+          '422: the chain refused it (bad signature, expired, balance, suspended, or its nonce used by another request).',
         body: SignedRetirementBody,
-        response: { 201: RetirementSubmitted, ...errorResponses(400, 401, 403, 422, 429, 503) },
+        response: { 200: RetirementSubmitted, 201: RetirementSubmitted, ...errorResponses(400, 401, 403, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -74,18 +78,27 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
           throw errors.FORBIDDEN("a facility key relays retirements of its own owner address only");
         }
       }
+      const req = {
+        holder: body.holder,
+        amount: BigInt(body.amountGrams),
+        beneficiary: body.beneficiary,
+        reason: body.reason,
+        nonce: BigInt(body.nonce),
+        deadline: Number(body.deadline),
+        signature: body.signature,
+      };
       let out: { txHash: string; id?: unknown };
       try {
-        out = await ledger.retireWithSig({
-          holder: body.holder,
-          amount: BigInt(body.amountGrams),
-          beneficiary: body.beneficiary,
-          reason: body.reason,
-          nonce: BigInt(body.nonce),
-          deadline: Number(body.deadline),
-          signature: body.signature,
-        });
+        out = await ledger.retireWithSig(req);
       } catch (err) {
+        // Someone may have submitted this very request first (anyone can relay a signed request):
+        // it took place, so answer with the retirement it produced rather than a refusal.
+        const done = await ledger.retirementOfRequest?.(req).catch(() => undefined);
+        if (done) {
+          ctx.chainCache.invalidate();
+          request.log.info({ holder: body.holder, nonce: body.nonce, txHash: done.txHash, by: p.keyId }, 'retirement request had already been submitted');
+          return reply.code(200).send({ txHash: done.txHash, id: gramsText(done.id), alreadySubmitted: true });
+        }
         // The contracts client decodes custom errors (LEDGER_REVERTED: bad signature, expired, nonce,
         // balance, suspended): the request is at fault, not the gateway.
         if (err instanceof DomainError && err.code === 'LEDGER_REVERTED') throw gatewayErrors.RELAY_REJECTED(err.message.replace(/^ledger reverted: /, ''));

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { coalesceWrites } from '../../broker/coalesce.ts';
+import { poll } from '../helpers/eventually.ts';
 
 async function pair(t: Test): Promise<{ client: net.Socket; server: net.Socket; received: () => Buffer; ended: Promise<void> }> {
   const srv = net.createServer();
@@ -43,7 +44,7 @@ t.test('writes of one tick leave as one, in order, with their callbacks', async 
   await new Promise((r) => setImmediate(r));
   t.equal(underlying, 1, 'one write for the whole tick');
   const want = Buffer.concat(expected);
-  for (let i = 0; i < 100 && received().length < want.length; i++) await new Promise((r) => setTimeout(r, 5));
+  await poll(() => received().length >= want.length);
   t.ok(received().equals(want), 'the bytes arrive complete and in order');
   t.equal(called, 300, 'every callback called');
 });

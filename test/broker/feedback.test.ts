@@ -43,8 +43,8 @@ t.test('a device subscribed to its feedback topic gets the reason of each reject
   t.equal(got[1].length, 2, 'the accepted element is not in the feedback');
   t.ok(await fleet.stores.readings.get('d1', 8), 'and it was stored');
 
-  // A rejection found by the store (register going backwards) too.
-  await d1.publishAsync(topic('F1', 'd1'), reading(11, 50), { qos: 1 });
+  // A rejection found by the store (register going backwards) too; ts after seq 8's, so only the value is wrong.
+  await d1.publishAsync(topic('F1', 'd1'), reading(11, 50, { ts: new Date(Date.now() - 30_000).toISOString() }), { qos: 1 });
   t.ok(await eventually(() => got.length === 3));
   t.match(got[2], [{ seq: 11, reason: 'register_backwards' }]);
 

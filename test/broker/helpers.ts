@@ -10,6 +10,7 @@ import { silentLogger } from '../../domain/logger.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
 import { openSqliteStores, type SqliteStores } from '../../store/sqlite.ts';
 import type { ReadingStore } from '../../store/types.ts';
+import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
 
 /** Minimal tap surface the helpers use (keeps them independent of tap's exported types). */
 export interface T {
@@ -68,6 +69,7 @@ export async function startBroker(
     await broker.close();
     await pipeline.close();
   });
+  if (port === undefined) throw new Error('the broker opened no plain listener');
   return { broker, pipeline, metrics, port };
 }
 
@@ -100,8 +102,11 @@ export async function refusedCode(p: Promise<unknown>): Promise<number | string 
   }
 }
 
+/** Readings' ts: two hours ago plus one second per seq, so ts never decreases along seq (SPEC) and the same seq has the same ts. */
+const READING_T0 = Date.now() - 2 * 3_600_000;
+
 export function reading(seq: number, value: string | number, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ seq, ts: new Date(Date.now() - 60_000).toISOString(), metric: 'electricity_import', value: Number(value), unit: 'kWh', ...extra });
+  return JSON.stringify({ seq, ts: new Date(READING_T0 + seq * 1000).toISOString(), metric: 'electricity_import', value: Number(value), unit: 'kWh', ...extra });
 }
 
 export function topic(f: string, d: string, kind: 'readings' | 'status' = 'readings'): string {
@@ -128,11 +133,10 @@ export async function metric(reg: PromRegistry, name: string, labels: Record<str
   return sum;
 }
 
-/** Polls `check` (bounded) until true; for state that settles asynchronously (e.g. a log row written). */
+/**
+ * Polls `check` until true; for state that settles asynchronously (e.g. a log row written). The bound
+ * is the shared generous one (test/helpers/eventually.ts), or `tries * everyMs` when that is longer.
+ */
 export async function eventually(check: () => boolean | Promise<boolean>, tries = 200, everyMs = 10): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  return false;
+  return poll(check, { timeoutMs: Math.max(tries * everyMs, DEFAULT_POLL_TIMEOUT_MS), everyMs });
 }

@@ -9,7 +9,7 @@ import { buildIngestPipeline } from '../../broker/pipeline.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading, Rejection } from '../../domain/reading.ts';
 import type { CommitOutcome, ReadingStore } from '../../store/types.ts';
-import { metric } from './helpers.ts';
+import { eventually, metric } from './helpers.ts';
 
 /** A store whose commits can be held open and made to fail; records every batch. */
 function fakeStore() {
@@ -86,7 +86,7 @@ t.test('nothing resolves before the commit lands; a failed commit rejects everyt
   f.stall();
   let resolved = 0;
   const first = Array.from({ length: 25 }, (_, i) => p.submit(ctx, msg(i + 1)).then((r) => (resolved++, r)));
-  await new Promise((r) => setTimeout(r, 20));
+  t.ok(await eventually(() => p.stats().committing), 'a commit starts');
   t.equal(resolved, 0, 'held while the commit is open');
   t.ok(p.stats().committing, 'a commit is in flight');
   f.failWith(new Error('disk full'));
@@ -108,7 +108,8 @@ t.test('back-pressure: a stalled store bounds what is admitted', async (t) => {
   t.teardown(() => p.close());
   f.stall();
   const all = Array.from({ length: 2000 }, (_, i) => p.submit({ facilityId: 'F1', deviceId: `dev${i % 20}` }, msg(Math.floor(i / 20) + 1)));
-  await new Promise((r) => setTimeout(r, 20));
+  // wait until the commit has started (and stalls) and the admission bound has been met
+  t.ok(await eventually(() => p.stats().committing && p.stats().waiting > 1500), 'a commit stalls with most submits waiting');
   const s = p.stats();
   t.ok(s.queuedBytes <= maxQueuedBytes, `admitted ${s.queuedBytes} bytes <= ${maxQueuedBytes}`);
   t.ok(s.waiting > 1500, `${s.waiting} submits wait unparsed (their callers' callbacks stay held)`);

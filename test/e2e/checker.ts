@@ -1,14 +1,27 @@
 /**
  * An independent recomputation of settlements for the end-to-end tests, written from the SPEC's
  * words rather than from oracle/methodology.ts: per window, a register's increase is the value of the
- * device's reading with the greatest ts < windowEnd (among the readings stored when the window was
- * settled, i.e. seq <= the settlement's recorded high-water mark) minus the value the previous
- * settlement ended on (for a device never settled: its first reading). co2_direct readings count
- * once, in the first settlement whose windowEnd is after their ts. Resets are not modelled: the
- * end-to-end fleet runs without reset, late and skew faults.
+ * device's reading with the greatest seq among those with ts < windowEnd (among the readings stored
+ * when the window was settled, i.e. visible under the settlement's recorded mark) minus the value the
+ * previous settlement ended on (for a device never settled: its lowest seq), never negative.
+ * co2_direct readings count once, in the first settlement whose windowEnd is after their ts.
+ * Coverage: a reading in the window and one before it, the last in the window within two reporting
+ * intervals of its end (or one after it), no seq missing for a co2 device. Resets are not modelled:
+ * the end-to-end fleet runs without reset faults.
  */
 import { Decimal } from '../../domain/decimal.ts';
 import type { Reading } from '../../domain/reading.ts';
+import { isVisible, type VisibilityMark } from '../../store/types.ts';
+
+export interface CheckDevice {
+  /** What the settlement saw of the device (undefined: nothing stored yet). */
+  mark?: VisibilityMark;
+  reportingIntervalSeconds: number;
+  /** Declared or seen to be a co2_direct device. */
+  interval: boolean;
+  /** In coverage (not decommissioned before the window). */
+  inCoverage: boolean;
+}
 
 export interface CheckSettlement {
   id: string;
@@ -16,8 +29,8 @@ export interface CheckSettlement {
   windowEnd: number;
   netGrams: string;
   complete: boolean;
-  /** Per device: the highest seq stored when the window was settled (undefined: none yet). */
-  highWater: Map<string, number | undefined>;
+  /** Per device of the settlement: what it saw and the device's coverage parameters. */
+  devices: Map<string, CheckDevice>;
   baselineKgPerHour: string;
 }
 
@@ -42,28 +55,39 @@ export function recompute(
     list.push(r);
     byDevice.set(r.deviceId, list);
   }
-  const cursor = new Map<string, Decimal>(); // deviceId/metric -> value the last settlement ended on
+  const cursor = new Map<string, { seq: number; value: Decimal }>(); // deviceId/metric -> reading the last settlement ended on
   const counted = new Set<string>(); // co2 readings already counted
   const out: Recomputed[] = [];
   for (const s of [...settlements].sort((a, b) => a.windowStart - b.windowStart)) {
     const totals: Record<string, Decimal> = { electricity_import: Decimal.ZERO, electricity_export: Decimal.ZERO, natural_gas: Decimal.ZERO, co2_direct: Decimal.ZERO };
-    let complete = s.highWater.size > 0;
-    for (const [deviceId, hw] of s.highWater) {
-      const visible = (byDevice.get(deviceId) ?? []).filter((r) => hw !== undefined && r.seq <= hw);
-      const inWindow = visible.some((r) => r.ts >= s.windowStart && r.ts < s.windowEnd);
-      const before = visible.some((r) => r.ts < s.windowStart);
-      if (!inWindow || !before) complete = false;
+    let complete = [...s.devices.values()].some((d) => d.inCoverage);
+    for (const [deviceId, dev] of s.devices) {
+      const visible = (byDevice.get(deviceId) ?? []).filter((r) => dev.mark !== undefined && isVisible(r, dev.mark)).sort((a, b) => a.seq - b.seq);
+      const inWindow = visible.filter((r) => r.ts >= s.windowStart && r.ts < s.windowEnd);
+      const before = visible.filter((r) => r.ts < s.windowStart);
+      if (dev.inCoverage) {
+        if (!inWindow.length || !before.length) complete = false;
+        else {
+          const last = inWindow[inWindow.length - 1];
+          if (!visible.some((r) => r.ts >= s.windowEnd) && last.ts < s.windowEnd - 2 * dev.reportingIntervalSeconds * 1000) complete = false;
+          const seqs = new Set(visible.map((r) => r.seq));
+          if (dev.interval) for (let q = before[before.length - 1].seq + 1; q <= last.seq; q++) if (!seqs.has(q)) complete = false;
+        }
+      }
       for (const metric of REGISTERS) {
         const mine = visible.filter((r) => r.metric === metric);
         if (!mine.length) continue;
         const key = `${deviceId}/${metric}`;
-        if (!cursor.has(key)) cursor.set(key, Decimal.parse([...mine].sort((a, b) => a.seq - b.seq)[0].value));
+        if (!cursor.has(key)) cursor.set(key, { seq: mine[0].seq, value: Decimal.parse(mine[0].value) });
         const due = mine.filter((r) => r.ts < s.windowEnd);
         if (!due.length) continue;
-        const end = due.reduce((a, b) => (b.ts > a.ts || (b.ts === a.ts && b.seq > a.seq) ? b : a));
+        const end = due[due.length - 1];
+        const at = cursor.get(key)!;
+        if (end.seq <= at.seq) continue;
         const endValue = Decimal.parse(end.value);
-        if (metric in totals) totals[metric] = totals[metric].add(endValue.sub(cursor.get(key)!));
-        cursor.set(key, endValue);
+        const change = endValue.sub(at.value);
+        if (metric in totals && change.cmp(Decimal.ZERO) > 0) totals[metric] = totals[metric].add(change);
+        cursor.set(key, { seq: end.seq, value: endValue });
       }
       for (const r of visible) {
         if (r.metric !== 'co2_direct' || r.ts >= s.windowEnd) continue;
@@ -79,6 +103,10 @@ export function recompute(
     const n = Decimal.parse(s.baselineKgPerHour).mul(Decimal.of(BigInt(s.windowEnd - s.windowStart))).sub(actual.mul(Decimal.of(3_600_000n)));
     let net = floorDiv(n.mantissa, 3600n * 10n ** BigInt(n.scale));
     if (!complete && net > 0n) net = 0n;
+    // No window earns more than its baseline grams: floor(B * W_ms / 3600) (no export allowance).
+    const bound = Decimal.parse(s.baselineKgPerHour).mul(Decimal.of(BigInt(s.windowEnd - s.windowStart)));
+    const boundGrams = floorDiv(bound.mantissa, 3600n * 10n ** BigInt(bound.scale));
+    if (net > boundGrams) net = boundGrams;
     out.push({ id: s.id, netGrams: net, complete });
   }
   return out;

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium } from 'playwright-core';
 import { startFleet } from '../../simulators/fleet.ts';
-import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, sleep, start, tempDataDir, waitSettledThrough } from './helpers.ts';
+import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, runFleetFor, start, tempDataDir, waitSettledThrough } from './helpers.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
@@ -32,7 +32,7 @@ t.test('the dashboard of a running stack shows the chain balances and verified s
     progress: false,
   });
   t.teardown(() => fleet.stop());
-  await sleep(WINDOW_SECONDS * 1000 * 4);
+  await runFleetFor(fleet, 4, 100);
   const summary = await fleet.stop();
   await waitSettledThrough(stack, summary.facilityIds, Date.now());
 
@@ -44,7 +44,7 @@ t.test('the dashboard of a running stack shows the chain balances and verified s
   await page.goto(`${stack.httpUrl}/`);
   await page.fill('#api-key', ADMIN_KEY);
   await page.click('#key-form button[type=submit]');
-  await page.waitForSelector('body[data-loaded="true"]', { timeout: 30_000 });
+  await page.waitForSelector('body[data-loaded="true"]', { timeout: 60_000 });
 
   const signs: bigint[] = [];
   for (const id of summary.facilityIds) {
@@ -58,7 +58,7 @@ t.test('the dashboard of a running stack shows the chain balances and verified s
   t.ok(signs.some((s) => s > 0n) && signs.some((s) => s < 0n), 'one facility earns credits, one runs a deficit');
 
   // The selected facility's settlements, each verified against the chain by the page.
-  await page.waitForFunction(() => !document.querySelector('#settlements [data-field="verify"] .pill.muted'), undefined, { timeout: 30_000 });
+  await page.waitForFunction(() => !document.querySelector('#settlements [data-field="verify"] .pill.muted'), undefined, { timeout: 60_000 });
   const rows = await page.locator('#settlements tbody tr').count();
   t.ok(rows >= 3, `settlements listed (${rows})`);
   t.equal(await page.locator('#settlements [data-match="true"]').count(), rows, 'every settlement shown as verified');

@@ -7,10 +7,13 @@ import { loadConfig, type Config } from '../../domain/config.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { windowOf } from '../../domain/window.ts';
 import { startStack, type Stack } from '../../main.ts';
+import type { Fleet } from '../../simulators/fleet.ts';
 import { openDatabase } from '../../store/db.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
 import type { Reading } from '../../domain/reading.ts';
+import type { RecordedInputs } from '../../oracle/records.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 export const ADMIN_KEY = 'e2e-admin-key-0123456789abcdef';
 export const WINDOW_SECONDS = 2;
@@ -53,16 +56,33 @@ export async function api<T = any>(stack: Stack, route: string): Promise<T> {
   return (route === '/metrics' ? text : JSON.parse(text)) as T;
 }
 
+/** @deprecated a pause, not a wait: wait on a condition with `until` / `runFleetFor` / `windowsPass` instead. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `done()` or the deadline (a bound, not an assertion about speed). */
-export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 90_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    if (await done()) return;
-    await sleep(250);
-  }
-  throw new Error(`gave up waiting for ${what}`);
+export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 120_000): Promise<void> {
+  await eventually(what, done, { timeoutMs: deadlineMs, everyMs: 250 });
+}
+
+/**
+ * Lets a running fleet publish until both conditions hold: `windows` settlement windows have closed
+ * since the call (wall-clock boundaries: the windows themselves are what the test needs), and the
+ * platform has acknowledged at least `minReadings` readings (whatever the machine's speed).
+ */
+export async function runFleetFor(fleet: Fleet, windows: number, minReadings: number): Promise<void> {
+  const w = WINDOW_SECONDS * 1000;
+  const until_ = windowOf(Date.now(), w).end + (windows - 1) * w;
+  await eventually(`${windows} windows and ${minReadings} acknowledged readings`, () => Date.now() >= until_ && fleet.stats().readingsAcked >= minReadings, {
+    timeoutMs: windows * w + 120_000,
+    everyMs: 100,
+  });
+}
+
+/** Waits until `windows` window boundaries have passed (the stack down, for instance). */
+export async function windowsPass(windows: number): Promise<void> {
+  const w = WINDOW_SECONDS * 1000;
+  const until_ = windowOf(Date.now(), w).end + (windows - 1) * w;
+  await eventually(`${windows} windows to pass`, () => Date.now() >= until_, { timeoutMs: windows * w + 60_000, everyMs: 100 });
 }
 
 interface ApiSettlement {
@@ -91,7 +111,7 @@ export async function waitSettledThrough(stack: Stack, facilityIds: string[], la
 
 /**
  * Checks everything the end-to-end issue asks of a facility's settlements; returns their count.
- * Reads the stored readings and the oracle's recorded high-water marks straight from the SQLite
+ * Reads the stored readings and the oracle's recorded visibility marks straight from the SQLite
  * file (a second connection), and the chain through the gateway and the ledger client.
  */
 export async function checkFacility(t: Test, stack: Stack, facilityId: string): Promise<{ settlements: number; netSum: bigint }> {
@@ -126,11 +146,11 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
     const devices = registry.listDevices(facilityId).map((d) => d.deviceId);
     const all: Reading[] = [];
     for (const d of devices) {
-      const hw = (await readings.highWater([d])).get(d);
-      if (hw !== undefined) all.push(...(await readings.consume({ deviceId: d, maxSeq: hw, before: Number.MAX_SAFE_INTEGER })));
+      const mark = (await readings.marks([d])).get(d);
+      if (mark !== undefined) all.push(...(await readings.consume({ deviceId: d, mark, before: Number.MAX_SAFE_INTEGER })));
     }
     const rows = db.prepare("SELECT id, inputs FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'").all(facilityId) as { id: string; inputs: string }[];
-    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as { devices: { deviceId: string; highWater?: number }[]; baselineKgPerHour: string }]));
+    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as Pick<RecordedInputs, 'devices' | 'baselineKgPerHour'>]));
     const f = registry.getFacility(facilityId)!;
     const checks: CheckSettlement[] = list.map((s) => {
       const inputs = inputsById.get(s.id)!;
@@ -140,7 +160,17 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
         windowEnd: Date.parse(s.windowEnd),
         netGrams: s.netGrams,
         complete: s.complete,
-        highWater: new Map(inputs.devices.map((d) => [d.deviceId, d.highWater])),
+        devices: new Map(
+          inputs.devices.map((d) => [
+            d.deviceId,
+            {
+              ...(d.mark ? { mark: d.mark } : {}),
+              reportingIntervalSeconds: d.reportingIntervalSeconds,
+              interval: d.intervalDeclared || d.coverage.interval || all.some((r) => r.deviceId === d.deviceId && r.metric === 'co2_direct'),
+              inCoverage: !(d.decommissioned && Date.parse(s.windowStart) >= d.decommissioned.at),
+            },
+          ]),
+        ),
         baselineKgPerHour: registry.baselineAt(facilityId, Date.parse(s.windowStart)),
       };
     });

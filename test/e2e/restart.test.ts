@@ -10,9 +10,9 @@ import { startFleet } from '../../simulators/fleet.ts';
 import { openDatabase } from '../../store/db.ts';
 import { openSqliteStores } from '../../store/sqlite.ts';
 import type { Stack } from '../../main.ts';
-import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, checkFacility, sleep, start, tempDataDir, waitSettledThrough } from './helpers.ts';
+import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, checkFacility, runFleetFor, start, tempDataDir, waitSettledThrough, windowsPass } from './helpers.ts';
 
-async function runFleet(stack: Stack, dataDir: string, seconds: number) {
+async function runFleet(stack: Stack, dataDir: string, windows: number) {
   const fleet = await startFleet({
     url: stack.mqttUrl,
     devices: 8,
@@ -26,7 +26,7 @@ async function runFleet(stack: Stack, dataDir: string, seconds: number) {
     recordAcks: true,
     progress: false,
   });
-  await sleep(seconds * 1000);
+  await runFleetFor(fleet, windows, 60);
   const summary = await fleet.stop();
   return { summary, lastTs: Date.now() };
 }
@@ -36,8 +36,15 @@ async function snapshot(stack: Stack, facilityIds: string[]) {
   for (const f of facilityIds) {
     const b = await api(stack, `/v1/facilities/${f}/balance`);
     const { items } = await api(stack, `/v1/settlements?facilityId=${f}`);
-    const { items: readings } = await api(stack, `/v1/facilities/${f}/readings?limit=1000`);
-    out[f] = { balance: { balanceGrams: b.balanceGrams, mintedGrams: b.mintedGrams, burnedGrams: b.burnedGrams, deficitGrams: b.deficitGrams }, readings: readings.length, settlements: items.length };
+    // Exact count from the SQLite file (a second connection), not a listing capped by its limit.
+    const db = openDatabase(stack.config.dataDir);
+    let readings: number;
+    try {
+      readings = (db.prepare('SELECT COUNT(*) AS n FROM readings WHERE facility_id = ?').get(f) as { n: number }).n;
+    } finally {
+      db.close();
+    }
+    out[f] = { balance: { balanceGrams: b.balanceGrams, mintedGrams: b.mintedGrams, burnedGrams: b.burnedGrams, deficitGrams: b.deficitGrams }, readings, settlements: items.length };
   }
   return out;
 }
@@ -46,24 +53,25 @@ t.test('stop mid-run, start again on the same DATA_DIR: nothing lost, no gap, no
   const dataDir = tempDataDir(t);
   const first = await start(t, dataDir);
   const contract = first.contractAddress;
-  const run1 = await runFleet(first, dataDir, WINDOW_SECONDS * 3);
+  const run1 = await runFleet(first, dataDir, 3);
   const facilityIds = run1.summary.facilityIds;
   await waitSettledThrough(first, facilityIds, run1.lastTs);
   const before = await snapshot(first, facilityIds);
   await first.close();
 
   // Down for a couple of windows, then up again on the same directory.
-  await sleep(WINDOW_SECONDS * 1000 * 2);
+  await windowsPass(2);
   const second = await start(t, dataDir);
   t.equal(second.contractAddress, contract, 'the contracts were not deployed again');
   const after = await snapshot(second, facilityIds);
   for (const f of facilityIds) {
+    t.ok(before[f].readings > 0, `${f}: readings stored before the restart (${before[f].readings})`);
     t.same(after[f].balance, before[f].balance, `${f}: balances read from the restarted chain are intact`);
     t.equal(after[f].readings, before[f].readings, `${f}: readings intact`);
     t.ok(after[f].settlements >= before[f].settlements, `${f}: settlement records intact`);
   }
 
-  const run2 = await runFleet(second, dataDir, WINDOW_SECONDS * 3);
+  const run2 = await runFleet(second, dataDir, 3);
   t.ok(run2.summary.readingsAcked > 0, 'the fleet carried on after the restart');
   await waitSettledThrough(second, facilityIds, run2.lastTs);
 

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import t from 'tap';
 import { startFleet } from '../../simulators/fleet.ts';
-import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, checkFacility, sleep, start, tempDataDir, waitSettledThrough } from './helpers.ts';
+import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, checkFacility, runFleetFor, start, tempDataDir, waitSettledThrough } from './helpers.ts';
 
 function metric(text: string, name: string, labels = ''): number {
   let sum = 0;
@@ -40,7 +40,7 @@ t.test('a seeded fleet with faults, settled for several windows, checks out end 
     progress: false,
   });
   t.teardown(() => fleet.stop());
-  await sleep(WINDOW_SECONDS * 1000 * 5);
+  await runFleetFor(fleet, 5, 150);
   const summary = await fleet.stop();
   const lastTs = Date.now();
   t.ok(summary.readingsAcked > 100, `the fleet's readings were acknowledged (${summary.readingsAcked})`);

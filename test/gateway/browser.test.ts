@@ -96,7 +96,7 @@ t.test(
     await page.goto(url + '/');
     await page.fill('#api-key', h.key.regulator);
     await page.click('#key-form button[type=submit]');
-    await page.waitForSelector('body[data-loaded="true"]', { timeout: 15_000 });
+    await page.waitForSelector('body[data-loaded="true"]', { timeout: 60_000 });
     t.equal(await page.evaluate(() => localStorage.getItem('mrv.apiKey')), h.key.regulator, 'key kept in localStorage');
 
     for (const id of ['facA', 'facB']) {
@@ -115,7 +115,7 @@ t.test(
     t.equal(await page.locator('#facilities tr[data-facility-id="facA"] [data-field="settlementStatus"]').count(), 0);
 
     // Settlements with their verification status (the tampered one flagged).
-    await page.waitForFunction(() => !document.querySelector('#settlements [data-field="verify"] .pill.muted'), undefined, { timeout: 15_000 });
+    await page.waitForFunction(() => !document.querySelector('#settlements [data-field="verify"] .pill.muted'), undefined, { timeout: 60_000 });
     t.equal(await page.locator('#settlements tbody tr').count(), nets.length);
     t.equal(await page.locator(`#settlements tr[data-settlement-id="${TAMPERED}"] [data-field="verify"]`).getAttribute('data-match'), 'false');
     t.equal(await page.locator('#settlements [data-match="true"]').count(), nets.length - 1);

@@ -4,7 +4,8 @@
  * - direct: the holder's key sends `retire`; balance drops, a numbered record exists;
  * - relay: the CLI signs the EIP-712 request locally and posts it to a running gateway, which
  *   submits it with its own (relayer) wallet; the holder's key never reaches the gateway;
- * - a replayed signature is refused (422), bad arguments exit 2.
+ * - a replayed signed request is answered with the retirement it produced (200), another request on
+ *   a used nonce is refused (422), bad arguments exit 2.
  */
 import t from 'tap';
 import { ethers } from 'ethers';
@@ -84,14 +85,21 @@ t.test('retire directly and through the relay', { skip: hasAnvil ? false : 'anvi
     { id: '2', account: owner, facilityId: 'facA', amountGrams: '500000', amountTonnes: '0.5', beneficiary: 'Hospital Y' },
   ]);
 
-  // The same signed request twice: the nonce was used, the contract refuses, the API says why.
+  // The same signed request twice: it took place once; the second answer is that retirement (200).
   const signed = await signRetirement(new ethers.Wallet(ownerKey, chain.provider), address, { amountGrams: 1000n, beneficiary: 'Z', reason: '' });
+  // A second request the holder signs with the same nonce: only one of the two can take place.
+  const other = await signRetirement(new ethers.Wallet(ownerKey, chain.provider), address, { amountGrams: 2000n, beneficiary: 'Z', reason: '' });
+  t.equal(other.nonce, signed.nonce);
   const post = (body: unknown) => app.inject({ method: 'POST', url: '/v1/retirements', headers: h.auth('regulator'), payload: body as object });
-  t.equal((await post(signed)).statusCode, 201);
+  const once = await post(signed);
+  t.equal(once.statusCode, 201);
   const replay = await post(signed);
-  t.equal(replay.statusCode, 422);
-  // The reason is decoded when the node returns revert data (usually InvalidAccountNonce).
-  t.match(replay.json(), { error: { code: 'RELAY_REJECTED', message: /InvalidAccountNonce|reverted/ } });
+  t.equal(replay.statusCode, 200, 'a replay is answered with the retirement the request produced');
+  t.same(replay.json(), { ...once.json(), alreadySubmitted: true }, 'same id and transaction, nothing retired twice');
+  // Another request of the holder with a nonce already used: refused, the reason decoded (InvalidAccountNonce).
+  const reused = await post(other);
+  t.equal(reused.statusCode, 422);
+  t.match(reused.json(), { error: { code: 'RELAY_REJECTED', message: /InvalidAccountNonce|reverted/ } });
   const forged = await post({ ...(await signRetirement(new ethers.Wallet(relayerKey, chain.provider), address, { amountGrams: 1000n, beneficiary: 'Z', reason: '' })), holder: owner });
   t.equal(forged.statusCode, 422, 'a signature by someone else than the holder is refused');
   t.match(forged.json(), { error: { code: 'RELAY_REJECTED' } });

@@ -17,8 +17,11 @@ function readingStore(rows: Reading[]): ReadingStore & { lastFilter?: unknown } 
     async commit() {
       return [];
     },
-    async highWater() {
+    async marks() {
       return new Map();
+    },
+    async coverage() {
+      return { after: false, between: 0, interval: false };
     },
     async consume() {
       return [];
@@ -254,10 +257,11 @@ t.test('devices: credentials once, list, rotate and suspend disconnect at once',
   t.equal((await call('GET', '/v1/facilities/nope/devices', 'admin')).status, 404);
 
   // Issue 10 item 14: a facility key can neither rotate its meter's secret (it could then publish as the
-  // meter) nor change its status; nothing changes and nobody is disconnected.
+  // meter) nor change its status or capacity; nothing changes and nobody is disconnected.
   const denied = await call('PATCH', '/v1/devices/meter-1', 'facA', { rotateSecret: true });
   t.equal(denied.status, 403, 'a facility key may not rotate its own device secret');
   t.notOk('password' in (denied.body as object), 'and gets no password');
+  t.equal((await call('PATCH', '/v1/devices/meter-1', 'facA', { capacity: '1000000000' })).status, 403, 'nor widen what its meter may report');
   t.same(h.broker.disconnected, [], 'nothing disconnected');
   if (h.registry.credentials('meter-1')) {
     const { verifyDeviceSecret } = await import('../../store/secrets.ts');
@@ -287,6 +291,39 @@ t.test('devices: credentials once, list, rotate and suspend disconnect at once',
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'admin', { rotateSecret: false })).status, 400);
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'admin', {})).status, 400);
   t.equal((await call('PATCH', '/v1/devices/meter-1', 'none', { rotateSecret: true })).status, 401);
+});
+
+t.test('devices: capacity, reporting interval and decommissioning over the API', async (t) => {
+  const { h, call } = await setup(t);
+  const created = await call('POST', '/v1/facilities/facA/devices', 'regulator', { deviceId: 'cap-1', kind: 'grid', capacity: '250.5', reportingIntervalSeconds: 15 });
+  t.equal(created.status, 201);
+  const listed = await call('GET', '/v1/facilities/facA/devices', 'facA');
+  t.match((listed.body as { items: unknown[] }).items, [{ deviceId: 'cap-1', capacity: '250.5', reportingIntervalSeconds: 15, status: 'active' }]);
+  for (const [body, why] of [
+    [{ deviceId: 'cap-2', capacity: '-5' }, /capacity/],
+    [{ deviceId: 'cap-2', capacity: 0 }, /capacity must be above 0/],
+    [{ deviceId: 'cap-2', reportingIntervalSeconds: 0 }, /reportingIntervalSeconds/],
+    [{ deviceId: 'cap-2', reportingIntervalSeconds: 90_000 }, /reportingIntervalSeconds/],
+  ] as const) {
+    const res = await call('POST', '/v1/facilities/facA/devices', 'admin', body);
+    t.equal(res.status, 400, JSON.stringify(body));
+    t.equal(errorCode(t, res.body), 'VALIDATION_FAILED');
+    t.match((res.body as { error: { message: string } }).error.message, why, 'the message names the problem');
+  }
+  const cap = await call('PATCH', '/v1/devices/cap-1', 'regulator', { capacity: 1000 });
+  t.match(cap.body, { capacity: '1000' });
+  const noReason = await call('PATCH', '/v1/devices/cap-1', 'regulator', { status: 'decommissioned' });
+  t.equal(noReason.status, 400);
+  t.match((noReason.body as { error: { message: string } }).error.message, /reason is required/);
+  t.same(h.broker.disconnected, [], 'a refused request disconnects nothing');
+  t.equal((await call('PATCH', '/v1/devices/cap-1', 'facA', { status: 'decommissioned', reason: 'x' })).status, 403, 'not a facility');
+  const dec = await call('PATCH', '/v1/devices/cap-1', 'regulator', { status: 'decommissioned', reason: 'meter removed' });
+  t.equal(dec.status, 200);
+  t.match(dec.body, { status: 'decommissioned', decommissionReason: 'meter removed', decommissionedAt: /^\d{4}-/ });
+  t.same(h.broker.disconnected, ['device:cap-1'], 'decommissioning disconnects the device');
+  const back = await call('PATCH', '/v1/devices/cap-1', 'admin', { status: 'active' });
+  t.equal(back.status, 409, 'final: no way back');
+  t.equal(errorCode(t, back.body), 'CONFLICT');
 });
 
 t.test('readings and rejections', async (t) => {
@@ -434,10 +471,11 @@ t.test('retirements: list from the chain, relay of a holder-signed request', asy
 });
 
 t.test('ops: health, metrics, OpenAPI lists every route, docs, dashboard, 404', async (t) => {
-  const { h, call } = await setup(t);
+  const { h, call } = await setup(t, { graceSeconds: 3 });
   const health = await call('GET', '/health', 'none');
   t.equal(health.status, 200);
   t.match(health.body, { status: 'ok', backends: { registry: { ok: true }, store: { ok: true }, chain: { ok: true, blockNumber: Number }, broker: { ok: true }, oracle: { ok: true } } });
+  t.same((health.body as { settlement: unknown }).settlement, { windowSeconds: 10, graceSeconds: 3 }, 'the windows this stack settles, for simulators and tools');
   h.ledger.blockNumber = async () => {
     throw new Error('ECONNREFUSED');
   };

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { freePort } from './servers.ts';
+import { poll } from './eventually.ts';
 
 export const INFLUXD_BIN = '/usr/bin/influxd';
 
@@ -62,7 +63,6 @@ export function requireInfluxd(t: Test): boolean {
 
 export { freePort };
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function configText(dir: string, httpPort: number, rpcPort: number): string {
   return `reporting-disabled = true
@@ -144,13 +144,17 @@ export async function startInfluxd(opts: { database?: string } = {}): Promise<In
     void exited.then(() => {
       dead = true;
     });
-    for (let i = 0; i < 300; i++) {
-      if (dead) throw new Error(`influxd exited at start: ${stderr}`);
-      if (await ping()) return;
-      await sleep(50);
-    }
+    // A generous bound: a busy machine only makes the start slower.
+    const up = await poll(
+      async () => {
+        if (dead) throw new Error(`influxd exited at start: ${stderr}`);
+        return ping();
+      },
+      { timeoutMs: 60_000, everyMs: 50 },
+    );
+    if (up) return;
     proc.kill('SIGKILL');
-    throw new Error(`influxd did not answer /ping within 15 s: ${stderr}`);
+    throw new Error(`influxd did not answer /ping within 60 s: ${stderr}`);
   }
 
   async function firstStart(): Promise<void> {

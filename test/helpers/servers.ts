@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { DEFAULT_POLL_TIMEOUT_MS, poll } from './eventually.ts';
 
 /** Path of Debian's mosquitto binary, or undefined when it is not installed. */
 export const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((p) => fs.existsSync(p));
@@ -24,18 +25,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Whether something accepts TCP connections on 127.0.0.1:port within `tries` × `delayMs`. */
+/** Whether something accepts TCP connections on 127.0.0.1:port before the (generous) bound passes. */
 export async function waitForPort(port: number, tries = 100, delayMs = 50): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    const up = await new Promise<boolean>((r) => {
+  const accepts = () =>
+    new Promise<boolean>((r) => {
       const s = net.connect(port, '127.0.0.1');
       s.once('connect', () => (s.destroy(), r(true)));
       s.once('error', () => r(false));
     });
-    if (up) return true;
-    await new Promise((r) => setTimeout(r, delayMs));
-  }
-  return false;
+  return poll(accepts, { timeoutMs: Math.max(tries * delayMs, DEFAULT_POLL_TIMEOUT_MS), everyMs: delayMs });
 }
 
 export interface Mosquitto {

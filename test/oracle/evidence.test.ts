@@ -24,18 +24,19 @@ const read = (seq: number, ts: number, value: string, metric: Reading['metric'] 
   receivedAt: ts,
 });
 
-// The SPEC's worked example, plus a late co2 reading.
+// The SPEC's worked example, plus a late co2 reading (seq 2, arrived after the previous settlement).
 const example: WindowInput = {
   facilityId: 'F',
   window: { start: 10_000, end: 20_000 },
   devices: [
     {
       deviceId: 'd1',
-      highWater: 3,
-      prev: { maxSeq: 1, before: 10_000 },
+      mark: { maxSeq: 3, late: 0 },
+      prev: { mark: { maxSeq: 1, late: 0 }, before: 10_000 },
       startCursors: [{ metric: 'electricity_import', seq: 1, ts: 5_000, value: '1000' }],
-      readings: [read(2, 15_000, '1005'), read(3, 9_000, '0.5', 'co2_direct')],
-      observedBefore: true,
+      readings: [read(3, 15_000, '1005'), read(2, 9_000, '0.5', 'co2_direct')],
+      coverage: { before: { seq: 2, ts: 9_000 }, lastIn: { seq: 3, ts: 15_000 }, after: false, between: 1, interval: false },
+      reportingIntervalSeconds: 60,
     },
   ],
   factors: applyFactors(0, {}),
@@ -53,14 +54,23 @@ t.test('the documented leaves, rebuilt by hand with the Merkle package alone, gi
   // 5 kWh * 0.5366 + 0.5 kg = 3.183 kg; net = floor((10 - 3.183) * 1000) = 6817
   const totals = '{"co2_direct":"0.5","electricity_export":"0","electricity_import":"5","natural_gas":"0","renewable_generation":"0"}';
   const byHand = [
-    ['header', 'F', '10000', '20000', 'mrv-cursor-1', '3600', false, false],
+    ['header', 'F', '10000', '20000', 'mrv-cursor-2', '3600', false, false],
     ['factors', 'v1', '0', '0', result.factors.hash, factorsJson, false, false],
     ['result', 'F', '6817', '6817', '3.183', totals, true, false],
-    ['device', 'd1', '3', '1', '10000', '', true, true],
+    [
+      'device',
+      'd1',
+      '3',
+      '0',
+      '{"before":10000,"late":0,"maxSeq":1}',
+      '{"after":false,"before":{"seq":2,"ts":9000},"between":1,"intervalDevice":true,"lastIn":{"seq":3,"ts":15000},"reportingIntervalSeconds":60,"status":"ok"}',
+      true,
+      true,
+    ],
     ['cursor_start', 'd1', '1', '5000', 'electricity_import', '1000', false, false],
-    ['cursor_end', 'd1', '2', '15000', 'electricity_import', '1005', false, false],
-    ['reading', 'd1', '2', '15000', 'electricity_import', '1005', false, false],
-    ['reading', 'd1', '3', '9000', 'co2_direct', '0.5', false, true],
+    ['cursor_end', 'd1', '3', '15000', 'electricity_import', '1005', false, false],
+    ['reading', 'd1', '2', '9000', 'co2_direct', '0.5', false, true],
+    ['reading', 'd1', '3', '15000', 'electricity_import', '1005', false, false],
   ];
   const tree = StandardMerkleTree.of(byHand, ['string', 'string', 'int256', 'int256', 'string', 'string', 'bool', 'bool']);
   t.equal(e.root, tree.root);
@@ -75,11 +85,16 @@ t.test('the root does not depend on input order and changes with any input', asy
   const variants: [string, WindowInput][] = [
     ['baseline', { ...example, baselineKgPerHour: '3601' }],
     ['factor', { ...example, factors: applyFactors(0, { gridFactorKgPerKwh: '0.5367' }) }],
-    ['high-water mark', { ...example, devices: [{ ...example.devices[0], highWater: 4 }] }],
-    ['reading value', { ...example, devices: [{ ...example.devices[0], readings: [read(2, 15_000, '1005.001'), read(3, 9_000, '0.5', 'co2_direct')] }] }],
-    ['reading ts', { ...example, devices: [{ ...example.devices[0], readings: [read(2, 15_001, '1005'), read(3, 9_000, '0.5', 'co2_direct')] }] }],
+    ['visibility mark (seq)', { ...example, devices: [{ ...example.devices[0], mark: { maxSeq: 4, late: 0 } }] }],
+    ['visibility mark (late arrivals)', { ...example, devices: [{ ...example.devices[0], mark: { maxSeq: 3, late: 1 } }] }],
+    ['previous mark', { ...example, devices: [{ ...example.devices[0], prev: { mark: { maxSeq: 1, late: 1 }, before: 10_000 } }] }],
+    ['coverage facts', { ...example, devices: [{ ...example.devices[0], coverage: { ...example.devices[0].coverage, after: true } }] }],
+    ['reporting interval', { ...example, devices: [{ ...example.devices[0], reportingIntervalSeconds: 61 }] }],
+    ['decommissioning', { ...example, devices: [{ ...example.devices[0], decommissioned: { at: 10_000, reason: 'removed' } }] }],
+    ['reading value', { ...example, devices: [{ ...example.devices[0], readings: [read(3, 15_000, '1005.001'), read(2, 9_000, '0.5', 'co2_direct')] }] }],
+    ['reading ts', { ...example, devices: [{ ...example.devices[0], readings: [read(3, 15_001, '1005'), read(2, 9_000, '0.5', 'co2_direct')] }] }],
     ['start cursor', { ...example, devices: [{ ...example.devices[0], startCursors: [{ metric: 'electricity_import', seq: 1, ts: 5_000, value: '999' }] }] }],
-    ['window', { ...example, window: { start: 20_000, end: 30_000 }, devices: [{ ...example.devices[0], readings: [read(2, 25_000, '1005')] }] }],
+    ['window', { ...example, window: { start: 20_000, end: 30_000 }, devices: [{ ...example.devices[0], readings: [read(3, 25_000, '1005')] }] }],
   ];
   for (const [what, input] of variants) t.not(buildEvidence(settleWindow(input)).root, root, what);
 });
@@ -96,7 +111,7 @@ t.test('inclusion proofs for readings', async (t) => {
     forged[5] = '9999';
     t.equal(verifyReadingProof(e.root, forged, p!.proof), false);
   }
-  t.same(readingProof(e, 'd1', 3)?.leaf.slice(6), [false, true], 'seq 3 is flagged late');
+  t.same(readingProof(e, 'd1', 2)?.leaf.slice(6), [false, true], 'seq 2 is flagged late');
   t.equal(readingProof(e, 'd1', 1), undefined, 'the start cursor reading is not a consumed reading of this window');
   t.equal(readingProof(e, 'd2', 2), undefined);
 });
@@ -134,4 +149,20 @@ t.test('the direct leaf encoder and tree match ethers AbiCoder and StandardMerkl
     }
   }
   t.throws(() => encodeLeaf(['a', 'b', (2n ** 255n).toString(), '0', '', '', false, false]), RangeError);
+});
+
+t.test('a decommissioning is committed to in the windows after it', async (t) => {
+  const input: WindowInput = { ...example, devices: [{ ...example.devices[0], decommissioned: { at: 10_000, reason: 'meter removed' } }] };
+  const e = buildEvidence(settleWindow(input));
+  t.same(
+    e.leaves.filter((l) => l[0] === 'decommissioned'),
+    [['decommissioned', 'd1', '10000', '0', 'meter removed', '', false, false]],
+  );
+  const device = e.leaves.find((l) => l[0] === 'device')!;
+  t.same(device.slice(6), [false, false], 'out of coverage');
+  t.match(device[5], /"status":"out_of_coverage"/);
+  // Decommissioned later than the window start: still in coverage here, no decommissioning leaf.
+  const later = buildEvidence(settleWindow({ ...example, devices: [{ ...example.devices[0], decommissioned: { at: 10_001, reason: 'meter removed' } }] }));
+  t.equal(later.leaves.filter((l) => l[0] === 'decommissioned').length, 0);
+  t.not(later.root, e.root);
 });

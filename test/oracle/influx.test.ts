@@ -10,7 +10,7 @@ import { silentLogger } from '../../domain/logger.ts';
 import type { Metric, Reading } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/db.ts';
 import { openInfluxStore } from '../../store/influx.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openSqliteStores, type SqliteRegistry } from '../../store/sqlite.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import { buildOracle, type Oracle } from '../../oracle/oracle.ts';
 import { requireInfluxd, startInfluxd } from '../helpers/influxd.ts';
@@ -25,14 +25,14 @@ function rd(deviceId: string, seq: number, ts: number, metric: Metric, value: st
 }
 
 /** An oracle on its own SQLite file (registry, records), with readings in `readings` or in that file. */
-function side(t: Test, readingsFor: (sqlite: ReadingStore) => ReadingStore): { oracle: Oracle; readings: ReadingStore } {
+function side(t: Test, readingsFor: (sqlite: ReadingStore, registry: SqliteRegistry) => ReadingStore): { oracle: Oracle; readings: ReadingStore } {
   const db = openDatabase(t.testdir());
   t.teardown(() => db.close());
   const stores = openSqliteStores(db, { clock: () => 0 });
   stores.registry.createFacility({ id: 'F', name: 'F', owner: '0x1111111111111111111111111111111111111111', baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: 0 });
   stores.registry.createDevice('F', 'd1', 'meter');
   stores.registry.createDevice('F', 'd2', 'cems');
-  const readings = readingsFor(stores.readings);
+  const readings = readingsFor(stores.readings, stores.registry);
   const oracle = buildOracle({ db, readings, registry: stores.registry, ledger: new FakeLedger(), logger: silentLogger, windowMs: W, graceMs: GRACE });
   t.teardown(() => oracle.close());
   return { oracle, readings };
@@ -45,8 +45,9 @@ if (requireInfluxd(t)) {
   t.test('same settlements over InfluxDB as over SQLite', async (t) => {
     await ix.createDatabase('oracle');
     const sqlite = side(t, (s) => s);
-    const influx = side(t, () => {
-      const store = openInfluxStore({ url: ix.url, database: 'oracle', logger: silentLogger, flushMs: 2 });
+    const influx = side(t, (_sqlite, registry) => {
+      // Wired as store/open.ts does: capacity, interval and kind from the registry.
+      const store = openInfluxStore({ url: ix.url, database: 'oracle', logger: silentLogger, flushMs: 2, limits: (id) => registry.deviceLimits(id) });
       t.teardown(() => store.close());
       return store;
     });

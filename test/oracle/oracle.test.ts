@@ -15,6 +15,7 @@ import { openOracleRecords } from '../../oracle/records.ts';
 import { LEAF_ENCODING } from '../../oracle/evidence.ts';
 import type { GatewayOracle } from '../../gateway/deps.ts';
 import { FakeLedger, faultyLedger } from './fake-ledger.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 const W = 10_000;
 const GRACE = 2_000;
@@ -245,7 +246,7 @@ t.test('RPC timeouts and retries with more readings visible: the chain keeps one
   const { readings, registry, ledger, make, db } = setup(t);
   facility(registry);
   registry.createDevice('F', 'd1', 'meter');
-  await readings.commit([rd('d1', 1, 5_000, 'electricity_import', '1000'), rd('d1', 2, 15_000, 'electricity_import', '1005')]);
+  await readings.commit([rd('d1', 1, 5_000, 'electricity_import', '1000'), rd('d1', 3, 15_000, 'electricity_import', '1005')]);
   let timeouts = 1;
   let down = false;
   const oracle = make({ ledger: faultyLedger(ledger, { timeoutAfterSend: () => timeouts-- > 0, down: () => down }) });
@@ -253,14 +254,14 @@ t.test('RPC timeouts and retries with more readings visible: the chain keeps one
   const r1 = await oracle.runOnce(12_000);
   t.match(r1.errors[0], /timeout/);
   t.equal(ledger.facilities.get('F')?.next, 10_000, 'window 0 settled although we did not hear back');
-  // A late co2 reading for window 0 arrives: a recomputation of window 0 would differ now.
-  await readings.commit([rd('d1', 3, 9_000, 'co2_direct', '1')]);
+  // A late co2 reading for window 0 arrives (seq 2, below the stored seq 3): a recomputation of window 0 would differ now.
+  await readings.commit([rd('d1', 2, 9_000, 'co2_direct', '1')]);
   const r2 = await oracle.runOnce(22_000);
   t.equal(r2.reconciled, 1, 'the intent whose root the chain holds is confirmed');
   t.equal(r2.settled, 1);
   // Window 1 counts the late kilogram: 5 kWh * 0.5366 + 1 = 3.683 kg -> floor(6317) = 6317.
   t.match(oracle.getSettlement('F-10000'), { netGrams: '6317' });
-  t.same(oracle.getSettlement('F-10000')?.inputs.lateKeys, ['d1:3']);
+  t.same(oracle.getSettlement('F-10000')?.inputs.lateKeys, ['d1:2']);
 
   // (b) The batch for window 2 never reaches the chain; meanwhile more readings arrive; the retry
   // computes a different root, which the chain takes; the first intent is discarded.
@@ -384,7 +385,7 @@ t.test('start/stop with node-cron, metrics', async (t) => {
   t.throws(() => oracle.start('not a cron'), { code: 'CONFIG_INVALID' });
   oracle.start('*/1 * * * * *');
   // start() runs once at once; wait (bounded) for that run to record its settlements.
-  for (let i = 0; i < 200 && oracle.listSettlements().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await eventually('the first run to record two settlements', () => oracle.listSettlements().length >= 2);
   oracle.stop();
   t.equal(oracle.listSettlements().length, 2);
   const text = await metrics.metrics();

@@ -11,23 +11,45 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { USAGE, main } from '../../simulators/main.ts';
+import { poll } from '../helpers/eventually.ts';
 import { startBroker } from './helpers.ts';
+
+function isJson(b: Buffer): boolean {
+  try {
+    JSON.parse(b.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-function run(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Runs the CLI as a child process. With `stopWhen`, the run has no --duration: the condition is polled
+ * (bounded) and the child gets SIGINT (Ctrl-C) once it holds, so what it did never depends on speed.
+ */
+function run(args: string[], opts: { timeoutMs?: number; stopWhen?: () => boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'simulators/main.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    let exited = false;
     child.on('error', reject);
     child.on('close', (code) => {
+      exited = true;
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    const stopWhen = opts.stopWhen;
+    if (stopWhen) {
+      void poll(() => exited || stopWhen(), { timeoutMs: 60_000 }).then(() => {
+        if (!exited) child.kill('SIGINT');
+      });
+    }
   });
 }
 
@@ -60,7 +82,7 @@ t.test('--help as a command; usage errors and an unreachable broker', async (t) 
   const help = await run(['--help']);
   t.equal(help.code, 0);
   t.equal(help.stdout, USAGE);
-  for (const flag of ['--url', '--devices', '--rate', '--faults', '--seed', '--duration', '--json', '--state', '--credentials', '--api', '--api-key']) {
+  for (const flag of ['--url', '--devices', '--rate', '--faults', '--seed', '--duration', '--json', '--state', '--credentials', '--api', '--api-key-file', '--api-key', '--prefix']) {
     t.ok(help.stdout.includes(flag), `--help documents ${flag}`);
   }
 
@@ -79,6 +101,9 @@ t.test('--help as a command; usage errors and an unreachable broker', async (t) 
   const apiNoKey = await inProcess(['--api-key', 'k', '--state', path.join(dir, 's2.json')]);
   t.equal(apiNoKey.code, 2);
   t.match(apiNoKey.stderr, /--api-key needs --api URL/);
+  const keyFileNoApi = await inProcess(['--api-key-file', 'k', '--state', path.join(dir, 's2.json')]);
+  t.equal(keyFileNoApi.code, 2);
+  t.match(keyFileNoApi.stderr, /--api-key-file needs --api URL/);
   const unreachable = await inProcess(['--url', `mqtt://127.0.0.1:${await closedPort()}`, '--state', path.join(dir, 's3.json'), '--quiet']);
   t.equal(unreachable.code, 1);
   t.match(unreachable.stderr, /simulate: cannot reach the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);
@@ -102,12 +127,19 @@ t.test('a run with --credentials and --json', async (t) => {
     '--url', `mqtt://127.0.0.1:${broker.port}`,
     '--credentials', creds,
     '--rate', '10',
-    '--duration', '1.5',
     '--faults', 'garbage=0.3',
     '--seed', 'cli',
     '--state', path.join(dir, 'state.json'),
     '--json',
-  ]);
+  ], {
+    // Ctrl-C once both devices have published and garbage has gone out (the progress line's last
+    // print comes with the stop).
+    stopWhen: () => {
+      const ids = new Set(broker.log.map((m) => m.clientId));
+      const garbage = broker.log.some((m) => m.topic.endsWith('/readings') && !isJson(m.payload));
+      return ids.size === 2 && broker.log.length > 20 && garbage;
+    },
+  });
   t.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   t.equal(lines.length, 1, 'stdout is one JSON object');
@@ -123,4 +155,17 @@ t.test('a run with --credentials and --json', async (t) => {
   const got = new Set(broker.log.map((m) => m.clientId));
   t.same([...got].sort(), ['plant-a-main', 'plant-a-pv']);
   t.ok(fs.existsSync(path.join(dir, 'state.json')));
+});
+
+t.test('--duration stops the run on its own', async (t) => {
+  const broker = await startBroker();
+  t.teardown(() => broker.close());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-cli-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // No count is asserted (how much a second holds depends on the machine): only that it ends by itself.
+  const r = await run(['--url', `mqtt://127.0.0.1:${broker.port}`, '--devices', '1', '--rate', '5', '--duration', '1', '--seed', 'dur', '--state', path.join(dir, 'state.json'), '--json', '--quiet']);
+  t.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout.trim());
+  t.equal(s.unacked, 0, 'what it sent was acknowledged before it stopped');
+  t.ok(Date.parse(s.stoppedAt) - Date.parse(s.startedAt) >= 1000, 'it ran for at least the duration');
 });

@@ -16,6 +16,8 @@ import { emptyFaultCounts } from '../../simulators/faults.ts';
 import { startFleet } from '../../simulators/fleet.ts';
 import { startProgress } from '../../simulators/progress.ts';
 import type { SimCredentials } from '../../simulators/plan.ts';
+import { openDatabase } from '../../store/db.ts';
+import { openSqliteStores } from '../../store/sqlite.ts';
 import { readingsOf, startBroker, waitFor, type Received } from './helpers.ts';
 
 function tmpState(t: Test): string {
@@ -101,56 +103,57 @@ t.test('offline buffering and redelivery after the broker restarts: nothing lost
     logger: silentLogger,
   });
   t.teardown(() => fleet.stop());
-  await waitFor(() => fleet.stats().acked >= 20, 10_000, 'acks before the restart');
+  const ids = fleet.facilities.flatMap((f) => f.devices.map((d) => d.deviceId));
+  const highestSeq = (id: string) => Math.max(0, ...readingsOf(log, id).map((r) => r.seq));
+  // Per device, not fleet-wide: each device must have readings on both sides of the restart.
+  await waitFor(() => ids.every((id) => highestSeq(id) >= 10), 10_000, 'every device published before the restart');
   await broker.close();
   await waitFor(() => fleet.stats().connected === 0, 5000, 'devices offline');
   const ackedBefore = fleet.stats().acked;
   await waitFor(() => fleet.stats().inFlight >= 20, 5000, 'readings buffered while offline');
   t.equal(fleet.stats().acked, ackedBefore, 'nothing acknowledged while the broker is down');
+  const buffered = fleet.stats().inFlight;
   broker = await startBroker({ port, log });
-  await waitFor(() => fleet.stats().connected === 2 && fleet.stats().inFlight === 0, 10_000, 'redelivery');
+  await waitFor(() => fleet.stats().connected === 2 && ids.every((id) => highestSeq(id) > 20), 10_000, 'every device past seq 20 after the restart');
+  await waitFor(() => fleet.stats().acked >= ackedBefore + buffered, 10_000, 'the buffered readings redelivered and acknowledged');
   const s = await fleet.stop();
 
   t.ok(s.reconnects >= 2, `${s.reconnects} reconnects`);
   t.equal(s.unacked, 0);
   t.equal(s.sent, s.acked);
   for (const d of s.deviceDetails) {
-    t.ok(d.lastSeq > 20);
+    t.ok(d.lastSeq > 20, `${d.deviceId}: seq ${d.lastSeq}, past the restart`);
     t.same(d.ackedSeqs, Array.from({ length: d.lastSeq }, (_, i) => i + 1), `${d.deviceId}: all acked`);
     assertComplete(t, log, d.deviceId, d.lastSeq);
   }
 });
 
-/** What a platform would refuse, recomputed from the bytes that reached the broker. */
-function platformRejections(log: Received[]): { rejected: Partial<Record<RejectReason, number>>; duplicates: number; stored: Set<string> } {
+/** What the platform refuses, from the bytes that reached the broker: validation, then a real SQLite store (the ingest rules). */
+async function platformRejections(log: Received[]): Promise<{ rejected: Partial<Record<RejectReason, number>>; duplicates: number; stored: Set<string> }> {
   const rejected: Partial<Record<RejectReason, number>> = {};
   let duplicates = 0;
-  const high = new Map<string, number>();
-  const stored = new Map<string, string>();
-  for (const r of log) {
-    const m = /^facilities\/([^/]+)\/devices\/([^/]+)\/readings$/.exec(r.topic);
-    if (!m) continue;
-    const v = validatePayload(r.payload, { facilityId: m[1], deviceId: m[2], now: r.at });
-    for (const x of v.rejections) rejected[x.reason] = (rejected[x.reason] ?? 0) + 1;
-    for (const x of v.readings) {
-      const key = `${x.deviceId}|${x.seq}`;
-      const content = JSON.stringify([x.ts, x.metric, x.value, x.reset]);
-      const reason: RejectReason | undefined = stored.has(key)
-        ? stored.get(key) === content
-          ? undefined
-          : 'duplicate_conflict'
-        : x.seq <= (high.get(x.deviceId) ?? 0)
-          ? 'seq_not_increasing'
-          : undefined;
-      if (stored.has(key) && !reason) duplicates++;
-      else if (reason) rejected[reason] = (rejected[reason] ?? 0) + 1;
-      else {
-        stored.set(key, content);
-        high.set(x.deviceId, x.seq);
-      }
+  const stored = new Set<string>();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-fleet-platform-'));
+  const db = openDatabase(dir);
+  try {
+    const { readings } = openSqliteStores(db);
+    for (const r of log) {
+      const m = /^facilities\/([^/]+)\/devices\/([^/]+)\/readings$/.exec(r.topic);
+      if (!m) continue;
+      const v = validatePayload(r.payload, { facilityId: m[1], deviceId: m[2], now: r.at });
+      for (const x of v.rejections) rejected[x.reason] = (rejected[x.reason] ?? 0) + 1;
+      const outcomes = await readings.commit(v.readings);
+      outcomes.forEach((o, i) => {
+        if (o.status === 'duplicate') duplicates++;
+        else if (o.status === 'rejected') rejected[o.reason] = (rejected[o.reason] ?? 0) + 1;
+        else stored.add(`${v.readings[i].deviceId}|${v.readings[i].seq}`);
+      });
     }
+  } finally {
+    db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  return { rejected, duplicates, stored: new Set(stored.keys()) };
+  return { rejected, duplicates, stored };
 }
 
 t.test('injected faults add up to what the platform refuses', async (t) => {
@@ -175,7 +178,7 @@ t.test('injected faults add up to what the platform refuses', async (t) => {
   for (const k of ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew'] as const) t.ok(f[k] > 0, `${k} injected ${f[k]} times`);
   t.ok(f.skewFuture > 0);
 
-  const platform = platformRejections(broker.log);
+  const platform = await platformRejections(broker.log);
   t.same(platform.rejected, f.expectedRejections, 'refusals by reason = expected from the injected faults');
   t.equal(platform.duplicates, f.duplicate, 'duplicates');
   t.equal(platform.rejected.register_backwards, undefined, 'no register ever goes backwards');

@@ -9,18 +9,14 @@ import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx.ts';
 import type { CommitOutcome } from '../../store/types.ts';
+import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
 import { requireInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.ts';
 import { T0, reading } from '../helpers/reading-store-contract.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `cond` every 25 ms, at most `tries` times. */
+/** Polls `cond` (the shared bounded poll; `tries` of 25 ms or its generous default, whichever is longer). */
 async function until(cond: () => boolean, tries = 400): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return true;
-    await sleep(25);
-  }
-  return cond();
+  return poll(cond, { timeoutMs: Math.max(tries * 25, DEFAULT_POLL_TIMEOUT_MS), everyMs: 25 });
 }
 
 interface Tracked {
@@ -104,8 +100,8 @@ if (requireInfluxd(t)) {
     t.ok(afterStop.every((d) => d.whileUp === true), 'every commit made during the outage resolved after the server was back');
     t.same(await perDevice(db, 'reading'), { 'dev-a': 100, 'dev-b': 100 }, 'each reading once in `reading`');
     t.same(await perDevice(db, 'reading_seq'), { 'dev-a': 100, 'dev-b': 100 }, 'and once in `reading_seq`');
-    const hw = await store.highWater(['dev-a', 'dev-b']);
-    t.same([hw.get('dev-a'), hw.get('dev-b')], [100, 100]);
+    const hw = await store.marks(['dev-a', 'dev-b']);
+    t.same([hw.get('dev-a'), hw.get('dev-b')], [{ maxSeq: 100, late: 0 }, { maxSeq: 100, late: 0 }]);
     const again = await store.commit([...batchOf('dev-a', 1, 100)]);
     t.ok(again.every((o) => o.status === 'duplicate'), 'a full redelivery is all duplicates');
     t.same(await perDevice(db, 'reading'), { 'dev-a': 100, 'dev-b': 100 }, 'and stores nothing twice');
@@ -126,7 +122,7 @@ if (requireInfluxd(t)) {
     const redelivered = await store.commit([...batchOf('dev-a', 6, 5), ...batchOf('dev-a', 11, 5)]);
     t.ok(redelivered.every((o) => o.status === 'stored'), 'state was reloaded from the server: the redelivery is stored');
     t.same(await perDevice(db, 'reading'), { 'dev-a': 15 }, 'exactly once');
-    t.equal((await store.highWater(['dev-a'])).get('dev-a'), 15);
+    t.same((await store.marks(['dev-a'])).get('dev-a'), { maxSeq: 15, late: 0 });
   });
 
   t.test('the buffer bound makes commits wait (back-pressure), it never drops', async (t) => {

@@ -36,7 +36,7 @@ async function fakeInflux(t: Test, writeStatus: () => number = () => 204) {
         const n = qtext.split('; ').length;
         const results = Array.from({ length: n }, (_, i) => ({ statement_id: i }));
         if (qtext.includes('"reading_hw"') && qtext.includes('GROUP BY "device"')) {
-          results[0] = { statement_id: 0, series: [{ name: 'reading_hw', tags: { device: 'dev-a' }, columns: ['time', 'seq'], values: [[7, 7]] }] } as never;
+          results[0] = { statement_id: 0, series: [{ name: 'reading_hw', tags: { device: 'dev-a' }, columns: ['time', 'seq', 'late'], values: [[7, 7, 2]] }] } as never;
         }
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ results }));
         return;
@@ -56,7 +56,7 @@ const V2 = { token: 'secret-token', org: 'my-org', bucket: 'my-bucket' };
 const r7 = reading('dev-a', 7, T0 + 5, '81234.5');
 const READING_LINE = `reading,device=dev-a,facility=fac-1,metric=electricity_import seq=7i,value="81234.5",unit="kWh",reset=false,received=${T0 + 55}i,value_f=81234.5 ${BigInt(T0 + 5) * 1_000_000n + 7n}`;
 const BY_SEQ_LINE = `reading_seq,device=dev-a,facility=fac-1,metric=electricity_import ts=${T0 + 5}i,value="81234.5",unit="kWh",reset=false,received=${T0 + 55}i 7`;
-const HW_LINE = 'reading_hw,device=dev-a seq=7i 7';
+const HW_LINE = 'reading_hw,device=dev-a seq=7i,late=0i 7';
 
 function open(t: Test, opts: Partial<InfluxStoreOptions> & { url: string }) {
   const store = openInfluxStore({ logger: silentLogger, flushMs: 1, retryBaseMs: 10, retryMaxDelayMs: 20, ...opts });
@@ -77,10 +77,15 @@ t.test('2.x: write and read request shape (fake server, not a real 2.x)', async 
   t.equal(reads[0].headers.authorization, 'Token secret-token');
   t.equal(
     reads[0].params.get('q'),
-    `SELECT last("value") AS "value" FROM "reading_seq" WHERE "device" = 'dev-a' GROUP BY "metric"; SELECT last("seq") AS "seq" FROM "reading_hw" WHERE "device" = 'dev-a'`,
+    [
+      `SELECT "ts","value","unit","reset","received","arrival","facility","device","metric" FROM "reading_seq" WHERE "device" = 'dev-a' GROUP BY "metric" ORDER BY time DESC LIMIT 1`,
+      `SELECT first("value") AS "value" FROM "reading_seq" WHERE "device" = 'dev-a' GROUP BY "metric"`,
+      `SELECT "seq", "late" FROM "reading_hw" WHERE "device" = 'dev-a' ORDER BY time DESC LIMIT 1`,
+      `SELECT last("seq") AS "seq" FROM "reading_late" WHERE "device" = 'dev-a'`,
+    ].join('; '),
   );
 
-  t.equal(writes.length, 2, 'the readings, then the high-water point once they are acknowledged');
+  t.equal(writes.length, 2, 'the readings, then the mark point once they are acknowledged');
   for (const w of writes) {
     t.equal(w.method, 'POST');
     t.equal(w.path, '/api/v2/write');
@@ -92,10 +97,10 @@ t.test('2.x: write and read request shape (fake server, not a real 2.x)', async 
   t.same(writes[0].body.split('\n'), [READING_LINE, BY_SEQ_LINE], 'line protocol of one reading');
   t.same(writes[1].body.split('\n'), [HW_LINE]);
 
-  const hw = await store.highWater(['dev-a', 'dev-b']);
-  t.same([...hw], [['dev-a', 7]], 'high-water parsed from the GROUP BY answer');
+  const marks = await store.marks(['dev-a', 'dev-b']);
+  t.same([...marks], [['dev-a', { maxSeq: 7, late: 2 }]], 'marks parsed from the GROUP BY answer');
   const last = fake.requests.at(-1) as Recorded;
-  t.equal(last.params.get('q'), `SELECT last("seq") AS "seq" FROM "reading_hw" WHERE "device" = 'dev-a' OR "device" = 'dev-b' GROUP BY "device"`);
+  t.equal(last.params.get('q'), `SELECT "seq", "late" FROM "reading_hw" WHERE "device" = 'dev-a' OR "device" = 'dev-b' GROUP BY "device" ORDER BY time DESC LIMIT 1`);
   t.equal(await store.ping(), true);
 });
 

@@ -34,67 +34,94 @@ if (requireInfluxd(t)) {
   };
 
   t.test('ReadingStore contract (1.x API, real influxd)', async (t) => {
-    readingStoreContract(t, async (st) => open(st, await freshDb()));
+    readingStoreContract(t, async (st, o) => open(st, await freshDb(), { limits: o?.limits }));
   });
 
   t.test('the contract with gzip off and tiny batches (many requests per commit)', async (t) => {
-    readingStoreContract(t, async (st) => open(st, await freshDb(), { gzip: false, batchSize: 3 }));
+    readingStoreContract(t, async (st, o) => open(st, await freshDb(), { gzip: false, batchSize: 3, limits: o?.limits }));
   });
 
   t.test('a new store instance reloads device state from InfluxDB', async (t) => {
     const db = await freshDb();
     const first = open(t, db);
-    await first.commit([reading('dev-a', 1, T0 + 1, '100'), reading('dev-a', 2, T0 + 2, '7', { metric: 'natural_gas' }), reading('dev-b', 5, T0, '1')]);
+    await first.commit([
+      reading('dev-a', 1, T0 + 1000, '100'),
+      reading('dev-a', 2, T0 + 2000, '7', { metric: 'natural_gas' }),
+      reading('dev-a', 4, T0 + 4000, '101'),
+      reading('dev-b', 5, T0, '1'),
+    ]);
+    await first.commit([reading('dev-a', 3, T0 + 3000, '8', { metric: 'natural_gas' })]);
     await first.close();
     const second = open(t, db);
     const out = await second.commit([
-      reading('dev-a', 1, T0 + 1, '100'),
-      reading('dev-a', 2, T0 + 2, '8', { metric: 'natural_gas' }),
-      reading('dev-a', 0, T0, '1'),
-      reading('dev-a', 3, T0 + 3, '99'),
-      reading('dev-a', 4, T0 + 4, '6.5', { metric: 'natural_gas' }),
-      reading('dev-a', 5, T0 + 5, '101'),
+      reading('dev-a', 1, T0 + 1000, '100'),
+      reading('dev-a', 2, T0 + 2000, '8', { metric: 'natural_gas' }),
+      reading('dev-a', 0, T0 + 1001, '1'),
+      reading('dev-a', 5, T0 + 5000, '99'),
+      reading('dev-a', 6, T0 + 6000, '6.5', { metric: 'natural_gas' }),
+      reading('dev-a', 0, T0, '101.5'),
+      reading('dev-a', 0, T0, '100'),
+      reading('dev-a', 7, T0 + 7000, '101'),
     ]);
     t.same(
       out.map((o) => (o.status === 'rejected' ? o.reason : o.status)),
-      ['duplicate', 'duplicate_conflict', 'seq_not_increasing', 'register_backwards', 'register_backwards', 'stored'],
-      'duplicates, conflicts, seq and register checks all see what the first instance stored',
+      ['duplicate', 'duplicate_conflict', 'ts_out_of_order', 'register_backwards', 'register_backwards', 'register_backwards', 'stored', 'stored'],
+      'duplicates, conflicts, ts order and register checks (both sides, per metric) all see what the first instance stored',
     );
-    t.equal((await second.highWater(['dev-a'])).get('dev-a'), 5);
-    t.equal(await count(db, 'reading'), 4, 'the duplicate rewrote its point, it did not add one');
-    t.equal(await count(db, 'reading_seq'), 4);
+    t.same((await second.marks(['dev-a'])).get('dev-a'), { maxSeq: 7, late: 2 }, 'the arrival count continues from the first instance');
+    t.equal((await second.get('dev-a', 0))?.arrival, 2);
+    t.equal(await count(db, 'reading'), 7, 'the duplicate rewrote its point, it did not add one');
+    t.equal(await count(db, 'reading_seq'), 7);
   });
 
-  t.test('readings above the high-water mark (a write cut short) are rewritten before the mark moves', async (t) => {
+  t.test('readings above the mark (a write cut short) are rewritten before the mark moves', async (t) => {
     const db = await freshDb();
     const first = open(t, db);
-    await first.commit([reading('dev-a', 1, T0 + 1, '1'), reading('dev-a', 2, T0 + 2, '2')]);
+    await first.commit([reading('dev-a', 1, T0 + 1000, '1'), reading('dev-a', 2, T0 + 2000, '2')]);
     await first.close();
     // A crash mid-request (seqs 3 and 4) left only seq 4's reading_seq point: no `reading` points,
-    // nothing of seq 3, no high-water point.
-    const cut = reading('dev-a', 4, T0 + 4, '4');
+    // nothing of seq 3, no mark point.
+    const cut = reading('dev-a', 4, T0 + 4000, '4');
     const line = encodeLine('reading_seq', { facility: FAC, device: 'dev-a', metric: cut.metric }, { ts: BigInt(cut.ts), value: '4', unit: 'kWh', reset: false, received: BigInt(cut.receivedAt) }, 4n);
     const res = await fetch(`${ix.url}/write?db=${db}&precision=ns`, { method: 'POST', body: line });
     t.equal(res.status, 204);
     const second = open(t, db);
-    t.equal((await second.highWater(['dev-a'])).get('dev-a'), 2, 'the oracle does not see seq 4 yet');
-    t.equal(await second.hasReading('dev-a', T0 + 4, T0 + 5, 10), false, 'it is missing from `reading`');
-    const out = await second.commit([reading('dev-a', 3, T0 + 3, '3'), cut, reading('dev-a', 5, T0 + 5, '5')]);
-    t.same(out.map((o) => o.status), ['stored', 'duplicate', 'stored'], 'the redelivery of the cut write is stored, not refused as seq_not_increasing');
-    t.equal((await second.highWater(['dev-a'])).get('dev-a'), 5);
-    t.equal(await second.hasReading('dev-a', T0 + 4, T0 + 5, 10), true, 'seq 4 was rewritten to `reading`');
+    t.same((await second.marks(['dev-a'])).get('dev-a'), { maxSeq: 2, late: 0 }, 'the oracle does not see seq 4 yet');
+    const all = { maxSeq: 10, late: 10 };
+    t.equal(await second.hasReading('dev-a', T0 + 4000, T0 + 5000, all), false, 'it is missing from `reading`');
+    const out = await second.commit([reading('dev-a', 3, T0 + 3000, '3'), cut, reading('dev-a', 5, T0 + 5000, '5')]);
+    t.same(out.map((o) => o.status), ['stored', 'duplicate', 'stored'], 'the redelivery of the cut write is stored');
+    t.same((await second.marks(['dev-a'])).get('dev-a'), { maxSeq: 5, late: 1 });
+    t.equal((await second.get('dev-a', 3))?.arrival, 1, 'seq 3 came below the max seq 4 that the cut write left: a late arrival');
+    t.equal(await second.hasReading('dev-a', T0 + 4000, T0 + 5000, all), true, 'seq 4 was rewritten to `reading`');
     t.strictSame(await second.get('dev-a', 4), cut);
-    t.same((await second.consume({ deviceId: 'dev-a', maxSeq: 5, before: T0 + 10 })).map((r) => r.seq), [1, 2, 3, 4, 5]);
-    t.same(statuses(await second.commit([reading('dev-a', 0, T0, '0')])), ['seq_not_increasing'], 'below the old high-water mark the seq rule holds');
+    t.same((await second.consume({ deviceId: 'dev-a', mark: { maxSeq: 5, late: 1 }, before: T0 + 10_000 })).map((r) => r.seq), [1, 2, 3, 4, 5]);
+    t.same(statuses(await second.commit([reading('dev-a', 0, T0, '0')])), ['stored'], 'a lower seq consistent with its neighbours is stored');
   });
 
-  t.test('after a clean close there is no cut write: a lower seq is refused by the next instance', async (t) => {
+  t.test('an interrupted late write: its pointer is repaired or counts nothing', async (t) => {
     const db = await freshDb();
     const first = open(t, db);
-    t.same(statuses(await first.commit([reading('dev-a', 2, T0, '1'), reading('dev-a', 5, T0, '1')])), ['stored', 'stored']);
+    await first.commit([reading('dev-a', 1, T0 + 1000, '1'), reading('dev-a', 5, T0 + 5000, '5')]);
     await first.close();
+    // A crash left seq 3's late-arrival points (arrival 1) without its mark point, and a pointer
+    // (arrival 2) to seq 4 whose reading never landed.
+    const r3 = { ...reading('dev-a', 3, T0 + 3000, '3'), arrival: 1 };
+    const lines = [
+      encodeLine('reading_seq', { facility: FAC, device: 'dev-a', metric: r3.metric }, { ts: BigInt(r3.ts), value: '3', unit: 'kWh', reset: false, received: BigInt(r3.receivedAt), arrival: 1n }, 3n),
+      encodeLine('reading_late', { device: 'dev-a' }, { seq: 3n }, 1n),
+      encodeLine('reading_late', { device: 'dev-a' }, { seq: 4n }, 2n),
+    ].join('\n');
+    t.equal((await fetch(`${ix.url}/write?db=${db}&precision=ns`, { method: 'POST', body: lines })).status, 204);
     const second = open(t, db);
-    t.same(statuses(await second.commit([reading('dev-a', 4, T0, '1')])), ['seq_not_increasing']);
+    t.same((await second.marks(['dev-a'])).get('dev-a'), { maxSeq: 5, late: 0 }, 'not visible yet');
+    t.same(statuses(await second.commit([reading('dev-a', 4, T0 + 4000, '4'), r3])), ['stored', 'duplicate']);
+    t.same((await second.marks(['dev-a'])).get('dev-a'), { maxSeq: 5, late: 3 }, 'numbering continues after the highest pointer');
+    t.equal((await second.get('dev-a', 4))?.arrival, 3);
+    t.equal(await second.hasReading('dev-a', T0 + 3000, T0 + 3001, { maxSeq: 5, late: 3 }), true, 'seq 3 was rewritten to `reading`');
+    const prev = { mark: { maxSeq: 5, late: 0 }, before: T0 + 10_000 };
+    const got = await second.consume({ deviceId: 'dev-a', mark: { maxSeq: 5, late: 3 }, before: T0 + 10_000, prev });
+    t.same(got.map((r) => `${r.seq}:${r.arrival}`), ['3:1', '4:3'], 'each late reading once; the stale pointer to seq 4 (arrival 2) adds nothing');
   });
 
   t.test('hostile strings cannot inject tags, fields or points', async (t) => {
@@ -121,8 +148,8 @@ if (requireInfluxd(t)) {
     t.same(fieldKeys.results?.[0].series?.[0].values.map((v) => v[0]).sort(), ['received', 'reset', 'seq', 'unit', 'value', 'value_f'], 'no extra field');
     const measurements = await ix.query('SHOW MEASUREMENTS', db);
     t.same(measurements.results?.[0].series?.[0].values.map((v) => v[0]).sort(), ['reading', 'reading_hw', 'reading_seq'], 'no extra measurement');
-    t.equal((await store.highWater([deviceId, "d\"ev' =,x"])).get(deviceId), 1, 'InfluxQL quoting of the hostile id');
-    t.equal((await store.highWater([deviceId])).size, 1);
+    t.same((await store.marks([deviceId, "d\"ev' =,x"])).get(deviceId), { maxSeq: 1, late: 0 }, 'InfluxQL quoting of the hostile id');
+    t.equal((await store.marks([deviceId])).size, 1);
   });
 
   t.test('a finite retention policy drops the seq-keyed points: the server says so and commits fail loudly', async (t) => {

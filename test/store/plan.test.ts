@@ -47,10 +47,14 @@ t.test('oracle queries use the indexes on a device with 1e5 readings', async (t)
   const prevMax = Math.floor((winStart - T0) / STEP) + 5; // previous settlement saw a bit into this window
   const queries: [string, string, unknown[]][] = [
     ['consumeNew', READING_QUERIES.consumeNew, ['big', prevMax, hw, winEnd]],
-    ['consumeLate', READING_QUERIES.consumeLate, ['big', winStart, winEnd, prevMax]],
-    ['has', READING_QUERIES.has, ['big', winStart, winEnd, hw]],
+    ['consumeArrived', READING_QUERIES.consumeArrived, ['big', 0, 3, winEnd]],
+    ['consumeLate', READING_QUERIES.consumeLate, ['big', winStart, winEnd, prevMax, 0]],
+    ['has', READING_QUERIES.has, ['big', winStart, winEnd, hw, 0]],
+    ['lastIn', READING_QUERIES.lastIn, ['big', winStart, winEnd, hw, 0]],
+    ['between', READING_QUERIES.between, ['big', prevMax, hw, hw, 0]],
     ['maxSeq', READING_QUERIES.maxSeq, ['big']],
-    ['consumeAll', READING_QUERIES.consumeAll, ['big', hw, winEnd]],
+    ['maxArrival', READING_QUERIES.maxArrival, ['big']],
+    ['consumeAll', READING_QUERIES.consumeAll, ['big', hw, winEnd, 0]],
     ['list device', ...spread(listQuery({ facilityId: 'f1', deviceId: 'big', from: winStart, to: winEnd }))],
     // A facility's listing runs this per device (there is no facility index: see store/sqlite.ts).
     ['list facility, per device', ...spread(listQuery({ facilityId: 'f1', deviceId: 'big', metric: 'electricity_import', from: winStart, to: winEnd }))],
@@ -65,20 +69,27 @@ t.test('oracle queries use the indexes on a device with 1e5 readings', async (t)
     }
     // The range bounds are on the column that limits the rows to the window, not on history.
     t.match(plan(db, READING_QUERIES.consumeNew, ['big', prevMax, hw, winEnd]).join(), /PRIMARY KEY \(device_id=\? AND seq>\? AND seq<\?\)/);
-    t.match(plan(db, READING_QUERIES.consumeLate, ['big', winStart, winEnd, prevMax]).join(), /readings_device_ts \(device_id=\? AND ts>\? AND ts<\?\)/);
-    t.match(plan(db, READING_QUERIES.has, ['big', winStart, winEnd, hw]).join(), /readings_device_ts \(device_id=\? AND ts>\? AND ts<\?\)/);
+    t.match(plan(db, READING_QUERIES.consumeLate, ['big', winStart, winEnd, prevMax, 0]).join(), /readings_device_ts \(device_id=\? AND ts>\? AND ts<\?\)/);
+    t.match(plan(db, READING_QUERIES.has, ['big', winStart, winEnd, hw, 0]).join(), /readings_device_ts \(device_id=\? AND ts>\? AND ts<\?\)/);
+    t.match(plan(db, READING_QUERIES.lastIn, ['big', winStart, winEnd, hw, 0]).join(), /readings_device_ts \(device_id=\? AND ts>\? AND ts<\?\)/);
+    t.match(plan(db, READING_QUERIES.consumeArrived, ['big', 0, 3, winEnd]).join(), /readings_device_arrival \(device_id=\? AND arrival>\? AND arrival<\?\)/);
+    t.match(plan(db, READING_QUERIES.maxArrival, ['big']).join(), /readings_device_arrival/);
   }
 
   // And the answers are the window's readings only.
-  const consumed = await readings.consume({ deviceId: 'big', maxSeq: hw, before: winEnd, prev: { maxSeq: prevMax, before: winStart } });
+  const consumed = await readings.consume({ deviceId: 'big', mark: { maxSeq: hw, late: 0 }, before: winEnd, prev: { mark: { maxSeq: prevMax, late: 0 }, before: winStart } });
   const firstSeq = Math.ceil((winStart - T0) / STEP);
   const lastSeq = Math.ceil((winEnd - T0) / STEP) - 1;
   t.equal(consumed.length, lastSeq - firstSeq + 1, 'exactly the window');
   t.equal(consumed[0].seq, firstSeq);
   t.equal(consumed.at(-1)?.seq, lastSeq);
   t.ok(consumed.every((r, i) => i === 0 || r.seq === consumed[i - 1].seq + 1), 'ordered by seq, no gaps, no repeats');
-  t.equal(await readings.hasReading('big', winStart, winEnd, hw), true);
-  t.same([...(await readings.highWater(['big', 'other']))], [['big', N], ['other', N]]);
+  t.equal(await readings.hasReading('big', winStart, winEnd, { maxSeq: hw, late: 0 }), true);
+  t.same([...(await readings.marks(['big', 'other']))], [['big', { maxSeq: N, late: 0 }], ['other', { maxSeq: N, late: 0 }]]);
+  const cov = await readings.coverage({ deviceId: 'big', start: winStart, end: winEnd, mark: { maxSeq: hw, late: 0 } });
+  t.same(cov.lastIn?.seq, lastSeq, 'coverage: the last reading in the window');
+  t.same(cov.before?.seq, firstSeq - 1, 'and the last before it');
+  t.equal(cov.between, lastSeq - firstSeq + 1);
 });
 
 function spread(q: { sql: string; args: (string | number)[] }): [string, unknown[]] {

@@ -74,7 +74,7 @@ t.test('devices: secrets, verify, rotate, suspend', async (t) => {
   t.throws(() => registry.createDevice('nope', 'd1', 'meter'), { code: 'FACILITY_NOT_FOUND' });
   t.throws(() => registry.createDevice('f1', 'bad/id', 'meter'), { code: 'VALIDATION_FAILED' });
   const { device, password } = registry.createDevice('f1', 'd1', 'meter');
-  t.same(device, { deviceId: 'd1', facilityId: 'f1', kind: 'meter', status: 'active', createdAt: T0, online: false });
+  t.same(device, { deviceId: 'd1', facilityId: 'f1', kind: 'meter', status: 'active', reportingIntervalSeconds: 60, createdAt: T0, online: false });
   t.match(password, /^[A-Za-z0-9_-]{32,}$/, 'base64url');
   t.ok(Buffer.from(password, 'base64url').length >= 16, 'at least 128 random bits');
   t.throws(() => registry.createDevice('f1', 'd1', 'meter'), { code: 'CONFLICT' });
@@ -114,6 +114,51 @@ t.test('devices: secrets, verify, rotate, suspend', async (t) => {
   t.same(registry.listDevices('f1').map((d) => d.deviceId), ['d1', 'd2']);
   t.throws(() => registry.listDevices('nope'), { code: 'FACILITY_NOT_FOUND' });
   t.equal(registry.getDevice('ghost'), undefined);
+});
+
+t.test('devices: capacity, reporting interval, decommissioning (final, with a reason)', async (t) => {
+  const { registry, readings, clock } = open(t);
+  registry.createFacility(facility());
+  const { device } = registry.createDevice('f1', 'm1', 'grid', { capacity: '250.5', reportingIntervalSeconds: 10 });
+  t.match(device, { capacity: '250.5', reportingIntervalSeconds: 10, status: 'active' });
+  t.same(registry.deviceLimits('m1'), { capacity: '250.5', reportingIntervalSeconds: 10, kind: 'grid' });
+  t.same(registry.deviceLimits('ghost'), undefined);
+  for (const [opts, why] of [
+    [{ capacity: '-1' }, /capacity must not be negative/],
+    [{ capacity: '0' }, /capacity must be above 0/],
+    [{ capacity: 'lots' }, /capacity must be a decimal/],
+    [{ reportingIntervalSeconds: 0 }, /reportingIntervalSeconds must be an integer from 1 to 86400/],
+    [{ reportingIntervalSeconds: 86_401 }, /reportingIntervalSeconds/],
+    [{ reportingIntervalSeconds: 1.5 }, /reportingIntervalSeconds/],
+  ] as const) {
+    t.throws(() => registry.createDevice('f1', 'm2', 'grid', opts as never), { code: 'VALIDATION_FAILED', message: why });
+  }
+  t.equal(registry.getDevice('m2'), undefined, 'nothing created by a refused request');
+
+  // Capacity changes apply to the readings committed after them.
+  const H = 3_600_000;
+  const r = (seq: number, ts: number, value: string) => ({ facilityId: 'f1', deviceId: 'm1', seq, ts, metric: 'electricity_import' as const, value, unit: 'kWh', reset: false, receivedAt: ts });
+  t.same((await readings.commit([r(1, T0, '0'), r(2, T0 + H, '300.6')])).map((o) => o.status), ['stored', 'stored'], '1.2 x 250.5 = 300.6 kWh in an hour');
+  t.match((await readings.commit([r(3, T0 + 2 * H, '601.3')]))[0], { status: 'rejected', reason: 'implausible' });
+  t.equal(registry.updateDevice('m1', { capacity: '1000' }).capacity, '1000');
+  t.same((await readings.commit([r(3, T0 + 2 * H, '601.3')])).map((o) => o.status), ['stored'], 'the new capacity applies at once');
+
+  // Decommissioning: needs a reason, records when, is final.
+  t.throws(() => registry.updateDevice('m1', { status: 'decommissioned' }), { code: 'VALIDATION_FAILED', message: /reason is required/ });
+  t.throws(() => registry.updateDevice('m1', { status: 'decommissioned', reason: '  ' }), { code: 'VALIDATION_FAILED' });
+  t.throws(() => registry.updateDevice('m1', { status: 'suspended', reason: 'x' }), { code: 'VALIDATION_FAILED', message: /only accepted with status decommissioned/ });
+  t.throws(() => registry.updateDevice('m1', { status: 'retired' as never }), { code: 'VALIDATION_FAILED' });
+  registry.updateDevice('m1', { status: 'suspended' });
+  clock.set(T0 + 5000);
+  const d = registry.updateDevice('m1', { status: 'decommissioned', reason: 'meter replaced after calibration failure' });
+  t.match(d, { status: 'decommissioned', decommissionedAt: T0 + 5000, decommissionReason: 'meter replaced after calibration failure' });
+  t.match(registry.credentials('m1'), { status: 'decommissioned' }, 'the broker refuses it at CONNECT like a suspended device');
+  for (const status of ['active', 'suspended'] as const) {
+    t.throws(() => registry.updateDevice('m1', { status }), { code: 'CONFLICT', message: /decommissioned; that is final/ });
+  }
+  clock.set(T0 + 9000);
+  t.match(registry.updateDevice('m1', { status: 'decommissioned', reason: 'again' }), { decommissionedAt: T0 + 5000, decommissionReason: 'meter replaced after calibration failure' }, 'a second decommissioning changes nothing');
+  t.match(registry.listDevices('f1'), [{ deviceId: 'm1', status: 'decommissioned', decommissionedAt: T0 + 5000 }]);
 });
 
 t.test('secret records: malformed or weak records never match', async (t) => {

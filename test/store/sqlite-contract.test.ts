@@ -4,15 +4,17 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { silentLogger } from '../../domain/logger.ts';
+import { SqliteReadingStore, openSqliteStores } from '../../store/sqlite.ts';
 import { readingStoreContract } from '../helpers/reading-store-contract.ts';
 
-readingStoreContract(t, async (t) => {
+readingStoreContract(t, async (t, opts) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-sqlite-contract-'));
   const db = openDatabase(dir);
   t.teardown(() => {
     db.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return openSqliteStores(db).readings;
+  const { readings } = openSqliteStores(db);
+  return opts?.limits ? new SqliteReadingStore(db, silentLogger, opts.limits) : readings;
 });

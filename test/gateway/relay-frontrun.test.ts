@@ -1,0 +1,70 @@
+/**
+ * A relayed retirement front-run by a third party (issue 10 item 16), on a real anvil chain over
+ * JSON-RPC with the real contracts client: someone who saw the signed EIP-712 request submits it to
+ * the contract first; the gateway's own submission then reverts (nonce used), and the API answers 200
+ * with the retirement that request produced (its id, the front-runner's transaction), not 422.
+ * Skips without the anvil binary, except under CI.
+ */
+import t from 'tap';
+import { ethers } from 'ethers';
+import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { buildGateway } from '../../gateway/app.ts';
+import { signRetirement } from '../../gateway/cli.ts';
+import { silentLogger } from '../../domain/logger.ts';
+import { startGateway } from './harness.ts';
+
+const hasAnvil = !!anvilBinary();
+if (!hasAnvil && process.env.CI) t.fail('anvil binary missing (@foundry-rs/anvil): required under CI');
+
+t.test('a signed request someone else submitted first is answered with its retirement', { skip: hasAnvil ? false : 'anvil binary not installed (@foundry-rs/anvil)' }, async (t) => {
+  const chain = await startAnvil();
+  t.teardown(() => chain.close());
+  const [adminKey, regulatorKey, oracleKey, ownerKey, relayerKey, thirdKey] = chain.privateKeys;
+  const wallet = (k: string) => new ethers.NonceManager(new ethers.Wallet(k, chain.provider));
+  const deployed = await Ledger.deploy(wallet(adminKey), { regulator: ethers.computeAddress(regulatorKey), oracle: ethers.computeAddress(oracleKey) });
+  const address = deployed.address;
+  const owner = ethers.computeAddress(ownerKey);
+  const first = 1_700_000_000_000;
+  await deployed.connect(wallet(regulatorKey)).registerFacility('facA', owner, '3600', first);
+  await deployed.connect(wallet(oracleKey)).settleBatch([{ facilityId: 'facA', windowStart: first, windowEnd: first + 60_000, netGrams: 5_000_000n, evidenceRoot: ethers.ZeroHash }]);
+  t.equal(await deployed.balanceOf(owner), 5_000_000n);
+
+  const h = await startGateway(t, { deps: { ledger: undefined } });
+  const app = await buildGateway({ db: h.db, registry: h.registry, ledger: Ledger.attach(address, wallet(relayerKey)), logger: silentLogger });
+  t.teardown(() => app.close());
+  const post = (body: unknown) => app.inject({ method: 'POST', url: '/v1/retirements', headers: h.auth('regulator'), payload: body as object });
+
+  // A normal relay first (201), so the front-run request is not the holder's only retirement.
+  const before = await signRetirement(new ethers.Wallet(ownerKey, chain.provider), address, { amountGrams: 100_000n, beneficiary: 'Earlier', reason: '' });
+  const normal = await post(before);
+  t.equal(normal.statusCode, 201);
+  t.equal(normal.json().alreadySubmitted, undefined);
+
+  // The holder signs; a third party sees the request and sends it to the contract itself, first.
+  const signed = await signRetirement(new ethers.Wallet(ownerKey, chain.provider), address, { amountGrams: 1_500_000n, beneficiary: 'City of X', reason: 'scope 2' });
+  const thief = Ledger.attach(address, wallet(thirdKey));
+  const stolen = await thief.retireWithSig({
+    holder: signed.holder,
+    amount: BigInt(signed.amountGrams),
+    beneficiary: signed.beneficiary,
+    reason: signed.reason,
+    nonce: BigInt(signed.nonce),
+    deadline: Number(signed.deadline),
+    signature: signed.signature,
+  });
+  // And the holder retires directly with the same content, to make a look-alike record.
+  await deployed.retire(new ethers.Wallet(ownerKey, chain.provider), 1_500_000n, 'City of X', 'scope 2');
+  const balance = await deployed.balanceOf(owner);
+
+  const r = await post(signed);
+  t.equal(r.statusCode, 200, 'the request took place: not a refusal');
+  t.same(r.json(), { txHash: stolen.txHash, id: stolen.id.toString(), alreadySubmitted: true }, "the retirement the signed request produced (the third party's transaction)");
+  t.equal(await deployed.balanceOf(owner), balance, 'nothing retired twice');
+  const rec = (await deployed.retirements({ account: owner })).find((x) => x.id === stolen.id);
+  t.match(rec, { amountGrams: 1_500_000n, beneficiary: 'City of X', reason: 'scope 2' });
+
+  // Before this change the gateway answered 422; a request that never took place still gets 422.
+  const forged = await post({ ...signed, nonce: '99', signature: signed.signature });
+  t.equal(forged.statusCode, 422, 'a request whose nonce is not used yet and whose signature does not match is refused');
+});
