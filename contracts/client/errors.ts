@@ -244,7 +244,7 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     case 'RetirementNotFound':
       return `no retirement #${a[0]} on this ledger`;
     case 'FacilityIsSuspended':
-      return `${facility(a[0])}, of ${who(a[1])}, is suspended by the regulator: its credits cannot be retired or moved until it is reinstated`;
+      return `${facility(a[0])}, ${who(a[1]) === 'you' ? 'yours' : `of ${who(a[1])}`}, is suspended by the regulator: its credits cannot be retired or moved until it is reinstated`;
     case 'FacilityNotRegistered':
       return `${facility(a[0])} is not registered on the ledger: register it first (POST /v1/facilities; the oracle pushes what the gateway could not)`;
     case 'FacilityAlreadyRegistered':

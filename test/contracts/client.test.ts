@@ -83,6 +83,7 @@ t.test('every revert becomes a sentence the reader can act on', async (t) => {
   t.match(describeChainError(thrown('InvalidAccountNonce', [holder, 4n]), { you: holder }), /nonce is already used: you are at nonce 4 .*sign a new request/);
   t.match(describeChainError(thrown('RetirementSignatureExpired', [1_767_225_600n])), /expired at 2026-01-01T00:00:00\.000Z .*--valid-seconds/);
   t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7'), holder]), { facilityIds: ['plant-1', 'plant-7'] }), /^facility plant-7, of account 0x90F7\w+, is suspended by the regulator/);
+  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7'), holder]), { you: holder }), /^the facility with key 0x[0-9a-f]{64}, yours, is suspended/);
   t.match(describeChainError(thrown('WindowOutOfOrder', [ethers.id('A'), 10n, 20n])), /next window to settle starts at 1970-01-01T00:00:10\.000Z \(10\), not 1970-01-01T00:00:20\.000Z \(20\)/);
   t.match(describeChainError(thrown('OwnerAlreadyHasFacility', [holder, ethers.id('x')])), /npm run cli -- keygen/);
 
