@@ -91,7 +91,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     // Without request logging a per-request child logger (reqId binding) only costs time.
     ...(opts.logRequests ? {} : { childLoggerFactory: (logger: FastifyBaseLogger) => logger }),
     bodyLimit: 64 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, verbose: true } },
+    // verbose: each ajv error carries its schema and the value given, for gateway/validation.ts.
     // Ids are short; refuse absurd URLs early.
     routerOptions: { maxParamLength: 200 },
   });
