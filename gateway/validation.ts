@@ -25,7 +25,6 @@ const PATTERNS: Record<string, string> = {
   '^[0-9]+(\\.[0-9]+)?$': 'a decimal number such as "3600.5"',
   '^0x[0-9a-fA-F]{40}$': 'an EVM address (0x followed by 40 hex digits)',
   '^-?[0-9]+$': 'an integer as text',
-  '^[A-Za-z0-9_-]{1,64}$': 'an id of 1 to 64 letters, digits, "_" or "-"',
   '^[A-Za-z0-9_:.-]{1,200}$': 'an id of 1 to 200 letters, digits, "_", ":", "." or "-"',
   '^[1-9][0-9]{0,30}$': 'a positive integer as text (at most 31 digits)',
   '^[0-9]{1,78}$': 'a non-negative integer as text',
