@@ -64,12 +64,12 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
       },
     },
     async (request) => {
+      const after = decodeCursor(request.query.cursor, 'ns');
       const oracle = ctx.need('oracle');
       const facilityId = scopedFacility(principalOf(request), request.query.facilityId);
       const from = parseTimeQuery(request.query.from, 'from');
       const to = parseTimeQuery(request.query.to, 'to');
       const limit = request.query.limit ?? DEFAULT_PAGE;
-      const after = decodeCursor(request.query.cursor, 'ns');
       const rows = await oracle.listSettlements({
         ...(facilityId ? { facilityId } : {}),
         ...(from !== undefined ? { from } : {}),
