@@ -17,7 +17,7 @@ import type { GatewayDeps } from './deps.ts';
 import { createKeyStore, type KeyStore } from './keys.ts';
 import { registerAuthentication } from './auth.ts';
 import { createTtlCache, type TtlCache } from './cache.ts';
-import { registerHttpMetrics } from './metrics.ts';
+import { registerFacilityMetrics, registerHttpMetrics } from './metrics.ts';
 import { gatewayErrors, toErrorResponse } from './errors.ts';
 import { errors } from '../domain/errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
@@ -161,6 +161,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   registerAuthentication(app, keys);
   registerHttpMetrics(app, metrics);
+  registerFacilityMetrics(metrics, { registry: deps.registry, ...(deps.oracle ? { oracle: deps.oracle } : {}) });
 
   // Security headers as @fastify/helmet computes them, computed once: the plugin rebuilds its helmet
   // middleware (re-parsing the CSP) on every request, which cost ~11% of a cached balance read.
