@@ -5,6 +5,11 @@
  * opened with the settlement that counted it (whose proof then verifies), and the deficit a window
  * added or paid down next to the facility's deficit after it.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
@@ -143,6 +148,20 @@ t.test('settlements and readings paged newest first; a reading leads to its sett
     const proof = await get(`/v1/settlements/${one.settlement.id}/proof?deviceId=${deviceId}&seq=${seq}`);
     t.ok(StandardMerkleTree.verify(proof.root, proof.leafEncoding, proof.leaf, proof.proof), `${path} proven in window 4`);
   }
+
+  // The README's audit example, as written there (its host and facility swapped for this stack's),
+  // picks its ids through the API: run it with bash, curl and node.
+  const readme = fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
+  const snippet = /Audit one settlement[^\n]*\n```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.ok(snippet, "README's audit example found");
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  const script = snippet!.replaceAll('localhost:3000', url.replace('http://', '')).replaceAll('sim-f1', 'F');
+  const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', `KEY=${key}\n${script}`], { encoding: 'utf8' });
+  const outputs = stdout.replaceAll('}{', '}\n{').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  t.equal(outputs.length, 3, 'reading, verification, proof');
+  t.equal(outputs[0].settlement.id, `F-${T0 + 4 * W}`, 'the newest settlement and one of its readings');
+  t.equal(outputs[1].match, true, 'it verifies');
+  t.ok(StandardMerkleTree.verify(outputs[2].root, outputs[2].leafEncoding, outputs[2].leaf, outputs[2].proof), 'its proof verifies');
   t.equal((await get('/v1/facilities/F/readings/d1/99', 404)).error.code, 'NOT_FOUND');
   t.equal((await get('/v1/facilities/F/readings/d1/x', 400)).error.code, 'VALIDATION_FAILED');
 });
