@@ -90,7 +90,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
   const hasSettled = async (id: string): Promise<boolean> => {
     const oracle = ctx.deps.oracle;
     if (!oracle) return false;
-    return (await oracle.listSettlements({ facilityId: id })).length > 0;
+    return (await oracle.listSettlements({ facilityId: id, limit: 1 })).length > 0;
   };
 
   /** Best effort: the registry is the source of truth for the oracle, which reconciles the chain. */
