@@ -11,10 +11,11 @@ import { Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
 import { buildBroker } from './broker/broker.ts';
 import { buildConsumer } from './broker/consumer.ts';
 import { buildIngestPipeline } from './broker/pipeline.ts';
+import { brokerListenOptions } from './broker/main.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { errors } from './domain/errors.ts';
-import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, redactUrl, type Config } from './domain/config.ts';
+import { DEMO_DEFAULTS, describeConfig, ingestSettings, loadConfig, mqttListeners, redactUrl, type Config } from './domain/config.ts';
 import { createLogger, type Logger } from './domain/logger.ts';
 import { acquireInstanceLock, assertPortsFree, explainListenError, type PortSetting } from './domain/instance.ts';
 import { closeOnSignal, isEntryPoint, Parts, runMain, type StopSummary } from './domain/process.ts';
@@ -48,8 +49,9 @@ export interface Stack {
 export function stackPorts(config: Config): PortSetting[] {
   const ports: PortSetting[] = [{ setting: 'HTTP_PORT', host: config.httpHost, port: config.httpPort }];
   if (!config.mqttUrl) {
-    ports.push({ setting: 'MQTT_PORT', host: config.mqttHost, port: config.mqttPort });
-    if (config.mqttTlsCert && config.mqttTlsKey) ports.push({ setting: 'MQTT_TLS_PORT', host: config.mqttHost, port: config.mqttTlsPort });
+    const listeners = mqttListeners(config);
+    if (listeners.plain) ports.push({ setting: 'MQTT_PORT', host: config.mqttHost, port: config.mqttPort });
+    if (listeners.tls) ports.push({ setting: 'MQTT_TLS_PORT', host: config.mqttHost, port: listeners.tls.port });
   }
   if (!config.chainRpcUrl) ports.push({ setting: 'ANVIL_PORT', host: '127.0.0.1', port: config.anvilPort });
   return ports;
@@ -73,7 +75,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
   let stopping: Promise<StopSummary> | undefined;
   const stop = () => (stopping ??= parts.stop(logger).finally(() => lock.release()));
   const ports = stackPorts(config);
-  const portOf = (setting: string) => ports.find((p) => p.setting === setting)!;
+  const portOf = (setting: string) => ports.find((p) => p.setting === setting);
   try {
     await assertPortsFree(ports);
     const metrics = new PromRegistry();
@@ -133,17 +135,16 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
       mqttUrl = config.mqttUrl;
     } else {
       broker = buildBroker({ registry: stores.registry, pipeline, logger: logger.child({ component: 'broker' }), metrics, limits: settings.limits });
-      const tls =
-        config.mqttTlsCert && config.mqttTlsKey
-          ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
-          : undefined;
       const b = broker;
-      const listening = await b.listen({ port: config.mqttPort, host: config.mqttHost, tls }).catch(async (err: unknown) => {
+      const listenOpts = brokerListenOptions(config);
+      const listening = await b.listen(listenOpts).catch(async (err: unknown) => {
         await b.close();
-        throw explainListenError(err, portOf(tls && (err as { port?: number }).port === tls.port ? 'MQTT_TLS_PORT' : 'MQTT_PORT'));
+        const onTls = listenOpts.tls !== undefined && (err as { port?: number }).port === listenOpts.tls.port;
+        throw explainListenError(err, portOf(onTls ? 'MQTT_TLS_PORT' : 'MQTT_PORT'));
       });
       parts.add('broker', () => b.close());
-      mqttUrl = `mqtt://${config.mqttHost}:${listening.port}`;
+      // TLS only (MQTT_PLAIN off): the demo fleet connects over TLS and must trust the certificate.
+      mqttUrl = listening.port !== undefined ? `mqtt://${config.mqttHost}:${listening.port}` : `mqtts://${config.mqttHost}:${listening.tlsPort}`;
     }
 
     // 4. oracle (built before the gateway, which serves its records; scheduled last)
@@ -242,7 +243,7 @@ function banner(stack: Stack): string {
     '',
     'Try next:',
     `  curl -s -H "Authorization: Bearer $(cat ${keyFile})" ${stack.httpUrl}/v1/settlements | head -c 600`,
-    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --api-key <admin key> --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02`,
+    `  npm run simulate -- --url ${redactUrl(stack.mqttUrl)} --api ${stack.httpUrl} --devices 4 --rate 2 --faults duplicate=0.05,garbage=0.02   (admin key read from DATA_DIR)`,
     'Ctrl-C stops everything; starting again keeps readings, registry and balances.',
     '',
   ].join('\n');

@@ -16,6 +16,7 @@ import type { IngestPipeline, IngestResult } from './pipeline.ts';
 import { TokenBuckets, addressKey } from './ratelimit.ts';
 import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
 import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
+import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Registry } from '../store/types.ts';
 
@@ -77,14 +78,18 @@ export interface BrokerDeps {
 }
 
 export interface ListenOptions {
+  /** Port of the plain TCP listener (0: any free port). */
   port: number;
   host?: string;
+  /** Open the plain TCP listener. Default true; false needs `tls` (there would be no listener). */
+  plain?: boolean;
   tls?: { cert: string | Buffer; key: string | Buffer; port: number };
 }
 
 export interface Broker {
   readonly aedes: Aedes;
-  listen(opts: ListenOptions): Promise<{ port: number; tlsPort?: number }>;
+  /** Opens the listeners; `port` is undefined when the plain one is off. */
+  listen(opts: ListenOptions): Promise<{ port?: number; tlsPort?: number }>;
   /** Closes every session (connected or still connecting) of the device. Returns how many. */
   disconnectDevice(deviceId: string): number;
   /** Closes every session of the facility's devices. Returns how many. */
@@ -437,9 +442,11 @@ export function buildBroker(deps: BrokerDeps): Broker {
     aedes,
     checkSessions,
     async listen(opts) {
+      const plain = opts.plain ?? true;
+      if (!plain && !opts.tls) throw errors.CONFIG_INVALID('the MQTT broker needs a plain or a TLS listener');
       await aedes.listen();
       const host = opts.host ?? '127.0.0.1';
-      const port = await listenOn(net.createServer({ noDelay: true }, handle), opts.port, host);
+      const port = plain ? await listenOn(net.createServer({ noDelay: true }, handle), opts.port, host) : undefined;
       let tlsPort: number | undefined;
       if (opts.tls) {
         const server = tls.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (socket) => handle(socket));

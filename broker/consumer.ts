@@ -5,8 +5,13 @@
  * after `pipeline.submit` resolved. If storage fails, the connection is dropped without PUBACK; the
  * persistent session (clean=false, fixed client id) makes the broker redeliver after the reconnect.
  *
- * Devices authenticate at that broker, so the topic's ids are trusted as far as identity goes, but the
- * device must exist in our registry and belong to the topic's facility (else rejected, 'invalid_topic').
+ * Devices authenticate at that broker, so the topic's ids are trusted as far as identity goes, but that
+ * broker may admit anyone it likes: each message is checked against our registry as our own broker
+ * checks a CONNECT. The device must exist ('unknown_device'), belong to the topic's facility
+ * ('invalid_topic'), be active ('device_not_active') and its facility active ('facility_not_active');
+ * else the message is rejected (logged, counted, feedback published) and acknowledged. The registry
+ * row is cached per device for `registryTtlMs` (1 s), so a suspension applies within about a second
+ * and a message costs no registry read in the common case.
  *
  * mqtt.js handles one incoming packet at a time per connection (the next waits for the callback), so
  * one connection has one message in flight; `connections` clients share the group for parallelism
@@ -20,13 +25,22 @@ import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
 import { redactUrl } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
-import type { Registry } from '../store/types.ts';
+import type { RejectReason } from '../domain/reading.ts';
+import type { DeviceCredentials, Registry } from '../store/types.ts';
+
+/** How long a device's registry row is trusted (ms): a suspension takes effect within this. */
+export const DEFAULT_REGISTRY_TTL_MS = 1000;
+/** Cached rows at most (unknown ids included); the cache is emptied when full. */
+const MAX_CACHED_DEVICES = 100_000;
+const MAX_REJECTION_PAYLOAD = 4096;
+
+type DeviceRow = Pick<DeviceCredentials, 'facilityId' | 'status' | 'facilityStatus'>;
 
 export interface ConsumerDeps {
   url: string;
   username?: string;
   password?: string;
-  registry: Pick<Registry, 'getDevice' | 'setOnline' | 'getFacility'>;
+  registry: Pick<Registry, 'credentials' | 'setOnline' | 'getFacility'>;
   pipeline: IngestPipeline;
   logger: Logger;
   metrics: PromRegistry;
@@ -38,6 +52,8 @@ export interface ConsumerDeps {
   clientIdPrefix?: string;
   /** Extra mqtt.js options (tests: reconnectPeriod). */
   mqttOptions?: IClientOptions;
+  /** How long (ms) a device's registry row is cached. Default DEFAULT_REGISTRY_TTL_MS. */
+  registryTtlMs?: number;
   clock?: () => number;
 }
 
@@ -57,32 +73,77 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
   const clients: MqttClient[] = [];
   const filters = [`$share/${group}/facilities/+/devices/+/readings`, `$share/${group}/facilities/+/devices/+/status`];
 
+  const ttl = deps.registryTtlMs ?? DEFAULT_REGISTRY_TTL_MS;
+  /** deviceId -> its registry row (undefined: not registered) and when it was read. */
+  const cache = new Map<string, { row: DeviceRow | undefined; at: number }>();
+
+  /** The device's registry row, read at most once per `ttl`. Throws if the registry does. */
+  function deviceRow(deviceId: string, now: number): DeviceRow | undefined {
+    const hit = cache.get(deviceId);
+    if (hit && now - hit.at < ttl && now >= hit.at) return hit.row;
+    const c = deps.registry.credentials(deviceId);
+    const row = c && { facilityId: c.facilityId, status: c.status, facilityStatus: c.facilityStatus };
+    if (cache.size >= MAX_CACHED_DEVICES) cache.clear();
+    cache.set(deviceId, { row, at: now });
+    return row;
+  }
+
+  /** Why this device may not publish under this topic's facility, or undefined when it may. */
+  function refusal(row: DeviceRow | undefined, facilityId: string): { reason: RejectReason; detail: string } | undefined {
+    if (!row) return { reason: 'unknown_device', detail: 'device is not registered' };
+    if (row.facilityId !== facilityId) return { reason: 'invalid_topic', detail: `device is not registered to facility ${facilityId}` };
+    if (row.status !== 'active') return { reason: 'device_not_active', detail: `device is ${row.status}` };
+    if (row.facilityStatus !== 'active') return { reason: 'facility_not_active', detail: `facility is ${row.facilityStatus}` };
+    return undefined;
+  }
+
+  /**
+   * A refused message: counted, logged in the topic's facility's rejections log when that facility
+   * exists (an unknown facility id has no log to write to; rows for it would only fill the disk), and
+   * the reason published to the device's feedback topic (QoS 0, best effort).
+   */
+  function refuse(client: MqttClient, t: { facilityId: string; deviceId: string }, why: { reason: RejectReason; detail: string }, payload: Buffer): void {
+    // The device's own facility (a status refusal) exists; otherwise ask the registry.
+    let facilityKnown = why.reason === 'device_not_active' || why.reason === 'facility_not_active';
+    try {
+      facilityKnown ||= deps.registry.getFacility(t.facilityId) !== undefined;
+    } catch (err) {
+      log.warn({ err }, 'registry lookup failed: rejection counted, not logged');
+    }
+    if (facilityKnown) {
+      deps.pipeline.recordRejection({
+        facilityId: t.facilityId,
+        deviceId: t.deviceId,
+        receivedAt: clock(),
+        reason: why.reason,
+        detail: why.detail,
+        payload: payload.subarray(0, MAX_REJECTION_PAYLOAD).toString('utf8'),
+      });
+    } else {
+      m.rejected.inc({ reason: why.reason });
+    }
+    log.debug({ facilityId: t.facilityId, deviceId: t.deviceId, reason: why.reason }, 'message refused by the registry check');
+    client.publish(feedbackTopic(t.facilityId, t.deviceId), feedbackPayload([{ seq: null, ...why }]), { qos: 0 });
+  }
+
   function handle(client: MqttClient, packet: mqtt.IPublishPacket, cb: (err?: Error) => void): void {
     const t = parseDeviceTopic(packet.topic);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     if (!t) return cb();
-    let known = false;
+    let why: { reason: RejectReason; detail: string } | undefined;
     try {
-      const dev = deps.registry.getDevice(t.deviceId);
-      known = dev !== undefined && dev.facilityId === t.facilityId;
+      why = refusal(deviceRow(t.deviceId, clock()), t.facilityId);
     } catch (err) {
       log.error({ err }, 'registry lookup failed: message not acknowledged');
       client.stream.destroy();
       return cb(err as Error);
     }
-    if (!known) {
-      m.aclDenied.inc({ action: 'publish' });
-      if (deps.registry.getFacility(t.facilityId)) {
-        deps.pipeline.recordRejection({
-          facilityId: t.facilityId,
-          deviceId: t.deviceId,
-          receivedAt: clock(),
-          reason: 'invalid_topic',
-          detail: 'device unknown or not registered to this facility',
-          payload: payload.subarray(0, 4096).toString('utf8'),
-        });
-      }
-      return cb();
+    if (why) {
+      if (why.reason === 'unknown_device' || why.reason === 'invalid_topic') m.aclDenied.inc({ action: 'publish' });
+      cb();
+      // A status message is not a reading: refused (no online flag written) without a rejection row.
+      if (t.kind === 'readings') refuse(client, t, why, payload);
+      return;
     }
     if (t.kind === 'status') {
       const online = parseStatus(payload);

@@ -1,7 +1,8 @@
 /**
  * `npm run start:broker`: the ingest service on its own. Loads the configuration, opens the stores
  * (store/open.ts: SQLite, readings in InfluxDB when INFLUX_URL is set),
- * then either runs our broker (MQTT_PORT, plus TLS when MQTT_TLS_CERT/KEY are set) or, with MQTT_URL,
+ * then either runs our broker (MQTT_PORT; with MQTT_TLS_CERT/KEY the TLS port instead, or both with
+ * MQTT_PLAIN=true) or, with MQTT_URL,
  * consumes from that external broker. Prints one JSON line `{"event":"listening","mqttPort":...}` on
  * stdout once ready (the durability test reads it); SIGINT/SIGTERM close everything in order.
  *
@@ -10,10 +11,10 @@
  */
 import fs from 'node:fs';
 import { Registry as PromRegistry } from 'prom-client';
-import { buildBroker, type Broker, type BrokerLimits } from './broker.ts';
+import { buildBroker, type Broker, type BrokerLimits, type ListenOptions } from './broker.ts';
 import { buildConsumer, type Consumer } from './consumer.ts';
 import { buildIngestPipeline, type IngestPipelineDeps } from './pipeline.ts';
-import { ingestSettings, loadConfig, type Config } from '../domain/config.ts';
+import { ingestSettings, loadConfig, mqttListeners, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
 import { closeOnSignal, isEntryPoint, Parts, runMain, throwIfFailed, type StopSummary } from '../domain/process.ts';
 import { openStores } from '../store/open.ts';
@@ -36,6 +37,20 @@ export interface IngestService {
   /** Stops broker (or consumer), ingest pipeline and store in that order, logging each when given a logger. */
   stop(logger?: Logger): Promise<StopSummary>;
   close(): Promise<void>;
+}
+
+/**
+ * Our broker's listeners from the configuration (domain/config.ts `mqttListeners`): TLS when
+ * MQTT_TLS_CERT/KEY are set (files read here), the plain port unless TLS is on and MQTT_PLAIN is not true.
+ */
+export function brokerListenOptions(config: Config): ListenOptions {
+  const l = mqttListeners(config);
+  return {
+    port: config.mqttPort,
+    host: config.mqttHost,
+    plain: l.plain,
+    ...(l.tls ? { tls: { cert: fs.readFileSync(l.tls.certFile), key: fs.readFileSync(l.tls.keyFile), port: l.tls.port } } : {}),
+  };
 }
 
 export async function startIngest(config: Config, opts: StartIngestOptions): Promise<IngestService> {
@@ -71,11 +86,7 @@ export async function startIngest(config: Config, opts: StartIngestOptions): Pro
     } else {
       const b = (broker = buildBroker({ registry: sqlite.registry, pipeline, logger, metrics, limits: { ...settings.limits, ...opts.limits } }));
       parts.add('broker', () => b.close());
-      const tlsOpts =
-        config.mqttTlsCert && config.mqttTlsKey
-          ? { cert: fs.readFileSync(config.mqttTlsCert), key: fs.readFileSync(config.mqttTlsKey), port: config.mqttTlsPort }
-          : undefined;
-      ports = await b.listen({ port: config.mqttPort, host: config.mqttHost, tls: tlsOpts });
+      ports = await b.listen(brokerListenOptions(config));
     }
   } catch (err) {
     await parts.stop();

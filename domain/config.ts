@@ -20,10 +20,11 @@ const HEX_KEY = /^(0x)?[0-9a-fA-F]{64}$/;
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
 export const SETTINGS = {
-  mqttPort: { env: 'MQTT_PORT', kind: 'port', default: '1883', description: 'MQTT listener port (own broker)' },
+  mqttPort: { env: 'MQTT_PORT', kind: 'port', default: '1883', description: 'MQTT plain listener port (own broker; see MQTT_PLAIN)' },
   mqttTlsPort: { env: 'MQTT_TLS_PORT', kind: 'port', default: '8883', description: 'MQTT TLS listener port, used when MQTT_TLS_CERT and MQTT_TLS_KEY are set' },
   mqttTlsCert: { env: 'MQTT_TLS_CERT', kind: 'string', description: 'PEM certificate file for the MQTT TLS listener' },
   mqttTlsKey: { env: 'MQTT_TLS_KEY', kind: 'string', description: 'PEM private key file for the MQTT TLS listener', sensitive: true },
+  mqttPlain: { env: 'MQTT_PLAIN', kind: 'bool', description: 'open the plain (unencrypted) MQTT listener on MQTT_PORT; default true without TLS, false when MQTT_TLS_CERT and MQTT_TLS_KEY are set (set true to keep both)' },
   mqttHost: { env: 'MQTT_HOST', kind: 'string', default: '127.0.0.1', description: 'address the MQTT listeners bind to' },
   mqttUrl: { env: 'MQTT_URL', kind: 'url', description: 'consume readings from this external broker (shared subscription) instead of running our own' },
   mqttUsername: { env: 'MQTT_USERNAME', kind: 'string', description: 'username for MQTT_URL' },
@@ -132,6 +133,13 @@ export function loadConfig(
   if (out.chainRpcUrl && !out.contractAddress) {
     throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs CONTRACT_ADDRESS');
   }
+  if (Boolean(out.mqttTlsCert) !== Boolean(out.mqttTlsKey)) {
+    // One without the other would silently leave TLS off (and the plain listener on).
+    throw errors.CONFIG_INVALID('MQTT_TLS_CERT and MQTT_TLS_KEY must be set together');
+  }
+  if (out.mqttPlain === false && !out.mqttTlsCert && !out.mqttUrl) {
+    throw errors.CONFIG_INVALID('MQTT_PLAIN=false needs MQTT_TLS_CERT and MQTT_TLS_KEY (the broker would have no listener)');
+  }
   if (out.influxUrl && !out.influxDatabase && !(out.influxOrg && out.influxBucket)) {
     throw errors.CONFIG_INVALID('INFLUX_URL needs INFLUX_DATABASE (1.x API) or INFLUX_ORG and INFLUX_BUCKET (2.x API)');
   }
@@ -148,6 +156,16 @@ export function ingestSettings(config: Config): {
     limits: { registryPollMs: config.mqttRegistryPollMs, connectRatePerSecond: config.mqttConnectRate, connectBurst: config.mqttConnectBurst },
     rejectionRetentionMs: config.rejectionRetentionDays * 86_400_000,
   };
+}
+
+/**
+ * Which MQTT listeners our broker opens: TLS when a certificate and key are configured; the plain TCP
+ * listener unless TLS is configured, or when MQTT_PLAIN says so explicitly. So configuring TLS closes
+ * the unencrypted port unless the operator keeps it on purpose (MQTT_PLAIN=true).
+ */
+export function mqttListeners(config: Config): { plain: boolean; tls?: { certFile: string; keyFile: string; port: number } } {
+  const tls = config.mqttTlsCert && config.mqttTlsKey ? { certFile: config.mqttTlsCert, keyFile: config.mqttTlsKey, port: config.mqttTlsPort } : undefined;
+  return { plain: config.mqttPlain ?? !tls, ...(tls ? { tls } : {}) };
 }
 
 /** Query parameters whose value is a credential (`?token=`, `?apiKey=`, `?access_token=`, `?sig=` ...). */

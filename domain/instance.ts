@@ -141,7 +141,8 @@ export async function assertPortsFree(ports: PortSetting[]): Promise<void> {
  * A listen failure said in terms of the setting: EADDRINUSE (or anvil's "Address already in use")
  * becomes PORT_IN_USE; anything else is returned unchanged. For the race the pre-check cannot close.
  */
-export function explainListenError(err: unknown, p: PortSetting): unknown {
+export function explainListenError(err: unknown, p: PortSetting | undefined): unknown {
+  if (!p) return err;
   const inUse = errnoCode(err) === 'EADDRINUSE' || (err instanceof Error && /address already in use/i.test(err.message));
   return inUse && p.port !== 0 ? errors.PORT_IN_USE(p.setting, p.host, p.port) : err;
 }

@@ -112,6 +112,12 @@ export const REJECT_REASONS = [
   'rate_limited',
   /** MQTT: publish/will to a topic that is not the device's own, or a topic too long or too deep. */
   'invalid_topic',
+  /** External broker (MQTT_URL): the topic's device is not in our registry. */
+  'unknown_device',
+  /** External broker: the device is suspended or decommissioned (our broker refuses it at CONNECT). */
+  'device_not_active',
+  /** External broker: the device's facility is suspended (our broker refuses it at CONNECT). */
+  'facility_not_active',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -95,7 +95,7 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
       ...(opts.broker ? { broker: opts.broker } : {}),
       metrics: opts.metrics ?? new PromRegistry(),
       logger: opts.logger,
-      options: { windowSeconds: config.windowSeconds },
+      options: { windowSeconds: config.windowSeconds, graceSeconds: config.graceSeconds },
     });
     parts.add('gateway', () => app.close());
     const adminKey = bootstrapAdminKey(createKeyStore(stores.db), { configuredKey: config.adminApiKey, dataDir: config.dataDir, logger: log });

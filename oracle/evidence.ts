@@ -85,7 +85,8 @@ export function evidenceLeaves(r: WindowResult): EvidenceLeaf[] {
   leaves.push(['header', r.facilityId, n(r.window.start), n(r.window.end), r.methodologyVersion, r.baselineKgPerHour, false, false]);
   const { hash, ...factorBody } = r.factors;
   leaves.push(['factors', r.factors.version, '0', '0', hash, canonicalJson(factorBody), false, false]);
-  leaves.push(['result', r.facilityId, n(r.netGrams), n(r.rawNetGrams), r.actualKg, canonicalJson(r.totals), r.complete, false]);
+  // The last flag: the net was capped at the window's baseline grams (exports cannot earn above it).
+  leaves.push(['result', r.facilityId, n(r.netGrams), n(r.rawNetGrams), r.actualKg, canonicalJson(r.totals), r.complete, r.capped]);
   for (const d of r.devices) {
     // What the settlement saw of the device (its visibility mark), what its previous settlement saw,
     // and the coverage facts and verdict (docs/METHODOLOGY.md "Evidence tree").

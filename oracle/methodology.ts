@@ -122,8 +122,15 @@ export interface WindowResult {
   actualKg: string;
   /** floor((baseline_kg - actual_kg) * 1000) before the coverage cap. */
   rawNetGrams: bigint;
-  /** rawNetGrams, capped at 0 when the window is incomplete. */
+  /** rawNetGrams, capped at 0 when the window is incomplete, and at `netBoundGrams` always. */
   netGrams: bigint;
+  /**
+   * The most a window may earn: floor(baseline grams of the window). A net above it can only come from
+   * exports (actual below zero); the contract refuses such a net, so the oracle caps it and says so.
+   */
+  netBoundGrams: bigint;
+  /** Whether the net was cut down to netBoundGrams. */
+  capped: boolean;
   complete: boolean;
   totals: MetricTotals;
   devices: DeviceWindowResult[];
@@ -273,7 +280,11 @@ export function settleWindow(input: WindowInput): WindowResult {
   // Complete: at least one device in coverage, and every device in coverage satisfies the rule.
   const inCoverage = results.filter((r) => r.inCoverage);
   const complete = inCoverage.length > 0 && inCoverage.every((r) => r.status === 'ok');
-  const netGrams = complete || rawNetGrams < 0n ? rawNetGrams : 0n;
+  // No window earns more than its baseline (an export allowance would raise this bound; none is set).
+  const netBoundGrams = floorScaledDiv(baseline.mul(windowMsD), 3, MS_PER_HOUR);
+  const covered = complete || rawNetGrams < 0n ? rawNetGrams : 0n;
+  const capped = covered > netBoundGrams;
+  const netGrams = capped ? netBoundGrams : covered;
   return {
     facilityId: input.facilityId,
     window: { start: window.start, end: window.end },
@@ -284,6 +295,8 @@ export function settleWindow(input: WindowInput): WindowResult {
     actualKg: actualKg.toString(),
     rawNetGrams,
     netGrams,
+    netBoundGrams,
+    capped,
     complete,
     totals: {
       electricity_import: total('electricity_import').toString(),

@@ -15,4 +15,6 @@ export const simErrors = {
   NO_CREDENTIALS: define('SIM_NO_CREDENTIALS', (what: string) => what),
   API_FAILED: define('SIM_API_FAILED', (what: string) => what),
   STATE_INVALID: define('SIM_STATE_INVALID', (file: string, why: string) => `state file ${file} is unusable: ${why} (move it away to start afresh)`),
+  STATE_LOCKED: define('SIM_STATE_LOCKED', (file: string, lock: string, holder: string) =>
+    `state file ${file} is in use by another simulator (${holder}): give this run its own --prefix P (its own devices and state file) or --state FILE, or stop that one first. If no such process runs, delete ${lock}`),
 } as const;

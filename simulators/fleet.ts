@@ -14,9 +14,9 @@ import { simErrors } from './errors.ts';
 import { addFaultCounts, emptyFaultCounts, expectRejection, parseFaults, type FaultCounts, type FaultRates } from './faults.ts';
 import { planFleet, planFromCredentials, readCredentialsFile, type DevicePlan, type FacilityPlan, type SimCredentials } from './plan.ts';
 import { countKinds, getProfile, type ProfileName } from './profiles.ts';
-import { registerFleet, type ApiTarget } from './register.ts';
-import { startProgress, type DeviceSummary, type FleetStats, type FleetSummary, type ProgressSink } from './progress.ts';
-import { DEFAULT_STATE_PATH, emptyState, loadState, saveState, type PendingMessage, type SimState } from './state.ts';
+import { registerFleet, rejectionDelta, type ApiTarget, type RejectionSnapshot } from './register.ts';
+import { classifyRejections, startProgress, type DeviceSummary, type FleetStats, type FleetSummary, type ProgressSink } from './progress.ts';
+import { defaultStatePath, emptyState, loadState, lockState, saveState, type PendingMessage, type SimState, type StateLock } from './state.ts';
 
 export type { FleetStats, FleetSummary } from './progress.ts';
 export { checkBrokerUrl } from './connection.ts';
@@ -32,7 +32,10 @@ export interface FleetOptions {
   seed?: string | number;
   /** Stop by itself after this many seconds (default: run until stop()). */
   duration?: number;
-  /** State file (default ./data/simulator-state.json); null for none. */
+  /**
+   * State file (default data/simulator-state-{prefix}.json, data/simulator-state.json for the prefix
+   * `sim`); null for none. Locked while the fleet runs: a second live simulator on it is refused.
+   */
   statePath?: string | null;
   /** Device credentials, or a JSON file of them (`--credentials`). */
   credentials?: SimCredentials[];
@@ -60,6 +63,12 @@ export interface FleetOptions {
   progressIntervalMs?: number;
   /** Reports the platform's rejection count (e.g. from the gateway /metrics) for the progress line. */
   rejectedCount?: () => Promise<number | undefined>;
+  /**
+   * Reads the rejections the platform logged for these facilities (e.g. `rejectionLog(api)`): read
+   * once before the devices connect and once at stop, the difference by reason goes to the summary
+   * next to what the injected faults explain.
+   */
+  rejectionLog?: (facilityIds: string[]) => Promise<RejectionSnapshot | undefined>;
   reconnectPeriodMs?: number;
   /** How long to wait for the first CONNACKs before giving up (default 10 s). */
   connectTimeoutMs?: number;
@@ -117,9 +126,24 @@ async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolea
   return true;
 }
 
+/**
+ * Starts the fleet. The state file is locked for the fleet's lifetime (SIM_STATE_LOCKED when another
+ * live simulator holds it); the lock goes at stop, on a failed start, or when the process exits.
+ */
 export async function startFleet(opts: FleetOptions): Promise<Fleet> {
   const log = (opts.logger ?? silentLogger).child({ component: 'simulators' });
   checkBrokerUrl(opts.url);
+  const statePath = opts.statePath === undefined ? defaultStatePath(opts.prefix) : opts.statePath;
+  const lock = statePath ? lockState(statePath, (holder) => log.warn({ statePath, holder }, 'took over a stale state lock (its simulator is gone)')) : undefined;
+  try {
+    return await startLocked({ ...opts, statePath }, log, lock);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | undefined): Promise<Fleet> {
   const rate = opts.rate ?? 1;
   if (!(rate > 0 && rate <= 1000)) throw simErrors.USAGE('--rate must be a number of readings per second per device, > 0 and <= 1000');
   if (opts.duration !== undefined && !(opts.duration > 0)) throw simErrors.USAGE('--duration must be a positive number of seconds');
@@ -128,7 +152,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
   const now = opts.now ?? Date.now;
   const windowSeconds = opts.windowSeconds ?? 3600;
   const graceSeconds = opts.graceSeconds ?? 300;
-  const statePath = opts.statePath === undefined ? DEFAULT_STATE_PATH : opts.statePath;
+  const statePath = opts.statePath ?? null;
   const maxPending = opts.maxPending ?? 10_000;
 
   const loaded = statePath ? loadState(statePath) : undefined;
@@ -153,6 +177,8 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
     log.warn('no credentials (--credentials or --api): connecting without passwords; a broker with authentication will refuse');
   }
+  const facilityIds = plan.map((f) => f.facilityId);
+  const rejectionsBefore = opts.rejectionLog ? await opts.rejectionLog(facilityIds) : undefined;
 
   const counters = { sent: 0, acked: 0, readings: 0, reconnects: 0, connectionErrors: 0, bufferFull: 0, redelivered: 0 };
   const netFaults: FaultCounts = emptyFaultCounts();
@@ -406,15 +432,24 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
       await pollRejected();
       await Promise.all(runners.map((r) => endClient(r.client)));
       save(true);
+      lock?.release();
+      // every message acknowledged was validated and its rejections logged before its PUBACK
+      const rejectionsAfter = rejectionsBefore && opts.rejectionLog ? await opts.rejectionLog(facilityIds) : undefined;
       progress?.stop();
       const s = stats();
+      const rejections = rejectionsBefore && rejectionsAfter ? classifyRejections(rejectionDelta(rejectionsBefore, rejectionsAfter), s.faults.expectedRejections) : null;
+      if (opts.rejectionLog && !rejections) log.warn('could not read the rejections the platform logged; the summary cannot tell expected from unexpected ones');
       const summary: FleetSummary = {
         ...s,
+        ...(rejections ? { rejected: rejections.total } : {}),
+        rejections,
+        windowSeconds,
+        graceSeconds,
         startedAt: new Date(startedAt).toISOString(),
         stoppedAt: new Date().toISOString(),
         unacked: runners.reduce((n, r) => n + [...r.pending.values()].filter((p) => p.kind === 'reading').length, 0),
         statePath: statePath ?? null,
-        facilityIds: plan.map((f) => f.facilityId),
+        facilityIds,
         deviceDetails: runners.map(
           (r): DeviceSummary => ({
             deviceId: r.plan.deviceId,

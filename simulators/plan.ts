@@ -61,12 +61,13 @@ function ownerFor(seed: string, facilityId: string): string {
   return `0x${hex}`;
 }
 
-function facility(index: number, facilityId: string, opts: { seed: string; profiles?: ProfileName[]; owner?: string }): FacilityPlan {
+function facility(index: number, facilityId: string, opts: { seed: string; profiles?: ProfileName[]; owner?: string; prefix?: string }): FacilityPlan {
   const profiles = opts.profiles?.length ? opts.profiles : DEFAULT_PROFILES;
   const profile = profiles[index % profiles.length];
   return {
     facilityId,
-    name: `Simulated ${profile} facility ${index + 1}`,
+    // the prefix tells runs apart on the dashboard (npm start's own fleet, `sim`, keeps the plain name)
+    name: `Simulated ${profile} facility ${index + 1}${opts.prefix && opts.prefix !== 'sim' ? ` (${opts.prefix})` : ''}`,
     profile,
     outcome: PROFILE_OUTCOME[profile],
     seed: hashSeed(opts.seed, facilityId),
@@ -82,7 +83,7 @@ export function planFleet(opts: PlanOptions): FacilityPlan[] {
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(prefix)) throw simErrors.USAGE('--prefix must be 1-40 characters of A-Z a-z 0-9 _ -');
   const f = Math.min(n, Math.max(1, opts.facilities ?? Math.ceil(n / 4)));
   const out: FacilityPlan[] = [];
-  for (let i = 0; i < f; i++) out.push(facility(i, `${prefix}-f${i + 1}`, opts));
+  for (let i = 0; i < f; i++) out.push(facility(i, `${prefix}-f${i + 1}`, { ...opts, prefix }));
   const members: number[][] = out.map(() => []);
   for (let d = 0; d < n; d++) members[Math.floor((d * f) / n)].push(d);
   for (let i = 0; i < f; i++) {

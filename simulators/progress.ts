@@ -47,12 +47,83 @@ export interface DeviceSummary {
   ackedSeqs?: number[];
 }
 
+/** One rejection reason of the run: how many the platform logged, how many the faults explain. */
+export interface ReasonCount {
+  reason: string;
+  count: number;
+  /** Injected faults that should have been refused with this reason. */
+  expected: number;
+  /** Refusals beyond what the faults explain. */
+  unexpected: number;
+  /** The fault that produces this reason, when one does. */
+  fault?: string;
+}
+
+/** The platform's rejections of this run's facilities, from its rejection log (`--api`). */
+export interface RejectionReport {
+  total: number;
+  /** Reasons seen or expected, most frequent first. */
+  byReason: ReasonCount[];
+  unexpected: number;
+  /** A facility's log had more rows than one page: counts are lower bounds. */
+  truncated: boolean;
+}
+
+/** Which injected fault makes the platform refuse with a reason. */
+export const REASON_FAULT: Record<string, string> = {
+  invalid_json: 'garbage',
+  invalid_utf8: 'garbage',
+  unknown_metric: 'garbage',
+  unknown_unit: 'garbage',
+  invalid_value: 'garbage',
+  invalid_shape: 'garbage',
+  invalid_ts: 'garbage',
+  future_ts: 'skew',
+  ts_out_of_order: 'skew',
+  seq_not_increasing: 'reorder',
+  invalid_topic: 'spoof',
+};
+
+/** Compares the rejections logged with those the faults explain, reason by reason. */
+export function classifyRejections(seen: { byReason: Record<string, number>; truncated: boolean }, expected: Partial<Record<string, number>>): RejectionReport {
+  const reasons = new Set([...Object.keys(seen.byReason), ...Object.keys(expected)]);
+  const byReason: ReasonCount[] = [...reasons].map((reason) => {
+    const count = seen.byReason[reason] ?? 0;
+    const exp = expected[reason] ?? 0;
+    return { reason, count, expected: exp, unexpected: Math.max(0, count - exp), ...(REASON_FAULT[reason] ? { fault: REASON_FAULT[reason] } : {}) };
+  });
+  byReason.sort((a, b) => b.count - a.count || b.expected - a.expected || (a.reason < b.reason ? -1 : 1));
+  return {
+    total: byReason.reduce((n, r) => n + r.count, 0),
+    byReason,
+    unexpected: byReason.reduce((n, r) => n + r.unexpected, 0),
+    truncated: seen.truncated,
+  };
+}
+
+/** `320: 315 duplicate_conflict (unexpected), 5 invalid_value (expected: fault garbage)` */
+export function formatRejections(r: RejectionReport): string {
+  const parts = r.byReason.map((x) => {
+    const from = `fault ${x.fault ?? 'injected'}`;
+    if (x.expected === 0) return `${x.count} ${x.reason} (unexpected)`;
+    if (x.count === x.expected) return `${x.count} ${x.reason} (expected: ${from})`;
+    if (x.count < x.expected) return `${x.count} ${x.reason} (expected ${x.expected}: ${from})`;
+    return `${x.count} ${x.reason} (${x.expected} expected: ${from}; ${x.unexpected} unexpected)`;
+  });
+  return `${r.truncated ? 'at least ' : ''}${r.total}${parts.length ? `: ${parts.join(', ')}` : ''}`;
+}
+
 export interface FleetSummary extends FleetStats {
   startedAt: string;
   stoppedAt: string;
   /** Reading messages still unacknowledged at stop, kept in the state file for the next run. */
   unacked: number;
   statePath: string | null;
+  /** The rejections of this run by reason, expected or not; null without a rejection log (no --api). */
+  rejections: RejectionReport | null;
+  /** Settlement window and grace the fleet assumed (late readings, baselines). */
+  windowSeconds: number;
+  graceSeconds: number;
   facilityIds: string[];
   deviceDetails: DeviceSummary[];
 }
@@ -87,10 +158,13 @@ export function formatSummary(s: FleetSummary): string {
   const lines = [
     `simulated ${s.devices} devices in ${s.facilities} facilities for ${s.elapsedSeconds.toFixed(1)} s`,
     `  readings ${s.readings}, messages sent ${s.sent}, acknowledged ${s.acked} (${s.readingsAcked} readings), unacknowledged ${s.unacked}`,
-    `  rejected by the platform: ${s.rejected ?? 'unknown (no --api)'}; expected from injected faults: ${expected || 'none'}`,
+    s.rejections
+      ? `  rejected by the platform: ${formatRejections(s.rejections)}`
+      : `  rejected by the platform: ${s.rejected ?? 'unknown (no --api)'}; expected from injected faults: ${expected || 'none'}`,
     `  reconnects ${s.reconnects}, connection errors ${s.connectionErrors}, refused devices ${s.refused}, buffer full ${s.bufferFull}, redelivered ${s.redelivered}`,
     `  faults: ${faultText(s.faults) || 'none'}`,
   ];
+  if (s.rejections?.unexpected) lines.push(`  ${s.rejections.unexpected} rejections no injected fault explains: see GET /v1/facilities/{id}/rejections`);
   if (s.statePath) lines.push(`  state saved to ${s.statePath}`);
   return lines.join('\n');
 }

@@ -1,9 +1,12 @@
 /**
  * Self-registration through the gateway HTTP API (SPEC "HTTP gateway"): each planned facility is
  * created with a baseline suggested for its profile (409: it exists, reuse it), each device is
- * created (201 gives its password) or, when it exists, gets a fresh secret by rotation.
+ * created (201 gives its password) or, when it exists, gets a fresh secret by rotation. Also what
+ * the simulator reads back: the platform's rejection count (/metrics) and rejection log per
+ * facility (the summary's rejections by reason), and the stack's windows (GET /health).
  */
 import type { Logger } from '../domain/logger.ts';
+import { DomainError } from '../domain/errors.ts';
 import { simErrors } from './errors.ts';
 import type { FacilityPlan, SimCredentials } from './plan.ts';
 import { getProfile, suggestBaseline } from './profiles.ts';
@@ -137,4 +140,65 @@ export function rejectedCounter(api: ApiTarget, fetchImpl: typeof fetch = fetch)
       return undefined;
     }
   };
+}
+
+/** The rejection rows of some facilities at one moment: count per (device, reason, first refusal). */
+export interface RejectionSnapshot {
+  rows: Map<string, { reason: string; count: number }>;
+  /** A facility had a full page (the oldest rows may be missing): counts are lower bounds. */
+  truncated: boolean;
+}
+
+const REJECTION_PAGE = 1000;
+
+/**
+ * Reads `GET /v1/facilities/{id}/rejections` of each facility (the platform's log, where rows of one
+ * device, reason and minute are counted together); undefined when a facility cannot be read.
+ */
+export function rejectionLog(api: ApiTarget, fetchImpl: typeof fetch = fetch): (facilityIds: string[]) => Promise<RejectionSnapshot | undefined> {
+  const call = apiClient(api, fetchImpl);
+  return async (facilityIds) => {
+    const snap: RejectionSnapshot = { rows: new Map(), truncated: false };
+    for (const id of facilityIds) {
+      let r: ApiResult;
+      try {
+        r = await call('GET', `/v1/facilities/${encodeURIComponent(id)}/rejections?limit=${REJECTION_PAGE}`);
+      } catch {
+        return undefined;
+      }
+      const items = (r.body as { items?: unknown } | undefined)?.items;
+      if (r.status !== 200 || !Array.isArray(items)) return undefined;
+      if (items.length >= REJECTION_PAGE) snap.truncated = true;
+      for (const it of items as { deviceId?: unknown; reason?: unknown; receivedAt?: unknown; count?: unknown }[]) {
+        const reason = String(it.reason);
+        const count = typeof it.count === 'number' && it.count > 1 ? it.count : 1;
+        const key = `${id}|${String(it.deviceId)}|${reason}|${String(it.receivedAt)}`;
+        snap.rows.set(key, { reason, count: (snap.rows.get(key)?.count ?? 0) + count });
+      }
+    }
+    return snap;
+  };
+}
+
+/** Rejections logged between two snapshots, by reason. */
+export function rejectionDelta(before: RejectionSnapshot, after: RejectionSnapshot): { byReason: Record<string, number>; truncated: boolean } {
+  const byReason: Record<string, number> = {};
+  for (const [key, row] of after.rows) {
+    const n = row.count - (before.rows.get(key)?.count ?? 0);
+    if (n > 0) byReason[row.reason] = (byReason[row.reason] ?? 0) + n;
+  }
+  return { byReason, truncated: before.truncated || after.truncated };
+}
+
+/** The windows the stack settles, from its gateway's `GET /health`; undefined when it does not say. */
+export async function stackSettlement(api: ApiTarget, fetchImpl: typeof fetch = fetch): Promise<{ windowSeconds: number; graceSeconds?: number } | undefined> {
+  try {
+    const r = await apiClient(api, fetchImpl)('GET', '/health');
+    const s = (r.body as { settlement?: { windowSeconds?: unknown; graceSeconds?: unknown } } | undefined)?.settlement;
+    if (!s || !Number.isInteger(s.windowSeconds) || (s.windowSeconds as number) < 1) return undefined;
+    return { windowSeconds: s.windowSeconds as number, ...(Number.isInteger(s.graceSeconds) && (s.graceSeconds as number) >= 0 ? { graceSeconds: s.graceSeconds as number } : {}) };
+  } catch (err) {
+    if (err instanceof DomainError && err.code === simErrors.USAGE.code) throw err; // a bad --api URL
+    return undefined;
+  }
 }

@@ -1,6 +1,6 @@
 /** The ledger client: what the oracle, the gateway and `npm start` import. */
 export { loadArtifact, type Artifact } from './artifact.ts';
-export { decodeLedgerError, LedgerRevertError, toLedgerError, type DecodedLedgerError } from './errors.ts';
+export { decodeLedgerError, describeChainError, explainRevert, rawRevert, LedgerRevertError, toLedgerError, type DecodedLedgerError, type RevertContext } from './errors.ts';
 export { startHardhatChain, startAnvil, anvilBinary, testPrivateKeys, TEST_MNEMONIC, type Chain, type AnvilOptions, type HardhatChainOptions } from './chain.ts';
 export {
   Ledger,

@@ -67,7 +67,8 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: GatewayContext): vo
       };
       if (chain?.ok) backends.chain.blockNumber = Number(chain.value);
       const healthy = Object.values(backends).every((b) => b.ok || !b.configured);
-      return reply.code(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'degraded', backends });
+      const settlement = { windowSeconds: ctx.windowMs / 1000, ...(ctx.graceMs !== undefined ? { graceSeconds: ctx.graceMs / 1000 } : {}) };
+      return reply.code(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'degraded', backends, settlement });
     },
   );
 

@@ -69,6 +69,7 @@ export async function startBroker(
     await broker.close();
     await pipeline.close();
   });
+  if (port === undefined) throw new Error('the broker opened no plain listener');
   return { broker, pipeline, metrics, port };
 }
 

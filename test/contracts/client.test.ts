@@ -5,7 +5,7 @@
 import t from 'tap';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
-import { decodeLedgerError, LedgerRevertError, toLedgerError } from '../../contracts/client/errors.ts';
+import { decodeLedgerError, describeChainError, explainRevert, LedgerRevertError, toLedgerError } from '../../contracts/client/errors.ts';
 import { facilityKey, kgPerHourToMg, toSeconds, ROLES } from '../../contracts/client/ledger.ts';
 
 t.test('unit conversions', async (t) => {
@@ -53,8 +53,51 @@ t.test('decodeLedgerError finds the revert data wherever ethers put it', async (
 
   const wrapped = toLedgerError({ data });
   t.type(wrapped, LedgerRevertError);
-  t.match(wrapped, { code: 'LEDGER_REVERTED', statusCode: 409, message: `ledger reverted: WindowAlreadySettled(${key}, 1767225600)` });
+  t.match(wrapped, {
+    code: 'LEDGER_REVERTED',
+    statusCode: 409,
+    message: `ledger reverted: the facility with key ${key}'s window starting 2026-01-01T00:00:00.000Z (1767225600) is already settled: nothing to do [WindowAlreadySettled(${key}, 1767225600)]`,
+  });
   t.same(decodeLedgerError(wrapped), want, 'a wrapped error decodes to the same thing');
   const plain = new Error('boom');
   t.equal(toLedgerError(plain), plain, 'anything else is passed through');
+});
+
+t.test('every revert becomes a sentence the reader can act on', async (t) => {
+  const iface = new ethers.Interface(loadArtifact().abi as ethers.InterfaceAbi);
+  const holder = ethers.getAddress('0x90f79bf6eb2c4f870365e785982e1f101e93b906');
+  // What ethers throws for a direct send that fails estimateGas: CALL_EXCEPTION with the data, no name.
+  const thrown = (name: string, args: unknown[]) =>
+    Object.assign(new Error('execution reverted (unknown custom error)'), { code: 'CALL_EXCEPTION', data: iface.encodeErrorResult(name, args) });
+  const balance = thrown('ERC20InsufficientBalance', [holder, 3_500_000n, 9_000_000n]);
+  t.equal(
+    describeChainError(balance, { you: holder, action: 'retire' }),
+    'insufficient balance: you hold 3500000 g (3.5 t), tried to retire 9000000 g (9 t); retire at most 3500000 g, or wait for more settled windows',
+  );
+  t.match(describeChainError(balance), /^insufficient balance: account 0x90F79bf6EB2c4f870365E785982E1f101E93b906 holds 3500000 g \(3\.5 t\), the request needs 9000000 g/);
+  t.match((toLedgerError(balance) as Error).message, /^ledger reverted: insufficient balance: .* \[ERC20InsufficientBalance\(0x90F7.*, 3500000, 9000000\)\]$/, 'the client error carries the sentence and the raw error');
+
+  const role = thrown('AccessControlUnauthorizedAccount', [holder, ethers.id('ORACLE_ROLE')]);
+  t.match(describeChainError(role), /not allowed: account 0x90F7\w+ lacks the oracle \(ORACLE_ROLE\) role/);
+  t.match(describeChainError(thrown('EnforcedPause', [])), /paused by its administrator/);
+  t.match(describeChainError(thrown('InvalidAccountNonce', [holder, 4n]), { you: holder }), /nonce is already used: you are at nonce 4 .*sign a new request/);
+  t.match(describeChainError(thrown('RetirementSignatureExpired', [1_767_225_600n])), /expired at 2026-01-01T00:00:00\.000Z .*--valid-seconds/);
+  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7'), holder]), { facilityIds: ['plant-1', 'plant-7'] }), /^facility plant-7, of account 0x90F7\w+, is suspended by the regulator/);
+  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7'), holder]), { you: holder }), /^the facility with key 0x[0-9a-f]{64}, yours, is suspended/);
+  t.match(describeChainError(thrown('WindowOutOfOrder', [ethers.id('A'), 10n, 20n])), /next window to settle starts at 1970-01-01T00:00:10\.000Z \(10\), not 1970-01-01T00:00:20\.000Z \(20\)/);
+  t.match(describeChainError(thrown('OwnerAlreadyHasFacility', [holder, ethers.id('x')])), /npm run cli -- keygen/);
+
+  // OpenZeppelin errors outside the ledger's ABI (ERC-1155) decode too.
+  const erc1155 = new ethers.Interface(['error ERC1155InsufficientBalance(address sender, uint256 balance, uint256 needed, uint256 tokenId)']);
+  const e1155 = { data: erc1155.encodeErrorResult('ERC1155InsufficientBalance', [holder, 1n, 2n, 7n]) };
+  t.same(decodeLedgerError(e1155), { name: 'ERC1155InsufficientBalance', args: [holder, 1n, 2n, 7n] });
+  t.match(describeChainError(e1155), /^insufficient balance: account 0x90F7\w+ holds 1 g/);
+  t.match(explainRevert({ name: 'Panic', args: [17n] }), /arithmetic overflow/);
+  t.equal(explainRevert({ name: 'Error', args: ['nope'] }), 'the contract refused: nope');
+  t.equal(explainRevert({ name: 'SomethingNew', args: [1n, 'x'] }), 'SomethingNew(1, x)', 'an unknown name is shown raw');
+
+  // Non-reverts.
+  t.match(describeChainError(Object.assign(new Error('insufficient funds for intrinsic transaction cost'), { code: 'INSUFFICIENT_FUNDS' })), /no ether to pay gas.*--relay/);
+  t.match(describeChainError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), { rpc: 'http://127.0.0.1:1' }), /cannot reach the chain at http:\/\/127\.0\.0\.1:1/);
+  t.match(describeChainError({ code: 'CALL_EXCEPTION', data: '0xdeadbeef', message: 'execution reverted' }), /does not know \(selector 0xdeadbeef\)/);
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DEMO_DEFAULTS, describeConfig, loadConfig } from '../../domain/config.ts';
+import { DEMO_DEFAULTS, describeConfig, loadConfig, mqttListeners } from '../../domain/config.ts';
 import { windowOf, isClosed, nextWindowStart } from '../../domain/window.ts';
 
 t.test('defaults work on one machine', async (t) => {
@@ -31,6 +31,20 @@ t.test('invalid values fail at start with the variable named', async (t) => {
   t.equal(loadConfig({}).chainConfirmations, 0, 'CHAIN_CONFIRMATIONS defaults to 0 (the local chain)');
   t.equal(loadConfig({ CHAIN_START_BLOCK: '1234' }).chainStartBlock, 1234);
   t.throws(() => loadConfig({ ORACLE_PRIVATE_KEY: 'abc' }), { message: /ORACLE_PRIVATE_KEY/ });
+});
+
+t.test('MQTT listeners: configuring TLS closes the plain port unless MQTT_PLAIN=true', async (t) => {
+  const tls = { MQTT_TLS_CERT: '/etc/mrv/cert.pem', MQTT_TLS_KEY: '/etc/mrv/key.pem' };
+  t.same(mqttListeners(loadConfig({})), { plain: true }, 'no TLS: plain only (the one-machine default)');
+  t.same(mqttListeners(loadConfig(tls)), { plain: false, tls: { certFile: tls.MQTT_TLS_CERT, keyFile: tls.MQTT_TLS_KEY, port: 8883 } }, 'TLS: TLS only');
+  t.equal(mqttListeners(loadConfig({ ...tls, MQTT_PLAIN: 'true' })).plain, true, 'MQTT_PLAIN=true keeps the plain port beside TLS');
+  t.equal(mqttListeners(loadConfig({ ...tls, MQTT_PLAIN: 'false' })).plain, false);
+  t.equal(mqttListeners(loadConfig({ MQTT_PLAIN: 'true' })).plain, true);
+  t.throws(() => loadConfig({ MQTT_PLAIN: 'false' }), { code: 'CONFIG_INVALID', message: /MQTT_PLAIN/ }, 'no listener at all is refused');
+  t.equal(loadConfig({ MQTT_PLAIN: 'false', MQTT_URL: 'mqtt://broker:1883' }).mqttPlain, false, 'irrelevant behind an external broker');
+  t.throws(() => loadConfig({ MQTT_PLAIN: 'maybe' }), { code: 'CONFIG_INVALID', message: /MQTT_PLAIN/ });
+  t.throws(() => loadConfig({ MQTT_TLS_CERT: tls.MQTT_TLS_CERT }), { message: /MQTT_TLS_CERT and MQTT_TLS_KEY/ }, 'a certificate without its key is refused (TLS would be off)');
+  t.throws(() => loadConfig({ MQTT_TLS_KEY: tls.MQTT_TLS_KEY }), { message: /MQTT_TLS_CERT and MQTT_TLS_KEY/ });
 });
 
 t.test('sensitive settings are masked when described', async (t) => {

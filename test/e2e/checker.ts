@@ -103,6 +103,10 @@ export function recompute(
     const n = Decimal.parse(s.baselineKgPerHour).mul(Decimal.of(BigInt(s.windowEnd - s.windowStart))).sub(actual.mul(Decimal.of(3_600_000n)));
     let net = floorDiv(n.mantissa, 3600n * 10n ** BigInt(n.scale));
     if (!complete && net > 0n) net = 0n;
+    // No window earns more than its baseline grams: floor(B * W_ms / 3600) (no export allowance).
+    const bound = Decimal.parse(s.baselineKgPerHour).mul(Decimal.of(BigInt(s.windowEnd - s.windowStart)));
+    const boundGrams = floorDiv(bound.mantissa, 3600n * 10n ** BigInt(bound.scale));
+    if (net > boundGrams) net = boundGrams;
     out.push({ id: s.id, netGrams: net, complete });
   }
   return out;

@@ -404,7 +404,8 @@ t.test('settlements, verification and proofs', async (t) => {
   const { call } = await setup(t);
   const all = await call('GET', '/v1/settlements', 'regulator');
   t.equal((all.body as { items: unknown[] }).items.length, 2);
-  t.same((all.body as { items: unknown[] }).items[0], {
+  t.same((all.body as { items: { id: string }[] }).items.map((s) => s.id), ['facB:1', 'facA:1'], 'newest window first, then facility id descending');
+  t.same((all.body as { items: { id: string }[] }).items.find((s) => s.id === 'facA:1'), {
     id: 'facA:1',
     facilityId: 'facA',
     windowStart: new Date(T0).toISOString(),
@@ -414,9 +415,13 @@ t.test('settlements, verification and proofs', async (t) => {
     mintedGrams: '7317',
     burnedGrams: '0',
     deficitGrams: '0',
+    deficitAddedGrams: '0',
+    deficitPaidGrams: '0',
+    deficitAfterGrams: '0',
     evidenceRoot: '0x' + '11'.repeat(32),
     txHash: '0x' + '22'.repeat(32),
   });
+  t.match((all.body as { items: { id: string }[] }).items.find((s) => s.id === 'facB:1'), { netGrams: '-20', burnedGrams: '0', deficitAddedGrams: '20', deficitPaidGrams: '0', deficitAfterGrams: '20', deficitGrams: '20' });
   const mine = await call('GET', '/v1/settlements', 'facA');
   t.same((mine.body as { items: { id: string }[] }).items.map((s) => s.id), ['facA:1'], 'a facility key lists only its own');
   t.equal((await call('GET', '/v1/settlements?facilityId=facB', 'facA')).status, 403);
@@ -471,10 +476,11 @@ t.test('retirements: list from the chain, relay of a holder-signed request', asy
 });
 
 t.test('ops: health, metrics, OpenAPI lists every route, docs, dashboard, 404', async (t) => {
-  const { h, call } = await setup(t);
+  const { h, call } = await setup(t, { graceSeconds: 3 });
   const health = await call('GET', '/health', 'none');
   t.equal(health.status, 200);
   t.match(health.body, { status: 'ok', backends: { registry: { ok: true }, store: { ok: true }, chain: { ok: true, blockNumber: Number }, broker: { ok: true }, oracle: { ok: true } } });
+  t.same((health.body as { settlement: unknown }).settlement, { windowSeconds: 10, graceSeconds: 3 }, 'the windows this stack settles, for simulators and tools');
   h.ledger.blockNumber = async () => {
     throw new Error('ECONNREFUSED');
   };

@@ -6,6 +6,7 @@ import t from 'tap';
 import { Decimal } from '../../domain/decimal.ts';
 import { METRICS, type Metric, type Reading } from '../../domain/reading.ts';
 import { applyFactors, factorSetAt, FACTOR_SETS, sealFactors } from '../../oracle/factors.ts';
+import { evidenceLeaves } from '../../oracle/evidence.ts';
 import { settleWindow, type DeviceWindowInput, type RegisterCursor, type WindowInput } from '../../oracle/methodology.ts';
 import type { DeviceCoverage } from '../../store/types.ts';
 
@@ -103,8 +104,9 @@ t.test('each metric and its unit conversion', async (t) => {
     { name: 'import MWh', metric: 'electricity_import', value: '0.001', unit: 'MWh', totalKey: 'electricity_import', total: '1', actual: '0.5366', net: 9463n },
     // 1 m3 gas: 2.162 kg; net = floor(7838) = 7838
     { name: 'gas m3', metric: 'natural_gas', value: '1', unit: 'm3', totalKey: 'natural_gas', total: '1', actual: '2.162', net: 7838n },
-    // 2 kWh export (register 0 -> 2): actual = -2 * 0.5366 = -1.0732 kg; net = floor(11073.2) = 11073
-    { name: 'export kWh', metric: 'electricity_export', value: '2', unit: 'kWh', totalKey: 'electricity_export', total: '2', actual: '-1.0732', net: 11073n },
+    // 2 kWh export (register 0 -> 2): actual = -2 * 0.5366 = -1.0732 kg; raw net = floor(11073.2) = 11073,
+    // above the window's baseline (10 kg): capped at 10000 g (no export allowance).
+    { name: 'export kWh', metric: 'electricity_export', value: '2', unit: 'kWh', totalKey: 'electricity_export', total: '2', actual: '-1.0732', net: 10000n },
     // renewables are reported, not credited: 0.5 MWh = 500 kWh in totals, actual 0, net 10000
     { name: 'renewable MWh', metric: 'renewable_generation', value: '0.5', unit: 'MWh', totalKey: 'renewable_generation', total: '500', actual: '0', net: 10000n },
   ];
@@ -164,12 +166,15 @@ t.test('export credit: exports are subtracted at the grid factor', async (t) => 
   );
   t.equal(r.actualKg, '3.2196');
   t.equal(r.netGrams, 6780n);
-  // Net exporter, baseline 0: import 0, export 10 kWh -> actual -5.366 kg -> net = floor(5366) = 5366 (mints).
+  // Net exporter, baseline 0: import 0, export 10 kWh -> actual -5.366 kg -> raw net = floor(5366) = 5366,
+  // capped at the baseline's 0 g: exports never earn above the baseline.
   const exporter = settleWindow(
     input([dev('d1', [rd('d1', 2, 15_000, 'electricity_export', '10')], { startCursors: [cur('electricity_export', 1, 5_000, '0')] })], { baselineKgPerHour: '0' }),
   );
   t.equal(exporter.actualKg, '-5.366');
-  t.equal(exporter.netGrams, 5366n);
+  t.equal(exporter.rawNetGrams, 5366n);
+  t.equal(exporter.netGrams, 0n);
+  t.equal(exporter.capped, true);
 });
 
 t.test('negative net (a deficit), then a later window that pays it down', async (t) => {
@@ -527,4 +532,28 @@ t.test('coverage: no reading before the window; bad reporting interval refused',
   const r = settleWindow(input([dev('d1', [rd('d1', 1, 12_000, 'co2_direct', '1')], { observedBefore: false })]));
   t.equal(r.devices[0].status, 'no_reading_before');
   t.throws(() => settleWindow(input([dev('d1', [], { reportingIntervalSeconds: 0 })])), /reporting interval/);
+});
+
+t.test('no window earns more than its baseline: an export meter above it is capped, and the evidence says so', async (t) => {
+  // export 100 kWh in the window: actual = -100 * 0.5366 = -53.66 kg; baseline = 10 kg;
+  // raw net = floor((10 + 53.66) * 1000) = 63660 g; bound = floor(10 kg) = 10000 g -> capped at 10000.
+  const r = settleWindow(input([dev('x1', [rd('x1', 2, 15_000, 'electricity_export', '1100')], { startCursors: [cur('electricity_export', 1, 5_000, '1000')] })]));
+  t.equal(r.rawNetGrams, 63_660n);
+  t.equal(r.netBoundGrams, 10_000n);
+  t.equal(r.netGrams, 10_000n);
+  t.equal(r.capped, true);
+  const leaf = evidenceLeaves(r).find((l) => l[0] === 'result');
+  t.equal(leaf?.[7], true, 'the result leaf flags the cap');
+  // Imports above the exports: the net stays below the bound, not capped.
+  // import 5 kWh, export 1 kWh: actual = 4 * 0.5366 = 2.1464 kg; net = floor(7853.6) = 7853.
+  const ok = settleWindow(
+    input([
+      dev('x1', [rd('x1', 3, 15_000, 'electricity_import', '105'), rd('x1', 4, 15_000, 'electricity_export', '1001')], {
+        startCursors: [cur('electricity_import', 1, 5_000, '100'), cur('electricity_export', 2, 5_000, '1000')],
+      }),
+    ]),
+  );
+  t.equal(ok.netGrams, 7_853n);
+  t.equal(ok.capped, false);
+  t.equal(evidenceLeaves(ok).find((l) => l[0] === 'result')?.[7], false);
 });

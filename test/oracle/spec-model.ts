@@ -15,7 +15,8 @@
  *   and one before it; its last in the window is no earlier than windowEnd - 2 reporting intervals
  *   unless a visible reading at or after windowEnd exists; a co2 device misses no seq between its last
  *   reading before the window and its last in it. At least one device in coverage.
- * - net_g = floor((baseline_kg - actual_kg) * 1000), capped at 0 when incomplete.
+ * - net_g = floor((baseline_kg - actual_kg) * 1000), capped at 0 when incomplete and at the
+ *   baseline grams of the window always (exports never earn above the baseline).
  */
 import { Decimal } from '../../domain/decimal.ts';
 import type { Metric } from '../../domain/reading.ts';
@@ -121,6 +122,10 @@ export class SpecModel {
     const n = Decimal.parse(baselineKgPerHour).mul(Decimal.of(BigInt(end - start))).sub(actual.mul(Decimal.of(3_600_000n)));
     let net = floorDiv(n.mantissa, 3600n * 10n ** BigInt(n.scale));
     if (!complete && net > 0n) net = 0n;
+    // No window earns more than its baseline grams: floor(B * W_ms / 3600) (no export allowance).
+    const bound = Decimal.parse(baselineKgPerHour).mul(Decimal.of(BigInt(end - start)));
+    const boundGrams = floorDiv(bound.mantissa, 3600n * 10n ** BigInt(bound.scale));
+    if (net > boundGrams) net = boundGrams;
     return {
       windowStart: start,
       windowEnd: end,

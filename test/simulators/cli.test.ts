@@ -82,7 +82,7 @@ t.test('--help as a command; usage errors and an unreachable broker', async (t) 
   const help = await run(['--help']);
   t.equal(help.code, 0);
   t.equal(help.stdout, USAGE);
-  for (const flag of ['--url', '--devices', '--rate', '--faults', '--seed', '--duration', '--json', '--state', '--credentials', '--api', '--api-key']) {
+  for (const flag of ['--url', '--devices', '--rate', '--faults', '--seed', '--duration', '--json', '--state', '--credentials', '--api', '--api-key-file', '--api-key', '--prefix']) {
     t.ok(help.stdout.includes(flag), `--help documents ${flag}`);
   }
 
@@ -101,6 +101,9 @@ t.test('--help as a command; usage errors and an unreachable broker', async (t) 
   const apiNoKey = await inProcess(['--api-key', 'k', '--state', path.join(dir, 's2.json')]);
   t.equal(apiNoKey.code, 2);
   t.match(apiNoKey.stderr, /--api-key needs --api URL/);
+  const keyFileNoApi = await inProcess(['--api-key-file', 'k', '--state', path.join(dir, 's2.json')]);
+  t.equal(keyFileNoApi.code, 2);
+  t.match(keyFileNoApi.stderr, /--api-key-file needs --api URL/);
   const unreachable = await inProcess(['--url', `mqtt://127.0.0.1:${await closedPort()}`, '--state', path.join(dir, 's3.json'), '--quiet']);
   t.equal(unreachable.code, 1);
   t.match(unreachable.stderr, /simulate: cannot reach the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);

@@ -2,7 +2,8 @@
  * Continuity across simulator restarts: a device resumed from its saved state produces exactly the
  * bytes an uninterrupted one would; a fleet restarted on the same state file continues its seqs and
  * registers; readings left unacknowledged are saved and redelivered with the same seq; an unclean
- * stop makes seqs skip ahead; a corrupt state file is a clear error.
+ * stop makes seqs skip ahead; a corrupt state file is a clear error; the state file is locked by one
+ * simulator at a time.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +14,7 @@ import { DeviceSim, type DeviceSpec } from '../../simulators/device.ts';
 import { parseFaults } from '../../simulators/faults.ts';
 import { startFleet } from '../../simulators/fleet.ts';
 import { PROFILES, countKinds } from '../../simulators/profiles.ts';
-import { loadState, saveState } from '../../simulators/state.ts';
+import { loadState, lockState, saveState } from '../../simulators/state.ts';
 import { readingsOf, startBroker, waitFor, type Received } from './helpers.ts';
 
 function tmpDir(t: Test): string {
@@ -148,4 +149,54 @@ t.test('an unclean stop makes seqs skip ahead; a corrupt file is a clear error',
   await t.rejects(startFleet(common), { code: 'SIM_STATE_INVALID', message: /sim\.json is unusable: not JSON/ });
   fs.writeFileSync(statePath, '{"version": 7}');
   await t.rejects(startFleet(common), { code: 'SIM_STATE_INVALID', message: /not a version 1 simulator state/ });
+});
+
+t.test('the state lock: one holder at a time, released at stop and on a failed start, stale locks taken over', async (t) => {
+  const dir = tmpDir(t);
+  const statePath = path.join(dir, 'sim.json');
+  const lockFile = `${statePath}.lock`;
+  const broker = await startBroker();
+  t.teardown(() => broker.close());
+  const common = { url: `mqtt://127.0.0.1:${broker.port}`, devices: 1, rate: 5, seed: 'lock', statePath, logger: silentLogger };
+
+  const run1 = await startFleet(common);
+  t.teardown(() => run1.stop());
+  t.match(JSON.parse(fs.readFileSync(lockFile, 'utf8')), { pid: process.pid, host: os.hostname() });
+  await t.rejects(startFleet(common), { code: 'SIM_STATE_LOCKED', message: new RegExp(`sim\\.json is in use by another simulator \\(pid ${process.pid} on this host`) });
+  const other = await startFleet({ ...common, statePath: path.join(dir, 'other.json') });
+  t.teardown(() => other.stop());
+  await other.stop();
+  await run1.stop();
+  t.notOk(fs.existsSync(lockFile), 'released at stop');
+
+  // a failed start releases it too
+  await t.rejects(startFleet({ ...common, credentialsFile: path.join(dir, 'missing.json') }), { code: 'SIM_USAGE' });
+  t.notOk(fs.existsSync(lockFile), 'released after a failed start');
+
+  // stale: the holder is gone, or its pid now belongs to another process (start time differs)
+  const lock = lockState(statePath);
+  const mine = JSON.parse(fs.readFileSync(lockFile, 'utf8'));
+  t.throws(() => lockState(statePath), { code: 'SIM_STATE_LOCKED' });
+  t.ok(mine.procStart, 'the start time is recorded (Linux /proc)');
+  fs.writeFileSync(lockFile, JSON.stringify({ ...mine, procStart: '1', nonce: 'reused' }));
+  const stale: string[] = [];
+  const taken = lockState(statePath, (h) => stale.push(h));
+  t.match(stale, [new RegExp(`pid ${process.pid} on this host`)], 'a reused pid (another start time) is stale');
+  lock.release(); // not its lock any more: must leave the new holder's in place
+  t.ok(fs.existsSync(lockFile), 'a release never removes a lock taken over by another');
+  taken.release();
+  t.notOk(fs.existsSync(lockFile));
+
+  fs.writeFileSync(lockFile, JSON.stringify({ pid: 2 ** 22 + 12345, host: os.hostname(), since: 'x', nonce: 'dead' }));
+  const afterDead = lockState(statePath);
+  afterDead.release();
+  fs.writeFileSync(lockFile, JSON.stringify({ pid: 1, host: 'elsewhere.example', since: 'x', nonce: 'remote' }));
+  t.throws(() => lockState(statePath), { code: 'SIM_STATE_LOCKED', message: /pid 1 on host elsewhere\.example/ }, 'another host: cannot tell, refused');
+  fs.writeFileSync(lockFile, '');
+  t.throws(() => lockState(statePath), { code: 'SIM_STATE_LOCKED', message: /lock file being written/ }, 'an empty fresh lock is a holder writing it');
+  const old = new Date(Date.now() - 60_000);
+  fs.utimesSync(lockFile, old, old);
+  lockState(statePath).release();
+  t.notOk(fs.existsSync(lockFile), 'an empty old lock is stale');
+  t.same(fs.readdirSync(dir).filter((f) => f.includes('.lock')), [], 'nothing left aside');
 });
