@@ -123,6 +123,13 @@ t.test("the README's factory journey: keygen, register, publish over windows, cr
   t.match(meterRun.stdout, /published seq \d+: [\d.]+ kWh \(acknowledged\)/);
   t.notMatch(meterRun.stdout, /refused/, 'nothing refused with the right unit');
 
+  // the auditor's check of one of its readings (README "An auditor"): proof checked with the Merkle
+  // library alone, its root compared with the chain's WindowSettled event read from the node
+  const audit = await run(['examples/check-proof.mjs'], { FACILITY: 'plant-7', API: stack.httpUrl, DATA_DIR: dataDir, ANVIL_PORT: anvilPort }).done;
+  t.equal(audit.code, 0, audit.stderr);
+  t.match(audit.stdout, /^reading {4}meter-1 seq \d+ at /m);
+  t.match(audit.stdout, /\nVERIFIED: the reading is in the evidence the chain committed to\n$/);
+
   // npm run cli -- balance --key-file plant-7.key
   const bal = await cli(['balance', '--key-file', keyFile], cliEnv);
   t.equal(bal.code, 0, bal.stderr);
