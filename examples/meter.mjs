@@ -31,6 +31,7 @@ client.on('connect', () => {
   client.subscribe(`${topic}/feedback`, { qos: 1 });
 });
 client.on('error', (err) => console.error(`MQTT: ${err.message}`));
+client.on('offline', () => console.log('disconnected (suspended, wrong password, or the broker is down?); retrying every 5 s'));
 client.on('message', (_t, payload) => {
   for (const f of JSON.parse(payload.toString())) console.log(`refused seq ${f.seq}: ${f.reason}: ${f.detail}`);
 });
@@ -42,7 +43,8 @@ function publish() {
   const value = ((seq - 1_700_000_000) * kwhPerSecond).toFixed(3);
   const reading = { seq, ts: new Date(seq * 1000).toISOString(), metric: 'electricity_import', value: Number(value), unit };
   client.publish(`${topic}/readings`, JSON.stringify(reading), { qos: 1 }, (err) => {
-    console.log(err ? `seq ${seq} not sent: ${err.message}` : `published seq ${seq}: ${value} ${unit} (acknowledged)`);
+    // the broker acknowledges a refused reading too (MQTT 3.1.1): the refusal comes on the feedback topic
+    console.log(err ? `seq ${seq} not sent: ${err.message}` : `published seq ${seq}: ${value} ${unit} (acknowledged by the broker)`);
   });
   sent++;
   if (count > 0 && sent >= count) setTimeout(stop, 2000); // a moment for the feedback to arrive

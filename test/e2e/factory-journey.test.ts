@@ -120,7 +120,7 @@ t.test("the README's factory journey: keygen, register, publish over windows, cr
   meter.child.kill('SIGTERM');
   const meterRun = await meter.done;
   t.equal(meterRun.code, 0, meterRun.stderr);
-  t.match(meterRun.stdout, /published seq \d+: [\d.]+ kWh \(acknowledged\)/);
+  t.match(meterRun.stdout, /published seq \d+: [\d.]+ kWh \(acknowledged by the broker\)/);
   t.notMatch(meterRun.stdout, /refused/, 'nothing refused with the right unit');
 
   // the auditor's check of one of its readings (README "An auditor"): proof checked with the Merkle
