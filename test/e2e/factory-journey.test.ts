@@ -129,6 +129,10 @@ t.test("the README's factory journey: keygen, register, publish over windows, cr
   t.equal(audit.code, 0, audit.stderr);
   t.match(audit.stdout, /^reading {4}meter-1 seq \d+ at /m);
   t.match(audit.stdout, /\nVERIFIED: the reading is in the evidence the chain committed to\n$/);
+  // and it does refuse: against another contract address no settlement of the chain backs the proof
+  const elsewhere = await run(['examples/check-proof.mjs'], { FACILITY: 'plant-7', API: stack.httpUrl, DATA_DIR: dataDir, ANVIL_PORT: anvilPort, CONTRACT: '0x' + '11'.repeat(20) }).done;
+  t.equal(elsewhere.code, 1);
+  t.match(elsewhere.stderr, /^NOT VERIFIED: the transaction has no WindowSettled of plant-7 for that window from the ledger 0x1111/);
 
   // npm run cli -- balance --key-file plant-7.key
   const bal = await cli(['balance', '--key-file', keyFile], cliEnv);
