@@ -3,6 +3,10 @@
  * Order matters: authentication (onRequest) → rate limit per key/IP (route onRequest) →
  * role and scope (preValidation) → schema validation → handler.
  */
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
@@ -13,7 +17,7 @@ import type { GatewayDeps } from './deps.ts';
 import { createKeyStore, type KeyStore } from './keys.ts';
 import { registerAuthentication } from './auth.ts';
 import { createTtlCache, type TtlCache } from './cache.ts';
-import { registerHttpMetrics } from './metrics.ts';
+import { registerFacilityMetrics, registerHttpMetrics } from './metrics.ts';
 import { gatewayErrors, toErrorResponse } from './errors.ts';
 import { errors } from '../domain/errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
@@ -60,6 +64,40 @@ export const CSP_DIRECTIVES = {
   upgradeInsecureRequests: null,
 };
 
+/**
+ * The sha256 sources of the inline <style> elements Swagger UI creates at run time (its logo's SVG
+ * carries one), read from the installed bundles so an upgrade that changes them keeps /docs clean.
+ */
+export function swaggerUiStyleHashes(): string[] {
+  const dir = path.join(path.dirname(createRequire(import.meta.url).resolve('@fastify/swagger-ui/package.json')), 'static');
+  const out = new Set<string>();
+  for (const file of ['swagger-ui-standalone-preset.js', 'swagger-ui-bundle.js']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(dir, file), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const m of text.matchAll(/createElement\("style",null,"((?:[^"\\]|\\.)*)"\)/g)) {
+      const css = JSON.parse(`"${m[1]}"`) as string;
+      out.add(`'sha256-${createHash('sha256').update(css, 'utf8').digest('base64')}'`);
+    }
+  }
+  return [...out];
+}
+
+/** CSP of the /docs routes: the gateway's own policy plus exactly the inline styles Swagger UI creates. */
+export function docsCsp(): string {
+  const hashes = swaggerUiStyleHashes();
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(CSP_DIRECTIVES)) {
+    if (v === null) continue;
+    const name = k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    parts.push(`${name} ${(name === 'style-src' ? [...v, ...hashes] : v).join(' ')}`);
+  }
+  return parts.join('; ');
+}
+
 const HELMET_OPTIONS = {
   contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES },
   crossOriginEmbedderPolicy: false,
@@ -93,7 +131,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     // Without request logging a per-request child logger (reqId binding) only costs time.
     ...(opts.logRequests ? {} : { childLoggerFactory: (logger: FastifyBaseLogger) => logger }),
     bodyLimit: 64 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, verbose: true } },
+    // verbose: each ajv error carries its schema and the value given, for gateway/validation.ts.
     // Ids are short; refuse absurd URLs early.
     routerOptions: { maxParamLength: 200 },
   });
@@ -125,6 +164,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   registerAuthentication(app, keys);
   registerHttpMetrics(app, metrics);
+  registerFacilityMetrics(metrics, { registry: deps.registry, ...(deps.oracle ? { oracle: deps.oracle } : {}) });
 
   // Security headers as @fastify/helmet computes them, computed once: the plugin rebuilds its helmet
   // middleware (re-parsing the CSP) on every request, which cost ~11% of a cached balance read.
@@ -157,9 +197,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    staticCSP: true,
-    // Same reason as CSP_DIRECTIVES: no forced upgrade on plain HTTP.
-    transformStaticCSP: (header: string) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
+    // The gateway's CSP (not the plugin's looser default: https: styles and fonts, a validator host),
+    // with the hash of the one inline style Swagger UI creates; only on the /docs routes.
+    staticCSP: docsCsp(),
   });
 
   app.setNotFoundHandler({ preHandler: app.rateLimit() }, (request, reply) => {

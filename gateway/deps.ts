@@ -112,13 +112,30 @@ export interface ProofResult {
 
 /** The oracle's records and audit functions. */
 export interface GatewayOracle {
-  listSettlements(q: { facilityId?: string; from?: number; to?: number }): Promise<SettlementRecord[]> | SettlementRecord[];
+  /**
+   * Confirmed settlements. With newestFirst: newest window first (then facility id descending), only
+   * those after `before` in that order, at most `limit` (the gateway pages; an implementation may
+   * ignore these and return more, the gateway sorts and cuts again).
+   */
+  listSettlements(q: {
+    facilityId?: string;
+    from?: number;
+    to?: number;
+    limit?: number;
+    newestFirst?: boolean;
+    before?: { windowStart: number; facilityId: string };
+  }): Promise<SettlementRecord[]> | SettlementRecord[];
   getSettlement(id: string): Promise<SettlementRecord | undefined> | SettlementRecord | undefined;
   verify(id: string): Promise<VerifyResult>;
   /** Rejects or resolves undefined when the reading is not in the settlement's evidence. */
   proof(id: string, deviceId: string, seq: number): Promise<ProofResult | undefined>;
   /** Keys `${deviceId}:${seq}` of the given readings that a settlement flagged late. */
   lateReadings?(facilityId: string, keys: { deviceId: string; seq: number }[]): Promise<Set<string>> | Set<string>;
+  /** The confirmed settlement that counted a stored reading (late: counted after its own window), or undefined while none has. */
+  settlementOfReading?(
+    facilityId: string,
+    r: { deviceId: string; seq: number; ts: number; arrival?: number },
+  ): Promise<{ settlement: SettlementRecord; late: boolean } | undefined> | { settlement: SettlementRecord; late: boolean } | undefined;
   /** Whether the facility settles (`ok`) or the chain refuses it (`blocked`, with the reason; retried with backoff). */
   facilityStatus?(facilityId: string): { settlementStatus: 'ok' | 'blocked'; reason?: string; since?: number; attempts?: number; retryAt?: number };
   /** Forgets a facility removed before it ever settled (throws 409 once one is confirmed). */

@@ -3,6 +3,7 @@
  * function that turns anything thrown into the SPEC's `{ error: { code, message } }` body.
  */
 import { DomainError, errors } from '../domain/errors.ts';
+import { formatValidation, type AjvError } from './validation.ts';
 
 export const gatewayErrors = {
   BACKEND_UNAVAILABLE: (backend: string) => new DomainError('BACKEND_UNAVAILABLE', `${backend} is not available`, 503),
@@ -43,7 +44,9 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
   }
   const e = err as FastifyLikeError;
   if (e && e.validation) {
-    return { status: 400, body: { error: { code: errors.VALIDATION.code, message: e.message } }, internal: false };
+    // Schema failures: one sentence naming the field, what was given and what is allowed.
+    const message = Array.isArray(e.validation) ? formatValidation(e.validation as AjvError[], e.validationContext) : e.message;
+    return { status: 400, body: { error: { code: errors.VALIDATION.code, message } }, internal: false };
   }
   if (e && typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     // fastify's own client errors (bad JSON, body too large, unsupported media type...).

@@ -5,6 +5,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ID_PATTERN, METRIC_NAMES, ReadingView, REJECT_REASONS } from '../domain/reading.ts';
 import { ROLES } from './keys.ts';
+import { NextCursor, PageCursor, PageLimit } from './paging.ts';
 
 export { ReadingView };
 
@@ -53,7 +54,10 @@ export const ApiKeyInfoView = Type.Object({
   createdAt: Iso('created'),
   lastUsedAt: Type.Optional(Iso('last authenticated use (approximate)')),
 });
-export const ApiKeyList = Type.Object({ items: Type.Array(ApiKeyInfoView) });
+export const ApiKeyList = Type.Object({ items: Type.Array(ApiKeyInfoView), next: NextCursor });
+/** `?limit=&cursor=` of a list with no other filter. */
+export const PageQuery = Type.Object({ limit: PageLimit, cursor: PageCursor }, { additionalProperties: false });
+export type PageQuery = Static<typeof PageQuery>;
 
 // --- facilities
 export const FacilityCreate = Type.Object(
@@ -101,7 +105,7 @@ export const FacilityView = Type.Object({
     Type.Object({ synced: Type.Boolean(), message: Type.Optional(Type.String()) }, { description: 'outcome of the on-chain write of this request' }),
   ),
 });
-export const FacilityList = Type.Object({ items: Type.Array(FacilityView) });
+export const FacilityList = Type.Object({ items: Type.Array(FacilityView), next: NextCursor }, { description: 'newest registration first' });
 
 // --- devices
 export const DeviceCreate = Type.Object(
@@ -133,7 +137,7 @@ export const DeviceView = Type.Object({
   lastSeenAt: Type.Optional(Iso('last connect/disconnect')),
   password: Type.Optional(Type.String({ description: 'new MQTT secret after rotateSecret, shown once' })),
 });
-export const DeviceList = Type.Object({ items: Type.Array(DeviceView) });
+export const DeviceList = Type.Object({ items: Type.Array(DeviceView), next: NextCursor }, { description: 'newest registration first' });
 export const DevicePatch = Type.Object(
   {
     status: Type.Optional(DeviceStatus),
@@ -152,16 +156,34 @@ export const ReadingsQuery = Type.Object(
     deviceId: Type.Optional(Id('only this device')),
     from: Type.Optional(TimeQuery('ts >= from (ISO or epoch ms)')),
     to: Type.Optional(TimeQuery('ts < to (ISO or epoch ms)')),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    limit: PageLimit,
+    cursor: PageCursor,
   },
   { additionalProperties: false },
 );
 export type ReadingsQuery = Static<typeof ReadingsQuery>;
-export const ReadingList = Type.Object({ items: Type.Array(ReadingView) });
-export const RejectionsQuery = Type.Object(
-  { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
-  { additionalProperties: false },
-);
+export const ReadingList = Type.Object({ items: Type.Array(ReadingView), next: NextCursor }, { description: 'newest first (ts, then device id, then seq)' });
+export const ReadingParams = Type.Object({
+  id: Id('facility id'),
+  deviceId: Id('device id'),
+  seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the reading\'s seq' }),
+});
+export const ReadingDetail = Type.Object({
+  reading: ReadingView,
+  settlement: Type.Union(
+    [
+      Type.Object({
+        id: Type.String({ description: 'the settlement that counted the reading (its proof: GET /v1/settlements/{id}/proof?deviceId=&seq=)' }),
+        windowStart: Iso('its window start'),
+        windowEnd: Iso('its window end (exclusive)'),
+        late: Type.Boolean({ description: 'counted after its own window' }),
+      }),
+      Type.Null(),
+    ],
+    { description: 'null while no confirmed settlement has counted it yet' },
+  ),
+});
+export const RejectionsQuery = Type.Object({ limit: PageLimit, cursor: PageCursor }, { additionalProperties: false });
 export const RejectionView = Type.Object({
   deviceId: Type.String(),
   receivedAt: Iso('when it was refused'),
@@ -171,7 +193,7 @@ export const RejectionView = Type.Object({
   count: Type.Optional(Type.Integer({ minimum: 2, description: 'rejections of this device with this reason in this minute (absent: 1); detail and payload are the first one' })),
   lastReceivedAt: Type.Optional(Iso('when the last of `count` was refused')),
 });
-export const RejectionList = Type.Object({ items: Type.Array(RejectionView) });
+export const RejectionList = Type.Object({ items: Type.Array(RejectionView), next: NextCursor }, { description: 'newest first' });
 
 // --- credits
 export const BalanceView = Type.Object({
@@ -191,6 +213,8 @@ export const SettlementsQuery = Type.Object(
     facilityId: Type.Optional(Id('only this facility')),
     from: Type.Optional(TimeQuery('windowStart >= from')),
     to: Type.Optional(TimeQuery('windowStart < to')),
+    limit: PageLimit,
+    cursor: PageCursor,
   },
   { additionalProperties: false },
 );
@@ -204,11 +228,14 @@ export const SettlementView = Type.Object({
   netGrams: IntegerText('net of the window'),
   mintedGrams: IntegerText('minted'),
   burnedGrams: IntegerText('burned'),
-  deficitGrams: IntegerText('added to the deficit'),
+  deficitGrams: IntegerText('the facility\'s deficit after this settlement (= deficitAfterGrams; the chain\'s WindowSettled deficitAfter)'),
+  deficitAddedGrams: IntegerText('what this window added to the deficit: the part of a negative net the balance could not cover (-netGrams - burnedGrams), else 0'),
+  deficitPaidGrams: IntegerText('what this window paid down of the deficit: the part of a positive net not minted (netGrams - mintedGrams), else 0'),
+  deficitAfterGrams: IntegerText('the facility\'s outstanding deficit after this settlement'),
   evidenceRoot: Type.String({ description: 'Merkle root of the evidence' }),
   txHash: Type.Union([Type.String(), Type.Null()]),
 });
-export const SettlementList = Type.Object({ items: Type.Array(SettlementView) });
+export const SettlementList = Type.Object({ items: Type.Array(SettlementView), next: NextCursor }, { description: 'newest window first' });
 const Loose = Type.Record(Type.String(), Type.Unknown());
 export const VerifyView = Type.Object({
   match: Type.Boolean({ description: 'recomputed root and amount equal what the chain recorded' }),
@@ -228,7 +255,7 @@ export const ProofView = Type.Object({
 });
 
 export const RetirementsQuery = Type.Object(
-  { facilityId: Type.Optional(Id('only this facility')), account: Type.Optional(Address) },
+  { facilityId: Type.Optional(Id('only this facility')), account: Type.Optional(Address), limit: PageLimit, cursor: PageCursor },
   { additionalProperties: false },
 );
 export const RetirementView = Type.Object({
@@ -242,7 +269,7 @@ export const RetirementView = Type.Object({
   retiredAt: Type.Optional(Iso('block time')),
   txHash: Type.Optional(Type.String()),
 });
-export const RetirementList = Type.Object({ items: Type.Array(RetirementView) });
+export const RetirementList = Type.Object({ items: Type.Array(RetirementView), next: NextCursor }, { description: 'newest first' });
 export const SignedRetirementBody = Type.Object(
   {
     holder: Address,

@@ -38,7 +38,7 @@ import { applyFactors, sealFactors } from './factors.ts';
 import { toBig, toMs, type ChainFacilityState, type IntLike, type OracleLedger, type SettleInput } from './ledger.ts';
 import { settleWindow, METHODOLOGY_VERSION, NO_COVERAGE, type DeviceWindowInput, type WindowResult } from './methodology.ts';
 import { oracleMetrics } from './metrics.ts';
-import { OracleRecords, recordedMark, recordedPrev, settlementId, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
+import { OracleRecords, recordedMark, recordedPrev, settlementId, type CountedIn, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
 import { DEFAULT_BACKOFF, OracleStatus, type Backoff, type FacilitySettlementStatus, type UnfinalRow } from './status.ts';
 
 export interface OracleDeps {
@@ -114,6 +114,8 @@ export interface Oracle {
   getSettlement(id: string): Settlement | undefined;
   lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string>;
   isLate(deviceId: string, seq: number): boolean;
+  /** The confirmed settlement that counted a stored reading (and whether late), or undefined while none has. */
+  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }): CountedIn | undefined;
   /** A facility's settlement status: `blocked` with the reason while the chain refuses it. */
   facilityStatus(facilityId: string): FacilitySettlementStatus;
   /** Forgets a facility removed before it ever settled (refuses, 409, once one is confirmed). */
@@ -865,6 +867,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
     getSettlement: (id) => records.getSettlement(id),
     lateReadings: (facilityId, keys) => records.lateReadings(facilityId, keys),
     isLate: (deviceId, seq) => records.isLate(deviceId, seq),
+    settlementOfReading: (facilityId, r) => records.settlementOfReading(facilityId, r),
     facilityStatus: (facilityId) => status.get(facilityId),
     forgetFacility: (facilityId, deviceIds) => {
       records.forgetFacility(facilityId, deviceIds);

@@ -13,7 +13,7 @@ import type { Statement } from 'better-sqlite3';
 import { errors } from '../domain/errors.ts';
 import type { Db } from '../store/db.ts';
 import type { AppliedFactors } from './factors.ts';
-import type { DeviceCoverage, VisibilityMark } from '../store/types.ts';
+import { isVisible, type DeviceCoverage, type VisibilityMark } from '../store/types.ts';
 import type { CoverageStatus, Decommissioning, MetricTotals, PrevConsumed, RegisterCursor } from './methodology.ts';
 
 export type SettlementState = 'intent' | 'sent' | 'confirmed' | 'discarded';
@@ -123,8 +123,18 @@ export interface SettlementQuery {
   from?: number;
   /** windowStart < to (epoch ms). */
   to?: number;
-  /** Default 1000, at most 10 000; oldest window first. */
+  /** Default 1000, at most 10 000. */
   limit?: number;
+  /** Newest window first (then facility id descending); default oldest first. */
+  newestFirst?: boolean;
+  /** With newestFirst: only those strictly after this one in that order (a paging cursor). */
+  before?: { windowStart: number; facilityId: string };
+}
+
+/** The confirmed settlement that counted a reading, and whether it flagged it late. */
+export interface CountedIn {
+  settlement: Settlement;
+  late: boolean;
 }
 
 export const settlementId = (facilityId: string, windowStart: number): string => `${facilityId}-${windowStart}`;
@@ -458,9 +468,14 @@ export class OracleRecords {
       where.push('window_start < ?');
       args.push(q.to);
     }
+    if (q.newestFirst && q.before) {
+      where.push('(window_start < ? OR (window_start = ? AND facility_id < ?))');
+      args.push(q.before.windowStart, q.before.windowStart, q.before.facilityId);
+    }
     const limit = Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000)));
     args.push(limit);
-    const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY window_start, facility_id LIMIT ?`;
+    const order = q.newestFirst ? 'window_start DESC, facility_id DESC' : 'window_start, facility_id';
+    const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`;
     return (this.db.prepare(sql).all(...args) as Row[]).map(toSettlement);
   }
 
@@ -468,6 +483,37 @@ export class OracleRecords {
   getSettlement(id: string): Settlement | undefined {
     const r = this.stmt.confirmedOf.get(id) as Row | undefined;
     return r ? toSettlement(r) : undefined;
+  }
+
+  /**
+   * The confirmed settlement of `facilityId` that counted the reading (deviceId, seq) stored with
+   * `ts` (and `arrival` when it arrived out of order), or undefined while none has. A late reading is
+   * found through the late index; any other through the settlements whose window ends after `ts`,
+   * oldest first (on the facility's window index): the first whose recorded mark of the device made
+   * the reading visible consumed it (each settlement consumes what its predecessor did not).
+   * At most `scan` settlements are read.
+   */
+  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }, scan = 500): CountedIn | undefined {
+    const lateIn = this.db.prepare('SELECT settlement_id FROM oracle_late WHERE device_id = ? AND seq = ? AND facility_id = ?').pluck().get(r.deviceId, r.seq, facilityId) as
+      | string
+      | undefined;
+    if (lateIn !== undefined) {
+      const s = this.getSettlement(lateIn);
+      if (s) return { settlement: s, late: true };
+    }
+    const windowMs = Number(this.stmt.meta.get('window_ms') ?? 0);
+    const from = windowMs > 0 ? Math.floor(r.ts / windowMs) * windowMs : 0;
+    const rows = this.db
+      .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' AND window_end > ? ORDER BY window_start LIMIT ?`)
+      .iterate(facilityId, from, r.ts, scan) as IterableIterator<Row>;
+    for (const row of rows) {
+      const inputs = JSON.parse(row.inputs) as RecordedInputs;
+      const d = inputs.devices.find((x) => x.deviceId === r.deviceId);
+      const mark = d ? recordedMark(d) : undefined;
+      if (!mark) continue;
+      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(`${r.deviceId}:${r.seq}`) };
+    }
+    return undefined;
   }
 
   isLate(deviceId: string, seq: number): boolean {

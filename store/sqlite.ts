@@ -234,10 +234,10 @@ export class SqliteRegistry implements Registry {
            count = count + excluded.count, last_received_at = MAX(last_received_at, excluded.last_received_at)`,
       ),
       rejections: db.prepare<
-        [string, number],
-        { facility_id: string; device_id: string; received_at: number; reason: string; detail: string | null; payload: string; count: number; last_received_at: number | null }
+        [string, number, number],
+        { id: number; facility_id: string; device_id: string; received_at: number; reason: string; detail: string | null; payload: string; count: number; last_received_at: number | null }
       >(
-        'SELECT facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections WHERE facility_id = ? ORDER BY id DESC LIMIT ?',
+        'SELECT id, facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections WHERE facility_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
       ),
       pruneRejections: db.prepare('DELETE FROM rejections WHERE last_received_at < ?'),
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
@@ -486,8 +486,13 @@ export class SqliteRegistry implements Registry {
 
   /** Newest first; limit default 100, at most 1000. */
   listRejections(facilityId: string, limit?: number): Rejection[] {
+    return this.pageRejections(facilityId, limit).map((r) => r.rejection);
+  }
+
+  /** Newest first, each with its row id (a paging cursor): those with id < beforeId when given. */
+  pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[] {
     this.mustFacility(facilityId);
-    return this.stmt.rejections.all(facilityId, clampLimit(limit)).map((r) => {
+    return this.stmt.rejections.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampLimit(limit)).map((r) => {
       const out: Rejection = {
         facilityId: r.facility_id,
         deviceId: r.device_id,
@@ -500,7 +505,7 @@ export class SqliteRegistry implements Registry {
         out.count = r.count;
         out.lastReceivedAt = r.last_received_at ?? r.received_at;
       }
-      return out;
+      return { id: r.id, rejection: out };
     });
   }
 }

@@ -217,6 +217,8 @@ export interface Registry {
    */
   addRejections(rows: Rejection[]): void;
   listRejections(facilityId: string, limit?: number): Rejection[];
+  /** Newest first with row ids, for paging: rows with id < beforeId when given; limit default 100, at most 1000. */
+  pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[];
   /** Deletes rejection rows last seen before `before` (epoch ms); returns how many. */
   pruneRejections(before: number): number;
   /** Changes when another connection committed to the store (SQLite `PRAGMA data_version`); for cheap polling. */

@@ -557,10 +557,7 @@ export class Ledger {
       sending = true;
       const tx = (await fn.send(...args, { gasLimit: (gas * 12n) / 10n })) as ethers.ContractTransactionResponse;
       const timeout = this.#opts.confirmTimeoutMs ?? 120_000;
-      const receipt = await tx.wait(1, timeout).catch((e: unknown) => {
-        if (ethers.isError(e, 'TIMEOUT')) throw errors.CHAIN_UNAVAILABLE(`transaction ${tx.hash} not mined within ${timeout} ms`);
-        throw e;
-      });
+      const receipt = await waitMined(tx, timeout);
       if (!receipt) throw errors.CHAIN_UNAVAILABLE(`no receipt for ${tx.hash}`);
       if (this.#opts.afterMined) {
         sending = false; // mined: the nonce is used, whatever happens to the hook
@@ -627,5 +624,24 @@ export class Ledger {
   async #resolveIds(items: OnChainSettlement[]): Promise<void> {
     if (items.some((s) => s.facilityId === undefined)) await this.#loadIds();
     for (const s of items) s.facilityId ??= this.#ids.get(s.facilityKey);
+  }
+}
+
+/**
+ * tx.wait(1) in slices until `timeoutMs`. ethers checks for the receipt once, then waits for a NEW
+ * block: on an automining chain (anvil, Hardhat) a transaction mined between that check and the start
+ * of its block polling is followed by no block at all, and a single wait would hang to its timeout
+ * (seen on a loaded machine). Each slice checks the receipt again.
+ */
+async function waitMined(tx: ethers.ContractTransactionResponse, timeoutMs: number): Promise<ethers.ContractTransactionReceipt | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const slice = Math.max(1, Math.min(2_000, deadline - Date.now()));
+    try {
+      return await tx.wait(1, slice);
+    } catch (e) {
+      if (!ethers.isError(e, 'TIMEOUT')) throw e;
+      if (Date.now() >= deadline) throw errors.CHAIN_UNAVAILABLE(`transaction ${tx.hash} not mined within ${timeoutMs} ms`);
+    }
   }
 }

@@ -55,7 +55,9 @@ function numCell(value, field, extraClass = 'num') {
 
 // ---------- facilities + balances
 async function loadFacilities() {
-  const { items } = await api('/v1/facilities');
+  const { items: newest } = await api('/v1/facilities?limit=1000');
+  // The API lists newest registration first; the dashboard shows them by id.
+  const items = [...newest].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   state.facilities = items;
   const balances = await Promise.all(
     items.map((f) =>
@@ -129,7 +131,7 @@ async function loadDetail() {
   const q = encodeURIComponent(id);
   const [readings, settlements, retirements] = await Promise.all([
     api(`/v1/facilities/${q}/readings?limit=1000`).catch((e) => ({ items: [], error: e })),
-    api(`/v1/settlements?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
+    api(`/v1/settlements?facilityId=${q}&limit=500`).catch((e) => ({ items: [], error: e })),
     api(`/v1/retirements?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
   ]);
   drawReadings(readings.items);
@@ -138,12 +140,21 @@ async function loadDetail() {
   renderRetirements(retirements);
 }
 
+/** What the window did to the deficit: +added (a negative net the balance could not cover) or −paid down. */
+function deficitChangeCell(s) {
+  const added = s.deficitAddedGrams ?? '0';
+  const paid = s.deficitPaidGrams ?? '0';
+  const text = added !== '0' ? `+${groupInt(added)}` : paid !== '0' ? `−${groupInt(paid)}` : '0';
+  const value = added !== '0' ? added : paid !== '0' ? `-${paid}` : '0';
+  return el('td', { text, className: added !== '0' ? 'num neg' : 'num', data: { field: 'deficitChange', value } });
+}
+
 function renderSettlements({ items, error }) {
   const tbody = $('#settlements tbody');
   tbody.replaceChildren();
   if (error || items.length === 0) {
     const td = el('td', { text: error ? `unavailable: ${error.message}` : 'No settlement yet.', className: 'empty' });
-    td.colSpan = 8;
+    td.colSpan = 9;
     tbody.append(el('tr', {}, [td]));
     return;
   }
@@ -158,7 +169,8 @@ function renderSettlements({ items, error }) {
       el('td', { text: groupInt(s.netGrams), className: signClass(s.netGrams) }),
       el('td', { text: groupInt(s.mintedGrams), className: 'num' }),
       el('td', { text: groupInt(s.burnedGrams), className: 'num' }),
-      el('td', { text: groupInt(s.deficitGrams), className: 'num' }),
+      deficitChangeCell(s),
+      numCell(s.deficitAfterGrams ?? s.deficitGrams, 'deficitAfterGrams'),
       el('td', { text: short(s.evidenceRoot), className: 'mono', title: s.evidenceRoot }),
       verify,
     ]);

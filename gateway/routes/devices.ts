@@ -9,7 +9,8 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, STAFF, assertFacilityAccess, principalOf, requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import type { Device } from '../../store/types.ts';
-import { DeviceCreate, DeviceCredentialsView, DeviceList, DeviceParams, DevicePatch, DeviceView, FacilityParams, errorResponses } from '../schemas.ts';
+import { DeviceCreate, DeviceCredentialsView, DeviceList, DeviceParams, DevicePatch, DeviceView, FacilityParams, PageQuery, errorResponses } from '../schemas.ts';
+import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 import { iso } from '../format.ts';
 
 export function deviceView(d: Device) {
@@ -64,15 +65,23 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
     },
   );
 
-  app.get<{ Params: Static<typeof FacilityParams> }>(
+  app.get<{ Params: Static<typeof FacilityParams>; Querystring: PageQuery }>(
     '/v1/facilities/:id/devices',
     {
       preValidation: requireRole(ALL_ROLES, { scope: 'path' }),
-      schema: { tags: ['devices'], summary: "A facility's devices", params: FacilityParams, response: { 200: DeviceList, ...errorResponses(400, 401, 403, 404, 429) } },
+      schema: {
+        tags: ['devices'],
+        summary: "A facility's devices, newest registration first, paged with limit and cursor",
+        params: FacilityParams,
+        querystring: PageQuery,
+        response: { 200: DeviceList, ...errorResponses(400, 401, 403, 404, 429) },
+      },
     },
     async (request) => {
       if (!registry.getFacility(request.params.id)) throw errors.FACILITY_NOT_FOUND(request.params.id);
-      return { items: registry.listDevices(request.params.id).map(deviceView) };
+      const all = registry.listDevices(request.params.id);
+      const page = pageOf(all, (d) => [d.createdAt, d.deviceId], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 'ns'));
+      return { items: page.items.map(deviceView), ...(page.next ? { next: page.next } : {}) };
     },
   );
 

@@ -12,7 +12,8 @@ import { errors } from '../../domain/errors.ts';
 import { Decimal, gramsToTonnes } from '../../domain/decimal.ts';
 import { nextWindowStart, windowOf } from '../../domain/window.ts';
 import type { Facility } from '../../store/types.ts';
-import { BalanceView, FacilityCreate, FacilityList, FacilityParams, FacilityPatch, FacilityView, errorResponses } from '../schemas.ts';
+import { BalanceView, FacilityCreate, FacilityList, FacilityParams, FacilityPatch, FacilityView, PageQuery, errorResponses } from '../schemas.ts';
+import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 import { gramsText, iso } from '../format.ts';
 import { asChainError } from '../errors.ts';
 import { DEFAULT_FACTORS } from '../../oracle/factors.ts';
@@ -89,7 +90,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
   const hasSettled = async (id: string): Promise<boolean> => {
     const oracle = ctx.deps.oracle;
     if (!oracle) return false;
-    return (await oracle.listSettlements({ facilityId: id })).length > 0;
+    return (await oracle.listSettlements({ facilityId: id, limit: 1 })).length > 0;
   };
 
   /** Best effort: the registry is the source of truth for the oracle, which reconciles the chain. */
@@ -133,16 +134,22 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
     },
   );
 
-  app.get(
+  app.get<{ Querystring: PageQuery }>(
     '/v1/facilities',
     {
       preValidation: requireRole(ALL_ROLES),
-      schema: { tags: ['facilities'], summary: 'List facilities (a facility key sees its own only)', response: { 200: FacilityList, ...errorResponses(401, 429) } },
+      schema: {
+        tags: ['facilities'],
+        summary: 'List facilities, newest registration first, paged with limit and cursor (a facility key sees its own only)',
+        querystring: PageQuery,
+        response: { 200: FacilityList, ...errorResponses(400, 401, 429) },
+      },
     },
     async (request) => {
       const p = principalOf(request);
       const all = p.role === 'facility' ? [registry.getFacility(p.facilityId!)].filter((f): f is Facility => !!f) : registry.listFacilities();
-      return { items: all.map((f) => facilityView(f, undefined, statusOf(f.id))) };
+      const page = pageOf(all, (f) => [f.createdAt, f.id], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 'ns'));
+      return { items: page.items.map((f) => facilityView(f, undefined, statusOf(f.id))), ...(page.next ? { next: page.next } : {}) };
     },
   );
 

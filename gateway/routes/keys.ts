@@ -4,7 +4,8 @@ import type { Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
-import { ApiKeyCreate, ApiKeyCreated, ApiKeyList, KeyParams, errorResponses } from '../schemas.ts';
+import { ApiKeyCreate, ApiKeyCreated, ApiKeyList, KeyParams, PageQuery, errorResponses } from '../schemas.ts';
+import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 import { iso } from '../format.ts';
 
 const ADMIN = requireRole(['admin']);
@@ -33,22 +34,31 @@ export function registerKeyRoutes(app: FastifyInstance, ctx: GatewayContext): vo
     },
   );
 
-  app.get(
+  app.get<{ Querystring: PageQuery }>(
     '/v1/api-keys',
     {
       preValidation: ADMIN,
-      schema: { tags: ['api keys'], summary: 'List active API keys (admin); secrets are never shown', response: { 200: ApiKeyList, ...errorResponses(401, 403, 429) } },
+      schema: {
+        tags: ['api keys'],
+        summary: 'List active API keys (admin), newest first, paged with limit and cursor; secrets are never shown',
+        querystring: PageQuery,
+        response: { 200: ApiKeyList, ...errorResponses(400, 401, 403, 429) },
+      },
     },
-    async () => ({
-      items: ctx.keys.list().map((k) => ({
-        id: k.id,
-        role: k.role,
-        ...(k.facilityId ? { facilityId: k.facilityId } : {}),
-        prefix: k.prefix,
-        createdAt: iso(k.createdAt),
-        ...(k.lastUsedAt ? { lastUsedAt: iso(k.lastUsedAt) } : {}),
-      })),
-    }),
+    async (request) => {
+      const page = pageOf(ctx.keys.list(), (k) => [k.createdAt, k.id], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 'ns'));
+      return {
+        items: page.items.map((k) => ({
+          id: k.id,
+          role: k.role,
+          ...(k.facilityId ? { facilityId: k.facilityId } : {}),
+          prefix: k.prefix,
+          createdAt: iso(k.createdAt),
+          ...(k.lastUsedAt ? { lastUsedAt: iso(k.lastUsedAt) } : {}),
+        })),
+        ...(page.next ? { next: page.next } : {}),
+      };
+    },
   );
 
   app.delete<{ Params: Static<typeof KeyParams> }>(

@@ -12,6 +12,7 @@ import { describeChainError } from '../../contracts/client/errors.ts';
 import { asChainError, gatewayErrors } from '../errors.ts';
 import { RetirementList, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
 import { gramsText, iso } from '../format.ts';
+import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 
 export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get<{ Querystring: Static<typeof RetirementsQuery> }>(
@@ -20,7 +21,7 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
       preValidation: requireRole(ALL_ROLES),
       schema: {
         tags: ['credits'],
-        summary: 'Retirement records on-chain (a facility key sees its own facility only)',
+        summary: 'Retirement records on-chain, newest first, paged with limit and cursor (a facility key sees its own facility only)',
         querystring: RetirementsQuery,
         response: { 200: RetirementList, ...errorResponses(400, 401, 403, 429, 503) },
       },
@@ -34,8 +35,11 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
         .catch((err: unknown) => {
           throw asChainError(err);
         });
+      // Ids are sequential on chain: zero-padded text compares as the number does.
+      const page = pageOf(rows, (r) => [gramsText(r.id).padStart(78, '0')], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 's'));
       return {
-        items: rows.map((r) => {
+        ...(page.next ? { next: page.next } : {}),
+        items: page.items.map((r) => {
           const grams = BigInt(gramsText(r.amountGrams));
           const at = r.retiredAt ? iso(r.retiredAt) : undefined;
           return {

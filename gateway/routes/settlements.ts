@@ -8,8 +8,20 @@ import type { SettlementRecord } from '../deps.ts';
 import { gatewayErrors } from '../errors.ts';
 import { ProofQuery, ProofView, SettlementList, SettlementParams, SettlementView, SettlementsQuery, VerifyView, errorResponses } from '../schemas.ts';
 import { gramsText, iso, jsonSafe, parseTimeQuery } from '../format.ts';
+import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
+
+/** What a settlement added to or paid down of the deficit, from its amounts (the Ledger's _settle rule). */
+function deficitMoves(s: SettlementRecord): { added: bigint; paid: bigint } {
+  const net = BigInt(gramsText(s.netGrams));
+  const minted = BigInt(gramsText(s.mintedGrams));
+  const burned = BigInt(gramsText(s.burnedGrams));
+  const added = net < 0n ? -net - burned : 0n;
+  const paid = net > 0n ? net - minted : 0n;
+  return { added: added > 0n ? added : 0n, paid: paid > 0n ? paid : 0n };
+}
 
 export function settlementView(s: SettlementRecord) {
+  const moves = deficitMoves(s);
   return {
     id: String(s.id),
     facilityId: s.facilityId,
@@ -20,6 +32,9 @@ export function settlementView(s: SettlementRecord) {
     mintedGrams: gramsText(s.mintedGrams),
     burnedGrams: gramsText(s.burnedGrams),
     deficitGrams: gramsText(s.deficitGrams),
+    deficitAddedGrams: moves.added.toString(),
+    deficitPaidGrams: moves.paid.toString(),
+    deficitAfterGrams: gramsText(s.deficitGrams),
     evidenceRoot: s.evidenceRoot,
     txHash: s.txHash ?? null,
   };
@@ -43,22 +58,28 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
       preValidation: read,
       schema: {
         tags: ['settlements'],
-        summary: 'Settlements, oldest window first (a facility key sees its own only)',
+        summary: 'Settlements, newest window first, paged with limit and cursor (a facility key sees its own only)',
         querystring: SettlementsQuery,
         response: { 200: SettlementList, ...errorResponses(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {
+      const after = decodeCursor(request.query.cursor, 'ns');
       const oracle = ctx.need('oracle');
       const facilityId = scopedFacility(principalOf(request), request.query.facilityId);
       const from = parseTimeQuery(request.query.from, 'from');
       const to = parseTimeQuery(request.query.to, 'to');
+      const limit = request.query.limit ?? DEFAULT_PAGE;
       const rows = await oracle.listSettlements({
         ...(facilityId ? { facilityId } : {}),
         ...(from !== undefined ? { from } : {}),
         ...(to !== undefined ? { to } : {}),
+        limit: limit + 1,
+        newestFirst: true,
+        ...(after ? { before: { windowStart: after[0] as number, facilityId: after[1] as string } } : {}),
       });
-      return { items: rows.map(settlementView) };
+      const page = pageOf(rows, (s) => [s.windowStart, s.facilityId], limit, after);
+      return { items: page.items.map(settlementView), ...(page.next ? { next: page.next } : {}) };
     },
   );
 

@@ -74,7 +74,7 @@ t.test('suspending the CO2 meter over HTTP earns no credits (issue 10 item 3)', 
   t.ok(cemsReadings > 4, `the CEMS published ${cemsReadings} readings before its suspension`);
 
   await waitSettledThrough(stack, ['E2EC'], lastTs);
-  const { items } = await api<{ items: { windowStart: string; netGrams: string; mintedGrams: string; complete: boolean }[] }>(stack, '/v1/settlements?facilityId=E2EC');
+  const { items } = await api<{ items: { windowStart: string; netGrams: string; mintedGrams: string; complete: boolean }[] }>(stack, '/v1/settlements?facilityId=E2EC&limit=1000');
   const after = items.filter((s) => Date.parse(s.windowStart) >= windowOf(suspendedAt, W).end);
   t.ok(after.length >= 2, `windows after the suspension were settled (${after.length})`);
   // The suspended CEMS is silent: those windows are incomplete and capped at 0 (before: complete, +20,000 g each).

@@ -102,7 +102,7 @@ export async function waitSettledThrough(stack: Stack, facilityIds: string[], la
   const needEnd = windowOf(lastTs, WINDOW_SECONDS * 1000).end + WINDOW_SECONDS * 1000;
   await until('settlements to catch up', async () => {
     for (const f of facilityIds) {
-      const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${f}`);
+      const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${f}&limit=1000`);
       if (!items.some((s) => Date.parse(s.windowEnd) >= needEnd)) return false;
     }
     return true;
@@ -115,7 +115,7 @@ export async function waitSettledThrough(stack: Stack, facilityIds: string[], la
  * file (a second connection), and the chain through the gateway and the ledger client.
  */
 export async function checkFacility(t: Test, stack: Stack, facilityId: string): Promise<{ settlements: number; netSum: bigint }> {
-  const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${facilityId}`);
+  const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${facilityId}&limit=1000`);
   const list = [...items].sort((a, b) => Date.parse(a.windowStart) - Date.parse(b.windowStart));
   t.ok(list.length >= 3, `${facilityId}: settled several windows (${list.length})`);
   const facility = await api(stack, `/v1/facilities/${facilityId}`);

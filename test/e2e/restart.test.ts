@@ -35,7 +35,7 @@ async function snapshot(stack: Stack, facilityIds: string[]) {
   const out: Record<string, { balance: unknown; readings: number; settlements: number }> = {};
   for (const f of facilityIds) {
     const b = await api(stack, `/v1/facilities/${f}/balance`);
-    const { items } = await api(stack, `/v1/settlements?facilityId=${f}`);
+    const { items } = await api(stack, `/v1/settlements?facilityId=${f}&limit=1000`);
     // Exact count from the SQLite file (a second connection), not a listing capped by its limit.
     const db = openDatabase(stack.config.dataDir);
     let readings: number;

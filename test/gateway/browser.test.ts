@@ -41,20 +41,38 @@ t.test(
     }
     const outcomes = await readings.commit(rows);
     t.equal(outcomes.filter((o) => o.status === 'stored').length, rows.length, 'all readings stored');
-    const nets = [5200n, 4800n, -1200n, 6100n, 0n, -2500n, 7000n, 6400n, 5100n, 2200n, 4300n, 3900n];
-    const settlements: SettlementRecord[] = nets.map((n, i) => ({
-      id: `facA:${T0 + i * W}`,
-      facilityId: 'facA',
-      windowStart: T0 + i * W,
-      windowEnd: T0 + (i + 1) * W,
-      complete: i !== 4, // an incomplete window never mints (net capped at 0)
-      netGrams: n,
-      mintedGrams: n > 0n ? n : 0n,
-      burnedGrams: n < 0n ? -n : 0n,
-      deficitGrams: 0n,
-      evidenceRoot: '0x' + (i + 16).toString(16).repeat(32).slice(0, 64),
-      txHash: '0x' + 'ab'.repeat(32),
-    }));
+    const nets = [5200n, -9000n, -1200n, 6100n, 0n, -2500n, 7000n, 6400n, 5100n, 2200n, 4300n, 3900n];
+    // Amounts as the Ledger settles them: a negative net burns what the balance holds and adds the
+    // rest to the deficit; a positive net pays the deficit down first and mints the rest.
+    let balance = 0n;
+    let deficit = 0n;
+    const settlements: SettlementRecord[] = nets.map((n, i) => {
+      let minted = 0n;
+      let burned = 0n;
+      if (n > 0n) {
+        const paid = n < deficit ? n : deficit;
+        deficit -= paid;
+        minted = n - paid;
+        balance += minted;
+      } else if (n < 0n) {
+        burned = -n < balance ? -n : balance;
+        balance -= burned;
+        deficit += -n - burned;
+      }
+      return {
+        id: `facA:${T0 + i * W}`,
+        facilityId: 'facA',
+        windowStart: T0 + i * W,
+        windowEnd: T0 + (i + 1) * W,
+        complete: i !== 4, // an incomplete window never mints (net capped at 0)
+        netGrams: n,
+        mintedGrams: minted,
+        burnedGrams: burned,
+        deficitGrams: deficit,
+        evidenceRoot: '0x' + (i + 16).toString(16).repeat(32).slice(0, 64),
+        txHash: '0x' + 'ab'.repeat(32),
+      };
+    });
     const TAMPERED = settlements[9].id;
     const oracle: GatewayOracle = {
       listSettlements: (q) => settlements.filter((s) => !q.facilityId || s.facilityId === q.facilityId),
@@ -120,6 +138,16 @@ t.test(
     t.equal(await page.locator(`#settlements tr[data-settlement-id="${TAMPERED}"] [data-field="verify"]`).getAttribute('data-match'), 'false');
     t.equal(await page.locator('#settlements [data-match="true"]').count(), nets.length - 1);
     t.match(await page.locator(`#settlements tr[data-settlement-id="${TAMPERED}"]`).textContent(), /MISMATCH/);
+    // Deficit per window (+added / −paid down) beside the facility's deficit after the settlement.
+    const deficitCells = async (i: number) => {
+      const row = page.locator(`#settlements tr[data-settlement-id="facA:${T0 + i * W}"]`);
+      return [await row.locator('[data-field="deficitChange"]').textContent(), await row.locator('[data-field="deficitAfterGrams"]').getAttribute('data-value')];
+    };
+    t.same(await deficitCells(0), ['0', '0'], 'a first positive window: no deficit');
+    t.same(await deficitCells(1), ['+3,800', '3800'], '-9000 g with 5200 g held: 5200 burned, 3800 added');
+    t.same(await deficitCells(2), ['+1,200', '5000'], 'nothing left to burn: all added');
+    t.same(await deficitCells(3), ['−5,000', '0'], '+6100 g pays the 5000 g deficit down first');
+    t.match(await page.locator('#settlements thead').textContent(), /Deficit change.*Deficit after/);
     t.match(await page.locator('#retirements tbody').textContent(), /Municipal transit/);
     // Charts drew something (chart.js served from node_modules, allowed by the CSP).
     const charts = await page.evaluate(() => {
@@ -136,3 +164,36 @@ t.test(
     t.same(problems, [], 'no page errors, no CSP violations');
   },
 );
+
+t.test('/docs (Swagger UI) loads without a console error under the gateway CSP', { skip: missing ? `${CHROMIUM} not installed` : false }, async (t) => {
+  const h = await startGateway(t);
+  const url = await h.app.listen({ port: 0, host: '127.0.0.1' });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  const problems: string[] = [];
+  const violations: string[] = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    if (m.text().startsWith('csp-violation')) violations.push(m.text());
+  });
+  // Violations are also reported as events: count them, whatever the console prints.
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => console.info(`csp-violation ${e.violatedDirective}`));
+  });
+  const res = await page.goto(url + '/docs/');
+  const csp = res!.headers()['content-security-policy'];
+  t.match(csp, /style-src 'self' 'sha256-[A-Za-z0-9+/=]+'(;|$)/, 'one hash more than the gateway policy, for the logo style');
+  t.notMatch(csp, /unsafe-inline|https:|validator\.swagger\.io|upgrade-insecure/, 'nothing more');
+  await page.waitForSelector('.swagger-ui .info .title', { timeout: 60_000 });
+  await page.waitForSelector('.swagger-ui .opblock', { timeout: 60_000 });
+  t.ok(await page.locator('.swagger-ui .opblock').count() > 10, 'the operations are listed');
+  // The dashboard's own policy is unchanged: no hash there.
+  const dash = await h.app.inject({ url: '/' });
+  t.notMatch(dash.headers['content-security-policy'], /sha256-/, 'the hash is scoped to /docs');
+  await page.goto(url + '/');
+  await page.waitForSelector('#key-form', { timeout: 60_000 });
+  t.same(problems, [], 'no console error on /docs nor /');
+  t.same(violations, [], 'no CSP violation');
+});

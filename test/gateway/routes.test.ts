@@ -404,7 +404,8 @@ t.test('settlements, verification and proofs', async (t) => {
   const { call } = await setup(t);
   const all = await call('GET', '/v1/settlements', 'regulator');
   t.equal((all.body as { items: unknown[] }).items.length, 2);
-  t.same((all.body as { items: unknown[] }).items[0], {
+  t.same((all.body as { items: { id: string }[] }).items.map((s) => s.id), ['facB:1', 'facA:1'], 'newest window first, then facility id descending');
+  t.same((all.body as { items: { id: string }[] }).items.find((s) => s.id === 'facA:1'), {
     id: 'facA:1',
     facilityId: 'facA',
     windowStart: new Date(T0).toISOString(),
@@ -414,9 +415,13 @@ t.test('settlements, verification and proofs', async (t) => {
     mintedGrams: '7317',
     burnedGrams: '0',
     deficitGrams: '0',
+    deficitAddedGrams: '0',
+    deficitPaidGrams: '0',
+    deficitAfterGrams: '0',
     evidenceRoot: '0x' + '11'.repeat(32),
     txHash: '0x' + '22'.repeat(32),
   });
+  t.match((all.body as { items: { id: string }[] }).items.find((s) => s.id === 'facB:1'), { netGrams: '-20', burnedGrams: '0', deficitAddedGrams: '20', deficitPaidGrams: '0', deficitAfterGrams: '20', deficitGrams: '20' });
   const mine = await call('GET', '/v1/settlements', 'facA');
   t.same((mine.body as { items: { id: string }[] }).items.map((s) => s.id), ['facA:1'], 'a facility key lists only its own');
   t.equal((await call('GET', '/v1/settlements?facilityId=facB', 'facA')).status, 403);

@@ -56,7 +56,7 @@ t.test('an altered reading is detected by /verify and fails its /proof', async (
   };
 
   const list = await get('/v1/settlements?facilityId=F');
-  t.same(list.items.map((s: { id: string }) => s.id), [`F-${T0}`, `F-${T0 + W}`]);
+  t.same(list.items.map((s: { id: string }) => s.id), [`F-${T0 + W}`, `F-${T0}`], 'newest window first');
   const id = `F-${T0 + W}`;
   const settled = await get(`/v1/settlements/${id}`);
   t.match(settled, { facilityId: 'F', windowStart: new Date(T0 + W).toISOString(), complete: true, netGrams: '7317', mintedGrams: '7317', txHash: /^0x[0-9a-f]{64}$/ });
