@@ -188,6 +188,8 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
           windowSeconds: config.windowSeconds,
           graceSeconds: config.graceSeconds,
           statePath: path.join(config.dataDir, 'simulator-state.json'),
+          // owner keys of the demo facilities, so their credits can be retired (npm run cli -- retire)
+          ownerKeyDir: path.join(config.dataDir, 'keys'),
           logger: logger.child({ component: 'fleet' }),
           progress: false,
         });

@@ -12,6 +12,7 @@ import { readingsTopic, statusTopic, type RejectReason } from '../domain/reading
 import { DeviceSim, type DeviceState, type Outgoing } from './device.ts';
 import { simErrors } from './errors.ts';
 import { addFaultCounts, emptyFaultCounts, expectRejection, parseFaults, type FaultCounts, type FaultRates } from './faults.ts';
+import { facilityOwnerKey } from './owners.ts';
 import { planFleet, planFromCredentials, readCredentialsFile, type DevicePlan, type FacilityPlan, type SimCredentials } from './plan.ts';
 import { countKinds, getProfile, type ProfileName } from './profiles.ts';
 import { registerFleet, rejectionDelta, type ApiTarget, type RejectionSnapshot } from './register.ts';
@@ -48,8 +49,14 @@ export interface FleetOptions {
   profiles?: ProfileName[];
   /** Id prefix of planned facilities and devices (default `sim`). */
   prefix?: string;
-  /** Owner address of registered facilities (default: derived from the seed). */
+  /** Owner address of registered facilities (default: ownerKeyDir's keys, else derived from the seed). */
   owner?: string;
+  /**
+   * Directory of the planned facilities' owner keys (`{dir}/{facilityId}.key`, made once 0600 and
+   * reused; `npm start` and `npm run simulate` use `$DATA_DIR/keys`): registered facilities are owned
+   * by those keys' addresses, so their credits can be retired. Ignored when `owner` is given.
+   */
+  ownerKeyDir?: string;
   /** Settlement window and grace (s): late readings and suggested baselines (default 3600 / 300). */
   windowSeconds?: number;
   graceSeconds?: number;
@@ -167,6 +174,14 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
     plan = planFromCredentials(creds, { ...planOpts, devices: opts.devices });
   } else if (opts.api) {
     plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
+    if (opts.ownerKeyDir && !opts.owner) {
+      for (const f of plan) {
+        const k = facilityOwnerKey(opts.ownerKeyDir, f.facilityId);
+        f.owner = k.address;
+        f.ownerKeyFile = k.file;
+        if (k.created) log.info({ facilityId: f.facilityId, owner: k.address, keyFile: k.file }, 'owner key created');
+      }
+    }
     creds = await registerFleet(opts.api, plan, { windowSeconds, rate, margin: opts.baselineMargin, now: now(), log, fetch: opts.fetch });
     state.credentials = creds;
   } else if (state.credentials?.length) {

@@ -45,7 +45,9 @@ Fleet
   --profiles LIST        facility profiles, cycled: ${PROFILE_NAMES.join(', ')} (default efficient,heavy,standard)
   --prefix P             id prefix of planned facilities and devices {P}-f1, {P}-f1-grid, and of
                          the state file (default cli; npm start's own fleet is sim)
-  --owner 0xADDR         owner address of registered facilities (default derived from the seed)
+  --owner 0xADDR         owner address of registered facilities (default: with --api, the key
+                         kept in $DATA_DIR/keys/{facilityId}.key, made once 0600, so the credits
+                         can be retired with npm run cli -- retire --key-file that file)
   --rate R               readings per second per device, may be fractional (default 1)
   --seed S               seed: same seed and clock, same readings (default mrv)
   --duration SEC         stop after SEC seconds (default: run until Ctrl-C)
@@ -179,6 +181,7 @@ export async function main(argv: string[]): Promise<number> {
       profiles: values.profiles ? parseProfiles(values.profiles) : undefined,
       prefix,
       owner: values.owner,
+      ...(api ? { ownerKeyDir: path.join(dataDir, 'keys') } : {}),
       windowSeconds,
       graceSeconds,
       logger: log,

@@ -33,8 +33,10 @@ export interface FacilityPlan {
   outcome: 'earn' | 'deficit';
   /** Seed of the facility's physical model. */
   seed: number;
-  /** EVM address that receives the facility's credits (deterministic from the seed). */
+  /** EVM address that receives the facility's credits (deterministic from the seed, or of a key file). */
   owner: string;
+  /** The key file of `owner` when the simulator keeps one (see owners.ts). */
+  ownerKeyFile?: string;
   devices: DevicePlan[];
 }
 

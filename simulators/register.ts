@@ -89,6 +89,18 @@ export async function registerFleet(api: ApiTarget, plan: FacilityPlan[], opts: 
       opts.log.info({ facilityId: f.facilityId, profile: f.profile, outcome: f.outcome, baselineKgPerHour: suggestion.baselineKgPerHour }, 'facility registered');
     } else if (r.status === 409) {
       opts.log.info({ facilityId: f.facilityId }, 'facility exists, reusing it');
+      if (f.ownerKeyFile) {
+        const existing = await call('GET', `/v1/facilities/${encodeURIComponent(f.facilityId)}`);
+        const owner = (existing.body as { owner?: unknown } | undefined)?.owner;
+        if (existing.status === 200 && typeof owner === 'string' && owner.toLowerCase() !== f.owner.toLowerCase()) {
+          opts.log.warn(
+            { facilityId: f.facilityId, owner, keyFile: f.ownerKeyFile, keyAddress: f.owner },
+            'facility exists with another owner than its kept key: its credits cannot be retired with that key (registered by an older version or by hand)',
+          );
+          f.owner = owner;
+          delete f.ownerKeyFile;
+        }
+      }
     } else {
       throw simErrors.API_FAILED(`registering facility ${f.facilityId} failed: ${describe(r)}`);
     }

@@ -8,6 +8,7 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, principalOf, requireRole, scopedFacility } from '../auth.ts';
 import { DomainError, errors } from '../../domain/errors.ts';
 import { gramsToTonnes } from '../../domain/decimal.ts';
+import { describeChainError } from '../../contracts/client/errors.ts';
 import { asChainError, gatewayErrors } from '../errors.ts';
 import { RetirementList, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
 import { gramsText, iso } from '../format.ts';
@@ -107,10 +108,12 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
         // balance, suspended): the request is at fault, not the gateway.
         if (err instanceof DomainError && err.code === 'LEDGER_REVERTED') throw gatewayErrors.RELAY_REJECTED(err.message.replace(/^ledger reverted: /, ''));
         if (err instanceof DomainError) throw err;
-        // A revert (bad signature, expired, insufficient balance...) is the client's problem.
+        // A revert the client could not decode is still the request's problem: said as the same
+        // sentence the CLI and the oracle use (contracts/client/errors.ts), with the node's reason.
         const e = err as { shortMessage?: string; reason?: string; message?: string; code?: string };
         if (e.code === 'CALL_EXCEPTION' || e.reason || /revert/i.test(e.message ?? '')) {
-          throw gatewayErrors.RELAY_REJECTED((e.reason ?? e.shortMessage ?? e.message ?? 'reverted').slice(0, 200));
+          const reason = typeof e.reason === 'string' && e.reason ? ` (${e.reason.slice(0, 120)})` : '';
+          throw gatewayErrors.RELAY_REJECTED(`${describeChainError(err)}${reason}`.slice(0, 300));
         }
         throw asChainError(err);
       }

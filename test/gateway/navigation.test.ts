@@ -152,7 +152,7 @@ t.test('settlements and readings paged newest first; a reading leads to its sett
   // The README's audit example, as written there (its host and facility swapped for this stack's),
   // picks its ids through the API: run it with bash, curl and node.
   const readme = fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
-  const snippet = /Audit one settlement[^\n]*\n```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+  const snippet = /Audit one settlement[^\n]*\n *```sh\n([\s\S]*?) *```/.exec(readme)?.[1]; // a block in a list is indented
   t.ok(snippet, "README's audit example found");
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   const script = snippet!.replaceAll('localhost:3000', url.replace('http://', '')).replaceAll('sim-f1', 'F');

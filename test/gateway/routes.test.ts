@@ -469,6 +469,11 @@ t.test('retirements: list from the chain, relay of a holder-signed request', asy
   const reverted = await call('POST', '/v1/retirements', 'admin', { ...signed, signature: '0x' + 'ab'.repeat(64) + '00' });
   t.equal(reverted.status, 422);
   t.match(reverted.body, { error: { code: 'RELAY_REJECTED', message: /InvalidSignature/ } });
+  // an undecoded revert is said as describeChainError's sentence (the one the CLI prints), not ethers' text
+  t.equal(
+    (reverted.body as { error: { message: string } }).error.message,
+    'retirement rejected: the contract refused without saying why: check that the address is a CarbonLedger on this chain (InvalidSignature())',
+  );
   for (const bad of [{ ...signed, amountGrams: '0' }, { ...signed, signature: '0x12' }, { ...signed, holder: 'me' }, { ...signed, extra: 1 }]) {
     t.equal((await call('POST', '/v1/retirements', 'admin', bad)).status, 400);
   }

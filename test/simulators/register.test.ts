@@ -9,6 +9,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { ethers } from 'ethers';
+import { pino } from 'pino';
 import type { AuthenticateError } from 'aedes';
 import { silentLogger } from '../../domain/logger.ts';
 import { startFleet } from '../../simulators/fleet.ts';
@@ -54,6 +56,7 @@ async function startGateway(t: Test): Promise<FakeGateway> {
         g.facilities.set(body.id, body);
         return send(201, body);
       }
+      if (req.method === 'GET' && (m = /^\/v1\/facilities\/([^/]+)$/.exec(req.url ?? '')) && g.facilities.has(m[1])) return send(200, g.facilities.get(m[1]));
       if (req.method === 'POST' && (m = /^\/v1\/facilities\/([^/]+)\/devices$/.exec(req.url ?? ''))) {
         if (g.passwords.has(body.deviceId)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
         const password = `pw-${++n}`;
@@ -152,4 +155,58 @@ t.test('API failures are clear errors', async (t) => {
     message: new RegExp(`cannot reach the gateway at http://127.0.0.1:${port}: ECONNREFUSED`),
   });
   await t.rejects(startFleet({ ...common, api: { url: 'ftp://x', key: KEY } }), { code: 'SIM_USAGE', message: /bad gateway URL/ });
+});
+
+t.test('owner keys kept in ownerKeyDir: facilities owned by a key made once (0600) and reused by the next run', async (t) => {
+  const gw = await startGateway(t);
+  const broker = await startBroker({ aedes: {} });
+  t.teardown(() => broker.close());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-keys-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ownerKeyDir = path.join(dir, 'keys');
+  const warnings: unknown[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+  const common = { url: `mqtt://127.0.0.1:${broker.port}`, devices: 2, facilities: 2, rate: 5, seed: 'keys', statePath: null, windowSeconds: 30, logger, api: { url: gw.url, key: KEY }, ownerKeyDir };
+
+  const run1 = await startFleet(common);
+  await run1.stop();
+  const owners = new Map<string, string>();
+  for (const id of ['sim-f1', 'sim-f2']) {
+    const file = path.join(ownerKeyDir, `${id}.key`);
+    t.equal(fs.statSync(file).mode & 0o777, 0o600, `${id}.key is owner-only`);
+    const address = new ethers.Wallet(fs.readFileSync(file, 'utf8').trim()).address;
+    t.equal(gw.facilities.get(id)!.owner, address, `${id} is owned by its key file's address`);
+    t.equal(run1.facilities.find((f) => f.facilityId === id)!.ownerKeyFile, file);
+    owners.set(id, address);
+  }
+  t.equal(fs.statSync(ownerKeyDir).mode & 0o777, 0o700);
+
+  // a second run (facilities exist: 409) reuses the same keys and says nothing about owners
+  const before = fs.readFileSync(path.join(ownerKeyDir, 'sim-f1.key'), 'utf8');
+  const run2 = await startFleet(common);
+  await run2.stop();
+  t.equal(fs.readFileSync(path.join(ownerKeyDir, 'sim-f1.key'), 'utf8'), before, 'the key file is not replaced');
+  t.equal(run2.facilities[0].owner, owners.get('sim-f1'));
+  t.same(warnings, []);
+
+  // a facility registered earlier with another owner: warned about, the plan shows the real owner
+  gw.facilities.get('sim-f2')!.owner = '0x' + '12'.repeat(20);
+  const run3 = await startFleet(common);
+  await run3.stop();
+  t.match(warnings, [{ facilityId: 'sim-f2', owner: '0x' + '12'.repeat(20), keyAddress: owners.get('sim-f2') }]);
+  t.equal(run3.facilities[1].owner, '0x' + '12'.repeat(20));
+  t.equal(run3.facilities[1].ownerKeyFile, undefined);
+
+  // an explicit owner wins over the keys
+  const explicit = '0x' + 'ab'.repeat(20);
+  gw.facilities.clear();
+  const run4 = await startFleet({ ...common, owner: explicit });
+  await run4.stop();
+  t.equal(gw.facilities.get('sim-f1')!.owner, explicit);
+
+  // a key file that holds no key is an error, not overwritten
+  gw.facilities.clear();
+  fs.writeFileSync(path.join(ownerKeyDir, 'sim-f1.key'), 'not a key\n', { mode: 0o600 });
+  await t.rejects(startFleet(common), /sim-f1\.key does not hold a private key/);
+  t.equal(fs.readFileSync(path.join(ownerKeyDir, 'sim-f1.key'), 'utf8'), 'not a key\n');
 });
