@@ -80,9 +80,11 @@ t.test('retire directly and through the relay', { skip: hasAnvil ? false : 'anvi
   // The list endpoint reads the records back from the chain through the real client.
   const list = await app.inject({ url: '/v1/retirements?facilityId=facA', headers: h.auth('regulator') });
   t.equal(list.statusCode, 200);
+  // Newest first (every list of the API pages newest first).
+  t.equal(list.json().items.length, 2);
   t.match(list.json().items, [
-    { id: '1', account: owner, facilityId: 'facA', amountGrams: '1500000', amountTonnes: '1.5', beneficiary: 'City of X', reason: 'scope 2 2026', retiredAt: /Z$/, txHash: /^0x/ },
     { id: '2', account: owner, facilityId: 'facA', amountGrams: '500000', amountTonnes: '0.5', beneficiary: 'Hospital Y' },
+    { id: '1', account: owner, facilityId: 'facA', amountGrams: '1500000', amountTonnes: '1.5', beneficiary: 'City of X', reason: 'scope 2 2026', retiredAt: /Z$/, txHash: /^0x/ },
   ]);
 
   // The same signed request twice: it took place once; the second answer is that retirement (200).
