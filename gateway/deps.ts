@@ -7,6 +7,7 @@ import type { Registry as PromRegistry } from 'prom-client';
 import type { Db } from '../store/db.ts';
 import type { ReadingStore, Registry } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
+import type { SettlementQuery } from '../oracle/records.ts';
 import type { SignedRetirement as LedgerSignedRetirement } from '../contracts/client/ledger.ts';
 
 /** Integer grams as they come from the chain or the records (bigint, or integer text/number). */
@@ -117,14 +118,7 @@ export interface GatewayOracle {
    * those after `before` in that order, at most `limit` (the gateway pages; an implementation may
    * ignore these and return more, the gateway sorts and cuts again).
    */
-  listSettlements(q: {
-    facilityId?: string;
-    from?: number;
-    to?: number;
-    limit?: number;
-    newestFirst?: boolean;
-    before?: { windowStart: number; facilityId: string };
-  }): Promise<SettlementRecord[]> | SettlementRecord[];
+  listSettlements(q: SettlementQuery): Promise<SettlementRecord[]> | SettlementRecord[];
   getSettlement(id: string): Promise<SettlementRecord | undefined> | SettlementRecord | undefined;
   verify(id: string): Promise<VerifyResult>;
   /** Rejects or resolves undefined when the reading is not in the settlement's evidence. */
