@@ -25,7 +25,7 @@ export function tempDataDir(t: Test): string {
   return dir;
 }
 
-export function e2eConfig(dataDir: string): Config {
+export function e2eConfig(dataDir: string, overrides: Parameters<typeof loadConfig>[1] = {}): Config {
   return loadConfig({}, {
     dataDir,
     httpPort: 0,
@@ -37,6 +37,7 @@ export function e2eConfig(dataDir: string): Config {
     simulatedDevices: 0,
     adminApiKey: ADMIN_KEY,
     logLevel: 'silent',
+    ...overrides,
   });
 }
 

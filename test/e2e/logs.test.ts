@@ -5,29 +5,17 @@
  * when it stopped, in reverse start order, and a last line names them all.
  */
 import t from 'tap';
-import { loadConfig } from '../../domain/config.ts';
 import { createLogger } from '../../domain/logger.ts';
 import { startStack } from '../../main.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { jsonLogLines, linesWithDuplicateKeys } from '../helpers/json-lines.ts';
-import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, tempDataDir } from './helpers.ts';
+import { e2eConfig, tempDataDir } from './helpers.ts';
 
 t.test('a running stack logs each key once per line and names what it stopped', async (t) => {
   const dataDir = tempDataDir(t);
   let text = '';
   const logger = createLogger('debug', { write: (s: string) => void (text += s) }, 'json');
-  const config = loadConfig({}, {
-    dataDir,
-    httpPort: 0,
-    mqttPort: 0,
-    anvilPort: 0,
-    windowSeconds: WINDOW_SECONDS,
-    graceSeconds: GRACE_SECONDS,
-    oracleCron: '* * * * * *',
-    simulatedDevices: 3,
-    adminApiKey: ADMIN_KEY,
-    logLevel: 'debug',
-  });
+  const config = e2eConfig(dataDir, { simulatedDevices: 3, logLevel: 'debug' });
   const stack = await startStack(config, { logger });
   t.teardown(() => stack.close());
   t.ok(stack.fleet, 'the simulated fleet runs');
