@@ -1,23 +1,21 @@
 /**
- * The embedded store on one SQLite file (better-sqlite3, WAL, synchronous=FULL; see store/db.ts):
- * the ReadingStore (store/sqlite-readings.ts) and the Registry (facilities + baseline history,
- * devices + secret hashes, online status, rejections log). Tables and their migrations:
- * store/sqlite-schema.ts.
+ * The FacilityRegistry on the SQLite file: facilities + baseline history, devices + secret hashes,
+ * online status, and the rejections log. Tables and their migrations: store/sqlite/schema.ts.
  *
  * Closing: the stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
-import { Decimal } from '../domain/decimal.ts';
-import { errors } from '../domain/errors.ts';
-import { truncateUtf8 } from '../domain/json.ts';
-import { silentLogger, type Logger } from '../domain/logger.ts';
-import { ID_RE, type RejectReason, type Rejection } from '../domain/reading.ts';
+import { Decimal } from '../../domain/decimal.ts';
+import { errors } from '../../domain/errors.ts';
+import { truncateUtf8 } from '../../domain/json.ts';
+import type { Logger } from '../../domain/logger.ts';
+import { ID_RE, type RejectReason, type Rejection } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
-import { generateSecret, hashSecretSync, verifyDeviceSecret } from './secrets.ts';
-import { migrate } from './sqlite-schema.ts';
-import { SqliteReadingStore } from './sqlite-readings.ts';
+import { generateSecret, hashSecretSync } from '../secrets.ts';
+import { migrate } from './schema.ts';
 import {
   DEFAULT_REPORTING_INTERVAL_SECONDS,
   MAX_REPORTING_INTERVAL_SECONDS,
+  clampListLimit,
   type Device,
   type DeviceCredentials,
   type DeviceLimits,
@@ -25,48 +23,20 @@ import {
   type DevicePatch,
   type DeviceStatus,
   type Facility,
-  type Registry,
+  type FacilityRegistry,
   type Status,
-} from './types.ts';
+} from '../types.ts';
 
-export { READING_QUERIES, SqliteReadingStore, compareDecimalText, listQuery } from './sqlite-readings.ts';
-
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
 export const MAX_REJECTION_PAYLOAD_BYTES = 4096;
 const MAX_REJECTION_DETAIL_BYTES = 1024;
 const MAX_DECOMMISSION_REASON = 500;
 const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
 
-export interface SqliteStoreOptions {
-  logger?: Logger;
-  /** Epoch-ms clock (createdAt, default effectiveFrom of a baseline change). */
-  clock?: () => number;
-}
-
-export interface SqliteStores {
-  readings: SqliteReadingStore;
-  registry: SqliteRegistry;
-}
-
-/** Creates or migrates the tables and returns the reading store and the registry on `db`. */
-export function openSqliteStores(db: Db, opts: SqliteStoreOptions = {}): SqliteStores {
-  migrate(db);
-  const logger = (opts.logger ?? silentLogger).child({ component: 'store' });
-  const clock = opts.clock ?? Date.now;
-  return { readings: new SqliteReadingStore(db, logger), registry: new SqliteRegistry(db, logger, clock) };
-}
-
 /** Rejections of one device with one reason are aggregated per this span (one row, with a count). */
 export const REJECTION_BUCKET_MS = 60_000;
 
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
-  return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
-}
-
 // ---------------------------------------------------------------------------------------------
-// Registry
+// FacilityRegistry
 
 interface FacilityRow {
   id: string;
@@ -176,13 +146,15 @@ const FACILITY_SELECT = `SELECT f.id, f.name, f.owner, f.grid_factor, f.gas_fact
 const DEVICE_COLS =
   'device_id, facility_id, kind, status, created_at, online, last_seen_at, capacity, reporting_interval, decommissioned_at, decommission_reason';
 
-export class SqliteRegistry implements Registry {
+export class SqliteRegistry implements FacilityRegistry {
   private readonly db: Db;
   private readonly logger: Logger;
   private readonly clock: () => number;
   private readonly stmt;
 
-  constructor(db: Db, logger: Logger, clock: () => number) {
+  /** `clock`: epoch ms (createdAt, the default effectiveFrom of a baseline change). */
+  constructor(db: Db, logger: Logger, clock: () => number = Date.now) {
+    migrate(db);
     this.db = db;
     this.logger = logger;
     this.clock = clock;
@@ -422,11 +394,6 @@ export class SqliteRegistry implements Registry {
     return { deviceId: r.device_id, facilityId: r.facility_id, status: r.status, facilityStatus: r.facility_status, secretHash: r.secret_hash };
   }
 
-  /** The broker's CONNECT check (see store/secrets.ts verifyDeviceSecret). */
-  verifyDeviceSecret(deviceId: string, password: string | Buffer | undefined): Promise<DeviceCredentials | undefined> {
-    return verifyDeviceSecret(this, deviceId, password);
-  }
-
   /** Online/offline from CONNECT and the last will; lastSeenAt never moves backwards. Unknown ids are ignored. */
   setOnline(deviceId: string, online: boolean, at: number): void {
     const info = this.stmt.setOnline.run(online ? 1 : 0, at, deviceId);
@@ -492,7 +459,7 @@ export class SqliteRegistry implements Registry {
   /** Newest first, each with its row id (a paging cursor): those with id < beforeId when given. */
   pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[] {
     this.mustFacility(facilityId);
-    return this.stmt.rejections.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampLimit(limit)).map((r) => {
+    return this.stmt.rejections.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampListLimit(limit)).map((r) => {
       const out: Rejection = {
         facilityId: r.facility_id,
         deviceId: r.device_id,

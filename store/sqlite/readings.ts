@@ -1,5 +1,5 @@
 /**
- * The embedded ReadingStore on the SQLite file (schema: store/sqlite-schema.ts).
+ * The embedded ReadingStore on the SQLite file (schema: store/sqlite/schema.ts).
  *
  * Readings: a WITHOUT ROWID table clustered on (device_id, seq) plus an index on (device_id, ts) and a
  * partial index on (device_id, arrival) that holds only late arrivals, so every oracle query
@@ -19,7 +19,7 @@
  * (a device whose metrics are interleaved further apart than that gets its late reading refused as
  * `implausible`, with a detail saying so, rather than a scan of its history inside the writer's
  * transaction). Capacity and reporting interval come from
- * the device's registry row (same file, one probe per device per batch; a change applies to the next
+ * the registry (a DeviceLimitsLookup, one probe per device per batch; a change applies to the next
  * batch).
  *
  * Visibility: a reading stored below its device's max seq gets the device's next arrival number
@@ -28,26 +28,26 @@
  * There is deliberately no in-process cache: without one a second process writing the same file is
  * always seen. The stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
-import { Decimal } from '../domain/decimal.ts';
-import { errors } from '../domain/errors.ts';
-import { CANONICAL_RE, checkReading, compareDecimalText, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
-import type { Logger } from '../domain/logger.ts';
-import { isIntervalKind, type Metric, type Reading } from '../domain/reading.ts';
+import { Decimal } from '../../domain/decimal.ts';
+import { errors } from '../../domain/errors.ts';
+import { CANONICAL_RE, checkReading, type DeviceReadings, type StoredReading } from '../../domain/ingest-rules.ts';
+import type { Logger } from '../../domain/logger.ts';
+import { isIntervalKind, type Metric, type Reading } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
-import type {
-  CommitOutcome,
-  ConsumeQuery,
-  CoverageQuery,
-  DeviceCoverage,
-  DeviceLimits,
-  DeviceLimitsLookup,
-  ReadingFilter,
-  ReadingStore,
-  VisibilityMark,
-} from './types.ts';
+import { migrate } from './schema.ts';
+import {
+  clampListLimit,
+  type CommitOutcome,
+  type ConsumeQuery,
+  type CoverageQuery,
+  type DeviceCoverage,
+  type DeviceLimits,
+  type DeviceLimitsLookup,
+  type ReadingFilter,
+  type ReadingStore,
+  type VisibilityMark,
+} from '../types.ts';
 
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
 /** Rows a late arrival may walk to find its neighbour of the same metric (see the file comment). */
 export const MAX_METRIC_WALK = 100_000;
 /** Rows walked row by row first (the common case: metrics interleaved a few rows apart). */
@@ -117,13 +117,6 @@ export const READING_QUERIES = {
   maxArrival: 'SELECT MAX(arrival) FROM readings WHERE device_id = ? AND arrival IS NOT NULL',
 } as const;
 
-export { CANONICAL_RE, compareDecimalText };
-
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
-  return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
-}
-
 /** Thrown by a lookup that would have to walk more than MAX_METRIC_WALK rows. */
 class WalkTooLong extends Error {}
 
@@ -175,9 +168,6 @@ function prepareStatements(db: Db) {
        ON CONFLICT (device_id, metric) DO UPDATE SET first_seq = MIN(first_seq, excluded.first_seq), seq = MAX(seq, excluded.seq)`,
     ),
     insert: db.prepare(`INSERT INTO readings (${READING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    limits: db.prepare<[string], { kind: string; capacity: string | null; reporting_interval: number }>(
-      'SELECT kind, capacity, reporting_interval FROM devices WHERE device_id = ?',
-    ),
     consumeAll: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeAll),
     consumeNew: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeNew),
     consumeArrived: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeArrived),
@@ -284,20 +274,13 @@ export class SqliteReadingStore implements ReadingStore {
   private readonly commitTx: (readings: Reading[]) => CommitOutcome[];
   private readonly marksTx: (deviceIds: string[]) => Map<string, VisibilityMark>;
 
-  /** `limits` overrides where capacity and reporting interval come from (default: the devices table of this file). */
-  constructor(db: Db, logger: Logger, limits?: DeviceLimitsLookup) {
+  /** `limits`: capacity, reporting interval and kind of a device (the registry's deviceLimits). */
+  constructor(db: Db, logger: Logger, limits: DeviceLimitsLookup) {
+    migrate(db);
     this.db = db;
     this.logger = logger;
     this.stmt = prepareStatements(db);
-    this.limitsOf =
-      limits ??
-      ((deviceId) => {
-        const row = this.stmt.limits.get(deviceId);
-        if (!row) return undefined;
-        const out: DeviceLimits = { reportingIntervalSeconds: row.reporting_interval, kind: row.kind };
-        if (row.capacity !== null) out.capacity = row.capacity;
-        return out;
-      });
+    this.limitsOf = limits;
     const tx = db.transaction((readings: Reading[]) => this.check(readings));
     this.commitTx = (readings) => tx.immediate(readings);
     // One read transaction: every mark is of the same committed state.
@@ -461,7 +444,7 @@ export class SqliteReadingStore implements ReadingStore {
     const rows: ReadingRow[] = [];
     for (const deviceId of devices) rows.push(...stmt.all(...listQuery({ ...filter, deviceId }).args));
     rows.sort((a, b) => b.ts - a.ts || (a.device_id < b.device_id ? 1 : a.device_id > b.device_id ? -1 : 0) || b.seq - a.seq);
-    return rows.slice(0, clampLimit(filter.limit)).map(toReading);
+    return rows.slice(0, clampListLimit(filter.limit)).map(toReading);
   }
 
   async get(deviceId: string, seq: number): Promise<Reading | undefined> {
@@ -505,6 +488,6 @@ export function listQuery(filter: ReadingFilter & { deviceId: string }): { sql: 
     where.push('ts < ?');
     args.push(filter.to);
   }
-  args.push(clampLimit(filter.limit));
+  args.push(clampListLimit(filter.limit));
   return { sql: `SELECT ${READING_COLS} FROM readings INDEXED BY readings_device_ts WHERE ${where.join(' AND ')} ORDER BY ts DESC, seq DESC LIMIT ?`, args };
 }

@@ -1,6 +1,6 @@
 /**
  * ReadingStore on InfluxDB, 1.x API (url + database [+ retention policy, username/password]) or 2.x
- * API (url + token + org + bucket; reads through the v1-compatible /query). Layout: store/influx-schema.ts;
+ * API (url + token + org + bucket; reads through the v1-compatible /query). Layout: store/influx/schema.ts;
  * design and trade-offs: docs/INFLUXDB.md.
  *
  * Commit: each reading is decided by the shared rules (domain/ingest-rules.ts) through a
@@ -23,13 +23,13 @@
  * are queued, so the next batch can be checked while this one is written). A write that finally fails
  * rejects that commit and every later one, and drops all cached state (reloaded on next use).
  */
-import { Decimal } from '../domain/decimal.ts';
-import { errors } from '../domain/errors.ts';
-import { checkReading, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
-import type { Logger } from '../domain/logger.ts';
-import { isIntervalKind, isMetric, type Reading, type RejectReason } from '../domain/reading.ts';
-import { InfluxHttpError, ping, prepareBody, query, resolveTarget, writeBody, type InfluxConnection, type InfluxTarget, type PreparedBody, type Series } from './influx-http.ts';
-import { influxqlInt, influxqlString } from './influx-line.ts';
+import { Decimal } from '../../domain/decimal.ts';
+import { errors } from '../../domain/errors.ts';
+import { checkReading, type DeviceReadings, type StoredReading } from '../../domain/ingest-rules.ts';
+import type { Logger } from '../../domain/logger.ts';
+import { isIntervalKind, isMetric, type Reading, type RejectReason } from '../../domain/reading.ts';
+import { InfluxHttpError, ping, prepareBody, query, resolveTarget, writeBody, type InfluxConnection, type InfluxTarget, type PreparedBody, type Series } from './http.ts';
+import { influxqlInt, influxqlString } from './line.ts';
 import {
   BY_SEQ_COLUMNS,
   M_BY_SEQ,
@@ -42,9 +42,10 @@ import {
   hwLine,
   msToNs,
   readingLines,
-} from './influx-schema.ts';
-import { LineWriter, type WriterStats } from './influx-writer.ts';
+} from './schema.ts';
+import { LineWriter, type WriterStats } from './writer.ts';
 import {
+  clampListLimit,
   isVisible,
   type CommitOutcome,
   type ConsumeQuery,
@@ -55,7 +56,7 @@ import {
   type ReadingStore,
   type StagedCommit,
   type VisibilityMark,
-} from './types.ts';
+} from '../types.ts';
 
 export interface InfluxStoreOptions extends InfluxConnection {
   logger: Logger;
@@ -79,8 +80,6 @@ export interface InfluxStoreOptions extends InfluxConnection {
   closeTimeoutMs?: number;
 }
 
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
 /** Devices (or statements) per query request when loading state, marks or neighbours. */
 const DEVICES_PER_QUERY = 50;
 /** Seqs closer than this are looked up with one range query. */
@@ -200,7 +199,7 @@ export class InfluxReadingStore implements ReadingStore {
 
   constructor(opts: InfluxStoreOptions) {
     this.target = resolveTarget(opts);
-    this.log = opts.logger.child({ component: 'influx-store' });
+    this.log = opts.logger; // bound to its component by the caller (store/open.ts)
     this.timeoutMs = opts.requestTimeoutMs ?? 15_000;
     this.closeTimeoutMs = opts.closeTimeoutMs ?? 10_000;
     this.limits = opts.limits;
@@ -668,7 +667,7 @@ export class InfluxReadingStore implements ReadingStore {
     if (filter.metric !== undefined) where.push(`"metric" = ${q(filter.metric)}`);
     if (filter.from !== undefined) where.push(`time >= ${timeBound(Math.ceil(filter.from))}`);
     if (filter.to !== undefined) where.push(`time < ${timeBound(Math.ceil(filter.to))}`);
-    const limit = filter.limit === undefined || !Number.isFinite(filter.limit) ? DEFAULT_LIST_LIMIT : Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(filter.limit)));
+    const limit = clampListLimit(filter.limit);
     const [s] = await this.run([`SELECT ${READING_COLUMNS} FROM "${M_READING}" WHERE ${where.join(' AND ')} ORDER BY time DESC LIMIT ${limit}`], 'ms');
     return decodeReadings(s ?? []).sort((a, b) => b.ts - a.ts || (a.deviceId < b.deviceId ? 1 : a.deviceId > b.deviceId ? -1 : b.seq - a.seq));
   }
