@@ -1,21 +1,21 @@
 /**
  * The FacilityRegistry on the SQLite file: facilities + baseline history, devices + secret hashes,
- * online status, and the rejections log. Tables and their migrations: store/sqlite/schema.ts.
+ * online status, and the rejections log (rows kept by store/sqlite/rejections.ts). Tables and their
+ * migrations: store/sqlite/schema.ts.
  *
  * Closing: the stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
 import { Decimal } from '../../domain/decimal.ts';
 import { errors } from '../../domain/errors.ts';
-import { truncateUtf8 } from '../../domain/json.ts';
 import type { Logger } from '../../domain/logger.ts';
-import { ID_RE, type RejectReason, type Rejection } from '../../domain/reading.ts';
+import { ID_RE, type Rejection } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
 import { generateSecret, hashSecretSync } from '../secrets.ts';
+import { SqliteRejections } from './rejections.ts';
 import { migrate } from './schema.ts';
 import {
   DEFAULT_REPORTING_INTERVAL_SECONDS,
   MAX_REPORTING_INTERVAL_SECONDS,
-  clampListLimit,
   type Device,
   type DeviceCredentials,
   type DeviceLimits,
@@ -27,13 +27,8 @@ import {
   type Status,
 } from '../types.ts';
 
-export const MAX_REJECTION_PAYLOAD_BYTES = 4096;
-const MAX_REJECTION_DETAIL_BYTES = 1024;
 const MAX_DECOMMISSION_REASON = 500;
 const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
-
-/** Rejections of one device with one reason are aggregated per this span (one row, with a count). */
-export const REJECTION_BUCKET_MS = 60_000;
 
 // ---------------------------------------------------------------------------------------------
 // FacilityRegistry
@@ -151,6 +146,7 @@ export class SqliteRegistry implements FacilityRegistry {
   private readonly logger: Logger;
   private readonly clock: () => number;
   private readonly stmt;
+  private readonly rejections: SqliteRejections;
 
   /** `clock`: epoch ms (createdAt, the default effectiveFrom of a baseline change). */
   constructor(db: Db, logger: Logger, clock: () => number = Date.now) {
@@ -158,6 +154,7 @@ export class SqliteRegistry implements FacilityRegistry {
     this.db = db;
     this.logger = logger;
     this.clock = clock;
+    this.rejections = new SqliteRejections(db, logger);
     this.stmt = {
       facility: db.prepare<[string], FacilityRow>(`${FACILITY_SELECT} WHERE f.id = ?`),
       facilities: db.prepare<[], FacilityRow>(`${FACILITY_SELECT} ORDER BY f.id`),
@@ -199,19 +196,6 @@ export class SqliteRegistry implements FacilityRegistry {
         `SELECT d.device_id, d.facility_id, d.status, f.status AS facility_status, d.secret_hash
          FROM devices d JOIN facilities f ON f.id = d.facility_id WHERE d.device_id = ?`,
       ),
-      insertRejection: db.prepare(
-        `INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload, bucket, count, last_received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (facility_id, device_id, reason, bucket) DO UPDATE SET
-           count = count + excluded.count, last_received_at = MAX(last_received_at, excluded.last_received_at)`,
-      ),
-      rejections: db.prepare<
-        [string, number, number],
-        { id: number; facility_id: string; device_id: string; received_at: number; reason: string; detail: string | null; payload: string; count: number; last_received_at: number | null }
-      >(
-        'SELECT id, facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections WHERE facility_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
-      ),
-      pruneRejections: db.prepare('DELETE FROM rejections WHERE last_received_at < ?'),
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
   }
@@ -400,55 +384,14 @@ export class SqliteRegistry implements FacilityRegistry {
     if (info.changes === 0) this.logger.debug({ deviceId }, 'status for unknown device ignored');
   }
 
-  // Rejections -------------------------------------------------------------------------------
+  // Rejections (store/sqlite/rejections.ts) ---------------------------------------------------
 
-  /**
-   * Appends rows in one transaction, aggregated: rows of one device with one reason within the same
-   * minute (REJECTION_BUCKET_MS) are one stored row whose `count` grows; the first row's detail and
-   * payload are kept as the sample. So a device can add at most one row per reason per minute,
-   * whatever it sends. Payloads are cut to 4 KiB, details to 1 KiB.
-   */
   addRejections(rows: Rejection[]): void {
-    if (rows.length === 0) return;
-    const groups = new Map<string, { r: Rejection; count: number; last: number; bucket: number }>();
-    for (const r of rows) {
-      const bucket = Math.floor(r.receivedAt / REJECTION_BUCKET_MS);
-      const key = `${r.facilityId}\u0000${r.deviceId}\u0000${r.reason}\u0000${bucket}`;
-      const n = r.count ?? 1;
-      const last = r.lastReceivedAt ?? r.receivedAt;
-      const g = groups.get(key);
-      if (g) {
-        g.count += n;
-        if (last > g.last) g.last = last;
-      } else groups.set(key, { r, count: n, last, bucket });
-    }
-    this.db.transaction(() => {
-      for (const { r, count, last, bucket } of groups.values()) {
-        this.stmt.insertRejection.run(
-          r.facilityId,
-          r.deviceId,
-          r.receivedAt,
-          r.reason,
-          r.detail === undefined ? null : truncateUtf8(r.detail, MAX_REJECTION_DETAIL_BYTES),
-          truncateUtf8(r.payload ?? '', MAX_REJECTION_PAYLOAD_BYTES),
-          bucket,
-          count,
-          last,
-        );
-      }
-    })();
+    this.rejections.add(rows);
   }
 
-  /** Deletes rejection rows whose last rejection is older than `before` (retention); returns how many. */
   pruneRejections(before: number): number {
-    const n = this.stmt.pruneRejections.run(before).changes;
-    if (n > 0) this.logger.info({ rows: n, before }, 'old rejections pruned');
-    return n;
-  }
-
-  /** SQLite's data_version on this handle: changes when another connection committed (broker session poll). */
-  dataVersion(): number {
-    return this.stmt.dataVersion.get() as number;
+    return this.rejections.prune(before);
   }
 
   /** Newest first; limit default 100, at most 1000. */
@@ -456,23 +399,13 @@ export class SqliteRegistry implements FacilityRegistry {
     return this.pageRejections(facilityId, limit).map((r) => r.rejection);
   }
 
-  /** Newest first, each with its row id (a paging cursor): those with id < beforeId when given. */
   pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[] {
     this.mustFacility(facilityId);
-    return this.stmt.rejections.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampListLimit(limit)).map((r) => {
-      const out: Rejection = {
-        facilityId: r.facility_id,
-        deviceId: r.device_id,
-        receivedAt: r.received_at,
-        reason: r.reason as RejectReason,
-        payload: r.payload,
-      };
-      if (r.detail !== null) out.detail = r.detail;
-      if (r.count > 1) {
-        out.count = r.count;
-        out.lastReceivedAt = r.last_received_at ?? r.received_at;
-      }
-      return { id: r.id, rejection: out };
-    });
+    return this.rejections.page(facilityId, limit, beforeId);
+  }
+
+  /** SQLite's data_version on this handle: changes when another connection committed (broker session poll). */
+  dataVersion(): number {
+    return this.stmt.dataVersion.get() as number;
   }
 }
