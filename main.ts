@@ -22,7 +22,7 @@ import { closeOnSignal, isEntryPoint, Parts, runMain, type StopSummary } from '.
 import { startGatewayService } from './gateway/main.ts';
 import { buildOracle } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
-import { ensureDataDir } from './store/db.ts';
+import { ensureDataDir } from './store/sqlite/db.ts';
 import { openStores } from './store/open.ts';
 
 export interface Stack {

@@ -19,9 +19,9 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { openDatabase } from '../store/db.ts';
+import { openDatabase } from '../store/sqlite/db.ts';
 import { MOSQUITTO, startMosquitto } from '../test/helpers/servers.ts';
-import { openSqliteStores } from '../store/sqlite.ts';
+import { openSqliteStores } from '../store/sqlite/stores.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');

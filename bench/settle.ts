@@ -15,9 +15,9 @@ import { ethers } from 'ethers';
 import { Ledger, startHardhatChain } from '../contracts/client/index.ts';
 import { silentLogger } from '../domain/logger.ts';
 import type { Reading } from '../domain/reading.ts';
-import { openDatabase } from '../store/db.ts';
-import { openSqliteStores } from '../store/sqlite.ts';
-import type { Device, Registry } from '../store/types.ts';
+import { openDatabase } from '../store/sqlite/db.ts';
+import { openSqliteStores } from '../store/sqlite/stores.ts';
+import type { Device, FacilityRegistry } from '../store/types.ts';
 import { buildOracle, type RunReport } from '../oracle/oracle.ts';
 
 const W = 3_600_000;
@@ -47,8 +47,8 @@ export interface SettleBenchResult {
 }
 
 /** The registry, limited to facilities with `prefix`, each with one synthetic active meter (no scrypt hashing). */
-function scopedRegistry(inner: Registry, prefix: string): Registry {
-  return Object.assign(Object.create(inner) as Registry, {
+function scopedRegistry(inner: FacilityRegistry, prefix: string): FacilityRegistry {
+  return Object.assign(Object.create(inner) as FacilityRegistry, {
     listFacilities: () => inner.listFacilities().filter((f) => f.id.startsWith(prefix)),
     listDevices: (facilityId: string): Device[] => [{ deviceId: `${facilityId}-m`, facilityId, kind: 'meter', status: 'active', reportingIntervalSeconds: 60, createdAt: T0, online: true }],
   });

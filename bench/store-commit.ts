@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { openDatabase } from '../store/db.ts';
-import { openSqliteStores } from '../store/sqlite.ts';
+import { openDatabase } from '../store/sqlite/db.ts';
+import { openSqliteStores } from '../store/sqlite/stores.ts';
 import type { Reading } from '../domain/reading.ts';
 
 const BATCH = 500;

@@ -18,7 +18,7 @@ import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
 import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
-import type { Registry } from '../store/types.ts';
+import type { FacilityRegistry } from '../store/types.ts';
 
 export interface BrokerLimits {
   /** Largest MQTT packet (declared remaining length) accepted; bigger ones drop the connection. */
@@ -69,7 +69,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
 };
 
 export interface BrokerDeps {
-  registry: Registry;
+  registry: FacilityRegistry;
   pipeline: IngestPipeline;
   logger: Logger;
   metrics: PromRegistry;

@@ -26,7 +26,7 @@ import type { IngestPipeline } from './pipeline.ts';
 import { redactUrl } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { RejectReason } from '../domain/reading.ts';
-import type { DeviceCredentials, Registry } from '../store/types.ts';
+import type { DeviceCredentials, FacilityRegistry } from '../store/types.ts';
 
 /** How long a device's registry row is trusted (ms): a suspension takes effect within this. */
 export const DEFAULT_REGISTRY_TTL_MS = 1000;
@@ -40,7 +40,7 @@ export interface ConsumerDeps {
   url: string;
   username?: string;
   password?: string;
-  registry: Pick<Registry, 'credentials' | 'setOnline' | 'getFacility'>;
+  registry: Pick<FacilityRegistry, 'credentials' | 'setOnline' | 'getFacility'>;
   pipeline: IngestPipeline;
   logger: Logger;
   metrics: PromRegistry;

@@ -28,7 +28,7 @@ import { TokenBuckets, type RateLimit } from './ratelimit.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Reading, RejectReason, Rejection } from '../domain/reading.ts';
-import type { CommitOutcome, ReadingStore, Registry, StagedCommit } from '../store/types.ts';
+import type { CommitOutcome, FacilityRegistry, ReadingStore, StagedCommit } from '../store/types.ts';
 
 export interface IngestContext {
   facilityId: string;
@@ -44,7 +44,7 @@ export interface IngestResult {
 
 export interface IngestPipelineDeps {
   store: ReadingStore;
-  registry: Pick<Registry, 'addRejections'> & Partial<Pick<Registry, 'pruneRejections'>>;
+  registry: Pick<FacilityRegistry, 'addRejections'> & Partial<Pick<FacilityRegistry, 'pruneRejections'>>;
   logger: Logger;
   metrics: PromRegistry;
   /** Epoch ms; receive time of readings and reference for 'future_ts'. */

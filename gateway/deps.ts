@@ -4,10 +4,10 @@
  * A backend left out (`undefined`) makes the routes that need it answer 503 in the SPEC error format.
  */
 import type { Registry as PromRegistry } from 'prom-client';
-import type { Db } from '../store/db.ts';
-import type { ReadingStore, Registry } from '../store/types.ts';
+import type { Db } from '../store/sqlite/db.ts';
+import type { ReadingStore, FacilityRegistry } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
-import type { SettlementQuery } from '../oracle/records.ts';
+import type { SettlementQuery } from '../store/types.ts';
 import type { SignedRetirement as LedgerSignedRetirement } from '../contracts/client/ledger.ts';
 
 /** Integer grams as they come from the chain or the records (bigint, or integer text/number). */
@@ -162,7 +162,7 @@ export interface GatewayOptions {
 
 export interface GatewayDeps {
   db: Db;
-  registry: Registry;
+  registry: FacilityRegistry;
   readings?: ReadingStore;
   ledger?: GatewayLedger;
   oracle?: GatewayOracle;

@@ -1,5 +1,6 @@
 /**
- * API keys: 256-bit random secrets shown once, stored as SHA-256 hashes in the shared SQLite file.
+ * API keys: 256-bit random secrets shown once, stored as SHA-256 hashes in the shared SQLite file
+ * (the api_keys table: store/sqlite/keys.ts).
  *
  * Why a fast hash is enough here: a slow salted hash protects low-entropy human passwords from
  * offline guessing. These keys are 32 random bytes, so inverting the hash means searching 2^256
@@ -9,11 +10,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Db } from '../store/db.ts';
+import type { Db } from '../store/sqlite/db.ts';
+import { SqliteApiKeys } from '../store/sqlite/keys.ts';
+import type { ApiKeyRole, ApiKeyRow } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
 import { errors } from '../domain/errors.ts';
 
-export const ROLES = ['admin', 'regulator', 'facility'] as const;
+export const ROLES = ['admin', 'regulator', 'facility'] as const satisfies readonly ApiKeyRole[];
 export type Role = (typeof ROLES)[number];
 
 export interface Principal {
@@ -22,15 +25,8 @@ export interface Principal {
   facilityId?: string;
 }
 
-export interface ApiKeyInfo {
-  id: string;
-  role: Role;
-  facilityId?: string;
-  /** First characters of the key, enough to recognise it, never enough to use it. */
-  prefix: string;
-  createdAt: number;
-  lastUsedAt?: number;
-}
+/** A key as listed (never the key itself): the api_keys row. */
+export type ApiKeyInfo = ApiKeyRow;
 
 const KEY_PREFIX = 'mrv_';
 const KEY_RE = /^mrv_[A-Za-z0-9_-]{43}$/;
@@ -42,26 +38,6 @@ export function hashKey(key: string): string {
 
 export function generateKey(): string {
   return KEY_PREFIX + crypto.randomBytes(32).toString('base64url');
-}
-
-interface Row {
-  id: string;
-  role: Role;
-  facility_id: string | null;
-  prefix: string;
-  created_at: number;
-  last_used_at: number | null;
-}
-
-function toInfo(r: Row): ApiKeyInfo {
-  return {
-    id: r.id,
-    role: r.role,
-    ...(r.facility_id ? { facilityId: r.facility_id } : {}),
-    prefix: r.prefix,
-    createdAt: r.created_at,
-    ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
-  };
 }
 
 export interface KeyStore {
@@ -78,31 +54,7 @@ export interface KeyStore {
 export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => number } = {}): KeyStore {
   const now = opts.now ?? Date.now;
   const cacheMs = opts.cacheMs ?? 5000;
-  db.exec(`CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL CHECK (role IN ('admin','regulator','facility')),
-    facility_id TEXT,
-    prefix TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_used_at INTEGER,
-    revoked_at INTEGER
-  )`);
-  const insert = db.prepare(
-    'INSERT INTO api_keys (id, key_hash, role, facility_id, prefix, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-  );
-  const byHash = db.prepare('SELECT id, role, facility_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL');
-  const listStmt = db.prepare(
-    'SELECT id, role, facility_id, prefix, created_at, last_used_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id',
-  );
-  const revokeStmt = db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL');
-  const touch = db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?');
-  const adminCount = db.prepare("SELECT count(*) AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL");
-  const upsert = db.prepare(
-    `INSERT INTO api_keys (id, key_hash, role, facility_id, prefix, created_at) VALUES (?, ?, ?, NULL, ?, ?)
-     ON CONFLICT(id) DO UPDATE SET key_hash = excluded.key_hash, role = excluded.role, revoked_at = NULL`,
-  );
-
+  const table = new SqliteApiKeys(db);
   const cache = new Map<string, { p: Principal; until: number }>();
   const MAX_CACHE = 10_000;
 
@@ -113,18 +65,18 @@ export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => num
       const key = generateKey();
       const id = 'key_' + crypto.randomBytes(8).toString('hex');
       const createdAt = now();
-      insert.run(id, hashKey(key), role, facilityId ?? null, key.slice(0, 10), createdAt);
+      table.insert({ id, keyHash: hashKey(key), role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt });
       return { info: { id, role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt }, key };
     },
     upsertKnown(id, key, role) {
-      upsert.run(id, hashKey(key), role, KEY_RE.test(key) ? key.slice(0, 10) : '(configured)', now());
+      table.upsert({ id, keyHash: hashKey(key), role, prefix: KEY_RE.test(key) ? key.slice(0, 10) : '(configured)', createdAt: now() });
       cache.clear();
     },
     list() {
-      return (listStmt.all() as Row[]).map(toInfo);
+      return table.list();
     },
     revoke(id) {
-      const changed = revokeStmt.run(now(), id).changes > 0;
+      const changed = table.revoke(id, now());
       if (changed) cache.clear();
       return changed;
     },
@@ -134,19 +86,19 @@ export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => num
       // Keyed by the presented key (only valid ones are cached, for cacheMs): a hit skips the hash.
       const hit = cache.get(key);
       if (hit && hit.until > t) return hit.p;
-      const r = byHash.get(hashKey(key)) as { id: string; role: Role; facility_id: string | null } | undefined;
+      const r = table.byHash(hashKey(key));
       if (!r) {
         cache.delete(key);
         return undefined;
       }
-      const p: Principal = { keyId: r.id, role: r.role, ...(r.facility_id ? { facilityId: r.facility_id } : {}) };
-      touch.run(t, r.id); // at most once per cache period per key
+      const p: Principal = { keyId: r.id, role: r.role, ...(r.facilityId ? { facilityId: r.facilityId } : {}) };
+      table.touch(r.id, t); // at most once per cache period per key
       if (cache.size >= MAX_CACHE) cache.clear();
       cache.set(key, { p, until: t + cacheMs });
       return p;
     },
     hasActiveAdmin() {
-      return (adminCount.get() as { n: number }).n > 0;
+      return table.hasActiveAdmin();
     },
   };
 }

@@ -46,7 +46,7 @@ export function registerHttpMetrics(app: FastifyInstance, registry: Registry): v
 
 /** What the per-facility gauges read at scrape time. */
 export interface FacilityMetricSource {
-  registry: Pick<import('../store/types.ts').Registry, 'listFacilities' | 'listDevices'>;
+  registry: Pick<import('../store/types.ts').FacilityRegistry, 'listFacilities' | 'listDevices'>;
   oracle?: Pick<import('./deps.ts').GatewayOracle, 'listSettlements' | 'facilityStatus'>;
 }
 

@@ -20,7 +20,7 @@
  * Liveness: registry and chain are reconciled every run until they agree (registration, owner,
  * suspension, baseline); confirmed windows the chain lost are rolled back and settled again; with
  * CHAIN_CONFIRMATIONS, windows are re-checked until final and a window builds on a final one only; a
- * facility the chain refuses is blocked (oracle/status.ts: reason, capped exponential backoff,
+ * facility the chain refuses is blocked (store/sqlite/status.ts: reason, capped exponential backoff,
  * metric, API) while the others go on.
  */
 import os from 'node:os';
@@ -31,20 +31,22 @@ import { DomainError, errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { isIntervalKind } from '../domain/reading.ts';
 import { isClosed, windowOf, type Window } from '../domain/window.ts';
-import type { Db } from '../store/db.ts';
-import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type Registry, type VisibilityMark } from '../store/types.ts';
+import type { Db } from '../store/sqlite/db.ts';
+import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type FacilityRegistry, type VisibilityMark } from '../store/types.ts';
 import { buildEvidence, readingProof, type Evidence, type ReadingProof } from './evidence.ts';
 import { applyFactors, sealFactors } from './factors.ts';
 import { toBig, toMs, type ChainFacilityState, type IntLike, type OracleLedger, type SettleInput } from './ledger.ts';
 import { settleWindow, METHODOLOGY_VERSION, NO_COVERAGE, type DeviceWindowInput, type WindowResult } from './methodology.ts';
 import { oracleMetrics } from './metrics.ts';
-import { OracleRecords, recordedMark, recordedPrev, settlementId, type CountedIn, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
-import { DEFAULT_BACKOFF, OracleStatus, type Backoff, type FacilitySettlementStatus, type UnfinalRow } from './status.ts';
+import { recordedMark, recordedPrev, settlementId, type CountedIn, type NewIntent, type OracleRecords, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from '../store/types.ts';
+import { DEFAULT_BACKOFF, type Backoff, type FacilitySettlementStatus, type OracleStatus, type UnfinalRow } from '../store/types.ts';
+import { SqliteOracleRecords } from '../store/sqlite/records.ts';
+import { SqliteOracleStatus } from '../store/sqlite/status.ts';
 
 export interface OracleDeps {
   db: Db;
   readings: ReadingStore;
-  registry: Registry;
+  registry: FacilityRegistry;
   ledger: OracleLedger;
   logger: Logger;
   metrics?: PromRegistry;
@@ -176,9 +178,9 @@ export function buildOracle(deps: OracleDeps): Oracle {
   const concurrency = Math.max(1, deps.concurrency ?? 8);
   const leaseTtl = deps.lease === false ? 0 : (deps.lease?.ttlMs ?? 60_000);
   const holder = (deps.lease && deps.lease.holder) || `${os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
-  const records = new OracleRecords(db, clock);
+  const records = new SqliteOracleRecords(db, clock);
   records.checkWindow(windowMs);
-  const status = new OracleStatus(db);
+  const status = new SqliteOracleStatus(db);
   const confirmations = Math.max(0, Math.floor(deps.confirmations ?? 0));
   if (confirmations > 0 && !ledger.blockNumber) throw errors.CONFIG_INVALID('CHAIN_CONFIRMATIONS > 0 needs a ledger client that reads block numbers');
   const backoff: Backoff = { ...DEFAULT_BACKOFF, ...deps.backoff };

@@ -1,18 +1,23 @@
 /**
  * Opens the stores the configuration asks for: the SQLite file under DATA_DIR always (registry,
- * rejections, oracle and gateway records), and readings in SQLite or, when INFLUX_URL is set, in
- * InfluxDB. `close()` closes what it opened, readings first.
+ * rejections, oracle records and status, API keys), and readings in SQLite or, when INFLUX_URL is
+ * set, in InfluxDB. `close()` closes what it opened, readings first.
  */
 import type { Config } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
-import { openDatabase, type Db } from './db.ts';
-import { openSqliteStores, type SqliteRegistry } from './sqlite.ts';
-import type { ReadingStore } from './types.ts';
+import { openDatabase, type Db } from './sqlite/db.ts';
+import type { SqliteRegistry } from './sqlite/registry.ts';
+import { openSqliteStores } from './sqlite/stores.ts';
+import type { ApiKeyTable, OracleRecords, OracleStatus, ReadingStore } from './types.ts';
 
 export interface Stores {
+  /** The SQLite handle (for the modules that still take one: gateway/keys.ts createKeyStore). */
   db: Db;
   readings: ReadingStore;
   registry: SqliteRegistry;
+  records: OracleRecords;
+  status: OracleStatus;
+  apiKeys: ApiKeyTable;
   close(): Promise<void>;
 }
 
@@ -26,7 +31,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
   const sqlite = openSqliteStores(db, { logger: logger.child({ component: 'store' }) });
   let readings: ReadingStore = sqlite.readings;
   if (config.influxUrl) {
-    const { openInfluxStore } = await import('./influx.ts');
+    const { openInfluxStore } = await import('./influx/store.ts');
     readings = openInfluxStore({
       url: config.influxUrl,
       token: config.influxToken,
@@ -43,6 +48,9 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
     db,
     readings,
     registry: sqlite.registry,
+    records: sqlite.records,
+    status: sqlite.status,
+    apiKeys: sqlite.apiKeys,
     async close() {
       await readings.close();
       if (readings !== sqlite.readings) await sqlite.readings.close();

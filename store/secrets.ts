@@ -19,7 +19,7 @@
  */
 import crypto from 'node:crypto';
 import { promisify } from 'node:util';
-import type { DeviceCredentials, Registry } from './types.ts';
+import type { DeviceCredentials, FacilityRegistry } from './types.ts';
 
 /** 24 random bytes = 192 bits, 32 base64url characters. */
 const SECRET_BYTES = 24;
@@ -152,7 +152,7 @@ export function isSlowCheck(record: string | undefined, password: string | Buffe
  * credentials then carry the new record.
  */
 export async function verifyDeviceSecret(
-  registry: Pick<Registry, 'credentials'> & Partial<Pick<Registry, 'replaceSecretHash'>>,
+  registry: Pick<FacilityRegistry, 'credentials'> & Partial<Pick<FacilityRegistry, 'replaceSecretHash'>>,
   deviceId: string,
   password: string | Buffer | undefined,
 ): Promise<DeviceCredentials | undefined> {

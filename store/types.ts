@@ -1,7 +1,12 @@
 /**
- * Storage interfaces. Readings go to a ReadingStore (embedded SQLite by default, InfluxDB at scale);
- * the registry, rejections log and oracle/gateway records always live in the embedded SQLite file.
+ * The storage contract, in one place: every interface a backend implements and every record type
+ * that crosses the store boundary (one cohesive unit, hence its length). Readings go to a
+ * ReadingStore (embedded SQLite by default, InfluxDB or PostgreSQL at scale); the facility registry,
+ * rejections log, oracle records and status, and API keys live in the embedded SQLite file
+ * (store/sqlite/, schema and migrations in store/sqlite/schema.ts).
  */
+import type { AppliedFactors } from '../oracle/factors.ts';
+import type { CoverageStatus, Decommissioning, MetricTotals, PrevConsumed, RegisterCursor } from '../oracle/methodology.ts';
 import type { Reading, RejectReason, Rejection } from '../domain/reading.ts';
 
 export type CommitOutcome =
@@ -74,6 +79,17 @@ export interface DeviceLimits {
 
 /** Limits of a device by id; undefined for an unknown device (defaults apply). Cheap: called once per device per batch. */
 export type DeviceLimitsLookup = (deviceId: string) => DeviceLimits | undefined;
+
+/** Readings and rejections listed per call: `limit` defaults to this, */
+export const DEFAULT_LIST_LIMIT = 100;
+/** and is capped at this. */
+export const MAX_LIST_LIMIT = 1000;
+
+/** A listing's `limit` as the stores apply it (default 100, 1..1000). */
+export function clampListLimit(limit: number | undefined): number {
+  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
+  return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
+}
 
 export interface ReadingFilter {
   facilityId: string;
@@ -188,7 +204,8 @@ export interface DeviceCredentials {
   secretHash: string;
 }
 
-export interface Registry {
+/** Facilities (with baseline history), devices (with secret hashes and online status) and the rejections log. */
+export interface FacilityRegistry {
   createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Facility;
   getFacility(id: string): Facility | undefined;
   listFacilities(): Facility[];
@@ -223,4 +240,294 @@ export interface Registry {
   pruneRejections(before: number): number;
   /** Changes when another connection committed to the store (SQLite `PRAGMA data_version`); for cheap polling. */
   dataVersion?(): number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oracle records: settlement intents and confirmed settlements (with every input needed to recompute
+// them), per-device cursors, late-reading flags, the data dir's window length and a run lease.
+
+export type SettlementState = 'intent' | 'sent' | 'confirmed' | 'discarded';
+
+/** Per-device inputs and outputs of a settlement, enough to recompute it from the store. */
+export interface RecordedDevice {
+  deviceId: string;
+  /** What the settlement saw of the device (absent: no reading stored yet). */
+  mark?: VisibilityMark;
+  /** What its previous settlement saw, and that settlement's window end (absent: never settled). */
+  prev?: PrevConsumed;
+  startCursors: RegisterCursor[];
+  endCursors: RegisterCursor[];
+  /** Declared reporting interval applied by the coverage rule. */
+  reportingIntervalSeconds: number;
+  /** Declared an interval (co2_direct) device by its registration (kind 'cems'). */
+  intervalDeclared: boolean;
+  /** Set for a decommissioned device (out of coverage for windows starting at or after `at`). */
+  decommissioned?: Decommissioning;
+  /** Outputs, for display: the coverage facts, verdict and consumed count. */
+  coverage: DeviceCoverage;
+  inCoverage: boolean;
+  status: CoverageStatus;
+  consumedCount: number;
+  /** Before mrv-cursor-2: the high-water mark (seq) in place of `mark`. */
+  highWater?: number;
+}
+
+export interface RecordedInputs {
+  methodologyVersion: string;
+  baselineKgPerHour: string;
+  factors: AppliedFactors;
+  devices: RecordedDevice[];
+  lateKeys: string[];
+  /** Devices out of coverage in this window because they were decommissioned before it. */
+  decommissioned?: ({ deviceId: string } & Decommissioning)[];
+  totals: MetricTotals;
+  baselineKg: string;
+  rawNetGrams: string;
+}
+
+/** The mark a recorded device's settlement left (records before mrv-cursor-2 hold a seq high-water mark). */
+export function recordedMark(d: Pick<RecordedDevice, 'mark' | 'highWater' | 'prev'>): VisibilityMark | undefined {
+  if (d.mark) return d.mark;
+  if (d.highWater !== undefined) return { maxSeq: d.highWater, late: 0 };
+  return undefined;
+}
+
+/** The previous mark of a recorded device, whatever the record's age. */
+export function recordedPrev(d: Pick<RecordedDevice, 'prev'>): PrevConsumed | undefined {
+  if (!d.prev) return undefined;
+  const legacy = d.prev as unknown as { maxSeq?: number; mark?: VisibilityMark; before: number };
+  return { mark: legacy.mark ?? { maxSeq: legacy.maxSeq ?? -1, late: 0 }, before: legacy.before };
+}
+
+export interface SettlementRow {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  state: SettlementState;
+  complete: boolean;
+  netGrams: string;
+  actualKg: string;
+  evidenceRoot: string;
+  mintedGrams: string | null;
+  burnedGrams: string | null;
+  deficitGrams: string | null;
+  txHash: string | null;
+  inputs: RecordedInputs;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A confirmed settlement: what the gateway lists (grams as integer text, times epoch ms). */
+export interface Settlement {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  complete: boolean;
+  netGrams: string;
+  mintedGrams: string;
+  burnedGrams: string;
+  deficitGrams: string;
+  evidenceRoot: string;
+  txHash: string | null;
+  actualKg: string;
+  baselineKg: string;
+  inputs: RecordedInputs;
+}
+
+export interface DeviceCursor {
+  deviceId: string;
+  facilityId: string;
+  settlementId: string;
+  /** End of the window this cursor was left at (the device's `prev.before`). */
+  windowEnd: number;
+  /** What that settlement saw of the device (`prev.mark`); maxSeq -1 when it had no reading. */
+  mark: VisibilityMark;
+  cursors: RegisterCursor[];
+}
+
+export interface SettlementQuery {
+  facilityId?: string;
+  /** windowStart >= from (epoch ms). */
+  from?: number;
+  /** windowStart < to (epoch ms). */
+  to?: number;
+  /** Default 1000, at most 10 000. */
+  limit?: number;
+  /** Newest window first (then facility id descending); default oldest first. */
+  newestFirst?: boolean;
+  /** With newestFirst: only those strictly after this one in that order (a paging cursor). */
+  before?: { windowStart: number; facilityId: string };
+}
+
+/** The confirmed settlement that counted a reading, and whether it flagged it late. */
+export interface CountedIn {
+  settlement: Settlement;
+  late: boolean;
+}
+
+export const settlementId = (facilityId: string, windowStart: number): string => `${facilityId}-${windowStart}`;
+
+
+export interface NewIntent {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  complete: boolean;
+  netGrams: bigint;
+  actualKg: string;
+  evidenceRoot: string;
+  inputs: RecordedInputs;
+}
+
+export interface ChainAmounts {
+  txHash?: string | null;
+  mintedGrams: bigint;
+  burnedGrams: bigint;
+  deficitGrams: bigint;
+}
+
+export type ConfirmOutcome = 'confirmed' | 'already';
+
+/** The read side of the records: what the gateway lists and audits, without the oracle or a signer. */
+export interface SettlementReader {
+  /** Confirmed settlements in window order (see SettlementQuery). */
+  listSettlements(q?: SettlementQuery): Settlement[];
+  /** The confirmed settlement `${facilityId}-${windowStartMs}`, or undefined. */
+  getSettlement(id: string): Settlement | undefined;
+  /**
+   * The confirmed settlement of `facilityId` that counted the reading (deviceId, seq) stored with `ts`
+   * (and `arrival` when it arrived out of order), or undefined while none has; at most `scan` settlements are read.
+   */
+  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }, scan?: number): CountedIn | undefined;
+  /** Whether a confirmed settlement flagged the reading late. */
+  isLate(deviceId: string, seq: number): boolean;
+  /** Keys `${deviceId}:${seq}` among `keys` that a confirmed settlement of the facility flagged late. */
+  lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string>;
+}
+
+/**
+ * The oracle's records. A settlement row is keyed (id, evidenceRoot): several intents may exist for
+ * one window, at most one is `confirmed` (the one whose root the chain recorded); the others become
+ * `discarded`. Confirming a row moves its devices' cursors forward in the same transaction.
+ */
+export interface OracleRecords extends SettlementReader {
+  /** Records the window length of the data dir on first use; afterwards refuses (CONFIG_INVALID) a different one. */
+  checkWindow(windowMs: number): void;
+  /** Inserts an intent (idempotent: the same id and root again is a no-op). Returns whether it was new. */
+  insertIntent(i: NewIntent): boolean;
+  /** Inserts many intents in one transaction, before any of them is sent. */
+  insertIntents(list: NewIntent[]): void;
+  /** The intent was sent in `txHash` (it may or may not be the one the chain kept). */
+  markSent(id: string, root: string, txHash: string | null): void;
+  /**
+   * The chain settled window `id` with `root`: confirm that row, discard the others of the window, move
+   * its devices' cursors forward and record its late readings, atomically. Idempotent. Throws when the
+   * row is unknown or another root is already confirmed.
+   */
+  confirm(id: string, root: string, amounts: ChainAmounts): ConfirmOutcome;
+  /** confirm() for many (id, root) pairs, atomically. */
+  confirmMany(list: { id: string; root: string; amounts: ChainAmounts }[]): ConfirmOutcome[];
+  lastConfirmedWindow(facilityId: string): number | undefined;
+  firstOpenWindow(facilityId: string): number | undefined;
+  /** One row (any state) by window id and root. */
+  row(id: string, root: string): SettlementRow | undefined;
+  cursor(deviceId: string): DeviceCursor | undefined;
+  /**
+   * The chain lost the facility's settlements from `windowStart` on: those confirmed rows become
+   * intents again, their late flags go, and every device cursor they moved goes back to where the
+   * first lost settlement started it, atomically. Returns the ids rolled back, oldest first.
+   */
+  rollbackFrom(facilityId: string, windowStart: number): string[];
+  /** A facility removed before it ever settled: its intents and devices' cursors go (CONFLICT once one is confirmed). */
+  forgetFacility(facilityId: string, deviceIds: string[]): void;
+  /** Takes or renews the named lease until `now + ttlMs`; false when another holder has it. */
+  acquireLease(name: string, holder: string, now: number, ttlMs: number): boolean;
+  releaseLease(name: string, holder: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oracle status: per-facility settlement status (blocked with backoff) and the finality watch list.
+
+export interface FacilitySettlementStatus {
+  facilityId: string;
+  settlementStatus: 'ok' | 'blocked';
+  /** Set when blocked. */
+  reason?: string;
+  /** Epoch ms: blocked since. */
+  since?: number;
+  attempts?: number;
+  /** Epoch ms: the next attempt is not made before this. */
+  retryAt?: number;
+}
+
+export interface Backoff {
+  /** First retry delay (default 10 s). */
+  baseMs: number;
+  /** Longest delay (default 10 min). */
+  maxMs: number;
+}
+
+export const DEFAULT_BACKOFF: Backoff = { baseMs: 10_000, maxMs: 600_000 };
+
+/** A settlement confirmed from a receipt, not yet CHAIN_CONFIRMATIONS blocks deep. */
+export interface UnfinalRow {
+  id: string;
+  facilityId: string;
+  windowStart: number;
+  evidenceRoot: string;
+  blockNumber: number;
+}
+
+export interface OracleStatus {
+  /** The facility's status (`ok` when nothing is recorded). */
+  get(facilityId: string): FacilitySettlementStatus;
+  /** Every blocked facility. */
+  listBlocked(): FacilitySettlementStatus[];
+  /** Records a failed attempt: blocked with `reason`, next attempt after an exponential, capped delay. */
+  block(facilityId: string, reason: string, now: number, backoff: Backoff): FacilitySettlementStatus;
+  /** Makes a blocked facility due now. */
+  retryNow(facilityId: string, now: number): void;
+  /** A facility removed from the registry: nothing of it stays. */
+  forget(facilityId: string): void;
+  /** Not blocked any more. Returns whether it was. */
+  clear(facilityId: string): boolean;
+  addUnfinal(list: UnfinalRow[]): void;
+  unfinal(facilityId: string): UnfinalRow[];
+  unfinalFacilities(): string[];
+  markFinal(id: string): void;
+  /** The chain lost the facility's windows from `windowStart` on: nothing there is watched any more. */
+  forgetFrom(facilityId: string, windowStart: number): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys (rows only: generating, hashing and caching keys is the gateway's, gateway/keys.ts).
+
+export type ApiKeyRole = 'admin' | 'regulator' | 'facility';
+
+export interface ApiKeyRow {
+  id: string;
+  role: ApiKeyRole;
+  facilityId?: string;
+  /** First characters of the key. */
+  prefix: string;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+export interface ApiKeyTable {
+  /** A new key row (its hash is unique). */
+  insert(row: ApiKeyRow & { keyHash: string }): void;
+  /** Sets the row `id` to this hash and role, un-revoking it (a key configured from outside). */
+  upsert(row: { id: string; keyHash: string; role: ApiKeyRole; prefix: string; createdAt: number }): void;
+  /** The key with this hash, unless revoked. */
+  byHash(keyHash: string): { id: string; role: ApiKeyRole; facilityId?: string } | undefined;
+  /** Keys not revoked, oldest first. */
+  list(): ApiKeyRow[];
+  /** Marks `id` revoked at `at`; false if unknown or already revoked. */
+  revoke(id: string, at: number): boolean;
+  touch(id: string, at: number): void;
+  hasActiveAdmin(): boolean;
 }

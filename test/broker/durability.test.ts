@@ -12,8 +12,9 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { connect, makeFleet, topic, type T } from './helpers.ts';
-import { openDatabase } from '../../store/db.ts';
-import { MAX_LIST_LIMIT, openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
+import { MAX_LIST_LIMIT } from '../../store/types.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 

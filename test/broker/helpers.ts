@@ -7,8 +7,8 @@ import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits } from '../../broker/broker.ts';
 import { buildIngestPipeline, type IngestPipeline, type IngestPipelineDeps } from '../../broker/pipeline.ts';
 import { silentLogger } from '../../domain/logger.ts';
-import { openDatabase, type Db } from '../../store/db.ts';
-import { openSqliteStores, type SqliteStores } from '../../store/sqlite.ts';
+import { openDatabase, type Db } from '../../store/sqlite/db.ts';
+import { openSqliteStores, type SqliteStores } from '../../store/sqlite/stores.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
 

@@ -11,8 +11,8 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { MqttClient } from 'mqtt';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { connect, eventually, makeFleet, metric, refusedCode, startBroker } from './helpers.ts';
 
 /** Bounded wait (up to ~20 s) for the client to be disconnected. */

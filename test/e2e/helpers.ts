@@ -8,10 +8,10 @@ import { silentLogger } from '../../domain/logger.ts';
 import { windowOf } from '../../domain/window.ts';
 import { startStack, type Stack } from '../../main.ts';
 import type { Fleet } from '../../simulators/fleet.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { Reading } from '../../domain/reading.ts';
-import type { RecordedInputs } from '../../oracle/records.ts';
+import type { RecordedInputs } from '../../store/types.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
 import { eventually } from '../helpers/eventually.ts';
 

@@ -7,8 +7,8 @@
 import path from 'node:path';
 import t from 'tap';
 import { startFleet } from '../../simulators/fleet.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { Stack } from '../../main.ts';
 import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, checkFacility, runFleetFor, start, tempDataDir, waitSettledThrough, windowsPass } from './helpers.ts';
 

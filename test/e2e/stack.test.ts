@@ -48,8 +48,8 @@ t.test('a seeded fleet with faults, settled for several windows, checks out end 
 
   // No acknowledged reading is missing from the store.
   let missing = 0;
-  const { openDatabase } = await import('../../store/db.ts');
-  const { openSqliteStores } = await import('../../store/sqlite.ts');
+  const { openDatabase } = await import('../../store/sqlite/db.ts');
+  const { openSqliteStores } = await import('../../store/sqlite/stores.ts');
   const db = openDatabase(dataDir);
   const { readings } = openSqliteStores(db);
   for (const d of summary.deviceDetails) for (const seq of d.ackedSeqs ?? []) if (!(await readings.get(d.deviceId, seq))) missing++;

@@ -28,7 +28,7 @@ t.test(
     const h = await startGateway(t, { deps: { oracle: undefined } });
 
     // Readings in the real store (two meters with rising registers and a CEMS), settlements in a small oracle.
-    const { openSqliteStores } = await import('../../store/sqlite.ts');
+    const { openSqliteStores } = await import('../../store/sqlite/stores.ts');
     const { readings } = openSqliteStores(h.db);
     for (const d of ['grid-meter', 'gas-meter', 'cems']) h.registry.createDevice('facA', d, 'meter');
     const rows: Reading[] = [];

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { pino } from 'pino';
-import { openDatabase } from '../../store/db.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { ADMIN_KEY_FILE, bootstrapAdminKey, createKeyStore, hashKey } from '../../gateway/keys.ts';
 import { tempDir } from './harness.ts';

@@ -8,8 +8,8 @@
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Metric, Reading } from '../../domain/reading.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
 import { FakeLedger } from './fake-ledger.ts';
 

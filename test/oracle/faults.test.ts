@@ -9,8 +9,8 @@
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { Ledger, startHardhatChain, type Chain } from '../../contracts/client/index.ts';
 import { buildOracle, type Oracle, type OracleDeps } from '../../oracle/oracle.ts';
 import { faultyLedger } from './fake-ledger.ts';

@@ -8,9 +8,10 @@
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Metric, Reading } from '../../domain/reading.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openInfluxStore } from '../../store/influx.ts';
-import { openSqliteStores, type SqliteRegistry } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openInfluxStore } from '../../store/influx/store.ts';
+import type { SqliteRegistry } from '../../store/sqlite/registry.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import { buildOracle, type Oracle } from '../../oracle/oracle.ts';
 import { requireInfluxd, startInfluxd } from '../helpers/influxd.ts';

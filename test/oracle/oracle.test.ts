@@ -8,10 +8,10 @@ import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import { Registry as PromRegistry } from 'prom-client';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Metric, Reading } from '../../domain/reading.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
-import { openOracleRecords } from '../../oracle/records.ts';
+import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
 import { LEAF_ENCODING } from '../../oracle/evidence.ts';
 import type { GatewayOracle } from '../../gateway/deps.ts';
 import { FakeLedger, faultyLedger } from './fake-ledger.ts';
@@ -276,7 +276,7 @@ t.test('RPC timeouts and retries with more readings visible: the chain keeps one
   down = false;
   const r4 = await oracle.runOnce(32_000);
   t.equal(r4.settled, 1);
-  const rows = oracle.records.rows('F-20000');
+  const rows = db.prepare("SELECT state, net_grams AS netGrams FROM oracle_settlements WHERE id = ? ORDER BY created_at").all('F-20000') as { state: string; netGrams: string }[];
   t.same(rows.map((r) => r.state), ['discarded', 'confirmed']);
   // 5 kWh + 2 kg co2: 2.683 + 2 = 4.683 kg -> 5317 g (the first intent had 7317).
   t.same(rows.map((r) => r.netGrams), ['7317', '5317']);
@@ -339,9 +339,9 @@ t.test('lease: a second oracle skips while the first holds it; runs never overla
   facility(registry);
   const a = make({ lease: { ttlMs: 60_000, holder: 'A' } });
   const b = make({ lease: { ttlMs: 60_000, holder: 'B' } });
-  openOracleRecords(db).acquireLease('oracle', 'A', Date.now(), 60_000);
+  new SqliteOracleRecords(db).acquireLease('oracle', 'A', Date.now(), 60_000);
   t.equal((await b.runOnce(50_000)).skipped, 'lease');
-  openOracleRecords(db).releaseLease('oracle', 'A');
+  new SqliteOracleRecords(db).releaseLease('oracle', 'A');
   const [r1, r2] = await Promise.all([a.runOnce(50_000), a.runOnce(50_000)]);
   t.equal(r1.skipped, undefined);
   t.equal(r2.skipped, 'busy');

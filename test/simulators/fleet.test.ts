@@ -16,8 +16,8 @@ import { emptyFaultCounts } from '../../simulators/faults.ts';
 import { startFleet } from '../../simulators/fleet.ts';
 import { startProgress } from '../../simulators/progress.ts';
 import type { SimCredentials } from '../../simulators/plan.ts';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { readingsOf, startBroker, waitFor, type Received } from './helpers.ts';
 
 function tmpState(t: Test): string {

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import Database from 'better-sqlite3';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 

@@ -4,7 +4,7 @@
  * influx.test.ts.
  */
 import t from 'tap';
-import { encodeLine, escapeKey, influxqlIdent, influxqlInt, influxqlString, quoteStringField } from '../../store/influx-line.ts';
+import { encodeLine, escapeKey, influxqlIdent, influxqlInt, influxqlString, quoteStringField } from '../../store/influx/line.ts';
 
 t.test('tag keys and values, field keys: comma, equals sign and space are escaped', async (t) => {
   t.equal(escapeKey('a,b=c d'), 'a\\,b\\=c\\ d');

@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
-import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx.ts';
+import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx/store.ts';
 import type { CommitOutcome } from '../../store/types.ts';
 import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
 import { requireInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.ts';

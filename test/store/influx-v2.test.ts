@@ -9,7 +9,7 @@ import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
-import { openInfluxStore, type InfluxStoreOptions } from '../../store/influx.ts';
+import { openInfluxStore, type InfluxStoreOptions } from '../../store/influx/store.ts';
 import { T0, reading } from '../helpers/reading-store-contract.ts';
 
 interface Recorded {

@@ -5,8 +5,8 @@
  */
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
-import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx.ts';
-import { encodeLine } from '../../store/influx-line.ts';
+import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx/store.ts';
+import { encodeLine } from '../../store/influx/line.ts';
 import type { CommitOutcome } from '../../store/types.ts';
 import { requireInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.ts';
 import { FAC, T0, reading, readingStoreContract } from '../helpers/reading-store-contract.ts';

@@ -4,10 +4,11 @@
  * only the readings of the window.
  */
 import t from 'tap';
-import { openDatabase } from '../../store/db.ts';
-import { READING_QUERIES, listQuery, openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { READING_QUERIES, listQuery } from '../../store/sqlite/readings.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { Reading } from '../../domain/reading.ts';
-import type { Db } from '../../store/db.ts';
+import type { Db } from '../../store/sqlite/db.ts';
 
 const N = 100_000;
 const T0 = Date.parse('2026-01-01T00:00:00Z');

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap';
-import { openDatabase } from '../../store/db.ts';
-import { MAX_METRIC_WALK } from '../../store/sqlite-readings.ts';
-import { SCHEMA_VERSION } from '../../store/sqlite-schema.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { MAX_METRIC_WALK } from '../../store/sqlite/device-readings.ts';
+import { SCHEMA_VERSION } from '../../store/sqlite/schema.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { Reading } from '../../domain/reading.ts';
 import type { CommitOutcome } from '../../store/types.ts';
 

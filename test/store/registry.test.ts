@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { openDatabase } from '../../store/db.ts';
-import { openSqliteStores } from '../../store/sqlite.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { generateSecret, hashSecret, legacyScryptRecord, legacyStats, verifyDeviceSecret, verifySecret } from '../../store/secrets.ts';
 import type { Rejection } from '../../domain/reading.ts';
 
@@ -88,26 +88,26 @@ t.test('devices: secrets, verify, rotate, suspend', async (t) => {
   const fileBytes = Buffer.concat(fs.readdirSync(dataDir).map((f) => fs.readFileSync(path.join(dataDir, f))));
   t.equal(fileBytes.indexOf(password), -1, 'the plaintext password is nowhere in the database files');
 
-  t.match(await registry.verifyDeviceSecret('d1', password), { deviceId: 'd1', facilityId: 'f1', status: 'active', facilityStatus: 'active' });
-  t.match(await registry.verifyDeviceSecret('d1', Buffer.from(password)), { deviceId: 'd1' }, 'MQTT passwords come as Buffers');
-  t.equal(await registry.verifyDeviceSecret('d1', password + 'x'), undefined, 'wrong secret');
-  t.equal(await registry.verifyDeviceSecret('d1', other.password), undefined, "another device's secret");
-  t.equal(await registry.verifyDeviceSecret('ghost', password), undefined, 'unknown device');
-  t.equal(await registry.verifyDeviceSecret('d1', undefined), undefined, 'no password');
-  t.equal(await registry.verifyDeviceSecret('d1', ''), undefined, 'empty password');
-  t.equal(await registry.verifyDeviceSecret('d1', 'x'.repeat(100_000)), undefined, 'huge password');
+  t.match(await verifyDeviceSecret(registry, 'd1', password), { deviceId: 'd1', facilityId: 'f1', status: 'active', facilityStatus: 'active' });
+  t.match(await verifyDeviceSecret(registry, 'd1', Buffer.from(password)), { deviceId: 'd1' }, 'MQTT passwords come as Buffers');
+  t.equal(await verifyDeviceSecret(registry, 'd1', password + 'x'), undefined, 'wrong secret');
+  t.equal(await verifyDeviceSecret(registry, 'd1', other.password), undefined, "another device's secret");
+  t.equal(await verifyDeviceSecret(registry, 'ghost', password), undefined, 'unknown device');
+  t.equal(await verifyDeviceSecret(registry, 'd1', undefined), undefined, 'no password');
+  t.equal(await verifyDeviceSecret(registry, 'd1', ''), undefined, 'empty password');
+  t.equal(await verifyDeviceSecret(registry, 'd1', 'x'.repeat(100_000)), undefined, 'huge password');
   t.match(await verifyDeviceSecret(registry, 'd2', other.password), { deviceId: 'd2' }, 'standalone export');
 
   // Rotation: the old secret stops working at once.
   const rotated = registry.rotateSecret('d1');
   t.not(rotated, password);
-  t.equal(await registry.verifyDeviceSecret('d1', password), undefined, 'old secret refused');
-  t.match(await registry.verifyDeviceSecret('d1', rotated), { deviceId: 'd1' });
+  t.equal(await verifyDeviceSecret(registry, 'd1', password), undefined, 'old secret refused');
+  t.match(await verifyDeviceSecret(registry, 'd1', rotated), { deviceId: 'd1' });
   t.throws(() => registry.rotateSecret('ghost'), { code: 'DEVICE_NOT_FOUND', statusCode: 404 });
 
   // Suspension is reported; the broker refuses the CONNACK on it.
   t.equal(registry.updateDevice('d1', { status: 'suspended' }).status, 'suspended');
-  t.match(await registry.verifyDeviceSecret('d1', rotated), { status: 'suspended', facilityStatus: 'active' });
+  t.match(await verifyDeviceSecret(registry, 'd1', rotated), { status: 'suspended', facilityStatus: 'active' });
   registry.updateFacility('f1', { status: 'suspended' });
   t.match(registry.credentials('d2'), { status: 'active', facilityStatus: 'suspended' });
   t.throws(() => registry.updateDevice('ghost', { status: 'active' }), { code: 'DEVICE_NOT_FOUND' });
@@ -186,30 +186,30 @@ t.test('legacy scrypt records still log in, are upgraded on the first login, and
   const stored = () => db.prepare('SELECT secret_hash FROM devices WHERE device_id = ?').pluck().get('old') as string;
 
   const runs = legacyStats.scryptRuns;
-  t.equal(await registry.verifyDeviceSecret('ghost', secret), undefined, 'unknown device');
-  t.equal(await registry.verifyDeviceSecret('old', 'not a generated secret!'), undefined, 'malformed password');
-  t.equal(await registry.verifyDeviceSecret('old', 'x'.repeat(100_000)), undefined, 'huge password');
-  t.equal(await registry.verifyDeviceSecret('old', undefined), undefined, 'no password');
+  t.equal(await verifyDeviceSecret(registry, 'ghost', secret), undefined, 'unknown device');
+  t.equal(await verifyDeviceSecret(registry, 'old', 'not a generated secret!'), undefined, 'malformed password');
+  t.equal(await verifyDeviceSecret(registry, 'old', 'x'.repeat(100_000)), undefined, 'huge password');
+  t.equal(await verifyDeviceSecret(registry, 'old', undefined), undefined, 'no password');
   t.equal(legacyStats.scryptRuns, runs, 'none of these ran scrypt');
   t.equal(stored(), legacy, 'record untouched');
 
-  t.equal(await registry.verifyDeviceSecret('old', generateSecret()), undefined, 'a well-formed wrong secret is refused (after scrypt)');
+  t.equal(await verifyDeviceSecret(registry, 'old', generateSecret()), undefined, 'a well-formed wrong secret is refused (after scrypt)');
   t.equal(legacyStats.scryptRuns, runs + 1);
   t.equal(stored(), legacy, 'a failed login does not upgrade');
 
-  const ok = await registry.verifyDeviceSecret('old', secret);
+  const ok = await verifyDeviceSecret(registry, 'old', secret);
   t.match(ok, { deviceId: 'old', status: 'active' }, 'the legacy secret still logs in');
   t.match(stored(), /^hs256\$/, 'and the record is now hs256');
   t.equal(ok!.secretHash, stored(), 'the credentials returned carry the new record');
   const before = legacyStats.scryptRuns;
-  t.ok(await registry.verifyDeviceSecret('old', secret), 'the same secret logs in against the new record');
+  t.ok(await verifyDeviceSecret(registry, 'old', secret), 'the same secret logs in against the new record');
   t.equal(legacyStats.scryptRuns, before, 'without scrypt');
 
   // Compare-and-set: a rotation between check and upgrade wins.
   db.prepare('UPDATE devices SET secret_hash = ? WHERE device_id = ?').run(legacy, 'old');
   const rotated = registry.rotateSecret('old');
   t.equal(registry.replaceSecretHash('old', legacy, await hashSecret(secret)), false, 'upgrade of a record that was rotated meanwhile does nothing');
-  t.ok(await registry.verifyDeviceSecret('old', rotated), 'the rotated secret stands');
+  t.ok(await verifyDeviceSecret(registry, 'old', rotated), 'the rotated secret stands');
   t.match(stored(), /^hs256\$/, 'rotation writes hs256 records');
 });
 
@@ -300,7 +300,7 @@ t.test('registry survives closing and reopening the file', async (t) => {
   const { registry } = open(t, dir);
   t.equal(registry.getFacility('f1')?.baselineKgPerHour, '10');
   t.equal(registry.baselineAt('f1', T0), '3600');
-  t.match(await registry.verifyDeviceSecret('d1', password), { deviceId: 'd1' });
+  t.match(await verifyDeviceSecret(registry, 'd1', password), { deviceId: 'd1' });
   t.equal(registry.listRejections('f1').length, 1);
 });
 

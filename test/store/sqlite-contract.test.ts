@@ -3,9 +3,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { openDatabase } from '../../store/db.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
 import { silentLogger } from '../../domain/logger.ts';
-import { SqliteReadingStore, openSqliteStores } from '../../store/sqlite.ts';
+import { SqliteReadingStore } from '../../store/sqlite/readings.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { readingStoreContract } from '../helpers/reading-store-contract.ts';
 
 readingStoreContract(t, async (t, opts) => {

@@ -15,7 +15,7 @@
  * With the escape character itself never taken from data, every `,`, `=`, space and `"` that comes
  * from data is escaped and cannot act as a separator.
  */
-import { DomainError } from '../domain/errors.ts';
+import { DomainError } from '../../domain/errors.ts';
 
 export class LineProtocolError extends DomainError {
   constructor(message: string) {

@@ -1,6 +1,7 @@
 /**
- * The oracle's per-facility settlement status and its finality watch list, in the shared database
- * (so a restart keeps a facility's backoff, and a standalone gateway on the same file reports it):
+ * The oracle's per-facility settlement status and its finality watch list (store/types.ts
+ * OracleStatus) in the shared database, so a restart keeps a facility's backoff and a standalone
+ * gateway on the same file reports it (tables in store/sqlite/schema.ts):
  * - `oracle_facility_status`: a facility the chain refuses (a revert, a record that disagrees with
  *   the chain) is `blocked` with the reason; it is retried with exponential backoff (capped) while
  *   the other facilities go on settling, and cleared by its next good run.
@@ -8,47 +9,9 @@
  *   deep; each run re-checks them against the chain until they are final or found lost.
  */
 import type { Statement } from 'better-sqlite3';
-import type { Db } from '../store/db.ts';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS oracle_facility_status (
-  facility_id TEXT    PRIMARY KEY,
-  reason      TEXT    NOT NULL,
-  since       INTEGER NOT NULL,
-  attempts    INTEGER NOT NULL,
-  retry_at    INTEGER NOT NULL,
-  updated_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oracle_unfinal (
-  id            TEXT    PRIMARY KEY,
-  facility_id   TEXT    NOT NULL,
-  window_start  INTEGER NOT NULL,
-  evidence_root TEXT    NOT NULL,
-  block_number  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS oracle_unfinal_facility ON oracle_unfinal (facility_id, window_start);
-`;
-
-export interface FacilitySettlementStatus {
-  facilityId: string;
-  settlementStatus: 'ok' | 'blocked';
-  /** Set when blocked. */
-  reason?: string;
-  /** Epoch ms: blocked since. */
-  since?: number;
-  attempts?: number;
-  /** Epoch ms: the next attempt is not made before this. */
-  retryAt?: number;
-}
-
-export interface Backoff {
-  /** First retry delay (default 10 s). */
-  baseMs: number;
-  /** Longest delay (default 10 min). */
-  maxMs: number;
-}
-
-export const DEFAULT_BACKOFF: Backoff = { baseMs: 10_000, maxMs: 600_000 };
+import type { Db } from './db.ts';
+import { migrate } from './schema.ts';
+import type { Backoff, FacilitySettlementStatus, OracleStatus, UnfinalRow } from '../types.ts';
 
 interface StatusRow {
   facility_id: string;
@@ -58,23 +21,15 @@ interface StatusRow {
   retry_at: number;
 }
 
-export interface UnfinalRow {
-  id: string;
-  facilityId: string;
-  windowStart: number;
-  evidenceRoot: string;
-  blockNumber: number;
-}
-
 function toStatus(r: StatusRow): FacilitySettlementStatus {
   return { facilityId: r.facility_id, settlementStatus: 'blocked', reason: r.reason, since: r.since, attempts: r.attempts, retryAt: r.retry_at };
 }
 
-export class OracleStatus {
+export class SqliteOracleStatus implements OracleStatus {
   private readonly stmt: Record<string, Statement<unknown[], unknown>>;
 
   constructor(db: Db) {
-    db.exec(SCHEMA);
+    migrate(db);
     const p = (sql: string) => db.prepare<unknown[], unknown>(sql);
     this.stmt = {
       get: p('SELECT facility_id, reason, since, attempts, retry_at FROM oracle_facility_status WHERE facility_id = ?'),

@@ -16,8 +16,8 @@
  *   finally fails, the tickets with lines in it and every later ticket (their checks assumed the failed
  *   data) reject, the waiting submitters reject, and `onFatal` runs (the store drops its cached state).
  */
-import { errors } from '../domain/errors.ts';
-import type { Logger } from '../domain/logger.ts';
+import { errors } from '../../domain/errors.ts';
+import type { Logger } from '../../domain/logger.ts';
 
 export interface WriterOptions {
   /** Sends one batch; throws an error with `retryable: boolean` on failure. */

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { errors } from '../domain/errors.ts';
+import { errors } from '../../domain/errors.ts';
 
 export type Db = Database.Database;
 

@@ -4,8 +4,9 @@
  * into a cursor with the equivalent mark.
  */
 import t from 'tap';
-import { openDatabase } from '../../store/db.ts';
-import { openOracleRecords, recordedMark, recordedPrev, type RecordedInputs } from '../../oracle/records.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
+import { recordedMark, recordedPrev, type RecordedInputs } from '../../store/types.ts';
 
 t.test('an old cursor table is upgraded; old-format inputs confirm with equivalent marks', async (t) => {
   const db = openDatabase(t.testdir());
@@ -14,9 +15,9 @@ t.test('an old cursor table is upgraded; old-format inputs confirm with equivale
     device_id TEXT PRIMARY KEY, facility_id TEXT NOT NULL, settlement_id TEXT NOT NULL,
     window_end INTEGER NOT NULL, max_seq INTEGER NOT NULL, cursors TEXT NOT NULL)`);
   db.prepare("INSERT INTO oracle_cursors VALUES ('d1', 'F', 'F-0', 10000, 7, '[]')").run();
-  const records = openOracleRecords(db);
+  const records = new SqliteOracleRecords(db);
   t.same(records.cursor('d1')?.mark, { maxSeq: 7, late: 0 }, 'old rows read as in-order marks');
-  openOracleRecords(db); // idempotent
+  new SqliteOracleRecords(db); // idempotent
 
   // An intent recorded by the previous version: `highWater` and `prev: { maxSeq, before }`.
   const legacy = {

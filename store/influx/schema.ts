@@ -18,9 +18,9 @@
  *   seq. Written only after every reading up to that seq and every late arrival up to `late` was
  *   acknowledged in all measurements.
  */
-import type { Metric, Reading } from '../domain/reading.ts';
-import { encodeLine } from './influx-line.ts';
-import type { Series } from './influx-http.ts';
+import type { Metric, Reading } from '../../domain/reading.ts';
+import { encodeLine } from './line.ts';
+import type { Series } from './http.ts';
 
 export const M_READING = 'reading';
 export const M_BY_SEQ = 'reading_seq';

@@ -5,10 +5,10 @@
  * (`prev: { maxSeq, before }`) roll back to the equivalent mark.
  */
 import t from 'tap';
-import { openDatabase } from '../../store/db.ts';
-import { openOracleRecords, type RecordedDevice, type RecordedInputs } from '../../oracle/records.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
 import type { PrevConsumed, RegisterCursor } from '../../oracle/methodology.ts';
-import type { VisibilityMark } from '../../store/types.ts';
+import type { RecordedDevice, RecordedInputs, VisibilityMark } from '../../store/types.ts';
 
 const W = 10_000;
 const cursorAt = (seq: number): RegisterCursor[] => [{ metric: 'electricity_import', seq, ts: seq * 1000, value: String(seq) }] as unknown as RegisterCursor[];
@@ -24,7 +24,7 @@ function inputs(devices: RecordedDevice[]): RecordedInputs {
 t.test('rolling back restores the previous mark, late arrivals included', async (t) => {
   const db = openDatabase(t.testdir());
   t.teardown(() => db.close());
-  const records = openOracleRecords(db);
+  const records = new SqliteOracleRecords(db);
   const settle = (k: number, devices: RecordedDevice[], root: string) => {
     const id = `F-${k * W}`;
     records.insertIntent({ id, facilityId: 'F', windowStart: k * W, windowEnd: (k + 1) * W, complete: true, netGrams: 0n, actualKg: '0', evidenceRoot: root, inputs: inputs(devices) });
@@ -54,7 +54,7 @@ t.test('rolling back restores the previous mark, late arrivals included', async 
 t.test('old-format records (prev.maxSeq) roll back to the equivalent mark', async (t) => {
   const db = openDatabase(t.testdir());
   t.teardown(() => db.close());
-  const records = openOracleRecords(db);
+  const records = new SqliteOracleRecords(db);
   const legacy = inputs([{ deviceId: 'd1', highWater: 9, prev: { maxSeq: 7, before: W }, startCursors: cursorAt(7), endCursors: cursorAt(9) } as unknown as RecordedDevice]);
   records.insertIntent({ id: 'F-10000', facilityId: 'F', windowStart: W, windowEnd: 2 * W, complete: true, netGrams: 0n, actualKg: '0', evidenceRoot: '0xab', inputs: legacy });
   records.confirm('F-10000', '0xab', { mintedGrams: 0n, burnedGrams: 0n, deficitGrams: 0n });

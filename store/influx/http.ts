@@ -8,7 +8,7 @@
  */
 import { gzip as gzipCb } from 'node:zlib';
 import { promisify } from 'node:util';
-import { errors } from '../domain/errors.ts';
+import { errors } from '../../domain/errors.ts';
 
 const gzip = promisify(gzipCb);
 

@@ -1,20 +1,18 @@
 /**
- * The embedded store on one SQLite file (better-sqlite3, WAL, synchronous=FULL; see store/db.ts):
- * the ReadingStore (store/sqlite-readings.ts) and the Registry (facilities + baseline history,
- * devices + secret hashes, online status, rejections log). Tables and their migrations:
- * store/sqlite-schema.ts.
+ * The FacilityRegistry on the SQLite file: facilities + baseline history, devices + secret hashes,
+ * online status, and the rejections log (rows kept by store/sqlite/rejections.ts). Tables and their
+ * migrations: store/sqlite/schema.ts.
  *
  * Closing: the stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
-import { Decimal } from '../domain/decimal.ts';
-import { errors } from '../domain/errors.ts';
-import { truncateUtf8 } from '../domain/json.ts';
-import { silentLogger, type Logger } from '../domain/logger.ts';
-import { ID_RE, type RejectReason, type Rejection } from '../domain/reading.ts';
+import { Decimal } from '../../domain/decimal.ts';
+import { errors } from '../../domain/errors.ts';
+import type { Logger } from '../../domain/logger.ts';
+import { ID_RE, type Rejection } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
-import { generateSecret, hashSecretSync, verifyDeviceSecret } from './secrets.ts';
-import { migrate } from './sqlite-schema.ts';
-import { SqliteReadingStore } from './sqlite-readings.ts';
+import { generateSecret, hashSecretSync } from '../secrets.ts';
+import { SqliteRejections } from './rejections.ts';
+import { migrate } from './schema.ts';
 import {
   DEFAULT_REPORTING_INTERVAL_SECONDS,
   MAX_REPORTING_INTERVAL_SECONDS,
@@ -25,48 +23,15 @@ import {
   type DevicePatch,
   type DeviceStatus,
   type Facility,
-  type Registry,
+  type FacilityRegistry,
   type Status,
-} from './types.ts';
+} from '../types.ts';
 
-export { READING_QUERIES, SqliteReadingStore, compareDecimalText, listQuery } from './sqlite-readings.ts';
-
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
-export const MAX_REJECTION_PAYLOAD_BYTES = 4096;
-const MAX_REJECTION_DETAIL_BYTES = 1024;
 const MAX_DECOMMISSION_REASON = 500;
 const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
 
-export interface SqliteStoreOptions {
-  logger?: Logger;
-  /** Epoch-ms clock (createdAt, default effectiveFrom of a baseline change). */
-  clock?: () => number;
-}
-
-export interface SqliteStores {
-  readings: SqliteReadingStore;
-  registry: SqliteRegistry;
-}
-
-/** Creates or migrates the tables and returns the reading store and the registry on `db`. */
-export function openSqliteStores(db: Db, opts: SqliteStoreOptions = {}): SqliteStores {
-  migrate(db);
-  const logger = (opts.logger ?? silentLogger).child({ component: 'store' });
-  const clock = opts.clock ?? Date.now;
-  return { readings: new SqliteReadingStore(db, logger), registry: new SqliteRegistry(db, logger, clock) };
-}
-
-/** Rejections of one device with one reason are aggregated per this span (one row, with a count). */
-export const REJECTION_BUCKET_MS = 60_000;
-
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
-  return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
-}
-
 // ---------------------------------------------------------------------------------------------
-// Registry
+// FacilityRegistry
 
 interface FacilityRow {
   id: string;
@@ -176,16 +141,20 @@ const FACILITY_SELECT = `SELECT f.id, f.name, f.owner, f.grid_factor, f.gas_fact
 const DEVICE_COLS =
   'device_id, facility_id, kind, status, created_at, online, last_seen_at, capacity, reporting_interval, decommissioned_at, decommission_reason';
 
-export class SqliteRegistry implements Registry {
+export class SqliteRegistry implements FacilityRegistry {
   private readonly db: Db;
   private readonly logger: Logger;
   private readonly clock: () => number;
   private readonly stmt;
+  private readonly rejections: SqliteRejections;
 
-  constructor(db: Db, logger: Logger, clock: () => number) {
+  /** `clock`: epoch ms (createdAt, the default effectiveFrom of a baseline change). */
+  constructor(db: Db, logger: Logger, clock: () => number = Date.now) {
+    migrate(db);
     this.db = db;
     this.logger = logger;
     this.clock = clock;
+    this.rejections = new SqliteRejections(db, logger);
     this.stmt = {
       facility: db.prepare<[string], FacilityRow>(`${FACILITY_SELECT} WHERE f.id = ?`),
       facilities: db.prepare<[], FacilityRow>(`${FACILITY_SELECT} ORDER BY f.id`),
@@ -227,19 +196,6 @@ export class SqliteRegistry implements Registry {
         `SELECT d.device_id, d.facility_id, d.status, f.status AS facility_status, d.secret_hash
          FROM devices d JOIN facilities f ON f.id = d.facility_id WHERE d.device_id = ?`,
       ),
-      insertRejection: db.prepare(
-        `INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload, bucket, count, last_received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (facility_id, device_id, reason, bucket) DO UPDATE SET
-           count = count + excluded.count, last_received_at = MAX(last_received_at, excluded.last_received_at)`,
-      ),
-      rejections: db.prepare<
-        [string, number, number],
-        { id: number; facility_id: string; device_id: string; received_at: number; reason: string; detail: string | null; payload: string; count: number; last_received_at: number | null }
-      >(
-        'SELECT id, facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections WHERE facility_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
-      ),
-      pruneRejections: db.prepare('DELETE FROM rejections WHERE last_received_at < ?'),
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
   }
@@ -422,66 +378,20 @@ export class SqliteRegistry implements Registry {
     return { deviceId: r.device_id, facilityId: r.facility_id, status: r.status, facilityStatus: r.facility_status, secretHash: r.secret_hash };
   }
 
-  /** The broker's CONNECT check (see store/secrets.ts verifyDeviceSecret). */
-  verifyDeviceSecret(deviceId: string, password: string | Buffer | undefined): Promise<DeviceCredentials | undefined> {
-    return verifyDeviceSecret(this, deviceId, password);
-  }
-
   /** Online/offline from CONNECT and the last will; lastSeenAt never moves backwards. Unknown ids are ignored. */
   setOnline(deviceId: string, online: boolean, at: number): void {
     const info = this.stmt.setOnline.run(online ? 1 : 0, at, deviceId);
     if (info.changes === 0) this.logger.debug({ deviceId }, 'status for unknown device ignored');
   }
 
-  // Rejections -------------------------------------------------------------------------------
+  // Rejections (store/sqlite/rejections.ts) ---------------------------------------------------
 
-  /**
-   * Appends rows in one transaction, aggregated: rows of one device with one reason within the same
-   * minute (REJECTION_BUCKET_MS) are one stored row whose `count` grows; the first row's detail and
-   * payload are kept as the sample. So a device can add at most one row per reason per minute,
-   * whatever it sends. Payloads are cut to 4 KiB, details to 1 KiB.
-   */
   addRejections(rows: Rejection[]): void {
-    if (rows.length === 0) return;
-    const groups = new Map<string, { r: Rejection; count: number; last: number; bucket: number }>();
-    for (const r of rows) {
-      const bucket = Math.floor(r.receivedAt / REJECTION_BUCKET_MS);
-      const key = `${r.facilityId}\u0000${r.deviceId}\u0000${r.reason}\u0000${bucket}`;
-      const n = r.count ?? 1;
-      const last = r.lastReceivedAt ?? r.receivedAt;
-      const g = groups.get(key);
-      if (g) {
-        g.count += n;
-        if (last > g.last) g.last = last;
-      } else groups.set(key, { r, count: n, last, bucket });
-    }
-    this.db.transaction(() => {
-      for (const { r, count, last, bucket } of groups.values()) {
-        this.stmt.insertRejection.run(
-          r.facilityId,
-          r.deviceId,
-          r.receivedAt,
-          r.reason,
-          r.detail === undefined ? null : truncateUtf8(r.detail, MAX_REJECTION_DETAIL_BYTES),
-          truncateUtf8(r.payload ?? '', MAX_REJECTION_PAYLOAD_BYTES),
-          bucket,
-          count,
-          last,
-        );
-      }
-    })();
+    this.rejections.add(rows);
   }
 
-  /** Deletes rejection rows whose last rejection is older than `before` (retention); returns how many. */
   pruneRejections(before: number): number {
-    const n = this.stmt.pruneRejections.run(before).changes;
-    if (n > 0) this.logger.info({ rows: n, before }, 'old rejections pruned');
-    return n;
-  }
-
-  /** SQLite's data_version on this handle: changes when another connection committed (broker session poll). */
-  dataVersion(): number {
-    return this.stmt.dataVersion.get() as number;
+    return this.rejections.prune(before);
   }
 
   /** Newest first; limit default 100, at most 1000. */
@@ -489,23 +399,13 @@ export class SqliteRegistry implements Registry {
     return this.pageRejections(facilityId, limit).map((r) => r.rejection);
   }
 
-  /** Newest first, each with its row id (a paging cursor): those with id < beforeId when given. */
   pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[] {
     this.mustFacility(facilityId);
-    return this.stmt.rejections.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampLimit(limit)).map((r) => {
-      const out: Rejection = {
-        facilityId: r.facility_id,
-        deviceId: r.device_id,
-        receivedAt: r.received_at,
-        reason: r.reason as RejectReason,
-        payload: r.payload,
-      };
-      if (r.detail !== null) out.detail = r.detail;
-      if (r.count > 1) {
-        out.count = r.count;
-        out.lastReceivedAt = r.last_received_at ?? r.received_at;
-      }
-      return { id: r.id, rejection: out };
-    });
+    return this.rejections.page(facilityId, limit, beforeId);
+  }
+
+  /** SQLite's data_version on this handle: changes when another connection committed (broker session poll). */
+  dataVersion(): number {
+    return this.stmt.dataVersion.get() as number;
   }
 }

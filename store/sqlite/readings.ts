@@ -1,5 +1,5 @@
 /**
- * The embedded ReadingStore on the SQLite file (schema: store/sqlite-schema.ts).
+ * The embedded ReadingStore on the SQLite file (schema: store/sqlite/schema.ts).
  *
  * Readings: a WITHOUT ROWID table clustered on (device_id, seq) plus an index on (device_id, ts) and a
  * partial index on (device_id, arrival) that holds only late arrivals, so every oracle query
@@ -9,8 +9,9 @@
  * rows of each of the facility's devices (`reading_devices`) and merges them.
  *
  * Commit: one BEGIN IMMEDIATE transaction per batch; each reading is decided by the shared rules
- * (domain/ingest-rules.ts) through a `DeviceReadings` lookup served inside that transaction, so the
- * batch's earlier readings are visible to its later ones. The lookup is primary-key probes on
+ * (domain/ingest-rules.ts) through a `DeviceReadings` lookup served inside that transaction
+ * (store/sqlite/device-readings.ts), so the batch's earlier readings are visible to its later ones.
+ * The lookup is primary-key probes on
  * (device_id, seq): in the common case (seq above the device's max) the device's top row, which one
  * probe per batch loads, and the head of the metric (`device_heads`: first and last seq per device and
  * metric, one probe per batch) answer everything. A late arrival (seq below the max) probes its
@@ -19,7 +20,7 @@
  * (a device whose metrics are interleaved further apart than that gets its late reading refused as
  * `implausible`, with a detail saying so, rather than a scan of its history inside the writer's
  * transaction). Capacity and reporting interval come from
- * the device's registry row (same file, one probe per device per batch; a change applies to the next
+ * the registry (a DeviceLimitsLookup, one probe per device per batch; a change applies to the next
  * batch).
  *
  * Visibility: a reading stored below its device's max seq gets the device's next arrival number
@@ -28,45 +29,36 @@
  * There is deliberately no in-process cache: without one a second process writing the same file is
  * always seen. The stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
-import { Decimal } from '../domain/decimal.ts';
-import { errors } from '../domain/errors.ts';
-import { CANONICAL_RE, checkReading, compareDecimalText, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
-import type { Logger } from '../domain/logger.ts';
-import { isIntervalKind, type Metric, type Reading } from '../domain/reading.ts';
+import { Decimal } from '../../domain/decimal.ts';
+import { errors } from '../../domain/errors.ts';
+import { CANONICAL_RE, checkReading, type StoredReading } from '../../domain/ingest-rules.ts';
+import type { Logger } from '../../domain/logger.ts';
+import { isIntervalKind, type Metric, type Reading } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
-import type {
-  CommitOutcome,
-  ConsumeQuery,
-  CoverageQuery,
-  DeviceCoverage,
-  DeviceLimits,
-  DeviceLimitsLookup,
-  ReadingFilter,
-  ReadingStore,
-  VisibilityMark,
-} from './types.ts';
+import {
+  MAX_METRIC_WALK,
+  READING_COLS,
+  SqliteDeviceReadings,
+  WalkTooLong,
+  prepareLookup,
+  toStored,
+  type DeviceState,
+  type LookupStmts,
+  type ReadingRow,
+} from './device-readings.ts';
+import { migrate } from './schema.ts';
+import {
+  clampListLimit,
+  type CommitOutcome,
+  type ConsumeQuery,
+  type CoverageQuery,
+  type DeviceCoverage,
+  type DeviceLimitsLookup,
+  type ReadingFilter,
+  type ReadingStore,
+  type VisibilityMark,
+} from '../types.ts';
 
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
-/** Rows a late arrival may walk to find its neighbour of the same metric (see the file comment). */
-export const MAX_METRIC_WALK = 100_000;
-/** Rows walked row by row first (the common case: metrics interleaved a few rows apart). */
-const SHORT_WALK = 32;
-
-interface ReadingRow {
-  device_id: string;
-  seq: number;
-  facility_id: string;
-  ts: number;
-  metric: string;
-  value: string;
-  unit: string;
-  reset: number;
-  received_at: number;
-  arrival: number | null;
-}
-
-const READING_COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival';
 /** Visible under a mark: (maxSeq, late) bound twice as ?, ?. */
 const VISIBLE = '((arrival IS NULL AND +seq <= ?) OR arrival <= ?)';
 
@@ -84,10 +76,6 @@ function toReading(r: ReadingRow): Reading {
   };
   if (r.arrival !== null) out.arrival = r.arrival;
   return out;
-}
-
-function toStored(r: ReadingRow): StoredReading {
-  return { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset === 1 };
 }
 
 /**
@@ -117,67 +105,17 @@ export const READING_QUERIES = {
   maxArrival: 'SELECT MAX(arrival) FROM readings WHERE device_id = ? AND arrival IS NOT NULL',
 } as const;
 
-export { CANONICAL_RE, compareDecimalText };
-
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
-  return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
-}
-
-/** Thrown by a lookup that would have to walk more than MAX_METRIC_WALK rows. */
-class WalkTooLong extends Error {}
-
-interface Head {
-  first: number;
-  last: number;
-  /** The reading at `last`, once loaded. */
-  row?: StoredReading;
-  dirty: boolean;
-}
-
-/** One device while a batch is checked: loaded from the file inside the transaction. */
-interface DeviceState {
-  /** The reading with the highest seq (undefined: the device has no readings). */
-  top?: StoredReading;
-  /** Late-arrival count, loaded when the first late reading of the batch is stored. */
-  late?: number;
-  heads: Map<string, Head | null>;
-  limits: DeviceLimits | undefined;
-  facilities: Set<string>;
-}
-
 type Stmts = ReturnType<typeof prepareStatements>;
 
 function prepareStatements(db: Db) {
   return {
-    top: db.prepare<[string], ReadingRow>(`SELECT ${READING_COLS} FROM readings WHERE device_id = ? ORDER BY seq DESC LIMIT 1`),
     maxSeq: db.prepare<[string], number | null>(READING_QUERIES.maxSeq).pluck(),
     maxArrival: db.prepare<[string], number | null>(READING_QUERIES.maxArrival).pluck(),
-    getOne: db.prepare<[string, number], ReadingRow>(`SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq = ?`),
-    below: db.prepare<[string, number], ReadingRow>(`SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`),
-    above: db.prepare<[string, number], ReadingRow>(`SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 1`),
-    walkDown: db.prepare<[string, number, number], ReadingRow>(
-      `SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq < ? AND seq >= ? ORDER BY seq DESC`,
-    ),
-    walkUp: db.prepare<[string, number, number], ReadingRow>(`SELECT ${READING_COLS} FROM readings WHERE device_id = ? AND seq > ? AND seq <= ? ORDER BY seq`),
-    // The longer walks run inside SQLite (about ten times faster than row by row here), capped.
-    farDown: db.prepare<[string, string, number, number, number], { s: number | null; n: number }>(
-      `SELECT MAX(CASE WHEN metric = ? THEN seq END) AS s, COUNT(*) AS n
-       FROM (SELECT seq, metric FROM readings WHERE device_id = ? AND seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?)`,
-    ),
-    farUp: db.prepare<[string, string, number, number, number], { s: number | null; n: number }>(
-      `SELECT MIN(CASE WHEN metric = ? THEN seq END) AS s, COUNT(*) AS n
-       FROM (SELECT seq, metric FROM readings WHERE device_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)`,
-    ),
-    head: db.prepare<[string, string], { first_seq: number; seq: number }>('SELECT first_seq, seq FROM device_heads WHERE device_id = ? AND metric = ?'),
     upsertHead: db.prepare<[string, string, number, number]>(
       `INSERT INTO device_heads (device_id, metric, first_seq, seq) VALUES (?, ?, ?, ?)
        ON CONFLICT (device_id, metric) DO UPDATE SET first_seq = MIN(first_seq, excluded.first_seq), seq = MAX(seq, excluded.seq)`,
     ),
     insert: db.prepare(`INSERT INTO readings (${READING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    limits: db.prepare<[string], { kind: string; capacity: string | null; reporting_interval: number }>(
-      'SELECT kind, capacity, reporting_interval FROM devices WHERE device_id = ?',
-    ),
     consumeAll: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeAll),
     consumeNew: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeNew),
     consumeArrived: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeArrived),
@@ -190,114 +128,25 @@ function prepareStatements(db: Db) {
   };
 }
 
-/** Serves domain/ingest-rules.ts's lookup for one device, inside the commit transaction. */
-class SqliteDeviceReadings implements DeviceReadings {
-  constructor(
-    private readonly stmt: Stmts,
-    private readonly deviceId: string,
-    private readonly st: DeviceState,
-  ) {}
-
-  at(seq: number): StoredReading | undefined {
-    const { top } = this.st;
-    if (!top || seq > top.seq) return undefined;
-    if (seq === top.seq) return top;
-    const row = this.stmt.getOne.get(this.deviceId, seq);
-    return row ? toStored(row) : undefined;
-  }
-
-  below(seq: number, metric?: string): StoredReading | undefined {
-    const { top } = this.st;
-    if (!top) return undefined;
-    if (metric === undefined) {
-      if (seq > top.seq) return top;
-      const row = this.stmt.below.get(this.deviceId, seq);
-      return row ? toStored(row) : undefined;
-    }
-    const head = this.head(metric);
-    if (!head || seq <= head.first) return undefined;
-    if (seq > head.last) return this.headRow(metric, head);
-    return this.walk('down', seq, head.first, metric);
-  }
-
-  above(seq: number, metric?: string): StoredReading | undefined {
-    const { top } = this.st;
-    if (!top || seq >= top.seq) return undefined;
-    if (metric === undefined) {
-      const row = this.stmt.above.get(this.deviceId, seq);
-      return row ? toStored(row) : undefined;
-    }
-    const head = this.head(metric);
-    if (!head || seq >= head.last) return undefined;
-    if (seq < head.first) {
-      const row = this.stmt.getOne.get(this.deviceId, head.first);
-      return row ? toStored(row) : undefined;
-    }
-    return this.walk('up', seq, head.last, metric);
-  }
-
-  head(metric: string): Head | undefined {
-    let h = this.st.heads.get(metric);
-    if (h === undefined) {
-      const row = this.stmt.head.get(this.deviceId, metric);
-      h = row ? { first: row.first_seq, last: row.seq, dirty: false } : null;
-      this.st.heads.set(metric, h);
-    }
-    return h ?? undefined;
-  }
-
-  private headRow(metric: string, head: Head): StoredReading | undefined {
-    if (this.st.top && this.st.top.seq === head.last) return this.st.top;
-    if (!head.row) {
-      const row = this.stmt.getOne.get(this.deviceId, head.last);
-      if (row && row.metric === metric) head.row = toStored(row);
-    }
-    return head.row;
-  }
-
-  /** The nearest reading of `metric` from `from` (exclusive) towards `bound` (inclusive). */
-  private walk(dir: 'down' | 'up', from: number, bound: number, metric: string): StoredReading | undefined {
-    let n = 0;
-    for (const row of (dir === 'down' ? this.stmt.walkDown : this.stmt.walkUp).iterate(this.deviceId, from, bound)) {
-      // Returning or breaking out of the loop ends the iterator (and frees the statement).
-      if (row.metric === metric) return toStored(row);
-      if (++n >= SHORT_WALK) break;
-    }
-    if (n < SHORT_WALK) return undefined;
-    const far = (dir === 'down' ? this.stmt.farDown : this.stmt.farUp).get(metric, this.deviceId, from, bound, MAX_METRIC_WALK);
-    if (far?.s === null || far?.s === undefined) {
-      if ((far?.n ?? 0) >= MAX_METRIC_WALK) throw new WalkTooLong();
-      return undefined;
-    }
-    const row = this.stmt.getOne.get(this.deviceId, far.s);
-    return row ? toStored(row) : undefined;
-  }
-}
-
 export class SqliteReadingStore implements ReadingStore {
   readonly kind = 'sqlite' as const;
   private closed = false;
   private readonly db: Db;
   private readonly logger: Logger;
   private readonly stmt: Stmts;
+  private readonly lookup: LookupStmts;
   private readonly limitsOf: DeviceLimitsLookup;
   private readonly commitTx: (readings: Reading[]) => CommitOutcome[];
   private readonly marksTx: (deviceIds: string[]) => Map<string, VisibilityMark>;
 
-  /** `limits` overrides where capacity and reporting interval come from (default: the devices table of this file). */
-  constructor(db: Db, logger: Logger, limits?: DeviceLimitsLookup) {
+  /** `limits`: capacity, reporting interval and kind of a device (the registry's deviceLimits). */
+  constructor(db: Db, logger: Logger, limits: DeviceLimitsLookup) {
+    migrate(db);
     this.db = db;
     this.logger = logger;
     this.stmt = prepareStatements(db);
-    this.limitsOf =
-      limits ??
-      ((deviceId) => {
-        const row = this.stmt.limits.get(deviceId);
-        if (!row) return undefined;
-        const out: DeviceLimits = { reportingIntervalSeconds: row.reporting_interval, kind: row.kind };
-        if (row.capacity !== null) out.capacity = row.capacity;
-        return out;
-      });
+    this.lookup = prepareLookup(db);
+    this.limitsOf = limits;
     const tx = db.transaction((readings: Reading[]) => this.check(readings));
     this.commitTx = (readings) => tx.immediate(readings);
     // One read transaction: every mark is of the same committed state.
@@ -346,9 +195,9 @@ export class SqliteReadingStore implements ReadingStore {
       }
       let dev = devices.get(r.deviceId);
       if (!dev) {
-        const topRow = stmt.top.get(r.deviceId);
+        const topRow = this.lookup.top.get(r.deviceId);
         const st: DeviceState = { top: topRow ? toStored(topRow) : undefined, heads: new Map(), limits: this.limitsOf(r.deviceId), facilities: new Set() };
-        dev = { st, view: new SqliteDeviceReadings(stmt, r.deviceId, st) };
+        dev = { st, view: new SqliteDeviceReadings(this.lookup, r.deviceId, st) };
         devices.set(r.deviceId, dev);
       }
       const { st, view } = dev;
@@ -461,12 +310,12 @@ export class SqliteReadingStore implements ReadingStore {
     const rows: ReadingRow[] = [];
     for (const deviceId of devices) rows.push(...stmt.all(...listQuery({ ...filter, deviceId }).args));
     rows.sort((a, b) => b.ts - a.ts || (a.device_id < b.device_id ? 1 : a.device_id > b.device_id ? -1 : 0) || b.seq - a.seq);
-    return rows.slice(0, clampLimit(filter.limit)).map(toReading);
+    return rows.slice(0, clampListLimit(filter.limit)).map(toReading);
   }
 
   async get(deviceId: string, seq: number): Promise<Reading | undefined> {
     this.ensureOpen();
-    const row = this.stmt.getOne.get(deviceId, seq);
+    const row = this.lookup.getOne.get(deviceId, seq);
     return row ? toReading(row) : undefined;
   }
 
@@ -505,6 +354,6 @@ export function listQuery(filter: ReadingFilter & { deviceId: string }): { sql: 
     where.push('ts < ?');
     args.push(filter.to);
   }
-  args.push(clampLimit(filter.limit));
+  args.push(clampListLimit(filter.limit));
   return { sql: `SELECT ${READING_COLS} FROM readings INDEXED BY readings_device_ts WHERE ${where.join(' AND ')} ORDER BY ts DESC, seq DESC LIMIT ?`, args };
 }

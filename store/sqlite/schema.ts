@@ -1,10 +1,14 @@
 /**
- * The tables of store/sqlite.ts (readings, registry, rejections), created and migrated in one place.
+ * Every table of the SQLite file, created and migrated in one place: readings (store/sqlite/readings.ts),
+ * registry and rejections (registry.ts), oracle records and lease (records.ts), oracle status and
+ * finality watch list (status.ts), API keys (keys.ts). Those modules only read and write rows.
+ *
  * `PRAGMA user_version` numbers the schema: version 0 is the layout of files made before migrations
  * existed (created here by BASE with IF NOT EXISTS, so a fresh file takes the same path as an old
  * one); each later version is one migration, run once, in order, in one transaction with the
- * version bump.
+ * version bump. A file newer than this program is refused.
  */
+import { errors } from '../../domain/errors.ts';
 import type { Db } from './db.ts';
 
 const BASE = `
@@ -142,16 +146,103 @@ const MIGRATIONS: ((db: Db) => void)[] = [
     db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS rejections_agg ON rejections (facility_id, device_id, reason, bucket);
       CREATE INDEX IF NOT EXISTS rejections_last ON rejections (last_received_at);`);
   },
+  // 3 (issue 11): the oracle's and the gateway's tables join the numbered schema. Files at version 2
+  // or older made them on first use (CREATE TABLE IF NOT EXISTS in the module that used them), so
+  // they may exist already, in this layout; a cursor table from before visibility marks lacks `late`.
+  (db) => {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS oracle_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS oracle_settlements (
+        id            TEXT    NOT NULL,
+        evidence_root TEXT    NOT NULL,
+        facility_id   TEXT    NOT NULL,
+        window_start  INTEGER NOT NULL,
+        window_end    INTEGER NOT NULL,
+        state         TEXT    NOT NULL CHECK (state IN ('intent', 'sent', 'confirmed', 'discarded')),
+        complete      INTEGER NOT NULL,
+        net_grams     TEXT    NOT NULL,
+        actual_kg     TEXT    NOT NULL,
+        minted_grams  TEXT,
+        burned_grams  TEXT,
+        deficit_grams TEXT,
+        tx_hash       TEXT,
+        inputs        TEXT    NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (id, evidence_root)
+      ) WITHOUT ROWID;
+      CREATE UNIQUE INDEX IF NOT EXISTS oracle_settlements_one_confirmed ON oracle_settlements (id) WHERE state = 'confirmed';
+      CREATE INDEX IF NOT EXISTS oracle_settlements_facility ON oracle_settlements (facility_id, window_start);
+      CREATE INDEX IF NOT EXISTS oracle_settlements_window ON oracle_settlements (window_start) WHERE state = 'confirmed';
+      CREATE TABLE IF NOT EXISTS oracle_cursors (
+        device_id     TEXT    PRIMARY KEY,
+        facility_id   TEXT    NOT NULL,
+        settlement_id TEXT    NOT NULL,
+        window_end    INTEGER NOT NULL,
+        max_seq       INTEGER NOT NULL,
+        cursors       TEXT    NOT NULL,
+        late          INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE TABLE IF NOT EXISTS oracle_late (
+        device_id     TEXT    NOT NULL,
+        seq           INTEGER NOT NULL,
+        facility_id   TEXT    NOT NULL,
+        settlement_id TEXT    NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS oracle_lease (
+        name       TEXT    PRIMARY KEY,
+        holder     TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE IF NOT EXISTS oracle_facility_status (
+        facility_id TEXT    PRIMARY KEY,
+        reason      TEXT    NOT NULL,
+        since       INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL,
+        retry_at    INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS oracle_unfinal (
+        id            TEXT    PRIMARY KEY,
+        facility_id   TEXT    NOT NULL,
+        window_start  INTEGER NOT NULL,
+        evidence_root TEXT    NOT NULL,
+        block_number  INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS oracle_unfinal_facility ON oracle_unfinal (facility_id, window_start);
+
+      CREATE TABLE IF NOT EXISTS api_keys (
+        id           TEXT PRIMARY KEY,
+        key_hash     TEXT    NOT NULL UNIQUE,
+        role         TEXT    NOT NULL CHECK (role IN ('admin','regulator','facility')),
+        facility_id  TEXT,
+        prefix       TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+      );
+    `);
+    const cursorCols = new Set((db.prepare('PRAGMA table_info(oracle_cursors)').all() as { name: string }[]).map((c) => c.name));
+    // Late-arrival count of the mark a cursor was left at (0: none, as before marks existed).
+    if (!cursorCols.has('late')) db.exec('ALTER TABLE oracle_cursors ADD COLUMN late INTEGER NOT NULL DEFAULT 0');
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Creates the tables of a new file and brings an old one up to SCHEMA_VERSION. */
 export function migrate(db: Db): void {
+  // Every store module calls this on the handle it gets: once current, one pragma read.
+  if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return;
   const hadReadings = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'").get() !== undefined;
   const hadDeviceList = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'reading_devices'").get() !== undefined;
   const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) throw new Error(`database schema version ${version} is newer than this program's (${SCHEMA_VERSION})`);
+  if (version > SCHEMA_VERSION) throw errors.CONFIG_INVALID(`database schema version ${version} is newer than this program's (${SCHEMA_VERSION})`);
   if (version === 0) {
     db.exec(BASE);
     // A file from before reading_devices: fill it once from the readings (one scan, at upgrade only).

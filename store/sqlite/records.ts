@@ -1,8 +1,8 @@
 /**
- * The oracle's records in the shared SQLite file: settlement intents and confirmed settlements (with
- * every input needed to recompute them), the per-device cursors, late-reading flags, the window
- * length of this data dir and a run lease. Read API for the gateway: listSettlements, getSettlement,
- * lateReadings / isLate (importable without starting the oracle).
+ * The oracle's records (store/types.ts OracleRecords) in the shared SQLite file: settlement intents
+ * and confirmed settlements (with every input needed to recompute them), the per-device cursors,
+ * late-reading flags, the window length of this data dir and a run lease. Its read side
+ * (SettlementReader) serves the gateway without the oracle. Tables: store/sqlite/schema.ts.
  *
  * A settlement row is keyed (id, evidenceRoot): several intents may exist for one window (a retry
  * with more readings visible, a second oracle), at most one is `confirmed` (unique partial index) —
@@ -10,184 +10,27 @@
  * devices' cursors forward in the same transaction, so cursors always match the chain.
  */
 import type { Statement } from 'better-sqlite3';
-import { errors } from '../domain/errors.ts';
-import type { Db } from '../store/db.ts';
-import type { AppliedFactors } from './factors.ts';
-import { isVisible, type DeviceCoverage, type VisibilityMark } from '../store/types.ts';
-import type { CoverageStatus, Decommissioning, MetricTotals, PrevConsumed, RegisterCursor } from './methodology.ts';
-
-export type SettlementState = 'intent' | 'sent' | 'confirmed' | 'discarded';
-
-/** Per-device inputs and outputs of a settlement, enough to recompute it from the store. */
-export interface RecordedDevice {
-  deviceId: string;
-  /** What the settlement saw of the device (absent: no reading stored yet). */
-  mark?: VisibilityMark;
-  /** What its previous settlement saw, and that settlement's window end (absent: never settled). */
-  prev?: PrevConsumed;
-  startCursors: RegisterCursor[];
-  endCursors: RegisterCursor[];
-  /** Declared reporting interval applied by the coverage rule. */
-  reportingIntervalSeconds: number;
-  /** Declared an interval (co2_direct) device by its registration (kind 'cems'). */
-  intervalDeclared: boolean;
-  /** Set for a decommissioned device (out of coverage for windows starting at or after `at`). */
-  decommissioned?: Decommissioning;
-  /** Outputs, for display: the coverage facts, verdict and consumed count. */
-  coverage: DeviceCoverage;
-  inCoverage: boolean;
-  status: CoverageStatus;
-  consumedCount: number;
-  /** Before mrv-cursor-2: the high-water mark (seq) in place of `mark`. */
-  highWater?: number;
-}
-
-export interface RecordedInputs {
-  methodologyVersion: string;
-  baselineKgPerHour: string;
-  factors: AppliedFactors;
-  devices: RecordedDevice[];
-  lateKeys: string[];
-  /** Devices out of coverage in this window because they were decommissioned before it. */
-  decommissioned?: ({ deviceId: string } & Decommissioning)[];
-  totals: MetricTotals;
-  baselineKg: string;
-  rawNetGrams: string;
-}
-
-/** The mark a recorded device's settlement left (records before mrv-cursor-2 hold a seq high-water mark). */
-export function recordedMark(d: Pick<RecordedDevice, 'mark' | 'highWater' | 'prev'>): VisibilityMark | undefined {
-  if (d.mark) return d.mark;
-  if (d.highWater !== undefined) return { maxSeq: d.highWater, late: 0 };
-  return undefined;
-}
-
-/** The previous mark of a recorded device, whatever the record's age. */
-export function recordedPrev(d: Pick<RecordedDevice, 'prev'>): PrevConsumed | undefined {
-  if (!d.prev) return undefined;
-  const legacy = d.prev as unknown as { maxSeq?: number; mark?: VisibilityMark; before: number };
-  return { mark: legacy.mark ?? { maxSeq: legacy.maxSeq ?? -1, late: 0 }, before: legacy.before };
-}
-
-export interface SettlementRow {
-  id: string;
-  facilityId: string;
-  windowStart: number;
-  windowEnd: number;
-  state: SettlementState;
-  complete: boolean;
-  netGrams: string;
-  actualKg: string;
-  evidenceRoot: string;
-  mintedGrams: string | null;
-  burnedGrams: string | null;
-  deficitGrams: string | null;
-  txHash: string | null;
-  inputs: RecordedInputs;
-  createdAt: number;
-  updatedAt: number;
-}
-
-/** A confirmed settlement: what the gateway lists (grams as integer text, times epoch ms). */
-export interface Settlement {
-  id: string;
-  facilityId: string;
-  windowStart: number;
-  windowEnd: number;
-  complete: boolean;
-  netGrams: string;
-  mintedGrams: string;
-  burnedGrams: string;
-  deficitGrams: string;
-  evidenceRoot: string;
-  txHash: string | null;
-  actualKg: string;
-  baselineKg: string;
-  inputs: RecordedInputs;
-}
-
-export interface DeviceCursor {
-  deviceId: string;
-  facilityId: string;
-  settlementId: string;
-  /** End of the window this cursor was left at (the device's `prev.before`). */
-  windowEnd: number;
-  /** What that settlement saw of the device (`prev.mark`); maxSeq -1 when it had no reading. */
-  mark: VisibilityMark;
-  cursors: RegisterCursor[];
-}
-
-export interface SettlementQuery {
-  facilityId?: string;
-  /** windowStart >= from (epoch ms). */
-  from?: number;
-  /** windowStart < to (epoch ms). */
-  to?: number;
-  /** Default 1000, at most 10 000. */
-  limit?: number;
-  /** Newest window first (then facility id descending); default oldest first. */
-  newestFirst?: boolean;
-  /** With newestFirst: only those strictly after this one in that order (a paging cursor). */
-  before?: { windowStart: number; facilityId: string };
-}
-
-/** The confirmed settlement that counted a reading, and whether it flagged it late. */
-export interface CountedIn {
-  settlement: Settlement;
-  late: boolean;
-}
-
-export const settlementId = (facilityId: string, windowStart: number): string => `${facilityId}-${windowStart}`;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS oracle_meta (
-  key   TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oracle_settlements (
-  id            TEXT    NOT NULL,
-  evidence_root TEXT    NOT NULL,
-  facility_id   TEXT    NOT NULL,
-  window_start  INTEGER NOT NULL,
-  window_end    INTEGER NOT NULL,
-  state         TEXT    NOT NULL CHECK (state IN ('intent', 'sent', 'confirmed', 'discarded')),
-  complete      INTEGER NOT NULL,
-  net_grams     TEXT    NOT NULL,
-  actual_kg     TEXT    NOT NULL,
-  minted_grams  TEXT,
-  burned_grams  TEXT,
-  deficit_grams TEXT,
-  tx_hash       TEXT,
-  inputs        TEXT    NOT NULL,
-  created_at    INTEGER NOT NULL,
-  updated_at    INTEGER NOT NULL,
-  PRIMARY KEY (id, evidence_root)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS oracle_settlements_one_confirmed ON oracle_settlements (id) WHERE state = 'confirmed';
-CREATE INDEX IF NOT EXISTS oracle_settlements_facility ON oracle_settlements (facility_id, window_start);
-CREATE INDEX IF NOT EXISTS oracle_settlements_window ON oracle_settlements (window_start) WHERE state = 'confirmed';
-CREATE TABLE IF NOT EXISTS oracle_cursors (
-  device_id     TEXT    PRIMARY KEY,
-  facility_id   TEXT    NOT NULL,
-  settlement_id TEXT    NOT NULL,
-  window_end    INTEGER NOT NULL,
-  max_seq       INTEGER NOT NULL,
-  cursors       TEXT    NOT NULL,
-  late          INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS oracle_late (
-  device_id     TEXT    NOT NULL,
-  seq           INTEGER NOT NULL,
-  facility_id   TEXT    NOT NULL,
-  settlement_id TEXT    NOT NULL,
-  PRIMARY KEY (device_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS oracle_lease (
-  name       TEXT    PRIMARY KEY,
-  holder     TEXT    NOT NULL,
-  expires_at INTEGER NOT NULL
-);
-`;
+import { errors } from '../../domain/errors.ts';
+import type { RegisterCursor } from '../../oracle/methodology.ts';
+import type { Db } from './db.ts';
+import { migrate } from './schema.ts';
+import {
+  isVisible,
+  recordedMark,
+  recordedPrev,
+  settlementId,
+  type ChainAmounts,
+  type ConfirmOutcome,
+  type CountedIn,
+  type DeviceCursor,
+  type NewIntent,
+  type OracleRecords,
+  type RecordedInputs,
+  type Settlement,
+  type SettlementQuery,
+  type SettlementRow,
+  type SettlementState,
+} from '../types.ts';
 
 interface Row {
   id: string;
@@ -252,28 +95,7 @@ function toSettlement(r: Row): Settlement {
 const COLS =
   'id, evidence_root, facility_id, window_start, window_end, state, complete, net_grams, actual_kg, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at, updated_at';
 
-export interface NewIntent {
-  id: string;
-  facilityId: string;
-  windowStart: number;
-  windowEnd: number;
-  complete: boolean;
-  netGrams: bigint;
-  actualKg: string;
-  evidenceRoot: string;
-  inputs: RecordedInputs;
-}
-
-export interface ChainAmounts {
-  txHash?: string | null;
-  mintedGrams: bigint;
-  burnedGrams: bigint;
-  deficitGrams: bigint;
-}
-
-export type ConfirmOutcome = 'confirmed' | 'already';
-
-export class OracleRecords {
+export class SqliteOracleRecords implements OracleRecords {
   private readonly db: Db;
   private readonly clock: () => number;
   private readonly stmt: Record<string, Statement<unknown[], unknown>>;
@@ -282,10 +104,7 @@ export class OracleRecords {
   constructor(db: Db, clock: () => number = Date.now) {
     this.db = db;
     this.clock = clock;
-    db.exec(SCHEMA);
-    // Files made before visibility marks: the cursor table gains the late-arrival count (0: none then).
-    const cursorCols = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('oracle_cursors') as string[];
-    if (!cursorCols.includes('late')) db.exec('ALTER TABLE oracle_cursors ADD COLUMN late INTEGER NOT NULL DEFAULT 0');
+    migrate(db);
     const p = (sql: string) => db.prepare<unknown[], unknown>(sql);
     this.stmt = {
       meta: p('SELECT value FROM oracle_meta WHERE key = ?').pluck(),
@@ -429,11 +248,6 @@ export class OracleRecords {
   row(id: string, root: string): SettlementRow | undefined {
     const r = this.stmt.one.get(id, root) as Row | undefined;
     return r ? toRow(r) : undefined;
-  }
-
-  /** Every row of a window (intents, confirmed, discarded). */
-  rows(id: string): SettlementRow[] {
-    return (this.db.prepare(`SELECT ${COLS} FROM oracle_settlements WHERE id = ? ORDER BY created_at`).all(id) as Row[]).map(toRow);
   }
 
   cursor(deviceId: string): DeviceCursor | undefined {
@@ -604,9 +418,4 @@ export class OracleRecords {
   releaseLease(name: string, holder: string): void {
     this.stmt.release.run(name, holder);
   }
-}
-
-/** The records on `db` (creates the tables if needed). */
-export function openOracleRecords(db: Db, clock?: () => number): OracleRecords {
-  return new OracleRecords(db, clock);
 }
