@@ -3,7 +3,8 @@
  * composes the jobs, each in its own module, on one SQLite file and one chain client:
  *  - settle.ts: `runOnce(now)` settles every closed, unsettled window exactly once, with the lease;
  *    per run chain-sync.ts brings the chain's registry record in line with the registry and
- *    reconcile.ts the records in line with the chain; inputs.ts gathers what a window is computed from;
+ *    reconcile.ts the records in line with the chain; inputs.ts gathers what a window is computed
+ *    from; send.ts sends the intents and records what the chain settled;
  *  - schedule.ts: node-cron calls runOnce;
  *  - audit.ts: the records as the gateway reads them, verify and proof (read-only: the gateway uses
  *    that module directly and never builds an oracle).

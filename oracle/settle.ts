@@ -6,14 +6,15 @@
  * the contract accepts only that window (a settled one is skipped, a gap reverts). Per run the
  * settler first has chain-sync.ts bring the chain's registry record in line with the registry, then
  * per round:
- *  1. reconciles: every window the chain settled that is not confirmed here is matched, by evidence
- *     root, with the intent recorded before it was sent; that intent is confirmed (its end cursors
- *     become current), the others of the window discarded. A crash between send and record, an RPC
- *     timeout followed by a retry, or a second oracle on the same SQLite file all end up here.
+ *  1. reconciles (reconcile.ts): every window the chain settled that is not confirmed here is
+ *     matched, by evidence root, with the intent recorded before it was sent; that intent is
+ *     confirmed (its end cursors become current), the others of the window discarded. A crash between
+ *     send and record, an RPC timeout followed by a retry, or a second oracle on the same SQLite file
+ *     all end up here.
  *  2. computes the window `nextWindowStart` of each facility when it is closed, from the cursors
  *     the chain-confirmed previous window ended on (inputs.ts), and records an intent BEFORE sending;
- *  3. sends the entries in batches (`settleBatch`, at most `maxBatch` per transaction) and confirms
- *     the entries the chain settled.
+ *  3. sends the entries in batches (send.ts: `settleBatch`, at most `maxBatch` per transaction) and
+ *     confirms the entries the chain settled.
  * A facility contributes at most one window per round: the next window's start cursors come from a
  * window the chain has confirmed, never from an intent that might lose to another oracle's. Rounds
  * repeat (catch-up after downtime) until nothing closed is left.
@@ -31,7 +32,8 @@ import type { Facility, ReadingStore, Registry } from '../store/types.ts';
 import { Blocked, buildChainSync, isRevert, message } from './chain-sync.ts';
 import { currentInputs, evaluate, Raced, recordedInputs } from './inputs.ts';
 import { buildReconciler } from './reconcile.ts';
-import { toBig, toMs, type ChainFacilityState, type OracleLedger, type SettleInput } from './ledger.ts';
+import { buildSender, ChainFailure, type Pending } from './send.ts';
+import { toMs, type ChainFacilityState, type OracleLedger, type SettleInput } from './ledger.ts';
 import type { OracleMetrics } from './metrics.ts';
 import { settlementId, type NewIntent, type OracleRecords } from './records.ts';
 import type { Backoff, OracleStatus } from './status.ts';
@@ -97,13 +99,6 @@ export interface Settler {
 
 const LEASE_NAME = 'oracle';
 
-/** A settlement transaction failed on the chain side (RPC down, timeout, revert). */
-class ChainFailure extends Error {
-  constructor(cause: unknown) {
-    super(message(cause), { cause });
-  }
-}
-
 /** Runs `fn` over `items` with at most `limit` in flight; results in input order. */
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
@@ -135,6 +130,8 @@ export function buildSettler(deps: SettleDeps): Settler {
   const remember = (f: Facility, chain: ChainFacilityState) => known.set(f.id, { chain, status: f.status, baseline: f.baselineKgPerHour });
   const { reconcile, watch } = buildReconciler({ records, status, ledger, logger, metrics, windowMs, confirmations, onRollback: (id) => known.delete(id) });
 
+  const send = buildSender({ records, ledger, logger, metrics, watch });
+
   let running: Promise<RunReport> | undefined;
   let closed = false;
 
@@ -160,85 +157,6 @@ export function buildSettler(deps: SettleDeps): Settler {
 
   // ---------------------------------------------------------------------------------------------
   // A run
-
-  interface Pending {
-    facility: Facility;
-    id: string;
-    root: string;
-    input: SettleInput;
-    intent: NewIntent;
-  }
-
-  /**
-   * Sends one chunk; on a revert, falls back to one entry per transaction so one bad entry cannot
-   * block the rest (`refused` is told of each entry the chain refuses). Returns, per facility that
-   * moved, whether the chain settled our entry (then its next window start is known from the
-   * receipt) or skipped it (then the chain is read again).
-   */
-  async function send(chunk: Pending[], report: RunReport, refused: (p: Pending, e: unknown) => void): Promise<Map<string, number | undefined>> {
-    const advanced = new Map<string, number | undefined>();
-    const apply = (res: Awaited<ReturnType<OracleLedger['settleBatch']>>, sent: Pending[]) => {
-      report.transactions++;
-      metrics.transactions.inc({ kind: 'settle' });
-      const gas = toBig(res.gasUsed);
-      report.gasUsed += gas;
-      metrics.gas.inc(Number(gas));
-      const confirms: Parameters<OracleRecords['confirmMany']>[0] = [];
-      for (const p of sent) {
-        const r = res.results.find((x) => x.facilityId === p.input.facilityId && toMs(x.windowStart) === p.input.windowStart);
-        if (r?.status === 'settled') {
-          confirms.push({
-            id: p.id,
-            root: p.root,
-            amounts: { txHash: res.txHash, mintedGrams: toBig(r.mintedGrams), burnedGrams: toBig(r.burnedGrams), deficitGrams: toBig(r.deficitGrams) },
-          });
-          advanced.set(p.facility.id, p.input.windowEnd);
-        } else {
-          // Already settled (by an earlier attempt of ours or another oracle): the next round's
-          // reconciliation confirms whichever intent the chain kept.
-          records.markSent(p.id, p.root, res.txHash);
-          report.skippedOnChain++;
-          metrics.settlements.inc({ status: 'skipped' });
-          advanced.set(p.facility.id, undefined);
-        }
-      }
-      // Watched before they are confirmed: a crash in between leaves a watch entry, never an unwatched confirmation.
-      watch(sent.filter((p) => confirms.some((c) => c.id === p.id)).map((p) => ({ id: p.id, facilityId: p.facility.id, windowStart: p.input.windowStart, root: p.root, blockNumber: res.blockNumber })));
-      // One transaction for the whole batch (a crash before it is a crash between send and record).
-      records.confirmMany(confirms);
-      report.settled += confirms.length;
-      metrics.settlements.inc({ status: 'settled' }, confirms.length);
-    };
-    // Chain failures are ChainFailure (the run stops, intents stay for reconciliation); a failure to
-    // record after a successful send propagates as is (like a crash: the next run reconciles).
-    let res;
-    try {
-      res = await ledger.settleBatch(chunk.map((p) => p.input));
-    } catch (e) {
-      if (!isRevert(e)) throw new ChainFailure(e);
-      if (chunk.length === 1) {
-        refused(chunk[0], e);
-        return advanced;
-      }
-      logger.warn({ err: e, entries: chunk.length }, 'settlement batch reverted; retrying its entries one by one');
-    }
-    if (res) {
-      apply(res, chunk);
-      return advanced;
-    }
-    for (const p of chunk) {
-      let one;
-      try {
-        one = await ledger.settleBatch([p.input]);
-      } catch (e) {
-        if (!isRevert(e)) throw new ChainFailure(e);
-        refused(p, e);
-        continue;
-      }
-      apply(one, [p]);
-    }
-    return advanced;
-  }
 
   function emptyReport(at: number): RunReport {
     return {
