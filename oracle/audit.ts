@@ -15,8 +15,6 @@ import { OracleRecords, type CountedIn, type Settlement, type SettlementQuery } 
 import { OracleStatus, type FacilitySettlementStatus } from './status.ts';
 import { message } from './chain-sync.ts';
 
-export type { ReadingProof };
-
 /** What `/v1/settlements/:id/verify` reports: the chain's record, the recomputation, the oracle's record. */
 export interface VerifyReport {
   match: boolean;

@@ -24,7 +24,6 @@ import { buildSettler, type RunReport } from './settle.ts';
 import { DEFAULT_BACKOFF, OracleStatus, type Backoff } from './status.ts';
 
 export type { RunReport } from './settle.ts';
-export type { VerifyReport } from './audit.ts';
 
 export interface OracleDeps {
   db: Db;
