@@ -163,7 +163,7 @@ export async function startStack(config: Config, opts: StartStackOptions): Promi
     parts.add('oracle', () => oracle.close());
 
     // 5. gateway
-    const gateway = await startGatewayService(config, { logger, metrics, stores, ledger: gatewayLedger, oracle, ...(broker ? { broker } : {}) }).catch((err: unknown) => {
+    const gateway = await startGatewayService(config, { logger, metrics, stores, ledger: gatewayLedger, settlements: oracle, audit: oracle, ...(broker ? { broker } : {}) }).catch((err: unknown) => {
       throw explainListenError(err, portOf('HTTP_PORT'));
     });
     parts.add('gateway', () => gateway.close());

@@ -1,7 +1,7 @@
 /**
  * The stateful ingest rules of SPEC "MQTT interface", written once: a pure function of the incoming
  * (normalised) reading, the device's stored readings around it by seq (served by each store through
- * `DeviceReadings`) and the device's declared limits. The stores (store/sqlite.ts, store/influx.ts)
+ * `DeviceReadings`) and the device's declared limits. The stores (store/sqlite/, store/influx/)
  * only serve the lookup and store what this function accepts.
  *
  * Rules, in this order:

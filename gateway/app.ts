@@ -42,10 +42,12 @@ export interface GatewayContext {
   /** Settlement grace, when configured (shown on /health). */
   graceMs?: number;
   /** The backend or a 503 BACKEND_UNAVAILABLE. */
-  need<K extends 'readings' | 'ledger' | 'oracle'>(name: K): NonNullable<GatewayDeps[K]>;
+  need<K extends 'readings' | 'ledger' | 'settlements' | 'audit'>(name: K): NonNullable<GatewayDeps[K]>;
 }
 
 export const API_VERSION = '1.0.0';
+
+const BACKEND_NAMES = { readings: 'the reading store', ledger: 'the chain', settlements: "the oracle's records", audit: 'the settlement audit' } as const;
 
 /** Content-Security-Policy for the API and dashboard: same-origin scripts, styles and fetches only. */
 export const CSP_DIRECTIVES = {
@@ -150,7 +152,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     ...(opts.graceSeconds !== undefined ? { graceMs: opts.graceSeconds * 1000 } : {}),
     need(name) {
       const b = deps[name];
-      if (!b) throw gatewayErrors.BACKEND_UNAVAILABLE(name === 'readings' ? 'the reading store' : name === 'ledger' ? 'the chain' : 'the oracle');
+      if (!b) throw gatewayErrors.BACKEND_UNAVAILABLE(BACKEND_NAMES[name]);
       return b as NonNullable<GatewayDeps[typeof name]>;
     },
   };
@@ -164,7 +166,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   registerAuthentication(app, keys);
   registerHttpMetrics(app, metrics);
-  registerFacilityMetrics(metrics, { registry: deps.registry, ...(deps.oracle ? { oracle: deps.oracle } : {}) });
+  registerFacilityMetrics(metrics, { registry: deps.registry, ...(deps.settlements ? { settlements: deps.settlements } : {}) });
 
   // Security headers as @fastify/helmet computes them, computed once: the plugin rebuilds its helmet
   // middleware (re-parsing the CSP) on every request, which cost ~11% of a cached balance read.

@@ -8,6 +8,7 @@ import type { Db } from '../store/sqlite/db.ts';
 import type { ReadingStore, FacilityRegistry } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { SettlementQuery } from '../store/types.ts';
+import type { SettlementAudit } from '../oracle/audit.ts';
 import type { SignedRetirement as LedgerSignedRetirement } from '../contracts/client/ledger.ts';
 
 /** Integer grams as they come from the chain or the records (bigint, or integer text/number). */
@@ -94,25 +95,11 @@ export interface SettlementRecord {
   txHash?: string | null;
 }
 
-export interface VerifyResult {
-  match: boolean;
-  /** null when the chain has no settlement for this window. */
-  onChain: Record<string, unknown> | null;
-  recomputed: Record<string, unknown>;
-  /** What the oracle recorded when it settled (optional). */
-  recorded?: Record<string, unknown>;
-}
-
-export interface ProofResult {
-  root: string;
-  /** The leaf's values (for StandardMerkleTree.verify) or its hash, as the oracle builds it. */
-  leaf: unknown;
-  proof: string[];
-  leafEncoding?: string[];
-}
-
-/** The oracle's records and audit functions. */
-export interface GatewayOracle {
+/**
+ * The oracle's settlement records as the gateway reads them (oracle/audit.ts `settlementView` on
+ * the shared file, or the oracle itself in `npm start`). Local data: no chain and no signer needed.
+ */
+export interface GatewaySettlements {
   /**
    * Confirmed settlements. With newestFirst: newest window first (then facility id descending), only
    * those after `before` in that order, at most `limit` (the gateway pages; an implementation may
@@ -120,9 +107,6 @@ export interface GatewayOracle {
    */
   listSettlements(q: SettlementQuery): Promise<SettlementRecord[]> | SettlementRecord[];
   getSettlement(id: string): Promise<SettlementRecord | undefined> | SettlementRecord | undefined;
-  verify(id: string): Promise<VerifyResult>;
-  /** Rejects or resolves undefined when the reading is not in the settlement's evidence. */
-  proof(id: string, deviceId: string, seq: number): Promise<ProofResult | undefined>;
   /** Keys `${deviceId}:${seq}` of the given readings that a settlement flagged late. */
   lateReadings?(facilityId: string, keys: { deviceId: string; seq: number }[]): Promise<Set<string>> | Set<string>;
   /** The confirmed settlement that counted a stored reading (late: counted after its own window), or undefined while none has. */
@@ -165,7 +149,10 @@ export interface GatewayDeps {
   registry: FacilityRegistry;
   readings?: ReadingStore;
   ledger?: GatewayLedger;
-  oracle?: GatewayOracle;
+  /** The settlement records (list, get, late flags, facility status); without them those routes answer 503. */
+  settlements?: GatewaySettlements;
+  /** Verify and proof (oracle/audit.ts, read-only); without it those two routes answer 503. */
+  audit?: SettlementAudit;
   broker?: GatewayBroker;
   /** The shared prom-client registry; domain metrics registered on it by others show up on /metrics. */
   metrics?: PromRegistry;

@@ -1,10 +1,10 @@
 /**
  * `npm run start:gateway`: the HTTP gateway on its own. Config → stores → chain client (with
- * CHAIN_RPC_URL) → oracle read side → buildGateway → initial admin key → listen. Prints one JSON line
+ * CHAIN_RPC_URL) → settlement records and audit (read-only) → buildGateway → initial admin key → listen. Prints one JSON line
  * `{"event":"listening","url":...}` on stdout once ready; SIGINT/SIGTERM close everything in order.
  *
  * `startGatewayService` is the same composition for callers that already hold some of the parts
- * (`npm start` passes its stores, ledger, oracle, broker and metrics registry).
+ * (`npm start` passes its stores, ledger, oracle (as records and audit), broker and metrics registry).
  */
 import type { FastifyInstance } from 'fastify';
 import { ethers } from 'ethers';
@@ -14,16 +14,16 @@ import { createLogger, type Logger } from '../domain/logger.ts';
 import { closeOnSignal, isEntryPoint, Parts, runMain, throwIfFailed, type StopSummary } from '../domain/process.ts';
 import { openStores, type Stores } from '../store/open.ts';
 import { Ledger } from '../contracts/client/ledger.ts';
-import { buildOracle } from '../oracle/oracle.ts';
+import { buildAudit, settlementView, type SettlementAudit } from '../oracle/audit.ts';
 import { buildGateway } from './app.ts';
 import { bootstrapAdminKey, createKeyStore, type AdminKeySource } from './keys.ts';
-import type { GatewayBroker, GatewayLedger, GatewayOracle } from './deps.ts';
+import type { GatewayBroker, GatewayLedger, GatewaySettlements } from './deps.ts';
 
 export interface GatewayService {
   app: FastifyInstance;
   url: string;
   adminKey: { source: AdminKeySource; file?: string };
-  /** Stops the gateway, then what it opened itself (oracle read side, chain client, store), logging each when given a logger. */
+  /** Stops the gateway, then what it opened itself (chain client, store), logging each when given a logger. */
   stop(logger?: Logger): Promise<StopSummary>;
   close(): Promise<void>;
 }
@@ -34,7 +34,8 @@ export interface StartGatewayOptions {
   /** Parts the caller already opened (not closed by this service). */
   stores?: Stores;
   ledger?: GatewayLedger;
-  oracle?: GatewayOracle;
+  settlements?: GatewaySettlements;
+  audit?: SettlementAudit;
   broker?: GatewayBroker;
 }
 
@@ -70,28 +71,22 @@ export async function startGatewayService(config: Config, opts: StartGatewayOpti
         log.warn('no CHAIN_RPC_URL: balance, retirements and verification answer 503 (npm start runs a local chain)');
       }
     }
-    let oracle = opts.oracle;
-    if (!oracle && chainLedger) {
-      // The oracle's read side (records, verify, proof) on the shared file; nothing is scheduled here.
-      const o = buildOracle({
-        db: stores.db,
-        readings: stores.readings,
-        registry: stores.registry,
-        ledger: chainLedger,
-        logger: opts.logger,
-        windowMs: config.windowSeconds * 1000,
-        graceMs: config.graceSeconds * 1000,
-        lease: false,
-      });
-      parts.add('oracle', () => o.close());
-      oracle = o;
+    // The oracle's records on the shared file and their audit: read-only, no signer; settlements list
+    // without any chain, verify needs the chain client's read side.
+    let settlements = opts.settlements;
+    let audit = opts.audit;
+    if (!settlements || !audit) {
+      const reader = settlementView(stores.records, stores.status);
+      settlements ??= reader;
+      audit ??= buildAudit({ records: reader.records, readings: stores.readings, ...(chainLedger ? { ledger: chainLedger } : {}) });
     }
     const app = await buildGateway({
       db: stores.db,
       registry: stores.registry,
       readings: stores.readings,
       ...(ledger ? { ledger } : {}),
-      ...(oracle ? { oracle } : {}),
+      settlements,
+      audit,
       ...(opts.broker ? { broker: opts.broker } : {}),
       metrics: opts.metrics ?? new PromRegistry(),
       logger: opts.logger,

@@ -47,7 +47,7 @@ export function registerHttpMetrics(app: FastifyInstance, registry: Registry): v
 /** What the per-facility gauges read at scrape time. */
 export interface FacilityMetricSource {
   registry: Pick<import('../store/types.ts').FacilityRegistry, 'listFacilities' | 'listDevices'>;
-  oracle?: Pick<import('./deps.ts').GatewayOracle, 'listSettlements' | 'facilityStatus'>;
+  settlements?: Pick<import('./deps.ts').GatewaySettlements, 'listSettlements' | 'facilityStatus'>;
 }
 
 const facilitySources = new WeakMap<Registry, FacilityMetricSource>();
@@ -77,10 +77,10 @@ async function snapshot(src: FacilityMetricSource): Promise<FacilitySnapshot[]> 
       if (d.online) online++;
     }
     const snap: FacilitySnapshot = { id: f.id, active: f.status === 'active', devices, online };
-    if (src.oracle) {
-      const st = src.oracle.facilityStatus?.(f.id);
+    if (src.settlements) {
+      const st = src.settlements.facilityStatus?.(f.id);
       if (st) snap.blocked = st.settlementStatus === 'blocked';
-      const rows = await src.oracle.listSettlements({ facilityId: f.id, newestFirst: true, limit: 1 });
+      const rows = await src.settlements.listSettlements({ facilityId: f.id, newestFirst: true, limit: 1 });
       const newest = rows.reduce<(typeof rows)[number] | undefined>((a, x) => (!a || x.windowStart > a.windowStart ? x : a), undefined);
       // Gauges are floats: the exact figure is in the API; a net beyond 2^53 g (9 Mt) is not a metric's concern.
       if (newest) snap.newest = { windowEnd: newest.windowEnd, netGrams: Number(newest.netGrams) };

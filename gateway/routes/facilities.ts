@@ -10,7 +10,6 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, STAFF, principalOf, requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import { Decimal, gramsToTonnes } from '../../domain/decimal.ts';
-import { nextWindowStart, windowOf } from '../../domain/window.ts';
 import type { Facility } from '../../store/types.ts';
 import { BalanceView, FacilityCreate, FacilityList, FacilityParams, FacilityPatch, FacilityView, PageQuery, errorResponses } from '../schemas.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
@@ -18,12 +17,12 @@ import { gramsText, iso } from '../format.ts';
 import { asChainError } from '../errors.ts';
 import { DEFAULT_FACTORS } from '../../oracle/factors.ts';
 import { accountAddress } from '../../domain/address.ts';
-import type { GatewayOracle } from '../deps.ts';
-
+import type { GatewaySettlements } from '../deps.ts';
+import { baselineEffectiveFrom, registryWriter, type RegistryWriter } from '../../oracle/chain-sync.ts';
 
 type ChainOutcome = { synced: boolean; message?: string };
 
-type SettlementStatus = ReturnType<NonNullable<GatewayOracle['facilityStatus']>>;
+type SettlementStatus = ReturnType<NonNullable<GatewaySettlements['facilityStatus']>>;
 
 /** The oracle's view of a facility: `settlementStatus`, and why and until when while blocked. */
 function settlementView(s: SettlementStatus | undefined) {
@@ -78,7 +77,7 @@ function decimalText(v: string | number, field: string): string {
 
 export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { registry } = ctx.deps;
-  const statusOf = (id: string) => ctx.deps.oracle?.facilityStatus?.(id);
+  const statusOf = (id: string) => ctx.deps.settlements?.facilityStatus?.(id);
   /** An owner the registry (and so the ledger) accepts for `facilityId`. */
   const ownerFor = (value: unknown, facilityId: string): string => {
     const owner = accountAddress(value, 'body/owner');
@@ -88,17 +87,23 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
   };
   /** Whether the oracle has confirmed a settlement of the facility (then its owner is fixed and it cannot be removed). */
   const hasSettled = async (id: string): Promise<boolean> => {
-    const oracle = ctx.deps.oracle;
-    if (!oracle) return false;
-    return (await oracle.listSettlements({ facilityId: id, limit: 1 })).length > 0;
+    const settlements = ctx.deps.settlements;
+    if (!settlements) return false;
+    return (await settlements.listSettlements({ facilityId: id, limit: 1 })).length > 0;
   };
 
-  /** Best effort: the registry is the source of truth for the oracle, which reconciles the chain. */
-  async function onChain(what: string, facilityId: string, fn: () => Promise<unknown>): Promise<ChainOutcome> {
-    const ledger = ctx.deps.ledger;
-    if (!ledger) return { synced: false, message: 'no chain configured in this process' };
+  /** On-chain registry writes go through oracle/chain-sync.ts, the rules the oracle's reconcile uses. */
+  const ledger = ctx.deps.ledger;
+  const writer = ledger ? registryWriter(ledger, registry, ctx.windowMs) : undefined;
+
+  /**
+   * Best effort: the registry is the source of truth for the oracle, which reconciles the chain.
+   * Undefined when this chain client cannot make that write (the oracle does it).
+   */
+  async function onChain(what: string, facilityId: string, fn: (w: RegistryWriter) => Promise<unknown>): Promise<ChainOutcome | undefined> {
+    if (!writer) return { synced: false, message: 'no chain configured in this process' };
     try {
-      await fn();
+      if ((await fn(writer)) === false) return undefined;
       ctx.chainCache.invalidate(`facility:${facilityId}`);
       return { synced: true };
     } catch (err) {
@@ -126,10 +131,9 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       if (registry.getFacility(b.id)) throw errors.CONFLICT(`facility ${b.id} already exists`);
       const owner = ownerFor(b.owner, b.id);
       const f = registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
-      // The window containing the registration: every window since registration is settled (SPEC).
-      const firstWindow = windowOf(f.createdAt, ctx.windowMs).start;
-      const chain = await onChain('registration', f.id, () => ctx.deps.ledger!.registerFacility(f.id, f.owner, baseline, firstWindow));
-      request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain.synced }, 'facility registered');
+      // From the window containing the registration: every window since registration is settled (SPEC).
+      const chain = await onChain('registration', f.id, (w) => w.register(f));
+      request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain?.synced }, 'facility registered');
       return reply.code(201).send(facilityView(f, chain, statusOf(f.id)));
     },
   );
@@ -188,19 +192,19 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       if (request.body.status) patch.status = request.body.status;
       if (request.body.baselineKgPerHour !== undefined) {
         patch.baselineKgPerHour = baselineText(request.body.baselineKgPerHour, 'baselineKgPerHour');
-        patch.effectiveFrom = nextWindowStart(ctx.now(), ctx.windowMs);
+        patch.effectiveFrom = baselineEffectiveFrom(ctx.now(), ctx.windowMs);
       }
       let chain: ChainOutcome | undefined;
       if (request.body.owner !== undefined) {
         const owner = ownerFor(request.body.owner, id);
         if (owner.toLowerCase() !== before.owner.toLowerCase()) {
           if (await hasSettled(id)) throw errors.CONFLICT(`facility ${id} has settled windows: its owner can no longer change`);
-          const ledger = ctx.deps.ledger;
-          if (ledger?.setFacilityOwner) {
+          if (writer) {
             try {
-              await ledger.setFacilityOwner(id, owner);
-              ctx.chainCache.invalidate(`facility:${id}`);
-              chain = { synced: true };
+              if (await writer.pushOwner(id, owner)) {
+                ctx.chainCache.invalidate(`facility:${id}`);
+                chain = { synced: true };
+              }
             } catch (err) {
               const name = revertName(err);
               if (name === 'FacilityHasSettlements') throw errors.CONFLICT(`facility ${id} has settled windows on chain: its owner can no longer change`);
@@ -215,12 +219,11 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const f = registry.updateFacility(id, patch);
       if (patch.status === 'suspended') await ctx.deps.broker?.disconnectFacility(id);
       if (patch.status && patch.status !== before.status) {
-        chain = await onChain('suspension', id, () => ctx.deps.ledger!.setFacilitySuspended(id, patch.status === 'suspended'));
+        chain = (await onChain('suspension', id, (w) => w.pushSuspension(f))) ?? chain;
       }
-      const ledger = ctx.deps.ledger;
-      if (patch.baselineKgPerHour !== undefined && ledger?.setBaseline) {
-        const c = await onChain('baseline', id, () => ledger.setBaseline!(id, patch.baselineKgPerHour!, patch.effectiveFrom!));
-        chain = chain && !chain.synced ? chain : c;
+      if (patch.baselineKgPerHour !== undefined && writer) {
+        const c = await onChain('baseline', id, (w) => w.pushBaseline(f, patch.effectiveFrom!));
+        if (c) chain = chain && !chain.synced ? chain : c;
       }
       request.log.info({ facilityId: id, patch, by: request.principal?.keyId }, 'facility updated');
       return facilityView(f, chain, statusOf(id));
@@ -245,21 +248,17 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       if (!f) throw errors.FACILITY_NOT_FOUND(id);
       if (await hasSettled(id)) throw errors.CONFLICT(`facility ${id} has settled windows: it can be suspended, not removed`);
       // The chain first: a facility left registered there would keep its owner and id taken.
-      const ledger = ctx.need('ledger');
+      const remover = registryWriter(ctx.need('ledger'), registry, ctx.windowMs);
       try {
-        const c = await ledger.facility(id);
-        if (c.registered) {
-          if (!ledger.deregisterFacility) throw errors.CHAIN_UNAVAILABLE('this chain client cannot remove a facility');
-          await ledger.deregisterFacility(id);
-          ctx.chainCache.invalidate(`facility:${id}`);
-        }
+        await remover.remove(id);
+        ctx.chainCache.invalidate(`facility:${id}`);
       } catch (err) {
         if (revertName(err) === 'FacilityHasSettlements') throw errors.CONFLICT(`facility ${id} has settled windows on chain: it can be suspended, not removed`);
         throw asChainError(err);
       }
       const devices = registry.listDevices(id).map((d) => d.deviceId);
       await ctx.deps.broker?.disconnectFacility(id);
-      ctx.deps.oracle?.forgetFacility?.(id, devices);
+      ctx.deps.settlements?.forgetFacility?.(id, devices);
       registry.deleteFacility(id);
       request.log.info({ facilityId: id, devices: devices.length, by: request.principal?.keyId }, 'facility removed');
       return reply.code(204).send();

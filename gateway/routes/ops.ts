@@ -63,7 +63,7 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: GatewayContext): vo
         store: view(store),
         chain: view(chain),
         broker: view(broker),
-        oracle: deps.oracle ? { ok: true, configured: true } : { ok: false, configured: false, detail: 'not configured in this process' },
+        oracle: deps.settlements ? { ok: true, configured: true } : { ok: false, configured: false, detail: 'not configured in this process' },
       };
       if (chain?.ok) backends.chain.blockNumber = Number(chain.value);
       const healthy = Object.values(backends).every((b) => b.ok || !b.configured);

@@ -70,8 +70,8 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
       const page = pageOf(fetched, (r) => [r.ts, r.deviceId, r.seq], limit, after);
       const rows = page.items;
       const late =
-        ctx.deps.oracle?.lateReadings && rows.length > 0
-          ? await ctx.deps.oracle.lateReadings(facilityId, rows.map((r) => ({ deviceId: r.deviceId, seq: r.seq })))
+        ctx.deps.settlements?.lateReadings && rows.length > 0
+          ? await ctx.deps.settlements.lateReadings(facilityId, rows.map((r) => ({ deviceId: r.deviceId, seq: r.seq })))
           : undefined;
       const items: ReadingView[] = rows.map((r) => readingView(r, late?.has(`${r.deviceId}:${r.seq}`) ?? false));
       return { items, ...(page.next ? { next: page.next } : {}) };
@@ -96,7 +96,7 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
       const r = await store.get(deviceId, seq);
       // Another facility's reading is not found here (the path scopes it).
       if (!r || r.facilityId !== facilityId) throw errors.NOT_FOUND(`reading ${deviceId}/${seq} of facility ${facilityId}`);
-      const counted = await ctx.deps.oracle?.settlementOfReading?.(facilityId, { deviceId, seq, ts: r.ts, ...(r.arrival !== undefined ? { arrival: r.arrival } : {}) });
+      const counted = await ctx.deps.settlements?.settlementOfReading?.(facilityId, { deviceId, seq, ts: r.ts, ...(r.arrival !== undefined ? { arrival: r.arrival } : {}) });
       return {
         reading: readingView(r, counted?.late ?? false),
         settlement: counted

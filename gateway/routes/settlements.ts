@@ -1,4 +1,7 @@
-/** Settlements from the oracle's records, their verification against the chain, and inclusion proofs. */
+/**
+ * Settlements from the oracle's records (`deps.settlements`, local data: no chain needed), their
+ * verification against the chain and inclusion proofs (`deps.audit`, oracle/audit.ts, read-only).
+ */
 import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
@@ -45,8 +48,7 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
 
   /** The settlement, 404 if unknown, 403 if a facility key asks for another facility's. */
   async function load(request: { params: { id: string } } & Parameters<typeof principalOf>[0]): Promise<SettlementRecord> {
-    const oracle = ctx.need('oracle');
-    const s = await oracle.getSettlement(request.params.id);
+    const s = await ctx.need('settlements').getSettlement(request.params.id);
     if (!s) throw errors.SETTLEMENT_NOT_FOUND(request.params.id);
     assertFacilityAccess(principalOf(request), s.facilityId);
     return s;
@@ -65,12 +67,12 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
     },
     async (request) => {
       const after = decodeCursor(request.query.cursor, 'ns');
-      const oracle = ctx.need('oracle');
+      const settlements = ctx.need('settlements');
       const facilityId = scopedFacility(principalOf(request), request.query.facilityId);
       const from = parseTimeQuery(request.query.from, 'from');
       const to = parseTimeQuery(request.query.to, 'to');
       const limit = request.query.limit ?? DEFAULT_PAGE;
-      const rows = await oracle.listSettlements({
+      const rows = await settlements.listSettlements({
         ...(facilityId ? { facilityId } : {}),
         ...(from !== undefined ? { from } : {}),
         ...(to !== undefined ? { to } : {}),
@@ -105,8 +107,8 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
     },
     async (request) => {
       const s = await load(request);
-      const r = await ctx.need('oracle').verify(String(s.id));
-      return { match: Boolean(r.match), onChain: jsonSafe(r.onChain ?? null), recomputed: jsonSafe(r.recomputed), ...(r.recorded ? { recorded: jsonSafe(r.recorded) } : {}) };
+      const r = await ctx.need('audit').verify(String(s.id));
+      return { match: r.match, onChain: jsonSafe(r.onChain), recomputed: jsonSafe(r.recomputed), recorded: jsonSafe(r.recorded) };
     },
   );
 
@@ -125,7 +127,7 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
     async (request) => {
       const s = await load(request);
       const { deviceId, seq } = request.query;
-      const r = await ctx.need('oracle').proof(String(s.id), deviceId, seq);
+      const r = await ctx.need('audit').proof(String(s.id), deviceId, seq);
       if (!r) throw gatewayErrors.PROOF_NOT_FOUND(deviceId, seq);
       return jsonSafe(r);
     },

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { chromium } from 'playwright-core';
 import type { Reading } from '../../domain/reading.ts';
-import type { GatewayOracle, SettlementRecord } from '../../gateway/deps.ts';
+import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
+import type { SettlementAudit } from '../../oracle/audit.ts';
 import { OWNER_A, OWNER_B, startGateway } from './harness.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -25,7 +26,7 @@ t.test(
   async (t) => {
     const W = 60_000;
     const T0 = Math.floor(Date.now() / W) * W - 30 * W;
-    const h = await startGateway(t, { deps: { oracle: undefined } });
+    const h = await startGateway(t, { deps: { settlements: undefined } });
 
     // Readings in the real store (two meters with rising registers and a CEMS), settlements in a small oracle.
     const { openSqliteStores } = await import('../../store/sqlite/stores.ts');
@@ -74,17 +75,25 @@ t.test(
       };
     });
     const TAMPERED = settlements[9].id;
-    const oracle: GatewayOracle = {
-      listSettlements: (q) => settlements.filter((s) => !q.facilityId || s.facilityId === q.facilityId),
-      getSettlement: (id) => settlements.find((s) => s.id === id),
+    const audit: SettlementAudit = {
       async verify(id) {
         const s = settlements.find((x) => x.id === id)!;
         const match = id !== TAMPERED;
-        return { match, onChain: { evidenceRoot: s.evidenceRoot }, recomputed: { evidenceRoot: match ? s.evidenceRoot : '0x' + '00'.repeat(32) } };
+        const netGrams = String(s.netGrams);
+        return {
+          match,
+          onChain: { found: true, evidenceRoot: s.evidenceRoot, netGrams, txHash: s.txHash ?? null },
+          recomputed: { evidenceRoot: match ? s.evidenceRoot : '0x' + '00'.repeat(32), netGrams, actualKg: '0', baselineKg: '0', complete: s.complete, factorsHash: '0x' + '00'.repeat(32), readings: 0 },
+          recorded: { evidenceRoot: s.evidenceRoot, netGrams },
+        };
       },
       async proof() {
         return undefined;
       },
+    };
+    const records: GatewaySettlements = {
+      listSettlements: (q) => settlements.filter((s) => !q.facilityId || s.facilityId === q.facilityId),
+      getSettlement: (id) => settlements.find((s) => s.id === id),
       facilityStatus: (id) =>
         id === 'facB'
           ? { settlementStatus: 'blocked', reason: 'settlement of window 0 reverted: NetOutOfRange', since: Date.now(), attempts: 3, retryAt: Date.now() + 40_000 }
@@ -98,7 +107,7 @@ t.test(
     Object.assign(h.ledger.chain.get('facB')!, { mintedGrams: 987_654_321n, deficitGrams: 12_000n });
     h.ledger.retirementRows.push({ id: 1n, account: OWNER_A, facilityId: 'facA', amountGrams: 176_544n, beneficiary: 'Municipal transit', reason: 'Q3 2026 scope 2 offset', retiredAt: T0 + 600_000 });
 
-    const app = await buildGateway({ db: h.db, registry: h.registry, readings, oracle, ledger: h.ledger, logger: silentLogger, options: { windowSeconds: 60 } });
+    const app = await buildGateway({ db: h.db, registry: h.registry, readings, settlements: records, audit, ledger: h.ledger, logger: silentLogger, options: { windowSeconds: 60 } });
     t.teardown(() => app.close());
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
 

@@ -3,7 +3,7 @@
  * read at scrape time from the real SQLite registry and the oracle's records.
  */
 import t from 'tap';
-import type { GatewayOracle, SettlementRecord } from '../../gateway/deps.ts';
+import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
 import { startGateway } from './harness.ts';
 
 const T0 = Date.UTC(2026, 10, 22, 6, 0, 0);
@@ -13,14 +13,12 @@ t.test('facility-labelled gauges on /metrics', async (t) => {
     id: `facA-${T0 + i * 10_000}`, facilityId: 'facA', windowStart: T0 + i * 10_000, windowEnd: T0 + (i + 1) * 10_000, complete: true,
     netGrams: BigInt(1000 + i), mintedGrams: BigInt(1000 + i), burnedGrams: 0n, deficitGrams: 0n, evidenceRoot: '0x' + '11'.repeat(32), txHash: null,
   }));
-  const oracle: GatewayOracle = {
+  const records: GatewaySettlements = {
     listSettlements: (q) => settlements.filter((s) => !q.facilityId || s.facilityId === q.facilityId),
     getSettlement: (id) => settlements.find((s) => s.id === id),
-    verify: async () => ({ match: true, onChain: null, recomputed: {} }),
-    proof: async () => undefined,
     facilityStatus: (id) => (id === 'facB' ? { settlementStatus: 'blocked', reason: 'x' } : { settlementStatus: 'ok' }),
   };
-  const h = await startGateway(t, { deps: { oracle } });
+  const h = await startGateway(t, { deps: { settlements: records } });
   h.registry.createDevice('facA', 'd1', 'meter');
   h.registry.createDevice('facA', 'd2', 'meter');
   h.registry.setOnline('d1', true, Date.now());

@@ -62,7 +62,7 @@ t.test('settlements and readings paged newest first; a reading leads to its sett
   // A reading no settlement has counted yet (its window is open).
   t.equal((await readings.commit([rd('d1', 6, T0 + 45_000, 'electricity_import', '1006')]))[0].status, 'stored');
 
-  const app = await buildGateway({ db, registry, readings, ledger, oracle, logger: silentLogger, options: { windowSeconds: W / 1000, chainCacheMs: 0 } });
+  const app = await buildGateway({ db, registry, readings, ledger, settlements: oracle, audit: oracle, logger: silentLogger, options: { windowSeconds: W / 1000, chainCacheMs: 0 } });
   t.teardown(() => app.close());
   const key = createKeyStore(db).create('regulator').key;
   const get = async (url: string, status = 200) => {

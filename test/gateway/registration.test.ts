@@ -28,7 +28,7 @@ t.test('registration validation, owner correction, removal, blocked status', asy
   const { readings, registry } = openSqliteStores(db, { clock: () => now });
   const oracle = buildOracle({ db, readings, registry, ledger, logger: silentLogger, windowMs: W, graceMs: 1_000, lease: false });
   t.teardown(() => oracle.close());
-  const app = await buildGateway({ db, registry, readings, ledger, oracle, logger: silentLogger, options: { windowSeconds: W / 1000, chainCacheMs: 0 } });
+  const app = await buildGateway({ db, registry, readings, ledger, settlements: oracle, audit: oracle, logger: silentLogger, options: { windowSeconds: W / 1000, chainCacheMs: 0 } });
   t.teardown(() => app.close());
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
   const key = createKeyStore(db).create('regulator').key;

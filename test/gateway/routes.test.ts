@@ -6,7 +6,8 @@
 import t, { type Test } from 'tap';
 import type { Reading } from '../../domain/reading.ts';
 import type { ReadingStore } from '../../store/types.ts';
-import type { GatewayOracle, SettlementRecord } from '../../gateway/deps.ts';
+import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
+import type { SettlementAudit } from '../../oracle/audit.ts';
 import { OWNER_A, startGateway, type Harness } from './harness.ts';
 
 const T0 = Date.UTC(2026, 10, 22, 6, 0, 0);
@@ -60,24 +61,29 @@ const SETTLEMENTS: SettlementRecord[] = [
   { id: 'facB:1', facilityId: 'facB', windowStart: T0, windowEnd: T0 + 10_000, complete: false, netGrams: -20n, mintedGrams: 0n, burnedGrams: 0n, deficitGrams: 20n, evidenceRoot: '0x' + '33'.repeat(32), txHash: null },
 ];
 
-const oracle: GatewayOracle = {
+const settlements: GatewaySettlements = {
   listSettlements: (q) =>
     SETTLEMENTS.filter((s) => (!q.facilityId || s.facilityId === q.facilityId) && (q.from === undefined || s.windowStart >= q.from) && (q.to === undefined || s.windowStart < q.to)),
   getSettlement: (id) => SETTLEMENTS.find((s) => s.id === id),
-  async verify(id) {
-    return { match: true, onChain: { evidenceRoot: '0x' + '11'.repeat(32), netGrams: 7317n }, recomputed: { evidenceRoot: '0x' + '11'.repeat(32), netGrams: 7317n, id } };
+  lateReadings: (_f, keys) => new Set(keys.filter((k) => k.deviceId === 'cems').map((k) => `${k.deviceId}:${k.seq}`)),
+};
+
+const RECOMPUTED = { evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317', actualKg: '1.2', baselineKg: '8.5', complete: true, factorsHash: '0x' + '55'.repeat(32), readings: 2 };
+const LEAF = ['reading', 'meterA', '2', '0', 'electricity_import', '10', false, false] as const;
+const audit: SettlementAudit = {
+  async verify() {
+    return { match: true, onChain: { found: true, evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317', txHash: null }, recomputed: RECOMPUTED, recorded: { evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317' } };
   },
   async proof(_id, deviceId, seq) {
     if (deviceId !== 'meterA' || seq !== 2) return undefined;
-    return { root: '0x' + '11'.repeat(32), leaf: ['meterA', 2n, 'x'], leafEncoding: ['string', 'uint256', 'string'], proof: ['0x' + '44'.repeat(32)] };
+    return { root: '0x' + '11'.repeat(32), leaf: [...LEAF], leafEncoding: ['string', 'string', 'int256', 'int256', 'string', 'string', 'bool', 'bool'], proof: ['0x' + '44'.repeat(32)] };
   },
-  lateReadings: (_f, keys) => new Set(keys.filter((k) => k.deviceId === 'cems').map((k) => `${k.deviceId}:${k.seq}`)),
 };
 
 type Role = keyof Harness['key'] | 'none' | 'bogus';
 
 async function setup(tt: Test, options = {}) {
-  const h = await startGateway(tt, { deps: { readings: readingStore(READINGS), oracle }, options });
+  const h = await startGateway(tt, { deps: { readings: readingStore(READINGS), settlements, audit }, options });
   const call = async (method: string, url: string, role: Role, payload?: unknown) => {
     const headers: Record<string, string> = role === 'none' ? {} : role === 'bogus' ? { authorization: 'Bearer mrv_nope' } : h.auth(role);
     const res = await h.app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) });
@@ -389,7 +395,7 @@ t.test('balance from the chain, cached briefly', async (t) => {
 });
 
 t.test('a backend that is absent answers 503 in the error format', async (t) => {
-  const h = await startGateway(t, { deps: { ledger: undefined, oracle: undefined, readings: undefined } });
+  const h = await startGateway(t, { deps: { ledger: undefined, settlements: undefined, audit: undefined, readings: undefined } });
   for (const url of ['/v1/facilities/facA/balance', '/v1/settlements', '/v1/retirements', '/v1/facilities/facA/readings']) {
     const r = await h.app.inject({ url, headers: h.auth('admin') });
     t.equal(r.statusCode, 503, url);
@@ -434,12 +440,12 @@ t.test('settlements, verification and proofs', async (t) => {
   t.equal((await call('GET', '/v1/settlements/bad%20id', 'admin')).status, 400);
 
   const v = await call('GET', '/v1/settlements/facA:1/verify', 'facA');
-  t.same(v.body, { match: true, onChain: { evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317' }, recomputed: { evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317', id: 'facA:1' } });
+  t.same(v.body, { match: true, onChain: { found: true, evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317', txHash: null }, recomputed: RECOMPUTED, recorded: { evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317' } });
   t.equal((await call('GET', '/v1/settlements/facB:1/verify', 'facA')).status, 403);
   t.equal((await call('GET', '/v1/settlements/nope/verify', 'admin')).status, 404);
 
   const p = await call('GET', '/v1/settlements/facA:1/proof?deviceId=meterA&seq=2', 'admin');
-  t.same(p.body, { root: '0x' + '11'.repeat(32), leaf: ['meterA', '2', 'x'], leafEncoding: ['string', 'uint256', 'string'], proof: ['0x' + '44'.repeat(32)] });
+  t.same(p.body, { root: '0x' + '11'.repeat(32), leaf: [...LEAF], leafEncoding: ['string', 'string', 'int256', 'int256', 'string', 'string', 'bool', 'bool'], proof: ['0x' + '44'.repeat(32)] });
   const notIn = await call('GET', '/v1/settlements/facA:1/proof?deviceId=meterA&seq=99', 'admin');
   t.equal(notIn.status, 404);
   t.equal(errorCode(t, notIn.body), 'PROOF_NOT_FOUND');

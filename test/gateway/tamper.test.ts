@@ -46,7 +46,7 @@ t.test('an altered reading is detected by /verify and fails its /proof', async (
   const run = await oracle.runOnce(T0 + 22_000);
   t.equal(run.settled, 2, `two windows settled (${JSON.stringify(run.errors)})`);
 
-  const app = await buildGateway({ db, registry, readings, ledger, oracle, logger: silentLogger, options: { windowSeconds: W / 1000, chainCacheMs: 0 } });
+  const app = await buildGateway({ db, registry, readings, ledger, settlements: oracle, audit: oracle, logger: silentLogger, options: { windowSeconds: W / 1000, chainCacheMs: 0 } });
   t.teardown(() => app.close());
   const key = createKeyStore(db).create('facility', 'F').key;
   const get = async (url: string) => {

@@ -13,7 +13,8 @@ import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
 import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
 import { LEAF_ENCODING } from '../../oracle/evidence.ts';
-import type { GatewayOracle } from '../../gateway/deps.ts';
+import type { GatewaySettlements } from '../../gateway/deps.ts';
+import type { SettlementAudit } from '../../oracle/audit.ts';
 import { FakeLedger, faultyLedger } from './fake-ledger.ts';
 import { eventually } from '../helpers/eventually.ts';
 
@@ -51,7 +52,7 @@ t.test('worked example, late reading, boundary reading, verify and proof', async
   facility(registry);
   registry.createDevice('F', 'd1', 'meter');
   const oracle = make();
-  const forGateway: GatewayOracle = oracle; // compile-time check: the gateway can use the oracle as is
+  const forGateway: [GatewaySettlements, SettlementAudit] = [oracle, oracle]; // compile-time check: the gateway can use the oracle as is
   t.ok(forGateway);
   // Window 0 [0,10s): d1's first reading (1000 kWh) is its cursor: +0, and its first window is incomplete.
   // Window 1 [10s,20s): 1000 -> 1005 = 5 kWh: +7317 g (SPEC worked example).

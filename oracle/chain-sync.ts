@@ -1,0 +1,209 @@
+/**
+ * The one writer of on-chain registry state: a facility's registration, owner, suspension, baseline
+ * and removal. The registry (store/) is the source of truth; the chain follows it. Two callers use the
+ * same rules from here:
+ *  - the gateway pushes each change as it is made (best effort: gateway/routes/facilities.ts);
+ *  - the oracle reconciles registry and chain every run until they agree (`buildChainSync`), so a push
+ *    the gateway could not make (no signer, chain down, missing role) still reaches the chain.
+ * The rules: a facility is registered from the window containing its registration, with the baseline
+ * in force then; a suspension mirrors the registry status; a new baseline takes effect from the next
+ * window that starts at or after now, never before the chain's next window; the owner can change only
+ * while the facility never settled (the contract refuses it otherwise).
+ */
+import { Decimal } from '../domain/decimal.ts';
+import { errors } from '../domain/errors.ts';
+import type { Logger } from '../domain/logger.ts';
+import { nextWindowStart, windowOf } from '../domain/window.ts';
+import type { Facility, FacilityRegistry } from '../store/types.ts';
+import { toMs, type ChainFacilityState, type OracleLedger } from './ledger.ts';
+import type { OracleMetrics } from './metrics.ts';
+
+/** A facility that cannot be settled safely until someone looks (reason in the message). */
+export class Blocked extends Error {}
+
+/** Whether the chain refused a call (a revert), as opposed to being unreachable. */
+export function isRevert(e: unknown): boolean {
+  const x = e as { code?: unknown; name?: unknown } | null;
+  return x?.code === 'CALL_EXCEPTION' || x?.code === 'LEDGER_REVERTED' || x?.name === 'LedgerRevertError';
+}
+
+export function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** The part of a chain client that writes registry state (both the oracle's and the gateway's clients fit). */
+export type RegistryLedger = Pick<OracleLedger, 'registerFacility' | 'setFacilitySuspended' | 'setBaseline' | 'setFacilityOwner'> & {
+  facility(facilityId: string): Promise<{ registered: boolean }>;
+  /** Removes a facility that never settled (the contract refuses it otherwise). */
+  deregisterFacility?(facilityId: string): Promise<unknown>;
+};
+
+/** The first window of a facility on chain: the one containing its registration (every window since is settled). */
+export function firstWindowStart(f: Pick<Facility, 'createdAt'>, windowMs: number): number {
+  return windowOf(f.createdAt, windowMs).start;
+}
+
+/** Where a baseline change takes effect: the next window starting at or after `now`, never before the chain's next window. */
+export function baselineEffectiveFrom(now: number, windowMs: number, chainNextWindowStart?: number): number {
+  const from = nextWindowStart(now, windowMs);
+  return chainNextWindowStart !== undefined && chainNextWindowStart > from ? chainNextWindowStart : from;
+}
+
+export interface RegistryWriter {
+  /** Registers `f` on chain from its first window with the baseline in force then; returns that window start. */
+  register(f: Facility): Promise<number>;
+  /** Sets the chain's owner of a facility that never settled; false when this client cannot. */
+  pushOwner(facilityId: string, owner: string): Promise<boolean>;
+  /** Mirrors the registry status (suspended or not); false when this client cannot. */
+  pushSuspension(f: Facility): Promise<boolean>;
+  /** Pushes the registry's current baseline from `effectiveFrom` (see baselineEffectiveFrom); false when this client cannot. */
+  pushBaseline(f: Facility, effectiveFrom: number): Promise<boolean>;
+  /** Removes a facility from the chain when it is registered there (the caller checked it never settled). */
+  remove(facilityId: string): Promise<void>;
+}
+
+export function registryWriter(ledger: RegistryLedger, registry: Pick<FacilityRegistry, 'baselineAt'>, windowMs: number): RegistryWriter {
+  return {
+    async register(f) {
+      const first = firstWindowStart(f, windowMs);
+      await ledger.registerFacility(f.id, f.owner, registry.baselineAt(f.id, first), first);
+      return first;
+    },
+    async pushOwner(facilityId, owner) {
+      if (!ledger.setFacilityOwner) return false;
+      await ledger.setFacilityOwner(facilityId, owner);
+      return true;
+    },
+    async pushSuspension(f) {
+      if (!ledger.setFacilitySuspended) return false;
+      await ledger.setFacilitySuspended(f.id, f.status === 'suspended');
+      return true;
+    },
+    async pushBaseline(f, effectiveFrom) {
+      if (!ledger.setBaseline) return false;
+      await ledger.setBaseline(f.id, f.baselineKgPerHour, effectiveFrom);
+      return true;
+    },
+    async remove(facilityId) {
+      const c = await ledger.facility(facilityId);
+      if (!c.registered) return;
+      if (!ledger.deregisterFacility) throw errors.CHAIN_UNAVAILABLE('this chain client cannot remove a facility');
+      await ledger.deregisterFacility(facilityId);
+    },
+  };
+}
+
+/** Same decimal value ("3600" equals "3600.0"); false when either is not a decimal. */
+function sameDecimalText(a: string, b: string): boolean {
+  try {
+    return Decimal.parse(a).cmp(Decimal.parse(b)) === 0;
+  } catch {
+    return false;
+  }
+}
+
+export interface ChainSyncDeps {
+  ledger: Pick<OracleLedger, 'facility'> & RegistryLedger;
+  registry: Pick<FacilityRegistry, 'baselineAt'>;
+  windowMs: number;
+  clock: () => number;
+  logger: Logger;
+  metrics: Pick<OracleMetrics, 'transactions' | 'errors'>;
+}
+
+/** What a sync did, added to the run's report. */
+export interface SyncCounts {
+  registered: number;
+  synced: number;
+}
+
+export interface ChainSync {
+  /**
+   * Reconciles the facility's chain record with the registry: registers it if the chain lacks it,
+   * corrects the owner of a facility that never settled, pushes suspension and baseline. Returns the
+   * chain state and whether both now agree (a disagreement is not cached by the caller, so the next
+   * run tries again: one failed push by the gateway is repaired here). Throws Blocked when the chain
+   * refuses what the registry holds (registration, owner).
+   */
+  syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: ChainFacilityState; agreed: boolean }>;
+}
+
+export function buildChainSync(deps: ChainSyncDeps): ChainSync {
+  const { ledger, windowMs, clock, logger, metrics } = deps;
+  const writer = registryWriter(ledger, deps.registry, windowMs);
+
+  async function syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: ChainFacilityState; agreed: boolean }> {
+    let chain = await ledger.facility(f.id);
+    let agreed = true;
+    if (!chain.registered) {
+      let failure: unknown;
+      try {
+        const first = await writer.register(f);
+        metrics.transactions.inc({ kind: 'register' });
+        counts.registered++;
+        logger.info({ facilityId: f.id, firstWindowStart: first }, 'facility registered on chain');
+      } catch (e) {
+        // Someone else (the gateway, another oracle) may have registered it meanwhile: re-read below.
+        failure = e;
+        logger.warn({ err: e, facilityId: f.id }, 'registerFacility failed; re-reading the chain');
+      }
+      chain = await ledger.facility(f.id);
+      if (!chain.registered) {
+        if (failure !== undefined && !isRevert(failure)) throw failure;
+        throw new Blocked(`not registered on chain: ${failure === undefined ? 'the registration did not take effect' : message(failure)}`);
+      }
+    }
+    if (chain.owner.toLowerCase() !== f.owner.toLowerCase()) {
+      // Credits are minted to the chain's owner: never settle for an owner the registry does not name.
+      const differs = `the chain's owner ${chain.owner} differs from the registry's ${f.owner}`;
+      let pushed: boolean;
+      try {
+        pushed = await writer.pushOwner(f.id, f.owner);
+      } catch (e) {
+        if (!isRevert(e)) throw e;
+        throw new Blocked(`${differs} and the chain refuses the correction: ${message(e)}`);
+      }
+      if (!pushed) throw new Blocked(differs);
+      chain = { ...chain, owner: f.owner };
+      metrics.transactions.inc({ kind: 'sync' });
+      counts.synced++;
+      logger.info({ facilityId: f.id, owner: f.owner }, 'facility owner synced to chain');
+    }
+    // Suspension and baseline never block settlement (the evidence header carries the baseline
+    // actually applied); a failed push is retried next run.
+    const wantSuspended = f.status === 'suspended';
+    if (chain.suspended !== wantSuspended) {
+      try {
+        if (await writer.pushSuspension(f)) {
+          chain = { ...chain, suspended: wantSuspended };
+          metrics.transactions.inc({ kind: 'sync' });
+          counts.synced++;
+          logger.info({ facilityId: f.id, suspended: wantSuspended }, 'facility suspension synced to chain');
+        }
+      } catch (e) {
+        agreed = false;
+        metrics.errors.inc({ kind: 'sync' });
+        logger.warn({ err: e, facilityId: f.id }, 'could not sync suspension to the chain; retrying next run');
+      }
+    }
+    if (chain.baselineKgPerHour !== undefined && !sameDecimalText(f.baselineKgPerHour, chain.baselineKgPerHour)) {
+      // The registry's current baseline, from the later of the chain's next window and the next window after now.
+      const from = baselineEffectiveFrom(clock(), windowMs, toMs(chain.nextWindowStart));
+      try {
+        if (await writer.pushBaseline(f, from)) {
+          chain = { ...chain, baselineKgPerHour: f.baselineKgPerHour };
+          metrics.transactions.inc({ kind: 'sync' });
+          counts.synced++;
+          logger.info({ facilityId: f.id, baselineKgPerHour: f.baselineKgPerHour, effectiveFrom: from }, 'facility baseline synced to chain');
+        }
+      } catch (e) {
+        agreed = false;
+        metrics.errors.inc({ kind: 'sync' });
+        logger.warn({ err: e, facilityId: f.id }, 'could not sync the baseline to the chain; retrying next run');
+      }
+    }
+    return { chain, agreed };
+  }
+
+  return { syncFacility };
+}

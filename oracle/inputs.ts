@@ -1,0 +1,143 @@
+/**
+ * A settlement's inputs, gathered in one place for the two callers that need them: settle.ts computes
+ * a window from what the registry and the records say now (facility, baseline in force, devices,
+ * the cursors the previous window ended on, visibility marks), audit.ts recomputes a recorded
+ * settlement from what its record says it used. Both then read the consumed readings and the coverage
+ * under each device's mark the same way (`readDevices`) and evaluate with `evaluate`, so a settlement
+ * and its verification cannot drift apart.
+ */
+import { errors } from '../domain/errors.ts';
+import { isIntervalKind } from '../domain/reading.ts';
+import type { Window } from '../domain/window.ts';
+import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type FacilityRegistry, type VisibilityMark } from '../store/types.ts';
+import { buildEvidence, type Evidence } from './evidence.ts';
+import { applyFactors, sealFactors } from './factors.ts';
+import { settleWindow, METHODOLOGY_VERSION, NO_COVERAGE, type DeviceWindowInput, type WindowInput, type WindowResult } from './methodology.ts';
+import { recordedMark, recordedPrev, type OracleRecords, type RecordedInputs, type SettlementRow } from '../store/types.ts';
+
+/** Another process moved this facility on while we computed: not an error, the next round continues. */
+export class Raced extends Error {}
+
+/** What a device contributes before its readings are read: cursors, previous settlement, mark. */
+type DevicePlan = Omit<DeviceWindowInput, 'readings' | 'coverage'>;
+
+/** Reads, for each planned device, the consumed set and the coverage facts under its mark. */
+async function readDevices(readings: ReadingStore, w: Window, plans: DevicePlan[]): Promise<DeviceWindowInput[]> {
+  const out: DeviceWindowInput[] = [];
+  for (const plan of plans) {
+    const input: DeviceWindowInput = { ...plan, readings: [], coverage: NO_COVERAGE };
+    if (plan.mark !== undefined) {
+      input.readings = await readings.consume({ deviceId: plan.deviceId, mark: plan.mark, before: w.end, ...(plan.prev ? { prev: plan.prev } : {}) });
+      input.coverage = await readings.coverage({ deviceId: plan.deviceId, start: w.start, end: w.end, mark: plan.mark });
+    }
+    out.push(input);
+  }
+  return out;
+}
+
+export interface InputSources {
+  readings: ReadingStore;
+  registry: FacilityRegistry;
+  records: OracleRecords;
+}
+
+/**
+ * Inputs of window `w` for `facility` as they stand now: every device of the facility created before
+ * the window end, whatever its status (a suspended device stays in coverage; a decommissioned one
+ * leaves coverage but its readings still count), with its cursors, visibility mark, consumed readings
+ * and coverage; the factors and the baseline in force at the window start. Throws Raced when another
+ * oracle on this file confirmed this window meanwhile.
+ */
+export async function currentInputs(src: InputSources, facility: Facility, w: Window): Promise<WindowInput> {
+  // Devices registered after the window ended had nothing to report in it: they do not make it incomplete.
+  const devices = src.registry.listDevices(facility.id).filter((d) => d.createdAt < w.end);
+  const ids = devices.map((d) => d.deviceId);
+  const marks = ids.length ? await src.readings.marks(ids) : new Map<string, VisibilityMark>();
+  const plans: DevicePlan[] = devices.map((d) => {
+    const c = src.records.cursor(d.deviceId);
+    if (c && c.windowEnd > w.start) throw new Raced(`device ${d.deviceId} cursor moved to ${c.windowEnd} while computing window ${w.start}`);
+    const mark = marks.get(d.deviceId);
+    return {
+      deviceId: d.deviceId,
+      startCursors: c?.cursors ?? [],
+      reportingIntervalSeconds: d.reportingIntervalSeconds ?? DEFAULT_REPORTING_INTERVAL_SECONDS,
+      intervalDevice: isIntervalKind(d.kind),
+      ...(d.status === 'decommissioned' ? { decommissioned: { at: d.decommissionedAt ?? 0, reason: d.decommissionReason ?? '' } } : {}),
+      ...(c ? { prev: { mark: c.mark, before: c.windowEnd } } : {}),
+      ...(mark !== undefined ? { mark } : {}),
+    };
+  });
+  return {
+    facilityId: facility.id,
+    window: w,
+    devices: await readDevices(src.readings, w, plans),
+    factors: applyFactors(w.start, facility),
+    baselineKgPerHour: src.registry.baselineAt(facility.id, w.start),
+  };
+}
+
+/** Inputs of a recorded settlement: its recorded devices, visibility marks, cursors, factors and baseline. */
+export async function recordedWindowInputs(
+  readings: ReadingStore,
+  row: Pick<SettlementRow, 'facilityId' | 'windowStart' | 'windowEnd' | 'inputs'>,
+): Promise<WindowInput> {
+  if (row.inputs.methodologyVersion !== METHODOLOGY_VERSION) {
+    throw errors.CONFLICT(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
+  }
+  const w: Window = { start: row.windowStart, end: row.windowEnd };
+  const plans: DevicePlan[] = row.inputs.devices.map((d) => {
+    const prev = recordedPrev(d);
+    const mark = recordedMark(d);
+    return {
+      deviceId: d.deviceId,
+      startCursors: d.startCursors,
+      reportingIntervalSeconds: d.reportingIntervalSeconds,
+      intervalDevice: d.intervalDeclared,
+      ...(d.decommissioned ? { decommissioned: d.decommissioned } : {}),
+      ...(prev ? { prev } : {}),
+      ...(mark !== undefined ? { mark } : {}),
+    };
+  });
+  return {
+    facilityId: row.facilityId,
+    window: w,
+    devices: await readDevices(readings, w, plans),
+    factors: sealFactors(row.inputs.factors),
+    baselineKgPerHour: row.inputs.baselineKgPerHour,
+  };
+}
+
+/** The methodology's result over `input` and its evidence tree. */
+export function evaluate(input: WindowInput): { result: WindowResult; evidence: Evidence } {
+  const result = settleWindow(input);
+  return { result, evidence: buildEvidence(result) };
+}
+
+/** What a settlement records of its inputs, so that it can be recomputed (recordedWindowInputs). */
+export function recordedInputs(r: WindowResult, devices: DeviceWindowInput[]): RecordedInputs {
+  const declared = new Map(devices.map((d) => [d.deviceId, d.intervalDevice === true]));
+  return {
+    methodologyVersion: r.methodologyVersion,
+    baselineKgPerHour: r.baselineKgPerHour,
+    factors: r.factors,
+    devices: r.devices.map((d) => ({
+      deviceId: d.deviceId,
+      ...(d.mark !== undefined ? { mark: d.mark } : {}),
+      ...(d.prev ? { prev: d.prev } : {}),
+      startCursors: d.startCursors,
+      endCursors: d.endCursors,
+      reportingIntervalSeconds: d.reportingIntervalSeconds,
+      intervalDeclared: declared.get(d.deviceId) ?? false,
+      ...(d.decommissioned ? { decommissioned: d.decommissioned } : {}),
+      coverage: d.coverage,
+      inCoverage: d.inCoverage,
+      status: d.status,
+      consumedCount: d.consumed.length,
+    })),
+    lateKeys: r.lateKeys,
+    decommissioned: r.decommissioned,
+    totals: r.totals,
+    baselineKg: r.baselineKg,
+    rawNetGrams: r.rawNetGrams.toString(),
+  };
+}
