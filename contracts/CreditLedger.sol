@@ -783,7 +783,7 @@ contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, Acc
 
     /// @dev The cap in grams per window for these limits; reverts when it leaves 56 bits.
     function _cap(bytes32 key, Limits memory l) private view returns (uint256 cap) {
-        cap = ((uint256(l.baselineMgPerHour) + uint256(l.exportGPerHour) * 1000) * windowSeconds) / 3_600_000_000;
+        cap = ((uint256(l.baselineMgPerHour) + uint256(l.exportGPerHour) * 1000) * windowSeconds) / 3_600_000;
         // mg/h * s / (3600 s/h * 1000 mg/g) = g; the export allowance is g/h, hence * 1000 first
         if (cap > MASK56) revert CapOutOfRange(key, cap);
     }
