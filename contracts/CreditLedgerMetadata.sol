@@ -24,15 +24,16 @@ contract CreditLedgerMetadata {
         // Facility ids are [A-Za-z0-9_-] (checked at registration): nothing to escape.
         // solhint-disable-next-line gas-small-strings
         bytes memory json = abi.encodePacked(
-            '{"name":"', b.facilityId, " ", vintage, '","description":"Carbon credits of facility ', b.facilityId,
-            ", vintage ", vintage, "; 1 unit = 1 g CO2e; serials ", b.facilityId, "-", vintage, '-n","decimals":6,'
+            "{\"name\":\"", b.facilityId, " ", vintage, "\",\"description\":\"Carbon credits of facility ", b.facilityId,
+            ", vintage ", vintage, "; 1 unit = 1 g CO2e; serials ", b.facilityId, "-", vintage, "-n\",\"decimals\":6,"
         );
         json = abi.encodePacked(
-            json, '"properties":{"facilityId":"', b.facilityId, '","facility":"', Strings.toHexString(uint256(b.facility), 32),
-            '","vintage":"', vintage, '","issued":"', Strings.toString(b.issued)
+            json, "\"properties\":{\"facilityId\":\"", b.facilityId, "\",\"facility\":\"",
+            Strings.toHexString(uint256(b.facility), 32), "\",\"vintage\":\"", vintage, "\",\"issued\":\"",
+            Strings.toString(b.issued)
         );
         json = abi.encodePacked(
-            json, '","retired":"', Strings.toString(b.retired), '","burned":"', Strings.toString(b.burned), '"}}'
+            json, "\",\"retired\":\"", Strings.toString(b.retired), "\",\"burned\":\"", Strings.toString(b.burned), "\"}}"
         );
         return string.concat("data:application/json;base64,", Base64.encode(json));
     }

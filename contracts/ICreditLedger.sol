@@ -40,6 +40,8 @@ interface ICreditLedger {
     }
 
     /// @notice Everything the chain knows about a facility, as returned by {facility}.
+    // A view's return value, never stored: field order is for reading, not slot packing.
+    // solhint-disable-next-line gas-struct-packing
     struct FacilityInfo {
         string facilityId;
         address owner;
@@ -222,20 +224,22 @@ interface ICreditLedger {
     event FacilityDeregistered(bytes32 indexed facility);
     /**
      * @notice A facility's batch of a new vintage was opened (its first window of that month settled).
+     * Only the id is logged (the first settlement of each month pays for this event): the vintage is
+     * its low 32 bits, the facility the one whose key shares its high 224 bits (also the `facility`
+     * of the {WindowSettled} in the same transaction, and {batch} on chain).
      * @param batchId the token id
-     * @param facility the facility key
-     * @param vintage year * 100 + month
      */
-    event BatchCreated(uint256 indexed batchId, bytes32 indexed facility, uint32 vintage);
+    event BatchCreated(uint256 indexed batchId);
     /**
      * @notice A window was settled. Minted grams have serials firstSerial .. firstSerial + minted - 1
-     * in the batch of the window's vintage; burns are itemised by {CreditsBurned}.
+     * in the batch of the window's vintage. Burns are itemised by the {CreditsBurned} events just
+     * before it (their sum is what this window burned; not repeated here: every settlement would pay
+     * for the word).
      * @param facility the facility key
      * @param windowStart window start (the window is [windowStart, windowStart + windowSeconds))
      * @param netGrams baseline minus actual emissions, in grams (signed)
      * @param minted grams minted to the owner (net minus the deficit paid down)
      * @param firstSerial first serial minted (0 when nothing was minted)
-     * @param burned grams burned from the owner's holdings of the facility's batches
      * @param deficitAfter the facility's deficit after this settlement
      * @param evidenceRoot Merkle root of the evidence
      */
@@ -245,7 +249,6 @@ interface ICreditLedger {
         int256 netGrams,
         uint256 minted,
         uint256 firstSerial,
-        uint256 burned,
         uint256 deficitAfter,
         bytes32 evidenceRoot
     );
