@@ -23,6 +23,7 @@ const OZ_ERRORS = [
   'error InvalidAccountNonce(address account, uint256 currentNonce)',
   'error AccessControlUnauthorizedAccount(address account, bytes32 neededRole)',
   'error EnforcedPause()',
+  'error ERC1155InvalidReceiver(address receiver)',
 ];
 
 export interface CreditFixture {

@@ -242,6 +242,37 @@ t.test('burns: owner holdings of the facility, oldest vintage first, the rest is
   t.equal((await g.admin.facility(key('A'))).deficit, 0n);
 });
 
+t.test('burns start again at an older vintage the owner got back', async (t) => {
+  const f = await withFacilities(chain);
+  await send(f.oracle.settleBatch(wins('A', 0, twelve({ 0: 1_000n, 2: 500n }))));
+  await send(f.ownerA.safeTransferFrom(f.accounts.ownerA, f.accounts.outsider, A_JAN, 1_000n, '0x'));
+  let r = await send(f.oracle.settle(wins('A', 12, [-100n])[0]));
+  t.same(events(f.admin, r).filter((e) => e.name === 'CreditsBurned').map((e) => [e.args.batchId, e.args.amount, e.args.firstSerial]), [[A_FEB, 100n, 1n]], 'the owner holds no January credits: February burns');
+  // The outsider sends 300 January credits back (approved operator, batch transfer): they are burned first.
+  await send(f.outsider.setApprovalForAll(f.accounts.relayer, true));
+  t.equal(await f.admin.isApprovedForAll(f.accounts.outsider, f.accounts.relayer), true);
+  r = await send(f.relayer.safeBatchTransferFrom(f.accounts.outsider, f.accounts.ownerA, [A_JAN, A_JAN], [200n, 100n], '0x'));
+  t.same(events(f.admin, r).map((e) => e.name), ['TransferBatch']);
+  t.same([...(await f.admin.balanceOfBatch([f.accounts.ownerA, f.accounts.outsider], [A_JAN, A_JAN]))], [300n, 700n]);
+  r = await send(f.oracle.settle(wins('A', 13, [-400n])[0]));
+  t.same(events(f.admin, r).filter((e) => e.name === 'CreditsBurned').map((e) => [e.args.batchId, e.args.amount, e.args.firstSerial]), [
+    [A_JAN, 300n, 1n],
+    [A_FEB, 100n, 101n],
+  ]);
+  t.equal(await f.admin.balanceOf(f.accounts.ownerA, A_FEB), 300n);
+  t.equal(await f.admin.balanceOf(f.accounts.outsider, A_JAN), 700n);
+  t.equal((await f.admin.facility(key('A'))).deficit, 0n);
+});
+
+t.test('a contract owner must accept ERC-1155 (checked at registration, not on each mint)', async (t) => {
+  const f = await deployCredit(chain);
+  // The ledger's own metadata renderer is a contract without onERC1155Received.
+  const renderer: string = await f.admin.metadataRenderer();
+  await reverts(t, f.regulator.registerFacility('K', renderer, 1n, F0), 'ERC1155InvalidReceiver', [renderer]);
+  await reverts(t, f.regulator.registerFacility('K', ethers.ZeroAddress, 1n, F0), 'InvalidFacilityOwner', [ethers.ZeroAddress]);
+  await reverts(t, f.ownerA.safeTransferFrom(f.accounts.ownerA, renderer, A_JAN, 0n, '0x'), 'BatchNotFound', [A_JAN]);
+});
+
 t.test('suspension freezes the facility batches wherever held; settlement goes on', async (t) => {
   const f = await withFacilities(chain);
   await send(f.oracle.settleBatch([...wins('A', 0, twelve({ 0: 1_000n })), ...wins('B', 0, twelve({ 0: 100n }))]));
