@@ -24,6 +24,7 @@ const OZ_ERRORS = [
   'error AccessControlUnauthorizedAccount(address account, bytes32 neededRole)',
   'error EnforcedPause()',
   'error ERC1155InvalidReceiver(address receiver)',
+  'error SafeCastOverflowedUintDowncast(uint8 bits, uint256 value)',
 ];
 
 export interface CreditFixture {

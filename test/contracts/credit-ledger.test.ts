@@ -184,6 +184,25 @@ t.test('guards: window ended, fixed length, contiguity, cap = baseline + export 
   await reverts(t, f.outsider.settle(wins('B', 4, [1n])[0]), 'AccessControlUnauthorizedAccount');
 });
 
+t.test('scheduled limits: a due change is folded in before the next, same-window changes merge', async (t) => {
+  const f = await withFacilities(chain);
+  await send(f.oracle.settleBatch(wins('B', 0, [0n])));
+  await send(f.regulator.setBaseline(key('B'), 2_000_000_000n, ws(2)));
+  await send(f.regulator.setExportAllowance(key('B'), 1_000_000n, ws(2)));
+  let b = await f.admin.facility(key('B'));
+  t.same([b.limitsPending, b.pendingBaselineMgPerHour, b.pendingExportAllowanceGPerHour, b.pendingEffectiveFrom, b.capGramsPerWindow], [true, 2_000_000_000n, 1_000_000n, ws(2), 1_000_000n], 'merged into one pending change');
+  await send(f.oracle.settleBatch(wins('B', 1, [0n])));
+  // next window = ws(2): the pending change is due; a later change folds it in first.
+  const r = await send(f.regulator.setBaseline(key('B'), 500_000_000n, ws(4)));
+  t.same(events(f.admin, r).map((e) => [e.name, e.args.capGramsPerWindow ?? e.args.baselineMgPerHour]), [['CapChanged', 3_000_000n], ['BaselineChanged', 500_000_000n]]);
+  b = await f.admin.facility(key('B'));
+  t.same([b.baselineMgPerHour, b.exportAllowanceGPerHour, b.limitsEffectiveFrom, b.pendingBaselineMgPerHour, b.pendingExportAllowanceGPerHour, b.pendingEffectiveFrom], [2_000_000_000n, 1_000_000n, ws(2), 500_000_000n, 1_000_000n, ws(4)]);
+  await send(f.oracle.settleBatch(wins('B', 2, [3_000_000n, 0n])));
+  await reverts(t, f.oracle.settle(wins('B', 4, [1_500_001n])[0]), 'NetAboveCap', [key('B'), 1_500_001n, 1_500_000n]);
+  await reverts(t, f.regulator.setBaseline(key('B'), 2n ** 96n, ws(5)), 'SafeCastOverflowedUintDowncast');
+  await reverts(t, f.regulator.setBaseline(key('Z'), 1n, ws(5)), 'FacilityNotRegistered', [key('Z')]);
+});
+
 t.test('settleBatch is idempotent per facility-window: a retried batch changes nothing', async (t) => {
   const f = await withFacilities(chain);
   const batch = [...wins('A', 0, [1_000n, 2_000n]), ...wins('B', 0, [300n])];
