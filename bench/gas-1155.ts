@@ -10,8 +10,8 @@
  *   Targets at 100 facilities: steady <= 0.5x naive steady; new-vintage <= 0.75x naive first.
  * - Retirement of one batch (direct, with a certificate) against a holder's plain OpenZeppelin
  *   ERC-1155 burn (contracts/bench/NaiveBatches.sol); printed, no target.
- * Gas is deterministic (not a timing benchmark). Run: `npx tsx bench/gas-1155.ts` after
- * `npm run compile`. Not wired into bench/run.ts (the lead wires the ledger later).
+ * Gas is deterministic (not a timing benchmark). Run: `npx tsx bench/gas-1155.ts` or
+ * `npm run bench -- gas-1155`, after `npm run compile`.
  */
 import { pathToFileURL } from 'node:url';
 import { ethers } from 'ethers';
