@@ -411,13 +411,22 @@ t.test('bad input: more than held, frozen batch, used nonce, expired deadline, s
 
 t.test('corrections: append-only, exactly once, into the original vintage, bounded by the cap', async (t) => {
   const f = await withFacilities(chain);
-  await send(f.oracle.settleBatch(wins('A', 0, twelve({ 0: 1_000n, 2: 500n }))));
-  const c1 = { facility: key('A'), windowStart: ws(0), seq: 1, deltaGrams: 250n, evidenceRoot: ethers.id('corrected'), reason: 'void M1 2027-01-31 (meter faulty)' };
-  let r = await send(f.oracle.settleCorrections([c1]));
+  await send(f.oracle.settleBatch([...wins('A', 0, twelve({ 0: 1_000n, 2: 500n })), ...wins('B', 0, [0n])]));
+  // The regulator's void authorises corrections of A's windows settled before it that end after `from`.
+  let r = await send(f.regulator.voidReadings(key('A'), 'meter-1', ws(0) + 60n, ws(1), 'meter faulty'));
+  t.same(events(f.admin, r)[0], { name: 'ReadingsVoided', args: { id: 1n, facility: key('A'), device: ethers.id('meter-1'), deviceId: 'meter-1', from: ws(0) + 60n, to: ws(1), settledBefore: ws(12), reason: 'meter faulty' } });
+  await send(f.regulator.voidReadings(key('B'), 'meter-b', ws(0), ws(1), 'other facility'));
+  await send(f.regulator.voidReadings(key('A'), 'meter-2', ws(5), ws(6), 'later range'));
+  const c1 = { facility: key('A'), windowStart: ws(0), seq: 1, voidId: 1n, deltaGrams: 250n, evidenceRoot: ethers.id('corrected'), reason: 'void M1 2027-01-31 (meter faulty)' };
+  await reverts(t, f.oracle.settleCorrections([{ ...c1, voidId: 0n }]), 'CorrectionNotAuthorized', [key('A'), ws(0), 0n], 'no void');
+  await reverts(t, f.oracle.settleCorrections([{ ...c1, voidId: 2n }]), 'CorrectionNotAuthorized', [key('A'), ws(0), 2n], 'another facility\'s void');
+  await reverts(t, f.oracle.settleCorrections([{ ...c1, voidId: 3n, windowStart: ws(4) }]), 'CorrectionNotAuthorized', [key('A'), ws(4), 3n], 'window ends before the void starts');
+  t.same([...(await f.admin.corrections(key('A'), ws(0)))], [0n, 0n], 'nothing applied');
+  r = await send(f.oracle.settleCorrections([c1]));
   let ev = events(f.admin, r);
   t.same(ev.map((e) => e.name), ['TransferSingle', 'CorrectionSettled']);
   t.match(ev[0].args, { to: f.accounts.ownerA, id: A_JAN, value: 250n });
-  t.match(ev[1].args, { facility: key('A'), windowStart: ws(0), seq: 1n, deltaGrams: 250n, minted: 250n, firstSerial: 1_001n, burned: 0n, deficitAfter: 0n, evidenceRoot: ethers.id('corrected'), reason: c1.reason });
+  t.match(ev[1].args, { facility: key('A'), windowStart: ws(0), seq: 1n, voidId: 1n, deltaGrams: 250n, minted: 250n, firstSerial: 1_001n, burned: 0n, deficitAfter: 0n, evidenceRoot: ethers.id('corrected'), reason: c1.reason });
   t.equal(await f.admin.balanceOf(f.accounts.ownerA, A_JAN), 1_250n, 'minted into the window\'s vintage');
   // A retry is skipped; out of order, unsettled window, no reason, above the cap: refused.
   r = await send(f.oracle.settleCorrections([c1]));
@@ -435,6 +444,9 @@ t.test('corrections: append-only, exactly once, into the original vintage, bound
   t.same(ev.filter((e) => e.name === 'CreditsBurned').map((e) => [e.args.batchId, e.args.amount, e.args.firstSerial]), [[A_JAN, 1_250n, 1n], [A_FEB, 500n, 1n]]);
   t.match(ev.at(-1)?.args, { seq: 2n, deltaGrams: -2_000n, burned: 1_750n, deficitAfter: 250n });
   t.same([...(await f.admin.corrections(key('A'), ws(0)))], [2n, -1_750n]);
+  // A window settled after the void is not covered by it.
+  await send(f.oracle.settle(wins('A', 12, [0n])[0]));
+  await reverts(t, f.oracle.settleCorrections([{ ...c1, windowStart: ws(12) }]), 'CorrectionNotAuthorized', [key('A'), ws(12), 1n]);
   // A positive correction of a February window pays the deficit first.
   r = await send(f.oracle.settleCorrections([{ ...c1, windowStart: ws(3), deltaGrams: 400n }]));
   t.match(events(f.admin, r).at(-1)?.args, { minted: 150n, firstSerial: 501n, deficitAfter: 0n });
@@ -443,7 +455,7 @@ t.test('corrections: append-only, exactly once, into the original vintage, bound
 });
 
 t.test('device keys (set, rotate, revoke) and voids are regulator events', async (t) => {
-  const f = await deployCredit(chain);
+  const f = await withFacilities(chain);
   const k1 = ethers.hexlify(ethers.randomBytes(32));
   const k2 = ethers.hexlify(ethers.randomBytes(32));
   const dev = ethers.id('meter-1');
@@ -458,11 +470,12 @@ t.test('device keys (set, rotate, revoke) and voids are regulator events', async
   t.equal(events(f.admin, r)[0].args.previousKey, k2, 'revoked');
   await reverts(t, f.oracle.setDeviceKey('meter-1', k1), 'AccessControlUnauthorizedAccount');
   await reverts(t, f.regulator.setDeviceKey('', k1), 'InvalidDeviceRecord', []);
-  r = await send(f.regulator.voidReadings('meter-1', 100n, 200n, 'meter faulty'));
-  t.same(events(f.admin, r)[0], { name: 'ReadingsVoided', args: { device: dev, deviceId: 'meter-1', from: 100n, to: 200n, reason: 'meter faulty' } });
-  await reverts(t, f.regulator.voidReadings('meter-1', 200n, 200n, 'x'), 'InvalidDeviceRecord', []);
-  await reverts(t, f.regulator.voidReadings('meter-1', 100n, 200n, ''), 'InvalidDeviceRecord', []);
-  await reverts(t, f.outsider.voidReadings('meter-1', 100n, 200n, 'x'), 'AccessControlUnauthorizedAccount');
+  r = await send(f.regulator.voidReadings(key('A'), 'meter-1', 100n, 200n, 'meter faulty'));
+  t.same(events(f.admin, r)[0], { name: 'ReadingsVoided', args: { id: 1n, facility: key('A'), device: dev, deviceId: 'meter-1', from: 100n, to: 200n, settledBefore: F0, reason: 'meter faulty' } });
+  await reverts(t, f.regulator.voidReadings(key('A'), 'meter-1', 200n, 200n, 'x'), 'InvalidDeviceRecord', []);
+  await reverts(t, f.regulator.voidReadings(key('A'), 'meter-1', 100n, 200n, ''), 'InvalidDeviceRecord', []);
+  await reverts(t, f.regulator.voidReadings(key('Z'), 'meter-1', 100n, 200n, 'x'), 'FacilityNotRegistered', [key('Z')]);
+  await reverts(t, f.outsider.voidReadings(key('A'), 'meter-1', 100n, 200n, 'x'), 'AccessControlUnauthorizedAccount');
 });
 
 t.test('pause blocks settlement, corrections, transfers and retirements', async (t) => {
@@ -471,7 +484,7 @@ t.test('pause blocks settlement, corrections, transfers and retirements', async 
   await send(f.admin.pause());
   await reverts(t, f.oracle.settle(wins('A', 12, [1n])[0]), 'EnforcedPause', []);
   await reverts(t, f.oracle.settleBatch(wins('A', 12, [1n])), 'EnforcedPause', []);
-  await reverts(t, f.oracle.settleCorrections([{ facility: key('A'), windowStart: ws(0), seq: 1, deltaGrams: 1n, evidenceRoot: ROOT, reason: 'r' }]), 'EnforcedPause', []);
+  await reverts(t, f.oracle.settleCorrections([{ facility: key('A'), windowStart: ws(0), seq: 1, voidId: 1n, deltaGrams: 1n, evidenceRoot: ROOT, reason: 'r' }]), 'EnforcedPause', []);
   await reverts(t, f.ownerA.safeTransferFrom(f.accounts.ownerA, f.accounts.outsider, A_JAN, 1n, '0x'), 'EnforcedPause', []);
   await reverts(t, f.ownerA.retire([A_JAN], [1n], 'x', ''), 'EnforcedPause', []);
   await reverts(t, f.outsider.pause(), 'AccessControlUnauthorizedAccount');
