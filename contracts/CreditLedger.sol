@@ -35,6 +35,8 @@ import {ICreditLedger} from "./ICreditLedger.sol";
  * deficit: while there is one, the owner holds none of the facility's batches (burns drain them
  * first, and transfers to or from the owner are refused), so one signed field serves both.
  */
+// One contract keeps the settlement hot path free of external calls, hence its many state variables.
+// solhint-disable-next-line max-states-count
 contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, AccessControl, Pausable, EIP712, Nonces {
     /// @notice Role that registers, suspends and re-baselines facilities, records device keys and voids.
     bytes32 public constant REGULATOR_ROLE = keccak256("REGULATOR_ROLE");
@@ -93,6 +95,14 @@ contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, Acc
         uint64 effectiveFrom;
     }
 
+    /// @dev A regulator's void: authorises corrections of windows in (from - W, settledBefore).
+    struct VoidRecord {
+        bytes32 facility;
+        uint64 from;
+        uint64 to;
+        uint64 settledBefore;
+    }
+
     struct Retirement {
         address account;
         uint64 retiredAt;
@@ -117,6 +127,8 @@ contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, Acc
     mapping(uint256 prefix => mapping(uint64 windowStart => uint256)) private _corrections;
     mapping(uint256 id => Retirement) private _retirements;
     mapping(bytes32 device => bytes32 key) private _deviceKeys;
+    uint256 private _voidCount;
+    mapping(uint256 id => VoidRecord) private _voids;
 
     /**
      * @notice Deploys the ledger and grants the three roles.
@@ -325,17 +337,21 @@ contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, Acc
 
     /// @inheritdoc ICreditLedger
     function voidReadings(
+        bytes32 key,
         string calldata deviceId,
         uint64 from,
         uint64 to,
         string calldata reason
-    ) external onlyRole(REGULATOR_ROLE) {
+    ) external onlyRole(REGULATOR_ROLE) returns (uint256 id) {
         uint256 length = bytes(deviceId).length;
         uint256 reasonLength = bytes(reason).length;
         if (length == 0 || length > MAX_ID_LENGTH || from >= to || reasonLength == 0 || reasonLength > MAX_TEXT_LENGTH) {
             revert InvalidDeviceRecord();
         }
-        emit ReadingsVoided(keccak256(bytes(deviceId)), deviceId, from, to, reason);
+        (uint64 next, ) = _health(uint256(key) & PREFIX_MASK, _registered(key));
+        id = ++_voidCount;
+        _voids[id] = VoidRecord(key, from, to, next);
+        emit ReadingsVoided(id, key, keccak256(bytes(deviceId)), deviceId, from, to, next, reason);
     }
 
     // =========================================================================================
@@ -718,6 +734,10 @@ contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, Acc
         uint64 next = cur == 0 ? _meta[prefix].firstWindowStart : uint64(bw >> NEXT_SHIFT);
         if (start >= next || start < _meta[prefix].firstWindowStart) revert CorrectionOfUnsettledWindow(key, start, next);
         if (start % windowSeconds != 0) revert MisalignedWindow(key, start);
+        VoidRecord storage vr = _voids[c.voidId];
+        if (vr.facility != key || start + windowSeconds <= vr.from || start >= vr.settledBefore) {
+            revert CorrectionNotAuthorized(key, start, c.voidId);
+        }
         uint256 reasonLength = bytes(c.reason).length;
         if (reasonLength == 0) revert MissingCorrectionReason();
         if (reasonLength > MAX_TEXT_LENGTH) revert RetirementTextTooLong(reasonLength, MAX_TEXT_LENGTH);
@@ -770,7 +790,7 @@ contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, Acc
         }
         _batchWords[currentId] = bw;
         pos = _position(bw);
-        emit CorrectionSettled(key, start, c.seq, delta, minted, firstSerial, burned, pos < 0 ? uint256(-pos) : 0, c.evidenceRoot, c.reason);
+        emit CorrectionSettled(key, start, c.seq, c.voidId, delta, minted, firstSerial, burned, pos < 0 ? uint256(-pos) : 0, c.evidenceRoot, c.reason);
         return supply;
     }
 
