@@ -28,12 +28,14 @@ interface ICreditLedger {
 
     /**
      * @notice A correction of a settled window: the signed difference between the recomputed and the
-     * settled net. `seq` numbers the corrections of that facility-window from 1 (exactly once).
+     * settled net. `seq` numbers the corrections of that facility-window from 1 (exactly once);
+     * `voidId` is the regulator's void (see {voidReadings}) that authorises it.
      */
     struct CorrectionInput {
         bytes32 facility;
         uint64 windowStart;
         uint32 seq;
+        uint256 voidId;
         int256 deltaGrams;
         bytes32 evidenceRoot;
         string reason;
@@ -141,6 +143,8 @@ interface ICreditLedger {
     error CorrectionAboveCap(bytes32 facility, uint64 windowStart, int256 cumulativeDelta, uint256 capGramsPerWindow);
     /// @notice A correction needs a reason (1..256 bytes).
     error MissingCorrectionReason();
+    /// @notice No regulator void of this facility covers the window (settled before the void, ending after its start).
+    error CorrectionNotAuthorized(bytes32 facility, uint64 windowStart, uint256 voidId);
 
     // ----- token and retirement errors
     /// @notice The facility is suspended: its batches cannot move or be retired, wherever held.
@@ -263,6 +267,7 @@ interface ICreditLedger {
      * @param facility the facility key
      * @param windowStart the corrected window
      * @param seq the correction's number for that window (from 1)
+     * @param voidId the void that authorised it
      * @param deltaGrams recomputed net minus settled net
      * @param minted grams minted into the window's vintage batch
      * @param firstSerial first serial minted (0 when nothing was minted)
@@ -275,6 +280,7 @@ interface ICreditLedger {
         bytes32 indexed facility,
         uint64 windowStart,
         uint32 seq,
+        uint256 voidId,
         int256 deltaGrams,
         uint256 minted,
         uint256 firstSerial,
@@ -324,14 +330,27 @@ interface ICreditLedger {
      */
     event DeviceKeySet(bytes32 indexed device, string deviceId, bytes32 publicKey, bytes32 previousKey);
     /**
-     * @notice A regulator voided a device's readings over [from, to) (kept, flagged, excluded).
+     * @notice A regulator voided a device's readings over [from, to) (kept, flagged, excluded). It
+     * authorises corrections of the facility's windows settled before it that end after `from`.
+     * @param id the void's number (from 1), referenced by corrections
+     * @param facility the facility key
      * @param device keccak256 of the device id
      * @param deviceId the device id
      * @param from first second voided
      * @param to end of the range (exclusive)
+     * @param settledBefore the facility's next window start when the void was recorded
      * @param reason why
      */
-    event ReadingsVoided(bytes32 indexed device, string deviceId, uint64 from, uint64 to, string reason);
+    event ReadingsVoided(
+        uint256 indexed id,
+        bytes32 indexed facility,
+        bytes32 indexed device,
+        string deviceId,
+        uint64 from,
+        uint64 to,
+        uint64 settledBefore,
+        string reason
+    );
     /* solhint-enable gas-indexed-events */
 
     // ----- registry
@@ -399,13 +418,22 @@ interface ICreditLedger {
     function setDeviceKey(string calldata deviceId, bytes32 publicKey) external;
 
     /**
-     * @notice Records that a device's readings over [from, to) are void. REGULATOR_ROLE.
+     * @notice Records that a device's readings over [from, to) are void; authorises the corrections of
+     * the facility's windows already settled that end after `from`. REGULATOR_ROLE.
+     * @param facility the device's facility
      * @param deviceId the device id
      * @param from first second voided
      * @param to end (exclusive)
      * @param reason why (1..256 bytes)
+     * @return id the void's number
      */
-    function voidReadings(string calldata deviceId, uint64 from, uint64 to, string calldata reason) external;
+    function voidReadings(
+        bytes32 facility,
+        string calldata deviceId,
+        uint64 from,
+        uint64 to,
+        string calldata reason
+    ) external returns (uint256 id);
 
     // ----- settlement
     /**
@@ -424,8 +452,9 @@ interface ICreditLedger {
 
     /**
      * @notice Applies corrections in order; one already applied (seq <= count) is skipped with
-     * {CorrectionSkipped}. Requirements: ORACLE_ROLE; not paused; the window settled; seq == count + 1;
-     * the window's corrections add at most one cap in total; a reason.
+     * {CorrectionSkipped}. Requirements: ORACLE_ROLE; not paused; the window settled; a regulator void
+     * of the facility covering it; seq == count + 1; the window's corrections add at most one cap in
+     * total; a reason.
      * @param inputs the corrections
      */
     function settleCorrections(CorrectionInput[] calldata inputs) external;
