@@ -4,6 +4,8 @@ pragma solidity 0.8.28;
 // "<=" / ">=" state the rules as written (window ended: end <= now; 1..12 months); a strict rewrite
 // saves 3 gas each, off the hot path. Settlement and correction bodies stay whole for reading.
 /* solhint-disable gas-strict-inequalities, function-max-lines */
+// One contract keeps the settlement hot path free of external calls, hence its many state variables.
+/* solhint-disable max-states-count */
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC1155} from "@openzeppelin/contracts/token/ERC1155/IERC1155.sol";
@@ -35,8 +37,6 @@ import {ICreditLedger} from "./ICreditLedger.sol";
  * deficit: while there is one, the owner holds none of the facility's batches (burns drain them
  * first, and transfers to or from the owner are refused), so one signed field serves both.
  */
-// One contract keeps the settlement hot path free of external calls, hence its many state variables.
-// solhint-disable-next-line max-states-count
 contract CreditLedger is ICreditLedger, IERC1155MetadataURI, IERC1155Errors, AccessControl, Pausable, EIP712, Nonces {
     /// @notice Role that registers, suspends and re-baselines facilities, records device keys and voids.
     bytes32 public constant REGULATOR_ROLE = keccak256("REGULATOR_ROLE");
