@@ -72,12 +72,12 @@ if (cluster) {
     const mismatches: string[] = [];
     let count = 0;
     const seen = new Map<string, number>();
-    for (let b = 0; b < 60; b++) {
+    for (let b = 0; b < 150; b++) {
       const batch: Reading[] = [];
-      const size = 1 + Math.floor(rand() * 12);
+      const size = 1 + Math.floor(rand() * 20);
       for (let i = 0; i < size; i++) {
         let r: Reading;
-        if (sent.length > 0 && rand() < 0.15) {
+        if (sent.length > 0 && rand() < 0.1) {
           // A repeat: the same reading, or another content for the same seq.
           const old = pick(sent);
           r = rand() < 0.5 ? { ...old, receivedAt: old.receivedAt + 1 } : { ...old, value: Decimal.parse(old.value).add(Decimal.parse('0.5')).toString() };
@@ -86,8 +86,8 @@ if (cluster) {
           const metric = rand() < 0.7 ? pick(metrics.slice(0, 2)) : pick(metrics);
           const seq = Math.floor(rand() * 60);
           // Mostly consistent with seq (ts and register grow with it), sometimes not.
-          const ts = T0 + seq * 60_000 + (rand() < 0.1 ? Math.floor((rand() - 0.5) * 200_000) : 0);
-          const base = metric === 'co2_direct' ? rand() * 30 : seq * 0.5 + (rand() < 0.1 ? (rand() - 0.5) * 10 : 0);
+          const ts = T0 + seq * 60_000 + (rand() < 0.25 ? Math.floor((rand() - 0.5) * 200_000) : 0);
+          const base = metric === 'co2_direct' ? rand() * 30 : seq * 0.5 + (rand() < 0.25 ? (rand() - 0.5) * 10 : 0);
           const value = Decimal.parse(Math.max(0, base).toFixed(3)).toString();
           r = { facilityId: 'fac-r', deviceId, seq, ts, metric, value, unit: units[metric], reset: metric !== 'co2_direct' && rand() < 0.05, receivedAt: ts + 1 };
         }
@@ -137,7 +137,7 @@ if (cluster) {
     const r = (seq: number, value: string, extra: Partial<Reading> = {}) => reading('d1', seq, T0 + seq * 1000, value, extra);
     const co2 = (seq: number) => r(seq, '0.001', { metric: 'co2_direct', unit: 'kg' });
     const batch: Reading[] = [r(0, '100')];
-    for (let i = 1; i <= 199; i++) if (i !== 100 && i !== 150 && i !== 170) batch.push(co2(i));
+    for (let i = 1; i <= 199; i++) if (i !== 100 && i !== 150 && i !== 160 && i !== 170) batch.push(co2(i));
     batch.push(r(200, '120'));
     t.ok((await store.commit(batch)).every((o) => o.status === 'stored'));
     t.match((await store.commit([r(100, '99')]))[0], { reason: 'register_backwards', detail: /below 100 of the stored lower seq 0/ }, '99 rows down');
@@ -148,9 +148,14 @@ if (cluster) {
       'the batch so far counts: 150 (115), stored first, is the higher neighbour of 100',
     );
     t.match((await store.commit([r(170, '114')]))[0], { reason: 'register_backwards', detail: /below 115 of the stored lower seq 150/ });
+    t.same(
+      statuses(await store.commit([r(160, '116'), r(170, '115.5')])),
+      ['stored', 'rejected:register_backwards'],
+      'the lower neighbour of 170 is 160 of this batch, not 150 of the database',
+    );
     t.same(statuses(await store.commit([r(170, '118')])), ['stored']);
     const m = (await store.marks(['d1'])).get('d1');
-    t.same(m, { maxSeq: 200, late: 3 });
+    t.same(m, { maxSeq: 200, late: 4 });
   });
 
   t.test('the walk to a neighbour of the same metric stops at the first one (query plan)', async (t) => {
