@@ -4,8 +4,9 @@
  * in the same temp dir, fsync on (the default, stated explicitly: commit latency and durability are
  * real). As root the binaries run as the `postgres` OS user (`runuser -u postgres --`; initdb refuses
  * root), in a temp dir owned by that user. `createDatabase()` gives each test a fresh, empty database;
- * `stop()` stops the server (`pg_ctl stop -m fast`) and removes the directory. A process that dies
- * without calling stop() still stops its cluster (an `exit` hook runs `pg_ctl stop -m immediate`).
+ * `stop()` stops the server (`pg_ctl stop -m fast`) and removes the directory. A process that ends
+ * without calling stop() still stops its clusters and removes their directories (on `exit` and on
+ * SIGTERM / SIGINT / SIGHUP: `pg_ctl stop -m immediate`); only SIGKILL leaves one behind.
  *
  * `postgresMissing()` says why the binaries cannot be used; tests skip with that reason, or fail when
  * `process.env.CI` is set (see `requirePostgres`), as test/helpers/influxd.ts does for influxd.
@@ -87,19 +88,34 @@ function asPgUser(bin: string, args: string[]): [string, string[]] {
   return isRoot() ? [RUNUSER, ['-u', PG_USER, '--', full, ...args]] : [full, args];
 }
 
-const live = new Set<string>();
+/** Data dirs of running clusters, by their temp dir. */
+const live = new Map<string, string>();
 let exitHook = false;
 
-/** pg_ctl stop -m immediate for every cluster still running when the process exits. */
+/** pg_ctl stop -m immediate and removal of the temp dir, for every cluster still running. */
+function stopAllNow(): void {
+  for (const [dir, data] of live) {
+    const [cmd, args] = asPgUser('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+    spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  live.clear();
+}
+
+/**
+ * A process that ends without stop() (an exception, a signal) still stops its clusters: on `exit`,
+ * and on SIGTERM / SIGINT / SIGHUP, after which the signal is raised again if nothing else handles it.
+ */
 function installExitHook(): void {
   if (exitHook) return;
   exitHook = true;
-  process.on('exit', () => {
-    for (const data of live) {
-      const [cmd, args] = asPgUser('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
-      spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 });
-    }
-  });
+  process.on('exit', stopAllNow);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      stopAllNow();
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    });
+  }
 }
 
 let dbCounter = 0;
@@ -141,12 +157,12 @@ export async function startPostgres(): Promise<PostgresCluster> {
     ].join(' ');
     const [cmd, args] = asPgUser('pg_ctl', ['-D', data, '-l', logFile, '-o', opts, '-w', '-t', '120', 'start']);
     try {
-      live.add(data);
+      live.set(dir, data);
       installExitHook();
       await run(cmd, args, { timeout: 150_000 });
       port = candidate;
     } catch (err) {
-      live.delete(data);
+      live.delete(dir);
       let log = '';
       try {
         log = fs.readFileSync(logFile, 'utf8').slice(-2000);
@@ -193,7 +209,7 @@ export async function startPostgres(): Promise<PostgresCluster> {
           // already down
         }
       }
-      live.delete(data);
+      live.delete(dir);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
