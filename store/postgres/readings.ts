@@ -82,9 +82,12 @@ export const PG_TYPES: pg.CustomTypesConfig = {
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-/** A pool for the stores: bigint read back as numbers; errors of idle connections logged, not thrown. */
+/**
+ * A pool for the stores: bigint read back as numbers, pipelining connections (a commit sends the
+ * queries that do not wait for each other's answers together), errors of idle connections logged.
+ */
 export function createPool(connectionString: string, logger: Logger = silentLogger, max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString, types: PG_TYPES, max, application_name: 'mrv' });
+  const pool = new pg.Pool({ connectionString, types: PG_TYPES, max, application_name: 'mrv', pipeline: true });
   pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
   return pool;
 }
@@ -367,12 +370,25 @@ export class PostgresReadingStore implements ReadingStore {
     }
 
     const client = await this.pool.connect();
+    // On a pipelining connection (createPool) the queries that do not need each other's answers go
+    // out together: BEGIN, the locks, the heads (and the registry's limits); later the write and
+    // COMMIT. The server still runs them one after the other, in order, so the heads are read after
+    // the locks were granted, and COMMIT after the write (a failed write makes it a rollback).
+    const pipelined = (client as unknown as { pipeline?: boolean }).pipeline === true;
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
       try {
-        const result = await this.checkAndWrite(client, readings, values, ids, out);
-        await client.query('COMMIT');
+        const begin = client.query('BEGIN');
+        if (!pipelined) await begin;
+        const result = await this.check(client, readings, values, ids, out, pipelined ? begin : undefined);
+        if (result.write) {
+          const write = client.query(result.write);
+          if (pipelined) await Promise.all([write, client.query('COMMIT')]);
+          else {
+            await write;
+            await client.query('COMMIT');
+          }
+        } else await client.query('COMMIT');
         for (const p of result.pairs) this.knownPairs.add(p);
         return out;
       } catch (err) {
@@ -386,24 +402,36 @@ export class PostgresReadingStore implements ReadingStore {
     }
   }
 
-  private async checkAndWrite(
+  /**
+   * Locks and reads the batch's devices and decides every reading (outcomes into `out`); returns the
+   * statement that writes what was stored. `begin`: BEGIN already sent, not yet awaited (pipelining).
+   */
+  private async check(
     client: pg.PoolClient,
     readings: Reading[],
     values: (string | undefined)[],
     ids: string[],
     out: CommitOutcome[],
-  ): Promise<{ pairs: string[] }> {
-    const locked = await client.query<{ device_id: string; max_seq: number | null; late: number }>({ name: 'mrv_lock', text: SQL.lock, values: [ids] });
+    begin?: Promise<unknown>,
+  ): Promise<{ pairs: string[]; write?: pg.QueryConfig }> {
+    type HeadRow = { device_id: string; metric: string; first_seq: number; last_seq: number; ts: number; value: string; unit: string; reset: boolean };
+    const lockP = client.query<{ device_id: string; max_seq: number | null; late: number }>({ name: 'mrv_lock', text: SQL.lock, values: [ids] });
+    let locked: pg.QueryResult<{ device_id: string; max_seq: number | null; late: number }>;
+    let heads: pg.QueryResult<HeadRow>;
+    let limits: Map<string, DeviceLimits | undefined>;
+    if (begin) {
+      const headsP = client.query<HeadRow>({ name: 'mrv_heads', text: SQL.heads, values: [ids] });
+      const limitsP = this.loadLimits(client, ids);
+      [, locked, heads, limits] = await Promise.all([begin, lockP, headsP, limitsP]);
+    } else {
+      locked = await lockP;
+      heads = await client.query<HeadRow>({ name: 'mrv_heads', text: SQL.heads, values: [ids] });
+      limits = await this.loadLimits(client, ids);
+    }
     if (locked.rowCount !== ids.length) {
       this.knownDevices.clear();
       throw new Error(`device state rows missing (${locked.rowCount} of ${ids.length}); retry`);
     }
-    const heads = await client.query<{ device_id: string; metric: string; first_seq: number; last_seq: number; ts: number; value: string; unit: string; reset: boolean }>({
-      name: 'mrv_heads',
-      text: SQL.heads,
-      values: [ids],
-    });
-    const limits = await this.loadLimits(client, ids);
 
     const devices = new Map<string, DeviceState>();
     for (const row of locked.rows) {
@@ -539,12 +567,14 @@ export class PostgresReadingStore implements ReadingStore {
     const pairList = [...pairs];
     const pf = pairList.map((p) => p.slice(0, p.indexOf('\u0000')));
     const pd = pairList.map((p) => p.slice(p.indexOf('\u0000') + 1));
-    await client.query({
-      name: 'mrv_write',
-      text: SQL.write,
-      values: [w.dev, w.seq, w.fac, w.ts, w.metric, w.value, w.unit, w.reset, w.recv, w.arrival, h.dev, h.metric, h.first, h.last, s.dev, s.max, s.late, pf, pd],
-    });
-    return { pairs: pairList };
+    return {
+      pairs: pairList,
+      write: {
+        name: 'mrv_write',
+        text: SQL.write,
+        values: [w.dev, w.seq, w.fac, w.ts, w.metric, w.value, w.unit, w.reset, w.recv, w.arrival, h.dev, h.metric, h.first, h.last, s.dev, s.max, s.late, pf, pd],
+      },
+    };
   }
 
   /** Limits of the batch's devices: the given lookup, or the registry's devices table in this database. */

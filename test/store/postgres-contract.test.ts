@@ -6,7 +6,7 @@
 import pg from 'pg';
 import t from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
-import { createPool, openPostgresReadingStore, PostgresReadingStore } from '../../store/postgres/readings.ts';
+import { createPool, openPostgresReadingStore, PG_TYPES, PostgresReadingStore } from '../../store/postgres/readings.ts';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, schemaVersion } from '../../store/postgres/schema.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
 import { reading, readingStoreContract, T0 } from '../helpers/reading-store-contract.ts';
@@ -86,5 +86,22 @@ if (cluster) {
     await t.rejects(store.get('dev-a', 1), { code: 'STORE_UNAVAILABLE' });
     t.equal((await pool.query('SELECT 1 AS x')).rows[0].x, 1, 'a pool the store did not create stays open');
     await pool.end();
+  });
+
+  t.test('a store on a pool of its caller, without pipelining, commits the same way', async (t) => {
+    const url = await cluster.createDatabase();
+    const pool = new pg.Pool({ connectionString: url, types: PG_TYPES });
+    t.teardown(() => pool.end());
+    await migrate(pool);
+    const store = await PostgresReadingStore.open(pool, { limits: () => undefined });
+    const at = (seq: number, value: string) => reading('dev-a', seq, T0 + seq * 1000, value);
+    t.match(await store.commit([at(10, '100'), at(5, '50'), at(10, '100'), at(7, '120')]), [
+      { status: 'stored' },
+      { status: 'stored' },
+      { status: 'duplicate' },
+      { status: 'rejected', reason: 'register_backwards' },
+    ]);
+    t.same((await store.marks(['dev-a'])).get('dev-a'), { maxSeq: 10, late: 1 });
+    t.equal((await store.get('dev-a', 5))?.arrival, 1);
   });
 }
