@@ -67,6 +67,8 @@ export interface PostgresReadingStoreOptions {
   ownsPool?: boolean;
 }
 
+/** How long a commit may sit idle inside its transaction before the server ends the session. */
+export const IDLE_IN_TRANSACTION_MS = 30_000;
 const INT8_OID = 20;
 /** bigint columns as JavaScript numbers (seq, epoch ms, counts: all safe integers here). */
 export const PG_TYPES: pg.CustomTypesConfig = {
@@ -84,10 +86,21 @@ export const PG_TYPES: pg.CustomTypesConfig = {
 
 /**
  * A pool for the stores: bigint read back as numbers, pipelining connections (a commit sends the
- * queries that do not wait for each other's answers together), errors of idle connections logged.
+ * queries that do not wait for each other's answers together), a bound on idling inside a
+ * transaction, errors of idle connections logged.
  */
 export function createPool(connectionString: string, logger: Logger = silentLogger, max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString, types: PG_TYPES, max, application_name: 'mrv', pipeline: true });
+  const pool = new pg.Pool({
+    connectionString,
+    types: PG_TYPES,
+    max,
+    application_name: 'mrv',
+    pipeline: true,
+    // A writer that stops between the statements of a commit (a frozen process) must not hold its
+    // devices' locks for ever: the server ends its session, rolling the batch back (nothing of it was
+    // acknowledged). A killed process's connection drops, which rolls back at once.
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+  });
   pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
   return pool;
 }

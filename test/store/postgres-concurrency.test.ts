@@ -9,12 +9,14 @@
  * exactly what it saw then (no reading became visible under an old mark afterwards).
  */
 import { spawn } from 'node:child_process';
+import pg from 'pg';
 import type { Test } from 'tap';
 import t from 'tap';
 import type { Reading } from '../../domain/reading.ts';
-import { openPostgresReadingStore, type PostgresReadingStore } from '../../store/postgres/readings.ts';
+import { IDLE_IN_TRANSACTION_MS, openPostgresReadingStore, type PostgresReadingStore } from '../../store/postgres/readings.ts';
 import type { VisibilityMark } from '../../store/types.ts';
 import { batchesFor, CONFLICT_EVERY, DEFAULT_WORKLOAD, describe, version, type Outcome } from '../helpers/pg-writer.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
 
 const cluster = await postgresForFile(t);
@@ -179,5 +181,37 @@ if (cluster) {
       outcomes[c.role] = line ? (JSON.parse(line) as Outcome[]) : [];
     }
     await checkFinal(t, observer, outcomes, samples);
+  });
+
+  t.test('a writer that dies holding a device lock blocks the others only until its connection drops', async (t) => {
+    const url = await cluster.createDatabase();
+    const store = await openPostgresReadingStore(url, { limits: () => undefined });
+    t.teardown(() => store.close());
+    t.same(await store.commit([version('a', 0, 1)]), [{ status: 'stored' }]);
+    // Another "process", stopped in the middle of its commit: the lock taken, a reading written, no COMMIT.
+    const holder = new pg.Client({ connectionString: url });
+    holder.on('error', () => undefined);
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query("SELECT 1 FROM reading_device_state WHERE device_id = 'dev-0' FOR UPDATE");
+    const r2 = version('b', 0, 2);
+    await holder.query(
+      'INSERT INTO readings (device_id, seq, facility_id, ts, metric, value, unit, reset, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+      [r2.deviceId, r2.seq, r2.facilityId, r2.ts, r2.metric, '999', r2.unit, r2.reset, r2.receivedAt],
+    );
+    let settled = false;
+    const pending = store.commit([version('a', 0, 2), version('a', 1, 1)]);
+    void pending.finally(() => (settled = true)).catch(() => undefined);
+    await eventually('the commit waits for the device lock', async () => {
+      const res = await store.pool.query<{ n: number }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+      return res.rows[0].n > 0;
+    });
+    t.equal(settled, false, 'blocked while the lock is held');
+    // The holder's process dies: its socket closes, the server rolls its transaction back.
+    (holder as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    t.same(await pending, [{ status: 'stored' }, { status: 'stored' }], 'then the commit goes through, against the committed state only');
+    t.equal((await store.get('dev-0', 2))?.value, version('a', 0, 2).value, "the dead writer's uncommitted reading is gone");
+    const setting = await store.pool.query<{ v: string }>('SELECT current_setting($1) AS v', ['idle_in_transaction_session_timeout']);
+    t.equal(setting.rows[0].v, `${IDLE_IN_TRANSACTION_MS / 1000}s`, "a frozen writer's session ends after this long idle in its transaction");
   });
 }
