@@ -9,6 +9,7 @@
  * exactly what it saw then (no reading became visible under an old mark afterwards).
  */
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
 import t from 'tap';
@@ -147,7 +148,7 @@ if (cluster) {
     const observer = await openPostgresReadingStore(url, { limits: () => undefined });
     t.teardown(() => observer.close());
     const children = (['a', 'b'] as const).map((role) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/pg-writer.ts', url, role, String(W.seed)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../helpers/pg-writer.ts'), url, role, String(W.seed)], { stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (b: Buffer) => (out += b.toString()));
