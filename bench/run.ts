@@ -13,7 +13,7 @@ const BENCHES: Record<string, { file: string; fn: string; what: string }> = {
   settle: { file: './settle.ts', fn: 'benchSettle', what: 'settle 1,000 facilities vs one tx per facility' },
   ingest: { file: './ingest.ts', fn: 'benchIngest', what: 'QoS 1 ingest vs raw aedes vs mosquitto' },
   http: { file: './http.ts', fn: 'benchHttp', what: 'gateway req/s vs bare fastify' },
-  store: { file: './store-commit.ts', fn: 'benchStore', what: 'SQLite group commit vs plain inserts' },
+  store: { file: './store-commit.ts', fn: 'benchStore', what: 'SQLite group commit vs plain inserts; PostgreSQL store vs SQLite store' },
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -4,7 +4,11 @@
  * - group commit of 500-reading batches (the largest MQTT payload) with all the stateful checks,
  *   against a baseline of plain INSERTs of the same rows into a bare table in one transaction;
  * - consume() of one window on a device with 1e5 historic readings, against the same query made
- *   to scan the table (what settling would cost without the indexes).
+ *   to scan the table (what settling would cost without the indexes);
+ * - the PostgreSQL store (store/postgres/readings.ts) committing the same batches, on a throwaway
+ *   PostgreSQL 15 cluster started for the run (fsync and synchronous_commit on; test/helpers/
+ *   postgres.ts), one batch at a time and with two batches in flight, against the SQLite store's
+ *   rate (the issue's bar: at least 0.5x). Skipped, with the reason, when PostgreSQL is not installed.
  * Run alone: npx tsx bench/store-commit.ts [--batches 200] [--devices 50]
  */
 import fs from 'node:fs';
@@ -14,6 +18,8 @@ import { pathToFileURL } from 'node:url';
 import { openDatabase } from '../store/sqlite/db.ts';
 import { openSqliteStores } from '../store/sqlite/stores.ts';
 import type { Reading } from '../domain/reading.ts';
+import { openPostgresReadingStore } from '../store/postgres/readings.ts';
+import { postgresMissing, startPostgres } from '../test/helpers/postgres.ts';
 
 const BATCH = 500;
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -112,10 +118,57 @@ export async function benchStore(opts: { log?: (line: string) => void; batches?:
     log(`  consume()      p50 ${pct(ct, 50).toFixed(3)} ms  p99 ${pct(ct, 99).toFixed(3)} ms`);
     log(`  full scan      p50 ${pct(st, 50).toFixed(3)} ms`);
     log(`  ratio ${(pct(st, 50) / pct(ct, 50)).toFixed(1)}x faster than scanning`);
-    return { commitReadingsPerSec: ours, bareReadingsPerSec: bare, commitP99Ms: pct(times, 99), consumeP50Ms: pct(ct, 50), scanP50Ms: pct(st, 50) };
+    const postgres = await benchPostgres(work, ours, log);
+    return { commitReadingsPerSec: ours, bareReadingsPerSec: bare, commitP99Ms: pct(times, 99), consumeP50Ms: pct(ct, 50), scanP50Ms: pct(st, 50), ...postgres };
   } finally {
     db.close();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The same batches through the PostgreSQL store: one at a time, then two in flight; ratios to SQLite's rate. */
+async function benchPostgres(work: Reading[][], sqliteRate: number, log: (line: string) => void) {
+  const why = postgresMissing();
+  if (why) {
+    log(`postgres: skipped (${why})`);
+    return {};
+  }
+  const cluster = await startPostgres();
+  try {
+    const rate = (n: number, ms: number) => Math.round((n / ms) * 1000);
+    const run = async (inFlight: number) => {
+      const store = await openPostgresReadingStore(await cluster.createDatabase(), { limits: () => undefined, poolSize: inFlight + 1 });
+      try {
+        const times: number[] = [];
+        let next = 0;
+        let stored = 0;
+        const t0 = performance.now();
+        const lane = async () => {
+          while (next < work.length) {
+            const batch = work[next++];
+            const t = performance.now();
+            const out = await store.commit(batch);
+            times.push(performance.now() - t);
+            for (const o of out) if (o.status === 'stored') stored++;
+          }
+        };
+        await Promise.all(Array.from({ length: inFlight }, lane));
+        const elapsed = performance.now() - t0;
+        if (stored !== work.length * BATCH) throw new Error(`postgres stored ${stored} of ${work.length * BATCH}`);
+        return { rate: rate(stored, elapsed), p50: pct(times, 50), p99: pct(times, 99) };
+      } finally {
+        await store.close();
+      }
+    };
+    const one = await run(1);
+    const two = await run(2);
+    log(`postgres store (PostgreSQL 15, fsync on, synchronous_commit on, same batches):`);
+    log(`  1 in flight    ${String(one.rate).padStart(7)} readings/s  p50 ${one.p50.toFixed(2)} ms  p99 ${one.p99.toFixed(2)} ms per batch`);
+    log(`  2 in flight    ${String(two.rate).padStart(7)} readings/s  p50 ${two.p50.toFixed(2)} ms  p99 ${two.p99.toFixed(2)} ms per batch`);
+    log(`  ratio ${(one.rate / sqliteRate).toFixed(2)}x (1 in flight), ${(two.rate / sqliteRate).toFixed(2)}x (2 in flight) of the SQLite store's commit (bar: 0.5x)`);
+    return { pgCommitReadingsPerSec: one.rate, pgCommit2InFlightReadingsPerSec: two.rate, pgCommitP99Ms: one.p99, pgRatioToSqlite: one.rate / sqliteRate };
+  } finally {
+    await cluster.stop();
   }
 }
 

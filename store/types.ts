@@ -107,7 +107,7 @@ export interface StagedCommit {
 }
 
 export interface ReadingStore {
-  readonly kind: 'sqlite' | 'influxdb';
+  readonly kind: 'sqlite' | 'influxdb' | 'postgres';
   /**
    * `commit` in two steps, so a caller can hand over the next batch while this one is being written:
    * resolves once the batch is ordered after every earlier staged batch (it is checked against

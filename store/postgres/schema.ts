@@ -1,0 +1,129 @@
+/**
+ * The PostgreSQL schema, versioned like store/sqlite-schema.ts: `schema_version` holds one row per
+ * applied migration; migration n takes the database from version n-1 to n, in one transaction with
+ * its version row. Every migrating transaction first takes a transaction-scoped advisory lock, so any
+ * number of processes may open the same database at once: the first runs each pending migration, the
+ * others wait, then see the version row and skip it. Re-opening an up-to-date database changes
+ * nothing. Migrations are append-only: a new table or column is a new entry at the end.
+ *
+ * Text keys are `COLLATE "C"` (byte order: the same order as JavaScript's string comparison for ids,
+ * and cheaper to index). Decimal values are stored as their canonical text, exactly as received;
+ * integers (seq, epoch ms, arrival) are bigint.
+ */
+import type pg from 'pg';
+
+/** The advisory lock key of migrations (any constant, the same in every process). */
+const MIGRATION_LOCK = 0x6d72765f; // "mrv_"
+
+export interface Migration {
+  description: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    description: 'readings: table, per-device state (lock row, max seq, arrival count), per-metric heads, facility device list',
+    sql: `
+      CREATE TABLE readings (
+        device_id   text COLLATE "C" NOT NULL,
+        seq         bigint  NOT NULL,
+        facility_id text COLLATE "C" NOT NULL,
+        ts          bigint  NOT NULL,
+        metric      text COLLATE "C" NOT NULL,
+        value       text    NOT NULL,
+        unit        text    NOT NULL,
+        reset       boolean NOT NULL,
+        received_at bigint  NOT NULL,
+        -- The device's arrival number of a reading stored below its highest stored seq; NULL for
+        -- in-order readings, which the partial index leaves out.
+        arrival     bigint,
+        PRIMARY KEY (device_id, seq)
+      );
+      CREATE INDEX readings_device_ts ON readings (device_id, ts);
+      CREATE INDEX readings_device_arrival ON readings (device_id, arrival) WHERE arrival IS NOT NULL;
+
+      -- One row per device that ever reached a commit: the row every writer locks (SELECT ... FOR
+      -- UPDATE, in device_id order) before it checks or stores the device's readings, so the checks of
+      -- one device are serialised in the database whatever process runs them. max_seq is NULL until a
+      -- reading is stored; late counts the late arrivals (the last arrival number given).
+      CREATE TABLE reading_device_state (
+        device_id text COLLATE "C" PRIMARY KEY,
+        max_seq   bigint,
+        late      bigint NOT NULL DEFAULT 0
+      );
+
+      -- First and last seq per device and metric: the neighbour of the same metric of an in-order
+      -- reading is the head's last row.
+      CREATE TABLE reading_heads (
+        device_id text COLLATE "C" NOT NULL,
+        metric    text COLLATE "C" NOT NULL,
+        first_seq bigint NOT NULL,
+        last_seq  bigint NOT NULL,
+        PRIMARY KEY (device_id, metric)
+      );
+
+      -- The devices that have readings, per facility (the facility-wide listing).
+      CREATE TABLE reading_devices (
+        facility_id text COLLATE "C" NOT NULL,
+        device_id   text COLLATE "C" NOT NULL,
+        PRIMARY KEY (facility_id, device_id)
+      );
+    `,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Anything that runs queries: a pg.Pool or a pg.Client. */
+type Queryable = Pick<pg.Pool, 'connect'>;
+
+/** The database's schema version (0: nothing applied yet). */
+export async function schemaVersion(pool: Pick<pg.Pool, 'query'>): Promise<number> {
+  const exists = await pool.query<{ t: string | null }>("SELECT to_regclass('schema_version')::text AS t");
+  if (!exists.rows[0]?.t) return 0;
+  const res = await pool.query<{ v: number | null }>('SELECT max(version)::int AS v FROM schema_version');
+  return res.rows[0]?.v ?? 0;
+}
+
+/**
+ * Creates the tables of a new database and brings an old one up to SCHEMA_VERSION (each migration in
+ * its own transaction, under the advisory lock). Throws if the database is newer than this program.
+ */
+export async function migrate(pool: Queryable, migrations: Migration[] = MIGRATIONS): Promise<number> {
+  const client = await pool.connect();
+  try {
+    const inTx = async <T>(fn: () => Promise<T>): Promise<T> => {
+      await client.query('BEGIN');
+      try {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+        const out = await fn();
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    };
+    await inTx(async () => {
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_version (
+        version     integer PRIMARY KEY,
+        description text    NOT NULL,
+        applied_at  timestamptz NOT NULL DEFAULT now()
+      )`);
+    });
+    const current = async () => (await client.query<{ v: number | null }>('SELECT max(version)::int AS v FROM schema_version')).rows[0]?.v ?? 0;
+    const start = await current();
+    if (start > migrations.length) throw new Error(`database schema version ${start} is newer than this program's (${migrations.length})`);
+    for (let v = start; v < migrations.length; v++) {
+      await inTx(async () => {
+        // Another process may have run it while we waited for the lock.
+        if ((await current()) > v) return;
+        await client.query(migrations[v].sql);
+        await client.query('INSERT INTO schema_version (version, description) VALUES ($1, $2)', [v + 1, migrations[v].description]);
+      });
+    }
+    return current();
+  } finally {
+    client.release();
+  }
+}
