@@ -80,6 +80,9 @@ export interface DeviceLimits {
 /** Limits of a device by id; undefined for an unknown device (defaults apply). Cheap: called once per device per batch. */
 export type DeviceLimitsLookup = (deviceId: string) => DeviceLimits | undefined;
 
+/** Rows a late arrival's neighbour of the same metric may be away before a store refuses to walk further (every store). */
+export const MAX_METRIC_WALK = 100_000;
+
 /** Readings and rejections listed per call: `limit` defaults to this, */
 export const DEFAULT_LIST_LIMIT = 100;
 /** and is capped at this. */

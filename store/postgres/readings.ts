@@ -47,10 +47,7 @@ import type {
 } from '../types.ts';
 import { migrate } from './schema.ts';
 
-export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 1000;
-/** Rows a late arrival's neighbour of the same metric may be away (as store/sqlite-readings.ts). */
-export const MAX_METRIC_WALK = 100_000;
+import { clampListLimit, MAX_METRIC_WALK } from '../types.ts';
 
 /** Capacity, reporting interval and kind of a device; sync or async (a registry in the same database). */
 export type AsyncDeviceLimitsLookup = (deviceId: string) => DeviceLimits | undefined | Promise<DeviceLimits | undefined>;
@@ -155,11 +152,6 @@ function toReading(r: ReadingRow): Reading {
 
 function toStored(r: { seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean }): StoredReading {
   return { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset };
-}
-
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
-  return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
 }
 
 /** Visible under a mark whose (maxSeq, late) are parameters $a and $b. */
@@ -710,7 +702,7 @@ export class PostgresReadingStore implements ReadingStore {
       args.push(filter.to);
       where.push(`ts < $${args.length}`);
     }
-    args.push(clampLimit(filter.limit));
+    args.push(clampListLimit(filter.limit));
     const limit = `$${args.length}`;
     const extra = where.map((w) => ` AND ${w}`).join('');
     if (filter.deviceId !== undefined) {

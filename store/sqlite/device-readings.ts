@@ -11,8 +11,7 @@ import type { DeviceReadings, StoredReading } from '../../domain/ingest-rules.ts
 import type { DeviceLimits } from '../types.ts';
 import type { Db } from './db.ts';
 
-/** Rows a late arrival may walk to find its neighbour of the same metric. */
-export const MAX_METRIC_WALK = 100_000;
+import { MAX_METRIC_WALK } from '../types.ts';
 /** Rows walked row by row first (the common case: metrics interleaved a few rows apart). */
 const SHORT_WALK = 32;
 

@@ -36,7 +36,6 @@ import type { Logger } from '../../domain/logger.ts';
 import { isIntervalKind, type Metric, type Reading } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
 import {
-  MAX_METRIC_WALK,
   READING_COLS,
   SqliteDeviceReadings,
   WalkTooLong,
@@ -48,6 +47,7 @@ import {
 } from './device-readings.ts';
 import { migrate } from './schema.ts';
 import {
+  MAX_METRIC_WALK,
   clampListLimit,
   type CommitOutcome,
   type ConsumeQuery,

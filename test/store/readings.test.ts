@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { openDatabase } from '../../store/sqlite/db.ts';
-import { MAX_METRIC_WALK } from '../../store/sqlite/device-readings.ts';
+import { MAX_METRIC_WALK } from '../../store/types.ts';
 import { SCHEMA_VERSION } from '../../store/sqlite/schema.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { Reading } from '../../domain/reading.ts';
