@@ -138,7 +138,7 @@ async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolea
  * live simulator holds it); the lock goes at stop, on a failed start, or when the process exits.
  */
 export async function startFleet(opts: FleetOptions): Promise<Fleet> {
-  const log = (opts.logger ?? silentLogger).child({ component: 'simulators' });
+  const log = (opts.logger ?? silentLogger).child({ component: 'fleet' });
   checkBrokerUrl(opts.url);
   const statePath = opts.statePath === undefined ? defaultStatePath(opts.prefix) : opts.statePath;
   const lock = statePath ? lockState(statePath, (holder) => log.warn({ statePath, holder }, 'took over a stale state lock (its simulator is gone)')) : undefined;
