@@ -127,7 +127,7 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
 
   // Exactly once on chain: one WindowSettled event per window.
   // Up to the last listed window: the running oracle may settle the next one between the two reads.
-  const lastListed = Date.parse(list[list.length - 1].windowStart);
+  const lastListed = list.length > 0 ? Date.parse(list[list.length - 1].windowStart) : Infinity;
   const onChain = (await stack.ledgers.oracle.settlements({ facilityId })).filter((s) => s.windowStart <= lastListed);
   const perWindow = new Map<number, number>();
   for (const s of onChain) perWindow.set(s.windowStart, (perWindow.get(s.windowStart) ?? 0) + 1);
