@@ -29,7 +29,7 @@ import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { ingestSettings, mqttListeners, type Config } from './domain/config.ts';
 import { explainListenError, type PortSetting } from './domain/instance.ts';
 import type { Logger } from './domain/logger.ts';
-import { Parts } from './domain/process.ts';
+import { Parts, throwIfFailed, type StopSummary } from './domain/process.ts';
 import { buildGateway } from './gateway/app.ts';
 import type { GatewayBroker, GatewayOracle } from './gateway/deps.ts';
 import { bootstrapAdminKey, createKeyStore, type AdminKeySource } from './gateway/keys.ts';
@@ -48,6 +48,34 @@ export interface Composition {
 
 export function composition(config: Config, logger: Logger, metrics: PromRegistry = new PromRegistry()): Composition {
   return { config, logger, metrics, parts: new Parts() };
+}
+
+/** A started pick of parts: stops them all in reverse start order. */
+export interface Started {
+  /** Stops every part once, logging each when given a logger; never rejects. */
+  stop(logger?: Logger): Promise<StopSummary>;
+  /** Rejects when a part failed to stop. */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs an entry point's pick (`compose` calls the `compose*` it needs); if it fails, stops what it
+ * had started and rethrows. The result comes with `stop`/`close` of the whole composition.
+ */
+export async function startParts<T extends object>(c: Composition, compose: () => Promise<T>): Promise<T & Started> {
+  try {
+    const picked = await compose();
+    return {
+      ...picked,
+      stop: (logger?: Logger) => c.parts.stop(logger),
+      async close() {
+        throwIfFailed(await c.parts.stop());
+      },
+    };
+  } catch (err) {
+    await c.parts.stop(c.logger);
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -8,48 +8,23 @@
  * `startIngest` is the same pick for tests that run it in-process.
  */
 import type { Registry as PromRegistry } from 'prom-client';
-import { composeIngest, composeStores, composition, type IngestTuning } from '../compose.ts';
+import { composeIngest, composeStores, composition, startParts, type IngestPart, type IngestTuning, type Started } from '../compose.ts';
 import { loadConfig, requireSettings, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
-import { closeOnSignal, isEntryPoint, runMain, throwIfFailed, type StopSummary } from '../domain/process.ts';
-import type { Broker } from './broker.ts';
-import type { Consumer } from './consumer.ts';
+import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
 
 export interface StartIngestOptions extends IngestTuning {
   logger: Logger;
   metrics?: PromRegistry;
 }
 
-export interface IngestService {
-  mqttPort?: number;
-  tlsPort?: number;
-  broker?: Broker;
-  consumer?: Consumer;
-  /** Stops broker (or consumer), ingest pipeline and store in that order, logging each when given a logger. */
-  stop(logger?: Logger): Promise<StopSummary>;
-  close(): Promise<void>;
-}
+/** Broker (or consumer), ingest pipeline and store; `stop`/`close` stop them in that order. */
+export type IngestService = IngestPart & Started;
 
 export async function startIngest(config: Config, opts: StartIngestOptions): Promise<IngestService> {
   requireSettings(config, 'broker');
   const c = composition(config, opts.logger, opts.metrics);
-  try {
-    const stores = await composeStores(c);
-    const ingest = await composeIngest(c, stores, opts);
-    return {
-      mqttPort: ingest.mqttPort,
-      tlsPort: ingest.tlsPort,
-      broker: ingest.broker,
-      consumer: ingest.consumer,
-      stop: (logger?: Logger) => c.parts.stop(logger),
-      async close() {
-        throwIfFailed(await c.parts.stop());
-      },
-    };
-  } catch (err) {
-    await c.parts.stop();
-    throw err;
-  }
+  return startParts(c, async () => composeIngest(c, await composeStores(c), opts));
 }
 
 async function main(): Promise<void> {

@@ -7,16 +7,13 @@
  * `startGatewayService` is the same pick for tests that run it in-process.
  */
 import type { Registry as PromRegistry } from 'prom-client';
-import { composeChain, composeGateway, composeOracle, composeStores, composition, type GatewayPart } from '../compose.ts';
+import { composeChain, composeGateway, composeOracle, composeStores, composition, startParts, type GatewayPart, type Started } from '../compose.ts';
 import { loadConfig, requireSettings, type Config } from '../domain/config.ts';
 import { createLogger, type Logger } from '../domain/logger.ts';
-import { closeOnSignal, isEntryPoint, runMain, throwIfFailed, type StopSummary } from '../domain/process.ts';
+import { closeOnSignal, isEntryPoint, runMain } from '../domain/process.ts';
 
-export interface GatewayService extends GatewayPart {
-  /** Stops the gateway, then the oracle read side, the chain client and the store, logging each when given a logger. */
-  stop(logger?: Logger): Promise<StopSummary>;
-  close(): Promise<void>;
-}
+/** The gateway, then the oracle read side, the chain client and the store, stopped in that order. */
+export type GatewayService = GatewayPart & Started;
 
 export interface StartGatewayOptions {
   logger: Logger;
@@ -26,23 +23,13 @@ export interface StartGatewayOptions {
 export async function startGatewayService(config: Config, opts: StartGatewayOptions): Promise<GatewayService> {
   requireSettings(config, 'gateway');
   const c = composition(config, opts.logger, opts.metrics);
-  try {
+  return startParts(c, async () => {
     const stores = await composeStores(c);
     const ledger = config.chainRpcUrl ? (await composeChain(c, { gateway: true })).gateway : undefined;
     // The oracle's read side (records, verify, proof) on the shared file; nothing is scheduled here.
     const oracle = ledger ? composeOracle(c, stores, ledger, { readOnly: true }) : undefined;
-    const gateway = await composeGateway(c, stores, { ...(ledger ? { ledger } : {}), ...(oracle ? { oracle } : {}) });
-    return {
-      ...gateway,
-      stop: (logger?: Logger) => c.parts.stop(logger),
-      async close() {
-        throwIfFailed(await c.parts.stop());
-      },
-    };
-  } catch (err) {
-    await c.parts.stop();
-    throw err;
-  }
+    return composeGateway(c, stores, { ...(ledger ? { ledger } : {}), ...(oracle ? { oracle } : {}) });
+  });
 }
 
 if (isEntryPoint(import.meta.url)) {
