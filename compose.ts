@@ -1,7 +1,7 @@
 /**
  * The one composition of the system, written once: every entry point picks its parts from here.
  * `main.ts` (`npm start`) takes them all, chain → stores → ingest → oracle → gateway → schedule → fleet;
- * broker/main.ts takes stores + ingest, oracle/main.ts chain + stores + oracle + schedule,
+ * broker/main.ts takes stores + ingest, oracle/main.ts stores + chain + oracle + schedule,
  * gateway/main.ts stores (+ chain and the oracle's read side with CHAIN_RPC_URL) + gateway.
  *
  * Each `compose*` builds its part from the configuration, starts it when it has something to start, and
@@ -133,6 +133,7 @@ export async function composeChain(c: Composition, roles: { oracle?: boolean; ga
   const { config } = c;
   if (config.chainRpcUrl) {
     const address = config.contractAddress!;
+    // (These ethers lines belong behind the chain port in contracts/client/, the only importer of ethers.)
     // cacheTimeout -1: ethers' short result cache would hand the nonce manager a stale pending nonce.
     const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
     c.parts.add('chain', () => provider.destroy());
