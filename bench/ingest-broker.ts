@@ -10,7 +10,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
-import { startIngest } from '../broker/main.ts';
+import { composeIngest, composeStores, composition } from '../compose.ts';
 import { loadConfig } from '../domain/config.ts';
 import { createLogger } from '../domain/logger.ts';
 import type { Reading } from '../domain/reading.ts';
@@ -49,7 +49,7 @@ if (values.mode === 'raw') {
     stats.readings += rs.length;
   };
   // The stall holds every batch before it reaches the store, whichever entry point the pipeline uses.
-  const wrapStore = (store: ReadingStore): ReadingStore =>
+  const stalling = (store: ReadingStore): ReadingStore =>
     Object.assign(Object.create(store) as ReadingStore, {
       commit: async (rs: Reading[]) => (await hold(rs), store.commit(rs)),
       stage: store.stage ? async (rs: Reading[]) => (await hold(rs), store.stage!(rs)) : undefined,
@@ -72,13 +72,14 @@ if (values.mode === 'raw') {
     }, 2000).unref();
   }
   const config = loadConfig({}, { dataDir: values['data-dir'], mqttPort: 0 });
-  const service = await startIngest(config, {
-    logger: createLogger('warn'),
-    wrapStore,
+  // broker/main.ts's pick, with the stalling store passed in place of the opened one.
+  const c = composition(config, createLogger('warn'));
+  const stores = await composeStores(c);
+  const ingest = await composeIngest(c, { ...stores, readings: stalling(stores.readings) }, {
     // One device per publisher sends thousands of messages a second: lift the per-device limit (the
     // token bucket still runs).
     pipeline: { rateLimit: { perSecond: 1e9, burst: 1e9 } },
   });
-  announce(service.mqttPort!);
-  process.on('SIGTERM', () => service.close().then(() => process.exit(0)));
+  announce(ingest.mqttPort!);
+  process.on('SIGTERM', () => c.parts.stop().then(() => process.exit(0)));
 }

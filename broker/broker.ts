@@ -17,6 +17,7 @@ import { TokenBuckets, addressKey } from './ratelimit.ts';
 import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
 import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
 import { errors } from '../domain/errors.ts';
+import { defaultOf } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { FacilityRegistry } from '../store/types.ts';
 
@@ -62,10 +63,11 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   connectTimeoutMs: 10_000,
   keepaliveMinSeconds: 5,
   keepaliveMaxSeconds: 600,
-  connectRatePerSecond: 10,
-  connectBurst: 30,
+  // The configurable ones take the settings table's defaults (MQTT_CONNECT_RATE/BURST, MQTT_REGISTRY_POLL_MS).
+  connectRatePerSecond: defaultOf('mqttConnectRate'),
+  connectBurst: defaultOf('mqttConnectBurst'),
   maxPendingLogins: 16,
-  registryPollMs: 2000,
+  registryPollMs: defaultOf('mqttRegistryPollMs'),
 };
 
 export interface BrokerDeps {

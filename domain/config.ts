@@ -2,7 +2,9 @@
  * The only module that reads process.env. Each setting is declared once with its description, type,
  * default and validation; `loadConfig()` validates everything at start and returns a frozen object.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import cron from 'node-cron';
 import { errors } from './errors.ts';
 
 type Kind = 'string' | 'port' | 'int' | 'url' | 'bool';
@@ -50,7 +52,13 @@ export const SETTINGS = {
   anvilPort: { env: 'ANVIL_PORT', kind: 'port', default: '8545', description: 'port of the local anvil chain' },
   windowSeconds: { env: 'WINDOW_SECONDS', kind: 'int', default: '3600', description: 'settlement window length' },
   graceSeconds: { env: 'GRACE_SECONDS', kind: 'int', default: '300', description: 'wait after a window ends before settling it' },
-  oracleCron: { env: 'ORACLE_CRON', kind: 'string', default: '*/10 * * * * *', description: 'node-cron schedule of oracle runs (seconds field allowed)' },
+  oracleCron: {
+    env: 'ORACLE_CRON',
+    kind: 'string',
+    default: '*/10 * * * * *',
+    description: 'node-cron schedule of oracle runs (seconds field allowed)',
+    validate: (v) => (cron.validate(v) ? undefined : `not a cron expression (5 or 6 fields, e.g. "*/10 * * * * *"): ${JSON.stringify(v)}`),
+  },
   gatewayPrivateKey: { env: 'GATEWAY_PRIVATE_KEY', kind: 'string', sensitive: true, description: 'gateway signer on CHAIN_RPC_URL (regulator role for facility writes, gas for relayed retirements); without it the gateway only reads the chain and relayed retirements answer 503 (it never uses the oracle key)', validate: (v) => (HEX_KEY.test(v) ? undefined : 'must be a 32-byte hex key') },
   adminApiKey: { env: 'ADMIN_API_KEY', kind: 'string', sensitive: true, description: 'use this admin API key instead of generating one' },
   simulatedDevices: { env: 'SIMULATED_DEVICES', kind: 'int', default: '6', description: 'size of the demo fleet `npm start` runs; 0 for none' },
@@ -145,6 +153,45 @@ export function loadConfig(
   }
   out.dataDir = path.resolve(String(out.dataDir));
   return Object.freeze(out) as Config;
+}
+
+/**
+ * The table's default of one setting, typed as the configuration holds it: the one place a default
+ * lives (code that runs without a loaded configuration, e.g. a factory's optional argument, takes it here).
+ */
+export function defaultOf<K extends keyof Settings>(key: K): NonNullable<Config[K]> {
+  const s: Setting = SETTINGS[key];
+  if (s.default === undefined) throw new Error(`${s.env} has no default`);
+  const v = parse(s.env, s, s.default);
+  return (key === 'dataDir' ? path.resolve(String(v)) : v) as NonNullable<Config[K]>;
+}
+
+/** The processes that load a configuration, for `requireSettings`. */
+export type EntryPoint = 'stack' | 'broker' | 'gateway' | 'oracle';
+
+/**
+ * What an entry point needs beyond the table's own checks (which `loadConfig` made), checked before it
+ * starts anything: `npm start` on CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY, `start:oracle` needs the
+ * external chain, a process running our broker with TLS needs readable MQTT_TLS_CERT/KEY files.
+ * Throws CONFIG_INVALID naming the settings.
+ */
+export function requireSettings(config: Config, entry: EntryPoint): void {
+  if (entry === 'oracle' && (!config.chainRpcUrl || !config.oraclePrivateKey || !config.contractAddress)) {
+    throw errors.CONFIG_INVALID('start:oracle needs CHAIN_RPC_URL, ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS (`npm start` runs a local chain instead)');
+  }
+  if (entry === 'stack' && config.chainRpcUrl && !config.oraclePrivateKey) {
+    throw errors.CONFIG_INVALID('CHAIN_RPC_URL needs ORACLE_PRIVATE_KEY (the oracle signs settlements) and CONTRACT_ADDRESS');
+  }
+  if ((entry === 'stack' || entry === 'broker') && !config.mqttUrl) {
+    const tls = mqttListeners(config).tls;
+    for (const [setting, file] of tls ? ([['MQTT_TLS_CERT', tls.certFile], ['MQTT_TLS_KEY', tls.keyFile]] as const) : []) {
+      try {
+        fs.accessSync(file, fs.constants.R_OK);
+      } catch (err) {
+        throw errors.CONFIG_INVALID(`${setting}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+    }
+  }
 }
 
 /** The broker limits and ingest settings of the configuration (broker/main.ts and `npm start` pass them on). */

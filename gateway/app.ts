@@ -19,6 +19,7 @@ import { registerAuthentication } from './auth.ts';
 import { createTtlCache, type TtlCache } from './cache.ts';
 import { registerFacilityMetrics, registerHttpMetrics } from './metrics.ts';
 import { gatewayErrors, toErrorResponse } from './errors.ts';
+import { defaultOf } from '../domain/config.ts';
 import { errors } from '../domain/errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 import { registerKeyRoutes } from './routes/keys.ts';
@@ -148,7 +149,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     metrics,
     log,
     now,
-    windowMs: (opts.windowSeconds ?? 3600) * 1000,
+    windowMs: (opts.windowSeconds ?? defaultOf('windowSeconds')) * 1000,
     ...(opts.graceSeconds !== undefined ? { graceMs: opts.graceSeconds * 1000 } : {}),
     need(name) {
       const b = deps[name];

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { ethers } from 'ethers';
-import { redactUrl } from '../domain/config.ts';
+import { defaultOf, redactUrl, SETTINGS } from '../domain/config.ts';
 import { gramsToTonnes } from '../domain/decimal.ts';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { describeChainError } from '../contracts/client/errors.ts';
@@ -133,7 +133,7 @@ interface DeploymentFile {
 /** DATA_DIR as `npm start` resolves it (domain/config.ts: default ./data, relative to the working directory). */
 export function dataDirOf(env: Env): { dir: string; source: string } {
   const raw = env.DATA_DIR;
-  return raw ? { dir: path.resolve(raw), source: `DATA_DIR=${raw}` } : { dir: path.resolve('./data'), source: 'DATA_DIR unset: ./data' };
+  return raw ? { dir: path.resolve(raw), source: `DATA_DIR=${raw}` } : { dir: defaultOf('dataDir'), source: `DATA_DIR unset: ${SETTINGS.dataDir.default}` };
 }
 
 export function deploymentFileOf(env: Env): string {
@@ -498,7 +498,7 @@ const keygen: Command = {
       io.out(JSON.stringify({ address: wallet.address, keyFile: file }));
       return 0;
     }
-    const api = `http://127.0.0.1:${io.env.HTTP_PORT ?? '3000'}`;
+    const api = `http://127.0.0.1:${io.env.HTTP_PORT ?? defaultOf('httpPort')}`;
     const rel = path.relative(process.cwd(), file) || file;
     io.out(
       [

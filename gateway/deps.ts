@@ -136,7 +136,7 @@ export interface GatewayOptions {
   chainCacheMs?: number;
   /** How long a verified API key stays cached in memory, ms. Default 5000. */
   keyCacheMs?: number;
-  /** Window length, to compute a new facility's first window on-chain. Default 3600 s. */
+  /** Window length, to compute a new facility's first window on-chain. Default: WINDOW_SECONDS's (domain/config.ts). */
   windowSeconds?: number;
   /** Settlement grace after a window closes, shown on /health (with the window) for simulators and tools. */
   graceSeconds?: number;

@@ -7,6 +7,7 @@
  */
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { badAuth, checkBrokerUrl, endClient, isConnackRefusal } from './connection.ts';
+import { defaultOf } from '../domain/config.ts';
 import { silentLogger, type Logger } from '../domain/logger.ts';
 import { readingsTopic, statusTopic, type RejectReason } from '../domain/reading.ts';
 import { DeviceSim, type DeviceState, type Outgoing } from './device.ts';
@@ -57,7 +58,7 @@ export interface FleetOptions {
    * by those keys' addresses, so their credits can be retired. Ignored when `owner` is given.
    */
   ownerKeyDir?: string;
-  /** Settlement window and grace (s): late readings and suggested baselines (default 3600 / 300). */
+  /** Settlement window and grace (s): late readings and suggested baselines (default: WINDOW_SECONDS / GRACE_SECONDS's defaults). */
   windowSeconds?: number;
   graceSeconds?: number;
   /** Margin of the suggested baselines (default 0.3). */
@@ -138,7 +139,7 @@ async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolea
  * live simulator holds it); the lock goes at stop, on a failed start, or when the process exits.
  */
 export async function startFleet(opts: FleetOptions): Promise<Fleet> {
-  const log = (opts.logger ?? silentLogger).child({ component: 'simulators' });
+  const log = (opts.logger ?? silentLogger).child({ component: 'fleet' });
   checkBrokerUrl(opts.url);
   const statePath = opts.statePath === undefined ? defaultStatePath(opts.prefix) : opts.statePath;
   const lock = statePath ? lockState(statePath, (holder) => log.warn({ statePath, holder }, 'took over a stale state lock (its simulator is gone)')) : undefined;
@@ -157,8 +158,8 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
   const faults = typeof opts.faults === 'string' || opts.faults === undefined ? parseFaults(opts.faults) : opts.faults;
   const seed = String(opts.seed ?? 'mrv');
   const now = opts.now ?? Date.now;
-  const windowSeconds = opts.windowSeconds ?? 3600;
-  const graceSeconds = opts.graceSeconds ?? 300;
+  const windowSeconds = opts.windowSeconds ?? defaultOf('windowSeconds');
+  const graceSeconds = opts.graceSeconds ?? defaultOf('graceSeconds');
   const statePath = opts.statePath ?? null;
   const maxPending = opts.maxPending ?? 10_000;
 

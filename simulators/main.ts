@@ -12,7 +12,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { loadConfig, redactUrl } from '../domain/config.ts';
+import { defaultOf, loadConfig, redactUrl } from '../domain/config.ts';
 import { DomainError } from '../domain/errors.ts';
 import { ADMIN_KEY_FILE } from '../gateway/keys.ts';
 import { createLogger } from '../domain/logger.ts';
@@ -128,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
       config = undefined; // an unrelated bad setting must not stop the simulator; flags still work
     }
     const log = createLogger(values['log-level'] ?? 'warn', pino.destination({ fd: 2, sync: true }));
-    const dataDir = config?.dataDir ?? 'data';
+    const dataDir = config?.dataDir ?? defaultOf('dataDir');
     if (values['api-key'] && !values.api) throw simErrors.USAGE('--api-key needs --api URL');
     if (values['api-key-file'] && !values.api) throw simErrors.USAGE('--api-key-file needs --api URL');
     if (values.api && values.credentials) throw simErrors.USAGE('use either --credentials or --api, not both');
@@ -162,13 +162,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (windowSeconds === undefined || graceSeconds === undefined) {
       if (windowSource === 'flags') windowSource = 'WINDOW_SECONDS/GRACE_SECONDS or their defaults';
-      windowSeconds ??= config?.windowSeconds ?? 3600;
-      graceSeconds ??= config?.graceSeconds ?? 300;
+      windowSeconds ??= config?.windowSeconds ?? defaultOf('windowSeconds');
+      graceSeconds ??= config?.graceSeconds ?? defaultOf('graceSeconds');
     }
     if (!values.quiet) process.stderr.write(`simulate: windows of ${windowSeconds} s settled ${graceSeconds} s after they close (from ${windowSource})\n`);
 
     fleet = await startFleet({
-      url: values.url ?? `mqtt://127.0.0.1:${config?.mqttPort ?? 1883}`,
+      url: values.url ?? `mqtt://127.0.0.1:${config?.mqttPort ?? defaultOf('mqttPort')}`,
       devices,
       rate,
       faults: values.faults,

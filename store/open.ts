@@ -28,7 +28,7 @@ type StoreConfig = Pick<
 
 export async function openStores(config: StoreConfig, logger: Logger): Promise<Stores> {
   const db = openDatabase(config.dataDir);
-  const sqlite = openSqliteStores(db, { logger: logger.child({ component: 'store' }) });
+  const sqlite = openSqliteStores(db, { logger });
   let readings: ReadingStore = sqlite.readings;
   if (config.influxUrl) {
     const { openInfluxStore } = await import('./influx/store.ts');
@@ -41,7 +41,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
       retentionPolicy: config.influxRetentionPolicy,
       // Capacity and reporting interval of each device, read per batch from the registry's file.
       limits: (deviceId) => sqlite.registry.deviceLimits(deviceId),
-      logger: logger.child({ component: 'influx' }),
+      logger,
     });
   }
   return {

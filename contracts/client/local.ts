@@ -65,6 +65,8 @@ const TOP_UP = ethers.parseEther('100');
 
 export async function startLocalChain(opts: { dataDir: string; port: number; logger: Logger }): Promise<LocalChain> {
   const dir = path.join(opts.dataDir, 'chain');
+  // Its own lines as `chain`; anvil's process names itself (`anvil`).
+  const log = opts.logger.child({ component: 'chain' });
   privateDir(opts.dataDir);
   privateDir(dir);
   privateDir(path.join(dir, 'keys'));
@@ -103,7 +105,7 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
       const d = JSON.parse(fs.readFileSync(file, 'utf8')) as Deployment;
       startBlock = d.blockNumber ?? 0;
       if ((await chain.provider.getCode(d.address)) !== '0x') address = d.address;
-      else opts.logger.warn({ file, address: d.address }, 'no contract at the remembered address (chain state lost?): deploying again');
+      else log.warn({ file, address: d.address }, 'no contract at the remembered address (chain state lost?): deploying again');
     }
     let deployed = false;
     if (!address) {
@@ -115,9 +117,9 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
       await afterMined?.();
       const d: Deployment = { address, chainId: chain.chainId.toString(), deployedAt: new Date().toISOString(), blockNumber: startBlock };
       fs.writeFileSync(file, `${JSON.stringify(d, null, 2)}\n`, { mode: 0o600 });
-      opts.logger.info({ address }, 'ledger deployed');
+      log.info({ address }, 'ledger deployed');
     }
-    await settleRoles(chain, address, wallets, accounts, opts.logger);
+    await settleRoles(chain, address, wallets, accounts, log);
     await afterMined?.();
     return {
       chain,

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DEMO_DEFAULTS, describeConfig, loadConfig, mqttListeners } from '../../domain/config.ts';
+import { DEMO_DEFAULTS, SETTINGS, defaultOf, describeConfig, loadConfig, mqttListeners, requireSettings } from '../../domain/config.ts';
 import { windowOf, isClosed, nextWindowStart } from '../../domain/window.ts';
 
 t.test('defaults work on one machine', async (t) => {
@@ -31,6 +31,34 @@ t.test('invalid values fail at start with the variable named', async (t) => {
   t.equal(loadConfig({}).chainConfirmations, 0, 'CHAIN_CONFIRMATIONS defaults to 0 (the local chain)');
   t.equal(loadConfig({ CHAIN_START_BLOCK: '1234' }).chainStartBlock, 1234);
   t.throws(() => loadConfig({ ORACLE_PRIVATE_KEY: 'abc' }), { message: /ORACLE_PRIVATE_KEY/ });
+});
+
+t.test('ORACLE_CRON is validated with every other setting, before anything starts', async (t) => {
+  t.throws(() => loadConfig({ ORACLE_CRON: 'every five seconds' }), { code: 'CONFIG_INVALID', message: /^ORACLE_CRON: not a cron expression .*"every five seconds"/ });
+  t.throws(() => loadConfig({ ORACLE_CRON: '* * * * * * *' }), { message: /ORACLE_CRON/ }, 'seven fields');
+  t.equal(loadConfig({ ORACLE_CRON: '0 */5 * * * *' }).oracleCron, '0 */5 * * * *');
+  t.equal(loadConfig({}, {}, DEMO_DEFAULTS).oracleCron, DEMO_DEFAULTS.oracleCron, 'the demo default is valid');
+});
+
+t.test('defaultOf: the table is the one place a default lives', async (t) => {
+  const c = loadConfig({});
+  for (const [key, s] of Object.entries(SETTINGS)) {
+    if (!('default' in s)) continue;
+    t.same(defaultOf(key as keyof typeof SETTINGS), c[key as keyof typeof c], `${s.env}`);
+  }
+  t.equal(defaultOf('windowSeconds'), 3600);
+  t.throws(() => defaultOf('mqttUrl'), /MQTT_URL has no default/);
+});
+
+t.test('requireSettings: what an entry point needs beyond the table', async (t) => {
+  const external = { CHAIN_RPC_URL: 'http://127.0.0.1:8545', CONTRACT_ADDRESS: '0x' + '12'.repeat(20) };
+  t.throws(() => requireSettings(loadConfig(external), 'stack'), { code: 'CONFIG_INVALID', message: /ORACLE_PRIVATE_KEY/ });
+  t.throws(() => requireSettings(loadConfig({}), 'oracle'), { message: /start:oracle needs CHAIN_RPC_URL, ORACLE_PRIVATE_KEY and CONTRACT_ADDRESS/ });
+  t.doesNotThrow(() => requireSettings(loadConfig(external), 'gateway'), 'a gateway needs no oracle key');
+  t.doesNotThrow(() => requireSettings(loadConfig({}), 'stack'));
+  const tls = { MQTT_TLS_CERT: '/nonexistent/cert.pem', MQTT_TLS_KEY: '/nonexistent/key.pem' };
+  t.throws(() => requireSettings(loadConfig(tls), 'broker'), { message: /^MQTT_TLS_CERT: cannot read \/nonexistent\/cert\.pem \(ENOENT\)/ });
+  t.doesNotThrow(() => requireSettings(loadConfig({ ...tls, MQTT_URL: 'mqtt://127.0.0.1:1883' }), 'broker'), 'not read behind an external broker');
 });
 
 t.test('MQTT listeners: configuring TLS closes the plain port unless MQTT_PLAIN=true', async (t) => {

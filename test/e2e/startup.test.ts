@@ -6,58 +6,16 @@
  * terminal (a pseudo-terminal from util-linux `script`) the log lines are readable, piped they are JSON.
  * Runs `node --import tsx main.ts` (what `npm start` runs, without npm in between) on free ports.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { LOCK_FILE } from '../../domain/instance.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { jsonLogLines, linesWithDuplicateKeys } from '../helpers/json-lines.ts';
 import { tempDataDir } from './helpers.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-interface Run {
-  child: ChildProcess;
-  out(): string;
-  exit(): { code: number | null; signal: string | null } | undefined;
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** main.ts in its own process group, with a clean environment (none of tap's variables). */
-function startMain(t: Test, extra: Record<string, string>, script = 'main.ts'): Run {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAP') || k.startsWith('NYC') || k.startsWith('npm_') || /^(LOG_|MQTT_|HTTP_|ANVIL_|DATA_DIR)/.test(k)) continue;
-    env[k] = v;
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...env, HTTP_PORT: '0', MQTT_PORT: '0', ANVIL_PORT: '0', LOG_FORMAT: 'json', ...extra },
-  });
-  const pgid = child.pid!;
-  t.teardown(() => {
-    if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL');
-  });
-  let out = '';
-  let exit: { code: number | null; signal: string | null } | undefined;
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  child.on('exit', (code, signal) => (exit = { code, signal }));
-  return { child, out: () => out, exit: () => exit };
-}
+import { groupAlive, ROOT, startMain } from './process.ts';
 
 async function failsToStart(t: Test, extra: Record<string, string>, expect: RegExp, what: string): Promise<string> {
   const run = startMain(t, extra);
@@ -170,4 +128,19 @@ t.test('on a terminal (LOG_FORMAT unset) the lines are readable, not JSON', asyn
   t.match(out, /^\d\d:\d\d:\d\d info {2}starting carbon-mrv config=/m, 'a readable line');
   t.notMatch(out, /\{"level"/, 'no JSON on the terminal');
   t.match(out, new RegExp(`HTTP_PORT=${port}: .* is already in use`), 'and says why');
+});
+
+t.test('a bad ORACLE_CRON stops npm start before anything starts, naming the setting', async (t) => {
+  // A port held here: a start that got as far as its port checks would complain about HTTP_PORT instead.
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const dataDir = path.join(tempDataDir(t), 'not-yet');
+  const run = startMain(t, { DATA_DIR: dataDir, HTTP_PORT: String(port), ORACLE_CRON: 'every five seconds', LOG_LEVEL: 'info' });
+  await eventually('npm start to give up', () => run.exit() !== undefined, { timeoutMs: 90_000, everyMs: 100 });
+  t.not(run.exit()!.code, 0, `exit code non-zero (${JSON.stringify(run.exit())})`);
+  t.match(run.out(), /carbon-mrv failed to start: .*ORACLE_CRON: not a cron expression .*"every five seconds"/, 'the message names the variable and its value');
+  t.notMatch(run.out(), /HTTP_PORT|starting carbon-mrv/, 'nothing was started, no port checked');
+  t.notOk(fs.existsSync(dataDir), 'DATA_DIR was not even created');
 });
