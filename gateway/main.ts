@@ -17,7 +17,8 @@ import { Ledger } from '../contracts/client/ledger.ts';
 import { buildOracle } from '../oracle/oracle.ts';
 import { buildGateway } from './app.ts';
 import { bootstrapAdminKey, createKeyStore, type AdminKeySource } from './keys.ts';
-import type { GatewayBroker, GatewayLedger, GatewayOracle } from './deps.ts';
+import type { LedgerPort } from '../contracts/client/port.ts';
+import type { GatewayBroker, GatewayOracle } from './deps.ts';
 
 export interface GatewayService {
   app: FastifyInstance;
@@ -33,7 +34,7 @@ export interface StartGatewayOptions {
   metrics?: PromRegistry;
   /** Parts the caller already opened (not closed by this service). */
   stores?: Stores;
-  ledger?: GatewayLedger;
+  ledger?: LedgerPort;
   oracle?: GatewayOracle;
   broker?: GatewayBroker;
 }

@@ -35,7 +35,8 @@ import type { Db } from '../store/db.ts';
 import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type Registry, type VisibilityMark } from '../store/types.ts';
 import { buildEvidence, readingProof, type Evidence, type ReadingProof } from './evidence.ts';
 import { applyFactors, sealFactors } from './factors.ts';
-import { toBig, toMs, type ChainFacilityState, type IntLike, type OracleLedger, type SettleInput } from './ledger.ts';
+import { toBig, toMs, type FacilityView, type IntLike, type LedgerPort, type SettlementEntry } from '../contracts/client/port.ts';
+import { isRevert } from '../contracts/client/errors.ts';
 import { settleWindow, METHODOLOGY_VERSION, NO_COVERAGE, type DeviceWindowInput, type WindowResult } from './methodology.ts';
 import { oracleMetrics } from './metrics.ts';
 import { OracleRecords, recordedMark, recordedPrev, settlementId, type CountedIn, type NewIntent, type RecordedInputs, type Settlement, type SettlementQuery, type SettlementRow } from './records.ts';
@@ -45,7 +46,7 @@ export interface OracleDeps {
   db: Db;
   readings: ReadingStore;
   registry: Registry;
-  ledger: OracleLedger;
+  ledger: LedgerPort;
   logger: Logger;
   metrics?: PromRegistry;
   windowMs: number;
@@ -154,11 +155,6 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
   return out;
 }
 
-function isRevert(e: unknown): boolean {
-  const x = e as { code?: unknown; name?: unknown } | null;
-  return x?.code === 'CALL_EXCEPTION' || x?.code === 'LEDGER_REVERTED' || x?.name === 'LedgerRevertError';
-}
-
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -191,8 +187,8 @@ export function buildOracle(deps: OracleDeps): Oracle {
    * not closed yet and whose registry status and baseline are unchanged needs no chain read this run.
    * A stale entry can only be behind the chain (it only moves forward), so it delays, never skips.
    */
-  const known = new Map<string, { chain: ChainFacilityState; status: string; baseline: string }>();
-  const remember = (f: Facility, chain: ChainFacilityState) => known.set(f.id, { chain, status: f.status, baseline: f.baselineKgPerHour });
+  const known = new Map<string, { chain: FacilityView; status: string; baseline: string }>();
+  const remember = (f: Facility, chain: FacilityView) => known.set(f.id, { chain, status: f.status, baseline: f.baselineKgPerHour });
 
   let running: Promise<RunReport> | undefined;
   let task: ScheduledTask | undefined;
@@ -270,7 +266,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
   }
 
   /** Computes window `start` of `facility`: the intent to record before sending. */
-  async function computeIntent(facility: Facility, start: number): Promise<{ input: SettleInput; root: string; id: string; intent: NewIntent }> {
+  async function computeIntent(facility: Facility, start: number): Promise<{ input: SettlementEntry; root: string; id: string; intent: NewIntent }> {
     const w: Window = { start, end: start + windowMs };
     const devices = await gatherInputs(facility, w);
     const result = settleWindow({
@@ -339,7 +335,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
    * so the next run tries again: one failed push by the gateway is repaired here).
    * Throws Blocked when the chain refuses what the registry holds (registration, owner).
    */
-  async function syncFacility(f: Facility, report: RunReport): Promise<{ chain: ChainFacilityState; agreed: boolean }> {
+  async function syncFacility(f: Facility, report: RunReport): Promise<{ chain: FacilityView; agreed: boolean }> {
     let chain = await ledger.facility(f.id);
     let agreed = true;
     if (!chain.registered) {
@@ -519,7 +515,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
     facility: Facility;
     id: string;
     root: string;
-    input: SettleInput;
+    input: SettlementEntry;
     intent: NewIntent;
   }
 
@@ -531,7 +527,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
    */
   async function send(chunk: Pending[], report: RunReport, refused: (p: Pending, e: unknown) => void): Promise<Map<string, number | undefined>> {
     const advanced = new Map<string, number | undefined>();
-    const apply = (res: Awaited<ReturnType<OracleLedger['settleBatch']>>, sent: Pending[]) => {
+    const apply = (res: Awaited<ReturnType<LedgerPort['settleBatch']>>, sent: Pending[]) => {
       report.transactions++;
       metrics.transactions.inc({ kind: 'settle' });
       const gas = toBig(res.gasUsed);
@@ -674,7 +670,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
           return undefined;
         }
       });
-      let work: { f: Facility; chain: ChainFacilityState }[] = [];
+      let work: { f: Facility; chain: FacilityView }[] = [];
       due.forEach((f, i) => {
         const chain = states[i];
         if (chain) work.push({ f, chain });
@@ -737,7 +733,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
             return undefined;
           }
         });
-        work = fresh.filter((x): x is { f: Facility; chain: ChainFacilityState } => x !== undefined);
+        work = fresh.filter((x): x is { f: Facility; chain: FacilityView } => x !== undefined);
       }
       for (const id of healthy) {
         if (blockedNow.has(id) || !status.clear(id)) continue;

@@ -6,7 +6,7 @@ import t from 'tap';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { decodeLedgerError, describeChainError, explainRevert, LedgerRevertError, toLedgerError } from '../../contracts/client/errors.ts';
-import { facilityKey, kgPerHourToMg, toSeconds, ROLES } from '../../contracts/client/ledger.ts';
+import { facilityKey, kgPerHourToMg, toSeconds, LEDGER_ROLES } from '../../contracts/client/units.ts';
 
 t.test('unit conversions', async (t) => {
   t.equal(kgPerHourToMg('3600'), 3_600_000_000n);
@@ -21,7 +21,7 @@ t.test('unit conversions', async (t) => {
   t.throws(() => toSeconds(-1000), { code: 'VALIDATION_FAILED' });
   t.throws(() => toSeconds(Number.NaN), { code: 'VALIDATION_FAILED' });
   t.equal(facilityKey('plant-1'), ethers.keccak256(ethers.toUtf8Bytes('plant-1')));
-  t.same(ROLES, { admin: ethers.ZeroHash, regulator: ethers.id('REGULATOR_ROLE'), oracle: ethers.id('ORACLE_ROLE') });
+  t.same(LEDGER_ROLES, { admin: ethers.ZeroHash, regulator: ethers.id('REGULATOR_ROLE'), oracle: ethers.id('ORACLE_ROLE') });
 });
 
 t.test('loadArtifact', async (t) => {

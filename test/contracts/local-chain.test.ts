@@ -15,7 +15,8 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ethers } from 'ethers';
 import { anvilBinary, startAnvil, testPrivateKeys } from '../../contracts/client/chain.ts';
-import { Ledger, ROLES, type LedgerRole } from '../../contracts/client/ledger.ts';
+import { Ledger, LEDGER_ROLES } from '../../contracts/client/ledger.ts';
+import type { LedgerRole } from '../../contracts/client/port.ts';
 import { LOCAL_ROLES, startLocalChain, type LocalChain } from '../../contracts/client/local.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { poll } from '../helpers/eventually.ts';
@@ -82,8 +83,8 @@ if (!anvilBinary()) {
       ['settleBatch (mint)', iface.encodeFunctionData('settleBatch', [[{ facility, windowStart: 0, windowEnd: 3600, netGrams: 10n ** 15n, evidenceRoot: ethers.ZeroHash }]])],
       ['settle', iface.encodeFunctionData('settle', [{ facility, windowStart: 0, windowEnd: 3600, netGrams: 10n ** 15n, evidenceRoot: ethers.ZeroHash }])],
       ['registerFacility', iface.encodeFunctionData('registerFacility', ['F', unlocked[0], 1n, 0n])],
-      ['grantRole(oracle)', iface.encodeFunctionData('grantRole', [ROLES.oracle, unlocked[0]])],
-      ['grantRole(admin)', iface.encodeFunctionData('grantRole', [ROLES.admin, unlocked[0]])],
+      ['grantRole(oracle)', iface.encodeFunctionData('grantRole', [LEDGER_ROLES.oracle, unlocked[0]])],
+      ['grantRole(admin)', iface.encodeFunctionData('grantRole', [LEDGER_ROLES.admin, unlocked[0]])],
       ['pause', iface.encodeFunctionData('pause', [])],
     ];
     for (const from of unlocked) {
