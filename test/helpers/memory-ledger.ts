@@ -267,6 +267,24 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     if (retiredGrams !== undefined) f.retiredGrams = retiredGrams;
   }
 
+  /**
+   * Test setup: a retirement record as if a block had retired it (the holder's facility and the
+   * block time filled in when not given); no balance moves.
+   */
+  recordRetirement(r: Omit<RetirementRecord, 'id' | 'facilityKey' | 'retiredAt'> & Partial<Pick<RetirementRecord, 'id' | 'retiredAt'>>): RetirementRecord {
+    const s = this.chain.s;
+    const facilityId = r.facilityId ?? s.owners.get(ethers.getAddress(r.account));
+    const rec: RetirementRecord = {
+      ...r,
+      id: r.id ?? BigInt(s.retirements.length + 1),
+      facilityKey: facilityId === undefined ? ethers.ZeroHash : facilityKey(facilityId),
+      ...(facilityId !== undefined ? { facilityId } : {}),
+      retiredAt: r.retiredAt ?? Number(secs(this.chain.now())) * 1000,
+    };
+    s.retirements.push(rec);
+    return rec;
+  }
+
   // ----- admin (applied at once)
 
   async hasRole(role: LedgerRole, who: string): Promise<boolean> {
