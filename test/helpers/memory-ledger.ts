@@ -46,7 +46,7 @@ const MAX_FACILITY_ID_LENGTH = 64;
 /** The account a MemoryLedger signs with by default: it holds every role. */
 export const MEMORY_SIGNER = '0x00000000000000000000000000000000000000A1';
 /** The EIP-712 domain the memory ledger checks signatures against (sign with it in tests). */
-export const MEMORY_DOMAIN = { name: 'CarbonLedger', version: '1', chainId: 31337n, verifyingContract: '0x000000000000000000000000000000000000Ca7b' };
+export const MEMORY_DOMAIN = { name: 'CarbonLedger', version: '1', chainId: 31337n, verifyingContract: '0x000000000000000000000000000000000000ca7b' };
 
 export interface MemoryFacility {
   owner: string;
@@ -113,18 +113,7 @@ const secs = (ms: number) => BigInt(Math.floor(ms / 1000));
 
 /** The chain shared by every MemoryLedger connected to it. */
 export class MemoryChain {
-  s: State = {
-    facilities: new Map(),
-    accounts: new Map(),
-    owners: new Map(),
-    roles: { admin: new Set([MEMORY_SIGNER]), regulator: new Set([MEMORY_SIGNER]), oracle: new Set([MEMORY_SIGNER]) },
-    nonces: new Map(),
-    paused: false,
-    supply: 0n,
-    events: [],
-    retirements: [],
-    block: 0,
-  };
+  s: State;
   /** Mined transactions (reverted ones excluded). */
   transactions = 0;
   readonly calls: string[] = [];
@@ -134,6 +123,23 @@ export class MemoryChain {
   private readonly snapshots: State[] = [];
   private mempool: Queued[] = [];
   private tx = 0;
+
+  /** A fresh ledger whose every role `deployer` holds (as the contract's constructor does by default). */
+  constructor(deployer: string = MEMORY_SIGNER) {
+    const d = ethers.getAddress(deployer);
+    this.s = {
+      facilities: new Map(),
+      accounts: new Map(),
+      owners: new Map(),
+      roles: { admin: new Set([d]), regulator: new Set([d]), oracle: new Set([d]) },
+      nonces: new Map(),
+      paused: false,
+      supply: 0n,
+      events: [],
+      retirements: [],
+      block: 0,
+    };
+  }
 
   /** Checks `apply` against the current state (estimateGas), then queues it for the next block. */
   send<R>(apply: (s: State, block: number, txHash: string) => R): Promise<R> {
@@ -193,6 +199,7 @@ function txInfo(txHash: string, block: number, gasUsed = 50_000n): TxInfo {
 }
 
 export interface MemoryLedgerOptions {
+  /** The chain to connect to (default a fresh one, every role held by `from`). */
   chain?: MemoryChain;
   /** The account this client signs with (default MEMORY_SIGNER). */
   from?: string;
@@ -210,8 +217,8 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
   readonly #checkSignature: (req: SignedRetirement) => boolean;
 
   constructor(opts: MemoryLedgerOptions = {}) {
-    this.chain = opts.chain ?? new MemoryChain();
     this.from = ethers.getAddress(opts.from ?? MEMORY_SIGNER);
+    this.chain = opts.chain ?? new MemoryChain(this.from);
     this.#checkSignature = opts.checkSignature ?? verifyRetirement;
   }
 
