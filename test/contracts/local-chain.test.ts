@@ -15,6 +15,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ethers } from 'ethers';
 import { anvilBinary, startAnvil, testPrivateKeys } from '../../contracts/client/chain.ts';
+import { keySigner } from '../../contracts/client/connect.ts';
 import { Ledger, LEDGER_ROLES } from '../../contracts/client/ledger.ts';
 import type { LedgerRole } from '../../contracts/client/port.ts';
 import { LOCAL_ROLES, startLocalChain, type LocalChain } from '../../contracts/client/local.ts';
@@ -137,7 +138,7 @@ if (!anvilBinary()) {
     // What the previous version of startLocalChain left: test mnemonic, dev accounts 0/1/2 holding the roles.
     const old = await startAnvil({ stateFile: path.join(chainDir, 'anvil-state.json') });
     const keys = testPrivateKeys(3);
-    const [admin, oracle, gateway] = keys.map((k) => new ethers.NonceManager(new ethers.Wallet(k, old.provider)));
+    const [admin, oracle, gateway] = keys.map((k) => keySigner(k, old.provider));
     const deployed = await Ledger.deploy(admin, { regulator: await gateway.getAddress(), oracle: await oracle.getAddress() });
     fs.writeFileSync(path.join(chainDir, 'deployment.json'), JSON.stringify({ address: deployed.address, chainId: '31337', deployedAt: new Date().toISOString() }));
     await old.close();
