@@ -27,7 +27,12 @@ import { gramsToTonnes } from '../domain/decimal.ts';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { describeChainError } from '../contracts/client/errors.ts';
 import { createKeyFile, KeyFileError, normaliseKey, readKeyFile } from '../contracts/client/keyfile.ts';
-import { RETIRE_TYPES, type SignedRetirementJson } from '../contracts/client/port.ts';
+import { RETIRE_TYPES } from '../contracts/client/port.ts';
+import type { Static } from '@sinclair/typebox';
+import type { SignedRetirementBody } from './schemas.ts';
+
+/** A signed retirement as the relay takes it (POST /v1/retirements). */
+type SignedRetirementJson = Static<typeof SignedRetirementBody>;
 
 /** The ledger's typed data, defined once with the contracts client. */
 export { RETIRE_TYPES };

@@ -99,18 +99,6 @@ export interface SignedRetirement {
   signature: string;
 }
 
-/** The same request as it travels over HTTP and JSON (integers as decimal text). */
-export interface SignedRetirementJson {
-  holder: string;
-  amountGrams: string;
-  beneficiary: string;
-  reason: string;
-  nonce: string;
-  /** UNIX seconds */
-  deadline: string;
-  signature: string;
-}
-
 /** EIP-712 types of a retirement request (CarbonLedger.sol RETIRE_TYPEHASH). */
 export const RETIRE_TYPES = {
   Retire: [
