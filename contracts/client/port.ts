@@ -24,10 +24,11 @@ export interface FacilityView {
   baselineKgPerHour: string;
   /** epoch ms */
   baselineEffectiveFrom: number;
-  /** The owner's totals (the ledger keeps them per owner, one facility per owner). */
+  /** The owner's totals (the ledger keeps them per owner address; one facility per owner). */
   deficitGrams: bigint;
   mintedGrams: bigint;
   burnedGrams: bigint;
+  /** Retired by the facility's owners (kept per facility). */
   retiredGrams: bigint;
 }
 
