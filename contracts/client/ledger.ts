@@ -26,8 +26,6 @@ import { LedgerReader, type LedgerOptions } from './reads.ts';
 import { facilityKey, kgPerHourToMg, LEDGER_ROLES, toSeconds } from './units.ts';
 
 export { DEFAULT_LOG_RANGE, type LedgerOptions } from './reads.ts';
-export { facilityKey, kgPerHourToMg, LEDGER_ROLES, toSeconds } from './units.ts';
-export { MAX_BATCH, RETIRE_TYPES } from './port.ts';
 
 export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort {
   readonly signer: ethers.Signer;
