@@ -12,7 +12,8 @@ import { pathToFileURL } from 'node:url';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { startHardhatChain } from '../contracts/client/chain.ts';
-import { Ledger, type SettlementInput } from '../contracts/client/ledger.ts';
+import { Ledger } from '../contracts/client/ledger.ts';
+import type { SettlementEntry } from '../contracts/client/port.ts';
 
 export interface Row {
   facilities: number;
@@ -64,7 +65,7 @@ export async function benchGas(opts: { log?: (line: string) => void } = {}): Pro
       const ids = Array.from({ length: n }, (_, i) => `bench-${n}-${i}`);
       const facilityOwners = owners(n, n);
       for (let i = 0; i < n; i++) await ledger.registerFacility(ids[i], facilityOwners[i], '3600', T0);
-      const batch = (w: number, net: (i: number) => bigint): SettlementInput[] =>
+      const batch = (w: number, net: (i: number) => bigint): SettlementEntry[] =>
         ids.map((facilityId, i) => ({ facilityId, windowStart: T0 + w * WINDOW, windowEnd: T0 + (w + 1) * WINDOW, netGrams: net(i), evidenceRoot: root(i, w) }));
 
       const first = await ledger.settleBatch(batch(0, (i) => 7_317_000n + BigInt(i)));

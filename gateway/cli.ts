@@ -27,8 +27,12 @@ import { gramsToTonnes } from '../domain/decimal.ts';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { describeChainError } from '../contracts/client/errors.ts';
 import { createKeyFile, KeyFileError, normaliseKey, readKeyFile } from '../contracts/client/keyfile.ts';
-import { RETIRE_TYPES } from '../contracts/client/ledger.ts';
-import type { SignedRetirement } from './deps.ts';
+import { RETIRE_TYPES } from '../contracts/client/port.ts';
+import type { Static } from '@sinclair/typebox';
+import type { SignedRetirementBody } from './schemas.ts';
+
+/** A signed retirement as the relay takes it (POST /v1/retirements). */
+type SignedRetirementJson = Static<typeof SignedRetirementBody>;
 
 /** The ledger's typed data, defined once with the contracts client. */
 export { RETIRE_TYPES };
@@ -55,7 +59,7 @@ export async function signRetirement(
   contractAddress: string,
   req: RetireRequest,
   validSeconds = 3600,
-): Promise<SignedRetirement> {
+): Promise<SignedRetirementJson> {
   const provider = wallet.provider;
   if (!provider) throw new Error('the wallet needs a provider to read the nonce');
   const contract = ledger(contractAddress, provider);
@@ -96,7 +100,7 @@ export async function retireDirect(wallet: ethers.Wallet, contractAddress: strin
 }
 
 /** Posts a signed retirement to the gateway relay. Throws with the API's error code on failure. */
-export async function relayRetirement(baseUrl: string, apiKey: string, signed: SignedRetirement): Promise<{ txHash: string; id?: string }> {
+export async function relayRetirement(baseUrl: string, apiKey: string, signed: SignedRetirementJson): Promise<{ txHash: string; id?: string }> {
   let res: Response;
   try {
     res = await fetch(new URL('/v1/retirements', baseUrl), {

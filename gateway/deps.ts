@@ -9,76 +9,10 @@ import type { ReadingStore, FacilityRegistry } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { SettlementQuery } from '../store/types.ts';
 import type { SettlementAudit } from '../oracle/audit.ts';
-import type { SignedRetirement as LedgerSignedRetirement } from '../contracts/client/ledger.ts';
+import type { LedgerPort } from '../contracts/client/port.ts';
 
-/** Integer grams as they come from the chain or the records (bigint, or integer text/number). */
+/** Integer grams as they come from the records (bigint, or integer text/number). */
 export type Grams = bigint | string | number;
-
-/** On-chain view of a facility (the Ledger's `facility(id)`). */
-export interface ChainFacility {
-  registered: boolean;
-  owner: string;
-  suspended: boolean;
-  nextWindowStart?: Grams;
-  deficitGrams: Grams;
-  mintedGrams: Grams;
-  burnedGrams: Grams;
-  retiredGrams: Grams;
-}
-
-/** One retirement record on-chain. */
-export interface ChainRetirement {
-  id: Grams;
-  account: string;
-  facilityId?: string;
-  amountGrams: Grams;
-  beneficiary: string;
-  reason: string;
-  /** Block time, epoch ms. */
-  retiredAt?: number;
-  txHash?: string;
-}
-
-/**
- * An EIP-712 signed retirement as it travels over HTTP (integers as decimal text): the holder signed
- * it with their own key, the gateway only relays it and pays the gas.
- */
-export interface SignedRetirement {
-  holder: string;
-  amountGrams: string;
-  beneficiary: string;
-  reason: string;
-  nonce: string;
-  /** UNIX seconds. */
-  deadline: string;
-  signature: string;
-}
-
-/** The same request as the contracts client takes it. */
-export type RetireWithSigRequest = LedgerSignedRetirement;
-
-/** The part of the contracts client (`Ledger` in contracts/client/ledger.ts) the gateway calls. */
-export interface GatewayLedger {
-  facility(id: string): Promise<ChainFacility>;
-  balanceOf(address: string): Promise<Grams>;
-  /** firstWindowStart: epoch ms (a whole second). */
-  registerFacility(id: string, owner: string, baselineKgPerHour: string, firstWindowStart: number): Promise<unknown>;
-  setFacilitySuspended(id: string, suspended: boolean): Promise<unknown>;
-  /** effectiveFrom: epoch ms, a window start. */
-  setBaseline?(id: string, baselineKgPerHour: string, effectiveFrom: number): Promise<unknown>;
-  /** Corrects the owner of a facility that never settled (the contract refuses it otherwise). */
-  setFacilityOwner?(id: string, owner: string): Promise<unknown>;
-  /** Removes a facility that never settled (the contract refuses it otherwise). */
-  deregisterFacility?(id: string): Promise<unknown>;
-  retirements(filter: { account?: string; facilityId?: string }): Promise<ChainRetirement[]>;
-  /** Submits a holder-signed retirement (this client's signer pays gas); resolves once mined. */
-  retireWithSig(req: RetireWithSigRequest): Promise<{ txHash: string; id?: Grams }>;
-  /** The retirement a signed request produced once its nonce is used (by anyone), else undefined. */
-  retirementOfRequest?(req: RetireWithSigRequest): Promise<{ txHash: string; id: Grams } | undefined>;
-  /** For /health: a block number from the node (either form). */
-  blockNumber?(): Promise<number>;
-  readonly provider?: { getBlockNumber(): Promise<number> };
-}
 
 /** A settlement as the oracle records it (times epoch ms). */
 export interface SettlementRecord {
@@ -148,7 +82,7 @@ export interface GatewayDeps {
   db: Db;
   registry: FacilityRegistry;
   readings?: ReadingStore;
-  ledger?: GatewayLedger;
+  ledger?: LedgerPort;
   /** The settlement records (list, get, late flags, facility status); without them those routes answer 503. */
   settlements?: GatewaySettlements;
   /** Verify and proof (oracle/audit.ts, read-only); without it those two routes answer 503. */

@@ -13,16 +13,11 @@ export const gatewayErrors = {
     new DomainError('PROOF_NOT_FOUND', `reading ${deviceId}/${seq} is not in this settlement's evidence`, 404),
 } as const;
 
-/** A chain client failure that is the node's unavailability (not a revert) becomes 503 CHAIN_UNAVAILABLE. */
-export function asChainError(err: unknown): unknown {
-  if (err instanceof DomainError) return err;
-  const e = err as { code?: string; message?: string } | null;
-  const network = ['NETWORK_ERROR', 'SERVER_ERROR', 'TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'UNKNOWN_ERROR'].includes(e?.code ?? '');
-  if (network || /ECONNREFUSED|fetch failed|socket hang up|could not detect network/i.test(e?.message ?? '')) {
-    return errors.CHAIN_UNAVAILABLE((e?.message ?? 'no answer').slice(0, 160));
-  }
-  return err;
-}
+/**
+ * A chain failure as the catalogue says it (503 CHAIN_UNAVAILABLE for an unreachable node, 409
+ * LEDGER_REVERTED for a decoded revert): the contracts client's one classifier.
+ */
+export { toChainError as asChainError } from '../contracts/client/errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string };

@@ -9,7 +9,7 @@ import { errors } from '../domain/errors.ts';
 import type { CountedIn, FacilitySettlementStatus, OracleRecords, OracleStatus, ReadingStore, Settlement, SettlementQuery } from '../store/types.ts';
 import { readingProof, type ReadingProof } from './evidence.ts';
 import { evaluate, recordedWindowInputs } from './inputs.ts';
-import { toBig, type OracleLedger } from './ledger.ts';
+import { toBig, type LedgerPort } from '../contracts/client/port.ts';
 import { message } from './chain-sync.ts';
 
 /** What `/v1/settlements/:id/verify` reports: the chain's record, the recomputation, the oracle's record. */
@@ -32,7 +32,7 @@ export interface AuditDeps {
   records: { getSettlement(id: string): Settlement | undefined };
   readings: ReadingStore;
   /** A read-only view of the chain (verify only); absent: verify answers CHAIN_UNAVAILABLE. */
-  ledger?: Pick<OracleLedger, 'settlementAt'>;
+  ledger?: Pick<LedgerPort, 'settlementAt'>;
 }
 
 export function buildAudit(deps: AuditDeps): SettlementAudit {

@@ -15,24 +15,20 @@ import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { nextWindowStart, windowOf } from '../domain/window.ts';
 import type { Facility, FacilityRegistry } from '../store/types.ts';
-import { toMs, type ChainFacilityState, type OracleLedger } from './ledger.ts';
+import { isRevert } from '../contracts/client/errors.ts';
+import { toMs, type FacilityView, type LedgerPort } from '../contracts/client/port.ts';
 import type { OracleMetrics } from './metrics.ts';
 
 /** A facility that cannot be settled safely until someone looks (reason in the message). */
 export class Blocked extends Error {}
 
 /** Whether the chain refused a call (a revert), as opposed to being unreachable. */
-export function isRevert(e: unknown): boolean {
-  const x = e as { code?: unknown; name?: unknown } | null;
-  return x?.code === 'CALL_EXCEPTION' || x?.code === 'LEDGER_REVERTED' || x?.name === 'LedgerRevertError';
-}
-
 export function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
 /** The part of a chain client that writes registry state (both the oracle's and the gateway's clients fit). */
-export type RegistryLedger = Pick<OracleLedger, 'registerFacility' | 'setFacilitySuspended' | 'setBaseline' | 'setFacilityOwner'> & {
+export type RegistryLedger = Pick<LedgerPort, 'registerFacility' | 'setFacilitySuspended' | 'setBaseline' | 'setFacilityOwner'> & {
   facility(facilityId: string): Promise<{ registered: boolean }>;
   /** Removes a facility that never settled (the contract refuses it otherwise). */
   deregisterFacility?(facilityId: string): Promise<unknown>;
@@ -103,7 +99,7 @@ function sameDecimalText(a: string, b: string): boolean {
 }
 
 export interface ChainSyncDeps {
-  ledger: Pick<OracleLedger, 'facility'> & RegistryLedger;
+  ledger: Pick<LedgerPort, 'facility'> & RegistryLedger;
   registry: Pick<FacilityRegistry, 'baselineAt'>;
   windowMs: number;
   clock: () => number;
@@ -125,14 +121,14 @@ export interface ChainSync {
    * run tries again: one failed push by the gateway is repaired here). Throws Blocked when the chain
    * refuses what the registry holds (registration, owner).
    */
-  syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: ChainFacilityState; agreed: boolean }>;
+  syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: FacilityView; agreed: boolean }>;
 }
 
 export function buildChainSync(deps: ChainSyncDeps): ChainSync {
   const { ledger, windowMs, clock, logger, metrics } = deps;
   const writer = registryWriter(ledger, deps.registry, windowMs);
 
-  async function syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: ChainFacilityState; agreed: boolean }> {
+  async function syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: FacilityView; agreed: boolean }> {
     let chain = await ledger.facility(f.id);
     let agreed = true;
     if (!chain.registered) {

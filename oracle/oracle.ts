@@ -18,7 +18,7 @@ import { DEFAULT_BACKOFF, type Backoff, type FacilityRegistry, type OracleRecord
 import { SqliteOracleRecords } from '../store/sqlite/records.ts';
 import { SqliteOracleStatus } from '../store/sqlite/status.ts';
 import { buildAudit, settlementView, type SettlementAudit, type SettlementView } from './audit.ts';
-import type { OracleLedger } from './ledger.ts';
+import type { LedgerPort } from '../contracts/client/port.ts';
 import { oracleMetrics } from './metrics.ts';
 import { schedule } from './schedule.ts';
 import { buildSettler, type RunReport } from './settle.ts';
@@ -29,7 +29,7 @@ export interface OracleDeps {
   db: Db;
   readings: ReadingStore;
   registry: FacilityRegistry;
-  ledger: OracleLedger;
+  ledger: LedgerPort;
   logger: Logger;
   metrics?: PromRegistry;
   windowMs: number;

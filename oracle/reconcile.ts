@@ -8,14 +8,14 @@
 import type { Logger } from '../domain/logger.ts';
 import type { Facility } from '../store/types.ts';
 import { Blocked, firstWindowStart } from './chain-sync.ts';
-import { toBig, toMs, type IntLike, type OracleLedger } from './ledger.ts';
+import { toBig, toMs, type IntLike, type LedgerPort } from '../contracts/client/port.ts';
 import type { OracleMetrics } from './metrics.ts';
 import { settlementId, type OracleRecords, type OracleStatus, type UnfinalRow } from '../store/types.ts';
 
 export interface ReconcileDeps {
   records: OracleRecords;
   status: OracleStatus;
-  ledger: Pick<OracleLedger, 'facility' | 'settlementAt' | 'blockNumber' | 'resetNonce'>;
+  ledger: Pick<LedgerPort, 'facility' | 'settlementAt' | 'blockNumber' | 'resetNonce'>;
   logger: Logger;
   metrics: Pick<OracleMetrics, 'settlements' | 'reconciled'>;
   windowMs: number;

@@ -6,8 +6,9 @@
  */
 import type { Facility } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
-import { isRevert, message } from './chain-sync.ts';
-import { toBig, toMs, type OracleLedger, type SettleInput } from './ledger.ts';
+import { isRevert } from '../contracts/client/errors.ts';
+import { message } from './chain-sync.ts';
+import { toBig, toMs, type LedgerPort, type SettlementEntry } from '../contracts/client/port.ts';
 import type { OracleMetrics } from './metrics.ts';
 import type { NewIntent, OracleRecords } from '../store/types.ts';
 import type { Reconciler } from './reconcile.ts';
@@ -17,7 +18,7 @@ export interface Pending {
   facility: Facility;
   id: string;
   root: string;
-  input: SettleInput;
+  input: SettlementEntry;
   intent: NewIntent;
 }
 
@@ -38,7 +39,7 @@ export interface SendCounts {
 
 export interface SendDeps {
   records: OracleRecords;
-  ledger: Pick<OracleLedger, 'settleBatch'>;
+  ledger: Pick<LedgerPort, 'settleBatch'>;
   logger: Logger;
   metrics: Pick<OracleMetrics, 'transactions' | 'gas' | 'settlements'>;
   watch: Reconciler['watch'];
@@ -57,7 +58,7 @@ export function buildSender(deps: SendDeps): Send {
    */
   async function send(chunk: Pending[], report: SendCounts, refused: (p: Pending, e: unknown) => void): Promise<Map<string, number | undefined>> {
     const advanced = new Map<string, number | undefined>();
-    const apply = (res: Awaited<ReturnType<OracleLedger['settleBatch']>>, sent: Pending[]) => {
+    const apply = (res: Awaited<ReturnType<LedgerPort['settleBatch']>>, sent: Pending[]) => {
       report.transactions++;
       metrics.transactions.inc({ kind: 'settle' });
       const gas = toBig(res.gasUsed);

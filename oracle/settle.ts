@@ -29,11 +29,12 @@ import { DomainError } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { isClosed, type Window } from '../domain/window.ts';
 import type { Facility, ReadingStore, FacilityRegistry } from '../store/types.ts';
-import { Blocked, buildChainSync, isRevert, message } from './chain-sync.ts';
+import { isRevert } from '../contracts/client/errors.ts';
+import { Blocked, buildChainSync, message } from './chain-sync.ts';
 import { currentInputs, evaluate, Raced, recordedInputs } from './inputs.ts';
 import { buildReconciler } from './reconcile.ts';
 import { buildSender, ChainFailure, type Pending } from './send.ts';
-import { toMs, type ChainFacilityState, type OracleLedger, type SettleInput } from './ledger.ts';
+import { toMs, type FacilityView, type LedgerPort, type SettlementEntry } from '../contracts/client/port.ts';
 import type { OracleMetrics } from './metrics.ts';
 import { settlementId, type Backoff, type NewIntent, type OracleRecords, type OracleStatus } from '../store/types.ts';
 
@@ -42,7 +43,7 @@ export interface SettleDeps {
   status: OracleStatus;
   readings: ReadingStore;
   registry: FacilityRegistry;
-  ledger: OracleLedger;
+  ledger: LedgerPort;
   /** Already bound to the oracle's component. */
   logger: Logger;
   metrics: OracleMetrics;
@@ -125,8 +126,8 @@ export function buildSettler(deps: SettleDeps): Settler {
    * not closed yet and whose registry status and baseline are unchanged needs no chain read this run.
    * A stale entry can only be behind the chain (it only moves forward), so it delays, never skips.
    */
-  const known = new Map<string, { chain: ChainFacilityState; status: string; baseline: string }>();
-  const remember = (f: Facility, chain: ChainFacilityState) => known.set(f.id, { chain, status: f.status, baseline: f.baselineKgPerHour });
+  const known = new Map<string, { chain: FacilityView; status: string; baseline: string }>();
+  const remember = (f: Facility, chain: FacilityView) => known.set(f.id, { chain, status: f.status, baseline: f.baselineKgPerHour });
   const { reconcile, watch } = buildReconciler({ records, status, ledger, logger, metrics, windowMs, confirmations, onRollback: (id) => known.delete(id) });
 
   const send = buildSender({ records, ledger, logger, metrics, watch });
@@ -135,7 +136,7 @@ export function buildSettler(deps: SettleDeps): Settler {
   let closed = false;
 
   /** Computes window `start` of `facility`: the intent to record before sending. */
-  async function computeIntent(facility: Facility, start: number): Promise<{ input: SettleInput; root: string; id: string; intent: NewIntent }> {
+  async function computeIntent(facility: Facility, start: number): Promise<{ input: SettlementEntry; root: string; id: string; intent: NewIntent }> {
     const w: Window = { start, end: start + windowMs };
     const inputs = await currentInputs({ readings, registry, records }, facility, w);
     const { result, evidence } = evaluate(inputs);
@@ -237,7 +238,7 @@ export function buildSettler(deps: SettleDeps): Settler {
           return undefined;
         }
       });
-      let work: { f: Facility; chain: ChainFacilityState }[] = [];
+      let work: { f: Facility; chain: FacilityView }[] = [];
       due.forEach((f, i) => {
         const chain = states[i];
         if (chain) work.push({ f, chain });
@@ -300,7 +301,7 @@ export function buildSettler(deps: SettleDeps): Settler {
             return undefined;
           }
         });
-        work = fresh.filter((x): x is { f: Facility; chain: ChainFacilityState } => x !== undefined);
+        work = fresh.filter((x): x is { f: Facility; chain: FacilityView } => x !== undefined);
       }
       for (const id of healthy) {
         if (blockedNow.has(id) || !status.clear(id)) continue;

@@ -16,6 +16,7 @@ import zlib from 'node:zlib';
 import { ethers } from 'ethers';
 import { DomainError } from '../../domain/errors.ts';
 import type { Logger } from '../../domain/logger.ts';
+import { rpcProvider } from './connect.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -178,7 +179,7 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Chain> {
   }
   log?.info({ pid: child.pid, port, stateFile: opts.stateFile }, 'anvil started');
   const rpcUrl = `http://${host}:${port}`;
-  const provider = new ethers.JsonRpcProvider(rpcUrl, { chainId, name: 'anvil' }, { staticNetwork: true, pollingInterval: 250, cacheTimeout: -1 });
+  const provider = rpcProvider(rpcUrl, { chainId, pollingInterval: 250 });
   const privateKeys = testPrivateKeys(count, opts.mnemonic);
   const signers = privateKeys.map((k) => new ethers.JsonRpcSigner(provider, ethers.computeAddress(k)));
   let closed: Promise<void> | undefined;

@@ -8,11 +8,15 @@
  * `explainRevert` turns it into a sentence; `describeChainError` does both for anything thrown and
  * also words the usual non-revert failures (no gas money, node unreachable).
  *
+ * `classifyChainError` is the one rule for what a failure is (a revert, the node being unavailable,
+ * something else) and `toChainError` turns it into the catalogue's error: every call through the
+ * ledger port leaves with it, and the gateway maps what other chain code throws with it too.
+ *
  * Users: the contracts client wraps reverts as LedgerRevertError, whose message is the sentence
  * (what the oracle logs and the gateway relay answer); the CLI prints `describeChainError`.
  */
 import { ethers } from 'ethers';
-import { DomainError } from '../../domain/errors.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
 import { gramsToTonnes } from '../../domain/decimal.ts';
 import { loadArtifact } from './artifact.ts';
 
@@ -308,9 +312,59 @@ export function describeChainError(e: unknown, ctx: RevertContext & { rpc?: stri
       ? `the contract refused with an error this client does not know (selector ${data.slice(0, 10)}): is the address a CarbonLedger of this version?`
       : 'the contract refused without saying why: check that the address is a CarbonLedger on this chain';
   }
-  const text = `${x?.code ?? ''} ${x?.message ?? ''} ${(x?.cause as { code?: string } | undefined)?.code ?? ''}`;
-  if (/NETWORK_ERROR|ECONNREFUSED|ECONNRESET|fetch failed|socket hang up|could not detect network|ENOTFOUND/i.test(text)) {
+  if (classifyChainError(e) === 'unavailable') {
     return `cannot reach the chain${ctx.rpc ? ` at ${ctx.rpc}` : ''}: is the node running (npm start runs it) and is the RPC URL right?`;
   }
   return x?.shortMessage ?? x?.message ?? String(e);
+}
+
+/** What a chain failure is: the ledger refused (`revert`), the node did not answer (`unavailable`), or neither. */
+export type ChainFailureKind = 'revert' | 'unavailable' | 'other';
+
+/** ethers and Node error codes of a node that cannot be reached or did not answer. */
+const OUTAGE_CODES = new Set(['NETWORK_ERROR', 'SERVER_ERROR', 'TIMEOUT', 'UNKNOWN_ERROR', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EPIPE']);
+const OUTAGE_TEXT = /NETWORK_ERROR|ECONNREFUSED|ECONNRESET|ENOTFOUND|fetch failed|socket hang up|could not detect network/i;
+
+/**
+ * The one classifier of chain failures. A revert: a LEDGER_REVERTED error, an ethers CALL_EXCEPTION
+ * (with or without data this client can decode), or anything carrying a decodable revert. Unavailable:
+ * CHAIN_UNAVAILABLE, or a network/timeout code or message anywhere down the cause chain. Any other
+ * catalogue error (VALIDATION, CHAIN_SIGNER_MISSING...) is `other`.
+ */
+export function classifyChainError(e: unknown): ChainFailureKind {
+  const x = e as { code?: unknown; name?: unknown } | null;
+  if (e instanceof LedgerRevertError || x?.code === 'LEDGER_REVERTED' || x?.code === 'CALL_EXCEPTION') return 'revert';
+  if (x?.code === 'CHAIN_UNAVAILABLE') return 'unavailable';
+  if (e instanceof DomainError) return 'other';
+  if (decodeLedgerError(e)) return 'revert';
+  for (let c: unknown = e, depth = 0; c && typeof c === 'object' && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
+    const y = c as { code?: unknown; message?: unknown };
+    if (typeof y.code === 'string' && OUTAGE_CODES.has(y.code)) return 'unavailable';
+    if (typeof y.message === 'string' && OUTAGE_TEXT.test(y.message)) return 'unavailable';
+  }
+  return 'other';
+}
+
+/** Whether the ledger refused the call (see classifyChainError). */
+export function isRevert(e: unknown): boolean {
+  return classifyChainError(e) === 'revert';
+}
+
+/**
+ * Anything a chain call threw, as the catalogue says it: a catalogue error as it is; a decodable
+ * revert as LedgerRevertError (LEDGER_REVERTED); an unavailable node as CHAIN_UNAVAILABLE (its
+ * message cut to 160 characters, the original as `cause`); anything else unchanged (an undecodable
+ * CALL_EXCEPTION keeps ethers' shape for describeChainError).
+ */
+export function toChainError(e: unknown): unknown {
+  if (e instanceof DomainError) return e;
+  const decoded = decodeLedgerError(e);
+  if (decoded) return new LedgerRevertError(decoded, e);
+  if (classifyChainError(e) === 'unavailable') {
+    const x = e as { message?: unknown } | null;
+    const err = errors.CHAIN_UNAVAILABLE((typeof x?.message === 'string' ? x.message : 'no answer').slice(0, 160));
+    err.cause = e;
+    return err;
+  }
+  return e;
 }

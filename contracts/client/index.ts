@@ -1,21 +1,21 @@
 /** The ledger client: what the oracle, the gateway and `npm start` import. */
 export { loadArtifact, type Artifact } from './artifact.ts';
-export { decodeLedgerError, describeChainError, explainRevert, rawRevert, LedgerRevertError, toLedgerError, type DecodedLedgerError, type RevertContext } from './errors.ts';
-export { startHardhatChain, startAnvil, anvilBinary, testPrivateKeys, TEST_MNEMONIC, type Chain, type AnvilOptions, type HardhatChainOptions } from './chain.ts';
 export {
-  Ledger,
-  ROLES,
-  MAX_BATCH,
-  facilityKey,
-  kgPerHourToMg,
-  toSeconds,
-  type SettlementInput,
-  type SettlementResult,
-  type OnChainSettlement,
-  type TxInfo,
-  type FacilityState,
-  type SignedRetirement,
-  type RetirementRecord,
-  type LedgerRole,
-  type LedgerOptions,
-} from './ledger.ts';
+  classifyChainError,
+  decodeLedgerError,
+  describeChainError,
+  explainRevert,
+  isRevert,
+  rawRevert,
+  LedgerRevertError,
+  toChainError,
+  toLedgerError,
+  type ChainFailureKind,
+  type DecodedLedgerError,
+  type RevertContext,
+} from './errors.ts';
+export { startHardhatChain, startAnvil, anvilBinary, testPrivateKeys, TEST_MNEMONIC, type Chain, type AnvilOptions, type HardhatChainOptions } from './chain.ts';
+export { keySigner, resetNonce, rpcProvider, voidSigner, type ProviderOptions } from './connect.ts';
+export { Ledger, DEFAULT_LOG_RANGE, type LedgerOptions } from './ledger.ts';
+export { LEDGER_ROLES, facilityKey, kgPerHourToMg, mgToKgPerHour, toSeconds } from './units.ts';
+export * from './port.ts';

@@ -23,7 +23,9 @@ import path from 'node:path';
 import { ethers } from 'ethers';
 import type { Logger } from '../../domain/logger.ts';
 import { startAnvil, testPrivateKeys, type Chain } from './chain.ts';
-import { Ledger, type LedgerRole } from './ledger.ts';
+import { keySigner } from './connect.ts';
+import { Ledger } from './ledger.ts';
+import type { LedgerRole } from './port.ts';
 
 export interface LocalChain {
   chain: Chain;
@@ -85,9 +87,9 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
   const chain = await startAnvil({ stateFile: path.join(dir, 'anvil-state.json'), port: opts.port, mnemonic, logger: opts.logger });
   try {
     const wallets = {
-      admin: new ethers.NonceManager(new ethers.Wallet(keys.admin, chain.provider)),
-      gateway: new ethers.NonceManager(new ethers.Wallet(keys.gateway, chain.provider)),
-      oracle: new ethers.NonceManager(new ethers.Wallet(keys.oracle, chain.provider)),
+      admin: keySigner(keys.admin, chain.provider),
+      gateway: keySigner(keys.gateway, chain.provider),
+      oracle: keySigner(keys.oracle, chain.provider),
     } satisfies Record<LocalKey, ethers.Signer>;
     const accounts = {
       admin: ethers.computeAddress(keys.admin),

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { requireRole, STAFF } from '../auth.ts';
 import { HealthView, errorResponses } from '../schemas.ts';
-import type { GatewayLedger } from '../deps.ts';
+import type { LedgerPort } from '../../contracts/client/port.ts';
 
 const HEALTH_TIMEOUT_MS = 2000;
 
@@ -25,10 +25,8 @@ async function probe<T>(fn: () => Promise<T> | T): Promise<{ ok: true; value: T 
   }
 }
 
-function chainBlock(ledger: GatewayLedger): Promise<number> {
-  if (ledger.blockNumber) return ledger.blockNumber();
-  if (ledger.provider) return ledger.provider.getBlockNumber();
-  return Promise.resolve(0);
+function chainBlock(ledger: LedgerPort): Promise<number> {
+  return ledger.blockNumber();
 }
 
 type Backend = { ok: boolean; configured: boolean; detail?: string; blockNumber?: number };

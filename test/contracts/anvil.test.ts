@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ethers } from 'ethers';
 import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
+import { keySigner } from '../../contracts/client/connect.ts';
 import { decodeLedgerError } from '../../contracts/client/errors.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { KEY_A, S0, T0, W, win } from './helpers.ts';
@@ -29,7 +30,7 @@ if (!anvilBinary()) {
     t.equal(await first.provider.getBlockNumber(), 0);
     // A NonceManager, as a long-running oracle would use: the client estimates before sending, so a
     // reverted call must not leave a nonce gap that stalls every later transaction.
-    const wallet = new ethers.NonceManager(new ethers.Wallet(first.privateKeys[0], first.provider));
+    const wallet = keySigner(first.privateKeys[0], first.provider);
     const owner = ethers.computeAddress(first.privateKeys[3]);
     const ledger = await Ledger.deploy(wallet, { confirmTimeoutMs: 30_000 });
     await ledger.registerFacility('A', owner, '3600', T0);
@@ -66,7 +67,7 @@ if (!anvilBinary()) {
     const stateFile = path.join(t.testdir(), 'anvil-state.json');
     const first = await startAnvil({ stateFile, stateIntervalSeconds: 3600 });
     t.teardown(() => first.close());
-    const signer = new ethers.NonceManager(new ethers.Wallet(first.privateKeys[0], first.provider));
+    const signer = keySigner(first.privateKeys[0], first.provider);
     const ledger = await Ledger.deploy(signer, { confirmTimeoutMs: 30_000, afterMined: first.saveState });
     const owner = ethers.computeAddress(first.privateKeys[3]);
     await ledger.registerFacility('A', owner, '3600', T0);

@@ -1,12 +1,15 @@
 /**
  * Ledger client helpers without a chain: unit conversions, artifact loading, custom-error decoding
- * from the shapes ethers and providers produce.
+ * from the shapes ethers and providers produce, the one classifier of chain failures.
  */
 import t from 'tap';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
-import { decodeLedgerError, describeChainError, explainRevert, LedgerRevertError, toLedgerError } from '../../contracts/client/errors.ts';
-import { facilityKey, kgPerHourToMg, toSeconds, ROLES } from '../../contracts/client/ledger.ts';
+import { classifyChainError, decodeLedgerError, describeChainError, explainRevert, isRevert, LedgerRevertError, toChainError, toLedgerError } from '../../contracts/client/errors.ts';
+import { rpcProvider } from '../../contracts/client/connect.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
+import { facilityKey, kgPerHourToMg, toSeconds, LEDGER_ROLES } from '../../contracts/client/units.ts';
 
 t.test('unit conversions', async (t) => {
   t.equal(kgPerHourToMg('3600'), 3_600_000_000n);
@@ -21,7 +24,7 @@ t.test('unit conversions', async (t) => {
   t.throws(() => toSeconds(-1000), { code: 'VALIDATION_FAILED' });
   t.throws(() => toSeconds(Number.NaN), { code: 'VALIDATION_FAILED' });
   t.equal(facilityKey('plant-1'), ethers.keccak256(ethers.toUtf8Bytes('plant-1')));
-  t.same(ROLES, { admin: ethers.ZeroHash, regulator: ethers.id('REGULATOR_ROLE'), oracle: ethers.id('ORACLE_ROLE') });
+  t.same(LEDGER_ROLES, { admin: ethers.ZeroHash, regulator: ethers.id('REGULATOR_ROLE'), oracle: ethers.id('ORACLE_ROLE') });
 });
 
 t.test('loadArtifact', async (t) => {
@@ -100,4 +103,55 @@ t.test('every revert becomes a sentence the reader can act on', async (t) => {
   t.match(describeChainError(Object.assign(new Error('insufficient funds for intrinsic transaction cost'), { code: 'INSUFFICIENT_FUNDS' })), /no ether to pay gas.*--relay/);
   t.match(describeChainError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), { rpc: 'http://127.0.0.1:1' }), /cannot reach the chain at http:\/\/127\.0\.0\.1:1/);
   t.match(describeChainError({ code: 'CALL_EXCEPTION', data: '0xdeadbeef', message: 'execution reverted' }), /does not know \(selector 0xdeadbeef\)/);
+});
+
+t.test('one classifier: reverts, an unavailable node, anything else; each as the catalogue says it', async (t) => {
+  const iface = new ethers.Interface(loadArtifact().abi as ethers.InterfaceAbi);
+  const data = iface.encodeErrorResult('WindowOutOfOrder', [facilityKey('A'), 10n, 20n]);
+  const decodable = Object.assign(new Error('execution reverted (unknown custom error)'), { code: 'CALL_EXCEPTION', data });
+  const undecodable = Object.assign(new Error('execution reverted'), { code: 'CALL_EXCEPTION', data: '0xdeadbeef' });
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8545'), { code: 'ECONNREFUSED' });
+  const nested = Object.assign(new Error('could not coalesce error'), { code: 'UNKNOWN_ERROR_X', cause: Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }) });
+  const cases: [string, unknown, string][] = [
+    ['decodable revert', decodable, 'revert'],
+    ['undecodable CALL_EXCEPTION', undecodable, 'revert'],
+    ['LedgerRevertError', toLedgerError(decodable), 'revert'],
+    ['connection refused', refused, 'unavailable'],
+    ['fetch failed', new TypeError('fetch failed'), 'unavailable'],
+    ['ethers TIMEOUT', Object.assign(new Error('timeout'), { code: 'TIMEOUT' }), 'unavailable'],
+    ['ethers SERVER_ERROR', Object.assign(new Error('bad response (status=502)'), { code: 'SERVER_ERROR' }), 'unavailable'],
+    ['reset, down the cause chain', nested, 'unavailable'],
+    ['CHAIN_UNAVAILABLE', errors.CHAIN_UNAVAILABLE('x'), 'unavailable'],
+    ['another catalogue error', errors.VALIDATION('x'), 'other'],
+    ['insufficient funds', Object.assign(new Error('insufficient funds'), { code: 'INSUFFICIENT_FUNDS' }), 'other'],
+    ['a plain bug', new TypeError('x is undefined'), 'other'],
+  ];
+  for (const [what, e, kind] of cases) {
+    t.equal(classifyChainError(e), kind, what);
+    t.equal(isRevert(e), kind === 'revert', `${what}: isRevert`);
+  }
+  t.match(toChainError(decodable), { code: 'LEDGER_REVERTED', revert: { name: 'WindowOutOfOrder', args: [facilityKey('A'), 10n, 20n] } });
+  t.ok(toChainError(decodable) instanceof LedgerRevertError);
+  t.equal(toChainError(undecodable), undecodable, 'an undecodable revert keeps its shape for describeChainError');
+  const down = toChainError(refused) as DomainError;
+  t.match(down, { code: 'CHAIN_UNAVAILABLE', statusCode: 503, message: 'chain unavailable: connect ECONNREFUSED 127.0.0.1:8545' });
+  t.equal(down.cause, refused);
+  t.equal((toChainError(Object.assign(new Error('x'.repeat(500)), { code: 'NETWORK_ERROR' })) as Error).message.length, 'chain unavailable: '.length + 160);
+  const v = errors.VALIDATION('x');
+  t.equal(toChainError(v), v, 'a catalogue error as it is');
+  const bug = new TypeError('x is undefined');
+  t.equal(toChainError(bug), bug);
+  t.match(describeChainError(nested, { rpc: 'http://node' }), /cannot reach the chain at http:\/\/node/);
+});
+
+t.test('calls through the port leave as catalogue errors: an unreachable node is CHAIN_UNAVAILABLE, a keyless write CHAIN_SIGNER_MISSING', async (t) => {
+  const provider = rpcProvider('http://127.0.0.1:1', { chainId: 31337 });
+  t.teardown(() => provider.destroy());
+  const ledger = Ledger.readOnlyAt(ethers.ZeroAddress.replace(/0$/, '1'), provider);
+  await t.rejects(ledger.facility('A'), { code: 'CHAIN_UNAVAILABLE', statusCode: 503, message: /ECONNREFUSED/ });
+  await t.rejects(ledger.blockNumber(), { code: 'CHAIN_UNAVAILABLE' });
+  await t.rejects(ledger.registerFacility('A', ethers.ZeroAddress.replace(/0$/, '2'), '1', 0), { code: 'CHAIN_SIGNER_MISSING', statusCode: 503 });
+  const opened = Ledger.open({ rpcUrl: 'http://127.0.0.1:1', address: ethers.ZeroAddress.replace(/0$/, '1') });
+  t.teardown(() => opened.close());
+  t.equal(opened.ledger.readOnly, true, 'no key: read-only');
 });

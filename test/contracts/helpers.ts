@@ -3,7 +3,8 @@ import type { Test } from 'tap';
 import { ethers } from 'ethers';
 import type { Chain } from '../../contracts/client/chain.ts';
 import { decodeLedgerError } from '../../contracts/client/errors.ts';
-import { Ledger, facilityKey } from '../../contracts/client/ledger.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { facilityKey } from '../../contracts/client/units.ts';
 
 export const T0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z, ms
 export const W = 3_600_000; // one hour, ms

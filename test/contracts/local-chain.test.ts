@@ -15,7 +15,10 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ethers } from 'ethers';
 import { anvilBinary, startAnvil, testPrivateKeys } from '../../contracts/client/chain.ts';
-import { Ledger, ROLES, type LedgerRole } from '../../contracts/client/ledger.ts';
+import { keySigner } from '../../contracts/client/connect.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { LEDGER_ROLES } from '../../contracts/client/units.ts';
+import type { LedgerRole } from '../../contracts/client/port.ts';
 import { LOCAL_ROLES, startLocalChain, type LocalChain } from '../../contracts/client/local.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { poll } from '../helpers/eventually.ts';
@@ -82,8 +85,8 @@ if (!anvilBinary()) {
       ['settleBatch (mint)', iface.encodeFunctionData('settleBatch', [[{ facility, windowStart: 0, windowEnd: 3600, netGrams: 10n ** 15n, evidenceRoot: ethers.ZeroHash }]])],
       ['settle', iface.encodeFunctionData('settle', [{ facility, windowStart: 0, windowEnd: 3600, netGrams: 10n ** 15n, evidenceRoot: ethers.ZeroHash }])],
       ['registerFacility', iface.encodeFunctionData('registerFacility', ['F', unlocked[0], 1n, 0n])],
-      ['grantRole(oracle)', iface.encodeFunctionData('grantRole', [ROLES.oracle, unlocked[0]])],
-      ['grantRole(admin)', iface.encodeFunctionData('grantRole', [ROLES.admin, unlocked[0]])],
+      ['grantRole(oracle)', iface.encodeFunctionData('grantRole', [LEDGER_ROLES.oracle, unlocked[0]])],
+      ['grantRole(admin)', iface.encodeFunctionData('grantRole', [LEDGER_ROLES.admin, unlocked[0]])],
       ['pause', iface.encodeFunctionData('pause', [])],
     ];
     for (const from of unlocked) {
@@ -136,7 +139,7 @@ if (!anvilBinary()) {
     // What the previous version of startLocalChain left: test mnemonic, dev accounts 0/1/2 holding the roles.
     const old = await startAnvil({ stateFile: path.join(chainDir, 'anvil-state.json') });
     const keys = testPrivateKeys(3);
-    const [admin, oracle, gateway] = keys.map((k) => new ethers.NonceManager(new ethers.Wallet(k, old.provider)));
+    const [admin, oracle, gateway] = keys.map((k) => keySigner(k, old.provider));
     const deployed = await Ledger.deploy(admin, { regulator: await gateway.getAddress(), oracle: await oracle.getAddress() });
     fs.writeFileSync(path.join(chainDir, 'deployment.json'), JSON.stringify({ address: deployed.address, chainId: '31337', deployedAt: new Date().toISOString() }));
     await old.close();

@@ -6,7 +6,8 @@
 import t from 'tap';
 import { ethers } from 'ethers';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
-import { Ledger, facilityKey } from '../../contracts/client/ledger.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { facilityKey } from '../../contracts/client/units.ts';
 import { T0, W, win } from './helpers.ts';
 
 t.test('settlements and settlementAt span several bounded ranges from the start block', async (t) => {

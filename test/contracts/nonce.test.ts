@@ -7,6 +7,7 @@
 import t from 'tap';
 import { ethers } from 'ethers';
 import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
+import { keySigner, rpcProvider } from '../../contracts/client/connect.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { startRpcProxy } from '../helpers/rpc-proxy.ts';
 import { T0, win } from './helpers.ts';
@@ -20,9 +21,9 @@ if (!anvilBinary()) {
     t.teardown(() => anvil.close());
     const proxy = await startRpcProxy(anvil.rpcUrl!);
     t.teardown(() => proxy.close());
-    const provider = new ethers.JsonRpcProvider(proxy.url, { chainId: 31337, name: 'anvil' }, { staticNetwork: true, pollingInterval: 100, cacheTimeout: -1, batchMaxCount: 1 });
+    const provider = rpcProvider(proxy.url, { chainId: 31337, pollingInterval: 100, batchMaxCount: 1 });
     t.teardown(() => provider.destroy());
-    const signer = new ethers.NonceManager(new ethers.Wallet(anvil.privateKeys[0], provider));
+    const signer = keySigner(anvil.privateKeys[0], provider);
     // A stalled transaction (the bug) fails this test after 20 s instead of hanging it.
     const ledger = await Ledger.deploy(signer, { confirmTimeoutMs: 20_000 });
     const owner = ethers.computeAddress(anvil.privateKeys[3]);

@@ -5,7 +5,8 @@
 import t from 'tap';
 import { ethers } from 'ethers';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
-import { Ledger, facilityKey } from '../../contracts/client/ledger.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { facilityKey } from '../../contracts/client/units.ts';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { KEY_A, KEY_B, REGULATOR_ROLE, S0, T0, W, WS, deploy, eventsOf, expectRevert, raw, send, win, withFacilities } from './helpers.ts';
 

@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import type { Reading } from '../../domain/reading.ts';
 import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
 import type { SettlementAudit } from '../../oracle/audit.ts';
-import { OWNER_A, OWNER_B, startGateway } from './harness.ts';
+import { OWNER_A, startGateway } from './harness.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
@@ -101,11 +101,9 @@ t.test(
     };
     const { buildGateway } = await import('../../gateway/app.ts');
     const { silentLogger } = await import('../../domain/logger.ts');
-    h.ledger.balances.set(OWNER_A.toLowerCase(), 40_123_456n);
-    h.ledger.balances.set(OWNER_B.toLowerCase(), 987_654_321n);
-    Object.assign(h.ledger.chain.get('facA')!, { mintedGrams: 44_000_000n, burnedGrams: 3_700_000n, retiredGrams: 176_544n });
-    Object.assign(h.ledger.chain.get('facB')!, { mintedGrams: 987_654_321n, deficitGrams: 12_000n });
-    h.ledger.retirementRows.push({ id: 1n, account: OWNER_A, facilityId: 'facA', amountGrams: 176_544n, beneficiary: 'Municipal transit', reason: 'Q3 2026 scope 2 offset', retiredAt: T0 + 600_000 });
+    h.ledger.setTotals('facA', { balance: 40_123_456n, mintedGrams: 44_000_000n, burnedGrams: 3_700_000n, retiredGrams: 176_544n });
+    h.ledger.setTotals('facB', { balance: 987_654_321n, mintedGrams: 987_654_321n, deficitGrams: 12_000n });
+    h.ledger.recordRetirement({ id: 1n, account: OWNER_A, facilityId: 'facA', amountGrams: 176_544n, beneficiary: 'Municipal transit', reason: 'Q3 2026 scope 2 offset', retiredAt: T0 + 600_000 });
 
     const app = await buildGateway({ db: h.db, registry: h.registry, readings, settlements: records, audit, ledger: h.ledger, logger: silentLogger, options: { windowSeconds: 60 } });
     t.teardown(() => app.close());

@@ -15,7 +15,8 @@ import { silentLogger } from '../../domain/logger.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { createKeyStore } from '../../gateway/keys.ts';
 import type { GatewayDeps, GatewayOptions } from '../../gateway/deps.ts';
-import { fakeBroker, fakeLedger } from './fakes.ts';
+import { fakeBroker } from './fakes.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
 
 export function tempDir(t: Test, prefix = 'mrv-gw-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -31,7 +32,7 @@ export interface Harness {
   db: Db;
   dir: string;
   registry: FacilityRegistry;
-  ledger: ReturnType<typeof fakeLedger>;
+  ledger: MemoryLedger;
   broker: ReturnType<typeof fakeBroker>;
   metrics: PromRegistry;
   key: { admin: string; regulator: string; facA: string; facB: string };
@@ -46,7 +47,8 @@ export async function startGateway(
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   const stores = openSqliteStores(db);
-  const ledger = fakeLedger();
+  // The holders here have no keys: a signature ending in 00 stands for a forged one.
+  const ledger = new MemoryLedger({ checkSignature: (req) => !req.signature.endsWith('00') });
   const broker = fakeBroker();
   const metrics = new PromRegistry();
   const app = await buildGateway({
@@ -70,6 +72,7 @@ export async function startGateway(
     await ledger.registerFacility('facA', OWNER_A, '3600', 0);
     await ledger.registerFacility('facB', OWNER_B, '1200', 0);
     ledger.calls.length = 0;
+    ledger.writes.length = 0;
   }
   const keys = createKeyStore(db);
   const key = {

@@ -4,6 +4,7 @@
  * and reading store are stand-ins here (their real versions are exercised in tamper/browser tests).
  */
 import t, { type Test } from 'tap';
+import { ethers } from 'ethers';
 import type { Reading } from '../../domain/reading.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
@@ -185,8 +186,8 @@ t.test('facilities: register (on-chain too), list by scope, read, patch', async 
   const r = await call('POST', '/v1/facilities', 'regulator', body);
   t.equal(r.status, 201);
   t.match(r.body, { id: 'facC', baselineKgPerHour: '2500.5', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.2', status: 'active', chain: { synced: true } });
-  t.match(h.ledger.calls[0], /^register facC 0x(c3){20} 2500\.5 \d+$/i, 'registered on-chain with the first window start (owner in its EIP-55 form)');
-  const first = Number(h.ledger.calls[0].split(' ')[4]);
+  t.match(h.ledger.writes[0], /^register facC 0x(c3){20} 2500\.5 \d+$/i, 'registered on-chain with the first window start (owner in its EIP-55 form)');
+  const first = Number(h.ledger.writes[0].split(' ')[4]);
   t.equal(first % 10_000, 0, 'first window aligned to W');
   t.equal((await call('POST', '/v1/facilities', 'regulator', body)).status, 409, 'duplicate id');
   t.equal((await call('POST', '/v1/facilities', 'facA', { ...body, id: 'facD' })).status, 403, 'facility key cannot register');
@@ -221,10 +222,10 @@ t.test('facilities: register (on-chain too), list by scope, read, patch', async 
   t.equal(susp.status, 200);
   t.match(susp.body, { status: 'suspended', chain: { synced: true } });
   t.ok(h.broker.disconnected.includes('facility:facA'), 'suspension disconnects the facility devices');
-  t.ok(h.ledger.calls.includes('suspend facA true'), 'suspension pushed on-chain');
+  t.ok(h.ledger.writes.includes('suspend facA true'), 'suspension pushed on-chain');
   const react = await call('PATCH', '/v1/facilities/facA', 'regulator', { status: 'active' });
   t.match(react.body, { status: 'active' });
-  t.ok(h.ledger.calls.includes('suspend facA false'));
+  t.ok(h.ledger.writes.includes('suspend facA false'));
   const base = await call('PATCH', '/v1/facilities/facA', 'admin', { baselineKgPerHour: '4000' });
   t.match(base.body, { baselineKgPerHour: '4000' });
   t.equal(h.registry.baselineAt('facA', Date.now() - 1), '3600', 'the new baseline does not apply to the current window');
@@ -363,13 +364,12 @@ t.test('readings and rejections', async (t) => {
 
 t.test('balance from the chain, cached briefly', async (t) => {
   const { h, call } = await setup(t, { chainCacheMs: 60_000 });
-  h.ledger.balances.set(OWNER_A.toLowerCase(), 12_345_678n);
-  Object.assign(h.ledger.chain.get('facA')!, { mintedGrams: 20_000_000n, burnedGrams: 1n, retiredGrams: 7_654_321n, deficitGrams: 0n });
+  h.ledger.setTotals('facA', { balance: 12_345_678n, mintedGrams: 20_000_000n, burnedGrams: 1n, retiredGrams: 7_654_321n, deficitGrams: 0n });
   const r = await call('GET', '/v1/facilities/facA/balance', 'facA');
   t.equal(r.status, 200);
   t.same(r.body, {
     facilityId: 'facA',
-    owner: OWNER_A,
+    owner: ethers.getAddress(OWNER_A),
     balanceGrams: '12345678',
     mintedGrams: '20000000',
     burnedGrams: '1',
@@ -378,9 +378,10 @@ t.test('balance from the chain, cached briefly', async (t) => {
     balanceTonnes: '12.345678',
     suspended: false,
   });
-  const reads = h.ledger.reads;
+  const facilityReads = () => h.ledger.calls.filter((c) => c === 'facility').length;
+  const reads = facilityReads();
   await call('GET', '/v1/facilities/facA/balance', 'admin');
-  t.equal(h.ledger.reads, reads, 'second read served from the cache');
+  t.equal(facilityReads(), reads, 'second read served from the cache');
   await call('PATCH', '/v1/facilities/facA', 'admin', { status: 'suspended' });
   const after = await call('GET', '/v1/facilities/facA/balance', 'admin');
   t.equal((after.body as { suspended: boolean }).suspended, true, 'our own chain writes invalidate the cache');
@@ -457,14 +458,17 @@ t.test('settlements, verification and proofs', async (t) => {
 t.test('retirements: list from the chain, relay of a holder-signed request', async (t) => {
   const { h, call } = await setup(t);
   const signed = { holder: OWNER_A, amountGrams: '1500000', beneficiary: 'City of X', reason: '2026 offset', nonce: '0', deadline: '4102444800', signature: '0x' + 'ab'.repeat(65) };
+  h.ledger.setTotals('facA', { balance: 1_500_000n });
+  h.ledger.chain.now = () => 1_700_000_000_000;
   const r = await call('POST', '/v1/retirements', 'facA', signed);
   t.equal(r.status, 201);
-  t.same(r.body, { txHash: '0x' + 'ab'.repeat(32), id: '1' });
-  t.same(h.ledger.calls, [`retire ${OWNER_A} 1500000 0 4102444800`], 'submitted as signed; the gateway holds no holder key');
-  h.ledger.retirementRows[0].facilityId = 'facA';
+  const txHash = (r.body as { txHash: string }).txHash;
+  t.same(r.body, { txHash, id: '1' });
+  t.match(txHash, /^0x[0-9a-f]{64}$/);
+  t.same(h.ledger.writes, [`retire ${OWNER_A} 1500000 0 4102444800`], 'submitted as signed; the gateway holds no holder key');
   const list = await call('GET', '/v1/retirements', 'facA');
   t.same((list.body as { items: unknown[] }).items, [
-    { id: '1', account: OWNER_A, facilityId: 'facA', amountGrams: '1500000', amountTonnes: '1.5', beneficiary: 'City of X', reason: '2026 offset', retiredAt: '2023-11-14T22:13:20.000Z' },
+    { id: '1', account: ethers.getAddress(OWNER_A), facilityId: 'facA', amountGrams: '1500000', amountTonnes: '1.5', beneficiary: 'City of X', reason: '2026 offset', retiredAt: '2023-11-14T22:13:20.000Z', txHash },
   ]);
   t.same(((await call('GET', '/v1/retirements', 'facB')).body as { items: unknown[] }).items, [], 'facility B sees none of A');
   t.equal((await call('GET', '/v1/retirements?facilityId=facA', 'facB')).status, 403);
@@ -472,10 +476,18 @@ t.test('retirements: list from the chain, relay of a holder-signed request', asy
   t.equal((await call('GET', '/v1/retirements?account=0x12', 'regulator')).status, 400);
 
   t.equal((await call('POST', '/v1/retirements', 'facB', signed)).status, 403, "facility B cannot relay for A's owner");
-  const reverted = await call('POST', '/v1/retirements', 'admin', { ...signed, signature: '0x' + 'ab'.repeat(64) + '00' });
+  const again = await call('POST', '/v1/retirements', 'admin', signed);
+  t.same([again.status, again.body], [200, { txHash, id: '1', alreadySubmitted: true }], 'the same request again: the retirement it produced');
+  const forged = await call('POST', '/v1/retirements', 'admin', { ...signed, nonce: '1', signature: '0x' + 'ab'.repeat(64) + '00' });
+  t.equal(forged.status, 422);
+  t.match(forged.body, { error: { code: 'RELAY_REJECTED', message: /^retirement rejected: the signature is not that of account 0x.*\[InvalidRetirementSignature\(0x/ } });
+  // an undecoded revert is said as describeChainError's sentence (the one the CLI prints), not ethers' text
+  h.ledger.retireWithSig = async () => {
+    throw Object.assign(new Error('execution reverted: InvalidSignature()'), { code: 'CALL_EXCEPTION', reason: 'InvalidSignature()' });
+  };
+  const reverted = await call('POST', '/v1/retirements', 'admin', { ...signed, nonce: '1' });
   t.equal(reverted.status, 422);
   t.match(reverted.body, { error: { code: 'RELAY_REJECTED', message: /InvalidSignature/ } });
-  // an undecoded revert is said as describeChainError's sentence (the one the CLI prints), not ethers' text
   t.equal(
     (reverted.body as { error: { message: string } }).error.message,
     'retirement rejected: the contract refused without saying why: check that the address is a CarbonLedger on this chain (InvalidSignature())',

@@ -13,7 +13,7 @@ import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle } from '../../oracle/oracle.ts';
 import { startGatewayService } from '../../gateway/main.ts';
-import { FakeLedger } from '../oracle/fake-ledger.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
 
 const ADMIN = 'admin-key-for-the-no-signer-test';
 const OWNER = '0x1111111111111111111111111111111111111111';
@@ -37,7 +37,7 @@ t.test('settlements list, get and prove with no chain and no signer configured',
     stores.registry.createDevice('F', 'd1', 'meter');
     const out = await stores.readings.commit([rd(1, 5_000, '1000'), rd(2, W + 5_000, '1005')]);
     t.same(out.map((o) => o.status), ['stored', 'stored']);
-    const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new FakeLedger(), logger: silentLogger, windowMs: W, graceMs: 1_000, lease: false });
+    const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: W, graceMs: 1_000, lease: false });
     const report = await oracle.runOnce(2 * W + 1_000);
     t.equal(report.settled, 2, 'two windows settled');
     await oracle.close();

@@ -8,7 +8,7 @@ import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { baselineEffectiveFrom, buildChainSync, firstWindowStart, registryWriter } from '../../oracle/chain-sync.ts';
 import { oracleMetrics } from '../../oracle/metrics.ts';
-import { FakeLedger } from './fake-ledger.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
 
 const W = 10_000;
 const OWNER = '0x1111111111111111111111111111111111111111';
@@ -18,7 +18,7 @@ function setup(t: Test) {
   t.teardown(() => db.close());
   const clock = { now: 25_000 };
   const stores = openSqliteStores(db, { clock: () => clock.now });
-  return { ...stores, clock, ledger: new FakeLedger() };
+  return { ...stores, clock, ledger: new MemoryLedger() };
 }
 
 t.test('a baseline change takes effect from the next window, never before the chain expects', async (t) => {

@@ -13,7 +13,7 @@ import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { Ledger, startHardhatChain, type Chain } from '../../contracts/client/index.ts';
 import { buildOracle, type Oracle, type OracleDeps } from '../../oracle/oracle.ts';
-import { faultyLedger } from './fake-ledger.ts';
+import { faultyLedger } from '../helpers/memory-ledger.ts';
 
 const W = 10_000;
 const GRACE = 1_000;

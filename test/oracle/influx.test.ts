@@ -15,7 +15,7 @@ import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import { buildOracle, type Oracle } from '../../oracle/oracle.ts';
 import { requireInfluxd, startInfluxd } from '../helpers/influxd.ts';
-import { FakeLedger } from './fake-ledger.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
 
 const W = 10_000;
 const GRACE = 2_000;
@@ -34,7 +34,7 @@ function side(t: Test, readingsFor: (sqlite: ReadingStore, registry: SqliteRegis
   stores.registry.createDevice('F', 'd1', 'meter');
   stores.registry.createDevice('F', 'd2', 'cems');
   const readings = readingsFor(stores.readings, stores.registry);
-  const oracle = buildOracle({ db, readings, registry: stores.registry, ledger: new FakeLedger(), logger: silentLogger, windowMs: W, graceMs: GRACE });
+  const oracle = buildOracle({ db, readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: W, graceMs: GRACE });
   t.teardown(() => oracle.close());
   return { oracle, readings };
 }

@@ -1,5 +1,5 @@
 /**
- * Liveness of the oracle against the in-memory ledger with the contract's reverts (fake-ledger.ts):
+ * Liveness of the oracle against the in-memory ledger with the contract's reverts (test/helpers/memory-ledger.ts):
  * - a facility whose settlement reverts is blocked (reason, metric, status), retried with capped
  *   exponential backoff, while the others settle in the same run; a reverted batch falls back to
  *   one entry per transaction;
@@ -15,8 +15,8 @@ import type { Reading } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
-import type { OracleLedger } from '../../oracle/ledger.ts';
-import { FakeLedger } from './fake-ledger.ts';
+import type { LedgerPort } from '../../contracts/client/port.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
 
 const W = 10_000;
 const GRACE = 1_000;
@@ -27,7 +27,7 @@ function setup(t: Test, ids: string[], windows: number) {
   const db = openDatabase(t.testdir());
   t.teardown(() => db.close());
   const stores = openSqliteStores(db, { clock: () => 0 });
-  const ledger = new FakeLedger();
+  const ledger = new MemoryLedger();
   ids.forEach((id, i) => {
     stores.registry.createFacility({ id, name: id, owner: owner(i + 1), baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: 0 });
     stores.registry.createDevice(id, `${id}-m`, 'meter');
@@ -50,11 +50,11 @@ function setup(t: Test, ids: string[], windows: number) {
 }
 
 /** The ledger, with every settlement of `facilityId` carrying a poison net while `on()` (whatever produced it). */
-function poisoned(inner: FakeLedger, facilityId: string, on: () => boolean): OracleLedger {
+function poisoned(inner: MemoryLedger, facilityId: string, on: () => boolean): LedgerPort {
   return new Proxy(inner, {
     get(target, prop, receiver) {
       if (prop === 'settleBatch') {
-        return (inputs: Parameters<OracleLedger['settleBatch']>[0]) =>
+        return (inputs: Parameters<LedgerPort['settleBatch']>[0]) =>
           target.settleBatch(inputs.map((s) => (s.facilityId === facilityId && on() ? { ...s, netGrams: -(10n ** 22n) } : s)));
       }
       const v = Reflect.get(target, prop, receiver);
@@ -195,14 +195,14 @@ t.test('the chain loses settled windows: they are settled again, exactly once, n
   const r2 = await oracle.runOnce(closeOf(4));
   t.equal(r2.settled, 4, 'and goes on');
   t.same(oracle.listSettlements({ facilityId: 'A' }).map((s) => s.netGrams), ['0', '7317', '7317', '7317', '7317']);
-  t.equal(ledger.balanceOf(owner(1)), 4n * 7317n, 'each reading counted once');
+  t.equal(await ledger.balanceOf(owner(1)), 4n * 7317n, 'each reading counted once');
 });
 
 t.test('CHAIN_CONFIRMATIONS: a window builds on a final one only; one replaced by a reorganisation is corrected', async (t) => {
   const { ledger, make, feed, db } = setup(t, ['A'], 3);
   await feed(0, 3);
   const oracle = make({ confirmations: 3 });
-  t.throws(() => make({ confirmations: 1, ledger: { settleBatch: ledger.settleBatch.bind(ledger), facility: ledger.facility.bind(ledger), registerFacility: ledger.registerFacility.bind(ledger), settlementAt: ledger.settlementAt.bind(ledger) } }), { code: 'CONFIG_INVALID' });
+  t.throws(() => make({ confirmations: 1, ledger: { settleBatch: ledger.settleBatch.bind(ledger), facility: ledger.facility.bind(ledger), registerFacility: ledger.registerFacility.bind(ledger), settlementAt: ledger.settlementAt.bind(ledger) } as unknown as LedgerPort }), { code: 'CONFIG_INVALID' });
   /** Mines a block (a transaction of someone else's that changes nothing here). */
   const block = () => ledger.settleBatch([{ facilityId: 'A', windowStart: 0, windowEnd: W, netGrams: 0n, evidenceRoot: `0x${'00'.repeat(32)}` }]);
   const r0 = await oracle.runOnce(closeOf(1));

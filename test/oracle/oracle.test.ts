@@ -1,6 +1,6 @@
 /**
  * The oracle end to end over the real SQLite store, with an in-memory ledger that applies the
- * contract's settlement rules (fake-ledger.ts). Runs are driven by runOnce(now) with an injected clock.
+ * contract's settlement rules (test/helpers/memory-ledger.ts). Runs are driven by runOnce(now) with an injected clock.
  * W = 10 s, grace = 2 s; facility F created at t = 0, so its first window is [0, 10 s).
  */
 import t, { type Test } from 'tap';
@@ -15,7 +15,7 @@ import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
 import { LEAF_ENCODING } from '../../oracle/evidence.ts';
 import type { GatewaySettlements } from '../../gateway/deps.ts';
 import type { SettlementAudit } from '../../oracle/audit.ts';
-import { FakeLedger, faultyLedger } from './fake-ledger.ts';
+import { MemoryLedger, faultyLedger } from '../helpers/memory-ledger.ts';
 import { eventually } from '../helpers/eventually.ts';
 
 const W = 10_000;
@@ -29,7 +29,7 @@ function setup(t: Test, opts: Partial<OracleDeps> = {}) {
   t.teardown(() => db.close());
   const registryClock = { now: 0 };
   const stores = openSqliteStores(db, { clock: () => registryClock.now });
-  const ledger = new FakeLedger();
+  const ledger = new MemoryLedger();
   const make = (extra: Partial<OracleDeps> = {}) => {
     const o = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger, logger: silentLogger, windowMs: W, graceMs: GRACE, ...opts, ...extra });
     t.teardown(() => o.close());
@@ -66,7 +66,7 @@ t.test('worked example, late reading, boundary reading, verify and proof', async
   const s1 = oracle.getSettlement('F-10000');
   t.match(s0, { complete: false, netGrams: '0', mintedGrams: '0' });
   t.match(s1, { complete: true, netGrams: '7317', mintedGrams: '7317', burnedGrams: '0', deficitGrams: '0', actualKg: '2.683', baselineKg: '10' });
-  t.equal(ledger.balanceOf(OWNER), 7317n);
+  t.equal(await ledger.balanceOf(OWNER), 7317n);
   // Not closed yet: window 2 ends at 30 s, closes at 32 s.
   t.equal((await oracle.runOnce(31_999)).settled, 0);
 
@@ -97,7 +97,7 @@ t.test('worked example, late reading, boundary reading, verify and proof', async
   t.same(oracle.listSettlements({ from: 10_000, to: 30_000 }).map((s) => s.id), ['F-10000', 'F-20000']);
   const sum = list.reduce((a, s) => a + BigInt(s.netGrams), 0n);
   t.equal(sum, 7317n + 7317n + 9463n);
-  t.equal(ledger.balanceOf(OWNER), sum);
+  t.equal(await ledger.balanceOf(OWNER), sum);
 
   // Verify recomputes from the store with the recorded high-water marks, even after more readings arrived.
   await readings.commit([rd('d1', 6, 19_000, 'electricity_import', '1020')]);
@@ -159,7 +159,7 @@ t.test('negative net: burn what the balance covers, record the deficit, pay it d
   // 7317 - 11620 + 7838 + 9463 = 12998 = balance 3535 + 9463, deficit 0
   t.equal(sum, 12998n);
   const chain = await ledger.facility('F');
-  t.equal(ledger.balanceOf(OWNER) + BigInt(chain.retiredGrams) - BigInt(chain.deficitGrams), sum);
+  t.equal(await ledger.balanceOf(OWNER) + BigInt(chain.retiredGrams) - BigInt(chain.deficitGrams), sum);
 });
 
 t.test('incomplete window: a silent device', async (t) => {
@@ -172,7 +172,7 @@ t.test('incomplete window: a silent device', async (t) => {
   await readings.commit([rd('d1', 1, 5_000, 'electricity_import', '1000'), rd('d1', 2, 15_000, 'electricity_import', '1005'), rd('d2', 1, 5_000, 'co2_direct', '0')]);
   await oracle.runOnce(22_000);
   t.match(oracle.getSettlement('F-10000'), { complete: false, netGrams: '0' });
-  t.equal(ledger.balanceOf(OWNER), 0n);
+  t.equal(await ledger.balanceOf(OWNER), 0n);
   t.same(oracle.getSettlement('F-10000')?.inputs.rawNetGrams, '7317');
 });
 

@@ -39,7 +39,7 @@ import type { Metric } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle } from '../../oracle/oracle.ts';
-import { FakeLedger } from './fake-ledger.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
 import { SpecModel, type ModelReading } from './spec-model.ts';
 
 const W = 10_000;
@@ -181,7 +181,7 @@ async function run(dir: string, s: Scenario, emitted: Emitted[], inOrder: boolea
   const db = openDatabase(dir);
   const clock = { now: 0 };
   const { readings, registry } = openSqliteStores(db, { clock: () => clock.now });
-  const ledger = new FakeLedger();
+  const ledger = new MemoryLedger();
   const oracle = buildOracle({ db, readings, registry, ledger, logger: silentLogger, windowMs: W, graceMs: GRACE, lease: false });
   try {
     registry.createFacility({ id: 'F', name: 'F', owner: OWNER, baselineKgPerHour: s.baselineKgPerHour, gridFactorKgPerKwh: GRID, gasFactorKgPerM3: GAS, createdAt: 0 });

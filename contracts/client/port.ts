@@ -1,0 +1,206 @@
+/**
+ * The chain boundary: the one `LedgerPort` the oracle and the gateway depend on, and its value types.
+ * `Ledger` (contracts/client/ledger.ts, ethers v6 on CarbonLedger) implements it; the tests use one
+ * in-memory ledger with the contract's rules (test/helpers/memory-ledger.ts).
+ *
+ * Units on this side of the port: times are epoch milliseconds (whole seconds: the contract keeps
+ * UNIX seconds), amounts are bigint grams, baselines are decimal kg/h text (mg/h on chain), block
+ * numbers are numbers. Failures leave the port as catalogue errors (contracts/client/errors.ts):
+ * a revert the client decodes is LEDGER_REVERTED (LedgerRevertError), an unreachable node is
+ * CHAIN_UNAVAILABLE, a write without a key is CHAIN_SIGNER_MISSING.
+ */
+
+/** The contract's roles (DEFAULT_ADMIN_ROLE, REGULATOR_ROLE, ORACLE_ROLE). */
+export type LedgerRole = 'admin' | 'regulator' | 'oracle';
+
+/** A facility as the ledger holds it (`facility(id)`); an unregistered id reads as zeroes. */
+export interface FacilityView {
+  registered: boolean;
+  owner: string;
+  suspended: boolean;
+  /** epoch ms of the next window the ledger accepts */
+  nextWindowStart: number;
+  /** decimal kg/h text */
+  baselineKgPerHour: string;
+  /** epoch ms */
+  baselineEffectiveFrom: number;
+  /** The owner's totals (the ledger keeps them per owner address; one facility per owner). */
+  deficitGrams: bigint;
+  mintedGrams: bigint;
+  burnedGrams: bigint;
+  /** Retired by the facility's owners (kept per facility). */
+  retiredGrams: bigint;
+}
+
+/** One window to settle. */
+export interface SettlementEntry {
+  facilityId: string;
+  /** epoch ms, a whole second */
+  windowStart: number;
+  /** epoch ms, a whole second */
+  windowEnd: number;
+  netGrams: bigint;
+  /** 0x-prefixed 32-byte Merkle root of the window's evidence */
+  evidenceRoot: string;
+}
+
+/** A settlement as the ledger recorded it (its WindowSettled event). */
+export interface OnChainSettlement {
+  /** Known when the client has seen the facility's registration (or was told the id). */
+  facilityId?: string;
+  /** keccak256 of the facility id */
+  facilityKey: string;
+  windowStart: number;
+  windowEnd: number;
+  netGrams: bigint;
+  mintedGrams: bigint;
+  burnedGrams: bigint;
+  /** the owner's deficit after this settlement */
+  deficitGrams: bigint;
+  evidenceRoot: string;
+  txHash: string;
+  blockNumber: number;
+}
+
+/** What became of one entry of a settleBatch. */
+export interface SettlementResult {
+  facilityId: string;
+  windowStart: number;
+  /** `skipped`: the window was already settled (by an earlier transaction); nothing changed now. */
+  status: 'settled' | 'skipped';
+  /** For a skipped entry: the amounts of the earlier settlement (see `original`). */
+  mintedGrams: bigint;
+  burnedGrams: bigint;
+  deficitGrams: bigint;
+  /** For a skipped entry: the earlier settlement of that window, read back from the ledger. */
+  original?: OnChainSettlement;
+}
+
+/** A mined transaction. */
+export interface TxInfo {
+  txHash: string;
+  blockNumber: number;
+  gasUsed: bigint;
+}
+
+export interface SettleBatchResult extends TxInfo {
+  /** One per entry, in the entries' order. */
+  results: SettlementResult[];
+}
+
+/** A holder-signed EIP-712 retirement request (CarbonLedger `Retire`), as the ledger takes it. */
+export interface SignedRetirement {
+  holder: string;
+  amount: bigint;
+  beneficiary: string;
+  reason: string;
+  nonce: bigint;
+  /** UNIX seconds */
+  deadline: number;
+  signature: string;
+}
+
+/** EIP-712 types of a retirement request (CarbonLedger.sol RETIRE_TYPEHASH). */
+export const RETIRE_TYPES = {
+  Retire: [
+    { name: 'holder', type: 'address' },
+    { name: 'amount', type: 'uint256' },
+    { name: 'beneficiary', type: 'string' },
+    { name: 'reason', type: 'string' },
+    { name: 'nonce', type: 'uint256' },
+    { name: 'deadline', type: 'uint256' },
+  ],
+};
+
+/** A retirement record on the ledger. */
+export interface RetirementRecord {
+  id: bigint;
+  account: string;
+  /** ZeroHash when the holder owns no facility */
+  facilityKey: string;
+  facilityId?: string;
+  amountGrams: bigint;
+  beneficiary: string;
+  reason: string;
+  /** epoch ms (block time) */
+  retiredAt: number;
+  txHash?: string;
+}
+
+/** The retirement a transaction produced. */
+export interface RetirementReceipt {
+  id: bigint;
+  txHash: string;
+}
+
+/**
+ * Most entries one settleBatch should carry: a first settlement costs ~35k gas per entry, and a
+ * transaction is capped at 2^24 gas since Osaka (EIP-7825). Callers split larger sets.
+ */
+export const MAX_BATCH = 250;
+
+/** What the oracle and the gateway call on the ledger. */
+export interface LedgerPort {
+  /** The latest block number (the gateway's /health, the oracle's CHAIN_CONFIRMATIONS). */
+  blockNumber(): Promise<number>;
+  facility(facilityId: string): Promise<FacilityView>;
+  balanceOf(address: string): Promise<bigint>;
+
+  // registry (REGULATOR_ROLE)
+  registerFacility(facilityId: string, owner: string, baselineKgPerHour: string, firstWindowStart: number): Promise<TxInfo>;
+  setFacilitySuspended(facilityId: string, suspended: boolean): Promise<TxInfo>;
+  /** The baseline from `effectiveFrom` on (epoch ms; at or after the facility's next window). */
+  setBaseline(facilityId: string, baselineKgPerHour: string, effectiveFrom: number): Promise<TxInfo>;
+  /** Corrects the owner of a facility that never settled (reverts FacilityHasSettlements otherwise). */
+  setFacilityOwner(facilityId: string, owner: string): Promise<TxInfo>;
+  /** Removes a facility that never settled (reverts FacilityHasSettlements otherwise). */
+  deregisterFacility(facilityId: string): Promise<TxInfo>;
+
+  // settlement (ORACLE_ROLE)
+  /**
+   * Settles the entries in one transaction (at most MAX_BATCH). Already-settled windows are skipped
+   * and reported as `skipped`; a gap, an unknown facility or an empty window reverts the whole batch.
+   */
+  settleBatch(entries: SettlementEntry[]): Promise<SettleBatchResult>;
+  /** The settlement of one facility window, or undefined when that window is not settled. */
+  settlementAt(facilityId: string, windowStart: number): Promise<OnChainSettlement | undefined>;
+  /** Settlements, oldest first, optionally of one facility or one window start. */
+  settlements(filter?: { facilityId?: string; fromBlock?: number; windowStart?: number }): Promise<OnChainSettlement[]>;
+
+  // retirement
+  /** Retirement records, oldest first, optionally of one account or one facility. */
+  retirements(filter?: { account?: string; facilityId?: string }): Promise<RetirementRecord[]>;
+  /** Relays a holder-signed retirement request (this client's signer pays the gas). */
+  retireWithSig(req: SignedRetirement): Promise<RetirementReceipt>;
+  /** The retirement a signed request produced once its nonce is used (by anyone), else undefined. */
+  retirementOfRequest(req: SignedRetirement): Promise<RetirementReceipt | undefined>;
+
+  /** Forgets any local nonce count (the chain went backwards: its nonces did too). */
+  resetNonce(): void;
+}
+
+/** The administrator's part (DEFAULT_ADMIN_ROLE): roles and pause. */
+export interface LedgerAdminPort {
+  hasRole(role: LedgerRole, account: string): Promise<boolean>;
+  grantRole(role: LedgerRole, account: string): Promise<TxInfo>;
+  revokeRole(role: LedgerRole, account: string): Promise<TxInfo>;
+  pause(): Promise<TxInfo>;
+  unpause(): Promise<TxInfo>;
+  paused(): Promise<boolean>;
+}
+
+/** Integer grams, ms or block numbers as they may arrive from JSON or a wrapper (bigint, or integer text/number). */
+export type IntLike = bigint | number | string;
+
+/** An IntLike as bigint (undefined and null as 0n). */
+export function toBig(v: IntLike | undefined | null): bigint {
+  if (v === undefined || v === null) return 0n;
+  return typeof v === 'bigint' ? v : BigInt(v);
+}
+
+/** An IntLike as a safe-integer number of epoch ms (throws otherwise). */
+export function toMs(v: IntLike): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new TypeError(`not an epoch-ms integer: ${String(v)}`);
+  return n;
+}

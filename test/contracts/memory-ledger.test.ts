@@ -1,0 +1,162 @@
+/**
+ * The in-memory ledger the oracle and gateway tests use (test/helpers/memory-ledger.ts) against the
+ * real CarbonLedger (Hardhat's in-process network, through the ethers client): the same scenario
+ * through the LedgerPort on both, every answer and every revert (name and arguments) recorded, and
+ * the two records compared. The scenario covers the settlement rules (a gain pays the deficit first,
+ * then mints; a loss burns the balance, the rest becomes deficit; skipped, out-of-order, empty and
+ * out-of-range windows), the registry rules, roles, pause and signed retirements (nonce, deadline,
+ * signature, suspension, balance).
+ */
+import t from 'tap';
+import { ethers } from 'ethers';
+import { startHardhatChain } from '../../contracts/client/chain.ts';
+import { decodeLedgerError } from '../../contracts/client/errors.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
+import { RETIRE_TYPES, type LedgerAdminPort, type LedgerPort, type SignedRetirement } from '../../contracts/client/port.ts';
+import { MEMORY_DOMAIN, MemoryLedger } from '../helpers/memory-ledger.ts';
+import { T0, W, win } from './helpers.ts';
+
+const chain = await startHardhatChain({ accounts: 8 });
+t.teardown(() => chain.close());
+
+const wallets = chain.privateKeys.map((k) => new ethers.Wallet(k));
+const ownerA = wallets[3];
+const ownerB = wallets[4];
+const ownerC = wallets[6];
+const outsider = wallets[5].address;
+
+interface Side {
+  /** Holds every role. */
+  ledger: LedgerPort & LedgerAdminPort;
+  /** Holds none. */
+  outsider: LedgerPort;
+  domain: ethers.TypedDataDomain;
+}
+
+/** Drops what differs by nature between the chains (hashes, block numbers, gas). */
+function normalise(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(normalise);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (!['txHash', 'blockNumber', 'gasUsed'].includes(k)) out[k] = normalise(x);
+    return out;
+  }
+  return v;
+}
+
+async function scenario(side: Side): Promise<[string, unknown][]> {
+  const { ledger } = side;
+  const trace: [string, unknown][] = [];
+  const step = async (name: string, p: () => Promise<unknown>) => {
+    try {
+      trace.push([name, { ok: normalise(await p()) }]);
+    } catch (e) {
+      const revert = decodeLedgerError(e);
+      if (!revert) throw e;
+      trace.push([name, { revert }]);
+    }
+  };
+  const sign = async (holder: ethers.Wallet, amount: bigint, nonce: bigint, deadline: number, by: ethers.Wallet = holder): Promise<SignedRetirement> => {
+    const req = { holder: holder.address, amount, beneficiary: 'City of X', reason: 'scope 2', nonce, deadline };
+    return { ...req, signature: await by.signTypedData(side.domain, RETIRE_TYPES, req) };
+  };
+  const later = Math.floor(Date.now() / 1000) + 3600;
+
+  // registry
+  await step('register A', () => ledger.registerFacility('A', ownerA.address, '3600', T0));
+  await step('register B', () => ledger.registerFacility('B', ownerB.address, '1200.5', T0));
+  await step('register A again', () => ledger.registerFacility('A', ownerC.address, '1', T0));
+  await step('register C with A\'s owner', () => ledger.registerFacility('C', ownerA.address, '1', T0));
+  await step('register by an outsider', () => side.outsider.registerFacility('D', ownerC.address, '1', T0));
+  await step('register a zero owner', () => ledger.registerFacility('D', ethers.ZeroAddress, '1', T0));
+  await step('register a 65-byte id', () => ledger.registerFacility('x'.repeat(65), ownerC.address, '1', T0));
+
+  // settlement: deficit first, burn, deficit
+  await step('settle A0 +1000, B0 -500', () => ledger.settleBatch([win('A', 0, 1000n), win('B', 0, -500n)]));
+  await step('settle A1 -2500 (burns 1000, deficit 1500)', () => ledger.settleBatch([win('A', 1, -2500n)]));
+  await step('settle A2 +1000 (pays deficit)', () => ledger.settleBatch([win('A', 2, 1000n)]));
+  await step('settle A3 +800 (pays 500, mints 300)', () => ledger.settleBatch([win('A', 3, 800n)]));
+  await step('settle A2 again (skipped), A4 +50', () => ledger.settleBatch([win('A', 2, 7n), win('A', 4, 50n)]));
+  await step('settle A6 (a gap)', () => ledger.settleBatch([win('A', 6, 1n)]));
+  await step('settle an empty window', () => ledger.settleBatch([{ ...win('A', 5, 1n), windowEnd: T0 + 5 * W }]));
+  await step('settle 2^64 g', () => ledger.settleBatch([win('A', 5, 1n << 64n)]));
+  await step('settle an unknown facility', () => ledger.settleBatch([win('Z', 0, 1n)]));
+  await step('settle by an outsider', () => side.outsider.settleBatch([win('A', 5, 1n)]));
+  await step('settle B1 +200 (pays B\'s deficit)', () => ledger.settleBatch([win('B', 1, 200n)]));
+
+  // reads
+  await step('facility A', () => ledger.facility('A'));
+  await step('facility B', () => ledger.facility('B'));
+  await step('facility unknown', () => ledger.facility('Z'));
+  await step('balances', async () => [await ledger.balanceOf(ownerA.address), await ledger.balanceOf(ownerB.address), await ledger.balanceOf(outsider)]);
+  await step('settlement A1', () => ledger.settlementAt('A', T0 + W));
+  await step('settlement A9', () => ledger.settlementAt('A', T0 + 9 * W));
+  await step('settlements of A', () => ledger.settlements({ facilityId: 'A' }));
+
+  // registry changes
+  await step('baseline before the next window', () => ledger.setBaseline('A', '4000', T0 + 4 * W));
+  await step('baseline from the next window', () => ledger.setBaseline('A', '4000.125', T0 + 5 * W));
+  await step('owner change after settling', () => ledger.setFacilityOwner('A', ownerC.address));
+  await step('deregister after settling', () => ledger.deregisterFacility('A'));
+  await step('register C', () => ledger.registerFacility('C', ownerC.address, '1', T0));
+  await step('C owner to B\'s owner', () => ledger.setFacilityOwner('C', ownerB.address));
+  await step('C owner to an outsider', () => ledger.setFacilityOwner('C', outsider));
+  await step('deregister C', () => ledger.deregisterFacility('C'));
+  await step('facility C after removal', () => ledger.facility('C'));
+
+  // retirements
+  const first = await sign(ownerA, 100n, 0n, later);
+  await step('suspend A', () => ledger.setFacilitySuspended('A', true));
+  await step('retire while suspended', () => ledger.retireWithSig(first));
+  await step('reinstate A', () => ledger.setFacilitySuspended('A', false));
+  await step('request before use', () => ledger.retirementOfRequest(first));
+  await step('retire 100 g', () => ledger.retireWithSig(first));
+  await step('request after use', () => ledger.retirementOfRequest(first));
+  await step('the same request again', () => ledger.retireWithSig(first));
+  await step('retire more than the balance', async () => ledger.retireWithSig(await sign(ownerA, 10_000n, 1n, later)));
+  await step('retire with an expired request', async () => ledger.retireWithSig(await sign(ownerA, 1n, 1n, 1_000)));
+  await step('retire signed by another key', async () => ledger.retireWithSig(await sign(ownerA, 1n, 1n, later, ownerB)));
+  await step('retire 0 g', async () => ledger.retireWithSig(await sign(ownerA, 0n, 1n, later)));
+  await step('retire without a facility', async () => ledger.retireWithSig(await sign(ownerC, 1n, 0n, later)));
+  await step('retirements', async () => (await ledger.retirements()).map(({ retiredAt, ...r }) => ({ ...r, recent: retiredAt > Date.now() - 3_600_000 })));
+  await step('retirements of B', () => ledger.retirements({ facilityId: 'B' }));
+  await step('facility A after retiring', () => ledger.facility('A'));
+
+  // roles and pause
+  await step('grant oracle to the outsider', () => ledger.grantRole('oracle', outsider));
+  await step('outsider settles A5', () => side.outsider.settleBatch([win('A', 5, 5n)]));
+  await step('revoke it', () => ledger.revokeRole('oracle', outsider));
+  await step('outsider has the oracle role', () => ledger.hasRole('oracle', outsider));
+  await step('pause', () => ledger.pause());
+  await step('settle while paused', () => ledger.settleBatch([win('A', 6, 1n)]));
+  await step('retire while paused', async () => ledger.retireWithSig(await sign(ownerA, 1n, 1n, later)));
+  await step('paused', () => ledger.paused());
+  await step('unpause', () => ledger.unpause());
+  await step('unpause again', () => ledger.unpause());
+  return trace;
+}
+
+t.test('the memory ledger answers and reverts as the contract does', async (t) => {
+  const real = await Ledger.deploy(chain.signers[0]);
+  const onChain = await scenario({
+    ledger: real,
+    outsider: real.connect(chain.signers[5]),
+    domain: { name: 'CarbonLedger', version: '1', chainId: chain.chainId, verifyingContract: real.address },
+  });
+  const memory = new MemoryLedger({ from: chain.signers[0].address });
+  const inMemory = await scenario({ ledger: memory, outsider: memory.connect(outsider), domain: MEMORY_DOMAIN });
+
+  t.equal(inMemory.length, onChain.length);
+  for (let i = 0; i < onChain.length; i++) t.same(inMemory[i], onChain[i], onChain[i][0]);
+
+  // The rules themselves (the comparison alone would pass if both were wrong the same way).
+  const at = (name: string) => onChain.find(([n]) => n === name)?.[1] as { ok?: { results?: unknown[] }; revert?: { name: string } };
+  t.match(at('settle A1 -2500 (burns 1000, deficit 1500)').ok?.results, [{ status: 'settled', mintedGrams: 0n, burnedGrams: 1000n, deficitGrams: 1500n }]);
+  t.match(at('settle A2 +1000 (pays deficit)').ok?.results, [{ status: 'settled', mintedGrams: 0n, burnedGrams: 0n, deficitGrams: 500n }]);
+  t.match(at('settle A3 +800 (pays 500, mints 300)').ok?.results, [{ status: 'settled', mintedGrams: 300n, deficitGrams: 0n }]);
+  t.match(at('settle A2 again (skipped), A4 +50').ok?.results, [{ status: 'skipped', mintedGrams: 0n, deficitGrams: 500n }, { status: 'settled', mintedGrams: 50n }]);
+  t.match(at('settle A6 (a gap)').revert, { name: 'WindowOutOfOrder' });
+  t.match(at('the same request again').revert, { name: 'InvalidAccountNonce' });
+  t.match(at('retire signed by another key').revert, { name: 'InvalidRetirementSignature' });
+  t.match(at('settle while paused').revert, { name: 'EnforcedPause' });
+});
