@@ -16,7 +16,7 @@ import type { IngestPipeline, IngestResult } from './pipeline.ts';
 import { TokenBuckets, addressKey } from './ratelimit.ts';
 import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
 import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
-import { errors } from '../domain/errors.ts';
+import { errors, isError } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Registry } from '../store/types.ts';
 
@@ -282,7 +282,7 @@ export function buildBroker(deps: BrokerDeps): Broker {
         // Storage failed or the device is over its rate limit: no PUBACK. The error closes the
         // connection; the device redelivers after reconnecting.
         const fail = () => cb(err instanceof Error ? err : new Error(String(err)));
-        if ((err as { code?: string }).code === 'RATE_LIMITED') {
+        if (isError(err, errors.RATE_LIMITED)) {
           m.dropped.inc({ reason: 'rate_limited' });
           feedback(s, [{ seq: null, reason: 'rate_limited', detail: (err as Error).message }], fail);
         } else {

@@ -2,7 +2,7 @@
  * Exact decimal arithmetic on BigInt: value = mantissa * 10^-scale.
  * Every quantity that can decide a gram goes through this type; binary floating point never does.
  */
-import { DomainError } from './errors.ts';
+import { errors } from './errors.ts';
 
 const DECIMAL_RE = /^(-)?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
 /** Largest exponent accepted when parsing, so "1e999999" cannot allocate a huge BigInt. */
@@ -26,11 +26,11 @@ export class Decimal {
   /** Parses decimal text (JSON number grammar, optional exponent). Throws DomainError on anything else. */
   static parse(text: string): Decimal {
     const m = DECIMAL_RE.exec(text.trim());
-    if (!m) throw new DomainError('INVALID_DECIMAL', `not a decimal number: ${JSON.stringify(text).slice(0, 40)}`);
+    if (!m) throw errors.INVALID_DECIMAL(`not a decimal number: ${JSON.stringify(text).slice(0, 40)}`);
     const [, sign, int, frac = '', expText] = m;
     const exp = expText === undefined ? 0 : Number(expText);
     if (!Number.isSafeInteger(exp) || Math.abs(exp) > MAX_EXPONENT || int.length + frac.length > 60) {
-      throw new DomainError('INVALID_DECIMAL', `decimal out of range: ${text.slice(0, 40)}`);
+      throw errors.INVALID_DECIMAL(`decimal out of range: ${text.slice(0, 40)}`);
     }
     let mantissa = BigInt(int + frac);
     if (sign) mantissa = -mantissa;
@@ -47,7 +47,7 @@ export class Decimal {
     if (v instanceof Decimal) return v;
     if (typeof v === 'bigint') return new Decimal(v, 0);
     if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new DomainError('INVALID_DECIMAL', `not a finite number: ${v}`);
+      if (!Number.isFinite(v)) throw errors.INVALID_DECIMAL(`not a finite number: ${v}`);
       // String(n) is the shortest text that round-trips; fine for values that came in as JSON text.
       return Decimal.parse(String(v));
     }

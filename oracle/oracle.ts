@@ -299,7 +299,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
   /** Recomputes a recorded settlement from the store with its recorded visibility marks and cursors. */
   async function recompute(row: Pick<SettlementRow, 'facilityId' | 'windowStart' | 'windowEnd' | 'inputs'>): Promise<{ result: WindowResult; evidence: Evidence }> {
     if (row.inputs.methodologyVersion !== METHODOLOGY_VERSION) {
-      throw errors.CONFLICT(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
+      throw errors.METHODOLOGY_MISMATCH(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
     }
     const w: Window = { start: row.windowStart, end: row.windowEnd };
     const devices: DeviceWindowInput[] = [];
@@ -820,7 +820,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
     if (!s) throw errors.SETTLEMENT_NOT_FOUND(id);
     const { evidence } = await recompute({ facilityId: s.facilityId, windowStart: s.windowStart, windowEnd: s.windowEnd, inputs: s.inputs });
     if (evidence.root.toLowerCase() !== s.evidenceRoot.toLowerCase()) {
-      throw errors.CONFLICT(`settlement ${id} no longer recomputes to its evidence root; see /verify`);
+      throw errors.EVIDENCE_MISMATCH(`settlement ${id} no longer recomputes to its evidence root; see /verify`);
     }
     return readingProof(evidence, deviceId, seq);
   }

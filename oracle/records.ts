@@ -393,7 +393,7 @@ export class OracleRecords {
     const existing = this.stmt.confirmedOf.get(id) as Row | undefined;
     if (existing) {
       if (existing.evidence_root !== root) {
-        throw errors.CONFLICT(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
+        throw errors.EVIDENCE_MISMATCH(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
       }
       return 'already';
     }
@@ -585,7 +585,7 @@ export class OracleRecords {
     this.db
       .transaction(() => {
         const confirmed = this.db.prepare(`SELECT COUNT(*) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck().get(facilityId) as number;
-        if (confirmed > 0) throw errors.CONFLICT(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
+        if (confirmed > 0) throw errors.FACILITY_SETTLED(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
         this.db.prepare('DELETE FROM oracle_settlements WHERE facility_id = ?').run(facilityId);
         this.db.prepare('DELETE FROM oracle_late WHERE facility_id = ?').run(facilityId);
         const del = this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?');

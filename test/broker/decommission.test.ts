@@ -9,7 +9,7 @@ t.test('a decommissioned device cannot connect, and cannot be reactivated', asyn
   c.end(true);
   fleet.stores.registry.updateDevice('d1', { status: 'decommissioned', reason: 'meter removed from site' });
   t.equal(await refusedCode(connect(t, port, 'd1', fleet.passwords.d1)), 5, 'CONNACK 5: not authorized');
-  t.throws(() => fleet.stores.registry.updateDevice('d1', { status: 'active' }), { code: 'CONFLICT' });
+  t.throws(() => fleet.stores.registry.updateDevice('d1', { status: 'active' }), { code: 'DEVICE_DECOMMISSIONED' });
   t.equal(await refusedCode(connect(t, port, 'd1', fleet.passwords.d1)), 5, 'still refused');
   t.equal(await refusedCode(connect(t, port, 'd2', fleet.passwords.d2)), 'connected', 'other devices are not affected');
 });

@@ -97,8 +97,8 @@ t.test('registration validation, owner correction, removal, blocked status', asy
   now = Date.now() + 3 * W;
   const run = await oracle.runOnce(now);
   t.ok(run.settled >= 1, `F1 settled (${run.settled})`);
-  t.match(await call('PATCH', '/v1/facilities/F1', { owner: a2 }), { status: 409, body: { error: { code: 'CONFLICT', message: /settled/ } } });
-  t.match(await call('DELETE', '/v1/facilities/F1'), { status: 409, body: { error: { code: 'CONFLICT' } } });
+  t.match(await call('PATCH', '/v1/facilities/F1', { owner: a2 }), { status: 409, body: { error: { code: 'FACILITY_SETTLED', message: /settled/ } } });
+  t.match(await call('DELETE', '/v1/facilities/F1'), { status: 409, body: { error: { code: 'FACILITY_SETTLED' } } });
   t.equal(registry.getFacility('F1')?.owner, a1);
 
   // 7. A facility whose settlement the chain refuses: blocked, with the reason, in the API.

@@ -323,7 +323,7 @@ t.test('devices: capacity, reporting interval and decommissioning over the API',
   t.same(h.broker.disconnected, ['device:cap-1'], 'decommissioning disconnects the device');
   const back = await call('PATCH', '/v1/devices/cap-1', 'admin', { status: 'active' });
   t.equal(back.status, 409, 'final: no way back');
-  t.equal(errorCode(t, back.body), 'CONFLICT');
+  t.equal(errorCode(t, back.body), 'DEVICE_DECOMMISSIONED');
 });
 
 t.test('readings and rejections', async (t) => {

@@ -52,13 +52,13 @@ async function startGateway(t: Test): Promise<FakeGateway> {
       const body = text ? JSON.parse(text) : {};
       let m: RegExpExecArray | null;
       if (req.method === 'POST' && req.url === '/v1/facilities') {
-        if (g.facilities.has(body.id)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
+        if (g.facilities.has(body.id)) return send(409, { error: { code: 'FACILITY_EXISTS', message: 'exists' } });
         g.facilities.set(body.id, body);
         return send(201, body);
       }
       if (req.method === 'GET' && (m = /^\/v1\/facilities\/([^/]+)$/.exec(req.url ?? '')) && g.facilities.has(m[1])) return send(200, g.facilities.get(m[1]));
       if (req.method === 'POST' && (m = /^\/v1\/facilities\/([^/]+)\/devices$/.exec(req.url ?? ''))) {
-        if (g.passwords.has(body.deviceId)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
+        if (g.passwords.has(body.deviceId)) return send(409, { error: { code: 'DEVICE_EXISTS', message: 'exists' } });
         const password = `pw-${++n}`;
         g.passwords.set(body.deviceId, password);
         g.kinds.set(body.deviceId, body.kind);
