@@ -11,6 +11,7 @@
  */
 import type { Statement } from 'better-sqlite3';
 import { errors } from '../domain/errors.ts';
+import { parseReadingKey, readingKeyText } from '../domain/reading.ts';
 import type { Db } from '../store/db.ts';
 import type { AppliedFactors } from './factors.ts';
 import { isVisible, type DeviceCoverage, type VisibilityMark } from '../store/types.ts';
@@ -408,8 +409,8 @@ export class OracleRecords {
       this.stmt.upsertCursor.run(d.deviceId, r.facility_id, id, r.window_end, mark.maxSeq, mark.late, JSON.stringify(d.endCursors));
     }
     for (const key of inputs.lateKeys) {
-      const at = key.lastIndexOf(':');
-      this.stmt.insertLate.run(key.slice(0, at), Number(key.slice(at + 1)), r.facility_id, id);
+      const late = parseReadingKey(key);
+      this.stmt.insertLate.run(late.deviceId, late.seq, r.facility_id, id);
     }
     return 'confirmed';
   }
@@ -511,7 +512,7 @@ export class OracleRecords {
       const d = inputs.devices.find((x) => x.deviceId === r.deviceId);
       const mark = d ? recordedMark(d) : undefined;
       if (!mark) continue;
-      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(`${r.deviceId}:${r.seq}`) };
+      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(readingKeyText(r)) };
     }
     return undefined;
   }
@@ -524,7 +525,7 @@ export class OracleRecords {
   lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string> {
     const out = new Set<string>();
     const check = this.db.prepare('SELECT 1 FROM oracle_late WHERE device_id = ? AND seq = ? AND facility_id = ?').pluck();
-    for (const k of keys) if (check.get(k.deviceId, k.seq, facilityId) !== undefined) out.add(`${k.deviceId}:${k.seq}`);
+    for (const k of keys) if (check.get(k.deviceId, k.seq, facilityId) !== undefined) out.add(readingKeyText(k));
     return out;
   }
 

@@ -10,6 +10,7 @@ import { Decimal } from '../domain/decimal.ts';
 import { errors } from '../domain/errors.ts';
 import { truncateUtf8 } from '../domain/json.ts';
 import { silentLogger, type Logger } from '../domain/logger.ts';
+import { MAX_REJECTION_DETAIL_BYTES, MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
 import { ID_RE, type RejectReason, type Rejection } from '../domain/reading.ts';
 import type { Db } from './db.ts';
 import { generateSecret, hashSecretSync, verifyDeviceSecret } from './secrets.ts';
@@ -33,8 +34,6 @@ export { READING_QUERIES, SqliteReadingStore, compareDecimalText, listQuery } fr
 
 export const DEFAULT_LIST_LIMIT = 100;
 export const MAX_LIST_LIMIT = 1000;
-export const MAX_REJECTION_PAYLOAD_BYTES = 4096;
-const MAX_REJECTION_DETAIL_BYTES = 1024;
 const MAX_DECOMMISSION_REASON = 500;
 const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
 

@@ -4,7 +4,7 @@
  * and reading store are stand-ins here (their real versions are exercised in tamper/browser tests).
  */
 import t, { type Test } from 'tap';
-import type { Reading } from '../../domain/reading.ts';
+import { readingKeyText, type Reading } from '../../domain/reading.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import type { GatewayOracle, SettlementRecord } from '../../gateway/deps.ts';
 import { OWNER_A, startGateway, type Harness } from './harness.ts';
@@ -71,7 +71,7 @@ const oracle: GatewayOracle = {
     if (deviceId !== 'meterA' || seq !== 2) return undefined;
     return { root: '0x' + '11'.repeat(32), leaf: ['meterA', 2n, 'x'], leafEncoding: ['string', 'uint256', 'string'], proof: ['0x' + '44'.repeat(32)] };
   },
-  lateReadings: (_f, keys) => new Set(keys.filter((k) => k.deviceId === 'cems').map((k) => `${k.deviceId}:${k.seq}`)),
+  lateReadings: (_f, keys) => new Set(keys.filter((k) => k.deviceId === 'cems').map(readingKeyText)),
 };
 
 type Role = keyof Harness['key'] | 'none' | 'bogus';
