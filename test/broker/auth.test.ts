@@ -6,7 +6,8 @@
 import net from 'node:net';
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
-import { connect, eventually, makeFleet, metric, refusedCode, startBroker, topic, closed } from './helpers.ts';
+import { connect, makeFleet, metric, refusedCode, startBroker, topic, closed } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 t.test('CONNACK codes', async (t) => {
   const fleet = makeFleet(t);
@@ -104,9 +105,9 @@ t.test('disconnectDevice / disconnectFacility, rotation, online status', async (
   const d1 = await connect(t, port, 'd1', fleet.passwords.d1, { reconnectPeriod: 0 });
   const d2 = await connect(t, port, 'd2', fleet.passwords.d2);
   const e1 = await connect(t, port, 'e1', fleet.passwords.e1);
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === true), 'd1 online after connect');
+  t.ok(await poll(() => reg.getDevice('d1')!.online === true), 'd1 online after connect');
   // The gauge moves on aedes' clientReady, which may follow the CONNACK the client already saw.
-  t.ok(await eventually(async () => (await metric(metrics, 'mrv_connected_devices')) === 3), 'connected devices gauge');
+  t.ok(await poll(async () => (await metric(metrics, 'mrv_connected_devices')) === 3), 'connected devices gauge');
 
   // Status message: the device says it is going offline.
   await d2.publishAsync(topic('F1', 'd2', 'status'), 'offline', { qos: 1 });
@@ -117,7 +118,7 @@ t.test('disconnectDevice / disconnectFacility, rotation, online status', async (
   const newSecret = reg.rotateSecret('d1');
   t.equal(broker.disconnectDevice('d1'), 1, 'one session closed');
   await closed(d1);
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === false), 'd1 offline after disconnect');
+  t.ok(await poll(() => reg.getDevice('d1')!.online === false), 'd1 offline after disconnect');
   t.equal(await refusedCode(connect(t, port, 'd1', fleet.passwords.d1)), 4, 'old secret refused after rotation');
   const again = await connect(t, port, 'd1', newSecret);
   t.ok(again.connected, 'new secret works');
@@ -127,7 +128,7 @@ t.test('disconnectDevice / disconnectFacility, rotation, online status', async (
   await Promise.all([closed(again), closed(d2)]);
   t.ok(e1.connected, 'the other facility stays connected');
   t.equal(await refusedCode(connect(t, port, 'd2', fleet.passwords.d2)), 5, 'suspended facility cannot reconnect');
-  t.ok(await eventually(async () => (await metric(metrics, 'mrv_connected_devices')) === 1), 'gauge back to 1');
+  t.ok(await poll(async () => (await metric(metrics, 'mrv_connected_devices')) === 1), 'gauge back to 1');
 });
 
 t.test('last will marks the device offline and is filtered by the ACL', async (t) => {
@@ -140,13 +141,13 @@ t.test('last will marks the device offline and is filtered by the ACL', async (t
   await spy.subscribeAsync(topic('F1', 'd2', 'status'), { qos: 1 });
 
   const d1 = await connect(t, port, 'd1', fleet.passwords.d1, { will: { topic: topic('F1', 'd1', 'status'), payload: Buffer.from('offline'), qos: 1, retain: false } });
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === true));
+  t.ok(await poll(() => reg.getDevice('d1')!.online === true));
   d1.stream.destroy(); // abrupt: the will fires
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === false), 'offline after the will');
+  t.ok(await poll(() => reg.getDevice('d1')!.online === false), 'offline after the will');
 
   // A will aimed at another device's topic is not published.
   const d3 = await connect(t, port, 'd3', fleet.passwords.d3, { will: { topic: topic('F1', 'd2', 'status'), payload: Buffer.from('online'), qos: 0, retain: false } });
   d3.stream.destroy();
-  t.ok(await eventually(async () => (await metric(metrics, 'mrv_acl_denied_total', { action: 'will' })) === 1), 'will refused and counted');
+  t.ok(await poll(async () => (await metric(metrics, 'mrv_acl_denied_total', { action: 'will' })) === 1), 'will refused and counted');
   t.same(got, [], "d2 never saw a message on its status topic from d3's will");
 });

@@ -7,7 +7,8 @@ import net from 'node:net';
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
-import { closed, connect, eventually, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { closed, connect, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 import type { RejectReason } from '../../domain/reading.ts';
 
 t.test('bad payloads are rejected with their reason, the broker keeps serving', async (t) => {
@@ -68,7 +69,7 @@ t.test('bad payloads are rejected with their reason, the broker keeps serving', 
     await closed(c);
     t.notOk(acked, `${what}: no PUBACK, connection closed`);
     t.ok(
-      await eventually(() => reg.listRejections('F1', 1000).some((r) => r.deviceId === 'd3' && r.reason === reason && (r.detail ?? '').length > 0)),
+      await poll(() => reg.listRejections('F1', 1000).some((r) => r.deviceId === 'd3' && r.reason === reason && (r.detail ?? '').length > 0)),
       `${what}: logged as ${reason}`,
     );
     await goodStillServed(what);
@@ -133,7 +134,7 @@ t.test('a 10 MB declared packet is dropped at its header, not buffered', async (
   const r2 = await floodUntilClosed(sock, tenMbHeader(), 10 * 1024 * 1024);
   t.ok(r2.written < 10 * 1024 * 1024, `authenticated: closed after ${r2.written} bytes`);
   t.ok(
-    await eventually(() => fleet.stores.registry.listRejections('F1').some((r) => r.deviceId === 'd1' && r.reason === 'payload_too_large')),
+    await poll(() => fleet.stores.registry.listRejections('F1').some((r) => r.deviceId === 'd1' && r.reason === 'payload_too_large')),
     'logged as payload_too_large',
   );
   t.equal(await metric(metrics, 'mrv_mqtt_connections_dropped_total', { reason: 'packet_too_large' }), 2, 'both drops counted');

@@ -14,7 +14,7 @@ import { openDatabase } from '../../store/db.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { createKeyStore } from '../../gateway/keys.ts';
-import { tempDir } from './harness.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 const W = 10_000;
 
@@ -22,7 +22,7 @@ t.test('registration validation, owner correction, removal, blocked status', asy
   const chain = await startHardhatChain({ accounts: 8 });
   t.teardown(() => chain.close());
   const ledger = await Ledger.deploy(chain.signers[0]);
-  const db = openDatabase(tempDir(t));
+  const db = openDatabase(tmpDir(t, 'mrv-gw-'));
   t.teardown(() => db.close());
   let now = Date.now();
   const { readings, registry } = openSqliteStores(db, { clock: () => now });
