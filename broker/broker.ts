@@ -4,6 +4,7 @@
  * See docs/INGESTION.md for the behaviour at each limit.
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Registry as PromRegistry } from 'prom-client';
@@ -88,8 +89,16 @@ export interface ListenOptions {
 
 export interface Broker {
   readonly aedes: Aedes;
+  /** Readies the broker without opening a listener (connections then come through `handle`); `listen` does it too. */
+  start(): Promise<void>;
   /** Opens the listeners; `port` is undefined when the plain one is off. */
   listen(opts: ListenOptions): Promise<{ port?: number; tlsPort?: number }>;
+  /**
+   * Serves one MQTT connection over a duplex stream, as the listeners do with each TCP/TLS socket
+   * (packet guard, write coalescing, aedes). A stream without a remote address (an in-memory pair)
+   * counts its CONNECT attempts under the address "unknown". Needs `start` or `listen` first.
+   */
+  handle(conn: Duplex): void;
   /** Closes every session (connected or still connecting) of the device. Returns how many. */
   disconnectDevice(deviceId: string): number;
   /** Closes every session of the facility's devices. Returns how many. */
@@ -129,9 +138,10 @@ export function buildBroker(deps: BrokerDeps): Broker {
   const live = new Map<string, Set<Client>>();
   /** Last online state written per device: repeated status messages cost no write. */
   const onlineState = new Map<string, boolean>();
-  const sockets = new Set<net.Socket>();
+  const sockets = new Set<Duplex>();
   const servers: net.Server[] = [];
   let listening = false;
+  let starting: Promise<void> | undefined;
   /** CONNECT attempts per source address (refunded on a successful login). */
   const connectBuckets = new TokenBuckets({ perSecond: limits.connectRatePerSecond, burst: limits.connectBurst }, clock);
   const addressOf = new WeakMap<Client, string>();
@@ -343,21 +353,21 @@ export function buildBroker(deps: BrokerDeps): Broker {
   });
   aedes.on('connectionError', (client, err) => log.debug({ err: err.message }, 'connection error before CONNECT'));
 
-  function onViolation(socket: net.Socket, v: Violation, declared: number): void {
+  function onViolation(socket: Duplex, v: Violation, declared: number): void {
     m.dropped.inc({ reason: v });
     const client = (socket as unknown as { client?: Client }).client;
     const s = client ? sessions.get(client) : undefined;
-    log.info({ deviceId: s?.deviceId, violation: v, declared, remote: socket.remoteAddress }, 'connection dropped by the packet guard');
+    log.info({ deviceId: s?.deviceId, violation: v, declared, remote: (socket as Partial<net.Socket>).remoteAddress }, 'connection dropped by the packet guard');
     if (s) {
       if (v === 'topic_too_long') reject(s, 'invalid_topic', `topic of ${declared} bytes > ${limits.maxTopicBytes}`);
       else reject(s, 'payload_too_large', v === 'packet_too_large' ? `packet declares ${declared} bytes > ${limits.maxPacketBytes}` : 'malformed packet header');
     }
   }
 
-  function handle(socket: net.Socket): void {
+  function handle(socket: Duplex): void {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.setNoDelay(true);
+    if (socket instanceof net.Socket) socket.setNoDelay(true);
     guardSocket(socket, limits, (v, declared) => onViolation(socket, v, declared));
     coalesceWrites(socket);
     aedes.handle(socket);
@@ -438,24 +448,32 @@ export function buildBroker(deps: BrokerDeps): Broker {
     return n;
   }
 
+  function start(): Promise<void> {
+    starting ??= aedes.listen().then(() => {
+      listening = true;
+      if (limits.registryPollMs > 0) {
+        pollTimer = setInterval(() => checkSessions(), limits.registryPollMs);
+        pollTimer.unref();
+      }
+    });
+    return starting;
+  }
+
   return {
     aedes,
     checkSessions,
+    start,
+    handle,
     async listen(opts) {
       const plain = opts.plain ?? true;
       if (!plain && !opts.tls) throw errors.CONFIG_INVALID('the MQTT broker needs a plain or a TLS listener');
-      await aedes.listen();
+      await start();
       const host = opts.host ?? '127.0.0.1';
       const port = plain ? await listenOn(net.createServer({ noDelay: true }, handle), opts.port, host) : undefined;
       let tlsPort: number | undefined;
       if (opts.tls) {
         const server = tls.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (socket) => handle(socket));
         tlsPort = await listenOn(server, opts.tls.port, host);
-      }
-      listening = true;
-      if (limits.registryPollMs > 0) {
-        pollTimer = setInterval(() => checkSessions(), limits.registryPollMs);
-        pollTimer.unref();
       }
       log.info({ port, tlsPort, host }, 'MQTT broker listening');
       return { port, tlsPort };

@@ -1,5 +1,5 @@
 /**
- * Topic ACL over real sockets: publishing to another device's topic, `$SYS/`, subscribing to `#`, to
+ * Topic ACL, in memory (test/helpers/duplex.ts: the ACL is protocol, not socket, behaviour): publishing to another device's topic, `$SYS/`, subscribing to `#`, to
  * another facility or device -> refused and counted; the device's own subtree is granted.
  */
 import t from 'tap';
@@ -8,11 +8,11 @@ import { poll } from '../helpers/eventually.ts';
 
 t.test('publish ACL', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
-  const other = await connect(t, port, 'd2', fleet.passwords.d2);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
+  const other = await connect(t, broker, 'd2', fleet.passwords.d2);
 
   for (const [i, tp] of [topic('F1', 'd2'), topic('F2', 'e1'), 'facilities/F1/devices/d1/other', '$SYS/broker/x', 'anything'].entries()) {
-    const a = await connect(t, port, 'd1', fleet.passwords.d1);
+    const a = await connect(t, broker, 'd1', fleet.passwords.d1);
     let acked = false;
     a.publish(tp, reading(100 + i, 5), { qos: 1 }, (err) => (acked = !err));
     await closed(a);
@@ -32,8 +32,8 @@ t.test('publish ACL', async (t) => {
 
 t.test('subscribe ACL', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
-  const a = await connect(t, port, 'd1', fleet.passwords.d1);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
+  const a = await connect(t, broker, 'd1', fleet.passwords.d1);
   const cases: [string, boolean][] = [
     ['#', false],
     ['facilities/#', false],

@@ -1,5 +1,5 @@
 /**
- * Authentication over real sockets with mqtt.js 5 as the device: CONNACK codes for bad credentials,
+ * Authentication with mqtt.js 5 as the device (CONNACK codes in memory, the rest over real sockets): CONNACK codes for bad credentials,
  * unknown and suspended devices/facilities, client-id rules, no takeover by a failed login, MQTT 5,
  * session kicking for the gateway, and online status.
  */
@@ -11,24 +11,24 @@ import { poll } from '../helpers/eventually.ts';
 
 t.test('CONNACK codes', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
   const pw = fleet.passwords;
 
-  t.equal(await refusedCode(connect(t, port, 'd1', 'wrong-password')), 4, 'wrong password -> 4');
-  t.equal(await refusedCode(connect(t, port, 'nobody', pw.d1)), 4, 'unknown device -> 4');
-  t.equal(await refusedCode(connect(t, port, 'd1', undefined)), 4, 'no password -> 4');
-  t.equal(await refusedCode(connect(t, port, 'd1', pw.d2)), 4, "another device's password -> 4");
+  t.equal(await refusedCode(connect(t, broker, 'd1', 'wrong-password')), 4, 'wrong password -> 4');
+  t.equal(await refusedCode(connect(t, broker, 'nobody', pw.d1)), 4, 'unknown device -> 4');
+  t.equal(await refusedCode(connect(t, broker, 'd1', undefined)), 4, 'no password -> 4');
+  t.equal(await refusedCode(connect(t, broker, 'd1', pw.d2)), 4, "another device's password -> 4");
 
   fleet.stores.registry.updateDevice('d2', { status: 'suspended' });
-  t.equal(await refusedCode(connect(t, port, 'd2', pw.d2)), 5, 'suspended device -> 5');
+  t.equal(await refusedCode(connect(t, broker, 'd2', pw.d2)), 5, 'suspended device -> 5');
   fleet.stores.registry.updateFacility('F2', { status: 'suspended' });
-  t.equal(await refusedCode(connect(t, port, 'e1', pw.e1)), 5, 'device of a suspended facility -> 5');
-  t.equal(await refusedCode(connect(t, port, 'e1', 'wrong')), 4, 'suspended and wrong password -> 4 (status not revealed)');
+  t.equal(await refusedCode(connect(t, broker, 'e1', pw.e1)), 5, 'device of a suspended facility -> 5');
+  t.equal(await refusedCode(connect(t, broker, 'e1', 'wrong')), 4, 'suspended and wrong password -> 4 (status not revealed)');
 
-  t.equal(await refusedCode(connect(t, port, 'd3', pw.d3, { username: 'd3', clientId: 'other-id' })), 2, 'client id != device id -> 2');
-  t.equal(await refusedCode(connect(t, port, 'd3', pw.d3, { clientId: 'x'.repeat(65), username: 'd3' })), 2, 'client id too long -> 2');
+  t.equal(await refusedCode(connect(t, broker, 'd3', pw.d3, { username: 'd3', clientId: 'other-id' })), 2, 'client id != device id -> 2');
+  t.equal(await refusedCode(connect(t, broker, 'd3', pw.d3, { clientId: 'x'.repeat(65), username: 'd3' })), 2, 'client id too long -> 2');
 
-  const ok = await connect(t, port, 'd3', pw.d3);
+  const ok = await connect(t, broker, 'd3', pw.d3);
   t.ok(ok.connected, 'right credentials connect');
 
   t.equal(await metric(metrics, 'mrv_auth_failed_total', { reason: 'bad_credentials' }), 5, 'bad credentials counted');

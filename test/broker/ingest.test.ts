@@ -1,7 +1,8 @@
 /**
- * Abuse and bad payloads over real sockets. Malformed payloads are acked (PUBACK), logged in the
- * rejections log with their reason, and the connection stays up; topic and packet-size abuse closes
- * that connection. After each case another device still gets PUBACKs for good readings.
+ * Abuse and bad payloads. Malformed payloads are acked (PUBACK), logged in the rejections log with
+ * their reason, and the connection stays up; topic and packet-size abuse closes that connection.
+ * After each case another device still gets PUBACKs for good readings. Validation runs in memory
+ * (test/helpers/duplex.ts); an oversized packet and a broker store failure go over real sockets.
  */
 import net from 'node:net';
 import t from 'tap';
@@ -13,10 +14,10 @@ import type { RejectReason } from '../../domain/reading.ts';
 
 t.test('bad payloads are rejected with their reason, the broker keeps serving', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
   const reg = fleet.stores.registry;
-  const bad = await connect(t, port, 'd1', fleet.passwords.d1);
-  const good = await connect(t, port, 'd2', fleet.passwords.d2);
+  const bad = await connect(t, broker, 'd1', fleet.passwords.d1);
+  const good = await connect(t, broker, 'd2', fleet.passwords.d2);
   let goodSeq = 0;
   const goodStillServed = async (what: string) => {
     goodSeq++;
@@ -62,7 +63,7 @@ t.test('bad payloads are rejected with their reason, the broker keeps serving', 
 
   // Topic abuse closes the connection and is logged.
   async function abuse(what: string, send: (c: MqttClient) => void, reason: RejectReason) {
-    const c = await connect(t, port, 'd3', fleet.passwords.d3);
+    const c = await connect(t, broker, 'd3', fleet.passwords.d3);
     let acked = false;
     c.on('packetreceive', (p) => p.cmd === 'puback' && (acked = true));
     send(c);
