@@ -1,113 +1,27 @@
 /**
  * The MQTT broker (aedes 1.2): device authentication, topic ACL, limits, and readings handed to the
  * ingest pipeline with the publish authorisation held until they are durable (PUBACK after commit).
- * See docs/INGESTION.md for the behaviour at each limit.
+ * See docs/INGESTION.md for the behaviour at each limit. Its options and interface: broker/types.ts.
+ * One closure over the sessions of one aedes instance (~400 lines): the hooks share its state.
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
-import type { Registry as PromRegistry } from 'prom-client';
 import { publishTopicKind, maySubscribe, parseStatus, type DeviceSession } from './acl.ts';
 import { coalesceWrites } from './coalesce.ts';
 import { feedbackOf, feedbackPayload, feedbackTopic, type Feedback } from './feedback.ts';
 import { guardSocket, type Violation } from './guard.ts';
 import { ingestMetrics } from './metrics.ts';
-import type { IngestPipeline, IngestResult } from './pipeline.ts';
+import type { IngestResult } from './pipeline.ts';
 import { TokenBuckets, addressKey } from './ratelimit.ts';
 import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
-import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
+import { ID_RE, type Rejection } from '../domain/reading.ts';
 import { errors, isError } from '../domain/errors.ts';
-import type { Logger } from '../domain/logger.ts';
-import type { Registry } from '../store/types.ts';
 
-export interface BrokerLimits {
-  /** Largest MQTT packet (declared remaining length) accepted; bigger ones drop the connection. */
-  maxPacketBytes: number;
-  /** Longest topic in a PUBLISH (bytes); longer drops the connection. */
-  maxTopicBytes: number;
-  /** aedes `maxTopicLevels`: deeper topics (publish or subscribe) close the connection. */
-  maxTopicLevels: number;
-  /** Client ids longer than this are refused (CONNACK 2). Device ids are at most 64. */
-  maxClientIdLength: number;
-  /** A connection that sends no CONNECT within this time is closed (aedes `connectTimeout`). */
-  connectTimeoutMs: number;
-  /** Keepalive is clamped to [min, max] seconds; 0 (disabled) becomes max. */
-  keepaliveMinSeconds: number;
-  keepaliveMaxSeconds: number;
-  /**
-   * Unauthenticated CONNECT attempts per source address (IPv6: per /64): each CONNECT takes a token, a successful
-   * login gives it back. Over the limit: CONNACK 3 (server unavailable) at once, nothing checked.
-   */
-  connectRatePerSecond: number;
-  connectBurst: number;
-  /**
-   * Slow secret checks (legacy scrypt records, see store/secrets.ts) running at once; a CONNECT that
-   * would need one beyond this gets CONNACK 3 at once (counted as `busy`). Current records are checked
-   * in microseconds and never wait.
-   */
-  maxPendingLogins: number;
-  /**
-   * How often (ms) the broker re-reads the registry rows of the devices with a live session and closes
-   * the sessions whose device or facility is no longer active or whose secret changed (a gateway in
-   * another process changed them). 0 disables.
-   */
-  registryPollMs: number;
-}
+import { DEFAULT_LIMITS, type Broker, type BrokerDeps, type BrokerLimits } from './types.ts';
 
-export const DEFAULT_LIMITS: BrokerLimits = {
-  maxPacketBytes: MAX_PAYLOAD_BYTES + 1024,
-  maxTopicBytes: 256,
-  maxTopicLevels: 16,
-  maxClientIdLength: 64,
-  connectTimeoutMs: 10_000,
-  keepaliveMinSeconds: 5,
-  keepaliveMaxSeconds: 600,
-  connectRatePerSecond: 10,
-  connectBurst: 30,
-  maxPendingLogins: 16,
-  registryPollMs: 2000,
-};
-
-export interface BrokerDeps {
-  registry: Registry;
-  pipeline: IngestPipeline;
-  logger: Logger;
-  metrics: PromRegistry;
-  limits?: Partial<BrokerLimits>;
-  clock?: () => number;
-}
-
-export interface ListenOptions {
-  /** Port of the plain TCP listener (0: any free port). */
-  port: number;
-  host?: string;
-  /** Open the plain TCP listener. Default true; false needs `tls` (there would be no listener). */
-  plain?: boolean;
-  tls?: { cert: string | Buffer; key: string | Buffer; port: number };
-}
-
-export interface Broker {
-  readonly aedes: Aedes;
-  /** Readies the broker without opening a listener (connections then come through `handle`); `listen` does it too. */
-  start(): Promise<void>;
-  /** Opens the listeners; `port` is undefined when the plain one is off. */
-  listen(opts: ListenOptions): Promise<{ port?: number; tlsPort?: number }>;
-  /**
-   * Serves one MQTT connection over a duplex stream, as the listeners do with each TCP/TLS socket
-   * (packet guard, write coalescing, aedes). A stream without a remote address (an in-memory pair)
-   * counts its CONNECT attempts under the address "unknown". Needs `start` or `listen` first.
-   */
-  handle(conn: Duplex): void;
-  /** Closes every session (connected or still connecting) of the device. Returns how many. */
-  disconnectDevice(deviceId: string): number;
-  /** Closes every session of the facility's devices. Returns how many. */
-  disconnectFacility(facilityId: string): number;
-  /** One registry poll now (see `registryPollMs`): closes sessions whose credentials changed. Returns how many. */
-  checkSessions(force?: boolean): number;
-  ping(): boolean;
-  close(): Promise<void>;
-}
+export { DEFAULT_LIMITS, type Broker, type BrokerDeps, type BrokerLimits, type ListenOptions } from './types.ts';
 
 type AuthError = Error & { returnCode: number };
 interface Session extends DeviceSession {
