@@ -1,9 +1,9 @@
 /**
  * The SPEC's stateful ingest rules end to end, over MQTT (in memory, test/helpers/duplex.ts) into a
  * real SQLite file: the attack of issue 10 item 1 (a future-dated reset, then a reading back at now),
- * readings accepted in any arrival order, register neighbours on both sides, plausibility against default and declared
- * capacity (issue 10 item 5: a 1e20 kWh jump), and a co2_direct reading arriving after a higher seq
- * stored rather than lost (item 2). Each rejection is in the rejections log before its PUBACK.
+ * readings accepted in any arrival order, register neighbours on both sides, plausibility against
+ * default and declared capacity (issue 10 item 5: a 1e20 kWh jump), and a co2_direct reading arriving
+ * after a higher seq stored rather than lost (item 2). Each rejection is in the rejections log before its PUBACK.
  *
  * The log aggregates rejections of one device and reason per minute (keeping the first detail), so
  * tests that read each rejection's detail give the pipeline a clock one minute further per message.
