@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { compareDecimalText } from '../../domain/decimal.ts';
 import * as limits from '../../domain/limits.ts';
@@ -33,4 +36,12 @@ t.test('decimal text compares by value, whatever the notation', async (t) => {
 t.test('limits live in one module; the reading schema re-exports them', async (t) => {
   t.equal(limits.MAX_REJECTION_PAYLOAD_BYTES, 4096);
   t.equal(MAX_PAYLOAD_BYTES, limits.MAX_PAYLOAD_BYTES);
+  // No copy of the rejection cap elsewhere (it was written four times).
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  for (const dir of ['broker', 'domain', 'store']) {
+    for (const name of fs.readdirSync(path.join(root, dir), { recursive: true }) as string[]) {
+      if (!name.endsWith('.ts') || (dir === 'domain' && name === 'limits.ts')) continue;
+      t.notMatch(fs.readFileSync(path.join(root, dir, name), 'utf8'), /\b4096\b|\b4 \* 1024\b/, `${dir}/${name}: no 4 KiB literal`);
+    }
+  }
 });
