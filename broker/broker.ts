@@ -1,106 +1,27 @@
 /**
  * The MQTT broker (aedes 1.2): device authentication, topic ACL, limits, and readings handed to the
  * ingest pipeline with the publish authorisation held until they are durable (PUBACK after commit).
- * See docs/INGESTION.md for the behaviour at each limit.
+ * See docs/INGESTION.md for the behaviour at each limit. Its options and interface: broker/types.ts.
+ * One closure over the sessions of one aedes instance (~400 lines): the hooks share its state.
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
-import type { Registry as PromRegistry } from 'prom-client';
 import { publishTopicKind, maySubscribe, parseStatus, type DeviceSession } from './acl.ts';
 import { coalesceWrites } from './coalesce.ts';
 import { feedbackOf, feedbackPayload, feedbackTopic, type Feedback } from './feedback.ts';
 import { guardSocket, type Violation } from './guard.ts';
 import { ingestMetrics } from './metrics.ts';
-import type { IngestPipeline, IngestResult } from './pipeline.ts';
+import type { IngestResult } from './pipeline.ts';
 import { TokenBuckets, addressKey } from './ratelimit.ts';
 import { isSlowCheck, verifyDeviceSecret } from '../store/secrets.ts';
-import { ID_RE, MAX_PAYLOAD_BYTES, type Rejection } from '../domain/reading.ts';
-import { errors } from '../domain/errors.ts';
-import { defaultOf } from '../domain/config.ts';
-import type { Logger } from '../domain/logger.ts';
-import type { FacilityRegistry } from '../store/types.ts';
+import { ID_RE, type Rejection } from '../domain/reading.ts';
+import { errors, isError } from '../domain/errors.ts';
 
-export interface BrokerLimits {
-  /** Largest MQTT packet (declared remaining length) accepted; bigger ones drop the connection. */
-  maxPacketBytes: number;
-  /** Longest topic in a PUBLISH (bytes); longer drops the connection. */
-  maxTopicBytes: number;
-  /** aedes `maxTopicLevels`: deeper topics (publish or subscribe) close the connection. */
-  maxTopicLevels: number;
-  /** Client ids longer than this are refused (CONNACK 2). Device ids are at most 64. */
-  maxClientIdLength: number;
-  /** A connection that sends no CONNECT within this time is closed (aedes `connectTimeout`). */
-  connectTimeoutMs: number;
-  /** Keepalive is clamped to [min, max] seconds; 0 (disabled) becomes max. */
-  keepaliveMinSeconds: number;
-  keepaliveMaxSeconds: number;
-  /**
-   * Unauthenticated CONNECT attempts per source address (IPv6: per /64): each CONNECT takes a token, a successful
-   * login gives it back. Over the limit: CONNACK 3 (server unavailable) at once, nothing checked.
-   */
-  connectRatePerSecond: number;
-  connectBurst: number;
-  /**
-   * Slow secret checks (legacy scrypt records, see store/secrets.ts) running at once; a CONNECT that
-   * would need one beyond this gets CONNACK 3 at once (counted as `busy`). Current records are checked
-   * in microseconds and never wait.
-   */
-  maxPendingLogins: number;
-  /**
-   * How often (ms) the broker re-reads the registry rows of the devices with a live session and closes
-   * the sessions whose device or facility is no longer active or whose secret changed (a gateway in
-   * another process changed them). 0 disables.
-   */
-  registryPollMs: number;
-}
+import { DEFAULT_LIMITS, type Broker, type BrokerDeps, type BrokerLimits } from './types.ts';
 
-export const DEFAULT_LIMITS: BrokerLimits = {
-  maxPacketBytes: MAX_PAYLOAD_BYTES + 1024,
-  maxTopicBytes: 256,
-  maxTopicLevels: 16,
-  maxClientIdLength: 64,
-  connectTimeoutMs: 10_000,
-  keepaliveMinSeconds: 5,
-  keepaliveMaxSeconds: 600,
-  // The configurable ones take the settings table's defaults (MQTT_CONNECT_RATE/BURST, MQTT_REGISTRY_POLL_MS).
-  connectRatePerSecond: defaultOf('mqttConnectRate'),
-  connectBurst: defaultOf('mqttConnectBurst'),
-  maxPendingLogins: 16,
-  registryPollMs: defaultOf('mqttRegistryPollMs'),
-};
-
-export interface BrokerDeps {
-  registry: FacilityRegistry;
-  pipeline: IngestPipeline;
-  logger: Logger;
-  metrics: PromRegistry;
-  limits?: Partial<BrokerLimits>;
-  clock?: () => number;
-}
-
-export interface ListenOptions {
-  /** Port of the plain TCP listener (0: any free port). */
-  port: number;
-  host?: string;
-  /** Open the plain TCP listener. Default true; false needs `tls` (there would be no listener). */
-  plain?: boolean;
-  tls?: { cert: string | Buffer; key: string | Buffer; port: number };
-}
-
-export interface Broker {
-  readonly aedes: Aedes;
-  /** Opens the listeners; `port` is undefined when the plain one is off. */
-  listen(opts: ListenOptions): Promise<{ port?: number; tlsPort?: number }>;
-  /** Closes every session (connected or still connecting) of the device. Returns how many. */
-  disconnectDevice(deviceId: string): number;
-  /** Closes every session of the facility's devices. Returns how many. */
-  disconnectFacility(facilityId: string): number;
-  /** One registry poll now (see `registryPollMs`): closes sessions whose credentials changed. Returns how many. */
-  checkSessions(force?: boolean): number;
-  ping(): boolean;
-  close(): Promise<void>;
-}
+export { DEFAULT_LIMITS, type Broker, type BrokerDeps, type BrokerLimits, type ListenOptions } from './types.ts';
 
 type AuthError = Error & { returnCode: number };
 interface Session extends DeviceSession {
@@ -131,9 +52,10 @@ export function buildBroker(deps: BrokerDeps): Broker {
   const live = new Map<string, Set<Client>>();
   /** Last online state written per device: repeated status messages cost no write. */
   const onlineState = new Map<string, boolean>();
-  const sockets = new Set<net.Socket>();
+  const sockets = new Set<Duplex>();
   const servers: net.Server[] = [];
   let listening = false;
+  let starting: Promise<void> | undefined;
   /** CONNECT attempts per source address (refunded on a successful login). */
   const connectBuckets = new TokenBuckets({ perSecond: limits.connectRatePerSecond, burst: limits.connectBurst }, clock);
   const addressOf = new WeakMap<Client, string>();
@@ -284,7 +206,7 @@ export function buildBroker(deps: BrokerDeps): Broker {
         // Storage failed or the device is over its rate limit: no PUBACK. The error closes the
         // connection; the device redelivers after reconnecting.
         const fail = () => cb(err instanceof Error ? err : new Error(String(err)));
-        if ((err as { code?: string }).code === 'RATE_LIMITED') {
+        if (isError(err, errors.RATE_LIMITED)) {
           m.dropped.inc({ reason: 'rate_limited' });
           feedback(s, [{ seq: null, reason: 'rate_limited', detail: (err as Error).message }], fail);
         } else {
@@ -345,21 +267,21 @@ export function buildBroker(deps: BrokerDeps): Broker {
   });
   aedes.on('connectionError', (client, err) => log.debug({ err: err.message }, 'connection error before CONNECT'));
 
-  function onViolation(socket: net.Socket, v: Violation, declared: number): void {
+  function onViolation(socket: Duplex, v: Violation, declared: number): void {
     m.dropped.inc({ reason: v });
     const client = (socket as unknown as { client?: Client }).client;
     const s = client ? sessions.get(client) : undefined;
-    log.info({ deviceId: s?.deviceId, violation: v, declared, remote: socket.remoteAddress }, 'connection dropped by the packet guard');
+    log.info({ deviceId: s?.deviceId, violation: v, declared, remote: (socket as Partial<net.Socket>).remoteAddress }, 'connection dropped by the packet guard');
     if (s) {
       if (v === 'topic_too_long') reject(s, 'invalid_topic', `topic of ${declared} bytes > ${limits.maxTopicBytes}`);
       else reject(s, 'payload_too_large', v === 'packet_too_large' ? `packet declares ${declared} bytes > ${limits.maxPacketBytes}` : 'malformed packet header');
     }
   }
 
-  function handle(socket: net.Socket): void {
+  function handle(socket: Duplex): void {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.setNoDelay(true);
+    if (socket instanceof net.Socket) socket.setNoDelay(true);
     guardSocket(socket, limits, (v, declared) => onViolation(socket, v, declared));
     coalesceWrites(socket);
     aedes.handle(socket);
@@ -440,24 +362,32 @@ export function buildBroker(deps: BrokerDeps): Broker {
     return n;
   }
 
+  function start(): Promise<void> {
+    starting ??= aedes.listen().then(() => {
+      listening = true;
+      if (limits.registryPollMs > 0) {
+        pollTimer = setInterval(() => checkSessions(), limits.registryPollMs);
+        pollTimer.unref();
+      }
+    });
+    return starting;
+  }
+
   return {
     aedes,
     checkSessions,
+    start,
+    handle,
     async listen(opts) {
       const plain = opts.plain ?? true;
       if (!plain && !opts.tls) throw errors.CONFIG_INVALID('the MQTT broker needs a plain or a TLS listener');
-      await aedes.listen();
+      await start();
       const host = opts.host ?? '127.0.0.1';
       const port = plain ? await listenOn(net.createServer({ noDelay: true }, handle), opts.port, host) : undefined;
       let tlsPort: number | undefined;
       if (opts.tls) {
         const server = tls.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (socket) => handle(socket));
         tlsPort = await listenOn(server, opts.tls.port, host);
-      }
-      listening = true;
-      if (limits.registryPollMs > 0) {
-        pollTimer = setInterval(() => checkSessions(), limits.registryPollMs);
-        pollTimer.unref();
       }
       log.info({ port, tlsPort, host }, 'MQTT broker listening');
       return { port, tlsPort };

@@ -10,13 +10,13 @@
  * still leaves. The return value of `write` keeps the socket's back-pressure signal (false once the
  * socket's own buffer is past its high-water mark), which aedes uses to wait for 'drain'.
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 type Callback = (err?: Error | null) => void;
 
-export function coalesceWrites(socket: Socket): void {
+export function coalesceWrites(socket: Duplex): void {
   const write = socket.write.bind(socket) as (chunk: Buffer, cb?: Callback) => boolean;
-  const end = socket.end.bind(socket) as (...args: unknown[]) => Socket;
+  const end = socket.end.bind(socket) as (...args: unknown[]) => Duplex;
   const destroy = socket.destroy.bind(socket);
   let parts: Buffer[] = [];
   let callbacks: Callback[] = [];
@@ -56,11 +56,11 @@ export function coalesceWrites(socket: Socket): void {
     }
     return socket.writableLength < socket.writableHighWaterMark;
   };
-  socket.write = coalesced as Socket['write'];
+  socket.write = coalesced as Duplex['write'];
   socket.end = ((...args: unknown[]) => {
     flush();
     return end(...args);
-  }) as Socket['end'];
+  }) as Duplex['end'];
   socket.destroy = ((err?: Error) => {
     // An unwrapped socket would have written these already (writes go out at once): so do we, even
     // when aedes destroys with an error right after a refusing CONNACK.
@@ -70,5 +70,5 @@ export function coalesceWrites(socket: Socket): void {
       // The socket is failing anyway.
     }
     return destroy(err);
-  }) as Socket['destroy'];
+  }) as Duplex['destroy'];
 }

@@ -25,6 +25,7 @@ import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
 import { redactUrl } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
+import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
 import type { RejectReason } from '../domain/reading.ts';
 import type { DeviceCredentials, FacilityRegistry } from '../store/types.ts';
 
@@ -32,7 +33,6 @@ import type { DeviceCredentials, FacilityRegistry } from '../store/types.ts';
 export const DEFAULT_REGISTRY_TTL_MS = 1000;
 /** Cached rows at most (unknown ids included); the cache is emptied when full. */
 const MAX_CACHED_DEVICES = 100_000;
-const MAX_REJECTION_PAYLOAD = 4096;
 
 type DeviceRow = Pick<DeviceCredentials, 'facilityId' | 'status' | 'facilityStatus'>;
 
@@ -117,7 +117,7 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
         receivedAt: clock(),
         reason: why.reason,
         detail: why.detail,
-        payload: payload.subarray(0, MAX_REJECTION_PAYLOAD).toString('utf8'),
+        payload: payload.subarray(0, MAX_REJECTION_PAYLOAD_BYTES).toString('utf8'),
       });
     } else {
       m.rejected.inc({ reason: why.reason });

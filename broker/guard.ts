@@ -9,7 +9,7 @@
  * method on the socket instance, so every byte aedes gets passes the header scanner (no extra stream,
  * no copy). A socket that is dropped returns no data to aedes; its 'close' makes aedes clean up.
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export interface GuardLimits {
   maxPacketBytes: number;
@@ -102,7 +102,7 @@ export class HeaderScanner {
 /**
  * Installs the guard on `socket`. `onViolation` is called once, before the socket is destroyed.
  */
-export function guardSocket(socket: Socket, limits: GuardLimits, onViolation: (v: Violation, declared: number) => void): void {
+export function guardSocket(socket: Duplex, limits: GuardLimits, onViolation: (v: Violation, declared: number) => void): void {
   const scanner = new HeaderScanner(limits);
   const read = socket.read.bind(socket);
   let dropped = false;

@@ -20,6 +20,9 @@
  * If a commit throws, every submit admitted before the failure rejects (nothing may be acked; the
  * device redelivers, and no later seq of the same device can be stored ahead of a failed one: a
  * staged store fails the batches staged after a failed one itself, see ReadingStore.stage).
+ *
+ * One file (~470 lines) because it is one closure: admission, batching, staging and failure handling
+ * share the queue and in-flight state; validation (validate.ts) and rate limits (ratelimit.ts) are apart.
  */
 import type { Registry as PromRegistry } from 'prom-client';
 import { validatePayload, type ValidationResult } from './validate.ts';
@@ -27,6 +30,7 @@ import { ingestMetrics, type IngestMetrics } from './metrics.ts';
 import { TokenBuckets, type RateLimit } from './ratelimit.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
+import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
 import type { Reading, RejectReason, Rejection } from '../domain/reading.ts';
 import type { CommitOutcome, FacilityRegistry, ReadingStore, StagedCommit } from '../store/types.ts';
 
@@ -86,7 +90,6 @@ export interface IngestPipeline {
 }
 
 export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 200, burst: 2000 };
-const MAX_REJECTION_TEXT = 4096;
 
 interface Job {
   ctx: IngestContext;
@@ -201,7 +204,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       log.error({ err, deviceId: job.ctx.deviceId }, 'validation threw');
       v = {
         readings: [],
-        rejections: [{ ...job.ctx, receivedAt: now, reason: 'invalid_json', detail: 'validation failed', payload: job.payload.subarray(0, MAX_REJECTION_TEXT).toString('utf8') }],
+        rejections: [{ ...job.ctx, receivedAt: now, reason: 'invalid_json', detail: 'validation failed', payload: job.payload.subarray(0, MAX_REJECTION_PAYLOAD_BYTES).toString('utf8') }],
       };
     }
     // The rate limit counts readings: every element, accepted or not (a payload-level refusal counts 1).
@@ -411,7 +414,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
         receivedAt: now,
         reason: 'rate_limited',
         detail: `over ${limit!.perSecond} readings/s (burst ${limit!.burst}): not acknowledged, the device must redeliver`,
-        payload: payload.subarray(0, MAX_REJECTION_TEXT).toString('utf8'),
+        payload: payload.subarray(0, MAX_REJECTION_PAYLOAD_BYTES).toString('utf8'),
       });
     }
     return errors.RATE_LIMITED();
@@ -451,7 +454,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
         log.warn({ deviceId: row.deviceId, reason: row.reason }, 'rejections log backlog full: row counted, not logged');
         return;
       }
-      orphanRejections.push({ ...row, payload: row.payload.slice(0, MAX_REJECTION_TEXT) });
+      orphanRejections.push({ ...row, payload: row.payload.slice(0, MAX_REJECTION_PAYLOAD_BYTES) });
       schedule();
     },
     stats() {

@@ -10,6 +10,7 @@
  */
 import { Decimal } from '../domain/decimal.ts';
 import { JsonNumber, JsonParseError, isJsonObject, parseJsonDocument, truncateUtf8, type JsonObject, type JsonValue } from '../domain/json.ts';
+import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
 import {
   MAX_FUTURE_MS,
   MAX_PAYLOAD_BYTES,
@@ -21,8 +22,6 @@ import {
   type Rejection,
 } from '../domain/reading.ts';
 
-/** Stored rejection payloads are cut to this many UTF-8 bytes. */
-export const MAX_REJECTION_PAYLOAD_BYTES = 4096;
 /** Nesting allowed in a payload: array -> object -> (nothing deeper is valid, a little slack for errors). */
 const MAX_JSON_DEPTH = 32;
 

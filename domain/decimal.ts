@@ -2,9 +2,11 @@
  * Exact decimal arithmetic on BigInt: value = mantissa * 10^-scale.
  * Every quantity that can decide a gram goes through this type; binary floating point never does.
  */
-import { DomainError } from './errors.ts';
+import { errors } from './errors.ts';
 
 const DECIMAL_RE = /^(-)?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
+/** Canonical text of a non-negative decimal, as Decimal.toString() prints it (no exponent, no trailing zeros). */
+export const CANONICAL_RE = /^(?:0|[1-9]\d*)(?:\.\d*[1-9])?$/;
 /** Largest exponent accepted when parsing, so "1e999999" cannot allocate a huge BigInt. */
 const MAX_EXPONENT = 40;
 
@@ -26,11 +28,11 @@ export class Decimal {
   /** Parses decimal text (JSON number grammar, optional exponent). Throws DomainError on anything else. */
   static parse(text: string): Decimal {
     const m = DECIMAL_RE.exec(text.trim());
-    if (!m) throw new DomainError('INVALID_DECIMAL', `not a decimal number: ${JSON.stringify(text).slice(0, 40)}`);
+    if (!m) throw errors.INVALID_DECIMAL(`not a decimal number: ${JSON.stringify(text).slice(0, 40)}`);
     const [, sign, int, frac = '', expText] = m;
     const exp = expText === undefined ? 0 : Number(expText);
     if (!Number.isSafeInteger(exp) || Math.abs(exp) > MAX_EXPONENT || int.length + frac.length > 60) {
-      throw new DomainError('INVALID_DECIMAL', `decimal out of range: ${text.slice(0, 40)}`);
+      throw errors.INVALID_DECIMAL(`decimal out of range: ${text.slice(0, 40)}`);
     }
     let mantissa = BigInt(int + frac);
     if (sign) mantissa = -mantissa;
@@ -47,7 +49,7 @@ export class Decimal {
     if (v instanceof Decimal) return v;
     if (typeof v === 'bigint') return new Decimal(v, 0);
     if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new DomainError('INVALID_DECIMAL', `not a finite number: ${v}`);
+      if (!Number.isFinite(v)) throw errors.INVALID_DECIMAL(`not a finite number: ${v}`);
       // String(n) is the shortest text that round-trips; fine for values that came in as JSON text.
       return Decimal.parse(String(v));
     }
@@ -128,6 +130,25 @@ export class Decimal {
   toJSON(): string {
     return this.toString();
   }
+}
+
+/**
+ * The one comparison of decimal values given as text ("3600" equals "3600.0" and "36e2"): exact, by
+ * digits when both are canonical and non-negative (the ingest hot path), else through Decimal.cmp.
+ * Throws INVALID_DECIMAL when either is not a decimal. Equality is `compareDecimalText(a, b) === 0`.
+ */
+export function compareDecimalText(a: string, b: string): -1 | 0 | 1 {
+  if (!CANONICAL_RE.test(a) || !CANONICAL_RE.test(b)) return Decimal.parse(a).cmp(Decimal.parse(b));
+  const ia = a.indexOf('.');
+  const ib = b.indexOf('.');
+  const intA = ia < 0 ? a : a.slice(0, ia);
+  const intB = ib < 0 ? b : b.slice(0, ib);
+  if (intA.length !== intB.length) return intA.length < intB.length ? -1 : 1;
+  if (intA !== intB) return intA < intB ? -1 : 1;
+  // No trailing zeros, so fractions compare as strings ("45" < "5": 0.45 < 0.5; "" < "1").
+  const fa = ia < 0 ? '' : a.slice(ia + 1);
+  const fb = ib < 0 ? '' : b.slice(ib + 1);
+  return fa === fb ? 0 : fa < fb ? -1 : 1;
 }
 
 /** Formats integer grams as tonnes with 6 decimals, e.g. 7317n -> "0.007317". */

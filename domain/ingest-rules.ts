@@ -18,8 +18,11 @@
  *    interval. Exact decimals throughout.
  * Any arrival order is accepted when these hold; there is no "seq must increase" rule.
  */
-import { Decimal } from './decimal.ts';
-import { METRICS, isMetric, type Metric, type RejectReason } from './reading.ts';
+import { CANONICAL_RE, Decimal, compareDecimalText } from './decimal.ts';
+import { METRICS, isMetric, isRegisterMetric, type Metric, type RejectReason } from './reading.ts';
+
+/** Re-exported for the stores, which import the ingest rules' helpers from here. */
+export { CANONICAL_RE, compareDecimalText };
 
 /** A stored reading as the rules see it (value canonical decimal text, normalised unit). */
 export interface StoredReading {
@@ -70,8 +73,6 @@ export const DEFAULT_INTERVAL_SECONDS = 60;
  */
 const MS_PER_HOUR_OVER_TOLERANCE = 3_000_000n;
 const POW10: bigint[] = Array.from({ length: 128 }, (_, i) => 10n ** BigInt(i));
-/** Canonical text of a non-negative decimal, as Decimal.toString() prints it (no exponent, no trailing zeros). */
-export const CANONICAL_RE = /^(?:0|[1-9]\d*)(?:\.\d*[1-9])?$/;
 
 /** An exact decimal as mantissa x 10^-scale (the ingest hot path: one BigInt per value, no normalising). */
 interface Fixed {
@@ -100,21 +101,6 @@ function subFixed(a: Fixed, b: Fixed): Fixed {
 
 function fixedText(f: Fixed): string {
   return Decimal.of(f.m, f.s).toString();
-}
-
-/** Compares two decimal texts exactly: by digits when both are canonical and non-negative, else through Decimal. */
-export function compareDecimalText(a: string, b: string): -1 | 0 | 1 {
-  if (!CANONICAL_RE.test(a) || !CANONICAL_RE.test(b)) return Decimal.parse(a).cmp(Decimal.parse(b));
-  const ia = a.indexOf('.');
-  const ib = b.indexOf('.');
-  const intA = ia < 0 ? a : a.slice(0, ia);
-  const intB = ib < 0 ? b : b.slice(0, ib);
-  if (intA.length !== intB.length) return intA.length < intB.length ? -1 : 1;
-  if (intA !== intB) return intA < intB ? -1 : 1;
-  // No trailing zeros, so fractions compare as strings ("45" < "5": 0.45 < 0.5; "" < "1").
-  const fa = ia < 0 ? '' : a.slice(ia + 1);
-  const fb = ib < 0 ? '' : b.slice(ib + 1);
-  return fa === fb ? 0 : fa < fb ? -1 : 1;
 }
 
 const STORED: IngestOutcome = Object.freeze({ status: 'stored' });
@@ -184,14 +170,13 @@ export function checkReading(r: StoredReading, stored: DeviceReadings, limits?: 
 
   // Validation refuses unknown metrics before they get here; a caller that skipped it gets the same answer.
   if (!isMetric(r.metric)) return reject('unknown_metric', `unknown metric ${String(r.metric).slice(0, 64)}`);
-  const kind = METRICS[r.metric].kind;
   // Neighbours of the same metric: the device's previous and next reading of this quantity.
   const lowerSame = lower === undefined ? undefined : lower.metric === r.metric ? lower : stored.below(r.seq, r.metric);
   const higherSame = higher === undefined ? undefined : higher.metric === r.metric ? higher : stored.above(r.seq, r.metric);
   const capacity = capacityFixed(r.metric, limits);
   const unit = METRICS[r.metric].unit;
 
-  if (kind === 'register') {
+  if (isRegisterMetric(r.metric)) {
     if (lowerSame && !r.reset && compareDecimalText(r.value, lowerSame.value) < 0) {
       return reject('register_backwards', `${r.metric} ${r.value} is below ${lowerSame.value} of the stored lower seq ${lowerSame.seq} without reset`);
     }

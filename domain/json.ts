@@ -8,7 +8,7 @@
  * control characters in strings, leading zeros, "+1", ".5", "1.").
  * Objects are created without a prototype, so "__proto__" is an ordinary member name.
  */
-import { DomainError } from './errors.ts';
+import { DomainError, errors } from './errors.ts';
 
 /** A JSON number, kept as the literal text it was written with (e.g. "81234.50", "1e3"). */
 export class JsonNumber {
@@ -39,7 +39,7 @@ export const DEFAULT_MAX_DEPTH = 32;
 export class JsonParseError extends DomainError {
   readonly position: number;
   constructor(message: string, position: number) {
-    super('INVALID_JSON', `${message} at position ${position}`, 400);
+    super(errors.INVALID_JSON.code, `${message} at position ${position}`, errors.INVALID_JSON.statusCode);
     this.name = 'JsonParseError';
     this.position = position;
   }

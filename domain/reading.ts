@@ -6,9 +6,7 @@ import { Type, type Static } from '@sinclair/typebox';
 
 export const ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 export const ID_RE = new RegExp(ID_PATTERN);
-export const MAX_PAYLOAD_BYTES = 64 * 1024;
-export const MAX_READINGS_PER_MESSAGE = 500;
-export const MAX_FUTURE_MS = 5 * 60 * 1000;
+export { MAX_FUTURE_MS, MAX_PAYLOAD_BYTES, MAX_READINGS_PER_MESSAGE } from './limits.ts';
 
 export type MetricKind = 'register' | 'interval';
 
@@ -35,6 +33,16 @@ export function isMetric(name: string): name is Metric {
   return Object.prototype.hasOwnProperty.call(METRICS, name);
 }
 
+/** A cumulative register (a meter index: the quantity is the difference of two readings). */
+export type RegisterMetric = { [K in Metric]: (typeof METRICS)[K]['kind'] extends 'register' ? K : never }[Metric];
+
+/** The one test of "is this a register metric" (the others are interval metrics: each reading is a quantity). */
+export function isRegisterMetric(name: string): name is RegisterMetric {
+  return isMetric(name) && METRICS[name].kind === 'register';
+}
+
+export const REGISTER_METRICS: readonly RegisterMetric[] = METRIC_NAMES.filter(isRegisterMetric);
+
 /** Device kinds that declare an interval (co2_direct) device, whatever it has sent so far. */
 export const INTERVAL_KINDS: readonly string[] = ['cems', 'co2_direct'];
 export function isIntervalKind(kind: string): boolean {
@@ -56,6 +64,31 @@ export const ReadingPayload = Type.Object(
 export type ReadingPayload = Static<typeof ReadingPayload>;
 
 /** A reading as stored: normalised unit, exact decimal text, epoch-ms timestamp. */
+/** A stored reading's identity: the dedupe key. */
+export interface ReadingKey {
+  readonly deviceId: string;
+  readonly seq: number;
+}
+
+/**
+ * The text form `deviceId:seq` of a reading key, as a settlement records its late readings
+ * (`lateKeys`) and as keys are looked up in a Set. Built here only; read back with parseReadingKey.
+ */
+export function readingKeyText(k: ReadingKey): string {
+  return `${k.deviceId}:${k.seq}`;
+}
+
+/** The key readingKeyText printed (device ids match ID_PATTERN, so they hold no ':'). */
+export function parseReadingKey(text: string): ReadingKey {
+  const at = text.lastIndexOf(':');
+  const deviceId = text.slice(0, at);
+  const seq = Number(text.slice(at + 1));
+  if (at < 0 || !ID_RE.test(deviceId) || !Number.isSafeInteger(seq) || seq < 0 || String(seq) !== text.slice(at + 1)) {
+    throw new TypeError(`not a reading key: ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  return { deviceId, seq };
+}
+
 export interface Reading {
   facilityId: string;
   deviceId: string;

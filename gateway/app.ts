@@ -18,7 +18,7 @@ import { createKeyStore, type KeyStore } from './keys.ts';
 import { registerAuthentication } from './auth.ts';
 import { createTtlCache, type TtlCache } from './cache.ts';
 import { registerFacilityMetrics, registerHttpMetrics } from './metrics.ts';
-import { gatewayErrors, toErrorResponse } from './errors.ts';
+import { toErrorResponse } from './errors.ts';
 import { defaultOf } from '../domain/config.ts';
 import { errors } from '../domain/errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
@@ -153,7 +153,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     ...(opts.graceSeconds !== undefined ? { graceMs: opts.graceSeconds * 1000 } : {}),
     need(name) {
       const b = deps[name];
-      if (!b) throw gatewayErrors.BACKEND_UNAVAILABLE(BACKEND_NAMES[name]);
+      if (!b) throw errors.BACKEND_UNAVAILABLE(BACKEND_NAMES[name]);
       return b as NonNullable<GatewayDeps[typeof name]>;
     },
   };
@@ -206,7 +206,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   });
 
   app.setNotFoundHandler({ preHandler: app.rateLimit() }, (request, reply) => {
-    const r = toErrorResponse(gatewayErrors.ROUTE_NOT_FOUND(request.method, request.url));
+    const r = toErrorResponse(errors.ROUTE_NOT_FOUND(request.method, request.url));
     return reply.code(r.status).send(r.body);
   });
 

@@ -26,6 +26,7 @@ import { defaultOf, redactUrl, SETTINGS } from '../domain/config.ts';
 import { gramsToTonnes } from '../domain/decimal.ts';
 import { loadArtifact } from '../contracts/client/artifact.ts';
 import { describeChainError } from '../contracts/client/errors.ts';
+import { errors, isError } from '../domain/errors.ts';
 import { createKeyFile, KeyFileError, normaliseKey, readKeyFile } from '../contracts/client/keyfile.ts';
 import { RETIRE_TYPES } from '../contracts/client/port.ts';
 import type { Static } from '@sinclair/typebox';
@@ -110,7 +111,7 @@ export async function relayRetirement(baseUrl: string, apiKey: string, signed: S
     });
   } catch (e) {
     const why = ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message) || 'no answer';
-    throw Object.assign(new Error(`cannot reach the gateway at ${baseUrl} (${why}): is it running, and is --relay right?`), { code: 'RELAY_UNREACHABLE' });
+    throw errors.RELAY_UNREACHABLE(baseUrl, why);
   }
   const body = (await res.json().catch(() => ({}))) as { txHash?: string; id?: string; error?: { code: string; message: string } };
   if (!res.ok) throw Object.assign(new Error(`relay answered ${res.status}: ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim()), { status: res.status, code: body.error?.code });
@@ -416,7 +417,7 @@ const retire: Command = {
       return 0;
     } catch (e) {
       // The gateway's own answers (and its absence) are said as they are; the chain's through the decoder.
-      const relayFailure = (e as { status?: number }).status !== undefined || (e as { code?: string }).code === 'RELAY_UNREACHABLE';
+      const relayFailure = (e as { status?: number }).status !== undefined || isError(e, errors.RELAY_UNREACHABLE);
       io.err(`retire failed: ${relayFailure ? (e as Error).message : describeChainError(e, ctx)}`);
       return 1;
     } finally {

@@ -1,17 +1,9 @@
 /**
- * Gateway errors beyond the shared catalogue (domain/errors.ts), declared the same way, and the one
- * function that turns anything thrown into the SPEC's `{ error: { code, message } }` body.
+ * The one function that turns anything thrown into the API's `{ error: { code, message } }` body
+ * (codes from the catalogue, domain/errors.ts).
  */
 import { DomainError, errors } from '../domain/errors.ts';
 import { formatValidation, type AjvError } from './validation.ts';
-
-export const gatewayErrors = {
-  BACKEND_UNAVAILABLE: (backend: string) => new DomainError('BACKEND_UNAVAILABLE', `${backend} is not available`, 503),
-  ROUTE_NOT_FOUND: (method: string, url: string) => new DomainError('ROUTE_NOT_FOUND', `no route ${method} ${url.split('?')[0]}`, 404),
-  RELAY_REJECTED: (why: string) => new DomainError('RELAY_REJECTED', `retirement rejected: ${why}`, 422),
-  PROOF_NOT_FOUND: (deviceId: string, seq: number) =>
-    new DomainError('PROOF_NOT_FOUND', `reading ${deviceId}/${seq} is not in this settlement's evidence`, 404),
-} as const;
 
 /**
  * A chain failure as the catalogue says it (503 CHAIN_UNAVAILABLE for an unreachable node, 409
@@ -45,8 +37,9 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
   }
   if (e && typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     // fastify's own client errors (bad JSON, body too large, unsupported media type...).
-    const code = e.statusCode === 429 ? errors.RATE_LIMITED.code : e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
+    const code = e.statusCode === 429 ? errors.RATE_LIMITED.code : e.statusCode === 413 ? errors.PAYLOAD_TOO_LARGE.code : errors.BAD_REQUEST.code;
     return { status: e.statusCode, body: { error: { code, message: e.message } }, internal: false };
   }
-  return { status: 500, body: { error: { code: 'INTERNAL', message: 'internal error' } }, internal: true };
+  const internal = errors.INTERNAL();
+  return { status: internal.statusCode, body: { error: { code: internal.code, message: internal.message } }, internal: true };
 }

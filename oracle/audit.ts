@@ -83,7 +83,7 @@ export function buildAudit(deps: AuditDeps): SettlementAudit {
       const s = settlement(id);
       const { evidence } = evaluate(await recordedWindowInputs(readings, s));
       if (evidence.root.toLowerCase() !== s.evidenceRoot.toLowerCase()) {
-        throw errors.CONFLICT(`settlement ${id} no longer recomputes to its evidence root; see /verify`);
+        throw errors.EVIDENCE_MISMATCH(`settlement ${id} no longer recomputes to its evidence root; see /verify`);
       }
       return readingProof(evidence, deviceId, seq);
     },

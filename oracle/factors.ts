@@ -4,7 +4,7 @@
  * actually applied to a window (version, values, what was overridden) is hashed and goes into the
  * settlement's evidence, so a later change of factors never changes a settled window.
  */
-import { Decimal } from '../domain/decimal.ts';
+import { Decimal, compareDecimalText } from '../domain/decimal.ts';
 import { canonicalHash } from './canonical.ts';
 
 export interface FactorSet {
@@ -69,10 +69,6 @@ export function factorSetAt(at: number, sets: readonly FactorSet[] = FACTOR_SETS
   return chosen;
 }
 
-/** Same value as decimals (so "0.53660" equals "0.5366"). */
-function sameDecimal(a: string, b: string): boolean {
-  return Decimal.parse(a).cmp(Decimal.parse(b)) === 0;
-}
 
 /**
  * The factors applied to a facility's window starting at `windowStart`: the base set in force then,
@@ -87,11 +83,11 @@ export function applyFactors(
   const overrides: ('grid' | 'gas')[] = [];
   let grid = Decimal.parse(base.gridKgPerKwh).toString();
   let gas = Decimal.parse(base.gasKgPerM3).toString();
-  if (facility.gridFactorKgPerKwh !== undefined && facility.gridFactorKgPerKwh !== '' && !sameDecimal(facility.gridFactorKgPerKwh, grid)) {
+  if (facility.gridFactorKgPerKwh !== undefined && facility.gridFactorKgPerKwh !== '' && compareDecimalText(facility.gridFactorKgPerKwh, grid) !== 0) {
     grid = Decimal.parse(facility.gridFactorKgPerKwh).toString();
     overrides.push('grid');
   }
-  if (facility.gasFactorKgPerM3 !== undefined && facility.gasFactorKgPerM3 !== '' && !sameDecimal(facility.gasFactorKgPerM3, gas)) {
+  if (facility.gasFactorKgPerM3 !== undefined && facility.gasFactorKgPerM3 !== '' && compareDecimalText(facility.gasFactorKgPerM3, gas) !== 0) {
     gas = Decimal.parse(facility.gasFactorKgPerM3).toString();
     overrides.push('gas');
   }

@@ -82,7 +82,7 @@ export async function recordedWindowInputs(
   row: Pick<SettlementRow, 'facilityId' | 'windowStart' | 'windowEnd' | 'inputs'>,
 ): Promise<WindowInput> {
   if (row.inputs.methodologyVersion !== METHODOLOGY_VERSION) {
-    throw errors.CONFLICT(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
+    throw errors.METHODOLOGY_MISMATCH(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
   }
   const w: Window = { start: row.windowStart, end: row.windowEnd };
   const plans: DevicePlan[] = row.inputs.devices.map((d) => {

@@ -6,15 +6,14 @@
  * Exact arithmetic only (Decimal on BigInt); binary floating point never decides a gram.
  */
 import { Decimal } from '../domain/decimal.ts';
-import { METRICS, type Metric, type Reading } from '../domain/reading.ts';
+import { REGISTER_METRICS, isMetric, isRegisterMetric, readingKeyText, type Metric, type Reading, type RegisterMetric } from '../domain/reading.ts';
 import type { Window } from '../domain/window.ts';
 import type { DeviceCoverage, VisibilityMark } from '../store/types.ts';
 import type { AppliedFactors } from './factors.ts';
 
 export const METHODOLOGY_VERSION = 'mrv-cursor-2';
 
-export type RegisterMetric = 'electricity_import' | 'electricity_export' | 'renewable_generation' | 'natural_gas';
-export const REGISTER_METRICS: readonly RegisterMetric[] = ['electricity_import', 'electricity_export', 'renewable_generation', 'natural_gas'];
+export { REGISTER_METRICS, type RegisterMetric } from '../domain/reading.ts';
 
 /** Where a device's register stood: the reading the previous settlement ended on. */
 export interface RegisterCursor {
@@ -155,10 +154,6 @@ function floorScaledDiv(d: Decimal, digits: number, divisor: bigint): bigint {
   return floorDiv(num, divisor * 10n ** BigInt(d.scale));
 }
 
-function isRegister(metric: Metric): metric is RegisterMetric {
-  return METRICS[metric]?.kind === 'register';
-}
-
 /**
  * The coverage rule (SPEC "Coverage") for one device in coverage: a visible reading before the window
  * and one in it; the last in the window no earlier than two reporting intervals before its end unless
@@ -186,7 +181,7 @@ function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<
     if (r.ts >= window.end) throw new TypeError(`reading ${r.deviceId}:${r.seq} is not due in window ending ${window.end}`);
     const late = r.ts < window.start;
     let covered = false;
-    if (isRegister(r.metric)) {
+    if (isRegisterMetric(r.metric)) {
       const cur = cursors.get(r.metric);
       if (cur && r.seq <= cur.seq) {
         // The register is cumulative in seq order: a cursor at a higher seq already includes it.
@@ -202,7 +197,8 @@ function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<
         }
         cursors.set(r.metric, { metric: r.metric, seq: r.seq, ts: r.ts, value: Decimal.parse(r.value).toString() });
       }
-    } else if (METRICS[r.metric]?.kind === 'interval') {
+    } else if (isMetric(r.metric)) {
+      // An interval metric: each reading is the quantity itself.
       sawInterval = true;
       add(r.metric, Decimal.parse(r.value));
     }
@@ -258,7 +254,7 @@ export function settleWindow(input: WindowInput): WindowResult {
     ids.add(d.deviceId);
     const { increases, result } = walkDevice(d, window);
     for (const [m, v] of increases) sums.set(m, (sums.get(m) ?? Decimal.ZERO).add(v));
-    for (const c of result.consumed) if (c.late) lateKeys.push(`${d.deviceId}:${c.reading.seq}`);
+    for (const c of result.consumed) if (c.late) lateKeys.push(readingKeyText(c.reading));
     if (!result.inCoverage && result.decommissioned) decommissioned.push({ deviceId: d.deviceId, ...result.decommissioned });
     results.push(result);
   }

@@ -11,7 +11,7 @@
  */
 import os from 'node:os';
 import type { Registry as PromRegistry } from 'prom-client';
-import { DomainError, errors } from '../domain/errors.ts';
+import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Db } from '../store/sqlite/db.ts';
 import { DEFAULT_BACKOFF, type Backoff, type FacilityRegistry, type OracleRecords, type OracleStatus, type ReadingStore } from '../store/types.ts';
@@ -117,7 +117,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
     status,
     runOnce: (now) => settler.runOnce(now),
     start(cronExpression) {
-      if (closed) throw new DomainError('ORACLE_CLOSED', 'oracle is closed', 503);
+      if (closed) throw errors.ORACLE_CLOSED();
       if (scheduled) return;
       scheduled = schedule({ cronExpression, run: () => settler.runOnce(), busy: settler.busy, logger, windowMs, graceMs });
     },

@@ -25,7 +25,7 @@
  * metric, API) while the others go on. A SQLite lease keeps two oracles on one file from doing the
  * same work at once (correctness never depends on it: the chain check does).
  */
-import { DomainError } from '../domain/errors.ts';
+import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { isClosed, type Window } from '../domain/window.ts';
 import type { Facility, ReadingStore, FacilityRegistry } from '../store/types.ts';
@@ -323,7 +323,7 @@ export function buildSettler(deps: SettleDeps): Settler {
   }
 
   async function runOnce(now?: number): Promise<RunReport> {
-    if (closed) throw new DomainError('ORACLE_CLOSED', 'oracle is closed', 503);
+    if (closed) throw errors.ORACLE_CLOSED();
     if (running) {
       metrics.runs.inc({ outcome: 'busy' });
       return { ...emptyReport(now ?? clock()), skipped: 'busy' };

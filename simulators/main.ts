@@ -190,8 +190,8 @@ export async function main(argv: string[]): Promise<number> {
       rejectionLog: api ? rejectionLog(api) : undefined,
     });
   } catch (err) {
-    const usage = err instanceof DomainError && (err.code === 'SIM_USAGE' || err.code === 'SIM_BAD_URL');
-    const keyHint = err instanceof DomainError && err.code === 'SIM_API_FAILED' && /refused the API key/.test(err.message) && keySource ? ` (the key came from ${keySource})` : '';
+    const usage = err instanceof DomainError && (err.code === simErrors.USAGE.code || err.code === simErrors.BAD_URL.code);
+    const keyHint = err instanceof DomainError && err.code === simErrors.API_FAILED.code && /refused the API key/.test(err.message) && keySource ? ` (the key came from ${keySource})` : '';
     process.stderr.write(`simulate: ${(err as Error).message}${keyHint}\n${usage ? 'Run with --help for the options.\n' : ''}`);
     return usage ? 2 : 1;
   }

@@ -1,7 +1,7 @@
 /** Loads compiled contracts (ABI + bytecode) from hardhat's artifacts/ folder. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DomainError } from '../../domain/errors.ts';
+import { errors } from '../../domain/errors.ts';
 
 export interface Artifact {
   contractName: string;
@@ -27,7 +27,7 @@ export function loadArtifact(name = 'CarbonLedger', source = `${name}.sol`): Art
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    throw new DomainError('CONTRACTS_NOT_COMPILED', `contract artifact ${path.relative(ROOT, file)} not found: run \`npm run compile\` first`, 500);
+    throw errors.CONTRACTS_NOT_COMPILED(path.relative(ROOT, file));
   }
   const json = JSON.parse(text) as Artifact;
   const artifact: Artifact = { contractName: json.contractName, abi: json.abi, bytecode: json.bytecode };

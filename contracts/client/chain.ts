@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { ethers } from 'ethers';
-import { DomainError } from '../../domain/errors.ts';
+import { errors } from '../../domain/errors.ts';
 import type { Logger } from '../../domain/logger.ts';
 import { rpcProvider } from './connect.ts';
 
@@ -153,7 +153,7 @@ export function anvilBinary(): string | undefined {
 /** Starts anvil and resolves once its RPC answers. `close()` stops it (SIGTERM) and lets it dump state. */
 export async function startAnvil(opts: AnvilOptions = {}): Promise<Chain> {
   const bin = anvilBinary();
-  if (!bin) throw new DomainError('ANVIL_NOT_FOUND', 'anvil binary not found: install the @foundry-rs/anvil-${process.platform}-${process.arch === "x64" ? "amd64" : process.arch} npm package', 500);
+  if (!bin) throw errors.ANVIL_NOT_FOUND(`@foundry-rs/anvil-${process.platform}-${process.arch === 'x64' ? 'amd64' : process.arch}`);
   const host = opts.host ?? '127.0.0.1';
   const count = opts.accounts ?? 10;
   const chainId = opts.chainId ?? 31337;

@@ -42,7 +42,7 @@ export class LedgerRevertError extends DomainError {
   readonly revert: DecodedLedgerError;
 
   constructor(revert: DecodedLedgerError, cause: unknown) {
-    super('LEDGER_REVERTED', `ledger reverted: ${explainRevert(revert)} [${rawRevert(revert)}]`, 409, revert);
+    super(errors.LEDGER_REVERTED.code, `ledger reverted: ${explainRevert(revert)} [${rawRevert(revert)}]`, 409, revert);
     this.name = 'LedgerRevertError';
     this.revert = revert;
     this.cause = cause;
@@ -333,7 +333,7 @@ const OUTAGE_TEXT = /NETWORK_ERROR|ECONNREFUSED|ECONNRESET|ENOTFOUND|fetch faile
  */
 export function classifyChainError(e: unknown): ChainFailureKind {
   const x = e as { code?: unknown; name?: unknown } | null;
-  if (e instanceof LedgerRevertError || x?.code === 'LEDGER_REVERTED' || x?.code === 'CALL_EXCEPTION') return 'revert';
+  if (e instanceof LedgerRevertError || x?.code === errors.LEDGER_REVERTED.code || x?.code === 'CALL_EXCEPTION') return 'revert';
   if (x?.code === 'CHAIN_UNAVAILABLE') return 'unavailable';
   if (e instanceof DomainError) return 'other';
   if (decodeLedgerError(e)) return 'revert';

@@ -55,7 +55,7 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       const facilityId = request.params.id;
       if (!registry.getFacility(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
       const { deviceId, kind, capacity, reportingIntervalSeconds } = request.body;
-      if (registry.getDevice(deviceId)) throw errors.CONFLICT(`device ${deviceId} already exists`);
+      if (registry.getDevice(deviceId)) throw errors.DEVICE_EXISTS(deviceId);
       const { device, password } = registry.createDevice(facilityId, deviceId, kind ?? 'meter', {
         ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
         ...(reportingIntervalSeconds !== undefined ? { reportingIntervalSeconds } : {}),

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, STAFF, principalOf, requireRole } from '../auth.ts';
-import { errors } from '../../domain/errors.ts';
+import { errors, isError } from '../../domain/errors.ts';
 import { Decimal, gramsToTonnes } from '../../domain/decimal.ts';
 import type { Facility } from '../../store/types.ts';
 import { BalanceView, FacilityCreate, FacilityList, FacilityParams, FacilityPatch, FacilityView, PageQuery, errorResponses } from '../schemas.ts';
@@ -61,7 +61,7 @@ function baselineText(v: string | number, field: string): string {
 /** The name of the ledger custom error `err` carries, if it is a revert. */
 function revertName(err: unknown): string | undefined {
   const e = err as { code?: string; revert?: { name?: string } } | null;
-  return e?.code === 'LEDGER_REVERTED' ? e.revert?.name : undefined;
+  return isError(e, errors.LEDGER_REVERTED) ? e?.revert?.name : undefined;
 }
 
 function decimalText(v: string | number, field: string): string {
@@ -70,7 +70,7 @@ function decimalText(v: string | number, field: string): string {
     if (d.isNegative()) throw errors.VALIDATION(`body/${field} must not be negative`);
     return d.toString();
   } catch (err) {
-    if ((err as { code?: string }).code === 'INVALID_DECIMAL') throw errors.VALIDATION(`body/${field}: ${(err as Error).message}`);
+    if (isError(err, errors.INVALID_DECIMAL)) throw errors.VALIDATION(`body/${field}: ${(err as Error).message}`);
     throw err;
   }
 }
@@ -128,7 +128,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const baseline = baselineText(b.baselineKgPerHour, 'baselineKgPerHour');
       const grid = b.gridFactorKgPerKwh === undefined ? DEFAULT_FACTORS.gridKgPerKwh : decimalText(b.gridFactorKgPerKwh, 'gridFactorKgPerKwh');
       const gas = b.gasFactorKgPerM3 === undefined ? DEFAULT_FACTORS.gasKgPerM3 : decimalText(b.gasFactorKgPerM3, 'gasFactorKgPerM3');
-      if (registry.getFacility(b.id)) throw errors.CONFLICT(`facility ${b.id} already exists`);
+      if (registry.getFacility(b.id)) throw errors.FACILITY_EXISTS(b.id);
       const owner = ownerFor(b.owner, b.id);
       const f = registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
       // From the window containing the registration: every window since registration is settled (SPEC).
@@ -198,7 +198,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       if (request.body.owner !== undefined) {
         const owner = ownerFor(request.body.owner, id);
         if (owner.toLowerCase() !== before.owner.toLowerCase()) {
-          if (await hasSettled(id)) throw errors.CONFLICT(`facility ${id} has settled windows: its owner can no longer change`);
+          if (await hasSettled(id)) throw errors.FACILITY_SETTLED(`facility ${id} has settled windows: its owner can no longer change`);
           if (writer) {
             try {
               if (await writer.pushOwner(id, owner)) {
@@ -207,7 +207,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
               }
             } catch (err) {
               const name = revertName(err);
-              if (name === 'FacilityHasSettlements') throw errors.CONFLICT(`facility ${id} has settled windows on chain: its owner can no longer change`);
+              if (name === 'FacilityHasSettlements') throw errors.FACILITY_SETTLED(`facility ${id} has settled windows on chain: its owner can no longer change`);
               if (name === 'OwnerAlreadyHasFacility') throw errors.VALIDATION(`body/owner ${owner} already owns a facility on chain`);
               // Not registered on chain yet, unreachable, no signer: the oracle reconciles.
               chain = { synced: false, message: `owner not confirmed on-chain yet: ${(err as Error).message.slice(0, 160)}` };
@@ -246,14 +246,14 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const id = request.params.id;
       const f = registry.getFacility(id);
       if (!f) throw errors.FACILITY_NOT_FOUND(id);
-      if (await hasSettled(id)) throw errors.CONFLICT(`facility ${id} has settled windows: it can be suspended, not removed`);
+      if (await hasSettled(id)) throw errors.FACILITY_SETTLED(`facility ${id} has settled windows: it can be suspended, not removed`);
       // The chain first: a facility left registered there would keep its owner and id taken.
       const remover = registryWriter(ctx.need('ledger'), registry, ctx.windowMs);
       try {
         await remover.remove(id);
         ctx.chainCache.invalidate(`facility:${id}`);
       } catch (err) {
-        if (revertName(err) === 'FacilityHasSettlements') throw errors.CONFLICT(`facility ${id} has settled windows on chain: it can be suspended, not removed`);
+        if (revertName(err) === 'FacilityHasSettlements') throw errors.FACILITY_SETTLED(`facility ${id} has settled windows on chain: it can be suspended, not removed`);
         throw asChainError(err);
       }
       const devices = registry.listDevices(id).map((d) => d.deviceId);

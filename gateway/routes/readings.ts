@@ -4,10 +4,9 @@ import type { Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
-import type { ReadingView } from '../../domain/reading.ts';
 import { FacilityParams, ReadingDetail, ReadingList, ReadingParams, ReadingsQuery, RejectionList, RejectionsQuery, errorResponses } from '../schemas.ts';
 import { DEFAULT_PAGE, MAX_PAGE, decodeCursor, encodeCursor, pageOf } from '../paging.ts';
-import type { Reading } from '../../domain/reading.ts';
+import { readingKeyText, type Reading, type ReadingView } from '../../domain/reading.ts';
 import { iso, parseTimeQuery } from '../format.ts';
 
 function readingView(r: Reading, late: boolean): ReadingView {
@@ -73,7 +72,7 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
         ctx.deps.settlements?.lateReadings && rows.length > 0
           ? await ctx.deps.settlements.lateReadings(facilityId, rows.map((r) => ({ deviceId: r.deviceId, seq: r.seq })))
           : undefined;
-      const items: ReadingView[] = rows.map((r) => readingView(r, late?.has(`${r.deviceId}:${r.seq}`) ?? false));
+      const items: ReadingView[] = rows.map((r) => readingView(r, late?.has(readingKeyText(r)) ?? false));
       return { items, ...(page.next ? { next: page.next } : {}) };
     },
   );

@@ -6,10 +6,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, principalOf, requireRole, scopedFacility } from '../auth.ts';
-import { DomainError, errors } from '../../domain/errors.ts';
+import { DomainError, errors, isError } from '../../domain/errors.ts';
 import { gramsToTonnes } from '../../domain/decimal.ts';
 import { describeChainError } from '../../contracts/client/errors.ts';
-import { asChainError, gatewayErrors } from '../errors.ts';
+import { asChainError } from '../errors.ts';
 import { RetirementList, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
 import { gramsText, iso } from '../format.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
@@ -106,14 +106,14 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
         }
         // The contracts client decodes custom errors (LEDGER_REVERTED: bad signature, expired, nonce,
         // balance, suspended): the request is at fault, not the gateway.
-        if (err instanceof DomainError && err.code === 'LEDGER_REVERTED') throw gatewayErrors.RELAY_REJECTED(err.message.replace(/^ledger reverted: /, ''));
+        if (err instanceof DomainError && isError(err, errors.LEDGER_REVERTED)) throw errors.RELAY_REJECTED(err.message.replace(/^ledger reverted: /, ''));
         if (err instanceof DomainError) throw err;
         // A revert the client could not decode is still the request's problem: said as the same
         // sentence the CLI and the oracle use (contracts/client/errors.ts), with the node's reason.
         const e = err as { shortMessage?: string; reason?: string; message?: string; code?: string };
         if (e.code === 'CALL_EXCEPTION' || e.reason || /revert/i.test(e.message ?? '')) {
           const reason = typeof e.reason === 'string' && e.reason ? ` (${e.reason.slice(0, 120)})` : '';
-          throw gatewayErrors.RELAY_REJECTED(`${describeChainError(err)}${reason}`.slice(0, 300));
+          throw errors.RELAY_REJECTED(`${describeChainError(err)}${reason}`.slice(0, 300));
         }
         throw asChainError(err);
       }

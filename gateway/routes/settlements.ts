@@ -8,7 +8,6 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, assertFacilityAccess, principalOf, requireRole, scopedFacility } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import type { SettlementRecord } from '../deps.ts';
-import { gatewayErrors } from '../errors.ts';
 import { ProofQuery, ProofView, SettlementList, SettlementParams, SettlementView, SettlementsQuery, VerifyView, errorResponses } from '../schemas.ts';
 import { gramsText, iso, jsonSafe, parseTimeQuery } from '../format.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
@@ -128,7 +127,7 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
       const s = await load(request);
       const { deviceId, seq } = request.query;
       const r = await ctx.need('audit').proof(String(s.id), deviceId, seq);
-      if (!r) throw gatewayErrors.PROOF_NOT_FOUND(deviceId, seq);
+      if (!r) throw errors.PROOF_NOT_FOUND(deviceId, seq);
       return jsonSafe(r);
     },
   );

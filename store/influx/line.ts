@@ -15,11 +15,11 @@
  * With the escape character itself never taken from data, every `,`, `=`, space and `"` that comes
  * from data is escaped and cannot act as a separator.
  */
-import { DomainError } from '../../domain/errors.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
 
 export class LineProtocolError extends DomainError {
   constructor(message: string) {
-    super('LINE_PROTOCOL', message, 400);
+    super(errors.LINE_PROTOCOL.code, message, 400);
   }
 }
 

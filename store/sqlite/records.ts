@@ -11,6 +11,7 @@
  */
 import type { Statement } from 'better-sqlite3';
 import { errors } from '../../domain/errors.ts';
+import { parseReadingKey, readingKeyText } from '../../domain/reading.ts';
 import type { RegisterCursor } from '../../oracle/methodology.ts';
 import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
@@ -212,7 +213,7 @@ export class SqliteOracleRecords implements OracleRecords {
     const existing = this.stmt.confirmedOf.get(id) as Row | undefined;
     if (existing) {
       if (existing.evidence_root !== root) {
-        throw errors.CONFLICT(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
+        throw errors.EVIDENCE_MISMATCH(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
       }
       return 'already';
     }
@@ -227,8 +228,8 @@ export class SqliteOracleRecords implements OracleRecords {
       this.stmt.upsertCursor.run(d.deviceId, r.facility_id, id, r.window_end, mark.maxSeq, mark.late, JSON.stringify(d.endCursors));
     }
     for (const key of inputs.lateKeys) {
-      const at = key.lastIndexOf(':');
-      this.stmt.insertLate.run(key.slice(0, at), Number(key.slice(at + 1)), r.facility_id, id);
+      const late = parseReadingKey(key);
+      this.stmt.insertLate.run(late.deviceId, late.seq, r.facility_id, id);
     }
     return 'confirmed';
   }
@@ -325,7 +326,7 @@ export class SqliteOracleRecords implements OracleRecords {
       const d = inputs.devices.find((x) => x.deviceId === r.deviceId);
       const mark = d ? recordedMark(d) : undefined;
       if (!mark) continue;
-      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(`${r.deviceId}:${r.seq}`) };
+      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(readingKeyText(r)) };
     }
     return undefined;
   }
@@ -338,7 +339,7 @@ export class SqliteOracleRecords implements OracleRecords {
   lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string> {
     const out = new Set<string>();
     const check = this.db.prepare('SELECT 1 FROM oracle_late WHERE device_id = ? AND seq = ? AND facility_id = ?').pluck();
-    for (const k of keys) if (check.get(k.deviceId, k.seq, facilityId) !== undefined) out.add(`${k.deviceId}:${k.seq}`);
+    for (const k of keys) if (check.get(k.deviceId, k.seq, facilityId) !== undefined) out.add(readingKeyText(k));
     return out;
   }
 
@@ -399,7 +400,7 @@ export class SqliteOracleRecords implements OracleRecords {
     this.db
       .transaction(() => {
         const confirmed = this.db.prepare(`SELECT COUNT(*) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck().get(facilityId) as number;
-        if (confirmed > 0) throw errors.CONFLICT(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
+        if (confirmed > 0) throw errors.FACILITY_SETTLED(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
         this.db.prepare('DELETE FROM oracle_settlements WHERE facility_id = ?').run(facilityId);
         this.db.prepare('DELETE FROM oracle_late WHERE facility_id = ?').run(facilityId);
         const del = this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?');

@@ -211,7 +211,7 @@ export class SqliteRegistry implements FacilityRegistry {
     const gas = nonNegativeDecimal('gasFactorKgPerM3', f.gasFactorKgPerM3);
     const createdAt = f.createdAt ?? this.clock();
     this.db.transaction(() => {
-      if (this.stmt.facility.get(f.id)) throw errors.CONFLICT(`facility ${f.id} already exists`);
+      if (this.stmt.facility.get(f.id)) throw errors.FACILITY_EXISTS(f.id);
       this.stmt.insertFacility.run(f.id, f.name, f.owner, grid, gas, 'active', createdAt);
       this.stmt.setBaseline.run(f.id, FOREVER, baseline, createdAt);
     }).immediate();
@@ -292,7 +292,7 @@ export class SqliteRegistry implements FacilityRegistry {
     const createdAt = this.clock();
     this.db.transaction(() => {
       if (!this.stmt.facility.get(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
-      if (this.stmt.device.get(deviceId)) throw errors.CONFLICT(`device ${deviceId} already exists`);
+      if (this.stmt.device.get(deviceId)) throw errors.DEVICE_EXISTS(deviceId);
       this.stmt.insertDevice.run(deviceId, facilityId, kind || 'meter', 'active', createdAt, hash, capacity, interval);
     }).immediate();
     this.logger.info({ facilityId, deviceId }, 'device created');
@@ -336,7 +336,7 @@ export class SqliteRegistry implements FacilityRegistry {
       const before = this.stmt.device.get(deviceId);
       if (!before) throw errors.DEVICE_NOT_FOUND(deviceId);
       if (status !== undefined && before.status === 'decommissioned' && status !== 'decommissioned') {
-        throw errors.CONFLICT(`device ${deviceId} is decommissioned; that is final`);
+        throw errors.DEVICE_DECOMMISSIONED(deviceId);
       }
       if (status === 'decommissioned') {
         if (before.status !== 'decommissioned') this.stmt.decommission.run(now, reason, deviceId);

@@ -9,8 +9,8 @@ import type { RejectReason, Rejection } from '../../domain/reading.ts';
 import { clampListLimit } from '../types.ts';
 import type { Db } from './db.ts';
 
-export const MAX_REJECTION_PAYLOAD_BYTES = 4096;
-const MAX_REJECTION_DETAIL_BYTES = 1024;
+import { MAX_REJECTION_DETAIL_BYTES, MAX_REJECTION_PAYLOAD_BYTES } from '../../domain/limits.ts';
+
 
 /** Rejections of one device with one reason are aggregated per this span (one row, with a count). */
 export const REJECTION_BUCKET_MS = 60_000;

@@ -1,17 +1,18 @@
 /**
- * Topic ACL over real sockets: publishing to another device's topic, `$SYS/`, subscribing to `#`, to
+ * Topic ACL, in memory (test/helpers/duplex.ts: the ACL is protocol, not socket, behaviour): publishing to another device's topic, `$SYS/`, subscribing to `#`, to
  * another facility or device -> refused and counted; the device's own subtree is granted.
  */
 import t from 'tap';
-import { closed, connect, eventually, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { closed, connect, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 t.test('publish ACL', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
-  const other = await connect(t, port, 'd2', fleet.passwords.d2);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
+  const other = await connect(t, broker, 'd2', fleet.passwords.d2);
 
   for (const [i, tp] of [topic('F1', 'd2'), topic('F2', 'e1'), 'facilities/F1/devices/d1/other', '$SYS/broker/x', 'anything'].entries()) {
-    const a = await connect(t, port, 'd1', fleet.passwords.d1);
+    const a = await connect(t, broker, 'd1', fleet.passwords.d1);
     let acked = false;
     a.publish(tp, reading(100 + i, 5), { qos: 1 }, (err) => (acked = !err));
     await closed(a);
@@ -21,7 +22,7 @@ t.test('publish ACL', async (t) => {
   t.equal(await metric(metrics, 'mrv_acl_denied_total', { action: 'publish' }), 4, 'ACL denials counted ($SYS refused before the ACL)');
   const topicRows = () => fleet.stores.registry.listRejections('F1').filter((r) => r.deviceId === 'd1' && r.reason === 'invalid_topic');
   t.ok(
-    await eventually(() => topicRows().reduce((n, r) => n + (r.count ?? 1), 0) === 4),
+    await poll(() => topicRows().reduce((n, r) => n + (r.count ?? 1), 0) === 4),
     'denials in the rejections log as invalid_topic (aggregated: the counts add up to 4)',
   );
   t.ok(topicRows().length <= 2, 'in one row per minute');
@@ -31,8 +32,8 @@ t.test('publish ACL', async (t) => {
 
 t.test('subscribe ACL', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
-  const a = await connect(t, port, 'd1', fleet.passwords.d1);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
+  const a = await connect(t, broker, 'd1', fleet.passwords.d1);
   const cases: [string, boolean][] = [
     ['#', false],
     ['facilities/#', false],
@@ -58,5 +59,5 @@ t.test('subscribe ACL', async (t) => {
   const got: string[] = [];
   a.on('message', (tp) => got.push(tp));
   await a.publishAsync(topic('F1', 'd1', 'status'), 'online', { qos: 1 });
-  t.ok(await eventually(() => got.includes(topic('F1', 'd1', 'status'))), 'own subtree delivered');
+  t.ok(await poll(() => got.includes(topic('F1', 'd1', 'status'))), 'own subtree delivered');
 });

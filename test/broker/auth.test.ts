@@ -1,33 +1,34 @@
 /**
- * Authentication over real sockets with mqtt.js 5 as the device: CONNACK codes for bad credentials,
+ * Authentication with mqtt.js 5 as the device (CONNACK codes in memory, the rest over real sockets): CONNACK codes for bad credentials,
  * unknown and suspended devices/facilities, client-id rules, no takeover by a failed login, MQTT 5,
  * session kicking for the gateway, and online status.
  */
 import net from 'node:net';
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
-import { connect, eventually, makeFleet, metric, refusedCode, startBroker, topic, closed } from './helpers.ts';
+import { connect, makeFleet, metric, refusedCode, startBroker, topic, closed } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 t.test('CONNACK codes', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
   const pw = fleet.passwords;
 
-  t.equal(await refusedCode(connect(t, port, 'd1', 'wrong-password')), 4, 'wrong password -> 4');
-  t.equal(await refusedCode(connect(t, port, 'nobody', pw.d1)), 4, 'unknown device -> 4');
-  t.equal(await refusedCode(connect(t, port, 'd1', undefined)), 4, 'no password -> 4');
-  t.equal(await refusedCode(connect(t, port, 'd1', pw.d2)), 4, "another device's password -> 4");
+  t.equal(await refusedCode(connect(t, broker, 'd1', 'wrong-password')), 4, 'wrong password -> 4');
+  t.equal(await refusedCode(connect(t, broker, 'nobody', pw.d1)), 4, 'unknown device -> 4');
+  t.equal(await refusedCode(connect(t, broker, 'd1', undefined)), 4, 'no password -> 4');
+  t.equal(await refusedCode(connect(t, broker, 'd1', pw.d2)), 4, "another device's password -> 4");
 
   fleet.stores.registry.updateDevice('d2', { status: 'suspended' });
-  t.equal(await refusedCode(connect(t, port, 'd2', pw.d2)), 5, 'suspended device -> 5');
+  t.equal(await refusedCode(connect(t, broker, 'd2', pw.d2)), 5, 'suspended device -> 5');
   fleet.stores.registry.updateFacility('F2', { status: 'suspended' });
-  t.equal(await refusedCode(connect(t, port, 'e1', pw.e1)), 5, 'device of a suspended facility -> 5');
-  t.equal(await refusedCode(connect(t, port, 'e1', 'wrong')), 4, 'suspended and wrong password -> 4 (status not revealed)');
+  t.equal(await refusedCode(connect(t, broker, 'e1', pw.e1)), 5, 'device of a suspended facility -> 5');
+  t.equal(await refusedCode(connect(t, broker, 'e1', 'wrong')), 4, 'suspended and wrong password -> 4 (status not revealed)');
 
-  t.equal(await refusedCode(connect(t, port, 'd3', pw.d3, { username: 'd3', clientId: 'other-id' })), 2, 'client id != device id -> 2');
-  t.equal(await refusedCode(connect(t, port, 'd3', pw.d3, { clientId: 'x'.repeat(65), username: 'd3' })), 2, 'client id too long -> 2');
+  t.equal(await refusedCode(connect(t, broker, 'd3', pw.d3, { username: 'd3', clientId: 'other-id' })), 2, 'client id != device id -> 2');
+  t.equal(await refusedCode(connect(t, broker, 'd3', pw.d3, { clientId: 'x'.repeat(65), username: 'd3' })), 2, 'client id too long -> 2');
 
-  const ok = await connect(t, port, 'd3', pw.d3);
+  const ok = await connect(t, broker, 'd3', pw.d3);
   t.ok(ok.connected, 'right credentials connect');
 
   t.equal(await metric(metrics, 'mrv_auth_failed_total', { reason: 'bad_credentials' }), 5, 'bad credentials counted');
@@ -104,9 +105,9 @@ t.test('disconnectDevice / disconnectFacility, rotation, online status', async (
   const d1 = await connect(t, port, 'd1', fleet.passwords.d1, { reconnectPeriod: 0 });
   const d2 = await connect(t, port, 'd2', fleet.passwords.d2);
   const e1 = await connect(t, port, 'e1', fleet.passwords.e1);
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === true), 'd1 online after connect');
+  t.ok(await poll(() => reg.getDevice('d1')!.online === true), 'd1 online after connect');
   // The gauge moves on aedes' clientReady, which may follow the CONNACK the client already saw.
-  t.ok(await eventually(async () => (await metric(metrics, 'mrv_connected_devices')) === 3), 'connected devices gauge');
+  t.ok(await poll(async () => (await metric(metrics, 'mrv_connected_devices')) === 3), 'connected devices gauge');
 
   // Status message: the device says it is going offline.
   await d2.publishAsync(topic('F1', 'd2', 'status'), 'offline', { qos: 1 });
@@ -117,7 +118,7 @@ t.test('disconnectDevice / disconnectFacility, rotation, online status', async (
   const newSecret = reg.rotateSecret('d1');
   t.equal(broker.disconnectDevice('d1'), 1, 'one session closed');
   await closed(d1);
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === false), 'd1 offline after disconnect');
+  t.ok(await poll(() => reg.getDevice('d1')!.online === false), 'd1 offline after disconnect');
   t.equal(await refusedCode(connect(t, port, 'd1', fleet.passwords.d1)), 4, 'old secret refused after rotation');
   const again = await connect(t, port, 'd1', newSecret);
   t.ok(again.connected, 'new secret works');
@@ -127,7 +128,7 @@ t.test('disconnectDevice / disconnectFacility, rotation, online status', async (
   await Promise.all([closed(again), closed(d2)]);
   t.ok(e1.connected, 'the other facility stays connected');
   t.equal(await refusedCode(connect(t, port, 'd2', fleet.passwords.d2)), 5, 'suspended facility cannot reconnect');
-  t.ok(await eventually(async () => (await metric(metrics, 'mrv_connected_devices')) === 1), 'gauge back to 1');
+  t.ok(await poll(async () => (await metric(metrics, 'mrv_connected_devices')) === 1), 'gauge back to 1');
 });
 
 t.test('last will marks the device offline and is filtered by the ACL', async (t) => {
@@ -140,13 +141,13 @@ t.test('last will marks the device offline and is filtered by the ACL', async (t
   await spy.subscribeAsync(topic('F1', 'd2', 'status'), { qos: 1 });
 
   const d1 = await connect(t, port, 'd1', fleet.passwords.d1, { will: { topic: topic('F1', 'd1', 'status'), payload: Buffer.from('offline'), qos: 1, retain: false } });
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === true));
+  t.ok(await poll(() => reg.getDevice('d1')!.online === true));
   d1.stream.destroy(); // abrupt: the will fires
-  t.ok(await eventually(() => reg.getDevice('d1')!.online === false), 'offline after the will');
+  t.ok(await poll(() => reg.getDevice('d1')!.online === false), 'offline after the will');
 
   // A will aimed at another device's topic is not published.
   const d3 = await connect(t, port, 'd3', fleet.passwords.d3, { will: { topic: topic('F1', 'd2', 'status'), payload: Buffer.from('online'), qos: 0, retain: false } });
   d3.stream.destroy();
-  t.ok(await eventually(async () => (await metric(metrics, 'mrv_acl_denied_total', { action: 'will' })) === 1), 'will refused and counted');
+  t.ok(await poll(async () => (await metric(metrics, 'mrv_acl_denied_total', { action: 'will' })) === 1), 'will refused and counted');
   t.same(got, [], "d2 never saw a message on its status topic from d3's will");
 });

@@ -13,14 +13,13 @@ import { Registry as PromRegistry } from 'prom-client';
 import { buildConsumer } from '../../broker/consumer.ts';
 import { buildIngestPipeline } from '../../broker/pipeline.ts';
 import { silentLogger } from '../../domain/logger.ts';
-import { eventually, makeFleet, metric, reading, topic } from './helpers.ts';
-import { MOSQUITTO, startMosquitto } from '../helpers/servers.ts';
+import { makeFleet, metric, reading, topic } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
+import { startMosquitto } from '../helpers/servers.ts';
+import { missing, requireBinary } from '../helpers/require.ts';
 
 
-if (!MOSQUITTO) {
-  if (process.env.CI) t.fail('mosquitto binary missing (CI requires it: apt-get install mosquitto)');
-  else t.plan(0, 'mosquitto binary not found (/usr/sbin/mosquitto): install the Debian package mosquitto to run this test');
-} else {
+if (requireBinary(t, missing.mosquitto())) {
   t.test('consumer on a shared subscription at Mosquitto', async (t) => {
     const fleet = makeFleet(t);
     const mosquitto = await startMosquitto(fleet.dir, ['max_inflight_messages 100']);
@@ -65,16 +64,16 @@ if (!MOSQUITTO) {
 
     const N = 200;
     await Promise.all(Array.from({ length: N }, (_, i) => device.publishAsync(topic('F1', 'd1'), reading(i + 1, 1000 + i), { qos: 1 })));
-    t.ok(await eventually(async () => (await real.list({ facilityId: 'F1', deviceId: 'd1', limit: 1000 })).length === N, 1000, 25), `${N} readings stored via the shared subscription`);
+    t.ok(await poll(async () => (await real.list({ facilityId: 'F1', deviceId: 'd1', limit: 1000 })).length === N), `${N} readings stored via the shared subscription`);
 
     await device.publishAsync(topic('F1', 'ghost'), reading(1, 1), { qos: 1 });
     await device.publishAsync(topic('F2', 'd1'), reading(500, 1), { qos: 1 });
     t.ok(
-      await eventually(() => fleet.stores.registry.listRejections('F1').some((r) => r.deviceId === 'ghost' && r.reason === 'unknown_device'), 1000, 20),
+      await poll(() => fleet.stores.registry.listRejections('F1').some((r) => r.deviceId === 'ghost' && r.reason === 'unknown_device')),
       'unknown device rejected',
     );
     t.ok(
-      await eventually(() => fleet.stores.registry.listRejections('F2').some((r) => r.deviceId === 'd1' && r.reason === 'invalid_topic'), 1000, 20),
+      await poll(() => fleet.stores.registry.listRejections('F2').some((r) => r.deviceId === 'd1' && r.reason === 'invalid_topic')),
       "a device publishing under another facility's topic is rejected",
     );
     t.equal(await real.get('d1', 500), undefined, 'and not stored');
@@ -86,17 +85,17 @@ if (!MOSQUITTO) {
     });
     await device.subscribeAsync('facilities/F1/devices/d1/feedback', { qos: 1 });
     await device.publishAsync(topic('F1', 'd1'), reading(7000, 5000, { unit: 'kJ' }), { qos: 1 });
-    t.ok(await eventually(() => feedback.length === 1, 1000, 25), 'feedback published to the external broker');
+    t.ok(await poll(() => feedback.length === 1), 'feedback published to the external broker');
     t.match(JSON.parse(feedback[0] ?? '[]'), [{ seq: 7000, reason: 'unknown_unit' }]);
 
     // Ack only after commit: with the store failing, nothing is acked; Mosquitto redelivers after the
     // consumer's reconnect, and once the store works the reading is stored exactly once.
     failing = true;
     await device.publishAsync(topic('F1', 'd1'), reading(N + 1, 1000 + N), { qos: 1 });
-    t.ok(await eventually(() => failedCommits >= 2, 1000, 25), 'the failed message is redelivered (commit attempted again)');
+    t.ok(await poll(() => failedCommits >= 2), 'the failed message is redelivered (commit attempted again)');
     t.equal(await real.get('d1', N + 1), undefined, 'not stored while failing');
     failing = false;
-    t.ok(await eventually(async () => (await real.get('d1', N + 1)) !== undefined, 1000, 25), 'stored after the store recovers');
+    t.ok(await poll(async () => (await real.get('d1', N + 1)) !== undefined), 'stored after the store recovers');
     t.equal((await real.list({ facilityId: 'F1', deviceId: 'd1', limit: 1000 })).length, N + 1, 'exactly once');
   });
 
@@ -139,7 +138,7 @@ if (!MOSQUITTO) {
 
     const rows = (f: string, d: string, reason: string) => registry.listRejections(f, 1000).filter((r) => r.deviceId === d && r.reason === reason);
     const count = (f: string, d: string, reason: string) => rows(f, d, reason).reduce((n, r) => n + (r.count ?? 1), 0);
-    const wait = (check: () => boolean | Promise<boolean>) => eventually(check, 1000, 20);
+    const wait = (check: () => boolean | Promise<boolean>) => poll(check);
 
     await anyone.publishAsync(topic('F1', 'd2'), reading(1, 10), { qos: 1 });
     await anyone.publishAsync(topic('F1', 'ghost'), reading(1, 10), { qos: 1 });
@@ -185,11 +184,11 @@ if (!MOSQUITTO) {
         // Same register value each time: no plausibility limit can refuse it however close the ts.
         await anyone.publishAsync(topic('F1', 'd1'), reading(s, 10), { qos: 1 });
         let outcome: 'stored' | 'refused' | undefined;
-        await eventually(async () => {
+        await poll(async () => {
           if ((await readings.get('d1', s)) !== undefined) outcome = 'stored';
           else if (count('F1', 'd1', 'device_not_active') > refusedBefore) outcome = 'refused';
           return outcome !== undefined;
-        }, 1000, 10);
+        });
         if (outcome === want) return true;
       }
       return false;

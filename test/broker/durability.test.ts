@@ -5,8 +5,6 @@
  * same seqs then stores nothing twice.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +13,7 @@ import { connect, makeFleet, topic, type T } from './helpers.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { MAX_LIST_LIMIT } from '../../store/types.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -66,7 +65,7 @@ function payloads(n: number): { payload: string; seqs: number[] }[] {
 }
 
 t.test('SIGKILL right after the last PUBACK loses nothing; redelivery stores nothing twice', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-durable-'));
+  const dir = tmpDir(t, 'mrv-durable-');
   // Register the fleet, then close the file before the broker process opens it.
   const pw = (() => {
     const sub = { teardown: (_fn: () => unknown) => {} };
@@ -75,7 +74,6 @@ t.test('SIGKILL right after the last PUBACK loses nothing; redelivery stores not
     fleet.db.close();
     return p;
   })();
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   // Below the store's list cap (1000), so the exact counts below would see any extra row.
   const N = 600;

@@ -7,7 +7,8 @@
  */
 import t from 'tap';
 import mqtt from 'mqtt';
-import { connect, eventually, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { connect, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 const feedbackTopic = (f: string, d: string) => `facilities/${f}/devices/${d}/feedback`;
 type Item = { seq: number | null; reason: string; detail: string };
@@ -24,7 +25,7 @@ t.test('a device subscribed to its feedback topic gets the reason of each reject
   t.equal(granted[0].qos, 1, 'the device may subscribe to its own feedback topic');
 
   await d1.publishAsync(topic('F1', 'd1'), reading(7, 100, { metric: 'water' }), { qos: 1 });
-  t.ok(await eventually(() => got.length === 1), 'one feedback message for the refused PUBLISH');
+  t.ok(await poll(() => got.length === 1), 'one feedback message for the refused PUBLISH');
   t.match(got[0], [{ seq: 7, reason: 'unknown_metric', detail: /water/ }], 'with the seq, the reason and the detail');
 
   // An array: one feedback message listing the bad elements only.
@@ -35,7 +36,7 @@ t.test('a device subscribed to its feedback topic gets the reason of each reject
     { seq: 10, ts: new Date(Date.now() + 3_600_000).toISOString(), metric: 'electricity_import', value: 400, unit: 'kWh' },
   ]);
   await d1.publishAsync(topic('F1', 'd1'), arr, { qos: 1 });
-  t.ok(await eventually(() => got.length === 2));
+  t.ok(await poll(() => got.length === 2));
   t.match(got[1], [
     { seq: 9, reason: 'unknown_unit' },
     { seq: 10, reason: 'future_ts' },
@@ -45,12 +46,12 @@ t.test('a device subscribed to its feedback topic gets the reason of each reject
 
   // A rejection found by the store (register going backwards) too; ts after seq 8's, so only the value is wrong.
   await d1.publishAsync(topic('F1', 'd1'), reading(11, 50, { ts: new Date(Date.now() - 30_000).toISOString() }), { qos: 1 });
-  t.ok(await eventually(() => got.length === 3));
+  t.ok(await poll(() => got.length === 3));
   t.match(got[2], [{ seq: 11, reason: 'register_backwards' }]);
 
   // Unparseable payload: seq unknown.
   await d1.publishAsync(topic('F1', 'd1'), 'hello meter', { qos: 1 });
-  t.ok(await eventually(() => got.length === 4));
+  t.ok(await poll(() => got.length === 4));
   t.match(got[3], [{ seq: null, reason: 'invalid_json' }]);
 
   // Another device never sees d1's feedback.
@@ -63,7 +64,7 @@ t.test('a device subscribed to its feedback topic gets the reason of each reject
   // A device may not publish on its own feedback topic (only the broker does).
   let acked = false;
   d2.publish(feedbackTopic('F1', 'd2'), '[]', { qos: 1 }, (err) => (acked = !err));
-  t.ok(await eventually(() => !d2.connected), 'publishing to the feedback topic is refused (connection closed)');
+  t.ok(await poll(() => !d2.connected), 'publishing to the feedback topic is refused (connection closed)');
   t.notOk(acked);
 });
 
@@ -109,13 +110,13 @@ t.test('a client looping on a wrong topic adds aggregated rows, not one per atte
   client.publish('facilities/F1/devices/d1/typo', reading(1, 1), { qos: 1 });
   // (mqtt.js resends before it emits 'connect', so the attempts are counted at the broker.)
   const attempts = () => metric(metrics, 'mrv_acl_denied_total', { action: 'publish' });
-  t.ok(await eventually(async () => (await attempts()) >= 20, 2000, 10), 'the client reconnected and resent at least 20 times');
+  t.ok(await poll(async () => (await attempts()) >= 20), 'the client reconnected and resent at least 20 times');
   client.end(true);
   const denied = await attempts();
   t.ok(connects >= 1, 'the device had connected');
   const rows = () => fleet.stores.registry.listRejections('F1', 1000).filter((r) => r.reason === 'invalid_topic');
   t.ok(denied >= 20);
-  t.ok(await eventually(async () => rows().reduce((n, r) => n + (r.count ?? 1), 0) === (await attempts())), 'the log counts every attempt');
+  t.ok(await poll(async () => rows().reduce((n, r) => n + (r.count ?? 1), 0) === (await attempts())), 'the log counts every attempt');
   t.ok(rows().length <= 2, `in ${rows().length} row(s)`);
   t.ok(got.some((i) => i.reason === 'invalid_topic' && /typo/.test(i.detail)), 'the device was told why on its feedback topic');
 });

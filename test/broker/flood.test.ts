@@ -8,7 +8,8 @@ import net from 'node:net';
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import { generateSecret, legacyScryptRecord, legacyStats } from '../../store/secrets.ts';
-import { connect, eventually, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { connect, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 const ATTACKER = '127.0.0.2';
 
@@ -57,7 +58,7 @@ t.test('a CONNECT flood from one address does not keep a real device out', async
     stop = true;
     await Promise.all(loops);
   });
-  t.ok(await eventually(() => attempts >= 300, 3000, 10), 'the flood is under way');
+  t.ok(await poll(() => attempts >= 300), 'the flood is under way');
 
   // The real device connects and publishes while the flood goes on.
   const device = await connect(t, port, 'd1', fleet.passwords.d1, { connectTimeout: 10_000 });

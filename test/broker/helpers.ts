@@ -1,7 +1,4 @@
 /** Shared setup for the broker tests: a temp SQLite registry/store, an in-process broker, mqtt.js clients. */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits } from '../../broker/broker.ts';
@@ -10,14 +7,14 @@ import { silentLogger } from '../../domain/logger.ts';
 import { openDatabase, type Db } from '../../store/sqlite/db.ts';
 import { openSqliteStores, type SqliteStores } from '../../store/sqlite/stores.ts';
 import type { ReadingStore } from '../../store/types.ts';
-import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+import { registerFleet } from '../helpers/fixtures.ts';
+import { inMemoryClient, type ConnectionHandler } from '../helpers/duplex.ts';
 
 /** Minimal tap surface the helpers use (keeps them independent of tap's exported types). */
 export interface T {
   teardown(fn: () => unknown): void;
 }
-
-export const OWNER = '0x' + '11'.repeat(20);
 
 export interface Fleet {
   dir: string;
@@ -28,18 +25,11 @@ export interface Fleet {
 }
 
 /** A temp data dir with facilities F1 (devices d1, d2, d3) and F2 (device e1). */
-export function makeFleet(t: T, dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-broker-'))): Fleet {
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+export function makeFleet(t: T, dir = tmpDir(t, 'mrv-broker-')): Fleet {
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   const stores = openSqliteStores(db);
-  const base = { owner: OWNER, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162' };
-  stores.registry.createFacility({ id: 'F1', name: 'Factory one', ...base });
-  stores.registry.createFacility({ id: 'F2', name: 'Factory two', ...base });
-  const passwords: Record<string, string> = {};
-  for (const [f, d] of [['F1', 'd1'], ['F1', 'd2'], ['F1', 'd3'], ['F2', 'e1']]) {
-    passwords[d] = stores.registry.createDevice(f, d, 'meter').password;
-  }
+  const passwords = registerFleet(stores.registry, { F1: ['d1', 'd2', 'd3'], F2: ['e1'] });
   return { dir, db, stores, passwords };
 }
 
@@ -47,13 +37,18 @@ export interface Running {
   broker: Broker;
   pipeline: IngestPipeline;
   metrics: PromRegistry;
+  /** The plain TCP listener's port (0 when started in memory only: `connect` through `broker` then). */
   port: number;
 }
 
+/**
+ * A broker over the fleet's registry and store. It listens on a free TCP port, or with `inMemory`
+ * opens no listener at all: clients then connect through `broker.handle` (test/helpers/duplex.ts).
+ */
 export async function startBroker(
   t: T,
   fleet: Fleet,
-  opts: { store?: ReadingStore; pipeline?: Partial<IngestPipelineDeps>; limits?: Partial<BrokerLimits> } = {},
+  opts: { store?: ReadingStore; pipeline?: Partial<IngestPipelineDeps>; limits?: Partial<BrokerLimits>; inMemory?: boolean } = {},
 ): Promise<Running> {
   const metrics = new PromRegistry();
   const pipeline = buildIngestPipeline({
@@ -64,26 +59,26 @@ export async function startBroker(
     ...opts.pipeline,
   });
   const broker = buildBroker({ registry: fleet.stores.registry, pipeline, logger: silentLogger, metrics, limits: opts.limits });
-  const { port } = await broker.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(async () => {
     await broker.close();
     await pipeline.close();
   });
+  if (opts.inMemory) {
+    await broker.start();
+    return { broker, pipeline, metrics, port: 0 };
+  }
+  const { port } = await broker.listen({ port: 0, host: '127.0.0.1' });
   if (port === undefined) throw new Error('the broker opened no plain listener');
   return { broker, pipeline, metrics, port };
 }
 
-/** Connects; resolves with the client once CONNACK 0 arrived, rejects with the CONNACK error otherwise. */
-export async function connect(t: T, port: number, clientId: string, password: string | undefined, extra: IClientOptions = {}): Promise<MqttClient> {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-    clientId,
-    username: clientId,
-    password,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-    ...extra,
-  });
+/**
+ * Connects over TCP to `to` (a port) or in memory to `to` (a broker: its `handle`); resolves with the
+ * client once CONNACK 0 arrived, rejects with the CONNACK error otherwise.
+ */
+export async function connect(t: T, to: number | ConnectionHandler, clientId: string, password: string | undefined, extra: IClientOptions = {}): Promise<MqttClient> {
+  const options: IClientOptions = { clientId, username: clientId, password, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...extra };
+  const client = typeof to === 'number' ? mqtt.connect(`mqtt://127.0.0.1:${to}`, options) : inMemoryClient(to, options);
   t.teardown(() => client.end(true));
   return new Promise((resolve, reject) => {
     client.once('connect', () => resolve(client));
@@ -131,12 +126,4 @@ export async function metric(reg: PromRegistry, name: string, labels: Record<str
     if (Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val)) sum += v.value;
   }
   return sum;
-}
-
-/**
- * Polls `check` until true; for state that settles asynchronously (e.g. a log row written). The bound
- * is the shared generous one (test/helpers/eventually.ts), or `tries * everyMs` when that is longer.
- */
-export async function eventually(check: () => boolean | Promise<boolean>, tries = 200, everyMs = 10): Promise<boolean> {
-  return poll(check, { timeoutMs: Math.max(tries * everyMs, DEFAULT_POLL_TIMEOUT_MS), everyMs });
 }

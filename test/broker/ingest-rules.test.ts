@@ -1,9 +1,9 @@
 /**
- * The SPEC's stateful ingest rules end to end, over real MQTT sockets into a real SQLite file: the
- * attack of issue 10 item 1 (a future-dated reset, then a reading back at now), readings accepted in
- * any arrival order, register neighbours on both sides, plausibility against default and declared
- * capacity (issue 10 item 5: a 1e20 kWh jump), and a co2_direct reading arriving after a higher seq
- * stored rather than lost (item 2). Each rejection is in the rejections log before its PUBACK.
+ * The SPEC's stateful ingest rules end to end, over MQTT (in memory, test/helpers/duplex.ts) into a
+ * real SQLite file: the attack of issue 10 item 1 (a future-dated reset, then a reading back at now),
+ * readings accepted in any arrival order, register neighbours on both sides, plausibility against
+ * default and declared capacity (issue 10 item 5: a 1e20 kWh jump), and a co2_direct reading arriving
+ * after a higher seq stored rather than lost (item 2). Each rejection is in the rejections log before its PUBACK.
  *
  * The log aggregates rejections of one device and reason per minute (keeping the first detail), so
  * tests that read each rejection's detail give the pipeline a clock one minute further per message.
@@ -30,9 +30,9 @@ function el(seq: number, ts: number, value: string, extra: Record<string, unknow
 
 t.test('issue 10 item 1: a future-dated reset followed by a reading at now is refused (ts_out_of_order)', async (t) => {
   const fleet = makeFleet(t);
-  const { port } = await startBroker(t, fleet);
+  const { broker } = await startBroker(t, fleet, { inMemory: true });
   const { readings, registry } = fleet.stores;
-  const c = await connect(t, port, 'd1', fleet.passwords.d1);
+  const c = await connect(t, broker, 'd1', fleet.passwords.d1);
   const now = Date.now();
   await c.publishAsync(topic('F1', 'd1'), el(41, now - 2 * MIN, '1000000'), { qos: 1 });
   await c.publishAsync(topic('F1', 'd1'), el(42, now - MIN, '1000001'), { qos: 1 });
@@ -53,9 +53,9 @@ t.test('issue 10 item 1: a future-dated reset followed by a reading at now is re
 t.test('any arrival order over MQTT; register neighbours on both sides; a late co2_direct reading is stored', async (t) => {
   const fleet = makeFleet(t);
   const receive = bucketClock();
-  const { port } = await startBroker(t, fleet, { pipeline: { clock: receive.clock } });
+  const { broker } = await startBroker(t, fleet, { pipeline: { clock: receive.clock }, inMemory: true });
   const { readings, registry } = fleet.stores;
-  const c = await connect(t, port, 'd2', fleet.passwords.d2);
+  const c = await connect(t, broker, 'd2', fleet.passwords.d2);
   const t0 = Date.now() - 30 * MIN;
   const send = (payload: string) => (receive.tick(), c.publishAsync(topic('F1', 'd2'), payload, { qos: 1 }));
   await send(el(20, t0 + 20 * MIN, '200'));
@@ -83,9 +83,9 @@ t.test('plausibility against the declared capacity, on both sides, and a capacit
   const fleet = makeFleet(t);
   const small = fleet.stores.registry.createDevice('F1', 'small', 'meter', { capacity: '6', reportingIntervalSeconds: 60 });
   const receive = bucketClock();
-  const { port } = await startBroker(t, fleet, { pipeline: { clock: receive.clock } });
+  const { broker } = await startBroker(t, fleet, { pipeline: { clock: receive.clock }, inMemory: true });
   const { readings, registry } = fleet.stores;
-  const c = await connect(t, port, 'small', small.password);
+  const c = await connect(t, broker, 'small', small.password);
   const send = (payload: string) => (receive.tick(), c.publishAsync(topic('F1', 'small'), payload, { qos: 1 }));
   const t0 = Date.now() - 30 * MIN;
   // 6 kW: at most 1.2 x 6 = 7.2 kWh per hour, 0.12 kWh per minute.

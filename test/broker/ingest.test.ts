@@ -1,21 +1,23 @@
 /**
- * Abuse and bad payloads over real sockets. Malformed payloads are acked (PUBACK), logged in the
- * rejections log with their reason, and the connection stays up; topic and packet-size abuse closes
- * that connection. After each case another device still gets PUBACKs for good readings.
+ * Abuse and bad payloads. Malformed payloads are acked (PUBACK), logged in the rejections log with
+ * their reason, and the connection stays up; topic and packet-size abuse closes that connection.
+ * After each case another device still gets PUBACKs for good readings. Validation runs in memory
+ * (test/helpers/duplex.ts); an oversized packet and a broker store failure go over real sockets.
  */
 import net from 'node:net';
 import t from 'tap';
 import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
-import { closed, connect, eventually, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { closed, connect, makeFleet, metric, reading, startBroker, topic } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 import type { RejectReason } from '../../domain/reading.ts';
 
 t.test('bad payloads are rejected with their reason, the broker keeps serving', async (t) => {
   const fleet = makeFleet(t);
-  const { port, metrics } = await startBroker(t, fleet);
+  const { broker, metrics } = await startBroker(t, fleet, { inMemory: true });
   const reg = fleet.stores.registry;
-  const bad = await connect(t, port, 'd1', fleet.passwords.d1);
-  const good = await connect(t, port, 'd2', fleet.passwords.d2);
+  const bad = await connect(t, broker, 'd1', fleet.passwords.d1);
+  const good = await connect(t, broker, 'd2', fleet.passwords.d2);
   let goodSeq = 0;
   const goodStillServed = async (what: string) => {
     goodSeq++;
@@ -61,14 +63,14 @@ t.test('bad payloads are rejected with their reason, the broker keeps serving', 
 
   // Topic abuse closes the connection and is logged.
   async function abuse(what: string, send: (c: MqttClient) => void, reason: RejectReason) {
-    const c = await connect(t, port, 'd3', fleet.passwords.d3);
+    const c = await connect(t, broker, 'd3', fleet.passwords.d3);
     let acked = false;
     c.on('packetreceive', (p) => p.cmd === 'puback' && (acked = true));
     send(c);
     await closed(c);
     t.notOk(acked, `${what}: no PUBACK, connection closed`);
     t.ok(
-      await eventually(() => reg.listRejections('F1', 1000).some((r) => r.deviceId === 'd3' && r.reason === reason && (r.detail ?? '').length > 0)),
+      await poll(() => reg.listRejections('F1', 1000).some((r) => r.deviceId === 'd3' && r.reason === reason && (r.detail ?? '').length > 0)),
       `${what}: logged as ${reason}`,
     );
     await goodStillServed(what);
@@ -133,7 +135,7 @@ t.test('a 10 MB declared packet is dropped at its header, not buffered', async (
   const r2 = await floodUntilClosed(sock, tenMbHeader(), 10 * 1024 * 1024);
   t.ok(r2.written < 10 * 1024 * 1024, `authenticated: closed after ${r2.written} bytes`);
   t.ok(
-    await eventually(() => fleet.stores.registry.listRejections('F1').some((r) => r.deviceId === 'd1' && r.reason === 'payload_too_large')),
+    await poll(() => fleet.stores.registry.listRejections('F1').some((r) => r.deviceId === 'd1' && r.reason === 'payload_too_large')),
     'logged as payload_too_large',
   );
   t.equal(await metric(metrics, 'mrv_mqtt_connections_dropped_total', { reason: 'packet_too_large' }), 2, 'both drops counted');

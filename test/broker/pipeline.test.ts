@@ -9,7 +9,8 @@ import { buildIngestPipeline } from '../../broker/pipeline.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading, Rejection } from '../../domain/reading.ts';
 import type { CommitOutcome, ReadingStore } from '../../store/types.ts';
-import { eventually, metric } from './helpers.ts';
+import { metric } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 /** A store whose commits can be held open and made to fail; records every batch. */
 function fakeStore() {
@@ -86,7 +87,7 @@ t.test('nothing resolves before the commit lands; a failed commit rejects everyt
   f.stall();
   let resolved = 0;
   const first = Array.from({ length: 25 }, (_, i) => p.submit(ctx, msg(i + 1)).then((r) => (resolved++, r)));
-  t.ok(await eventually(() => p.stats().committing), 'a commit starts');
+  t.ok(await poll(() => p.stats().committing), 'a commit starts');
   t.equal(resolved, 0, 'held while the commit is open');
   t.ok(p.stats().committing, 'a commit is in flight');
   f.failWith(new Error('disk full'));
@@ -109,7 +110,7 @@ t.test('back-pressure: a stalled store bounds what is admitted', async (t) => {
   f.stall();
   const all = Array.from({ length: 2000 }, (_, i) => p.submit({ facilityId: 'F1', deviceId: `dev${i % 20}` }, msg(Math.floor(i / 20) + 1)));
   // wait until the commit has started (and stalls) and the admission bound has been met
-  t.ok(await eventually(() => p.stats().committing && p.stats().waiting > 1500), 'a commit stalls with most submits waiting');
+  t.ok(await poll(() => p.stats().committing && p.stats().waiting > 1500), 'a commit stalls with most submits waiting');
   const s = p.stats();
   t.ok(s.queuedBytes <= maxQueuedBytes, `admitted ${s.queuedBytes} bytes <= ${maxQueuedBytes}`);
   t.ok(s.waiting > 1500, `${s.waiting} submits wait unparsed (their callers' callbacks stay held)`);
@@ -185,8 +186,7 @@ t.test('rejections older than the retention are pruned on start and periodically
   });
   t.teardown(() => p.close());
   t.same(cutoffs, [now - 30 * 86_400_000], 'pruned once at start, 30 days back');
-  const { eventually } = await import('./helpers.ts');
-  t.ok(await eventually(() => cutoffs.length >= 3), 'and again on the interval');
+  t.ok(await poll(() => cutoffs.length >= 3), 'and again on the interval');
   await p.close();
 });
 

@@ -13,10 +13,11 @@ import t from 'tap';
 import type { MqttClient } from 'mqtt';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
-import { connect, eventually, makeFleet, metric, refusedCode, startBroker } from './helpers.ts';
+import { connect, makeFleet, metric, refusedCode, startBroker } from './helpers.ts';
+import { poll } from '../helpers/eventually.ts';
 
 /** Bounded wait (up to ~20 s) for the client to be disconnected. */
-const cut = (c: MqttClient) => eventually(() => !c.connected, 2000, 10);
+const cut = (c: MqttClient) => poll(() => !c.connected);
 
 t.test('changes made through another handle on the file close the live sessions they concern', async (t) => {
   const fleet = makeFleet(t);

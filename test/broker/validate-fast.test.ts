@@ -8,7 +8,7 @@
 import t from 'tap';
 import { canonicalPlain, fastElement, validatePayload } from '../../broker/validate.ts';
 import { Decimal } from '../../domain/decimal.ts';
-import { compareDecimalText } from '../../domain/ingest-rules.ts';
+import { compareDecimalText } from '../../domain/decimal.ts';
 
 const NOW = Date.parse('2026-11-22T06:00:00.000Z');
 const ctx = { facilityId: 'f1', deviceId: 'd1', now: NOW };

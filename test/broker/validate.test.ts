@@ -1,6 +1,7 @@
 import t from 'tap';
 import { Value } from '@sinclair/typebox/value';
-import { MAX_REJECTION_PAYLOAD_BYTES, validatePayload } from '../../broker/validate.ts';
+import { validatePayload } from '../../broker/validate.ts';
+import { MAX_REJECTION_PAYLOAD_BYTES } from '../../domain/limits.ts';
 import { REJECT_REASONS, ReadingPayload, type RejectReason } from '../../domain/reading.ts';
 
 const NOW = Date.parse('2026-11-22T06:00:00.000Z');

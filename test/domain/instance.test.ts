@@ -11,11 +11,10 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { acquireInstanceLock, assertPortsFree, explainListenError, LOCK_FILE, portInUse, processRunning } from '../../domain/instance.ts';
 import { createLogger } from '../../domain/logger.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 function tempDir(t: Test): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-lock-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tmpDir(t, 'mrv-lock-');
 }
 
 /** The pid of a process that has exited. */

@@ -11,13 +11,11 @@ import t from 'tap';
 import { chromium } from 'playwright-core';
 import { startFleet } from '../../simulators/fleet.ts';
 import { ADMIN_KEY, GRACE_SECONDS, WINDOW_SECONDS, api, runFleetFor, start, tempDataDir, waitSettledThrough } from './helpers.ts';
+import { CHROMIUM, missing, skipUnless } from '../helpers/require.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
-const missing = !fs.existsSync(CHROMIUM);
-if (missing && process.env.CI) t.fail(`${CHROMIUM} is missing (apt-get install chromium): required under CI`);
 
-t.test('the dashboard of a running stack shows the chain balances and verified settlements', { skip: missing ? `${CHROMIUM} not installed` : false }, async (t) => {
+t.test('the dashboard of a running stack shows the chain balances and verified settlements', { skip: skipUnless(missing.chromium()) }, async (t) => {
   const dataDir = tempDataDir(t);
   const stack = await start(t, dataDir);
   const fleet = await startFleet({

@@ -13,11 +13,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { eventually } from '../helpers/eventually.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -42,8 +42,7 @@ function groupAlive(pgid: number): boolean {
 }
 
 t.test('README: npm install && npm start work on a fresh clone', async (t) => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-fresh-'));
-  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const tmp = tmpDir(t, 'mrv-fresh-');
   const clone = path.join(tmp, 'repo');
   const cloned = spawnSync('git', ['clone', '--quiet', '--no-hardlinks', ROOT, clone], { encoding: 'utf8' });
   t.equal(cloned.status, 0, `git clone: ${cloned.stderr}`);

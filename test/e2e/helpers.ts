@@ -1,7 +1,4 @@
 /** Shared pieces of the end-to-end tests: a stack on free ports, HTTP helpers, bounded waiting. */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { Test } from 'tap';
 import { loadConfig, type Config } from '../../domain/config.ts';
 import { silentLogger } from '../../domain/logger.ts';
@@ -14,15 +11,15 @@ import type { Reading } from '../../domain/reading.ts';
 import type { RecordedInputs } from '../../store/types.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 export const ADMIN_KEY = 'e2e-admin-key-0123456789abcdef';
 export const WINDOW_SECONDS = 2;
 export const GRACE_SECONDS = 1;
 
+/** A stack's DATA_DIR, removed when the test ends. */
 export function tempDataDir(t: Test): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-e2e-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tmpDir(t, 'mrv-e2e-');
 }
 
 export function e2eConfig(dataDir: string, overrides: Parameters<typeof loadConfig>[1] = {}): Config {
@@ -57,13 +54,9 @@ export async function api<T = any>(stack: Stack, route: string): Promise<T> {
   return (route === '/metrics' ? text : JSON.parse(text)) as T;
 }
 
-/** @deprecated a pause, not a wait: wait on a condition with `until` / `runFleetFor` / `windowsPass` instead. */
+/** @deprecated a pause, not a wait: wait on a condition with `eventually` (test/helpers/eventually.ts) / `runFleetFor` / `windowsPass` instead. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `done()` or the deadline (a bound, not an assertion about speed). */
-export async function until(what: string, done: () => Promise<boolean>, deadlineMs = 120_000): Promise<void> {
-  await eventually(what, done, { timeoutMs: deadlineMs, everyMs: 250 });
-}
 
 /**
  * Lets a running fleet publish until both conditions hold: `windows` settlement windows have closed
@@ -101,13 +94,13 @@ interface ApiSettlement {
 /** Waits until every facility's settlements reach the window after `lastTs` (plus one more). */
 export async function waitSettledThrough(stack: Stack, facilityIds: string[], lastTs: number): Promise<void> {
   const needEnd = windowOf(lastTs, WINDOW_SECONDS * 1000).end + WINDOW_SECONDS * 1000;
-  await until('settlements to catch up', async () => {
+  await eventually('settlements to catch up', async () => {
     for (const f of facilityIds) {
       const { items } = await api<{ items: ApiSettlement[] }>(stack, `/v1/settlements?facilityId=${f}&limit=1000`);
       if (!items.some((s) => Date.parse(s.windowEnd) >= needEnd)) return false;
     }
     return true;
-  });
+  }, { timeoutMs: 120_000, everyMs: 250 });
 }
 
 /**

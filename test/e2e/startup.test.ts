@@ -6,7 +6,7 @@
  * terminal (a pseudo-terminal from util-linux `script`) the log lines are readable, piped they are JSON.
  * Runs `node --import tsx main.ts` (what `npm start` runs, without npm in between) on free ports.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { jsonLogLines, linesWithDuplicateKeys } from '../helpers/json-lines.ts';
 import { tempDataDir } from './helpers.ts';
 import { groupAlive, ROOT, startMain } from './process.ts';
+import { missing, requireBinary } from '../helpers/require.ts';
 
 async function failsToStart(t: Test, extra: Record<string, string>, expect: RegExp, what: string): Promise<string> {
   const run = startMain(t, extra);
@@ -98,12 +99,7 @@ t.test('the broker service alone logs each part as it stops on SIGTERM', async (
 
 t.test('on a terminal (LOG_FORMAT unset) the lines are readable, not JSON', async (t) => {
   // util-linux `script` runs the command on a pseudo-terminal.
-  if (spawnSync('script', ['--version']).status !== 0) {
-    const why = '`script` (util-linux) is not installed: no pseudo-terminal to run on';
-    if (process.env.CI) t.fail(`CI is set and ${why}`);
-    else t.plan(0, why);
-    return;
-  }
+  if (!requireBinary(t, missing.script())) return;
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());

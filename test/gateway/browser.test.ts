@@ -13,16 +13,14 @@ import type { Reading } from '../../domain/reading.ts';
 import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
 import type { SettlementAudit } from '../../oracle/audit.ts';
 import { OWNER_A, startGateway } from './harness.ts';
+import { CHROMIUM, missing, skipUnless } from '../helpers/require.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
 
-const missing = !fs.existsSync(CHROMIUM);
-if (missing && process.env.CI) t.fail(`${CHROMIUM} is missing (apt-get install chromium): required under CI`);
 
 t.test(
   'dashboard shows the API balances, settlements with verification, charts',
-  { skip: missing ? `${CHROMIUM} not installed: the browser test needs Debian's chromium package` : false },
+  { skip: skipUnless(missing.chromium()) },
   async (t) => {
     const W = 60_000;
     const T0 = Math.floor(Date.now() / W) * W - 30 * W;
@@ -172,7 +170,7 @@ t.test(
   },
 );
 
-t.test('/docs (Swagger UI) loads without a console error under the gateway CSP', { skip: missing ? `${CHROMIUM} not installed` : false }, async (t) => {
+t.test('/docs (Swagger UI) loads without a console error under the gateway CSP', { skip: skipUnless(missing.chromium()) }, async (t) => {
   const h = await startGateway(t);
   const url = await h.app.listen({ port: 0, host: '127.0.0.1' });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });

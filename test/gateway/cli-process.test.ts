@@ -12,21 +12,19 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { ethers } from 'ethers';
-import { anvilBinary } from '../../contracts/client/chain.ts';
 import { startLocalChain } from '../../contracts/client/local.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { freePort } from '../helpers/servers.ts';
 import { startGateway } from './harness.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+import { missing, skipUnless } from '../helpers/require.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const hasAnvil = !!anvilBinary();
-if (!hasAnvil && process.env.CI) t.fail('anvil binary missing (@foundry-rs/anvil): required under CI');
 
 /** The environment of a user's shell: none of the variables the CLI reads, unless given. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -104,8 +102,7 @@ t.test('--help everywhere, unknown options and commands exit 2', async (t) => {
 });
 
 t.test('keygen writes a 0600 key file and refuses to overwrite it', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-cli-keygen-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t, 'mrv-cli-keygen-');
   const file = path.join(dir, 'plant.key');
   const r = await cli(['keygen', '--out', file]);
   t.equal(r.code, 0, r.stderr);
@@ -131,9 +128,8 @@ t.test('keygen writes a 0600 key file and refuses to overwrite it', async (t) =>
   t.not(j.address, address);
 });
 
-t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: hasAnvil ? false : 'anvil binary not installed (@foundry-rs/anvil)' }, async (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-cli-stack-'));
-  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: skipUnless(missing.anvil()) }, async (t) => {
+  const dataDir = tmpDir(t, 'mrv-cli-stack-');
   const port = await freePort();
   const local = await startLocalChain({ dataDir, port, logger: silentLogger });
   t.teardown(() => local.close());
@@ -229,8 +225,7 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: h
   t.match(missing.stderr, `HOLDER_KEY_FILE ${path.join(dataDir, 'nope.key')}: ${path.join(dataDir, 'nope.key')} does not exist (npm run cli -- keygen --out`);
 
   // Without a deployment file the usage error says where the default was looked for.
-  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-cli-empty-'));
-  t.teardown(() => fs.rmSync(empty, { recursive: true, force: true }));
+  const empty = tmpDir(t, 'mrv-cli-empty-');
   const none = await cli(['balance', '--key-file', keyFile], { DATA_DIR: empty, ANVIL_PORT: String(port) });
   t.equal(none.code, 2);
   t.match(none.stderr, `--contract is required (no default: ${path.join(empty, 'chain', 'deployment.json')} does not exist (has npm start run with this DATA_DIR?))`);

@@ -9,16 +9,15 @@
  */
 import t from 'tap';
 import { ethers } from 'ethers';
-import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
+import { startAnvil } from '../../contracts/client/chain.ts';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { runCli, signRetirement } from '../../gateway/cli.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { startGateway } from './harness.ts';
+import { missing, skipUnless } from '../helpers/require.ts';
 
-const hasAnvil = !!anvilBinary();
-if (!hasAnvil && process.env.CI) t.fail('anvil binary missing (@foundry-rs/anvil): required under CI');
 
 async function capture(argv: string[]) {
   const out: string[] = [];
@@ -27,7 +26,7 @@ async function capture(argv: string[]) {
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
-t.test('retire directly and through the relay', { skip: hasAnvil ? false : 'anvil binary not installed (@foundry-rs/anvil)' }, async (t) => {
+t.test('retire directly and through the relay', { skip: skipUnless(missing.anvil()) }, async (t) => {
   const chain = await startAnvil();
   t.teardown(() => chain.close());
   const rpc = chain.rpcUrl!;

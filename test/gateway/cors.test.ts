@@ -7,14 +7,13 @@
  * another origin tries to read `/v1/facilities` with a valid admin key (skipped without chromium,
  * a failure under CI).
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import t from 'tap';
 import { chromium } from 'playwright-core';
 import { startGateway } from './harness.ts';
+import { CHROMIUM, missing, skipUnless } from '../helpers/require.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const EVIL = 'https://evil.example';
 
 interface Answer {
@@ -76,12 +75,10 @@ t.test('the API sends no CORS headers to a cross-origin request', async (t) => {
   t.equal((await request(base + '/v1/facilities', 'GET', { authorization: admin })).status, 200, 'a same-origin call works');
 });
 
-const missing = !fs.existsSync(CHROMIUM);
-if (missing && process.env.CI) t.fail(`${CHROMIUM} is missing (apt-get install chromium): required under CI`);
 
 t.test(
   'a page on another origin cannot read the API with a key it holds',
-  { skip: missing ? `${CHROMIUM} not installed: this part needs Debian's chromium package` : false },
+  { skip: skipUnless(missing.chromium()) },
   async (t) => {
     const h = await startGateway(t);
     const api = await h.app.listen({ port: 0, host: '127.0.0.1' });

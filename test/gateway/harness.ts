@@ -2,9 +2,6 @@
  * Builds a gateway on a temporary SQLite file (real registry and reading store) with keys for every
  * role, a stand-in chain and broker, for the gateway tests.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { Test } from 'tap';
 import { Registry as PromRegistry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
@@ -17,12 +14,9 @@ import { createKeyStore } from '../../gateway/keys.ts';
 import type { GatewayDeps, GatewayOptions } from '../../gateway/deps.ts';
 import { fakeBroker } from './fakes.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+import { facilityFixture } from '../helpers/fixtures.ts';
 
-export function tempDir(t: Test, prefix = 'mrv-gw-'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 export const OWNER_A = '0x' + 'a1'.repeat(20);
 export const OWNER_B = '0x' + 'b2'.repeat(20);
@@ -43,7 +37,7 @@ export async function startGateway(
   t: Test,
   opts: { options?: GatewayOptions; deps?: Partial<GatewayDeps>; facilities?: boolean } = {},
 ): Promise<Harness> {
-  const dir = tempDir(t);
+  const dir = tmpDir(t, 'mrv-gw-');
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   const stores = openSqliteStores(db);
@@ -67,8 +61,8 @@ export async function startGateway(
 
   if (opts.facilities !== false) {
     const now = Date.now();
-    stores.registry.createFacility({ id: 'facA', name: 'Plant A', owner: OWNER_A, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: now });
-    stores.registry.createFacility({ id: 'facB', name: 'Plant B', owner: OWNER_B, baselineKgPerHour: '1200', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: now });
+    stores.registry.createFacility(facilityFixture('facA', { name: 'Plant A', owner: OWNER_A, createdAt: now }));
+    stores.registry.createFacility(facilityFixture('facB', { name: 'Plant B', owner: OWNER_B, baselineKgPerHour: '1200', createdAt: now }));
     await ledger.registerFacility('facA', OWNER_A, '3600', 0);
     await ledger.registerFacility('facB', OWNER_B, '1200', 0);
     ledger.calls.length = 0;

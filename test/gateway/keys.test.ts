@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { ADMIN_KEY_FILE, bootstrapAdminKey, createKeyStore, hashKey } from '../../gateway/keys.ts';
-import { tempDir } from './harness.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 function capturingLogger() {
   const lines: string[] = [];
@@ -21,7 +21,7 @@ function capturingLogger() {
 }
 
 t.test('first start writes the admin key once, owner-only; later starts keep it', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpDir(t, 'mrv-gw-');
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   const keys = createKeyStore(db);
@@ -55,7 +55,7 @@ t.test('first start writes the admin key once, owner-only; later starts keep it'
 });
 
 t.test('a configured ADMIN_API_KEY is the admin key; changing it retires the old one', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpDir(t, 'mrv-gw-');
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   const keys = createKeyStore(db, { cacheMs: 0 });
@@ -70,7 +70,7 @@ t.test('a configured ADMIN_API_KEY is the admin key; changing it retires the old
 });
 
 t.test('keys: hashed at rest, role rules, cache honours revocation', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpDir(t, 'mrv-gw-');
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   let now = 1_000;

@@ -4,6 +4,7 @@
  */
 import t, { type Test } from 'tap';
 import { startGateway, type Harness } from './harness.ts';
+import { facilityFixture } from '../helpers/fixtures.ts';
 
 /** Follows `next` from the first page; returns the pages' keys. */
 async function walk(t: Test, h: Harness, url: string, key: (x: Record<string, unknown>) => string, limit: number): Promise<string[][]> {
@@ -25,7 +26,7 @@ async function walk(t: Test, h: Harness, url: string, key: (x: Record<string, un
 t.test('limit and cursor on every list', async (t) => {
   const h = await startGateway(t);
   const now = Date.now();
-  h.registry.createFacility({ id: 'facC', name: 'Plant C', owner: '0x' + 'c3'.repeat(20), baselineKgPerHour: '1', gridFactorKgPerKwh: '0.5', gasFactorKgPerM3: '2', createdAt: now + 1000 });
+  h.registry.createFacility(facilityFixture('facC', { name: 'Plant C', owner: '0x' + 'c3'.repeat(20), createdAt: now + 1000 }));
   t.same(await walk(t, h, '/v1/facilities', (f) => String(f.id), 2), [['facC', 'facB'], ['facA']], 'facilities: newest registration first (then id descending)');
 
   for (const d of ['d1', 'd2', 'd3']) h.registry.createDevice('facA', d, 'meter');

@@ -14,7 +14,7 @@ import { openDatabase } from '../../store/sqlite/db.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { createKeyStore } from '../../gateway/keys.ts';
-import { tempDir } from './harness.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 const W = 10_000;
 
@@ -22,7 +22,7 @@ t.test('registration validation, owner correction, removal, blocked status', asy
   const chain = await startHardhatChain({ accounts: 8 });
   t.teardown(() => chain.close());
   const ledger = await Ledger.deploy(chain.signers[0]);
-  const db = openDatabase(tempDir(t));
+  const db = openDatabase(tmpDir(t, 'mrv-gw-'));
   t.teardown(() => db.close());
   let now = Date.now();
   const { readings, registry } = openSqliteStores(db, { clock: () => now });
@@ -97,8 +97,8 @@ t.test('registration validation, owner correction, removal, blocked status', asy
   now = Date.now() + 3 * W;
   const run = await oracle.runOnce(now);
   t.ok(run.settled >= 1, `F1 settled (${run.settled})`);
-  t.match(await call('PATCH', '/v1/facilities/F1', { owner: a2 }), { status: 409, body: { error: { code: 'CONFLICT', message: /settled/ } } });
-  t.match(await call('DELETE', '/v1/facilities/F1'), { status: 409, body: { error: { code: 'CONFLICT' } } });
+  t.match(await call('PATCH', '/v1/facilities/F1', { owner: a2 }), { status: 409, body: { error: { code: 'FACILITY_SETTLED', message: /settled/ } } });
+  t.match(await call('DELETE', '/v1/facilities/F1'), { status: 409, body: { error: { code: 'FACILITY_SETTLED' } } });
   t.equal(registry.getFacility('F1')?.owner, a1);
 
   // 7. A facility whose settlement the chain refuses: blocked, with the reason, in the API.

@@ -7,17 +7,16 @@
  */
 import t from 'tap';
 import { ethers } from 'ethers';
-import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
+import { startAnvil } from '../../contracts/client/chain.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { signRetirement } from '../../gateway/cli.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { startGateway } from './harness.ts';
+import { missing, skipUnless } from '../helpers/require.ts';
 
-const hasAnvil = !!anvilBinary();
-if (!hasAnvil && process.env.CI) t.fail('anvil binary missing (@foundry-rs/anvil): required under CI');
 
-t.test('a signed request someone else submitted first is answered with its retirement', { skip: hasAnvil ? false : 'anvil binary not installed (@foundry-rs/anvil)' }, async (t) => {
+t.test('a signed request someone else submitted first is answered with its retirement', { skip: skipUnless(missing.anvil()) }, async (t) => {
   const chain = await startAnvil();
   t.teardown(() => chain.close());
   const [adminKey, regulatorKey, oracleKey, ownerKey, relayerKey, thirdKey] = chain.privateKeys;

@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap';
 import { ethers } from 'ethers';
-import type { Reading } from '../../domain/reading.ts';
+import { readingKeyText, type Reading } from '../../domain/reading.ts';
 import type { ReadingStore } from '../../store/types.ts';
 import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts';
 import type { SettlementAudit } from '../../oracle/audit.ts';
@@ -66,7 +66,7 @@ const settlements: GatewaySettlements = {
   listSettlements: (q) =>
     SETTLEMENTS.filter((s) => (!q.facilityId || s.facilityId === q.facilityId) && (q.from === undefined || s.windowStart >= q.from) && (q.to === undefined || s.windowStart < q.to)),
   getSettlement: (id) => SETTLEMENTS.find((s) => s.id === id),
-  lateReadings: (_f, keys) => new Set(keys.filter((k) => k.deviceId === 'cems').map((k) => `${k.deviceId}:${k.seq}`)),
+  lateReadings: (_f, keys) => new Set(keys.filter((k) => k.deviceId === 'cems').map(readingKeyText)),
 };
 
 const RECOMPUTED = { evidenceRoot: '0x' + '11'.repeat(32), netGrams: '7317', actualKg: '1.2', baselineKg: '8.5', complete: true, factorsHash: '0x' + '55'.repeat(32), readings: 2 };
@@ -330,7 +330,7 @@ t.test('devices: capacity, reporting interval and decommissioning over the API',
   t.same(h.broker.disconnected, ['device:cap-1'], 'decommissioning disconnects the device');
   const back = await call('PATCH', '/v1/devices/cap-1', 'admin', { status: 'active' });
   t.equal(back.status, 409, 'final: no way back');
-  t.equal(errorCode(t, back.body), 'CONFLICT');
+  t.equal(errorCode(t, back.body), 'DEVICE_DECOMMISSIONED');
 });
 
 t.test('readings and rejections', async (t) => {

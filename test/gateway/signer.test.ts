@@ -6,18 +6,16 @@
  */
 import t from 'tap';
 import { ethers } from 'ethers';
-import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
+import { startAnvil } from '../../contracts/client/chain.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { loadConfig } from '../../domain/config.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { startGatewayService } from '../../gateway/main.ts';
+import { missing, requireBinary } from '../helpers/require.ts';
 
 const ADMIN = 'admin-key-for-the-signer-test';
 
-if (!anvilBinary()) {
-  if (process.env.CI) t.fail('anvil binary not found (@foundry-rs/anvil): required under CI');
-  else t.plan(0, 'anvil binary not found');
-} else {
+if (requireBinary(t, missing.anvil())) {
   t.test('without GATEWAY_PRIVATE_KEY: reads work, relays answer 503, the oracle key is untouched', async (t) => {
     const anvil = await startAnvil();
     t.teardown(() => anvil.close());

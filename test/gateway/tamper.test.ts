@@ -18,11 +18,11 @@ import { silentLogger } from '../../domain/logger.ts';
 import type { Metric, Reading } from '../../domain/reading.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { createKeyStore } from '../../gateway/keys.ts';
-import { tempDir } from './harness.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+import { OWNER, facilityFixture } from '../helpers/fixtures.ts';
 
 const W = 10_000;
 const T0 = Date.UTC(2026, 10, 22, 6, 0, 0);
-const OWNER = '0x1111111111111111111111111111111111111111';
 
 const rd = (seq: number, ts: number, metric: Metric, value: string): Reading => ({
   facilityId: 'F', deviceId: 'd1', seq, ts, metric, value, unit: metric === 'natural_gas' ? 'm3' : 'kWh', reset: false, receivedAt: ts,
@@ -32,10 +32,10 @@ t.test('an altered reading is detected by /verify and fails its /proof', async (
   const chain = await startHardhatChain();
   t.teardown(() => chain.close());
   const ledger = await Ledger.deploy(chain.signers[0]);
-  const db = openDatabase(tempDir(t));
+  const db = openDatabase(tmpDir(t, 'mrv-gw-'));
   t.teardown(() => db.close());
   const { readings, registry } = openSqliteStores(db, { clock: () => T0 });
-  registry.createFacility({ id: 'F', name: 'Plant F', owner: OWNER, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
+  registry.createFacility(facilityFixture('F', { name: 'Plant F', createdAt: T0 }));
   registry.createDevice('F', 'd1', 'meter');
   const oracle = buildOracle({ db, readings, registry, ledger, logger: silentLogger, windowMs: W, graceMs: 2_000, lease: false });
   t.teardown(() => oracle.close());

@@ -5,15 +5,16 @@
  * and removes the directory.
  *
  * `influxdMissing()` says why the binary cannot be used; tests skip with that reason, or fail when
- * `process.env.CI` is set (see `requireInfluxd`).
+ * CI is set (see `requireBinary` in require.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { freePort } from './servers.ts';
 import { poll } from './eventually.ts';
+import { makeTmpDir, removeDir } from './tmp.ts';
+import { requireBinary } from './require.ts';
 
 export const INFLUXD_BIN = '/usr/bin/influxd';
 
@@ -50,15 +51,9 @@ export function influxdMissing(): string | undefined {
   }
 }
 
-/**
- * Returns true when the test can go on; otherwise skips it with the reason, or fails it under CI.
- */
+/** Returns true when the test can go on; otherwise skips it with the reason, or fails it under CI. */
 export function requireInfluxd(t: Test): boolean {
-  const why = influxdMissing();
-  if (why === undefined) return true;
-  if (process.env.CI) t.fail(`CI is set and ${why}`);
-  else t.plan(0, why);
-  return false;
+  return requireBinary(t, influxdMissing());
 }
 
 export { freePort };
@@ -113,7 +108,7 @@ bind-address = "127.0.0.1:${rpcPort}"
 export async function startInfluxd(opts: { database?: string } = {}): Promise<Influxd> {
   const why = influxdMissing();
   if (why) throw new Error(why);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-influxd-'));
+  const dir = makeTmpDir('mrv-influxd-');
   const database = opts.database ?? 'mrv_test';
   let httpPort = 0;
   let child: ChildProcess | undefined;
@@ -209,7 +204,7 @@ export async function startInfluxd(opts: { database?: string } = {}): Promise<In
     await createDatabase(database);
   } catch (err) {
     await stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
     throw err;
   }
 
@@ -224,7 +219,7 @@ export async function startInfluxd(opts: { database?: string } = {}): Promise<In
     start: launch,
     async close() {
       await stop();
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeDir(dir);
     },
     get running() {
       return child !== undefined && child.exitCode === null && child.signalCode === null;

@@ -128,7 +128,7 @@ t.test('a tampered store or record does not verify', async (t) => {
   t.equal(v.match, false);
   t.not(v.recomputed.evidenceRoot, v.onChain?.evidenceRoot);
   t.equal(v.recomputed.netGrams, '7853', '4 kWh: 10 - 2.1464 = 7.8536 kg -> 7853 g');
-  await t.rejects(oracle.proof('F-10000', 'd1', 2), { code: 'CONFLICT' });
+  await t.rejects(oracle.proof('F-10000', 'd1', 2), { code: 'EVIDENCE_MISMATCH' });
 });
 
 t.test('negative net: burn what the balance covers, record the deficit, pay it down later', async (t) => {

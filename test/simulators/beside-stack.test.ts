@@ -13,12 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
+import { eventually } from '../helpers/eventually.ts';
 import { loadConfig } from '../../domain/config.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { startStack, type Stack } from '../../main.ts';
 import type { FleetSummary } from '../../simulators/progress.ts';
 import { loadState } from '../../simulators/state.ts';
-import { waitFor } from './helpers.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WINDOW_SECONDS = 7;
@@ -28,12 +29,6 @@ interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
-}
-
-function tmpDir(t: Test, name: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), name));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /** The environment of a child: no keys or settings inherited from whoever runs the tests. */
@@ -129,7 +124,7 @@ t.test('beside a running stack and its fleet', async (t) => {
     t.equal(sa.graceSeconds, GRACE_SECONDS);
 
     // the stack's fleet went on untouched: its state file, its devices, nothing of it refused
-    await waitFor(() => stackFleet.stats().readingsAcked > ackedBefore + 2, 30_000, 'the stack fleet publishing');
+    await eventually('the stack fleet publishing', () => stackFleet.stats().readingsAcked > ackedBefore + 2);
     t.equal(stackFleet.stats().refused, 0, "the stack's devices were not cut off");
     const stackState = loadState(path.join(dataDir, 'simulator-state.json'))!;
     t.ok(Object.keys(stackState.devices).length > 0 && Object.keys(stackState.devices).every((id) => id.startsWith('sim-f')), "the stack's state file holds only its devices");
@@ -140,7 +135,7 @@ t.test('beside a running stack and its fleet', async (t) => {
     const lockFile = path.join(dataDir, 'simulator-state-lockt.json.lock');
     const holder = spawnSim([...common, '--prefix', 'lockt', '--quiet'], env); // runs until SIGINT
     t.teardown(() => holder.child.kill('SIGKILL'));
-    await waitFor(() => fs.existsSync(lockFile) && fs.readFileSync(lockFile, 'utf8').includes(`"pid":${holder.child.pid}`), 60_000, 'the first run holding its lock');
+    await eventually('the first run holding its lock', () => fs.existsSync(lockFile) && fs.readFileSync(lockFile, 'utf8').includes(`"pid":${holder.child.pid}`), { timeoutMs: 60_000 });
 
     const second = await sim([...common, '--prefix', 'lockt', '--duration', '1'], env);
     t.equal(second.code, 1);

@@ -6,13 +6,13 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { USAGE, main } from '../../simulators/main.ts';
 import { poll } from '../helpers/eventually.ts';
 import { startBroker } from './helpers.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 function isJson(b: Buffer): boolean {
   try {
@@ -77,8 +77,7 @@ async function inProcess(args: string[]): Promise<{ code: number; stdout: string
 }
 
 t.test('--help as a command; usage errors and an unreachable broker', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-cli-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t, 'sim-cli-');
   const help = await run(['--help']);
   t.equal(help.code, 0);
   t.equal(help.stdout, USAGE);
@@ -113,8 +112,7 @@ t.test('--help as a command; usage errors and an unreachable broker', async (t) 
 t.test('a run with --credentials and --json', async (t) => {
   const broker = await startBroker();
   t.teardown(() => broker.close());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-cli-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t, 'sim-cli-');
   const creds = path.join(dir, 'creds.json');
   fs.writeFileSync(
     creds,
@@ -160,8 +158,7 @@ t.test('a run with --credentials and --json', async (t) => {
 t.test('--duration stops the run on its own', async (t) => {
   const broker = await startBroker();
   t.teardown(() => broker.close());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-cli-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t, 'sim-cli-');
   // No count is asserted (how much a second holds depends on the machine): only that it ends by itself.
   const r = await run(['--url', `mqtt://127.0.0.1:${broker.port}`, '--devices', '1', '--rate', '5', '--duration', '1', '--seed', 'dur', '--state', path.join(dir, 'state.json'), '--json', '--quiet']);
   t.equal(r.code, 0, r.stderr);

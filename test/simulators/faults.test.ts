@@ -2,9 +2,6 @@
  * Fault injection: the --faults grammar, and for every kind the exact bytes it produces and the
  * outcome the platform's own validator gives them (broker/validate.ts), plus the injected counts.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import t from 'tap';
 import { validatePayload } from '../../broker/validate.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
@@ -13,6 +10,7 @@ import { MAX_FUTURE_MS } from '../../domain/reading.ts';
 import { DeviceSim, type Outgoing } from '../../simulators/device.ts';
 import { GARBAGE_KINDS, NO_FAULTS, formatFaults, garbagePayload, parseFaults, type FaultRates } from '../../simulators/faults.ts';
 import { PROFILES, countKinds, type DeviceKind } from '../../simulators/profiles.ts';
+import { withTmpDir } from '../helpers/tmp.ts';
 
 const T0 = Date.UTC(2026, 10, 23, 2, 0, 0); // 10:00 local on a Monday
 const WINDOW = 60_000;
@@ -31,19 +29,21 @@ function check(m: Outgoing, now: number) {
 
 /** What the platform does with the messages, in this order: validation, then a real SQLite store (the ingest rules). */
 async function outcomes(messages: Outgoing[], now: number | number[]): Promise<string[]> {
-  const db = openDatabase(fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-sim-faults-')));
-  try {
-    const { readings } = openSqliteStores(db);
-    const out: string[] = [];
-    for (const [i, m] of messages.entries()) {
-      const v = check(m, typeof now === 'number' ? now : now[i]);
-      for (const x of v.rejections) out.push(`rejected:${x.reason}`);
-      for (const o of await readings.commit(v.readings)) out.push(o.status === 'rejected' ? `rejected:${o.reason}` : o.status);
+  return withTmpDir('mrv-sim-faults-', async (dir) => {
+    const db = openDatabase(dir);
+    try {
+      const { readings } = openSqliteStores(db);
+      const out: string[] = [];
+      for (const [i, m] of messages.entries()) {
+        const v = check(m, typeof now === 'number' ? now : now[i]);
+        for (const x of v.rejections) out.push(`rejected:${x.reason}`);
+        for (const o of await readings.commit(v.readings)) out.push(o.status === 'rejected' ? `rejected:${o.reason}` : o.status);
+      }
+      return out;
+    } finally {
+      db.close();
     }
-    return out;
-  } finally {
-    db.close();
-  }
+  });
 }
 
 t.test('parseFaults: the documented grammar, and clear errors', async (t) => {

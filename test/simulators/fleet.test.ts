@@ -4,8 +4,6 @@
  * broker restart (no reading lost, same seqs), injected faults that add up to what a platform would
  * refuse, wrong credentials and topic spoofing refused, and clear start-up errors.
  */
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { AuthenticateError } from 'aedes';
@@ -18,12 +16,12 @@ import { startProgress } from '../../simulators/progress.ts';
 import type { SimCredentials } from '../../simulators/plan.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
-import { readingsOf, startBroker, waitFor, type Received } from './helpers.ts';
+import { readingsOf, startBroker, type Received } from './helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { tmpDir, withTmpDir } from '../helpers/tmp.ts';
 
 function tmpState(t: Test): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-fleet-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return path.join(dir, 'state.json');
+  return path.join(tmpDir(t, 'sim-fleet-'), 'state.json');
 }
 
 /** Every seq 1..last is in the log, and all copies of one seq carry the same bytes. */
@@ -56,12 +54,12 @@ t.test('QoS 1 publishing, status and will, progress line and summary', async (t)
     logger: silentLogger,
   });
   t.teardown(() => fleet.stop());
-  await waitFor(() => fleet.stats().acked >= 60, 10_000, '60 acks');
+  await eventually('60 acks', () => fleet.stats().acked >= 60);
   const live = fleet.stats();
   t.equal(live.connected, 3);
   const s = await fleet.stop();
   // the broker publishes the wills when it notices the sockets closing
-  await waitFor(() => broker.log.filter((r) => r.topic.endsWith('/status') && r.payload.toString() === 'offline').length === 3, 5000, 'wills');
+  await eventually('wills', () => broker.log.filter((r) => r.topic.endsWith('/status') && r.payload.toString() === 'offline').length === 3);
 
   t.equal(s.devices, 3);
   t.equal(s.facilities, 1);
@@ -106,16 +104,16 @@ t.test('offline buffering and redelivery after the broker restarts: nothing lost
   const ids = fleet.facilities.flatMap((f) => f.devices.map((d) => d.deviceId));
   const highestSeq = (id: string) => Math.max(0, ...readingsOf(log, id).map((r) => r.seq));
   // Per device, not fleet-wide: each device must have readings on both sides of the restart.
-  await waitFor(() => ids.every((id) => highestSeq(id) >= 10), 10_000, 'every device published before the restart');
+  await eventually('every device published before the restart', () => ids.every((id) => highestSeq(id) >= 10));
   await broker.close();
-  await waitFor(() => fleet.stats().connected === 0, 5000, 'devices offline');
+  await eventually('devices offline', () => fleet.stats().connected === 0);
   const ackedBefore = fleet.stats().acked;
-  await waitFor(() => fleet.stats().inFlight >= 20, 5000, 'readings buffered while offline');
+  await eventually('readings buffered while offline', () => fleet.stats().inFlight >= 20);
   t.equal(fleet.stats().acked, ackedBefore, 'nothing acknowledged while the broker is down');
   const buffered = fleet.stats().inFlight;
   broker = await startBroker({ port, log });
-  await waitFor(() => fleet.stats().connected === 2 && ids.every((id) => highestSeq(id) > 20), 10_000, 'every device past seq 20 after the restart');
-  await waitFor(() => fleet.stats().acked >= ackedBefore + buffered, 10_000, 'the buffered readings redelivered and acknowledged');
+  await eventually('every device past seq 20 after the restart', () => fleet.stats().connected === 2 && ids.every((id) => highestSeq(id) > 20));
+  await eventually('the buffered readings redelivered and acknowledged', () => fleet.stats().acked >= ackedBefore + buffered);
   const s = await fleet.stop();
 
   t.ok(s.reconnects >= 2, `${s.reconnects} reconnects`);
@@ -133,26 +131,26 @@ async function platformRejections(log: Received[]): Promise<{ rejected: Partial<
   const rejected: Partial<Record<RejectReason, number>> = {};
   let duplicates = 0;
   const stored = new Set<string>();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mrv-fleet-platform-'));
-  const db = openDatabase(dir);
-  try {
-    const { readings } = openSqliteStores(db);
-    for (const r of log) {
-      const m = /^facilities\/([^/]+)\/devices\/([^/]+)\/readings$/.exec(r.topic);
-      if (!m) continue;
-      const v = validatePayload(r.payload, { facilityId: m[1], deviceId: m[2], now: r.at });
-      for (const x of v.rejections) rejected[x.reason] = (rejected[x.reason] ?? 0) + 1;
-      const outcomes = await readings.commit(v.readings);
-      outcomes.forEach((o, i) => {
-        if (o.status === 'duplicate') duplicates++;
-        else if (o.status === 'rejected') rejected[o.reason] = (rejected[o.reason] ?? 0) + 1;
-        else stored.add(`${v.readings[i].deviceId}|${v.readings[i].seq}`);
-      });
+  await withTmpDir('mrv-fleet-platform-', async (dir) => {
+    const db = openDatabase(dir);
+    try {
+      const { readings } = openSqliteStores(db);
+      for (const r of log) {
+        const m = /^facilities\/([^/]+)\/devices\/([^/]+)\/readings$/.exec(r.topic);
+        if (!m) continue;
+        const v = validatePayload(r.payload, { facilityId: m[1], deviceId: m[2], now: r.at });
+        for (const x of v.rejections) rejected[x.reason] = (rejected[x.reason] ?? 0) + 1;
+        const outcomes = await readings.commit(v.readings);
+        outcomes.forEach((o, i) => {
+          if (o.status === 'duplicate') duplicates++;
+          else if (o.status === 'rejected') rejected[o.reason] = (rejected[o.reason] ?? 0) + 1;
+          else stored.add(`${v.readings[i].deviceId}|${v.readings[i].seq}`);
+        });
+      }
+    } finally {
+      db.close();
     }
-  } finally {
-    db.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
   return { rejected, duplicates, stored };
 }
 
@@ -172,7 +170,7 @@ t.test('injected faults add up to what the platform refuses', async (t) => {
     logger: silentLogger,
   });
   t.teardown(() => fleet.stop());
-  await waitFor(() => fleet.stats().acked >= 500, 15_000, '500 acks');
+  await eventually('500 acks', () => fleet.stats().acked >= 500);
   const s = await fleet.stop();
   const f = s.faults;
   for (const k of ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew'] as const) t.ok(f[k] > 0, `${k} injected ${f[k]} times`);
@@ -234,9 +232,9 @@ t.test('wrong credentials are refused, spoofed topics are refused, nothing is lo
     [[['acme-meter', 'grid'], ['acme-stack', 'cems']]],
     'kinds from the list, or from the profile',
   );
-  await waitFor(() => fleet.stats().faults.spoof.attempted === 1 && fleet.stats().faults.badauth.attempted === 2, 10_000, 'network faults');
-  await waitFor(() => spoofs === 1 && fleet.stats().connected === 2, 5000, 'the spoof reached the broker and the device came back');
-  await waitFor(() => fleet.stats().acked >= 40, 5000, 'more readings');
+  await eventually('network faults', () => fleet.stats().faults.spoof.attempted === 1 && fleet.stats().faults.badauth.attempted === 2);
+  await eventually('the spoof reached the broker and the device came back', () => spoofs === 1 && fleet.stats().connected === 2);
+  await eventually('more readings', () => fleet.stats().acked >= 40);
   const s = await fleet.stop();
   t.same(s.faults.badauth, { attempted: 2, refused: 2, accepted: 0, failed: 0 });
   t.equal(badLogins, 2);
@@ -290,7 +288,7 @@ t.test('progress on a TTY rewrites one line in place', async (t) => {
     faults: { ...emptyFaultCounts(), drop: 2, skew: 4, skewFuture: 1, badauth: { attempted: 1, refused: 1, accepted: 0, failed: 0 } },
   });
   const p = startProgress({ isTTY: true, write: (s) => writes.push(s) }, stats, 20);
-  await waitFor(() => writes.length >= 2, 5000, 'two updates');
+  await eventually('two updates', () => writes.length >= 2);
   acked = 9;
   p.stop();
   t.ok(writes.slice(0, -1).every((w) => w.startsWith('\r\x1b[2K') && !w.includes('\n')), 'carriage return + clear line, no newline');

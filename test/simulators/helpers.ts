@@ -1,7 +1,6 @@
 /** An in-process aedes broker on 127.0.0.1 that records what devices publish (simulator tests). */
 import net from 'node:net';
 import { Aedes, type AedesOptions } from 'aedes';
-import { DEFAULT_POLL_TIMEOUT_MS, eventually } from '../helpers/eventually.ts';
 
 export interface Received {
   topic: string;
@@ -64,9 +63,4 @@ export function readingsOf(log: Received[], deviceId?: string): { deviceId: stri
     }
   }
   return out;
-}
-
-/** Bounded wait on a condition (the shared poll of test/helpers/eventually.ts). */
-export async function waitFor(cond: () => boolean, timeoutMs = DEFAULT_POLL_TIMEOUT_MS, what = 'condition'): Promise<void> {
-  await eventually(what, cond, { timeoutMs: Math.max(timeoutMs, DEFAULT_POLL_TIMEOUT_MS) });
 }

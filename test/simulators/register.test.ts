@@ -6,7 +6,6 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ethers } from 'ethers';
@@ -16,7 +15,9 @@ import { silentLogger } from '../../domain/logger.ts';
 import { startFleet } from '../../simulators/fleet.ts';
 import { rejectedCounter } from '../../simulators/register.ts';
 import { loadState } from '../../simulators/state.ts';
-import { startBroker, waitFor } from './helpers.ts';
+import { startBroker } from './helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
 const KEY = 'admin-key-1';
 
@@ -52,13 +53,13 @@ async function startGateway(t: Test): Promise<FakeGateway> {
       const body = text ? JSON.parse(text) : {};
       let m: RegExpExecArray | null;
       if (req.method === 'POST' && req.url === '/v1/facilities') {
-        if (g.facilities.has(body.id)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
+        if (g.facilities.has(body.id)) return send(409, { error: { code: 'FACILITY_EXISTS', message: 'exists' } });
         g.facilities.set(body.id, body);
         return send(201, body);
       }
       if (req.method === 'GET' && (m = /^\/v1\/facilities\/([^/]+)$/.exec(req.url ?? '')) && g.facilities.has(m[1])) return send(200, g.facilities.get(m[1]));
       if (req.method === 'POST' && (m = /^\/v1\/facilities\/([^/]+)\/devices$/.exec(req.url ?? ''))) {
-        if (g.passwords.has(body.deviceId)) return send(409, { error: { code: 'CONFLICT', message: 'exists' } });
+        if (g.passwords.has(body.deviceId)) return send(409, { error: { code: 'DEVICE_EXISTS', message: 'exists' } });
         const password = `pw-${++n}`;
         g.passwords.set(body.deviceId, password);
         g.kinds.set(body.deviceId, body.kind);
@@ -91,8 +92,7 @@ t.test('registers facilities and devices, rotates secrets of existing devices, r
     },
   });
   t.teardown(() => broker.close());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-reg-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t, 'sim-reg-');
   const statePath = path.join(dir, 'state.json');
   const api = { url: gw.url, key: KEY };
   const lines: string[] = [];
@@ -114,10 +114,10 @@ t.test('registers facilities and devices, rotates secrets of existing devices, r
     ['sim-f2-cems', 'cems'],
   ]);
   t.equal(run1.stats().connected, 6, 'every device connected with its issued password');
-  await waitFor(() => run1.stats().acked >= 20, 10_000, 'run 1 acks');
+  await eventually('run 1 acks', () => run1.stats().acked >= 20);
   t.equal(run1.stats().rejected, 0, 'no sample yet counts as 0');
   gw.rejected = 7; // the platform refuses some readings meanwhile (7 + 1)
-  await waitFor(() => run1.stats().rejected === 8, 5000, 'rejections from /metrics');
+  await eventually('rejections from /metrics', () => run1.stats().rejected === 8);
   const s1 = await run1.stop();
   t.equal(s1.rejected, 8, 'counted from when the run started');
   t.ok(lines.some((l) => /rejected 8/.test(l)));
@@ -161,8 +161,7 @@ t.test('owner keys kept in ownerKeyDir: facilities owned by a key made once (060
   const gw = await startGateway(t);
   const broker = await startBroker({ aedes: {} });
   t.teardown(() => broker.close());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-keys-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = tmpDir(t, 'sim-keys-');
   const ownerKeyDir = path.join(dir, 'keys');
   const warnings: unknown[] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });

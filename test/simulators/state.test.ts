@@ -8,20 +8,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
 import { DeviceSim, type DeviceSpec } from '../../simulators/device.ts';
 import { parseFaults } from '../../simulators/faults.ts';
 import { startFleet } from '../../simulators/fleet.ts';
 import { PROFILES, countKinds } from '../../simulators/profiles.ts';
 import { loadState, lockState, saveState } from '../../simulators/state.ts';
-import { readingsOf, startBroker, waitFor, type Received } from './helpers.ts';
+import { readingsOf, startBroker, type Received } from './helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 
-function tmpDir(t: Test): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-state-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** Register values per device and metric in seq order never decrease (no resets in these runs). */
 function registersMonotone(log: Received[]): string[] {
@@ -68,7 +65,7 @@ t.test('a device resumed from its state continues byte for byte', async (t) => {
 });
 
 t.test('a fleet restarted on its state file continues seqs and registers; unacknowledged readings are redelivered', async (t) => {
-  const dir = tmpDir(t);
+  const dir = tmpDir(t, 'sim-state-');
   const statePath = path.join(dir, 'sim.json');
   const log: Received[] = [];
   let broker = await startBroker({ log });
@@ -80,7 +77,7 @@ t.test('a fleet restarted on its state file continues seqs and registers; unackn
   // run 1: clean stop
   const run1 = await startFleet(common);
   t.teardown(() => run1.stop());
-  await waitFor(() => run1.stats().acked >= 30, 10_000, 'run 1');
+  await eventually('run 1', () => run1.stats().acked >= 30);
   const s1 = await run1.stop();
   const st1 = loadState(statePath)!;
   t.equal(st1.clean, true);
@@ -90,10 +87,10 @@ t.test('a fleet restarted on its state file continues seqs and registers; unackn
   // run 2: the broker goes away; stop with readings unacknowledged
   const run2 = await startFleet(common);
   t.teardown(() => run2.stop());
-  await waitFor(() => run2.stats().acked >= 20, 10_000, 'run 2');
+  await eventually('run 2', () => run2.stats().acked >= 20);
   t.equal(run2.stats().redelivered, 0);
   await broker.close();
-  await waitFor(() => run2.stats().inFlight >= 10, 5000, 'readings buffered');
+  await eventually('readings buffered', () => run2.stats().inFlight >= 10);
   const s2 = await run2.stop();
   t.ok(s2.unacked >= 10, `${s2.unacked} unacknowledged at stop`);
   const st2 = loadState(statePath)!;
@@ -108,7 +105,7 @@ t.test('a fleet restarted on its state file continues seqs and registers; unackn
   const run3 = await startFleet(common);
   t.teardown(() => run3.stop());
   t.equal(run3.stats().redelivered, pendingSeqs.length);
-  await waitFor(() => run3.stats().inFlight === 0 && run3.stats().acked > pendingSeqs.length + 20, 10_000, 'run 3');
+  await eventually('run 3', () => run3.stats().inFlight === 0 && run3.stats().acked > pendingSeqs.length + 20);
   const s3 = await run3.stop();
   const redelivered = readingsOf(log.slice(before)).map((r) => `${r.deviceId}|${r.seq}`);
   for (const d of s3.deviceDetails) {
@@ -126,20 +123,20 @@ t.test('a fleet restarted on its state file continues seqs and registers; unackn
 });
 
 t.test('an unclean stop makes seqs skip ahead; a corrupt file is a clear error', async (t) => {
-  const dir = tmpDir(t);
+  const dir = tmpDir(t, 'sim-state-');
   const statePath = path.join(dir, 'sim.json');
   const broker = await startBroker();
   t.teardown(() => broker.close());
   const common = { url: `mqtt://127.0.0.1:${broker.port}`, devices: 1, rate: 20, seed: 'u', statePath, logger: silentLogger };
   const run1 = await startFleet(common);
   t.teardown(() => run1.stop());
-  await waitFor(() => run1.stats().acked >= 5, 10_000, 'run 1');
+  await eventually('run 1', () => run1.stats().acked >= 5);
   const s1 = await run1.stop();
   const st = loadState(statePath)!;
   saveState(statePath, { ...st, clean: false }); // as if killed
   const run2 = await startFleet(common);
   t.teardown(() => run2.stop());
-  await waitFor(() => run2.stats().acked >= 3, 10_000, 'run 2');
+  await eventually('run 2', () => run2.stats().acked >= 3);
   await run2.stop();
   const seqs = readingsOf(broker.log).map((r) => r.seq);
   const next = seqs.find((s) => s > s1.deviceDetails[0].lastSeq)!;
@@ -152,7 +149,7 @@ t.test('an unclean stop makes seqs skip ahead; a corrupt file is a clear error',
 });
 
 t.test('the state lock: one holder at a time, released at stop and on a failed start, stale locks taken over', async (t) => {
-  const dir = tmpDir(t);
+  const dir = tmpDir(t, 'sim-state-');
   const statePath = path.join(dir, 'sim.json');
   const lockFile = `${statePath}.lock`;
   const broker = await startBroker();

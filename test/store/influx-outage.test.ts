@@ -9,15 +9,10 @@ import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openInfluxStore, type InfluxReadingStore, type InfluxStoreOptions } from '../../store/influx/store.ts';
 import type { CommitOutcome } from '../../store/types.ts';
-import { DEFAULT_POLL_TIMEOUT_MS, poll } from '../helpers/eventually.ts';
+import { poll } from '../helpers/eventually.ts';
 import { requireInfluxd, startInfluxd, type Influxd } from '../helpers/influxd.ts';
 import { T0, reading } from '../helpers/reading-store-contract.ts';
 
-
-/** Polls `cond` (the shared bounded poll; `tries` of 25 ms or its generous default, whichever is longer). */
-async function until(cond: () => boolean, tries = 400): Promise<boolean> {
-  return poll(cond, { timeoutMs: Math.max(tries * 25, DEFAULT_POLL_TIMEOUT_MS), everyMs: 25 });
-}
 
 interface Tracked {
   promise: Promise<CommitOutcome[]>;
@@ -85,11 +80,11 @@ if (requireInfluxd(t)) {
     await stopServer();
     for (let k = 4; k < 8; k++) during.push(next(k));
     const afterStop = during.slice(4);
-    t.ok(await until(() => store.stats().failedAttempts >= 4), 'the writer keeps retrying while the server is down');
+    t.ok(await poll(() => store.stats().failedAttempts >= 4), 'the writer keeps retrying while the server is down');
     t.same(afterStop.map((d) => d.state), Array(4).fill('pending'), 'no commit made during the outage resolved or failed');
     t.notOk(during.some((d) => d.state === 'rejected'), 'none of those in flight at the stop failed either');
     const unknown = track(store.commit([reading('dev-new', 1, T0, '1')]));
-    await until(() => unknown.state !== 'pending');
+    await poll(() => unknown.state !== 'pending');
     t.equal(unknown.state, 'rejected', "a device whose state cannot be loaded fails at once (nothing to ack)");
     t.match(unknown.error, { code: 'STORE_UNAVAILABLE' });
     t.same(afterStop.map((d) => d.state), Array(4).fill('pending'), 'still none resolved');
@@ -113,7 +108,7 @@ if (requireInfluxd(t)) {
     await stopServer();
     const a = track(store.commit(batchOf('dev-a', 6, 5)));
     const b = track(store.commit(batchOf('dev-a', 11, 5)));
-    t.ok(await until(() => a.state !== 'pending' && b.state !== 'pending'), 'both settle once the retry time is spent');
+    t.ok(await poll(() => a.state !== 'pending' && b.state !== 'pending'), 'both settle once the retry time is spent');
     t.equal(a.state, 'rejected', 'the failed commit rejects: its PUBACKs are withheld');
     t.equal(b.state, 'rejected', 'the later commit (checked against the failed one) rejects too');
     t.match(a.error, { code: 'STORE_UNAVAILABLE' });
@@ -132,8 +127,8 @@ if (requireInfluxd(t)) {
     const first = track(store.commit(batchOf('dev-a', 1, 20))); // 40 lines + 1 high-water line
     const second = track(store.commit(batchOf('dev-a', 21, 20)));
     const third = track(store.commit(batchOf('dev-a', 41, 20)));
-    t.ok(await until(() => store.stats().waiting === 1), 'the second commit waits for buffer space');
-    await until(() => store.stats().failedAttempts >= 2);
+    t.ok(await poll(() => store.stats().waiting === 1), 'the second commit waits for buffer space');
+    await poll(() => store.stats().failedAttempts >= 2);
     const s = store.stats();
     t.ok(s.buffered <= 50, `buffered lines stay within the bound (${s.buffered})`);
     t.same([first.state, second.state, third.state], ['pending', 'pending', 'pending']);

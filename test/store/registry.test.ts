@@ -25,7 +25,7 @@ t.test('facilities: create, conflict, validation, status', async (t) => {
   const { registry } = open(t);
   const f = registry.createFacility(facility());
   t.same(f, { ...facility(), baselineKgPerHour: '3600', status: 'active', createdAt: T0 }, 'decimals stored canonical');
-  t.throws(() => registry.createFacility(facility()), { code: 'CONFLICT', statusCode: 409 });
+  t.throws(() => registry.createFacility(facility()), { code: 'FACILITY_EXISTS', statusCode: 409 });
   t.throws(() => registry.createFacility({ ...facility('bad id') }), { code: 'VALIDATION_FAILED' });
   t.throws(() => registry.createFacility({ ...facility('f2'), owner: 'nope' }), { code: 'VALIDATION_FAILED' });
   t.throws(() => registry.createFacility({ ...facility('f2'), baselineKgPerHour: '-1' }), { code: 'VALIDATION_FAILED' });
@@ -77,7 +77,7 @@ t.test('devices: secrets, verify, rotate, suspend', async (t) => {
   t.same(device, { deviceId: 'd1', facilityId: 'f1', kind: 'meter', status: 'active', reportingIntervalSeconds: 60, createdAt: T0, online: false });
   t.match(password, /^[A-Za-z0-9_-]{32,}$/, 'base64url');
   t.ok(Buffer.from(password, 'base64url').length >= 16, 'at least 128 random bits');
-  t.throws(() => registry.createDevice('f1', 'd1', 'meter'), { code: 'CONFLICT' });
+  t.throws(() => registry.createDevice('f1', 'd1', 'meter'), { code: 'DEVICE_EXISTS' });
   const other = registry.createDevice('f1', 'd2', 'cems');
   t.not(other.password, password, 'independent secrets');
 
@@ -154,7 +154,7 @@ t.test('devices: capacity, reporting interval, decommissioning (final, with a re
   t.match(d, { status: 'decommissioned', decommissionedAt: T0 + 5000, decommissionReason: 'meter replaced after calibration failure' });
   t.match(registry.credentials('m1'), { status: 'decommissioned' }, 'the broker refuses it at CONNECT like a suspended device');
   for (const status of ['active', 'suspended'] as const) {
-    t.throws(() => registry.updateDevice('m1', { status }), { code: 'CONFLICT', message: /decommissioned; that is final/ });
+    t.throws(() => registry.updateDevice('m1', { status }), { code: 'DEVICE_DECOMMISSIONED', message: /decommissioned; that is final/ });
   }
   clock.set(T0 + 9000);
   t.match(registry.updateDevice('m1', { status: 'decommissioned', reason: 'again' }), { decommissionedAt: T0 + 5000, decommissionReason: 'meter replaced after calibration failure' }, 'a second decommissioning changes nothing');
