@@ -334,7 +334,7 @@ const OUTAGE_TEXT = /NETWORK_ERROR|ECONNREFUSED|ECONNRESET|ENOTFOUND|fetch faile
 export function classifyChainError(e: unknown): ChainFailureKind {
   const x = e as { code?: unknown; name?: unknown } | null;
   if (e instanceof LedgerRevertError || x?.code === errors.LEDGER_REVERTED.code || x?.code === 'CALL_EXCEPTION') return 'revert';
-  if (x?.code === 'CHAIN_UNAVAILABLE') return 'unavailable';
+  if (x?.code === errors.CHAIN_UNAVAILABLE.code) return 'unavailable';
   if (e instanceof DomainError) return 'other';
   if (decodeLedgerError(e)) return 'revert';
   for (let c: unknown = e, depth = 0; c && typeof c === 'object' && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
