@@ -39,6 +39,13 @@ export const SETTINGS = {
   httpHost: { env: 'HTTP_HOST', kind: 'string', default: '127.0.0.1', description: 'address the gateway binds to' },
   dataDir: { env: 'DATA_DIR', kind: 'string', default: './data', description: 'SQLite file, chain state, admin key' },
   influxUrl: { env: 'INFLUX_URL', kind: 'url', description: 'store readings in InfluxDB at this URL instead of SQLite' },
+  readingsStore: {
+    env: 'READINGS_STORE',
+    kind: 'string',
+    description: 'where readings are stored: sqlite (the file under DATA_DIR), influxdb (INFLUX_URL) or postgres (DATABASE_URL); default influxdb with INFLUX_URL, else sqlite',
+    validate: (v) => (['sqlite', 'influxdb', 'postgres'].includes(v) ? undefined : `must be sqlite, influxdb or postgres (got ${JSON.stringify(v)})`),
+  },
+  databaseUrl: { env: 'DATABASE_URL', kind: 'url', description: 'PostgreSQL connection string (postgres://user:password@host:port/db); with READINGS_STORE=postgres readings are stored there' },
   influxToken: { env: 'INFLUX_TOKEN', kind: 'string', description: 'InfluxDB 2.x API token', sensitive: true },
   influxOrg: { env: 'INFLUX_ORG', kind: 'string', description: 'InfluxDB 2.x organisation' },
   influxBucket: { env: 'INFLUX_BUCKET', kind: 'string', description: 'InfluxDB 2.x bucket' },
@@ -147,6 +154,18 @@ export function loadConfig(
   }
   if (out.mqttPlain === false && !out.mqttTlsCert && !out.mqttUrl) {
     throw errors.CONFIG_INVALID('MQTT_PLAIN=false needs MQTT_TLS_CERT and MQTT_TLS_KEY (the broker would have no listener)');
+  }
+  if (out.databaseUrl !== undefined && !/^postgres(ql)?:$/.test(new URL(String(out.databaseUrl)).protocol)) {
+    throw errors.CONFIG_INVALID('DATABASE_URL: must be a postgres:// or postgresql:// URL');
+  }
+  if (out.readingsStore === 'postgres' && !out.databaseUrl) throw errors.CONFIG_INVALID('READINGS_STORE=postgres needs DATABASE_URL');
+  if (out.readingsStore === 'influxdb' && !out.influxUrl) throw errors.CONFIG_INVALID('READINGS_STORE=influxdb needs INFLUX_URL');
+  if (out.databaseUrl && out.readingsStore !== 'postgres') {
+    // The registry, keys, rejections and oracle records stay in DATA_DIR's SQLite file for now: say so
+    // rather than accept a setting that would silently do nothing.
+    throw errors.CONFIG_INVALID(
+      'DATABASE_URL is used for readings only (READINGS_STORE=postgres); the registry, API keys, rejections and oracle records stay in the SQLite file under DATA_DIR in this version',
+    );
   }
   if (out.influxUrl && !out.influxDatabase && !(out.influxOrg && out.influxBucket)) {
     throw errors.CONFIG_INVALID('INFLUX_URL needs INFLUX_DATABASE (1.x API) or INFLUX_ORG and INFLUX_BUCKET (2.x API)');
