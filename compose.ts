@@ -19,11 +19,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ethers } from 'ethers';
 import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits, type ListenOptions } from './broker/broker.ts';
 import { buildConsumer, type Consumer } from './broker/consumer.ts';
 import { buildIngestPipeline, type IngestPipeline, type IngestPipelineDeps } from './broker/pipeline.ts';
+import { keySigner, rpcProvider } from './contracts/client/connect.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { ingestSettings, mqttListeners, type Config } from './domain/config.ts';
@@ -134,12 +134,11 @@ export async function composeChain(c: Composition, roles: { oracle?: boolean; ga
   const { config } = c;
   if (config.chainRpcUrl) {
     const address = config.contractAddress!;
-    // (These ethers lines belong behind the chain port in contracts/client/, the only importer of ethers.)
-    // cacheTimeout -1: ethers' short result cache would hand the nonce manager a stale pending nonce.
-    const provider = new ethers.JsonRpcProvider(config.chainRpcUrl, undefined, { cacheTimeout: -1 });
+    // One provider for both roles (result cache off, see rpcProvider); each role counts its own nonces.
+    const provider = rpcProvider(config.chainRpcUrl);
     c.parts.add('chain', () => provider.destroy());
     const opts = { startBlock: config.chainStartBlock };
-    const signed = (key: string) => Ledger.attach(address, new ethers.NonceManager(new ethers.Wallet(key, provider)), opts);
+    const signed = (key: string) => Ledger.attach(address, keySigner(key, provider), opts);
     return {
       ...(roles.oracle && config.oraclePrivateKey ? { oracle: signed(config.oraclePrivateKey) } : {}),
       ...(roles.gateway ? { gateway: config.gatewayPrivateKey ? signed(config.gatewayPrivateKey) : Ledger.readOnlyAt(address, provider, opts) } : {}),

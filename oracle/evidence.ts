@@ -7,7 +7,7 @@
  */
 import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import { getProof, makeMerkleTree } from '@openzeppelin/merkle-tree/dist/core.js';
-import { keccak256 } from 'ethers';
+import { keccak256 } from '../contracts/client/crypto.ts';
 import { canonicalJson } from './canonical.ts';
 import type { WindowResult } from './methodology.ts';
 

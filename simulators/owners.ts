@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ethers } from 'ethers';
+import { addressOfKey } from '../contracts/client/crypto.ts';
 import { KeyFileError, createKeyFile, readKeyFile } from '../contracts/client/keyfile.ts';
 import { simErrors } from './errors.ts';
 
@@ -35,7 +35,7 @@ export function facilityOwnerKey(dir: string, facilityId: string): { address: st
         throw simErrors.USAGE(`owner key of ${facilityId}: ${(err as Error).message}`);
       }
       if (!key) throw simErrors.USAGE(`owner key of ${facilityId}: ${file} does not hold a private key (0x and 64 hex digits); move it away to make a new one`);
-      return { address: new ethers.Wallet(key).address, file, created: false };
+      return { address: addressOfKey(key), file, created: false };
     }
     try {
       const made = createKeyFile(file);

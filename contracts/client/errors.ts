@@ -16,7 +16,7 @@
  * (what the oracle logs and the gateway relay answer); the CLI prints `describeChainError`.
  */
 import { ethers } from 'ethers';
-import { DomainError, errors } from '../../domain/errors.ts';
+import { DomainError, errors, isError } from '../../domain/errors.ts';
 import { gramsToTonnes } from '../../domain/decimal.ts';
 import { loadArtifact } from './artifact.ts';
 
@@ -302,6 +302,8 @@ export function describeChainError(e: unknown, ctx: RevertContext & { rpc?: stri
   const decoded = decodeLedgerError(e);
   if (decoded) return explainRevert(decoded, ctx);
   const x = e as { code?: string; shortMessage?: string; message?: string; data?: unknown; cause?: unknown } | null;
+  // An outage the client already turned into CHAIN_UNAVAILABLE (toChainError) is said as the outage it wraps.
+  if (x instanceof DomainError && isError(x, errors.CHAIN_UNAVAILABLE) && x.cause !== undefined) return describeChainError(x.cause, ctx);
   if (x instanceof DomainError) return x.message;
   if (x?.code === 'INSUFFICIENT_FUNDS' || /insufficient funds/i.test(x?.message ?? '')) {
     return `the signing account has no ether to pay gas: fund it, or retire through the gateway's relay (--relay URL with an API key), which pays the gas for you`;

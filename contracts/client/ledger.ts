@@ -186,11 +186,13 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
     return { id: this.retiredId(receipt), txHash: receipt.hash };
   }
 
-  /** The holder signs an EIP-712 retirement request (nonce read from the chain) that anyone may relay. */
+  /**
+   * The holder signs an EIP-712 retirement request that anyone may relay: its nonce and the ledger's
+   * domain read from the chain, `deadline` in unix seconds.
+   */
   async signRetirement(holder: ethers.Signer, amount: bigint, beneficiary: string, reason: string, deadline: number): Promise<SignedRetirement> {
     const address = await holder.getAddress();
-    const [nonce, network] = await Promise.all([this.nonces(address), this.provider.getNetwork()]);
-    const domain = { name: 'CarbonLedger', version: '1', chainId: network.chainId, verifyingContract: this.address };
+    const [nonce, domain] = await Promise.all([this.nonces(address), this.eip712Domain()]);
     const value = { holder: address, amount, beneficiary, reason, nonce, deadline };
     const signature = await holder.signTypedData(domain, RETIRE_TYPES, value);
     return { holder: address, amount, beneficiary, reason, nonce, deadline, signature };

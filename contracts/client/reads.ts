@@ -56,6 +56,18 @@ export class LedgerReader {
     return readCall(() => this.provider.getBlockNumber());
   }
 
+  /** The latest block's timestamp, unix seconds (this machine's clock if the node has no block). */
+  async latestBlockTime(): Promise<number> {
+    const block = await readCall(() => this.provider.getBlock('latest'));
+    return block?.timestamp ?? Math.floor(Date.now() / 1000);
+  }
+
+  /** The ledger's EIP-712 domain, read from the chain (ERC-5267 eip712Domain) rather than assumed. */
+  async eip712Domain(): Promise<ethers.TypedDataDomain> {
+    const d = await readCall<[string, string, string, bigint, string]>(() => this.contract.eip712Domain());
+    return { name: d[1], version: d[2], chainId: d[3], verifyingContract: d[4] };
+  }
+
   async facility(id: string): Promise<FacilityView> {
     const f = await readCall(() => this.contract.facility(facilityKey(id)));
     return {

@@ -16,7 +16,7 @@ import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 import { gramsText, iso } from '../format.ts';
 import { asChainError } from '../errors.ts';
 import { DEFAULT_FACTORS } from '../../oracle/factors.ts';
-import { accountAddress } from '../../domain/address.ts';
+import { accountAddress } from '../../contracts/client/address.ts';
 import type { GatewaySettlements } from '../deps.ts';
 import { baselineEffectiveFrom, registryWriter, type RegistryWriter } from '../../oracle/chain-sync.ts';
 

@@ -142,6 +142,9 @@ t.test('one classifier: reverts, an unavailable node, anything else; each as the
   const bug = new TypeError('x is undefined');
   t.equal(toChainError(bug), bug);
   t.match(describeChainError(nested, { rpc: 'http://node' }), /cannot reach the chain at http:\/\/node/);
+  // What a Ledger call throws for an outage (CHAIN_UNAVAILABLE wrapping it) is said as that outage (the CLI's reads go through the Ledger).
+  t.match(describeChainError(down, { rpc: 'http://node' }), /^cannot reach the chain at http:\/\/node/);
+  t.match(describeChainError(errors.CHAIN_UNAVAILABLE('transaction 0x1 not mined within 5 ms')), /^chain unavailable: transaction 0x1 not mined/, 'without a cause: its own message');
 });
 
 t.test('calls through the port leave as catalogue errors: an unreachable node is CHAIN_UNAVAILABLE, a keyless write CHAIN_SIGNER_MISSING', async (t) => {

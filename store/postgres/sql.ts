@@ -1,0 +1,107 @@
+/**
+ * The statements of the PostgreSQL reading store (tables: store/postgres/schema.ts) and the mapping
+ * of their rows to readings. Every statement is prepared by name on first use (pg `name`).
+ */
+import type { StoredReading } from '../../domain/ingest-rules.ts';
+import type { Metric, Reading } from '../../domain/reading.ts';
+
+export interface ReadingRow {
+  device_id: string;
+  seq: number;
+  facility_id: string;
+  ts: number;
+  metric: string;
+  value: string;
+  unit: string;
+  reset: boolean;
+  received_at: number;
+  arrival: number | null;
+}
+
+export const COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival';
+const NEIGHBOUR_COLS = 'seq, ts, metric, value, unit, reset';
+
+export function toReading(r: ReadingRow): Reading {
+  const out: Reading = {
+    facilityId: r.facility_id,
+    deviceId: r.device_id,
+    seq: r.seq,
+    ts: r.ts,
+    metric: r.metric as Metric,
+    value: r.value,
+    unit: r.unit,
+    reset: r.reset,
+    receivedAt: r.received_at,
+  };
+  if (r.arrival !== null) out.arrival = r.arrival;
+  return out;
+}
+
+export function toStored(r: { seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean }): StoredReading {
+  return { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset };
+}
+
+/** Visible under a mark whose (maxSeq, late) are parameters $a and $b. */
+export const visible = (a: number, b: number) => `((arrival IS NULL AND seq <= $${a}) OR arrival <= $${b})`;
+
+export const SQL = {
+  ensureDevices: `INSERT INTO reading_device_state (device_id) SELECT d FROM unnest($1::text[]) AS d ORDER BY d ON CONFLICT DO NOTHING`,
+  lock: `SELECT device_id, max_seq, late FROM reading_device_state WHERE device_id = ANY($1::text[]) ORDER BY device_id FOR UPDATE`,
+  heads: `SELECT h.device_id, h.metric, h.first_seq, h.last_seq, r.ts, r.value, r.unit, r.reset
+    FROM reading_heads h JOIN readings r ON r.device_id = h.device_id AND r.seq = h.last_seq
+    WHERE h.device_id = ANY($1::text[])`,
+  limits: `SELECT device_id, kind, capacity, reporting_interval FROM devices WHERE device_id = ANY($1::text[])`,
+  /**
+   * The stored neighbours of readings at or below their device's stored max, all in one query:
+   * k 0 the row at seq, 1 the nearest below, 2 the nearest above (any metric); 3 / 4 the nearest
+   * below / above of the same metric, walking the primary key down to `lo` / up to `hi` for at most
+   * MAX_METRIC_WALK rows (NULL bound: not needed); 5 the row at `probe` (the metric's first row).
+   */
+  neighbours: `SELECT q.i, n.k, n.seq, n.ts, n.metric, n.value, n.unit, n.reset
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[]) AS q(device_id, seq, metric, i, lo, hi, probe)
+    CROSS JOIN LATERAL (
+      (SELECT 0 AS k, ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq = q.seq)
+      UNION ALL
+      (SELECT 1, ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq < q.seq ORDER BY r.seq DESC LIMIT 1)
+      UNION ALL
+      (SELECT 2, ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq > q.seq ORDER BY r.seq LIMIT 1)
+      UNION ALL
+      (SELECT 3, w.* FROM (SELECT ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq < q.seq AND r.seq >= q.lo
+        ORDER BY r.seq DESC LIMIT $8) w WHERE w.metric = q.metric ORDER BY w.seq DESC LIMIT 1)
+      UNION ALL
+      (SELECT 4, w.* FROM (SELECT ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq > q.seq AND r.seq <= q.hi
+        ORDER BY r.seq LIMIT $8) w WHERE w.metric = q.metric ORDER BY w.seq LIMIT 1)
+      UNION ALL
+      (SELECT 5, ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq = q.probe)
+    ) n`,
+  write: `WITH ins AS (
+      INSERT INTO readings (${COLS})
+      SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bigint[], $10::bigint[])
+    ), heads AS (
+      INSERT INTO reading_heads (device_id, metric, first_seq, last_seq)
+      SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::bigint[])
+      ON CONFLICT (device_id, metric) DO UPDATE
+        SET first_seq = LEAST(reading_heads.first_seq, excluded.first_seq), last_seq = GREATEST(reading_heads.last_seq, excluded.last_seq)
+    ), st AS (
+      UPDATE reading_device_state s SET max_seq = u.max_seq, late = u.late
+      FROM unnest($15::text[], $16::bigint[], $17::bigint[]) AS u(device_id, max_seq, late) WHERE s.device_id = u.device_id
+    ), fac AS (
+      INSERT INTO reading_devices (facility_id, device_id) SELECT * FROM unnest($18::text[], $19::text[]) ON CONFLICT DO NOTHING
+    )
+    SELECT 1`,
+  marks: `SELECT device_id, max_seq, late FROM reading_device_state WHERE device_id = ANY($1::text[]) AND max_seq IS NOT NULL`,
+  get: `SELECT ${COLS} FROM readings WHERE device_id = $1 AND seq = $2`,
+  consumeAll: `SELECT ${COLS} FROM readings WHERE device_id = $1 AND seq <= $2 AND ts < $3 AND (arrival IS NULL OR arrival <= $4) ORDER BY seq`,
+  has: `SELECT 1 FROM readings WHERE device_id = $1 AND ts >= $2 AND ts < $3 AND ${visible(4, 5)} LIMIT 1`,
+  /** Coverage in one statement: before, lastIn, after, and the count / co2 flag of (before, lastIn]. */
+  coverage: `WITH b AS (
+      SELECT seq, ts FROM readings WHERE device_id = $1 AND ts < $2 AND ${visible(4, 5)} ORDER BY ts DESC, seq DESC LIMIT 1
+    ), l AS (
+      SELECT seq, ts FROM readings WHERE device_id = $1 AND ts >= $2 AND ts < $3 AND ${visible(4, 5)} ORDER BY ts DESC, seq DESC LIMIT 1
+    ), c AS (
+      SELECT count(*) AS n, coalesce(bool_or(metric = 'co2_direct'), false) AS co2 FROM readings
+      WHERE device_id = $1 AND seq > coalesce((SELECT seq FROM b), -1) AND seq <= (SELECT seq FROM l) AND ${visible(4, 5)}
+    )
+    SELECT (SELECT seq FROM b) AS bseq, (SELECT ts FROM b) AS bts, (SELECT seq FROM l) AS lseq, (SELECT ts FROM l) AS lts,
+      EXISTS (SELECT 1 FROM readings WHERE device_id = $1 AND ts >= $3 AND ${visible(4, 5)}) AS after, c.n, c.co2 FROM c`,
+} as const;
