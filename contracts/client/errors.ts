@@ -92,7 +92,7 @@ function interfaces(): ethers.Interface[] {
 const HEX = /^0x[0-9a-fA-F]*$/;
 
 /** Every 0x… string at a `data` key anywhere in the error (ethers nests the RPC error at various depths). */
-function revertDataCandidates(e: unknown): string[] {
+export function revertDataCandidates(e: unknown): string[] {
   const out: string[] = [];
   const seen = new Set<unknown>();
   const visit = (v: unknown, depth: number): void => {

@@ -3,6 +3,7 @@
  * test on one in-process Hardhat chain per file, raw ethers contracts (the TypeScript client is wired
  * to CarbonLedger today), custom errors decoded from the CreditLedger ABI.
  */
+import { revertDataCandidates } from '../../contracts/client/errors.ts';
 import type { Test } from 'tap';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
@@ -129,29 +130,11 @@ export function events(c: ethers.Contract, r: ethers.TransactionReceipt): Ev[] {
   return out;
 }
 
-const HEX = /^0x[0-9a-fA-F]*$/;
-
-function revertData(e: unknown): string[] {
-  const out: string[] = [];
-  const seen = new Set<unknown>();
-  const visit = (v: unknown, depth: number): void => {
-    if (v === null || typeof v !== 'object' || seen.has(v) || depth > 6) return;
-    seen.add(v);
-    const rec = v as Record<string, unknown>;
-    if (typeof rec.data === 'string' && HEX.test(rec.data) && rec.data.length >= 10) out.push(rec.data);
-    for (const k of ['error', 'info', 'cause', 'data', 'payload']) visit(rec[k], depth + 1);
-  };
-  visit(e, 0);
-  const message = (e as { message?: unknown } | null)?.message;
-  if (typeof message === 'string') for (const m of message.matchAll(/0x[0-9a-fA-F]{8,}/g)) out.push(m[0]);
-  return out;
-}
-
 let ifaces: ethers.Interface[] | undefined;
 
 export function decode(e: unknown): { name: string; args: unknown[] } | undefined {
   ifaces ??= [new ethers.Interface(loadArtifact('CreditLedger').abi as ethers.InterfaceAbi), new ethers.Interface(OZ_ERRORS)];
-  for (const data of revertData(e)) {
+  for (const data of revertDataCandidates(e)) {
     for (const i of ifaces) {
       try {
         const p = i.parseError(data);
