@@ -1,0 +1,110 @@
+/**
+ * The offline audit of a bundle (audit/audit.ts): a valid bundle with signed readings passes; one
+ * value changed, one reading dropped, one signature from another key, a key swapped: each is caught
+ * with its reason. The chain part against a ChainView that also serves device keys (today's ledger
+ * records none: test/audit/cli-anvil.test.ts runs the chain part against a real ledger on anvil).
+ */
+import t from 'tap';
+import { auditBundle, auditOffline, formatReport, type ChainView, type FindingReason } from '../../audit/audit.ts';
+import { parseBundle } from '../../audit/bundle.ts';
+import { generateDeviceKey, signLine, readingLine } from '../../domain/signature.ts';
+import { toReading } from '../../audit/bundle.ts';
+import { copy, fixture, signChain, T0 } from './fixture.ts';
+
+const F = fixture();
+const OTHER = generateDeviceKey();
+const reasons = (r: { findings: { reason: FindingReason }[] }) => [...new Set(r.findings.map((f) => f.reason))].sort();
+
+t.test('a valid bundle passes the offline audit and survives JSON', async (t) => {
+  const r = auditOffline(parseBundle(JSON.stringify(F.bundle)));
+  t.same(r.findings, []);
+  t.ok(r.ok);
+  t.same(r.recomputed, { netGrams: '3595155', evidenceRoot: F.root, complete: true });
+  t.same(r.devices, [
+    { deviceId: 'm1', signed: true, readings: 2, signatures: 2, chainUnbroken: true },
+    { deviceId: 'g1', signed: false, readings: 1, signatures: 0 },
+  ]);
+  t.match(formatReport(r), /devices {6}2 \(1 signed, 1\/1 chains unbroken\)/);
+});
+
+t.test('one value changed', async (t) => {
+  // seq 2 was signed as sent ("1002.50" kWh): the stored value no longer matches what was signed.
+  const b = copy(F.bundle);
+  b.devices[0].readings[0].value = '1003';
+  const r = auditOffline(b);
+  t.notOk(r.ok);
+  t.same(reasons(r), ['record_mismatch', 'value_mismatch']);
+  t.match(r.findings.find((f) => f.reason === 'value_mismatch'), { deviceId: 'm1', seq: 2 });
+  // Changed along with the text it was signed as: its signature breaks, and so does the next link.
+  b.devices[0].readings[0].sentValue = '1003';
+  t.same(reasons(auditOffline(b)), ['bad_signature', 'chain_broken', 'record_mismatch']);
+  // An unsigned device's value changed: only the recomputation shows it.
+  const g = copy(F.bundle);
+  g.devices[1].readings[0].value = '9.5';
+  t.same(reasons(auditOffline(g)), ['record_mismatch']);
+});
+
+t.test('one reading dropped', async (t) => {
+  const b = copy(F.bundle);
+  b.devices[0].readings.splice(0, 1); // seq 2: the register total is the same, the chain is not
+  const r = auditOffline(b);
+  t.same(reasons(r), ['chain_broken', 'record_mismatch']);
+  t.match(r.findings.find((f) => f.reason === 'chain_broken'), { deviceId: 'm1', seq: 3, detail: /omitted/ });
+  t.equal(r.devices[0].chainUnbroken, false);
+  t.match(formatReport(r), /chain BROKEN/);
+});
+
+t.test('one signature from another key', async (t) => {
+  const b = copy(F.bundle);
+  const r2 = b.devices[0].readings[0];
+  r2.sig = signLine(OTHER.privateKey, readingLine(toReading('F', 'm1', r2)) as string);
+  const r = auditOffline(b);
+  t.same(reasons(r), ['bad_signature']);
+  t.match(r.findings[0], { deviceId: 'm1', seq: 2 });
+});
+
+t.test('a key swapped', async (t) => {
+  // Only the key: no reading verifies under it.
+  const b = copy(F.bundle);
+  b.devices[0].keys[0].publicKey = OTHER.publicKey;
+  const r = auditOffline(b);
+  t.same(reasons(r), ['bad_signature']);
+  t.equal(r.findings.length, 3, 'both used readings and the chain context');
+  // Key and signatures swapped together (a platform re-signing with a key of its own): the bundle is
+  // self-consistent, only the keys the ledger recorded catch it.
+  const forged = fixture(OTHER).bundle;
+  t.ok(auditOffline(forged).ok, 'self-consistent offline');
+  const view: ChainView = {
+    async settlement() {
+      return { windowEnd: T0 + 3_600_000, netGrams: F.netGrams, evidenceRoot: F.root };
+    },
+    async deviceKeys(_f, deviceId) {
+      return deviceId === 'm1' ? [F.key.publicKey] : [];
+    },
+  };
+  const onChain = await auditBundle(forged, view);
+  t.same(reasons(onChain), ['key_not_on_chain']);
+  t.ok((await auditBundle(F.bundle, view)).ok, 'the real bundle passes the same chain');
+});
+
+t.test('other findings: unsigned reading of a signed device, broken factors, missing settlement', async (t) => {
+  const b = copy(F.bundle);
+  delete b.devices[0].readings[1].sig;
+  delete b.devices[0].readings[1].prev;
+  t.same(reasons(auditOffline(b)), ['unsigned']);
+  const f = copy(F.bundle);
+  f.factors.gridKgPerKwh = '0.5';
+  t.ok(reasons(auditOffline(f)).includes('factors_hash'));
+  const none: ChainView = { settlement: async () => undefined, deviceKeys: async () => undefined };
+  const r = await auditBundle(F.bundle, none);
+  t.same(reasons(r), ['chain_mismatch']);
+  t.match(r.chain, { checked: true, keysOnChain: false });
+  const offline = await auditBundle(F.bundle);
+  t.notOk(offline.ok, 'not verified without the chain');
+  t.match(formatReport(offline), /NOT VERIFIED/);
+  t.throws(() => parseBundle('{"format":"x"}'), { code: 'BUNDLE_INVALID' });
+  t.throws(() => parseBundle('nope'), { code: 'BUNDLE_INVALID' });
+  // The chain context is optional for the chain's first link only when it starts the chain.
+  const key = generateDeviceKey();
+  t.equal(signChain(key, [{ facilityId: 'F', deviceId: 'x', seq: 1, ts: 1, metric: 'natural_gas', value: '1', unit: 'm3', reset: false, receivedAt: 0 }])[0].prev, '');
+});
