@@ -48,3 +48,29 @@ t.test('examples/signed-meter.mjs publishes readings the platform can verify', a
   for (const r of readings) t.ok(verifyLine(key as string, readingLine(r) as string, r.sig as string), `seq ${r.seq} verifies`);
   t.ok(checkChain(readings.map((r) => ({ seq: r.seq, line: readingLine(r) as string, prev: r.prev as string }))).unbroken, 'chained');
 });
+
+t.test("the README's signed-reading snippet signs what the platform verifies", async (t) => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const snippet = /### Signed readings and an offline audit[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.ok(snippet, 'snippet found');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'readme-sig-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'snippet.mjs');
+  const now = Date.now();
+  fs.writeFileSync(
+    file,
+    `${snippet}\nconsole.log(JSON.stringify({ hexKey, out: [signed('m1', { seq: 1, ts: new Date(${now}).toISOString(), metric: 'electricity_import', value: 81234.5, unit: 'kWh' }), signed('m1', { seq: 2, ts: ${now}, metric: 'electricity_import', value: 81.3, unit: 'MWh' })] }));\n`,
+  );
+  const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.on('error', reject);
+    child.on('close', () => resolve({ stdout }));
+  });
+  const { hexKey, out } = JSON.parse(stdout) as { hexKey: string; out: unknown[] };
+  const readings = out.flatMap((o) => validatePayload(Buffer.from(JSON.stringify(o)), { facilityId: 'f', deviceId: 'm1', now }).readings);
+  t.equal(readings.length, 2);
+  for (const r of readings) t.ok(verifyLine(hexKey, readingLine(r) as string, r.sig as string), `seq ${r.seq} verifies`);
+  t.ok(checkChain(readings.map((r) => ({ seq: r.seq, line: readingLine(r) as string, prev: r.prev as string }))).unbroken);
+});
