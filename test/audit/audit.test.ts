@@ -7,7 +7,7 @@
 import t from 'tap';
 import { auditBundle, auditOffline, formatReport, type ChainView, type FindingReason } from '../../audit/audit.ts';
 import { parseBundle } from '../../audit/bundle.ts';
-import { generateDeviceKey, signLine, readingLine } from '../../domain/signature.ts';
+import { generateDeviceKey, lineHash, signLine, readingLine } from '../../domain/signature.ts';
 import { toReading } from '../../audit/bundle.ts';
 import { copy, fixture, signChain, T0 } from './fixture.ts';
 
@@ -107,4 +107,30 @@ t.test('other findings: unsigned reading of a signed device, broken factors, mis
   // The chain context is optional for the chain's first link only when it starts the chain.
   const key = generateDeviceKey();
   t.equal(signChain(key, [{ facilityId: 'F', deviceId: 'x', seq: 1, ts: 1, metric: 'natural_gas', value: '1', unit: 'm3', reset: false, receivedAt: 0 }])[0].prev, '');
+});
+
+t.test('every one change to a signed reading (used or chain context) is caught', async (t) => {
+  const fields = ['value', 'sentValue', 'sentUnit', 'ts', 'seq', 'reset', 'prev', 'sig', 'metric', 'drop'] as const;
+  const missed: string[] = [];
+  for (const which of [0, 1, 2])
+    for (const field of fields) {
+      const b = copy(F.bundle);
+      const dev = b.devices[0];
+      const list = which < 2 ? dev.readings : dev.context;
+      const r = list[which < 2 ? which : 0];
+      switch (field) {
+        case 'value': r.value = `${r.value}1`; break;
+        case 'sentValue': r.sentValue = `${r.sentValue ?? r.value}1`; break;
+        case 'sentUnit': r.sentUnit = (r.sentUnit ?? r.unit) === 'Wh' ? 'MWh' : 'Wh'; break;
+        case 'ts': r.ts += 1; break;
+        case 'seq': r.seq += 100; break;
+        case 'reset': r.reset = !r.reset; break;
+        case 'prev': r.prev = lineHash(`${r.prev}x`); break;
+        case 'sig': r.sig = signLine(OTHER.privateKey, readingLine(toReading('F', 'm1', r)) as string); break;
+        case 'metric': r.metric = 'electricity_export'; break;
+        case 'drop': list.splice(which < 2 ? which : 0, 1); break;
+      }
+      if (auditOffline(b).ok) missed.push(`${which < 2 ? `reading ${which}` : 'context'}: ${field}`);
+    }
+  t.same(missed, [], '30 tampered bundles, each caught');
 });
