@@ -51,6 +51,8 @@ export interface DeviceSummary {
   readings: number;
   signatures: number;
   chainUnbroken?: boolean;
+  /** Seqs where the device started a new chain (prev ''): its first signed reading, or a new key. */
+  chainStarts?: number[];
 }
 
 export interface AuditReport {
@@ -128,6 +130,7 @@ function auditDevice(b: AuditBundle, d: BundleDevice, findings: Finding[]): Devi
   if (summary.signed) {
     const check = checkChain(chained(d.readings), chained(d.context));
     summary.chainUnbroken = check.unbroken;
+    if (check.starts.length > 0) summary.chainStarts = check.starts;
     for (const br of check.breaks) {
       const why = br.reason === 'prev_missing' ? "its prev names no reading in the bundle (one before it was omitted or changed)" : br.reason === 'prev_not_previous' ? 'its prev names an earlier reading than the one just below it (a reading was inserted)' : 'two different readings carry this seq';
       findings.push({ reason: 'chain_broken', deviceId: d.deviceId, seq: br.seq, detail: `hash chain broken at seq ${br.seq}: ${why}` });
@@ -234,7 +237,8 @@ export function formatReport(r: AuditReport): string {
   const unbroken = signed.filter((d) => d.chainUnbroken).length;
   lines.push(`  devices      ${r.devices.length} (${signed.length} signed, ${unbroken}/${signed.length} chains unbroken), ${r.devices.reduce((n, d) => n + d.readings, 0)} readings, ${r.devices.reduce((n, d) => n + d.signatures, 0)} signatures checked`);
   for (const d of r.devices) {
-    lines.push(`    ${d.deviceId}: ${d.readings} readings, ${d.signed ? `${d.signatures} signed, chain ${d.chainUnbroken ? 'unbroken' : 'BROKEN'}` : 'unsigned device'}`);
+    const starts = d.chainStarts ? ` (new chain at seq ${d.chainStarts.join(', ')})` : '';
+    lines.push(`    ${d.deviceId}: ${d.readings} readings, ${d.signed ? `${d.signatures} signed, chain ${d.chainUnbroken ? 'unbroken' : 'BROKEN'}${starts}` : 'unsigned device'}`);
   }
   if (r.findings.length === 0) {
     lines.push(r.ok ? 'RESULT: OK — the settlement is reproduced from the bundle and matches the chain' : 'RESULT: NOT VERIFIED — the chain was not checked');

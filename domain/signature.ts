@@ -205,6 +205,8 @@ export interface ChainBreak {
 export interface ChainCheck {
   unbroken: boolean;
   breaks: ChainBreak[];
+  /** Seqs of used readings with prev '' (the device started a chain there: its first reading, or a new key). */
+  starts: number[];
 }
 
 /**
@@ -228,8 +230,12 @@ export function checkChain(used: readonly ChainReading[], context: readonly Chai
   seqs.forEach((s, i) => index.set(s, i));
   const hashes = new Map<string, number>();
   for (const s of seqs) hashes.set(lineHash((bySeq.get(s) as ChainReading).line), s);
+  const starts: number[] = [];
   for (const r of [...used].sort((a, b) => a.seq - b.seq)) {
-    if (r.prev === '') continue;
+    if (r.prev === '') {
+      starts.push(r.seq);
+      continue;
+    }
     const i = index.get(r.seq) as number;
     const below = i > 0 ? bySeq.get(seqs[i - 1]) : undefined;
     if (below && lineHash(below.line) === r.prev) continue;
@@ -237,5 +243,5 @@ export function checkChain(used: readonly ChainReading[], context: readonly Chai
     breaks.push({ seq: r.seq, reason: named !== undefined && named < r.seq ? 'prev_not_previous' : 'prev_missing' });
   }
   breaks.sort((a, b) => a.seq - b.seq);
-  return { unbroken: breaks.length === 0, breaks };
+  return { unbroken: breaks.length === 0, breaks, starts };
 }

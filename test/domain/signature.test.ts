@@ -132,12 +132,12 @@ function chain(n: number, step = 1, start = ''): ChainReading[] {
 
 t.test('hash chain: unbroken, omitted, inserted, and with context', async (t) => {
   const c = chain(6, 3);
-  t.same(checkChain(c), { unbroken: true, breaks: [] }, 'seqs need not be contiguous');
-  t.same(checkChain([...c].reverse()), { unbroken: true, breaks: [] }, 'order given does not matter');
+  t.same(checkChain(c), { unbroken: true, breaks: [], starts: [10] }, 'seqs need not be contiguous');
+  t.same(checkChain([...c].reverse()), { unbroken: true, breaks: [], starts: [10] }, 'order given does not matter');
   // The platform drops one: the next one's prev names a line that is not there.
   t.same(checkChain([c[0], c[1], c[3], c[4], c[5]]).breaks, [{ seq: c[3].seq, reason: 'prev_missing' }]);
   // A later window uses c[3..5]; c[2] (previous settlement) is context.
-  t.same(checkChain(c.slice(3), [c[2]]), { unbroken: true, breaks: [] });
+  t.same(checkChain(c.slice(3), [c[2]]), { unbroken: true, breaks: [], starts: [] });
   t.same(checkChain(c.slice(3)).breaks, [{ seq: c[3].seq, reason: 'prev_missing' }], 'without its predecessor the first link is unchecked: a break');
   // Something inserted between two chained readings (a reading the device never signed after c[1]).
   const forged = { seq: c[1].seq + 1, line: canonicalLine({ ...fields, seq: c[1].seq + 1, prev: lineHash(c[1].line) }), prev: lineHash(c[1].line) };
