@@ -6,6 +6,7 @@
  * no gateway.
  */
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { auditBundle, formatReport } from './audit.ts';
 import { parseBundle } from './bundle.ts';
@@ -54,8 +55,11 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    const started = performance.now();
     const report = await auditBundle(bundle, view);
-    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
+    const ms = performance.now() - started;
+    const readings = bundle.devices.reduce((n, d) => n + d.readings.length + d.context.length, 0);
+    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\naudited ${readings} readings in ${ms.toFixed(0)} ms (chain reads included)\n`);
     return report.ok ? 0 : 1;
   } catch (err) {
     process.stderr.write(`chain read failed: ${(err as Error).message}\n`);
