@@ -136,7 +136,7 @@ const NUM = '-?(?:0|[1-9]\\d*)(?:\\.\\d+)?(?:[eE][+-]?\\d+)?';
  * match is valid JSON whose values are exactly the captured texts; anything else takes the full parser.
  */
 const FAST_RE = new RegExp(
-  `^\\{"seq":(${NUM}),"ts":(?:(${NUM})|"([0-9A-Za-z:.+-]{0,64})"),"metric":"([a-z0-9_]{1,64})","value":(${NUM}),"unit":"([A-Za-z0-9]{1,16})"(?:,"reset":(true|false))?(?:,"prev":"([0-9a-f]{64}|)")?(?:,"sig":"([A-Za-z0-9+/]{86}==)")?\\}$`,
+  `^\\{"seq":(${NUM}),"ts":(?:(${NUM})|"([0-9A-Za-z:.+-]{0,64})"),"metric":"([a-z0-9_]{1,64})","value":(${NUM}),"unit":"([A-Za-z0-9]{1,16})"(?:,"reset":(true|false))?(?:,"prev":"([0-9a-f]{64}|)")?(?:,"sig":"([A-Za-z0-9+/]{85}[AQgw]==)")?\\}$`,
 );
 
 /** The reading object of a payload in the common form, as the full parser would build it; else undefined. */

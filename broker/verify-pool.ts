@@ -43,7 +43,7 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createPublicKey, verify } = require('node:crypto');
 const SPKI = Buffer.from('302a300506032b6570032100', 'hex');
-const SIG_RE = /^[A-Za-z0-9+/]{86}==$/;
+const SIG_RE = /^[A-Za-z0-9+/]{85}[AQgw]==$/;
 const HEX_RE = /^[0-9a-fA-F]{64}$/;
 const B64_RE = /^[A-Za-z0-9+/]{43}=?$/;
 const B64URL_RE = /^[A-Za-z0-9_-]{43}$/;

@@ -54,7 +54,7 @@ export const ReadingPayload = Type.Object(
       Type.String({ pattern: '^(?:[0-9a-f]{64})?$', description: "hex SHA-256 of the device's previous canonical line by seq ('' or absent: first reading after its key was set)" }),
     ),
     sig: Type.Optional(
-      Type.String({ pattern: '^[A-Za-z0-9+/]{86}==$', description: 'base64 Ed25519 signature over the canonical line (SPEC "Device signatures")' }),
+      Type.String({ pattern: '^[A-Za-z0-9+/]{85}[AQgw]==$', description: 'base64 Ed25519 signature over the canonical line (SPEC "Device signatures")' }),
     ),
   },
   { additionalProperties: false },

@@ -27,8 +27,11 @@ export interface LineFields {
 
 /** Exactly 64 lowercase hex digits, or '' (first reading after the key was set). */
 export const PREV_RE = /^(?:[0-9a-f]{64})?$/;
-/** Standard base64 of 64 bytes (an Ed25519 signature): 86 characters and `==`. */
-export const SIG_RE = /^[A-Za-z0-9+/]{86}==$/;
+/**
+ * Canonical standard base64 of 64 bytes (an Ed25519 signature): 86 characters and `==`, the last
+ * character one whose 4 unused bits are zero, so one signature has exactly one text.
+ */
+export const SIG_RE = /^[A-Za-z0-9+/]{85}[AQgw]==$/;
 
 export function canonicalLine(f: LineFields): string {
   return `${f.deviceId}|${f.seq}|${f.ts}|${f.metric}|${f.value}|${f.unit}|${f.reset ? 1 : 0}|${f.prev}`;

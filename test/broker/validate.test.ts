@@ -74,6 +74,7 @@ t.test('every reason code from a crafted payload', async (t) => {
     ['huge exponent', 'invalid_value', () => raw('"value":1e999')],
     ['sig not base64 of 64 bytes', 'bad_signature', () => one({ sig: 'AAAA' })],
     ['sig not a string', 'bad_signature', () => one({ sig: 5 })],
+    ['sig non-canonical base64 (unused bits set)', 'bad_signature', () => one({ sig: `${SIG.slice(0, 85)}B==` })],
     ['prev not hex', 'bad_signature', () => one({ sig: SIG, prev: 'x'.repeat(64) })],
     ['prev upper-case hex', 'bad_signature', () => one({ sig: SIG, prev: 'A'.repeat(64) })],
     ['prev without sig', 'bad_signature', () => one({ prev: '' })],

@@ -72,7 +72,13 @@ t.test('sign and verify (and interop with a plain node:crypto device)', async (t
   t.ok(verifyLine(Buffer.from(KEY.publicKey, 'hex').toString('base64'), line, sig), 'base64 key');
   t.notOk(verifyLine(OTHER.publicKey, line, sig), 'another key');
   t.notOk(verifyLine(KEY.publicKey, `${line}x`, sig), 'another line');
-  t.notOk(verifyLine(KEY.publicKey, line, sig.slice(0, -3) + 'A=='), 'sig changed');
+  const flip = (c: string) => (c === 'A' ? 'B' : 'A');
+  t.notOk(verifyLine(KEY.publicKey, line, sig.slice(0, 10) + flip(sig[10]) + sig.slice(11)), 'sig changed');
+  // The last character carries 2 bits and 4 unused ones: a non-canonical text of the same bytes is refused.
+  const last = sig[85];
+  const sameBytes = String.fromCharCode(last.charCodeAt(0) + 1);
+  t.notOk(verifyLine(KEY.publicKey, line, sig.slice(0, 85) + sameBytes + '=='), 'non-canonical base64 refused');
+  t.equal(Buffer.from(sig.slice(0, 85) + sameBytes + '==', 'base64').equals(Buffer.from(sig, 'base64')), true, '(it decodes to the same bytes)');
   t.notOk(verifyLine(KEY.publicKey, line, 'AAAA'), 'short sig');
   t.notOk(verifyLine('garbage', line, sig), 'bad key: false, no throw');
   // What the README's device does: generate with node:crypto, export the raw key, sign the line.
