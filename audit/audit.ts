@@ -35,6 +35,8 @@ export type FindingReason =
   | 'chain_mismatch'
   /** The bundle's device keys differ from those recorded on chain. */
   | 'key_not_on_chain'
+  /** The ledger recorded a key for a device the bundle presents as unsigned (its signatures withheld). */
+  | 'key_missing'
   /** The bundle's data cannot be recomputed (e.g. a reading not due in the window). */
   | 'invalid_bundle';
 
@@ -162,6 +164,9 @@ export function auditOffline(b: AuditBundle): AuditReport {
       const result = settleWindow(windowInputOf(b));
       const evidence = buildEvidence(result);
       report.recomputed = { netGrams: result.netGrams.toString(), evidenceRoot: evidence.root, complete: result.complete };
+      if (report.recomputed.complete !== b.settlement.complete) {
+        findings.push({ reason: 'record_mismatch', detail: `recomputed the window as ${result.complete ? 'complete' : 'incomplete'}, the settlement record says ${b.settlement.complete ? 'complete' : 'incomplete'}` });
+      }
       if (report.recomputed.netGrams !== b.settlement.netGrams) {
         findings.push({ reason: 'record_mismatch', detail: `recomputed net ${report.recomputed.netGrams} g, the settlement record says ${b.settlement.netGrams} g` });
       }
@@ -201,11 +206,13 @@ export async function auditBundle(b: AuditBundle, chain?: ChainView): Promise<Au
   }
   let keysKnown = true;
   for (const d of b.devices) {
-    if (d.keys.length === 0) continue;
     const recorded = await chain.deviceKeys(b.facility.id, d.deviceId);
     if (recorded === undefined) {
       keysKnown = false;
       continue;
+    }
+    if (d.keys.length === 0 && recorded.length > 0) {
+      findings.push({ reason: 'key_missing', deviceId: d.deviceId, detail: `the ledger recorded ${recorded.length} key(s) for ${d.deviceId}, the bundle presents it as an unsigned device` });
     }
     const set = new Set(recorded.map((k) => normalisePublicKey(k) ?? k));
     for (const k of d.keys) {

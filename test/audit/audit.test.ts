@@ -85,6 +85,17 @@ t.test('a key swapped', async (t) => {
   const onChain = await auditBundle(forged, view);
   t.same(reasons(onChain), ['key_not_on_chain']);
   t.ok((await auditBundle(F.bundle, view)).ok, 'the real bundle passes the same chain');
+  // The key and the signatures withheld: the device presented as unsigned (its values then unchecked).
+  const stripped = copy(F.bundle);
+  stripped.devices[0].keys = [];
+  for (const r of [...stripped.devices[0].readings, ...stripped.devices[0].context]) {
+    delete r.sig;
+    delete r.prev;
+  }
+  t.ok(auditOffline(stripped).ok, 'self-consistent offline');
+  const withheld = await auditBundle(stripped, view);
+  t.same(reasons(withheld), ['key_missing']);
+  t.match(withheld.findings[0], { deviceId: 'm1' });
 });
 
 t.test('other findings: unsigned reading of a signed device, broken factors, missing settlement', async (t) => {
@@ -92,6 +103,9 @@ t.test('other findings: unsigned reading of a signed device, broken factors, mis
   delete b.devices[0].readings[1].sig;
   delete b.devices[0].readings[1].prev;
   t.same(reasons(auditOffline(b)), ['unsigned']);
+  const c = copy(F.bundle);
+  c.settlement.complete = false;
+  t.same(reasons(auditOffline(c)), ['record_mismatch'], 'completeness differs');
   const f = copy(F.bundle);
   f.factors.gridKgPerKwh = '0.5';
   t.ok(reasons(auditOffline(f)).includes('factors_hash'));
