@@ -197,6 +197,23 @@ export function createBundle(src: BundleSource): AuditBundle {
   };
 }
 
+/**
+ * The chain context of one device's used readings: for each signed used reading, the stored reading
+ * just below it by seq (`below`: the store's lookup, e.g. the ingest rules' `DeviceReadings.below`
+ * returning full readings) when the settlement did not use it itself. What `BundleSource.context`
+ * wants for the device; sorted by seq, no repeats.
+ */
+export async function chainContext(used: readonly Reading[], below: (seq: number) => Reading | undefined | Promise<Reading | undefined>): Promise<Reading[]> {
+  const usedSeqs = new Set(used.map((r) => r.seq));
+  const out = new Map<number, Reading>();
+  for (const r of used) {
+    if (r.sig === undefined || !r.prev) continue;
+    const p = await below(r.seq);
+    if (p && !usedSeqs.has(p.seq)) out.set(p.seq, p);
+  }
+  return [...out.values()].sort((a, b) => a.seq - b.seq);
+}
+
 /** The methodology's input, rebuilt from a bundle. */
 export function windowInputOf(b: AuditBundle): WindowInput {
   return {

@@ -8,7 +8,7 @@ import t from 'tap';
 import { auditBundle, auditOffline, formatReport, type ChainView, type FindingReason } from '../../audit/audit.ts';
 import { parseBundle } from '../../audit/bundle.ts';
 import { generateDeviceKey, lineHash, signLine, readingLine } from '../../domain/signature.ts';
-import { toReading } from '../../audit/bundle.ts';
+import { chainContext, toReading } from '../../audit/bundle.ts';
 import { copy, fixture, signChain, T0 } from './fixture.ts';
 
 const F = fixture();
@@ -147,4 +147,13 @@ t.test('every one change to a signed reading (used or chain context) is caught',
       if (auditOffline(b).ok) missed.push(`${which < 2 ? `reading ${which}` : 'context'}: ${field}`);
     }
   t.same(missed, [], '30 tampered bundles, each caught');
+});
+
+t.test('chainContext: the predecessors by seq that a settlement did not use', async (t) => {
+  const m1 = F.input.devices[0];
+  const stored = [...F.bundle.devices[0].context, ...F.bundle.devices[0].readings].map((r) => toReading('F', 'm1', r));
+  const below = (seq: number) => [...stored].reverse().find((r) => r.seq < seq);
+  const ctx = await chainContext(m1.readings, below);
+  t.same(ctx.map((r) => r.seq), [1], 'seq 1, the previous settlement\'s last reading');
+  t.same(await chainContext([], below), []);
 });
