@@ -40,6 +40,7 @@ export const errors = {
   STORE_UNAVAILABLE: define('STORE_UNAVAILABLE', 503, (why: string) => `reading store unavailable: ${why}`),
   CHAIN_UNAVAILABLE: define('CHAIN_UNAVAILABLE', 503, (why: string) => `chain unavailable: ${why}`),
   CHAIN_SIGNER_MISSING: define('CHAIN_SIGNER_MISSING', 503, (what: string) => `${what} needs a chain signer this process does not have (set GATEWAY_PRIVATE_KEY for the gateway)`),
+  BUNDLE_INVALID: define('BUNDLE_INVALID', 400, (why: string) => `not an audit bundle: ${why}`),
 } as const;
 
 export type ErrorCode = (typeof errors)[keyof typeof errors]['code'];

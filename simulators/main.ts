@@ -59,7 +59,10 @@ Fleet
                          (default $DATA_DIR/simulator-state-{prefix}.json)
   --faults SPEC          e.g. drop=0.05,duplicate=0.05,reorder=0.02,late=0.02,garbage=0.01,
                          reset=0.001,skew=0.01,badauth=1,spoof=1 (rates per reading; counts
-                         for badauth and spoof)
+                         for badauth and spoof); badsig=RATE needs --sign
+  --sign                 every device signs its readings with its own Ed25519 key (kept in
+                         the state file, registered as its publicKey with --api); off by
+                         default until the platform verifies signatures
 Output
   --json                 print the final summary as one JSON object on stdout
                          The summary names the platform's rejections by reason (with --api),
@@ -103,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
         grace: { type: 'string' },
         state: { type: 'string' },
         faults: { type: 'string' },
+        sign: { type: 'boolean' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
         'log-level': { type: 'string' },
@@ -172,6 +176,7 @@ export async function main(argv: string[]): Promise<number> {
       devices,
       rate,
       faults: values.faults,
+      sign: values.sign === true,
       seed: values.seed,
       duration,
       statePath: values.state ?? defaultStatePath(prefix, dataDir),
