@@ -24,6 +24,7 @@ import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits, type ListenOptions } from './broker/broker.ts';
 import { buildConsumer, type Consumer } from './broker/consumer.ts';
 import { buildIngestPipeline, type IngestPipeline, type IngestPipelineDeps } from './broker/pipeline.ts';
+import { createVerifier } from './broker/verify-pool.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { ingestSettings, mqttListeners, type Config } from './domain/config.ts';
@@ -215,9 +216,13 @@ export function brokerListenOptions(config: Config): ListenOptions {
 export async function composeIngest(c: Composition, stores: Pick<Stores, 'readings' | 'registry'>, tuning: IngestTuning = {}): Promise<IngestPart> {
   const { config, logger, metrics } = c;
   const settings = ingestSettings(config);
+  // Device signatures are verified in worker threads (closed after the pipeline: parts stop in reverse).
+  const verifier = createVerifier();
+  c.parts.add('verifier', () => verifier.close());
   const pipeline = buildIngestPipeline({
     store: stores.readings,
     registry: stores.registry,
+    verifier,
     logger,
     metrics,
     rejectionRetentionMs: settings.rejectionRetentionMs,
