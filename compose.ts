@@ -342,6 +342,8 @@ export async function composeFleet(c: Composition, mqttUrl: string, gateway: Gat
     devices: config.simulatedDevices,
     rate: 1,
     seed: 'demo',
+    // every demo device has a key (registered as its publicKey) and signs its readings
+    sign: true,
     api: { url: gateway.url, key },
     windowSeconds: config.windowSeconds,
     graceSeconds: config.graceSeconds,

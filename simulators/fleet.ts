@@ -34,8 +34,8 @@ export interface FleetOptions {
   faults?: FaultRates | string;
   /**
    * Every device signs its readings (SPEC "Device signatures"): a key per device, made once and kept
-   * in the state file, registered as the device's `publicKey` with --api. Off by default until the
-   * platform verifies signatures (the `badsig` fault needs it).
+   * in the state file, registered as the device's `publicKey` with --api. Default on (`false`:
+   * unsigned, as before keys existed; a device registered with a key then has its readings refused).
    */
   sign?: boolean;
   seed?: string | number;
@@ -179,7 +179,8 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
   if (!(rate > 0 && rate <= 1000)) throw simErrors.USAGE('--rate must be a number of readings per second per device, > 0 and <= 1000');
   if (opts.duration !== undefined && !(opts.duration > 0)) throw simErrors.USAGE('--duration must be a positive number of seconds');
   const faults = typeof opts.faults === 'string' || opts.faults === undefined ? parseFaults(opts.faults) : opts.faults;
-  if ((faults.badsig ?? 0) > 0 && !opts.sign) throw simErrors.USAGE('--faults badsig needs --sign (unsigned devices have no signature to spoil)');
+  opts = { ...opts, sign: opts.sign ?? true };
+  if ((faults.badsig ?? 0) > 0 && !opts.sign) throw simErrors.USAGE('--faults badsig needs signing (not with --no-sign: unsigned devices have no signature to spoil)');
   const seed = String(opts.seed ?? 'mrv');
   const now = opts.now ?? Date.now;
   const windowSeconds = opts.windowSeconds ?? defaultOf('windowSeconds');

@@ -112,7 +112,7 @@ t.test('a signing fleet keeps its keys in the state file; the chain continues ac
   const broker = await startBroker({ log });
   t.teardown(() => broker.close());
   const common = { url: `mqtt://127.0.0.1:${broker.port}`, devices: 2, rate: 20, seed: 'sg', statePath, sign: true, logger: silentLogger };
-  await t.rejects(startFleet({ ...common, sign: false, faults: 'badsig=0.1' }), /badsig needs --sign/);
+  await t.rejects(startFleet({ ...common, sign: false, faults: 'badsig=0.1' }), /badsig needs signing/);
 
   const run1 = await startFleet(common);
   t.teardown(() => run1.stop());
