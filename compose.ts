@@ -216,20 +216,32 @@ export function brokerListenOptions(config: Config): ListenOptions {
 export async function composeIngest(c: Composition, stores: Pick<Stores, 'readings' | 'registry'>, tuning: IngestTuning = {}): Promise<IngestPart> {
   const { config, logger, metrics } = c;
   const settings = ingestSettings(config);
-  // Device signatures are verified in worker threads (closed after the pipeline: parts stop in reverse).
+  // Device signatures are verified in worker threads; the pool is part of ingest and closed after the
+  // pipeline has flushed (its last batches still verify).
   const verifier = createVerifier();
-  c.parts.add('verifier', () => verifier.close());
-  const pipeline = buildIngestPipeline({
-    store: stores.readings,
-    registry: stores.registry,
-    verifier,
-    logger,
-    metrics,
-    rejectionRetentionMs: settings.rejectionRetentionMs,
-    ...(config.mqttUrl ? { rateLimit: false as const } : {}),
-    ...tuning.pipeline,
+  let pipeline: IngestPipeline;
+  try {
+    pipeline = buildIngestPipeline({
+      store: stores.readings,
+      registry: stores.registry,
+      verifier,
+      logger,
+      metrics,
+      rejectionRetentionMs: settings.rejectionRetentionMs,
+      ...(config.mqttUrl ? { rateLimit: false as const } : {}),
+      ...tuning.pipeline,
+    });
+  } catch (err) {
+    await verifier.close();
+    throw err;
+  }
+  c.parts.add('ingest', async () => {
+    try {
+      await pipeline.close();
+    } finally {
+      await verifier.close();
+    }
   });
-  c.parts.add('ingest', () => pipeline.close());
   if (config.mqttUrl) {
     const consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: stores.registry, pipeline, logger, metrics });
     c.parts.add('consumer', () => consumer.close());
