@@ -6,6 +6,7 @@
  * stays up; a device without a key is unchanged. The verifier is the real worker-thread pool.
  */
 import t from 'tap';
+import { bundleReading, toReading } from '../../audit/bundle.ts';
 import { createVerifier } from '../../broker/verify-pool.ts';
 import { canonicalLine, generateDeviceKey, lineHash, readingLine, signLine, verifyLine } from '../../domain/signature.ts';
 import { connect, eventually, makeFleet, metric, startBroker, topic } from './helpers.ts';
@@ -56,6 +57,11 @@ t.test('a keyed device: signed readings stored with their signature, bad ones re
   t.notOk(s2 && 'sentValue' in s2, 'no sentValue when the value was sent as stored');
   t.equal(readingLine(s1!), r1.line, 'the canonical line is rebuilt from the store');
   t.ok(verifyLine(key.publicKey, readingLine(s2!)!, s2!.sig!), "the stored reading verifies with the device's key");
+  // An audit bundle is built from stored readings: its readings still verify and chain.
+  const b1 = toReading('F1', 'd1', bundleReading(s1!));
+  const b2 = toReading('F1', 'd1', bundleReading(s2!));
+  t.ok(verifyLine(key.publicKey, readingLine(b1)!, b1.sig!), 'a bundle reading made from the store verifies');
+  t.equal(b2.prev, lineHash(readingLine(b1)!), 'and links to its predecessor');
 
   // Unsigned, another key's signature, a value changed after signing: each refused, the connection stays.
   await d1.publishAsync(topic('F1', 'd1'), unsigned(3, '1002'), { qos: 1 });
