@@ -24,6 +24,7 @@ import { buildBroker, type Broker, type BrokerLimits, type ListenOptions } from 
 import { buildConsumer, type Consumer } from './broker/consumer.ts';
 import { buildIngestPipeline, type IngestPipeline, type IngestPipelineDeps } from './broker/pipeline.ts';
 import { keySigner, rpcProvider } from './contracts/client/connect.ts';
+import { createVerifier } from './broker/verify-pool.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { ingestSettings, mqttListeners, type Config } from './domain/config.ts';
@@ -214,16 +215,32 @@ export function brokerListenOptions(config: Config): ListenOptions {
 export async function composeIngest(c: Composition, stores: Pick<Stores, 'readings' | 'registry'>, tuning: IngestTuning = {}): Promise<IngestPart> {
   const { config, logger, metrics } = c;
   const settings = ingestSettings(config);
-  const pipeline = buildIngestPipeline({
-    store: stores.readings,
-    registry: stores.registry,
-    logger,
-    metrics,
-    rejectionRetentionMs: settings.rejectionRetentionMs,
-    ...(config.mqttUrl ? { rateLimit: false as const } : {}),
-    ...tuning.pipeline,
+  // Device signatures are verified in worker threads; the pool is part of ingest and closed after the
+  // pipeline has flushed (its last batches still verify).
+  const verifier = createVerifier();
+  let pipeline: IngestPipeline;
+  try {
+    pipeline = buildIngestPipeline({
+      store: stores.readings,
+      registry: stores.registry,
+      verifier,
+      logger,
+      metrics,
+      rejectionRetentionMs: settings.rejectionRetentionMs,
+      ...(config.mqttUrl ? { rateLimit: false as const } : {}),
+      ...tuning.pipeline,
+    });
+  } catch (err) {
+    await verifier.close();
+    throw err;
+  }
+  c.parts.add('ingest', async () => {
+    try {
+      await pipeline.close();
+    } finally {
+      await verifier.close();
+    }
   });
-  c.parts.add('ingest', () => pipeline.close());
   if (config.mqttUrl) {
     const consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: stores.registry, pipeline, logger, metrics });
     c.parts.add('consumer', () => consumer.close());
@@ -336,6 +353,8 @@ export async function composeFleet(c: Composition, mqttUrl: string, gateway: Gat
     devices: config.simulatedDevices,
     rate: 1,
     seed: 'demo',
+    // every demo device has a key (registered as its publicKey) and signs its readings
+    sign: true,
     api: { url: gateway.url, key },
     windowSeconds: config.windowSeconds,
     graceSeconds: config.graceSeconds,

@@ -1,5 +1,6 @@
 /**
- * The ingest pipeline, independent of aedes: validate -> queue -> group commit -> acknowledge.
+ * The ingest pipeline, independent of aedes: validate -> queue -> signatures (per batch) -> group
+ * commit -> acknowledge.
  *
  * `submit(ctx, payload)` resolves only after the readings of that payload have landed in a
  * `ReadingStore.commit` (durable) and its rejections are in the rejections log; the caller acks then.
@@ -28,6 +29,8 @@ import type { Registry as PromRegistry } from 'prom-client';
 import { validatePayload, type ValidationResult } from './validate.ts';
 import { ingestMetrics, type IngestMetrics } from './metrics.ts';
 import { TokenBuckets, type RateLimit } from './ratelimit.ts';
+import { checkSignatures } from './signatures.ts';
+import { verifyInline, type SignatureVerifier } from './verify-pool.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
@@ -48,7 +51,13 @@ export interface IngestResult {
 
 export interface IngestPipelineDeps {
   store: ReadingStore;
-  registry: Pick<FacilityRegistry, 'addRejections'> & Partial<Pick<FacilityRegistry, 'pruneRejections'>>;
+  /** `devicePublicKey`: the keys of signing devices, read once per device per batch (absent: no device signs). */
+  registry: Pick<FacilityRegistry, 'addRejections'> & Partial<Pick<FacilityRegistry, 'pruneRejections' | 'devicePublicKey'>>;
+  /**
+   * Verifies the signatures of a batch (broker/verify-pool.ts createVerifier; its owner closes it).
+   * Absent: verified inline on the event loop (signatures are checked either way).
+   */
+  verifier?: SignatureVerifier;
   logger: Logger;
   metrics: PromRegistry;
   /** Epoch ms; receive time of readings and reference for 'future_ts'. */
@@ -143,8 +152,19 @@ function seqOfRejection(r: Rejection): number | undefined {
 }
 
 function readingText(r: Reading): string {
-  return JSON.stringify({ seq: r.seq, ts: new Date(r.ts).toISOString(), metric: r.metric, value: r.value, unit: r.unit, ...(r.reset ? { reset: true } : {}) });
+  return JSON.stringify({
+    seq: r.seq,
+    ts: new Date(r.ts).toISOString(),
+    metric: r.metric,
+    value: r.sentValue ?? r.value,
+    unit: r.sentUnit ?? r.unit,
+    ...(r.reset ? { reset: true } : {}),
+    ...(r.prev !== undefined ? { prev: r.prev } : {}),
+    ...(r.sig !== undefined ? { sig: r.sig } : {}),
+  });
 }
+
+const INLINE_VERIFIER: SignatureVerifier = { workers: 0, verify: async (items) => verifyInline(items), close: async () => {} };
 
 export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   const log = deps.logger.child({ component: 'ingest' });
@@ -155,6 +175,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   const maxQueuedBytes = deps.maxQueuedBytes ?? 8 * 1024 * 1024;
   const maxInFlight = Math.max(1, deps.maxInFlight ?? 4);
   const validate = deps.validate ?? ((bytes, ctx) => validatePayload(bytes, ctx));
+  const verifier = deps.verifier ?? INLINE_VERIFIER;
   const limit = deps.rateLimit === false ? undefined : (deps.rateLimit ?? DEFAULT_RATE_LIMIT);
   const buckets = limit ? new TokenBuckets(limit, clock) : undefined;
   /** Last time a 'rate_limited' row was logged per device: at most one a second reaches the log. */
@@ -302,6 +323,36 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   }
 
   /**
+   * The signature step (SPEC "Device signatures"), between validation and commit: the keys of the
+   * batch's devices are read from the registry (one probe per device per batch, so a key set or
+   * rotated applies from the next batch), the batch's signatures verified in one verifier call;
+   * refused readings leave their job's readings for its rejections (`bad_signature`). Returns the
+   * readings left to commit, in order.
+   */
+  async function checkBatchSignatures(batch: Job[], readings: Reading[]): Promise<Reading[]> {
+    const keys = new Map<string, string | undefined>();
+    const keyOf = (deviceId: string): string | undefined => {
+      if (!keys.has(deviceId)) keys.set(deviceId, deps.registry.devicePublicKey?.(deviceId));
+      return keys.get(deviceId);
+    };
+    const check = await checkSignatures(readings, keyOf, verifier);
+    if (check.rejected.length === 0 && check.accepted.every((r, i) => r === readings[i])) return readings;
+    const refused = new Map<Reading, string>();
+    for (const rj of check.rejected) refused.set(rj.reading, rj.detail);
+    let k = 0;
+    for (const job of batch) {
+      const kept: Reading[] = [];
+      for (const r of job.readings) {
+        const detail = refused.get(r);
+        if (detail === undefined) kept.push(check.accepted[k++]);
+        else job.rejections.push({ ...job.ctx, receivedAt: r.receivedAt, reason: 'bad_signature', detail, payload: readingText(r) });
+      }
+      job.readings = kept;
+    }
+    return check.accepted;
+  }
+
+  /**
    * Takes the next batch and stages it (checks + writes, one batch at a time, in order); while it
    * becomes durable the next batch may already be staged (up to `maxInFlight` batches between stage
    * and durable). Jobs resolve once their batch is durable and its rejections are logged.
@@ -322,7 +373,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
     staging = true;
     inFlight++;
     const batchBytes = batch.reduce((s, j) => s + j.payload.length, 0);
-    const readings: Reading[] = n === 0 ? [] : batch.length === 1 ? batch[0].readings : batch.flatMap((j) => j.readings);
+    let readings: Reading[] = n === 0 ? [] : batch.length === 1 ? batch[0].readings : batch.flatMap((j) => j.readings);
     let carriedOver = false;
     const end = readings.length > 0 ? m.commitSeconds.startTimer() : undefined;
     try {
@@ -330,6 +381,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       try {
         let staged: StagedCommit = { done: Promise.resolve([]) };
         try {
+          if (readings.length > 0) readings = await checkBatchSignatures(batch, readings);
           if (readings.length > 0) staged = deps.store.stage ? await deps.store.stage(readings) : { done: Promise.resolve(await deps.store.commit(readings)) };
         } finally {
           staging = false;

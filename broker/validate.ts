@@ -4,7 +4,8 @@
  * (duplicates, seq order, registers going backwards) happen later in ReadingStore.commit.
  *
  * Order: size <= 64 KiB -> UTF-8 (fatal) -> strict JSON (numbers kept as text) -> shape (object, or
- * array of 1..500) -> per element: exact field set, seq, ts, metric, unit, value, reset.
+ * array of 1..500) -> per element: exact field set, seq, ts, metric, unit, value, reset, prev and sig
+ * (their form only: whether a signature verifies is decided at ingest, see broker/verify-pool.ts).
  * A payload-level failure is one rejection (payload text cut to 4 KiB); a bad element rejects only
  * itself (its own row, payload = that element's source text).
  */
@@ -21,6 +22,7 @@ import {
   type RejectReason,
   type Rejection,
 } from '../domain/reading.ts';
+import { PREV_RE, SIG_RE } from '../domain/signature.ts';
 
 /** Nesting allowed in a payload: array -> object -> (nothing deeper is valid, a little slack for errors). */
 const MAX_JSON_DEPTH = 32;
@@ -38,7 +40,7 @@ export interface ValidationResult {
 }
 
 const REQUIRED = ['seq', 'ts', 'metric', 'value', 'unit'] as const;
-const ALLOWED = new Set<string>([...REQUIRED, 'reset']);
+const ALLOWED = new Set<string>([...REQUIRED, 'reset', 'prev', 'sig']);
 const SEQ_RE = /^(?:0|[1-9]\d{0,15})$/;
 const EPOCH_MS_RE = /^(?:0|[1-9]\d{0,15})$/;
 /** RFC 3339 date-time: ISO-8601 extended format with a mandatory zone (Z or +hh:mm). */
@@ -127,12 +129,13 @@ export function validatePayload(bytes: Buffer | Uint8Array, ctx: ValidateContext
 const NUM = '-?(?:0|[1-9]\\d*)(?:\\.\\d+)?(?:[eE][+-]?\\d+)?';
 /**
  * The common payload, one reading with the SPEC's key order and no whitespace, e.g.
- * `{"seq":1,"ts":"2026-11-22T06:00:00.000Z","metric":"electricity_import","value":81234.5,"unit":"kWh"}`.
+ * `{"seq":1,"ts":"2026-11-22T06:00:00.000Z","metric":"electricity_import","value":81234.5,"unit":"kWh"}`,
+ * optionally followed by `"reset"`, then `"prev"` and `"sig"` (a signed reading, in that order).
  * Strings are limited to characters that need no escaping and cannot be control characters, so a
  * match is valid JSON whose values are exactly the captured texts; anything else takes the full parser.
  */
 const FAST_RE = new RegExp(
-  `^\\{"seq":(${NUM}),"ts":(?:(${NUM})|"([0-9A-Za-z:.+-]{0,64})"),"metric":"([a-z0-9_]{1,64})","value":(${NUM}),"unit":"([A-Za-z0-9]{1,16})"(?:,"reset":(true|false))?\\}$`,
+  `^\\{"seq":(${NUM}),"ts":(?:(${NUM})|"([0-9A-Za-z:.+-]{0,64})"),"metric":"([a-z0-9_]{1,64})","value":(${NUM}),"unit":"([A-Za-z0-9]{1,16})"(?:,"reset":(true|false))?(?:,"prev":"([0-9a-f]{64}|)")?(?:,"sig":"([A-Za-z0-9+/]{85}[AQgw]==)")?\\}$`,
 );
 
 /** The reading object of a payload in the common form, as the full parser would build it; else undefined. */
@@ -148,6 +151,8 @@ export function fastElement(text: string): JsonObject | undefined {
     unit: m[6],
   };
   if (m[7] !== undefined) el.reset = m[7] === 'true';
+  if (m[8] !== undefined) el.prev = m[8];
+  if (m[9] !== undefined) el.sig = m[9];
   return el;
 }
 
@@ -201,7 +206,7 @@ function validateElement(el: JsonValue, ctx: ValidateContext): ElementResult {
     reset = el.reset;
   }
 
-  return {
+  const reading: Reading = {
     facilityId: ctx.facilityId,
     deviceId: ctx.deviceId,
     seq,
@@ -212,6 +217,22 @@ function validateElement(el: JsonValue, ctx: ValidateContext): ElementResult {
     reset,
     receivedAt: ctx.now,
   };
+  // Signature fields: their form here; whether the signature verifies is decided at ingest.
+  if ('sig' in el) {
+    if (typeof el.sig !== 'string' || !SIG_RE.test(el.sig)) return { reason: 'bad_signature', detail: 'sig must be the base64 of a 64-byte Ed25519 signature' };
+    let prev = '';
+    if ('prev' in el) {
+      if (typeof el.prev !== 'string' || !PREV_RE.test(el.prev)) return { reason: 'bad_signature', detail: "prev must be 64 lowercase hex digits or ''" };
+      prev = el.prev;
+    }
+    reading.sig = el.sig;
+    reading.prev = prev;
+    if (raw.text !== canonical) reading.sentValue = raw.text;
+    if (unit !== spec.unit) reading.sentUnit = unit;
+  } else if ('prev' in el) {
+    return { reason: 'bad_signature', detail: 'prev without sig' };
+  }
+  return reading;
 }
 
 /** Non-negative, no exponent, at most the 60 digits Decimal.parse accepts. */

@@ -90,6 +90,9 @@ export const errors = {
     `${setting}=${port}: ${host}:${port} is already in use (another carbon-mrv, or another program): stop it, or set ${setting} to a free port (0 picks one)`),
   ALREADY_RUNNING: define('ALREADY_RUNNING', 500, (pid: number, dataDir: string, lockFile: string) =>
     `another carbon-mrv (pid ${pid}) is running on DATA_DIR ${dataDir}: stop it first (Ctrl-C in its terminal, or kill ${pid}), or set DATA_DIR to another directory (if pid ${pid} is not carbon-mrv, delete ${lockFile})`),
+
+  // --- audit (npm run audit)
+  BUNDLE_INVALID: define('BUNDLE_INVALID', 400, (why: string) => `not an audit bundle: ${why}`),
 } as const;
 
 /** The simulators' own errors (command line, state file, fleet registration); all 400. */

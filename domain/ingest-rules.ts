@@ -32,6 +32,8 @@ export interface StoredReading {
   value: string;
   unit: string;
   reset: boolean;
+  /** The device's signature (base64), when the reading was signed: a redelivery must carry the same one to be a duplicate. */
+  sig?: string;
 }
 
 /**
@@ -111,7 +113,7 @@ function reject(reason: RejectReason, detail: string): IngestOutcome {
 }
 
 export function sameContent(a: StoredReading, b: StoredReading): boolean {
-  return a.ts === b.ts && a.metric === b.metric && a.value === b.value && a.unit === b.unit && a.reset === b.reset;
+  return a.ts === b.ts && a.metric === b.metric && a.value === b.value && a.unit === b.unit && a.reset === b.reset && a.sig === b.sig;
 }
 
 const DEFAULT_CAPACITY_FIXED = Object.fromEntries(Object.entries(DEFAULT_CAPACITY).map(([m, c]) => [m, fixedOf(c)])) as Record<Metric, Fixed>;

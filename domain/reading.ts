@@ -58,6 +58,12 @@ export const ReadingPayload = Type.Object(
     value: Type.Number({ description: 'decimal, in `unit`' }),
     unit: Type.String(),
     reset: Type.Optional(Type.Boolean({ description: 'cumulative register was reset' })),
+    prev: Type.Optional(
+      Type.String({ pattern: '^(?:[0-9a-f]{64})?$', description: "hex SHA-256 of the device's previous canonical line by seq ('' or absent: first reading after its key was set)" }),
+    ),
+    sig: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9+/]{85}[AQgw]==$', description: 'base64 Ed25519 signature over the canonical line (SPEC "Device signatures")' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -106,6 +112,14 @@ export interface Reading {
    * stored seq ("late" arrival, 1, 2, ...); absent for one stored in order (see store/types.ts VisibilityMark).
    */
   arrival?: number;
+  /** Device signature (base64, 64 bytes) when the reading carried `sig`; the four fields below come with it. */
+  sig?: string;
+  /** The `prev` the device signed over: 64 lowercase hex, or '' (first reading after the key was set). */
+  prev?: string;
+  /** The value's JSON number text exactly as sent (what the signature covers), when it differs from `value`. */
+  sentValue?: string;
+  /** The unit exactly as sent, when it differs from the normalised `unit`. */
+  sentUnit?: string;
 }
 
 /** What the HTTP API returns for a reading. */
@@ -151,6 +165,11 @@ export const REJECT_REASONS = [
   'device_not_active',
   /** External broker: the device's facility is suspended (our broker refuses it at CONNECT). */
   'facility_not_active',
+  /**
+   * A device with a public key sent no `sig`, or one that does not verify over the canonical line
+   * (SPEC "Device signatures"); also a malformed `sig` or `prev` field.
+   */
+  'bad_signature',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

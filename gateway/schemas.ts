@@ -108,12 +108,17 @@ export const FacilityView = Type.Object({
 export const FacilityList = Type.Object({ items: Type.Array(FacilityView), next: NextCursor }, { description: 'newest registration first' });
 
 // --- devices
+const PublicKey = Type.String({
+  maxLength: 128,
+  description: 'Ed25519 public key, 32 bytes as 64 hex digits or base64; the device then signs every reading (SPEC "Device signatures")',
+});
 export const DeviceCreate = Type.Object(
   {
     deviceId: Id('device id, also the MQTT username'),
     kind: Type.Optional(Type.String({ pattern: ID_PATTERN })),
     capacity: Type.Optional(Capacity),
     reportingIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'declared reporting interval (default 60)' })),
+    publicKey: Type.Optional(PublicKey),
   },
   { additionalProperties: false },
 );
@@ -135,6 +140,7 @@ export const DeviceView = Type.Object({
   decommissionReason: Type.Optional(Type.String()),
   online: Type.Boolean(),
   lastSeenAt: Type.Optional(Iso('last connect/disconnect')),
+  publicKey: Type.Optional(Type.String({ description: 'Ed25519 public key (64 lowercase hex): the device signs every reading' })),
   password: Type.Optional(Type.String({ description: 'new MQTT secret after rotateSecret, shown once' })),
 });
 export const DeviceList = Type.Object({ items: Type.Array(DeviceView), next: NextCursor }, { description: 'newest registration first' });
@@ -144,6 +150,7 @@ export const DevicePatch = Type.Object(
     reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500, description: 'required with status decommissioned' })),
     capacity: Type.Optional(Capacity),
     rotateSecret: Type.Optional(Type.Literal(true)),
+    publicKey: Type.Optional({ ...PublicKey, description: 'sets or rotates the Ed25519 public key; readings are verified with it from the next ingest batch' }),
   },
   { additionalProperties: false, minProperties: 1 },
 );

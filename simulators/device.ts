@@ -5,6 +5,7 @@
  * no timers, no Math.random. The fleet runner does the MQTT side.
  */
 import { MAX_FUTURE_MS, readingsTopic, type Metric, type RejectReason } from '../domain/reading.ts';
+import { canonicalLine, lineHash, signLine } from '../domain/signature.ts';
 import { emptyFaultCounts, expectRejection, garbagePayload, GARBAGE_KINDS, NO_FAULTS, type FaultCounts, type FaultRates } from './faults.ts';
 import { FacilityModel, type DeviceKind, type FacilityProfile, type FacilityState, type KindCounts } from './profiles.ts';
 import { Rng, hashSeed } from './prng.ts';
@@ -42,6 +43,11 @@ export interface DeviceOptions {
   /** Settlement window and grace, for `late` readings (ts in an already settled window). */
   windowMs?: number;
   graceMs?: number;
+  /**
+   * The device's Ed25519 key (32-byte seed, hex; the fleet keeps it in the state file): every reading
+   * is signed over its canonical line, `prev` chaining it to the one before by seq. Absent: unsigned.
+   */
+  signKey?: string;
 }
 
 export interface RegisterState {
@@ -66,6 +72,8 @@ export interface DeviceState {
   clockOffsetMs?: number;
   /** ts of the last reading the platform is expected to store (the lower neighbour of the next one). */
   lastTs?: number;
+  /** Signing devices: hex SHA-256 of the canonical line of the last reading generated (the next one's `prev`). */
+  prev?: string;
 }
 
 export interface Reading {
@@ -75,6 +83,9 @@ export interface Reading {
   value: number;
   unit: string;
   reset?: boolean;
+  /** Signed devices: the hash of the previous reading's canonical line ('' for the first) and the signature. */
+  prev?: string;
+  sig?: string;
 }
 
 export type MessageKind = 'reading' | 'duplicate' | 'garbage';
@@ -141,6 +152,7 @@ export class DeviceSim {
   private readonly faults: FaultRates;
   private readonly windowMs: number;
   private readonly graceMs: number;
+  private readonly signKey: string | undefined;
   private readonly rng: Rng;
   private readonly faultRng: Rng;
   private s: DeviceState;
@@ -159,6 +171,7 @@ export class DeviceSim {
     this.faults = opts.faults ?? NO_FAULTS;
     this.windowMs = opts.windowMs ?? 3_600_000;
     this.graceMs = opts.graceMs ?? 300_000;
+    this.signKey = opts.signKey;
     if (state) {
       this.s = structuredClone(state);
     } else {
@@ -209,7 +222,14 @@ export class DeviceSim {
     // content faults are exclusive: one draw picks at most one of drop, late, skew, reset
     const f = this.faults;
     const u = this.faultRng.next();
-    let content = u < f.drop ? 'drop' : u < f.drop + f.late ? 'late' : u < f.drop + f.late + f.skew ? 'skew' : u < f.drop + f.late + f.skew + f.reset ? 'reset' : null;
+    const badsig = f.badsig ?? 0;
+    let content =
+      u < f.drop ? 'drop'
+      : u < f.drop + f.late ? 'late'
+      : u < f.drop + f.late + f.skew ? 'skew'
+      : u < f.drop + f.late + f.skew + f.reset ? 'reset'
+      : this.signKey !== undefined && u < f.drop + f.late + f.skew + f.reset + badsig ? 'badsig'
+      : null;
     // A message held back by reorder is released after the next stored one: keep that next one plain.
     if ((content === 'skew' || content === 'late') && this.held) content = null;
 
@@ -241,6 +261,11 @@ export class DeviceSim {
         ts = Math.max(0, ts + shift);
         if (this.s.lastTs !== undefined && ts < this.s.lastTs) expect = 'ts_out_of_order';
       }
+    }
+    if (content === 'badsig') {
+      applied.push('badsig');
+      this.counts.badsig += this.metrics.length;
+      expect = 'bad_signature';
     }
     if (content !== 'drop' && !expect) this.s.lastTs = Math.max(this.s.lastTs ?? ts, ts);
     const resetMetric = content === 'reset' ? this.metrics.find((m) => m !== 'co2_direct') : undefined;
@@ -275,6 +300,7 @@ export class DeviceSim {
         unit,
       };
       if (reset) r.reset = true;
+      if (this.signKey !== undefined) this.sign(r, ts, content === 'badsig');
       return r;
     });
 
@@ -344,6 +370,19 @@ export class DeviceSim {
       out.push(h);
     }
     return out.sort((a, b) => (a.seqs[0] ?? 0) - (b.seqs[0] ?? 0));
+  }
+
+  /**
+   * Signs a reading over its canonical line (value as JSON prints it, ts as epoch ms) and moves the
+   * chain on: the next reading's prev is this line's hash, whether this one is sent, dropped or
+   * refused (the platform's chain then shows the gap). `bad`: signed over another line (badsig).
+   */
+  private sign(r: Reading, tsMs: number, bad: boolean): void {
+    const prev = this.s.prev ?? '';
+    const line = canonicalLine({ deviceId: this.spec.deviceId, seq: r.seq, ts: tsMs, metric: r.metric, value: JSON.stringify(r.value), unit: r.unit, reset: r.reset === true, prev });
+    r.prev = prev;
+    r.sig = signLine(this.signKey as string, bad ? `${line}|badsig` : line);
+    this.s.prev = lineHash(line);
   }
 
   /** Increments (in base units) of each metric from t0 to t1: midpoint rule, <= 240 steps. */

@@ -20,14 +20,20 @@ export interface FaultRates {
   reset: number;
   /** The ts is shifted by a few minutes; beyond +5 min the platform refuses it. */
   skew: number;
+  /**
+   * The message's signatures do not verify (signed over another line): refused `bad_signature`.
+   * Needs signing on (`--sign`); the next reading's `prev` still names it, so the device's hash
+   * chain on the platform is broken there, as for a dropped reading.
+   */
+  badsig: number;
   /** Connects with a wrong password (count). */
   badauth: number;
   /** Publishes to another device's topic (count). */
   spoof: number;
 }
 
-export const NO_FAULTS: FaultRates = { drop: 0, duplicate: 0, reorder: 0, late: 0, garbage: 0, reset: 0, skew: 0, badauth: 0, spoof: 0 };
-const RATE_KINDS = ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew'] as const;
+export const NO_FAULTS: FaultRates = { drop: 0, duplicate: 0, reorder: 0, late: 0, garbage: 0, reset: 0, skew: 0, badsig: 0, badauth: 0, spoof: 0 };
+const RATE_KINDS = ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew', 'badsig'] as const;
 const COUNT_KINDS = ['badauth', 'spoof'] as const;
 
 /** Parses `drop=0.05,duplicate=0.05,...,badauth=1,spoof=1`. Throws with a readable message. */
@@ -51,7 +57,7 @@ export function parseFaults(spec: string | undefined): FaultRates {
       throw simErrors.USAGE(`--faults: unknown fault ${JSON.stringify(name)} (known: ${[...RATE_KINDS, ...COUNT_KINDS].join(', ')})`);
     }
   }
-  if (out.drop + out.late + out.skew + out.reset > 1) throw simErrors.USAGE('--faults: drop + late + skew + reset must not exceed 1');
+  if (out.drop + out.late + out.skew + out.reset + out.badsig > 1) throw simErrors.USAGE('--faults: drop + late + skew + reset + badsig must not exceed 1');
   if (out.duplicate + out.reorder > 1) throw simErrors.USAGE('--faults: duplicate + reorder must not exceed 1');
   return out;
 }
@@ -78,6 +84,8 @@ export interface FaultCounts {
   skew: number;
   /** Skews beyond +5 min (refused as future_ts). */
   skewFuture: number;
+  /** Readings sent with a signature that does not verify (refused as bad_signature). */
+  badsig: number;
   badauth: { attempted: number; refused: number; accepted: number; failed: number };
   spoof: { attempted: number; sent: number; failed: number };
   expectedRejections: Partial<Record<RejectReason, number>>;
@@ -93,6 +101,7 @@ export function emptyFaultCounts(): FaultCounts {
     reset: 0,
     skew: 0,
     skewFuture: 0,
+    badsig: 0,
     badauth: { attempted: 0, refused: 0, accepted: 0, failed: 0 },
     spoof: { attempted: 0, sent: 0, failed: 0 },
     expectedRejections: {},
@@ -100,7 +109,7 @@ export function emptyFaultCounts(): FaultCounts {
 }
 
 export function addFaultCounts(into: FaultCounts, from: FaultCounts): FaultCounts {
-  for (const k of ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew', 'skewFuture'] as const) into[k] += from[k];
+  for (const k of ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew', 'skewFuture', 'badsig'] as const) into[k] += from[k];
   for (const k of ['attempted', 'refused', 'accepted', 'failed'] as const) into.badauth[k] += from.badauth[k];
   for (const k of ['attempted', 'sent', 'failed'] as const) into.spoof[k] += from.spoof[k];
   for (const [reason, n] of Object.entries(from.expectedRejections) as [RejectReason, number][]) {

@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../domain/logger.ts';
 import { readingsTopic, statusTopic, type RejectReason } from '../domain/reading.ts';
 import { DeviceSim, type DeviceState, type Outgoing } from './device.ts';
 import { simErrors } from './errors.ts';
+import { generateDeviceKey, publicKeyOf } from '../domain/signature.ts';
 import { addFaultCounts, emptyFaultCounts, expectRejection, parseFaults, type FaultCounts, type FaultRates } from './faults.ts';
 import { facilityOwnerKey } from './owners.ts';
 import { planFleet, planFromCredentials, readCredentialsFile, type DevicePlan, type FacilityPlan, type SimCredentials } from './plan.ts';
@@ -31,6 +32,12 @@ export interface FleetOptions {
   /** Readings (messages) per second per device; fractional allowed (default 1). */
   rate?: number;
   faults?: FaultRates | string;
+  /**
+   * Every device signs its readings (SPEC "Device signatures"): a key per device, made once and kept
+   * in the state file, registered as the device's `publicKey` with --api. Default on (`false`:
+   * unsigned, as before keys existed; a device registered with a key then has its readings refused).
+   */
+  sign?: boolean;
   seed?: string | number;
   /** Stop by itself after this many seconds (default: run until stop()). */
   duration?: number;
@@ -121,6 +128,22 @@ interface Runner {
   timer?: NodeJS.Timeout;
 }
 
+/**
+ * Each planned device's key, made once and kept in the state (saved with it): returns the public
+ * keys (hex) by device id, for registration.
+ */
+function deviceKeys(state: SimState, plan: FacilityPlan[]): Record<string, string> {
+  state.keys ??= {};
+  const out: Record<string, string> = {};
+  for (const f of plan) {
+    for (const d of f.devices) {
+      state.keys[d.deviceId] ??= generateDeviceKey().privateKey;
+      out[d.deviceId] = publicKeyOf(state.keys[d.deviceId]);
+    }
+  }
+  return out;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -156,6 +179,8 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
   if (!(rate > 0 && rate <= 1000)) throw simErrors.USAGE('--rate must be a number of readings per second per device, > 0 and <= 1000');
   if (opts.duration !== undefined && !(opts.duration > 0)) throw simErrors.USAGE('--duration must be a positive number of seconds');
   const faults = typeof opts.faults === 'string' || opts.faults === undefined ? parseFaults(opts.faults) : opts.faults;
+  opts = { ...opts, sign: opts.sign ?? true };
+  if ((faults.badsig ?? 0) > 0 && !opts.sign) throw simErrors.USAGE('--faults badsig needs signing (not with --no-sign: unsigned devices have no signature to spoil)');
   const seed = String(opts.seed ?? 'mrv');
   const now = opts.now ?? Date.now;
   const windowSeconds = opts.windowSeconds ?? defaultOf('windowSeconds');
@@ -183,7 +208,8 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
         if (k.created) log.info({ facilityId: f.facilityId, owner: k.address, keyFile: k.file }, 'owner key created');
       }
     }
-    creds = await registerFleet(opts.api, plan, { windowSeconds, rate, margin: opts.baselineMargin, now: now(), log, fetch: opts.fetch });
+    const publicKeys = opts.sign ? deviceKeys(state, plan) : undefined;
+    creds = await registerFleet(opts.api, plan, { windowSeconds, rate, margin: opts.baselineMargin, now: now(), log, fetch: opts.fetch, publicKeys });
     state.credentials = creds;
   } else if (state.credentials?.length) {
     creds = state.credentials;
@@ -193,6 +219,7 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
     plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
     log.warn('no credentials (--credentials or --api): connecting without passwords; a broker with authentication will refuse');
   }
+  if (opts.sign) deviceKeys(state, plan);
   const facilityIds = plan.map((f) => f.facilityId);
   const rejectionsBefore = opts.rejectionLog ? await opts.rejectionLog(facilityIds) : undefined;
 
@@ -215,7 +242,7 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
       }
       const sim = new DeviceSim(
         { facilityId: d.facilityId, deviceId: d.deviceId, kind: d.kind, index: d.index, profile, facilitySeed: f.seed, facilityKinds },
-        { seed, faults, windowMs: windowSeconds * 1000, graceMs: graceSeconds * 1000 },
+        { seed, faults, windowMs: windowSeconds * 1000, graceMs: graceSeconds * 1000, ...(opts.sign ? { signKey: state.keys?.[d.deviceId] } : {}) },
         saved,
       );
       const old = state.devices[d.deviceId];

@@ -59,7 +59,11 @@ Fleet
                          (default $DATA_DIR/simulator-state-{prefix}.json)
   --faults SPEC          e.g. drop=0.05,duplicate=0.05,reorder=0.02,late=0.02,garbage=0.01,
                          reset=0.001,skew=0.01,badauth=1,spoof=1 (rates per reading; counts
-                         for badauth and spoof)
+                         for badauth and spoof); badsig=RATE needs signing
+  --sign                 every device signs its readings with its own Ed25519 key (kept in
+                         the state file, registered as its publicKey with --api); the default
+  --no-sign              unsigned readings (a device registered with a key then has them
+                         refused bad_signature)
 Output
   --json                 print the final summary as one JSON object on stdout
                          The summary names the platform's rejections by reason (with --api),
@@ -103,6 +107,8 @@ export async function main(argv: string[]): Promise<number> {
         grace: { type: 'string' },
         state: { type: 'string' },
         faults: { type: 'string' },
+        sign: { type: 'boolean' },
+        'no-sign': { type: 'boolean' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
         'log-level': { type: 'string' },
@@ -116,6 +122,10 @@ export async function main(argv: string[]): Promise<number> {
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
+  }
+  if (values.sign && values['no-sign']) {
+    process.stderr.write(`simulate: --sign and --no-sign contradict each other\n\n${USAGE}`);
+    return 2;
   }
 
   let fleet: Fleet;
@@ -172,6 +182,7 @@ export async function main(argv: string[]): Promise<number> {
       devices,
       rate,
       faults: values.faults,
+      sign: values['no-sign'] !== true,
       seed: values.seed,
       duration,
       statePath: values.state ?? defaultStatePath(prefix, dataDir),

@@ -132,6 +132,7 @@ function faultText(f: FaultCounts): string {
   const parts: string[] = [];
   for (const k of ['drop', 'duplicate', 'reorder', 'late', 'garbage', 'reset', 'skew'] as const) if (f[k]) parts.push(`${k} ${f[k]}`);
   if (f.skewFuture) parts.push(`(future ${f.skewFuture})`);
+  if (f.badsig) parts.push(`badsig ${f.badsig}`);
   if (f.badauth.attempted) parts.push(`badauth ${f.badauth.refused}/${f.badauth.attempted} refused`);
   if (f.spoof.attempted) parts.push(`spoof ${f.spoof.sent}`);
   return parts.join(' ');

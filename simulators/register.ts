@@ -25,6 +25,8 @@ export interface RegisterOptions {
   now?: number;
   log: Logger;
   fetch?: typeof fetch;
+  /** Signing devices: their Ed25519 public key (hex) by device id, sent as `publicKey`. */
+  publicKeys?: Record<string, string>;
 }
 
 interface ApiResult {
@@ -105,12 +107,14 @@ export async function registerFleet(api: ApiTarget, plan: FacilityPlan[], opts: 
       throw simErrors.API_FAILED(`registering facility ${f.facilityId} failed: ${describe(r)}`);
     }
     for (const d of f.devices) {
-      const created = await call('POST', `/v1/facilities/${encodeURIComponent(f.facilityId)}/devices`, { deviceId: d.deviceId, kind: d.kind });
+      const publicKey = opts.publicKeys?.[d.deviceId];
+      const created = await call('POST', `/v1/facilities/${encodeURIComponent(f.facilityId)}/devices`, { deviceId: d.deviceId, kind: d.kind, ...(publicKey ? { publicKey } : {}) });
       let password: unknown;
       if (created.status === 201) {
         password = (created.body as { password?: unknown }).password;
       } else if (created.status === 409) {
-        const rotated = await call('PATCH', `/v1/devices/${encodeURIComponent(d.deviceId)}`, { rotateSecret: true });
+        // A signing device (re)states its key: the platform records it (on chain) when it changed.
+        const rotated = await call('PATCH', `/v1/devices/${encodeURIComponent(d.deviceId)}`, { rotateSecret: true, ...(publicKey ? { publicKey } : {}) });
         if (rotated.status !== 200) {
           throw simErrors.API_FAILED(`device ${d.deviceId} exists and its secret could not be rotated (${describe(rotated)}); pass --credentials instead`);
         }

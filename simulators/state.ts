@@ -43,6 +43,8 @@ export interface SimState {
   devices: Record<string, DeviceState>;
   pending: Record<string, PendingMessage[]>;
   credentials?: SimCredentials[];
+  /** Signing fleets (`--sign`): each device's Ed25519 key, the 32-byte seed in hex (secret, like the passwords). */
+  keys?: Record<string, string>;
 }
 
 export function emptyState(seed: string): SimState {
@@ -70,6 +72,10 @@ export function loadState(file: string): SimState | undefined {
   }
   for (const [id, d] of Object.entries(s.devices)) {
     if (!d || !Number.isSafeInteger(d.seq) || typeof d.registers !== 'object') throw simErrors.STATE_INVALID(file, `device ${id} is malformed`);
+  }
+  if (s.keys !== undefined) {
+    if (!s.keys || typeof s.keys !== 'object') throw simErrors.STATE_INVALID(file, 'keys is malformed');
+    for (const [id, k] of Object.entries(s.keys)) if (typeof k !== 'string' || !/^[0-9a-f]{64}$/.test(k)) throw simErrors.STATE_INVALID(file, `the key of device ${id} is malformed`);
   }
   return { ...emptyState(String(s.seed ?? '')), ...s, pending: s.pending ?? {} } as SimState;
 }

@@ -183,11 +183,15 @@ export interface Device {
   decommissionReason?: string;
   online: boolean;
   lastSeenAt?: number;
+  /** Ed25519 public key (64 lowercase hex): the device signs every reading (SPEC "Device signatures"). */
+  publicKey?: string;
 }
 
 export interface DeviceOptions {
   capacity?: string;
   reportingIntervalSeconds?: number;
+  /** Ed25519 public key, 32 bytes as hex or base64 (stored normalised to 64 lowercase hex). */
+  publicKey?: string;
 }
 
 export interface DevicePatch {
@@ -196,6 +200,8 @@ export interface DevicePatch {
   reason?: string;
   /** New declared capacity (decimal text), effective for readings committed after the change. */
   capacity?: string;
+  /** Sets or rotates the device's Ed25519 public key (hex or base64 of 32 bytes); readings verified after it need the new key. */
+  publicKey?: string;
 }
 
 export interface DeviceCredentials {
@@ -223,6 +229,8 @@ export interface FacilityRegistry {
   listDevices(facilityId: string): Device[];
   /** Status (decommissioning needs a reason, is final) and/or capacity. */
   updateDevice(deviceId: string, patch: DevicePatch): Device;
+  /** The device's Ed25519 public key (64 lowercase hex), undefined when it has none (ingest's per-batch lookup). */
+  devicePublicKey(deviceId: string): string | undefined;
   /** The limits the ingest rules apply to a device (capacity, reporting interval). */
   deviceLimits(deviceId: string): DeviceLimits | undefined;
   /** New secret; the old one stops working at once. */

@@ -1,6 +1,7 @@
 /**
  * Devices: register (MQTT credentials shown once, declared capacity and reporting interval), list,
- * suspend/reactivate/decommission, change capacity, rotate the secret (regulator/admin only).
+ * suspend/reactivate/decommission, change capacity, set or rotate the Ed25519 public key, rotate the
+ * secret (regulator/admin only).
  * Rotation, suspension and decommissioning cut the device's live MQTT session at once through the broker.
  */
 import type { FastifyInstance } from 'fastify';
@@ -25,6 +26,7 @@ export function deviceView(d: Device) {
     ...(d.decommissionedAt !== undefined ? { decommissionedAt: iso(d.decommissionedAt), decommissionReason: d.decommissionReason ?? '' } : {}),
     online: Boolean(d.online),
     ...(d.lastSeenAt ? { lastSeenAt: iso(d.lastSeenAt) } : {}),
+    ...(d.publicKey !== undefined ? { publicKey: d.publicKey } : {}),
   };
 }
 
@@ -54,13 +56,14 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
     async (request, reply) => {
       const facilityId = request.params.id;
       if (!registry.getFacility(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
-      const { deviceId, kind, capacity, reportingIntervalSeconds } = request.body;
+      const { deviceId, kind, capacity, reportingIntervalSeconds, publicKey } = request.body;
       if (registry.getDevice(deviceId)) throw errors.DEVICE_EXISTS(deviceId);
       const { device, password } = registry.createDevice(facilityId, deviceId, kind ?? 'meter', {
         ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
         ...(reportingIntervalSeconds !== undefined ? { reportingIntervalSeconds } : {}),
+        ...(publicKey !== undefined ? { publicKey } : {}),
       });
-      request.log.info({ facilityId, deviceId, by: request.principal?.keyId }, 'device registered');
+      request.log.info({ facilityId, deviceId, publicKey: device.publicKey, by: request.principal?.keyId }, 'device registered');
       return reply.code(201).send({ deviceId: device.deviceId, facilityId: device.facilityId, username: device.deviceId, password });
     },
   );
@@ -93,7 +96,7 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       preValidation: requireRole(STAFF),
       schema: {
         tags: ['devices'],
-        summary: 'Suspend/reactivate/decommission, declare capacity, rotate the MQTT secret (admin, regulator)',
+        summary: 'Suspend/reactivate/decommission, declare capacity, set/rotate the public key, rotate the MQTT secret (admin, regulator)',
         description:
           'Suspension, decommissioning and rotation disconnect the device (at once when the broker runs in this process, otherwise within MQTT_REGISTRY_POLL_MS); ' +
           'after rotation the old secret no longer connects. Decommissioning needs a reason and is final. A facility key gets 403.',
@@ -108,21 +111,22 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       const d = registry.getDevice(deviceId);
       if (!d) throw errors.DEVICE_NOT_FOUND(deviceId);
       assertFacilityAccess(p, d.facilityId);
-      const { status, reason, capacity } = request.body;
+      const { status, reason, capacity, publicKey } = request.body;
       let device = d;
       let password: string | undefined;
-      if (status !== undefined || capacity !== undefined || reason !== undefined) {
+      if (status !== undefined || capacity !== undefined || reason !== undefined || publicKey !== undefined) {
         device = registry.updateDevice(deviceId, {
           ...(status !== undefined ? { status } : {}),
           ...(reason !== undefined ? { reason } : {}),
           ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
+          ...(publicKey !== undefined ? { publicKey } : {}),
         });
       }
       if (request.body.rotateSecret) password = registry.rotateSecret(deviceId);
       if (request.body.rotateSecret || (status !== undefined && status !== 'active')) {
         await disconnect(deviceId, request.body.rotateSecret ? 'secret rotated' : status ?? '');
       }
-      request.log.info({ deviceId, status, capacity, rotated: !!password, by: p.keyId }, 'device updated');
+      request.log.info({ deviceId, status, capacity, publicKey: publicKey === undefined ? undefined : device.publicKey, rotated: !!password, by: p.keyId }, 'device updated');
       return { ...deviceView(registry.getDevice(deviceId) ?? device), ...(password ? { password } : {}) };
     },
   );

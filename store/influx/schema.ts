@@ -3,7 +3,8 @@
  *
  * - `reading` (for time-range queries: window coverage, late readings of an old window, the API list):
  *   tags facility, device, metric; fields seq (int), value (string, the exact decimal text), value_f
- *   (float, for charts only, never used in arithmetic), unit (string), reset (bool), received (int, ms);
+ *   (float, for charts only, never used in arithmetic), unit (string), reset (bool), received (int, ms),
+ *   and for a signed reading sig, prev (absent: ''), sent_value and sent_unit (strings, when they differ);
  *   time = ts (ms) * 10^6 + seq mod 10^6 ns, so readings of one series in the same millisecond do not
  *   overwrite each other.
  * - `reading_seq` (for everything keyed by seq: dedupe, get, the readings after a high-water mark):
@@ -44,6 +45,13 @@ export function readingLines(r: Reading): string[] {
   const tags = { facility: r.facilityId, device: r.deviceId, metric: r.metric };
   const common: Record<string, string | boolean | bigint> = { value: r.value, unit: r.unit, reset: r.reset, received: BigInt(r.receivedAt) };
   if (r.arrival !== undefined) common.arrival = BigInt(r.arrival);
+  if (r.sig !== undefined) {
+    // A signed reading: its signature, the prev it signed over (absent for ''), the value and unit as sent.
+    common.sig = r.sig;
+    if (r.prev) common.prev = r.prev;
+    if (r.sentValue !== undefined) common.sent_value = r.sentValue;
+    if (r.sentUnit !== undefined) common.sent_unit = r.sentUnit;
+  }
   const lines = [
     encodeLine(M_READING, tags, { seq: BigInt(r.seq), ...common, value_f: Number(r.value) }, readingTime(r.ts, r.seq)),
     encodeLine(M_BY_SEQ, tags, { ts: BigInt(r.ts), ...common }, BigInt(r.seq)),
@@ -57,8 +65,8 @@ export function hwLine(deviceId: string, seq: number, late: number): string {
 }
 
 /** Explicit column lists (tags selected by name come back as columns). */
-export const READING_COLUMNS = '"seq","value","unit","reset","received","arrival","facility","device","metric"';
-export const BY_SEQ_COLUMNS = '"ts","value","unit","reset","received","arrival","facility","device","metric"';
+export const READING_COLUMNS = '"seq","value","unit","reset","received","arrival","sig","prev","sent_value","sent_unit","facility","device","metric"';
+export const BY_SEQ_COLUMNS = '"ts","value","unit","reset","received","arrival","sig","prev","sent_value","sent_unit","facility","device","metric"';
 
 function rows(series: Series[]): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
@@ -87,6 +95,12 @@ function toReading(row: Record<string, unknown>, seq: number, ts: number): Readi
     receivedAt: Number(row.received),
   };
   if (typeof row.arrival === 'number') r.arrival = row.arrival;
+  if (typeof row.sig === 'string') {
+    r.sig = row.sig;
+    r.prev = typeof row.prev === 'string' ? row.prev : '';
+    if (typeof row.sent_value === 'string') r.sentValue = row.sent_value;
+    if (typeof row.sent_unit === 'string') r.sentUnit = row.sent_unit;
+  }
   return r;
 }
 

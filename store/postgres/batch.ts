@@ -121,7 +121,7 @@ export async function decideBatch(
   out: CommitOutcome[],
   begin?: Promise<unknown>,
 ): Promise<{ pairs: string[]; write?: pg.QueryConfig }> {
-  type HeadRow = { device_id: string; metric: string; first_seq: number; last_seq: number; ts: number; value: string; unit: string; reset: boolean };
+  type HeadRow = { device_id: string; metric: string; first_seq: number; last_seq: number; ts: number; value: string; unit: string; reset: boolean; sig: string | null };
   const lockP = client.query<{ device_id: string; max_seq: number | null; late: number }>({ name: 'mrv_lock', text: SQL.lock, values: [ids] });
   let locked: pg.QueryResult<{ device_id: string; max_seq: number | null; late: number }>;
   let heads: pg.QueryResult<HeadRow>;
@@ -147,7 +147,7 @@ export async function decideBatch(
   for (const h of heads.rows) {
     const st = devices.get(h.device_id);
     if (!st) continue;
-    const row: StoredReading = { seq: h.last_seq, ts: h.ts, metric: h.metric, value: h.value, unit: h.unit, reset: h.reset };
+    const row: StoredReading = toStored({ seq: h.last_seq, ts: h.ts, metric: h.metric, value: h.value, unit: h.unit, reset: h.reset, sig: h.sig });
     st.heads.set(h.metric, { first: h.first_seq, last: h.last_seq, row, dirty: false });
     st.dbHeads.set(h.metric, row);
     if (!st.dbTop || row.seq > st.dbTop.seq) st.dbTop = row;
@@ -182,7 +182,7 @@ export async function decideBatch(
         aboveSame: q.hi[j] !== null || q.probe[j] !== null ? TOO_FAR : undefined,
       });
     }
-    const res = await client.query<{ i: number; k: number; seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean }>({
+    const res = await client.query<{ i: number; k: number; seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null }>({
       name: 'mrv_neighbours',
       text: SQL.neighbours,
       values: [q.dev, q.seq, q.metric, q.i, q.lo, q.hi, q.probe, MAX_METRIC_WALK],
@@ -202,6 +202,7 @@ export async function decideBatch(
   const w = {
     dev: [] as string[], seq: [] as number[], fac: [] as string[], ts: [] as number[], metric: [] as string[], value: [] as string[],
     unit: [] as string[], reset: [] as boolean[], recv: [] as number[], arrival: [] as (number | null)[],
+    sig: [] as (string | null)[], prev: [] as (string | null)[], sentValue: [] as (string | null)[], sentUnit: [] as (string | null)[],
   };
   const pairs = new Set<string>();
   for (let i = 0; i < readings.length; i++) {
@@ -210,6 +211,7 @@ export async function decideBatch(
     const r = readings[i];
     const st = devices.get(r.deviceId) as DeviceState;
     const candidate: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value, unit: r.unit, reset: r.reset === true };
+    if (r.sig !== undefined) candidate.sig = r.sig;
     let outcome: CommitOutcome;
     try {
       outcome = checkReading(candidate, new BatchView(st, r.seq, r.metric, arounds.get(i)), st.limits);
@@ -250,6 +252,11 @@ export async function decideBatch(
     w.reset.push(candidate.reset);
     w.recv.push(r.receivedAt);
     w.arrival.push(arrival);
+    const signed = r.sig !== undefined;
+    w.sig.push(signed ? (r.sig as string) : null);
+    w.prev.push(signed ? (r.prev ?? '') : null);
+    w.sentValue.push((signed && r.sentValue) || null);
+    w.sentUnit.push((signed && r.sentUnit) || null);
     const pair = `${r.facilityId}\u0000${r.deviceId}`;
     if (!ctx.knownPairs.has(pair)) pairs.add(pair);
   }
@@ -279,7 +286,7 @@ export async function decideBatch(
     write: {
       name: 'mrv_write',
       text: SQL.write,
-      values: [w.dev, w.seq, w.fac, w.ts, w.metric, w.value, w.unit, w.reset, w.recv, w.arrival, h.dev, h.metric, h.first, h.last, s.dev, s.max, s.late, pf, pd],
+      values: [w.dev, w.seq, w.fac, w.ts, w.metric, w.value, w.unit, w.reset, w.recv, w.arrival, w.sig, w.prev, w.sentValue, w.sentUnit, h.dev, h.metric, h.first, h.last, s.dev, s.max, s.late, pf, pd],
     },
   };
 }

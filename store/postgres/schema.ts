@@ -70,6 +70,14 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    description: 'readings: device signature fields (issue 13): sig, the prev it signed over, value and unit as sent',
+    sql: `
+      -- NULL for an unsigned reading; prev '' is the start of a device's chain; sent_value / sent_unit
+      -- only where they differ from the normalised value and unit.
+      ALTER TABLE readings ADD COLUMN sig text, ADD COLUMN prev text, ADD COLUMN sent_value text, ADD COLUMN sent_unit text;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

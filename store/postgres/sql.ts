@@ -16,10 +16,14 @@ export interface ReadingRow {
   reset: boolean;
   received_at: number;
   arrival: number | null;
+  sig: string | null;
+  prev: string | null;
+  sent_value: string | null;
+  sent_unit: string | null;
 }
 
-export const COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival';
-const NEIGHBOUR_COLS = 'seq, ts, metric, value, unit, reset';
+export const COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival, sig, prev, sent_value, sent_unit';
+const NEIGHBOUR_COLS = 'seq, ts, metric, value, unit, reset, sig';
 
 export function toReading(r: ReadingRow): Reading {
   const out: Reading = {
@@ -34,11 +38,19 @@ export function toReading(r: ReadingRow): Reading {
     receivedAt: r.received_at,
   };
   if (r.arrival !== null) out.arrival = r.arrival;
+  if (r.sig !== null) {
+    out.sig = r.sig;
+    out.prev = r.prev ?? '';
+    if (r.sent_value !== null) out.sentValue = r.sent_value;
+    if (r.sent_unit !== null) out.sentUnit = r.sent_unit;
+  }
   return out;
 }
 
-export function toStored(r: { seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean }): StoredReading {
-  return { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset };
+export function toStored(r: { seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null }): StoredReading {
+  const s: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset };
+  if (r.sig !== null) s.sig = r.sig;
+  return s;
 }
 
 /** Visible under a mark whose (maxSeq, late) are parameters $a and $b. */
@@ -47,7 +59,7 @@ export const visible = (a: number, b: number) => `((arrival IS NULL AND seq <= $
 export const SQL = {
   ensureDevices: `INSERT INTO reading_device_state (device_id) SELECT d FROM unnest($1::text[]) AS d ORDER BY d ON CONFLICT DO NOTHING`,
   lock: `SELECT device_id, max_seq, late FROM reading_device_state WHERE device_id = ANY($1::text[]) ORDER BY device_id FOR UPDATE`,
-  heads: `SELECT h.device_id, h.metric, h.first_seq, h.last_seq, r.ts, r.value, r.unit, r.reset
+  heads: `SELECT h.device_id, h.metric, h.first_seq, h.last_seq, r.ts, r.value, r.unit, r.reset, r.sig
     FROM reading_heads h JOIN readings r ON r.device_id = h.device_id AND r.seq = h.last_seq
     WHERE h.device_id = ANY($1::text[])`,
   limits: `SELECT device_id, kind, capacity, reporting_interval FROM devices WHERE device_id = ANY($1::text[])`,
@@ -57,7 +69,7 @@ export const SQL = {
    * below / above of the same metric, walking the primary key down to `lo` / up to `hi` for at most
    * MAX_METRIC_WALK rows (NULL bound: not needed); 5 the row at `probe` (the metric's first row).
    */
-  neighbours: `SELECT q.i, n.k, n.seq, n.ts, n.metric, n.value, n.unit, n.reset
+  neighbours: `SELECT q.i, n.k, n.seq, n.ts, n.metric, n.value, n.unit, n.reset, n.sig
     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::bigint[], $7::bigint[]) AS q(device_id, seq, metric, i, lo, hi, probe)
     CROSS JOIN LATERAL (
       (SELECT 0 AS k, ${NEIGHBOUR_COLS} FROM readings r WHERE r.device_id = q.device_id AND r.seq = q.seq)
@@ -76,17 +88,18 @@ export const SQL = {
     ) n`,
   write: `WITH ins AS (
       INSERT INTO readings (${COLS})
-      SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bigint[], $10::bigint[])
+      SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bigint[], $10::bigint[],
+        $11::text[], $12::text[], $13::text[], $14::text[])
     ), heads AS (
       INSERT INTO reading_heads (device_id, metric, first_seq, last_seq)
-      SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::bigint[])
+      SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bigint[])
       ON CONFLICT (device_id, metric) DO UPDATE
         SET first_seq = LEAST(reading_heads.first_seq, excluded.first_seq), last_seq = GREATEST(reading_heads.last_seq, excluded.last_seq)
     ), st AS (
       UPDATE reading_device_state s SET max_seq = u.max_seq, late = u.late
-      FROM unnest($15::text[], $16::bigint[], $17::bigint[]) AS u(device_id, max_seq, late) WHERE s.device_id = u.device_id
+      FROM unnest($19::text[], $20::bigint[], $21::bigint[]) AS u(device_id, max_seq, late) WHERE s.device_id = u.device_id
     ), fac AS (
-      INSERT INTO reading_devices (facility_id, device_id) SELECT * FROM unnest($18::text[], $19::text[]) ON CONFLICT DO NOTHING
+      INSERT INTO reading_devices (facility_id, device_id) SELECT * FROM unnest($22::text[], $23::text[]) ON CONFLICT DO NOTHING
     )
     SELECT 1`,
   marks: `SELECT device_id, max_seq, late FROM reading_device_state WHERE device_id = ANY($1::text[]) AND max_seq IS NOT NULL`,

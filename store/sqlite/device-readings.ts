@@ -26,12 +26,18 @@ export interface ReadingRow {
   reset: number;
   received_at: number;
   arrival: number | null;
+  sig: string | null;
+  prev: string | null;
+  sent_value: string | null;
+  sent_unit: string | null;
 }
 
-export const READING_COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival';
+export const READING_COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival, sig, prev, sent_value, sent_unit';
 
 export function toStored(r: ReadingRow): StoredReading {
-  return { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset === 1 };
+  const s: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset === 1 };
+  if (r.sig !== null) s.sig = r.sig;
+  return s;
 }
 
 /** Thrown by a lookup that would have to walk more than MAX_METRIC_WALK rows. */

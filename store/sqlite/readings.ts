@@ -75,6 +75,12 @@ function toReading(r: ReadingRow): Reading {
     receivedAt: r.received_at,
   };
   if (r.arrival !== null) out.arrival = r.arrival;
+  if (r.sig !== null) {
+    out.sig = r.sig;
+    out.prev = r.prev ?? '';
+    if (r.sent_value !== null) out.sentValue = r.sent_value;
+    if (r.sent_unit !== null) out.sentUnit = r.sent_unit;
+  }
   return out;
 }
 
@@ -115,7 +121,7 @@ function prepareStatements(db: Db) {
       `INSERT INTO device_heads (device_id, metric, first_seq, seq) VALUES (?, ?, ?, ?)
        ON CONFLICT (device_id, metric) DO UPDATE SET first_seq = MIN(first_seq, excluded.first_seq), seq = MAX(seq, excluded.seq)`,
     ),
-    insert: db.prepare(`INSERT INTO readings (${READING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insert: db.prepare(`INSERT INTO readings (${READING_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     consumeAll: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeAll),
     consumeNew: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeNew),
     consumeArrived: db.prepare<[string, number, number, number], ReadingRow>(READING_QUERIES.consumeArrived),
@@ -203,6 +209,7 @@ export class SqliteReadingStore implements ReadingStore {
       const { st, view } = dev;
       const reset = r.reset === true;
       const candidate: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value, unit: r.unit, reset };
+      if (r.sig !== undefined) candidate.sig = r.sig;
       let outcome: CommitOutcome;
       try {
         outcome = checkReading(candidate, view, st.limits);
@@ -222,7 +229,11 @@ export class SqliteReadingStore implements ReadingStore {
         st.late = (st.late ?? stmt.maxArrival.get(r.deviceId) ?? 0) + 1;
         arrival = st.late;
       }
-      stmt.insert.run(r.deviceId, r.seq, r.facilityId, r.ts, r.metric, value, r.unit, reset ? 1 : 0, r.receivedAt, arrival);
+      const signed = r.sig !== undefined;
+      stmt.insert.run(
+        r.deviceId, r.seq, r.facilityId, r.ts, r.metric, value, r.unit, reset ? 1 : 0, r.receivedAt, arrival,
+        signed ? r.sig : null, signed ? (r.prev ?? '') : null, (signed && r.sentValue) || null, (signed && r.sentUnit) || null,
+      );
       if (arrival === null) st.top = candidate;
       st.facilities.add(r.facilityId);
       const head = view.head(r.metric);

@@ -9,6 +9,7 @@ import { Decimal } from '../../domain/decimal.ts';
 import { errors } from '../../domain/errors.ts';
 import type { Logger } from '../../domain/logger.ts';
 import { ID_RE, type Rejection } from '../../domain/reading.ts';
+import { normalisePublicKey } from '../../domain/signature.ts';
 import type { Db } from './db.ts';
 import { generateSecret, hashSecretSync } from '../secrets.ts';
 import { SqliteRejections } from './rejections.ts';
@@ -56,6 +57,7 @@ interface DeviceRow {
   reporting_interval: number;
   decommissioned_at: number | null;
   decommission_reason: string | null;
+  public_key: string | null;
 }
 
 export interface BaselineChange {
@@ -81,6 +83,7 @@ function toDevice(r: DeviceRow): Device {
   if (r.decommissioned_at !== null) d.decommissionedAt = r.decommissioned_at;
   if (r.decommission_reason !== null) d.decommissionReason = r.decommission_reason;
   if (r.last_seen_at !== null) d.lastSeenAt = r.last_seen_at;
+  if (r.public_key !== null) d.publicKey = r.public_key;
   return d;
 }
 
@@ -124,6 +127,13 @@ function checkInterval(v: unknown): number {
   return v;
 }
 
+/** An Ed25519 public key (32 bytes, hex or base64) in its canonical form (64 lowercase hex), or a VALIDATION error. */
+function checkPublicKey(v: unknown): string {
+  const key = typeof v === 'string' ? normalisePublicKey(v) : undefined;
+  if (key === undefined) throw errors.VALIDATION('publicKey must be an Ed25519 public key: 32 bytes as 64 hex digits or base64');
+  return key;
+}
+
 function checkDeviceStatus(s: unknown): DeviceStatus {
   if (s !== 'active' && s !== 'suspended' && s !== 'decommissioned') throw errors.VALIDATION('status must be active, suspended or decommissioned');
   return s;
@@ -139,7 +149,7 @@ const FACILITY_SELECT = `SELECT f.id, f.name, f.owner, f.grid_factor, f.gas_fact
   (SELECT b.baseline FROM facility_baselines b WHERE b.facility_id = f.id ORDER BY b.effective_from DESC LIMIT 1) AS baseline
   FROM facilities f`;
 const DEVICE_COLS =
-  'device_id, facility_id, kind, status, created_at, online, last_seen_at, capacity, reporting_interval, decommissioned_at, decommission_reason';
+  'device_id, facility_id, kind, status, created_at, online, last_seen_at, capacity, reporting_interval, decommissioned_at, decommission_reason, public_key';
 
 export class SqliteRegistry implements FacilityRegistry {
   private readonly db: Db;
@@ -180,12 +190,14 @@ export class SqliteRegistry implements FacilityRegistry {
       device: db.prepare<[string], DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE device_id = ?`),
       devices: db.prepare<[string], DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE facility_id = ? ORDER BY device_id`),
       insertDevice: db.prepare(
-        `INSERT INTO devices (device_id, facility_id, kind, status, created_at, online, secret_hash, capacity, reporting_interval)
-         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+        `INSERT INTO devices (device_id, facility_id, kind, status, created_at, online, secret_hash, capacity, reporting_interval, public_key)
+         VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
       ),
       setDeviceStatus: db.prepare('UPDATE devices SET status = ? WHERE device_id = ?'),
       decommission: db.prepare("UPDATE devices SET status = 'decommissioned', decommissioned_at = ?, decommission_reason = ? WHERE device_id = ?"),
       setCapacity: db.prepare('UPDATE devices SET capacity = ? WHERE device_id = ?'),
+      setPublicKey: db.prepare('UPDATE devices SET public_key = ? WHERE device_id = ?'),
+      publicKey: db.prepare<[string], string | null>('SELECT public_key FROM devices WHERE device_id = ?').pluck(),
       limits: db.prepare<[string], { kind: string; capacity: string | null; reporting_interval: number }>(
         'SELECT kind, capacity, reporting_interval FROM devices WHERE device_id = ?',
       ),
@@ -287,13 +299,14 @@ export class SqliteRegistry implements FacilityRegistry {
     if (typeof kind !== 'string' || kind.length > 64) throw errors.VALIDATION('kind must be at most 64 characters');
     const capacity = opts.capacity === undefined ? null : checkCapacity(opts.capacity);
     const interval = opts.reportingIntervalSeconds === undefined ? DEFAULT_REPORTING_INTERVAL_SECONDS : checkInterval(opts.reportingIntervalSeconds);
+    const publicKey = opts.publicKey === undefined ? null : checkPublicKey(opts.publicKey);
     const password = generateSecret();
     const hash = hashSecretSync(password);
     const createdAt = this.clock();
     this.db.transaction(() => {
       if (!this.stmt.facility.get(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
       if (this.stmt.device.get(deviceId)) throw errors.DEVICE_EXISTS(deviceId);
-      this.stmt.insertDevice.run(deviceId, facilityId, kind || 'meter', 'active', createdAt, hash, capacity, interval);
+      this.stmt.insertDevice.run(deviceId, facilityId, kind || 'meter', 'active', createdAt, hash, capacity, interval, publicKey);
     }).immediate();
     this.logger.info({ facilityId, deviceId }, 'device created');
     return { device: this.mustDevice(deviceId), password };
@@ -323,6 +336,7 @@ export class SqliteRegistry implements FacilityRegistry {
   updateDevice(deviceId: string, patch: DevicePatch): Device {
     const status = patch.status === undefined ? undefined : checkDeviceStatus(patch.status);
     const capacity = patch.capacity === undefined ? undefined : checkCapacity(patch.capacity);
+    const publicKey = patch.publicKey === undefined ? undefined : checkPublicKey(patch.publicKey);
     let reason: string | undefined;
     if (status === 'decommissioned') {
       if (typeof patch.reason !== 'string' || patch.reason.trim() === '') throw errors.VALIDATION('reason is required to decommission a device');
@@ -342,9 +356,15 @@ export class SqliteRegistry implements FacilityRegistry {
         if (before.status !== 'decommissioned') this.stmt.decommission.run(now, reason, deviceId);
       } else if (status !== undefined) this.stmt.setDeviceStatus.run(status, deviceId);
       if (capacity !== undefined) this.stmt.setCapacity.run(capacity, deviceId);
+      if (publicKey !== undefined) this.stmt.setPublicKey.run(publicKey, deviceId);
     }).immediate();
-    this.logger.info({ deviceId, status, capacity, reason }, 'device updated');
+    this.logger.info({ deviceId, status, capacity, reason, publicKey }, 'device updated');
     return this.mustDevice(deviceId);
+  }
+
+  /** The device's Ed25519 public key (64 lowercase hex), undefined when it has none or is unknown (one primary-key probe). */
+  devicePublicKey(deviceId: string): string | undefined {
+    return this.stmt.publicKey.get(deviceId) ?? undefined;
   }
 
   /** Capacity, reporting interval and kind for the ingest rules (one primary-key probe). */

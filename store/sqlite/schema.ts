@@ -231,6 +231,19 @@ const MIGRATIONS: ((db: Db) => void)[] = [
     // Late-arrival count of the mark a cursor was left at (0: none, as before marks existed).
     if (!cursorCols.has('late')) db.exec('ALTER TABLE oracle_cursors ADD COLUMN late INTEGER NOT NULL DEFAULT 0');
   },
+  // 4 (issue 13): device signatures. A device may have an Ed25519 public key (64 lowercase hex); a
+  // reading keeps its signature, the `prev` it signed over and the value and unit as sent when they
+  // differ from the normalised ones (NULL: unsigned, or sent as stored), so the canonical line can
+  // be rebuilt from the store.
+  (db) => {
+    db.exec(`
+      ALTER TABLE devices ADD COLUMN public_key TEXT;
+      ALTER TABLE readings ADD COLUMN sig TEXT;
+      ALTER TABLE readings ADD COLUMN prev TEXT;
+      ALTER TABLE readings ADD COLUMN sent_value TEXT;
+      ALTER TABLE readings ADD COLUMN sent_unit TEXT;
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -5,13 +5,16 @@
  * store leaves the message unacked and Mosquitto redelivers it after the reconnect, stored exactly once.
  * And the registry check that replaces our broker's CONNECT check (Mosquitto admits anyone here): a
  * suspended or decommissioned device, a device of a suspended facility, an unknown device and a device publishing under
- * another facility's topic are refused; a suspension during the run takes effect.
+ * another facility's topic are refused; a suspension during the run takes effect. Signed readings are
+ * verified there as at our broker (the pipeline is shared).
  */
 import t from 'tap';
 import mqtt from 'mqtt';
 import { Registry as PromRegistry } from 'prom-client';
 import { buildConsumer } from '../../broker/consumer.ts';
 import { buildIngestPipeline } from '../../broker/pipeline.ts';
+import { createVerifier } from '../../broker/verify-pool.ts';
+import { canonicalLine, generateDeviceKey, signLine } from '../../domain/signature.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { makeFleet, metric, reading, topic } from './helpers.ts';
 import { poll } from '../helpers/eventually.ts';
@@ -203,5 +206,43 @@ if (requireBinary(t, missing.mosquitto())) {
 
     registry.updateDevice('d1', { status: 'active' });
     t.ok(await publishUntil('stored'), 'reactivated: stored again');
+  });
+
+  t.test('signed readings through the external broker: verified by the shared pipeline, refused bad_signature with feedback', async (t) => {
+    const fleet = makeFleet(t);
+    const key = generateDeviceKey();
+    fleet.stores.registry.updateDevice('d1', { publicKey: key.publicKey });
+    const mosquitto = await startMosquitto(fleet.dir, []);
+    t.teardown(() => mosquitto.proc.kill('SIGKILL'));
+    const metrics = new PromRegistry();
+    const verifier = createVerifier({ workers: 1, inlineBelow: 1 });
+    const pipeline = buildIngestPipeline({ store: fleet.stores.readings, registry: fleet.stores.registry, verifier, logger: silentLogger, metrics, rateLimit: false });
+    const consumer = buildConsumer({ url: mosquitto.url, registry: fleet.stores.registry, pipeline, logger: silentLogger, metrics, connections: 1, clientIdPrefix: `test-sig-${process.pid}` });
+    await consumer.start();
+    t.teardown(async () => {
+      await consumer.close();
+      await pipeline.close();
+      await verifier.close();
+    });
+    const device = mqtt.connect(mosquitto.url, { clientId: 'dev-sig-d1', reconnectPeriod: 0 });
+    t.teardown(() => device.end(true));
+    await new Promise((r) => device.once('connect', r));
+    const feedback: { seq: number | null; reason: string }[][] = [];
+    device.on('message', (tp, p) => {
+      if (tp === 'facilities/F1/devices/d1/feedback') feedback.push(JSON.parse(p.toString()));
+    });
+    await device.subscribeAsync('facilities/F1/devices/d1/feedback', { qos: 1 });
+
+    const ts = Date.now() - 60_000;
+    const line = canonicalLine({ deviceId: 'd1', seq: 1, ts, metric: 'electricity_import', value: '1000', unit: 'kWh', reset: false, prev: '' });
+    await device.publishAsync(topic('F1', 'd1'), `{"seq":1,"ts":${ts},"metric":"electricity_import","value":1000,"unit":"kWh","prev":"","sig":"${signLine(key.privateKey, line)}"}`, { qos: 1 });
+    t.ok(await poll(async () => (await fleet.stores.readings.get('d1', 1)) !== undefined), 'the signed reading is stored');
+    t.match(await fleet.stores.readings.get('d1', 1), { sig: /==$/, prev: '' }, 'with its signature');
+
+    await device.publishAsync(topic('F1', 'd1'), reading(2, 1001), { qos: 1 });
+    t.ok(await poll(() => feedback.length === 1), 'feedback published to the external broker');
+    t.match(feedback[0], [{ seq: 2, reason: 'bad_signature' }]);
+    t.equal(await fleet.stores.readings.get('d1', 2), undefined, 'the unsigned reading of a keyed device is not stored');
+    t.equal(await metric(metrics, 'mrv_readings_rejected_total', { reason: 'bad_signature' }), 1, 'counted');
   });
 }

@@ -36,11 +36,29 @@ const METRIC_UNITS = [
   ['steam', 'kg'],
 ];
 const VALUES = ['1000', '1000.50', '0.000', '0', '81234.5', '1e3', '-5', '-0', '10.0100', '1'.repeat(61), '1'.repeat(30) + '.' + '2'.repeat(30)];
-const RESETS = ['', ',"reset":true', ',"reset":false'];
+const SIG = Buffer.alloc(64, 9).toString('base64');
+const HASH = 'c0'.repeat(32);
+/** reset, then the signature fields (in the fast path's order, and not). */
+const RESETS = [
+  '',
+  ',"reset":true',
+  ',"reset":false',
+  `,"prev":"","sig":"${SIG}"`,
+  `,"reset":true,"prev":"${HASH}","sig":"${SIG}"`,
+  `,"sig":"${SIG}"`,
+  `,"prev":"${HASH}"`,
+  `,"sig":"${SIG.slice(1)}"`,
+];
 
 function compact(seq: string, ts: string, metric: string, unit: string, value: string, reset: string): string {
   return `{"seq":${seq},"ts":${ts},"metric":"${metric}","value":${value},"unit":"${unit}"${reset}}`;
 }
+
+t.test('a signed reading in the common form takes the fast path', async (t) => {
+  const text = `{"seq":1,"ts":${NOW},"metric":"natural_gas","value":1,"unit":"m3","prev":"${HASH}","sig":"${SIG}"}`;
+  t.match(fastElement(text), { prev: HASH, sig: SIG });
+  t.equal(fastElement(`{"seq":1,"ts":${NOW},"metric":"natural_gas","value":1,"unit":"m3","sig":"${SIG}","prev":"${HASH}"}`), undefined, 'other order: the parser');
+});
 
 t.test('fast path = strict parser on every combination of the grid', async (t) => {
   let fast = 0;

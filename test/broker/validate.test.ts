@@ -13,6 +13,8 @@ const one = (fields: Record<string, unknown>) => run(JSON.stringify({ ...base, .
 /** A single element with raw JSON text for some fields (to write NaN, 1.0 etc.). */
 const raw = (fieldsText: string) => run(`{"seq":1,"ts":"2026-11-22T06:00:00.000Z","metric":"electricity_import","unit":"kWh",${fieldsText}}`);
 
+const SIG = Buffer.alloc(64, 7).toString('base64');
+
 function reasonOf(res: ReturnType<typeof run>): RejectReason | undefined {
   return res.rejections.length === 1 && res.readings.length === 0 ? res.rejections[0].reason : undefined;
 }
@@ -71,6 +73,12 @@ t.test('every reason code from a crafted payload', async (t) => {
     ['negative register', 'invalid_value', () => one({ value: -1 })],
     ['negative co2', 'invalid_value', () => one({ metric: 'co2_direct', unit: 'kg', value: -0.5 })],
     ['huge exponent', 'invalid_value', () => raw('"value":1e999')],
+    ['sig not base64 of 64 bytes', 'bad_signature', () => one({ sig: 'AAAA' })],
+    ['sig not a string', 'bad_signature', () => one({ sig: 5 })],
+    ['sig non-canonical base64 (unused bits set)', 'bad_signature', () => one({ sig: `${SIG.slice(0, 85)}B==` })],
+    ['prev not hex', 'bad_signature', () => one({ sig: SIG, prev: 'x'.repeat(64) })],
+    ['prev upper-case hex', 'bad_signature', () => one({ sig: SIG, prev: 'A'.repeat(64) })],
+    ['prev without sig', 'bad_signature', () => one({ prev: '' })],
   ];
   const seen = new Set<RejectReason>();
   for (const [name, reason, make] of cases) {
@@ -191,4 +199,19 @@ t.test('validation does not depend on float parsing', async (t) => {
   const res = run(`{"seq":9007199254740991,"ts":${NOW},"metric":"natural_gas","value":0.30000000000000004441,"unit":"m3"}`);
   t.equal(res.readings[0].seq, Number.MAX_SAFE_INTEGER);
   t.equal(res.readings[0].value, '0.30000000000000004441');
+});
+
+t.test('signed readings: sig and prev are carried with the value and unit as sent', async (t) => {
+  const prev = 'ab'.repeat(32);
+  const res = run(`{"seq":1,"ts":${NOW},"metric":"electricity_import","value":81234.50,"unit":"Wh","prev":"${prev}","sig":"${SIG}"}`);
+  t.same(res.rejections, []);
+  t.match(res.readings[0], { value: '81.2345', unit: 'kWh', sig: SIG, prev, sentValue: '81234.50', sentUnit: 'Wh' });
+  const plain = one({ sig: SIG });
+  t.equal(plain.readings[0].prev, '', 'absent prev is the empty prev (chain start)');
+  t.equal(plain.readings[0].sentValue, undefined, 'value sent as stored');
+  t.equal(plain.readings[0].sentUnit, undefined, 'unit sent as stored');
+  t.equal(run(JSON.stringify([{ ...base, sig: SIG, prev: '' }, { ...base, seq: 2, sig: 'bad' }])).rejections[0].reason, 'bad_signature', 'one bad element of an array');
+  t.equal(one({}).readings[0].sig, undefined, 'unsigned stays unsigned');
+  t.ok(Value.Check(ReadingPayload, { ...base, sig: SIG, prev }), 'the schema accepts the signed fields');
+  t.notOk(Value.Check(ReadingPayload, { ...base, sig: 'x' }), 'and checks their form');
 });

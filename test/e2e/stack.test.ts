@@ -2,8 +2,8 @@
  * End to end over real sockets: the whole stack (anvil chain, SQLite, aedes broker, oracle, gateway)
  * on free ports, a seeded simulated fleet with faults publishing for several windows; then for every
  * facility the chain's totals, every settlement's verification and an independent recomputation
- * of every net from the stored readings; duplicates, garbage, bad credentials and spoofed topics
- * refused and counted; no acknowledged reading missing.
+ * of every net from the stored readings; duplicates, garbage, bad signatures, bad credentials and
+ * spoofed topics refused and counted; every stored reading signed; no acknowledged reading missing.
  */
 import path from 'node:path';
 import t from 'tap';
@@ -31,7 +31,7 @@ t.test('a seeded fleet with faults, settled for several windows, checks out end 
     devices: 6,
     rate: 4,
     seed: 'e2e-1',
-    faults: 'drop=0.03,duplicate=0.08,garbage=0.05,reorder=0.03,badauth=2,spoof=2',
+    faults: 'drop=0.03,duplicate=0.08,garbage=0.05,reorder=0.03,badsig=0.03,badauth=2,spoof=2',
     api: { url: stack.httpUrl, key: ADMIN_KEY },
     windowSeconds: WINDOW_SECONDS,
     graceSeconds: GRACE_SECONDS,
@@ -48,13 +48,23 @@ t.test('a seeded fleet with faults, settled for several windows, checks out end 
 
   // No acknowledged reading is missing from the store.
   let missing = 0;
+  let unsigned = 0;
   const { openDatabase } = await import('../../store/sqlite/db.ts');
   const { openSqliteStores } = await import('../../store/sqlite/stores.ts');
   const db = openDatabase(dataDir);
   const { readings } = openSqliteStores(db);
-  for (const d of summary.deviceDetails) for (const seq of d.ackedSeqs ?? []) if (!(await readings.get(d.deviceId, seq))) missing++;
+  for (const d of summary.deviceDetails) {
+    for (const seq of d.ackedSeqs ?? []) {
+      const r = await readings.get(d.deviceId, seq);
+      if (!r) missing++;
+      else if (r.sig === undefined) unsigned++;
+    }
+  }
   db.close();
   t.equal(missing, 0, 'every acknowledged reading is stored');
+  // The fleet signs by default and registered each device's key: every stored reading carries its signature.
+  t.equal(unsigned, 0, 'every stored reading carries its device signature');
+  t.ok(summary.faults.badsig > 0, 'the fleet sent readings with bad signatures (refused bad_signature, counted below)');
 
   // Faults were refused and counted.
   const metrics = await api<string>(stack, '/metrics');

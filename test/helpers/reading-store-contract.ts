@@ -46,6 +46,38 @@ export function readingStoreContract(t: Test, makeStore: MakeStore): void {
     t.equal(await store.ping(), true, 'ping');
   });
 
+  t.test('signed readings keep sig, prev, sentValue and sentUnit (get, list, consume); a duplicate needs the same signature', async (t) => {
+    const store = await makeStore(t);
+    const sigA = 'A'.repeat(85) + 'Q==';
+    const sigB = 'B'.repeat(85) + 'g==';
+    const prev = 'ab'.repeat(32);
+    const batch = [
+      reading('dev-s', 1, T0 + 1 * S, '81.2345', { sig: sigA, prev: '', sentValue: '81234.50', sentUnit: 'Wh' }),
+      reading('dev-s', 2, T0 + 2 * S, '82', { sig: sigB, prev }),
+      reading('dev-s', 3, T0 + 3 * S, '83'),
+    ];
+    t.same(statuses(await store.commit(batch)), ['stored', 'stored', 'stored']);
+    for (const r of batch) t.strictSame(await store.get('dev-s', r.seq), r, `seq ${r.seq} reads back field for field`);
+    const listed = await store.list({ facilityId: FAC, deviceId: 'dev-s' });
+    t.strictSame(
+      listed.map((r) => [r.seq, r.sig, r.prev, r.sentValue, r.sentUnit]),
+      [
+        [3, undefined, undefined, undefined, undefined],
+        [2, sigB, prev, undefined, undefined],
+        [1, sigA, '', '81234.50', 'Wh'],
+      ],
+      'list carries the signature fields',
+    );
+    const marks = await store.marks(['dev-s']);
+    const used = await store.consume({ deviceId: 'dev-s', mark: marks.get('dev-s')!, before: T0 + 10 * S });
+    t.strictSame(used, batch, 'consume carries the signature fields');
+    t.same(statuses(await store.commit([{ ...batch[0], receivedAt: batch[0].receivedAt + 5 }])), ['duplicate'], 'same content and signature: duplicate');
+    t.same(statuses(await store.commit([{ ...batch[0], sig: sigB }])), ['rejected:duplicate_conflict'], 'same content, other signature');
+    const { sig: _s, prev: _p, sentValue: _v, sentUnit: _u, ...bare } = batch[1];
+    t.same(statuses(await store.commit([bare])), ['rejected:duplicate_conflict'], 'signed stored, unsigned redelivered');
+    t.same(statuses(await store.commit([{ ...batch[2], sig: sigA, prev: '' }])), ['rejected:duplicate_conflict'], 'unsigned stored, signed redelivered');
+  });
+
   t.test('a repeated seq: same content is a duplicate, different content a duplicate_conflict', async (t) => {
     const store = await makeStore(t);
     const r1 = reading('dev-a', 10, T0 + 10 * S, '500');

@@ -48,7 +48,7 @@ async function outcomes(messages: Outgoing[], now: number | number[]): Promise<s
 
 t.test('parseFaults: the documented grammar, and clear errors', async (t) => {
   const f = parseFaults('drop=0.05,duplicate=0.05,reorder=0.02,late=0.02,garbage=0.01,reset=0.001,skew=0.01,badauth=1,spoof=1');
-  t.same(f, { drop: 0.05, duplicate: 0.05, reorder: 0.02, late: 0.02, garbage: 0.01, reset: 0.001, skew: 0.01, badauth: 1, spoof: 1 });
+  t.same(f, { drop: 0.05, duplicate: 0.05, reorder: 0.02, late: 0.02, garbage: 0.01, reset: 0.001, skew: 0.01, badsig: 0, badauth: 1, spoof: 1 });
   t.equal(formatFaults(f), 'drop=0.05,duplicate=0.05,reorder=0.02,late=0.02,garbage=0.01,reset=0.001,skew=0.01,badauth=1,spoof=1');
   t.same(parseFaults(''), NO_FAULTS);
   t.same(parseFaults(undefined), NO_FAULTS);

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { generateDeviceKey } from '../../domain/signature.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { generateSecret, hashSecret, legacyScryptRecord, legacyStats, verifyDeviceSecret, verifySecret } from '../../store/secrets.ts';
@@ -114,6 +115,27 @@ t.test('devices: secrets, verify, rotate, suspend', async (t) => {
   t.same(registry.listDevices('f1').map((d) => d.deviceId), ['d1', 'd2']);
   t.throws(() => registry.listDevices('nope'), { code: 'FACILITY_NOT_FOUND' });
   t.equal(registry.getDevice('ghost'), undefined);
+});
+
+t.test('devices: Ed25519 public key at creation and by update, normalised to hex; anything else refused', async (t) => {
+  const { registry } = open(t);
+  registry.createFacility(facility());
+  const k1 = generateDeviceKey().publicKey;
+  const k2 = generateDeviceKey().publicKey;
+  const { device } = registry.createDevice('f1', 'm1', 'grid', { publicKey: Buffer.from(k1, 'hex').toString('base64') });
+  t.equal(device.publicKey, k1, 'base64 in, hex stored');
+  t.equal(registry.devicePublicKey('m1'), k1);
+  t.notOk('publicKey' in registry.createDevice('f1', 'm2', 'grid').device, 'no key: none');
+  t.equal(registry.devicePublicKey('m2'), undefined);
+  t.equal(registry.devicePublicKey('ghost'), undefined);
+  t.equal(registry.updateDevice('m2', { publicKey: k2.toUpperCase() }).publicKey, k2, 'set by update, upper-case hex normalised');
+  t.equal(registry.updateDevice('m1', { publicKey: k2 }).publicKey, k2, 'rotated');
+  for (const bad of ['', 'xyz', k1.slice(2), k1 + 'aa', Buffer.alloc(33).toString('base64'), 42]) {
+    t.throws(() => registry.createDevice('f1', 'm3', 'grid', { publicKey: bad as string }), { code: 'VALIDATION_FAILED', message: /publicKey must be an Ed25519 public key/ });
+    t.throws(() => registry.updateDevice('m1', { publicKey: bad as string }), { code: 'VALIDATION_FAILED' });
+  }
+  t.equal(registry.getDevice('m3'), undefined, 'nothing created');
+  t.equal(registry.devicePublicKey('m1'), k2, 'unchanged by refused updates');
 });
 
 t.test('devices: capacity, reporting interval, decommissioning (final, with a reason)', async (t) => {

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { generateDeviceKey } from '../../domain/signature.ts';
 import t, { type Test } from 'tap';
 import { createKeyStore } from '../../gateway/keys.ts';
 import { verifyDeviceSecret } from '../../store/secrets.ts';
@@ -67,6 +68,13 @@ t.test('a file made before the oracle and key tables were numbered opens with ev
   t.match(await verifyDeviceSecret(registry, 'd1', 'flQbueuxztUwDVB62Fa1s27bPMA_Sjmu'), { deviceId: 'd1', facilityId: 'F1' }, 'the device still logs in');
   t.same((await readings.marks(['d1'])).get('d1'), { maxSeq: 5, late: 1 });
   t.equal((await readings.get('d1', 4))?.arrival, 1, 'the late arrival keeps its number');
+  // Migration 4 (device signatures): old devices have no key, old readings no signature; both can now.
+  t.notOk('publicKey' in (registry.getDevice('d1') ?? {}), 'an old device has no public key');
+  t.notOk('sig' in ((await readings.get('d1', 4)) ?? {}), 'an old reading has no signature');
+  t.equal(registry.devicePublicKey('d1'), undefined);
+  const key = generateDeviceKey().publicKey;
+  t.equal(registry.updateDevice('d1', { publicKey: key }).publicKey, key, 'a key can be set on an upgraded file');
+  t.equal(registry.devicePublicKey('d1'), key);
   t.match(registry.listRejections('F1'), [{ reason: 'invalid_json', count: 2 }]);
 
   // Oracle records and status.
