@@ -10,6 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../domain/logger.ts';
 import { openInfluxStore, type InfluxStoreOptions } from '../../store/influx/store.ts';
+import { BY_SEQ_COLUMNS } from '../../store/influx/schema.ts';
 import { T0, reading } from '../helpers/reading-store-contract.ts';
 
 interface Recorded {
@@ -78,7 +79,7 @@ t.test('2.x: write and read request shape (fake server, not a real 2.x)', async 
   t.equal(
     reads[0].params.get('q'),
     [
-      `SELECT "ts","value","unit","reset","received","arrival","facility","device","metric" FROM "reading_seq" WHERE "device" = 'dev-a' GROUP BY "metric" ORDER BY time DESC LIMIT 1`,
+      `SELECT ${BY_SEQ_COLUMNS} FROM "reading_seq" WHERE "device" = 'dev-a' GROUP BY "metric" ORDER BY time DESC LIMIT 1`,
       `SELECT first("value") AS "value" FROM "reading_seq" WHERE "device" = 'dev-a' GROUP BY "metric"`,
       `SELECT "seq", "late" FROM "reading_hw" WHERE "device" = 'dev-a' ORDER BY time DESC LIMIT 1`,
       `SELECT last("seq") AS "seq" FROM "reading_late" WHERE "device" = 'dev-a'`,
