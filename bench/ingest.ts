@@ -203,9 +203,9 @@ interface PubRun {
 
 /**
  * One run: a publisher process per device; all connect (and pre-sign) first, then start together; the
- * broker's CPU is sampled around the run when its process is given.
+ * broker's CPU is sampled around the run when its process is given; `beforeStart` runs between.
  */
-async function runPublishers(url: string, devices: PubDevice[], durationMs: number, window: number, qos = 1, broker?: ChildProcess): Promise<PubRun> {
+async function runPublishers(url: string, devices: PubDevice[], durationMs: number, window: number, qos = 1, broker?: ChildProcess, beforeStart?: () => Promise<void>): Promise<PubRun> {
   const children = devices.map((d) => {
     const args = ['--url', url, '--device', d.id, '--duration-ms', String(durationMs), '--window', String(window), '--qos', String(qos), '--start-seq', String(d.startSeq), '--go'];
     // One argument: a generated password may begin with '-', which parseArgs would take for an option.
@@ -215,6 +215,7 @@ async function runPublishers(url: string, devices: PubDevice[], durationMs: numb
   });
   const lines = children.map(jsonLines);
   await Promise.all(lines.map((l) => l.next((v) => v.event === 'ready')));
+  await beforeStart?.();
   const cpu0 = broker ? await cpuOf(broker) : 0;
   for (const c of children) c.stdin!.end('go\n');
   const reports = await Promise.all(lines.map((l) => l.next<PubReport>((v) => typeof v.acked === 'number')));
@@ -329,15 +330,27 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
     await stop(raw);
 
     // Stall (our broker): commits held for stallMs while QoS 1 publishers and a QoS 0 flooder keep sending.
-    const rssBefore = rssMb(ours.pid!);
-    ours.kill('SIGUSR2');
-    let peak = rssBefore;
-    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(ours.pid!) || 0)), 200);
+    // The stall starts once both groups of publishers are connected, just before they start.
+    let rssBefore = NaN;
+    let peak = 0;
+    let sampler: NodeJS.Timeout | undefined;
+    let waiting = 2;
+    let startStall!: () => void;
+    const stalled = new Promise<void>((resolve) => (startStall = resolve));
+    const bothReady = async () => {
+      if (--waiting === 0) {
+        rssBefore = peak = rssMb(ours.pid!);
+        ours.kill('SIGUSR2');
+        sampler = setInterval(() => (peak = Math.max(peak, rssMb(ours.pid!) || 0)), 200);
+        startStall();
+      }
+      await stalled;
+    };
     // Publishers stop (and report) before the stall ends, so their PUBACK count is the stall's.
     const stallRun = Math.max(1000, stallMs - 6000);
     const [stallQos1] = await Promise.all([
-      runPublishers(oursUrl, pubs, stallRun, window),
-      runPublishers(oursUrl, [flooder], stallRun, 900, 0),
+      runPublishers(oursUrl, pubs, stallRun, window, 1, undefined, bothReady),
+      runPublishers(oursUrl, [flooder], stallRun, 900, 0, undefined, bothReady),
     ]);
     clearInterval(sampler);
     const ackedDuringStall = stallQos1.reports.reduce((s, rep) => s + rep.acked, 0);
