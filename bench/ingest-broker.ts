@@ -4,7 +4,9 @@
  *                --data-dir; SIGUSR2 stalls every commit for --stall-ms (injected store stall).
  *   --mode raw   plain aedes 1.2, no auth, no storage.
  *   --diagnostics  every 2 s on stderr: readings per batch, event-loop utilisation, CPU per reading.
- * Prints `{"event":"listening","mqttPort":N}` on stdout once ready; SIGTERM stops it.
+ * Prints `{"event":"listening","mqttPort":N}` on stdout once ready; SIGTERM stops it. Started with an
+ * IPC channel, it answers the message 'cpu' with `{ event: 'cpu', cpu: process.cpuUsage() }`: the
+ * whole process's CPU (main thread, the signature verifier's worker threads, libuv's pool).
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +25,10 @@ const { values } = parseArgs({
     'stall-ms': { type: 'string', default: '30000' },
     diagnostics: { type: 'boolean', default: false },
   },
+});
+
+process.on('message', (m) => {
+  if (m === 'cpu') process.send?.({ event: 'cpu', cpu: process.cpuUsage() });
 });
 
 function announce(port: number): void {

@@ -11,8 +11,9 @@ const BENCHES: Record<string, { file: string; fn: string; what: string }> = {
   gas: { file: './gas.ts', fn: 'benchGas', what: 'batch settlement gas per facility vs naive ERC-20 mint' },
   'gas-1155': { file: './gas-1155.ts', fn: 'benchGas1155', what: 'CreditLedger (ERC-1155 batches, next ledger): settlement gas vs naive ERC-20 mint, retirement vs ERC-1155 burn' },
   settle: { file: './settle.ts', fn: 'benchSettle', what: 'settle 1,000 facilities vs one tx per facility' },
-  ingest: { file: './ingest.ts', fn: 'benchIngest', what: 'QoS 1 ingest vs raw aedes vs mosquitto' },
+  ingest: { file: './ingest.ts', fn: 'benchIngest', what: 'QoS 1 ingest vs raw aedes vs mosquitto; signed vs unsigned ingest' },
   http: { file: './http.ts', fn: 'benchHttp', what: 'gateway req/s vs bare fastify' },
+  audit: { file: './audit.ts', fn: 'benchAudit', what: 'offline audit of a 1,000-signed-reading bundle vs recomputing the settlement from the store' },
   store: { file: './store-commit.ts', fn: 'benchStore', what: 'SQLite group commit vs plain inserts; PostgreSQL store vs SQLite store' },
 };
 
