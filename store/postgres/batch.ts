@@ -6,11 +6,12 @@
  * what was stored (step 4).
  */
 import type pg from 'pg';
-import { checkReading, type DeviceReadings, type StoredReading } from '../../domain/ingest-rules.ts';
+import type { DeviceReadings, StoredReading } from '../../domain/ingest-rules.ts';
 import type { Reading } from '../../domain/reading.ts';
 import type { CommitOutcome, DeviceLimits } from '../types.ts';
 import { MAX_METRIC_WALK } from '../types.ts';
-import { SQL, toStored } from './sql.ts';
+import { SQL } from './sql.ts';
+import { WalkTooLong, checkStoredReading, rowToStored as toStored } from '../rows.ts';
 
 /** What the store lends one commit's decisions. */
 export interface BatchContext {
@@ -22,8 +23,6 @@ export interface BatchContext {
   knownPairs: ReadonlySet<string>;
 }
 
-/** Thrown by a lookup whose neighbour of the same metric is more than MAX_METRIC_WALK rows away. */
-class WalkTooLong extends Error {}
 const TOO_FAR = Symbol('too far');
 type Found = StoredReading | undefined | typeof TOO_FAR;
 
@@ -212,17 +211,7 @@ export async function decideBatch(
     const st = devices.get(r.deviceId) as DeviceState;
     const candidate: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value, unit: r.unit, reset: r.reset === true };
     if (r.sig !== undefined) candidate.sig = r.sig;
-    let outcome: CommitOutcome;
-    try {
-      outcome = checkReading(candidate, new BatchView(st, r.seq, r.metric, arounds.get(i)), st.limits);
-    } catch (err) {
-      if (!(err instanceof WalkTooLong)) throw err;
-      outcome = {
-        status: 'rejected',
-        reason: 'implausible',
-        detail: `late seq ${r.seq}: its neighbour of metric ${r.metric} is more than ${MAX_METRIC_WALK} readings away; not checked`,
-      };
-    }
+    const outcome = checkStoredReading(candidate, new BatchView(st, r.seq, r.metric, arounds.get(i)), st.limits, r.metric);
     out[i] = outcome;
     if (outcome.status !== 'stored') continue;
     let arrival: number | null = null;

@@ -53,7 +53,8 @@ import { clampListLimit } from '../types.ts';
 import { decideBatch, type BatchContext } from './batch.ts';
 import { createPool } from './pool.ts';
 import { migrate } from './schema.ts';
-import { COLS, SQL, toReading, visible, type ReadingRow } from './sql.ts';
+import { COLS, SQL, visible } from './sql.ts';
+import { rowToReading as toReading, type ReadingRow } from '../rows.ts';
 
 export { createPool, IDLE_IN_TRANSACTION_MS, PG_TYPES } from './pool.ts';
 

@@ -1,57 +1,12 @@
 /**
- * The statements of the PostgreSQL reading store (tables: store/postgres/schema.ts) and the mapping
- * of their rows to readings. Every statement is prepared by name on first use (pg `name`).
+ * The statements of the PostgreSQL reading store (tables: store/postgres/schema.ts; rows mapped to
+ * readings by store/rows.ts, shared with SQLite). Every statement is prepared by name on first use
+ * (pg `name`).
  */
-import type { StoredReading } from '../../domain/ingest-rules.ts';
-import type { Metric, Reading } from '../../domain/reading.ts';
+import { READING_COLS as COLS } from '../rows.ts';
 
-export interface ReadingRow {
-  device_id: string;
-  seq: number;
-  facility_id: string;
-  ts: number;
-  metric: string;
-  value: string;
-  unit: string;
-  reset: boolean;
-  received_at: number;
-  arrival: number | null;
-  sig: string | null;
-  prev: string | null;
-  sent_value: string | null;
-  sent_unit: string | null;
-}
-
-export const COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival, sig, prev, sent_value, sent_unit';
+export { COLS };
 const NEIGHBOUR_COLS = 'seq, ts, metric, value, unit, reset, sig';
-
-export function toReading(r: ReadingRow): Reading {
-  const out: Reading = {
-    facilityId: r.facility_id,
-    deviceId: r.device_id,
-    seq: r.seq,
-    ts: r.ts,
-    metric: r.metric as Metric,
-    value: r.value,
-    unit: r.unit,
-    reset: r.reset,
-    receivedAt: r.received_at,
-  };
-  if (r.arrival !== null) out.arrival = r.arrival;
-  if (r.sig !== null) {
-    out.sig = r.sig;
-    out.prev = r.prev ?? '';
-    if (r.sent_value !== null) out.sentValue = r.sent_value;
-    if (r.sent_unit !== null) out.sentUnit = r.sent_unit;
-  }
-  return out;
-}
-
-export function toStored(r: { seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null }): StoredReading {
-  const s: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset };
-  if (r.sig !== null) s.sig = r.sig;
-  return s;
-}
 
 /** Visible under a mark whose (maxSeq, late) are parameters $a and $b. */
 export const visible = (a: number, b: number) => `((arrival IS NULL AND seq <= $${a}) OR arrival <= $${b})`;

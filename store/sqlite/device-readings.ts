@@ -12,36 +12,13 @@ import type { DeviceLimits } from '../types.ts';
 import type { Db } from './db.ts';
 
 import { MAX_METRIC_WALK } from '../types.ts';
+import { READING_COLS, WalkTooLong, rowToStored as toStored, type ReadingRow } from '../rows.ts';
 /** Rows walked row by row first (the common case: metrics interleaved a few rows apart). */
 const SHORT_WALK = 32;
 
-export interface ReadingRow {
-  device_id: string;
-  seq: number;
-  facility_id: string;
-  ts: number;
-  metric: string;
-  value: string;
-  unit: string;
-  reset: number;
-  received_at: number;
-  arrival: number | null;
-  sig: string | null;
-  prev: string | null;
-  sent_value: string | null;
-  sent_unit: string | null;
-}
 
-export const READING_COLS = 'device_id, seq, facility_id, ts, metric, value, unit, reset, received_at, arrival, sig, prev, sent_value, sent_unit';
 
-export function toStored(r: ReadingRow): StoredReading {
-  const s: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit, reset: r.reset === 1 };
-  if (r.sig !== null) s.sig = r.sig;
-  return s;
-}
 
-/** Thrown by a lookup that would have to walk more than MAX_METRIC_WALK rows. */
-export class WalkTooLong extends Error {}
 
 export interface Head {
   first: number;

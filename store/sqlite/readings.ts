@@ -31,23 +31,19 @@
  */
 import { Decimal } from '../../domain/decimal.ts';
 import { errors } from '../../domain/errors.ts';
-import { CANONICAL_RE, checkReading, type StoredReading } from '../../domain/ingest-rules.ts';
+import { CANONICAL_RE, type StoredReading } from '../../domain/ingest-rules.ts';
+import { READING_COLS, checkStoredReading, rowToReading as toReading, rowToStored as toStored, type ReadingRow } from '../rows.ts';
 import type { Logger } from '../../domain/logger.ts';
-import { isIntervalKind, type Metric, type Reading } from '../../domain/reading.ts';
+import { isIntervalKind, type Reading } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
 import {
-  READING_COLS,
   SqliteDeviceReadings,
-  WalkTooLong,
   prepareLookup,
-  toStored,
   type DeviceState,
   type LookupStmts,
-  type ReadingRow,
 } from './device-readings.ts';
 import { migrate } from './schema.ts';
 import {
-  MAX_METRIC_WALK,
   clampListLimit,
   type CommitOutcome,
   type ConsumeQuery,
@@ -62,27 +58,6 @@ import {
 /** Visible under a mark: (maxSeq, late) bound twice as ?, ?. */
 const VISIBLE = '((arrival IS NULL AND +seq <= ?) OR arrival <= ?)';
 
-function toReading(r: ReadingRow): Reading {
-  const out: Reading = {
-    facilityId: r.facility_id,
-    deviceId: r.device_id,
-    seq: r.seq,
-    ts: r.ts,
-    metric: r.metric as Metric,
-    value: r.value,
-    unit: r.unit,
-    reset: r.reset === 1,
-    receivedAt: r.received_at,
-  };
-  if (r.arrival !== null) out.arrival = r.arrival;
-  if (r.sig !== null) {
-    out.sig = r.sig;
-    out.prev = r.prev ?? '';
-    if (r.sent_value !== null) out.sentValue = r.sent_value;
-    if (r.sent_unit !== null) out.sentUnit = r.sent_unit;
-  }
-  return out;
-}
 
 /**
  * The oracle's per-device queries, each a range search on one device (checked with EXPLAIN QUERY
@@ -210,17 +185,7 @@ export class SqliteReadingStore implements ReadingStore {
       const reset = r.reset === true;
       const candidate: StoredReading = { seq: r.seq, ts: r.ts, metric: r.metric, value, unit: r.unit, reset };
       if (r.sig !== undefined) candidate.sig = r.sig;
-      let outcome: CommitOutcome;
-      try {
-        outcome = checkReading(candidate, view, st.limits);
-      } catch (err) {
-        if (!(err instanceof WalkTooLong)) throw err;
-        outcome = {
-          status: 'rejected',
-          reason: 'implausible',
-          detail: `late seq ${r.seq}: its neighbour of metric ${r.metric} is more than ${MAX_METRIC_WALK} readings away; not checked`,
-        };
-      }
+      const outcome = checkStoredReading(candidate, view, st.limits, r.metric);
       out[i] = outcome;
       if (outcome.status !== 'stored') continue;
       // Stored: below the device's max it is a late arrival with the next arrival number.
