@@ -37,7 +37,7 @@ export interface LedgerEvidence {
 }
 
 export function openLedgerEvidence(opts: { rpcUrl: string; address: string; startBlock?: number }): LedgerEvidence {
-  if (!ethers.isAddress(opts.address)) throw errors.VALIDATION(`${opts.address.slice(0, 80)} is not an address`);
+  if (!ethers.isAddress(opts.address)) throw errors.VALIDATION(`${String(opts.address).slice(0, 80)} is not an address`);
   const provider = new ethers.JsonRpcProvider(opts.rpcUrl, undefined, { staticNetwork: true });
   const contract = new ethers.Contract(ethers.getAddress(opts.address), ABI, provider);
   const start = opts.startBlock ?? 0;

@@ -56,7 +56,7 @@ t.test('setDeviceKey: regulator only, 1..64-byte ids, 32-byte keys, not while pa
   await f.regulator.setDeviceKey('x'.repeat(64), k);
   t.equal(await f.admin.deviceKey('x'.repeat(64)), k, '64 bytes is accepted');
   for (const bad of ['', 'zz'.repeat(32), 'ab'.repeat(31), 'ab'.repeat(33)]) {
-    await t.rejects(f.regulator.setDeviceKey('m', bad), undefined, `key ${JSON.stringify(bad)} refused before sending`);
+    await t.rejects(f.regulator.setDeviceKey('m', bad), { message: /32 bytes as 64 hex/ }, `key ${JSON.stringify(bad)} refused before sending`);
   }
   await f.admin.pause();
   await expectRevert(t, f.regulator.setDeviceKey('m', k), 'EnforcedPause', []);
