@@ -40,6 +40,8 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
     uint256 public constant MAX_TEXT_LENGTH = 256;
     /// @notice Longest facility id accepted, in bytes.
     uint256 public constant MAX_FACILITY_ID_LENGTH = 64;
+    /// @notice Longest device id accepted, in bytes.
+    uint256 public constant MAX_DEVICE_ID_LENGTH = 64;
 
     /// @dev Facility word: owner (bits 0-159) | nextWindowStart (160-223) | suspended (bit 224).
     uint256 private constant NEXT_SHIFT = 160;
@@ -80,6 +82,8 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
     mapping(bytes32 key => uint64 start) private _firstWindow;
     mapping(uint256 id => Retirement) private _retirements;
     mapping(address account => uint256[] ids) private _retirementIds;
+    /// @dev Touched only by {setDeviceKey}: never read by settlement.
+    mapping(bytes32 device => bytes32 key) private _deviceKeys;
 
     /**
      * @notice Deploys the ledger and grants the three roles.
@@ -267,6 +271,17 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
         emit FacilityDeregistered(key);
     }
 
+    /// @inheritdoc ICarbonLedger
+    function setDeviceKey(string calldata deviceId, bytes32 publicKey) external onlyRole(REGULATOR_ROLE) whenNotPaused {
+        uint256 length = bytes(deviceId).length;
+        if (length == 0 || length > MAX_DEVICE_ID_LENGTH) revert InvalidDeviceId(length);
+        bytes32 device = keccak256(bytes(deviceId));
+        bytes32 previous = _deviceKeys[device];
+        if (previous == publicKey) return;
+        _deviceKeys[device] = publicKey;
+        emit DeviceKeySet(device, deviceId, publicKey, previous);
+    }
+
     /// @dev The facility word of a registered facility that has not settled a window yet.
     function _unsettled(bytes32 key) private view returns (uint256 fw) {
         fw = _registered(key);
@@ -378,6 +393,11 @@ contract CarbonLedger is ICarbonLedger, IERC20Metadata, IERC20Errors, AccessCont
     /// @inheritdoc ICarbonLedger
     function facilityOf(address owner) external view returns (bytes32 key) {
         return _facilityOf[owner];
+    }
+
+    /// @inheritdoc ICarbonLedger
+    function deviceKey(bytes32 device) external view returns (bytes32 publicKey) {
+        return _deviceKeys[device];
     }
 
     /// @inheritdoc ICarbonLedger

@@ -63,6 +63,8 @@ interface ICarbonLedger {
     error InvalidRoleHolder(address account);
     /// @notice The facility has settled a window: it can no longer be removed or change owner.
     error FacilityHasSettlements(bytes32 facility, uint64 nextWindowStart);
+    /// @notice Device ids are 1..64 bytes.
+    error InvalidDeviceId(uint256 length);
 
     // ----- settlement errors
     /// @notice The window starts before the facility's next unsettled window: it is already settled.
@@ -143,6 +145,14 @@ interface ICarbonLedger {
      * @param facility the facility key
      */
     event FacilityDeregistered(bytes32 indexed facility);
+    /**
+     * @notice A regulator set, rotated (previousKey != 0) or revoked (publicKey == 0) a device's key.
+     * @param device keccak256 of the device id
+     * @param deviceId the device id
+     * @param publicKey the Ed25519 public key (32 bytes)
+     * @param previousKey the key it replaces (0 when none)
+     */
+    event DeviceKeySet(bytes32 indexed device, string deviceId, bytes32 publicKey, bytes32 previousKey);
     /**
      * @notice A window of a facility was settled. Carries everything needed to verify it later.
      * @param facility the facility key
@@ -245,6 +255,16 @@ interface ICarbonLedger {
      */
     function deregisterFacility(bytes32 key) external;
 
+    /**
+     * @notice Records (or rotates, or with 0 revokes) a device's Ed25519 public key. Requirements:
+     * caller has REGULATOR_ROLE; not paused; the id is 1..64 bytes. Setting the current key again
+     * changes nothing and emits nothing.
+     * @dev Emits {DeviceKeySet}. Auditors check device signatures against these events.
+     * @param deviceId the device id
+     * @param publicKey the 32-byte key
+     */
+    function setDeviceKey(string calldata deviceId, bytes32 publicKey) external;
+
     // ----- settlement
     /**
      * @notice Settles one window of one facility. Requirements: caller has ORACLE_ROLE; not paused;
@@ -328,6 +348,13 @@ interface ICarbonLedger {
      * @return key the facility key
      */
     function facilityOf(address owner) external view returns (bytes32 key);
+
+    /**
+     * @notice The current key of a device (0 when none).
+     * @param device keccak256 of the device id
+     * @return publicKey the Ed25519 key
+     */
+    function deviceKey(bytes32 device) external view returns (bytes32 publicKey);
 
     /**
      * @notice One retirement record. Requirements: the id exists.

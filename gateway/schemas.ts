@@ -122,11 +122,18 @@ export const DeviceCreate = Type.Object(
   },
   { additionalProperties: false },
 );
+const DeviceKeyChain = Type.Optional(
+  Type.Object(
+    { synced: Type.Boolean(), message: Type.Optional(Type.String()) },
+    { description: "outcome of recording this request's public key on chain (the regulator's DeviceKeySet); when not synced, repeat the request: the oracle records only a device's first key" },
+  ),
+);
 export const DeviceCredentialsView = Type.Object({
   deviceId: Type.String(),
   facilityId: Type.String(),
   username: Type.String(),
   password: Type.String({ description: 'MQTT secret, shown once' }),
+  chain: DeviceKeyChain,
 });
 export const DeviceView = Type.Object({
   deviceId: Type.String(),
@@ -142,6 +149,7 @@ export const DeviceView = Type.Object({
   lastSeenAt: Type.Optional(Iso('last connect/disconnect')),
   publicKey: Type.Optional(Type.String({ description: 'Ed25519 public key (64 lowercase hex): the device signs every reading' })),
   password: Type.Optional(Type.String({ description: 'new MQTT secret after rotateSecret, shown once' })),
+  chain: DeviceKeyChain,
 });
 export const DeviceList = Type.Object({ items: Type.Array(DeviceView), next: NextCursor }, { description: 'newest registration first' });
 export const DevicePatch = Type.Object(

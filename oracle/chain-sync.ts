@@ -5,6 +5,11 @@
  *  - the gateway pushes each change as it is made (best effort: gateway/routes/facilities.ts);
  *  - the oracle reconciles registry and chain every run until they agree (`buildChainSync`), so a push
  *    the gateway could not make (no signer, chain down, missing role) still reaches the chain.
+ * Device keys follow one stricter rule (docs/SECURITY.md "Device keys on chain"): the regulator's
+ * gateway write (registration with a key, PATCH publicKey) puts the key on chain at once; the oracle's
+ * reconcile pushes a device's key only when the chain never recorded a key for that device. A chain
+ * key that differs from the registry's (the database changed, or a rotation did not reach the chain)
+ * is reported (error log, mrv_oracle_device_key_mismatches), never overwritten from the database.
  * The rules: a facility is registered from the window containing its registration, with the baseline
  * in force then; a suspension mirrors the registry status; a new baseline takes effect from the next
  * window that starts at or after now, never before the chain's next window; the owner can change only
@@ -14,7 +19,7 @@ import { Decimal } from '../domain/decimal.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { nextWindowStart, windowOf } from '../domain/window.ts';
-import type { Facility, FacilityRegistry } from '../store/types.ts';
+import type { Device, Facility, FacilityRegistry } from '../store/types.ts';
 import { isRevert } from '../contracts/client/errors.ts';
 import { toMs, type FacilityView, type LedgerPort } from '../contracts/client/port.ts';
 import type { OracleMetrics } from './metrics.ts';
@@ -32,7 +37,12 @@ export type RegistryLedger = Pick<LedgerPort, 'registerFacility' | 'setFacilityS
   facility(facilityId: string): Promise<{ registered: boolean }>;
   /** Removes a facility that never settled (the contract refuses it otherwise). */
   deregisterFacility?(facilityId: string): Promise<unknown>;
+  /** Records (or rotates) a device's public key (a ledger without device keys lacks it). */
+  setDeviceKey?(deviceId: string, publicKeyHex: string): Promise<unknown>;
 };
+
+/** The part of a chain client that reads device keys (a ledger without device keys lacks it). */
+export type DeviceKeyLedger = Partial<Pick<LedgerPort, 'deviceKey' | 'deviceKeys'>>;
 
 /** The first window of a facility on chain: the one containing its registration (every window since is settled). */
 export function firstWindowStart(f: Pick<Facility, 'createdAt'>, windowMs: number): number {
@@ -56,6 +66,12 @@ export interface RegistryWriter {
   pushBaseline(f: Facility, effectiveFrom: number): Promise<boolean>;
   /** Removes a facility from the chain when it is registered there (the caller checked it never settled). */
   remove(facilityId: string): Promise<void>;
+  /**
+   * Records the device's key on chain (the regulator set or rotated it through the gateway); false
+   * when this client cannot. Only the gateway's write of a regulator's change calls this for a
+   * rotation: the reconcile never replaces a key the chain holds.
+   */
+  pushDeviceKey(deviceId: string, publicKey: string): Promise<boolean>;
 }
 
 export function registryWriter(ledger: RegistryLedger, registry: Pick<FacilityRegistry, 'baselineAt'>, windowMs: number): RegistryWriter {
@@ -80,6 +96,11 @@ export function registryWriter(ledger: RegistryLedger, registry: Pick<FacilityRe
       await ledger.setBaseline(f.id, f.baselineKgPerHour, effectiveFrom);
       return true;
     },
+    async pushDeviceKey(deviceId, publicKey) {
+      if (!ledger.setDeviceKey) return false;
+      await ledger.setDeviceKey(deviceId, publicKey);
+      return true;
+    },
     async remove(facilityId) {
       const c = await ledger.facility(facilityId);
       if (!c.registered) return;
@@ -99,12 +120,22 @@ function sameDecimalText(a: string, b: string): boolean {
 }
 
 export interface ChainSyncDeps {
-  ledger: Pick<LedgerPort, 'facility'> & RegistryLedger;
-  registry: Pick<FacilityRegistry, 'baselineAt'>;
+  ledger: Pick<LedgerPort, 'facility'> & RegistryLedger & DeviceKeyLedger;
+  registry: Pick<FacilityRegistry, 'baselineAt'> & Partial<Pick<FacilityRegistry, 'listDevices'>>;
   windowMs: number;
   clock: () => number;
   logger: Logger;
-  metrics: Pick<OracleMetrics, 'transactions' | 'errors'>;
+  metrics: Pick<OracleMetrics, 'transactions' | 'errors'> & Partial<Pick<OracleMetrics, 'deviceKeyMismatches'>>;
+}
+
+/** A device whose key on chain is not the registry's: reported, never overwritten by the reconcile. */
+export interface KeyMismatch {
+  deviceId: string;
+  facilityId: string;
+  /** 64 hex, or undefined when the registry holds no key. */
+  registryKey?: string;
+  /** 64 hex, or undefined when the chain's key was revoked. */
+  chainKey?: string;
 }
 
 /** What a sync did, added to the run's report. */
@@ -122,6 +153,15 @@ export interface ChainSync {
    * refuses what the registry holds (registration, owner).
    */
   syncFacility(f: Facility, counts: SyncCounts): Promise<{ chain: FacilityView; agreed: boolean }>;
+  /**
+   * Device keys of the facility, registry -> chain: pushes a key the chain never recorded for its
+   * device; reports (and returns) devices whose chain key differs from the registry's, without
+   * writing. A device whose registry key was found consistent is not read from the chain again
+   * until its registry key changes. Chain failures are logged and retried next run.
+   */
+  syncDeviceKeys(f: Facility, counts: SyncCounts): Promise<KeyMismatch[]>;
+  /** The devices currently reported as mismatched. */
+  keyMismatches(): KeyMismatch[];
 }
 
 export function buildChainSync(deps: ChainSyncDeps): ChainSync {
@@ -201,5 +241,56 @@ export function buildChainSync(deps: ChainSyncDeps): ChainSync {
     return { chain, agreed };
   }
 
-  return { syncFacility };
+  /** Registry key (or '' for none) per device last found consistent with the chain (this process). */
+  const consistent = new Map<string, string>();
+  const mismatches = new Map<string, KeyMismatch>();
+
+  async function syncDeviceKey(f: Facility, d: Device, counts: SyncCounts): Promise<void> {
+    const want = d.publicKey ?? '';
+    if (consistent.get(d.deviceId) === want) return;
+    const have = (await ledger.deviceKey!(d.deviceId)) ?? '';
+    if (have === want) {
+      consistent.set(d.deviceId, want);
+      if (mismatches.delete(d.deviceId)) logger.info({ deviceId: d.deviceId, facilityId: f.id }, 'device key agrees with the chain again');
+      return;
+    }
+    // The chain has no current key: push the registry's only when the chain never recorded one for
+    // this device (a revoked key is the regulator's decision, not a gap to fill).
+    if (have === '' && want !== '' && (await ledger.deviceKeys!(d.deviceId)).length === 0 && ledger.setDeviceKey) {
+      await ledger.setDeviceKey(d.deviceId, want);
+      metrics.transactions.inc({ kind: 'device_key' });
+      counts.synced++;
+      consistent.set(d.deviceId, want);
+      mismatches.delete(d.deviceId);
+      logger.info({ deviceId: d.deviceId, facilityId: f.id, publicKey: want }, 'device key recorded on chain');
+      return;
+    }
+    if (have === '' && want === '') return;
+    const m: KeyMismatch = { deviceId: d.deviceId, facilityId: f.id, ...(want ? { registryKey: want } : {}), ...(have ? { chainKey: have } : {}) };
+    const seen = mismatches.get(d.deviceId);
+    mismatches.set(d.deviceId, m);
+    if (!seen || seen.registryKey !== m.registryKey || seen.chainKey !== m.chainKey) {
+      metrics.errors.inc({ kind: 'device_key' });
+      logger.error(
+        { deviceId: d.deviceId, facilityId: f.id, registryKey: m.registryKey ?? null, chainKey: m.chainKey ?? null },
+        "device key differs from the key the regulator recorded on chain: not overwritten (a rotation goes on chain through the gateway's PATCH; a key changed in the database only is tampering)",
+      );
+    }
+  }
+
+  async function syncDeviceKeys(f: Facility, counts: SyncCounts): Promise<KeyMismatch[]> {
+    if (!ledger.deviceKey || !ledger.deviceKeys || !deps.registry.listDevices) return [];
+    for (const d of deps.registry.listDevices(f.id)) {
+      try {
+        await syncDeviceKey(f, d, counts);
+      } catch (e) {
+        metrics.errors.inc({ kind: 'sync' });
+        logger.warn({ err: e, deviceId: d.deviceId, facilityId: f.id }, 'could not sync the device key with the chain; retrying next run');
+      }
+    }
+    metrics.deviceKeyMismatches?.set(mismatches.size);
+    return [...mismatches.values()].filter((m) => m.facilityId === f.id);
+  }
+
+  return { syncFacility, syncDeviceKeys, keyMismatches: () => [...mismatches.values()] };
 }

@@ -16,6 +16,7 @@ export interface OracleMetrics {
   blocked: Gauge<string>;
   facilityBlocked: Gauge<'facility'>;
   lastRun: Gauge<string>;
+  deviceKeyMismatches: Gauge<string>;
 }
 
 export function oracleMetrics(registry: Registry = new Registry()): OracleMetrics {
@@ -46,7 +47,7 @@ export function oracleMetrics(registry: Registry = new Registry()): OracleMetric
     errors: getOrCreate(
       registry,
       'mrv_oracle_errors_total',
-      () => new Counter({ name: 'mrv_oracle_errors_total', help: 'oracle errors by kind (chain, revert, sync, reconcile, compute)', labelNames: ['kind'], registers }),
+      () => new Counter({ name: 'mrv_oracle_errors_total', help: 'oracle errors by kind (chain, revert, sync, reconcile, compute, device_key)', labelNames: ['kind'], registers }),
     ),
     blocked: getOrCreate(
       registry,
@@ -68,6 +69,16 @@ export function oracleMetrics(registry: Registry = new Registry()): OracleMetric
       registry,
       'mrv_oracle_last_run_timestamp_seconds',
       () => new Gauge({ name: 'mrv_oracle_last_run_timestamp_seconds', help: 'when the last oracle run finished', registers }),
+    ),
+    deviceKeyMismatches: getOrCreate(
+      registry,
+      'mrv_oracle_device_key_mismatches',
+      () =>
+        new Gauge({
+          name: 'mrv_oracle_device_key_mismatches',
+          help: "devices whose registry key differs from the key the regulator recorded on chain (reported, never overwritten; see the oracle's error log)",
+          registers,
+        }),
     ),
   };
 }

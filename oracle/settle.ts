@@ -238,6 +238,9 @@ export function buildSettler(deps: SettleDeps): Settler {
           return undefined;
         }
       });
+      // Device keys, registry -> chain (never overwriting a chain key: chain-sync.ts); settlement
+      // does not wait on them, and a facility whose keys are consistent costs no chain read.
+      await mapLimit(due, concurrency, (f) => chainSync.syncDeviceKeys(f, report));
       let work: { f: Facility; chain: FacilityView }[] = [];
       due.forEach((f, i) => {
         const chain = states[i];

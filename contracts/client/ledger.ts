@@ -23,7 +23,7 @@ import {
   type TxInfo,
 } from './port.ts';
 import { LedgerReader, type LedgerOptions } from './reads.ts';
-import { facilityKey, kgPerHourToMg, LEDGER_ROLES, toSeconds } from './units.ts';
+import { facilityKey, kgPerHourToMg, LEDGER_ROLES, publicKeyToBytes32, toSeconds } from './units.ts';
 
 export { DEFAULT_LOG_RANGE, type LedgerOptions } from './reads.ts';
 
@@ -114,6 +114,11 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
 
   deregisterFacility(id: string): Promise<TxInfo> {
     return this.send('deregisterFacility', [facilityKey(id)]);
+  }
+
+  /** Records (or rotates) a device's public key (REGULATOR_ROLE); the current key again is a no-op on chain. */
+  async setDeviceKey(deviceId: string, publicKeyHex: string): Promise<TxInfo> {
+    return this.send('setDeviceKey', [deviceId, publicKeyToBytes32(publicKeyHex)]);
   }
 
   // ----- token

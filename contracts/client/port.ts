@@ -76,6 +76,23 @@ export interface SettlementResult {
   original?: OnChainSettlement;
 }
 
+/**
+ * A device key as the ledger recorded it (its DeviceKeySet event, by the regulator): set, rotated
+ * (`previousKey` set) or revoked (`publicKey` null). Keys are 64 lowercase hex, as the registry keeps them.
+ */
+export interface DeviceKeyRecord {
+  /** Known from the event (it carries the id). */
+  deviceId: string;
+  /** keccak256 of the device id */
+  deviceKey: string;
+  /** The Ed25519 public key from now on, null when revoked. */
+  publicKey: string | null;
+  /** The key it replaced, null when none. */
+  previousKey: string | null;
+  txHash: string;
+  blockNumber: number;
+}
+
 /** A mined transaction. */
 export interface TxInfo {
   txHash: string;
@@ -155,6 +172,16 @@ export interface LedgerPort {
   setFacilityOwner(facilityId: string, owner: string): Promise<TxInfo>;
   /** Removes a facility that never settled (reverts FacilityHasSettlements otherwise). */
   deregisterFacility(facilityId: string): Promise<TxInfo>;
+
+  /**
+   * Records (or rotates) a device's Ed25519 public key on chain (64 hex, or 0x + 64 hex); setting the
+   * current key again changes nothing. REGULATOR_ROLE, refused while paused.
+   */
+  setDeviceKey(deviceId: string, publicKeyHex: string): Promise<TxInfo>;
+  /** The device's current key on chain (64 lowercase hex), undefined when none (never set, or revoked). */
+  deviceKey(deviceId: string): Promise<string | undefined>;
+  /** The recorded key changes (DeviceKeySet events), oldest first, of one device or of all. */
+  deviceKeys(deviceId?: string): Promise<DeviceKeyRecord[]>;
 
   // settlement (ORACLE_ROLE)
   /**

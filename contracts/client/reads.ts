@@ -7,8 +7,8 @@ import { ethers } from 'ethers';
 import { errors } from '../../domain/errors.ts';
 import { loadArtifact } from './artifact.ts';
 import { readCall, type SendOptions } from './connect.ts';
-import type { FacilityView, LedgerRole, OnChainSettlement, RetirementReceipt, RetirementRecord, SignedRetirement } from './port.ts';
-import { facilityKey, LEDGER_ROLES, mgToKgPerHour, toSeconds } from './units.ts';
+import type { DeviceKeyRecord, FacilityView, LedgerRole, OnChainSettlement, RetirementReceipt, RetirementRecord, SignedRetirement } from './port.ts';
+import { bytes32ToPublicKey, deviceIdKey, facilityKey, LEDGER_ROLES, mgToKgPerHour, toSeconds } from './units.ts';
 
 /** Blocks per eth_getLogs request (real providers cap log ranges; 10,000 is accepted by most). */
 export const DEFAULT_LOG_RANGE = 10_000;
@@ -189,6 +189,35 @@ export class LedgerReader {
       }
     }
     return undefined;
+  }
+
+  /** The device's current key on chain (64 lowercase hex), undefined when none. */
+  async deviceKey(deviceId: string): Promise<string | undefined> {
+    const word = await readCall<string>(() => this.contract.deviceKey(deviceIdKey(deviceId)));
+    return bytes32ToPublicKey(word) ?? undefined;
+  }
+
+  /**
+   * DeviceKeySet events, oldest first, of one device (by its indexed topic) or of all, from the start
+   * block in bounded eth_getLogs ranges.
+   */
+  async deviceKeys(deviceId?: string): Promise<DeviceKeyRecord[]> {
+    const logs = await this.logs(this.contract.filters.DeviceKeySet(deviceId === undefined ? null : deviceIdKey(deviceId)));
+    const out: DeviceKeyRecord[] = [];
+    for (const log of logs) {
+      const parsed = this.parseLog(log);
+      if (parsed?.name !== 'DeviceKeySet') continue;
+      const a = parsed.args;
+      out.push({
+        deviceId: a.deviceId,
+        deviceKey: a.device,
+        publicKey: bytes32ToPublicKey(a.publicKey),
+        previousKey: bytes32ToPublicKey(a.previousKey),
+        txHash: log.transactionHash,
+        blockNumber: log.blockNumber,
+      });
+    }
+    return out;
   }
 
   /** Retirement records, oldest first, optionally of one account or one facility. */

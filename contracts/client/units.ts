@@ -36,3 +36,21 @@ export function kgPerHourToMg(kgPerHour: string): bigint {
 export function mgToKgPerHour(mg: bigint): string {
   return Decimal.of(mg, 6).toString();
 }
+
+/** The on-chain key of a device id: keccak256 of its UTF-8 bytes. */
+export function deviceIdKey(deviceId: string): string {
+  return ethers.id(deviceId);
+}
+
+/** A device's Ed25519 public key (64 hex, with or without 0x) -> bytes32 (all zeros revokes). */
+export function publicKeyToBytes32(publicKeyHex: string): string {
+  const hex = publicKeyHex.startsWith('0x') ? publicKeyHex.slice(2) : publicKeyHex;
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw errors.VALIDATION(`a device public key is 32 bytes as 64 hex digits: ${publicKeyHex.slice(0, 80)}`);
+  return `0x${hex.toLowerCase()}`;
+}
+
+/** bytes32 from the ledger -> 64 lowercase hex, or null for zero (no key). */
+export function bytes32ToPublicKey(word: string): string | null {
+  const hex = word.toLowerCase().replace(/^0x/, '');
+  return /^0+$/.test(hex) ? null : hex;
+}

@@ -13,6 +13,7 @@ import type { Device } from '../../store/types.ts';
 import { DeviceCreate, DeviceCredentialsView, DeviceList, DeviceParams, DevicePatch, DeviceView, FacilityParams, PageQuery, errorResponses } from '../schemas.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 import { iso } from '../format.ts';
+import { registryWriter } from '../../oracle/chain-sync.ts';
 
 export function deviceView(d: Device) {
   return {
@@ -32,6 +33,24 @@ export function deviceView(d: Device) {
 
 export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { registry } = ctx.deps;
+  /** On-chain writes go through oracle/chain-sync.ts (the one writer); the oracle records only a device's first key. */
+  const writer = ctx.deps.ledger ? registryWriter(ctx.deps.ledger, registry, ctx.windowMs) : undefined;
+
+  /**
+   * Records the key the regulator just set on chain, at once: the oracle's reconcile never replaces a
+   * key the chain holds (docs/SECURITY.md "Device keys on chain"), so a rotation that fails here is
+   * reported to the caller, who repeats the request.
+   */
+  async function keyOnChain(deviceId: string, publicKey: string): Promise<{ synced: boolean; message?: string } | undefined> {
+    if (!writer) return { synced: false, message: 'no chain configured in this process' };
+    try {
+      if (!(await writer.pushDeviceKey(deviceId, publicKey))) return undefined;
+      return { synced: true };
+    } catch (err) {
+      ctx.log.warn({ err, deviceId }, 'device key not recorded on chain');
+      return { synced: false, message: `device key not confirmed on-chain yet: ${(err as Error).message.slice(0, 160)}` };
+    }
+  }
 
   async function disconnect(deviceId: string, why: string): Promise<void> {
     if (!ctx.deps.broker) {
@@ -63,8 +82,9 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
         ...(reportingIntervalSeconds !== undefined ? { reportingIntervalSeconds } : {}),
         ...(publicKey !== undefined ? { publicKey } : {}),
       });
-      request.log.info({ facilityId, deviceId, publicKey: device.publicKey, by: request.principal?.keyId }, 'device registered');
-      return reply.code(201).send({ deviceId: device.deviceId, facilityId: device.facilityId, username: device.deviceId, password });
+      const chain = device.publicKey !== undefined ? await keyOnChain(deviceId, device.publicKey) : undefined;
+      request.log.info({ facilityId, deviceId, publicKey: device.publicKey, chain: chain?.synced, by: request.principal?.keyId }, 'device registered');
+      return reply.code(201).send({ deviceId: device.deviceId, facilityId: device.facilityId, username: device.deviceId, password, ...(chain ? { chain } : {}) });
     },
   );
 
@@ -126,8 +146,10 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       if (request.body.rotateSecret || (status !== undefined && status !== 'active')) {
         await disconnect(deviceId, request.body.rotateSecret ? 'secret rotated' : status ?? '');
       }
-      request.log.info({ deviceId, status, capacity, publicKey: publicKey === undefined ? undefined : device.publicKey, rotated: !!password, by: p.keyId }, 'device updated');
-      return { ...deviceView(registry.getDevice(deviceId) ?? device), ...(password ? { password } : {}) };
+      // Also when the key did not change: repeating the request is how a failed chain write is retried.
+      const chain = publicKey !== undefined && device.publicKey !== undefined ? await keyOnChain(deviceId, device.publicKey) : undefined;
+      request.log.info({ deviceId, status, capacity, publicKey: publicKey === undefined ? undefined : device.publicKey, chain: chain?.synced, rotated: !!password, by: p.keyId }, 'device updated');
+      return { ...deviceView(registry.getDevice(deviceId) ?? device), ...(password ? { password } : {}), ...(chain ? { chain } : {}) };
     },
   );
 }

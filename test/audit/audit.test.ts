@@ -1,8 +1,8 @@
 /**
  * The offline audit of a bundle (audit/audit.ts): a valid bundle with signed readings passes; one
  * value changed, one reading dropped, one signature from another key, a key swapped: each is caught
- * with its reason. The chain part against a ChainView that also serves device keys (today's ledger
- * records none: test/audit/cli-anvil.test.ts runs the chain part against a real ledger on anvil).
+ * with its reason. The chain part against a ChainView that also serves device keys
+ * (test/audit/cli-anvil.test.ts runs the chain part against a real ledger on anvil, keys included).
  */
 import t from 'tap';
 import { auditBundle, auditOffline, formatReport, type ChainView, type FindingReason } from '../../audit/audit.ts';

@@ -1,8 +1,9 @@
 /**
  * `npm run audit` as an auditor runs it: `tsx audit/main.ts bundle.json --rpc URL --ledger 0x…` in a
  * child process against a real CarbonLedger on anvil, on which the fixture's settlement was settled.
- * The untouched bundle exits 0; a value changed, a reading dropped, a signature from another key
- * and a settlement the chain does not hold exit 1 with the reason; usage errors exit 2.
+ * The untouched bundle exits 0; a value changed, a reading dropped, a signature from another key,
+ * a device key swapped in the database only (the bundle's key is not the one the regulator recorded
+ * on chain) and a settlement the chain does not hold exit 1 with the reason; usage errors exit 2.
  * Skips when the anvil binary is absent, except under CI where that is a failure.
  */
 import { spawn } from 'node:child_process';
@@ -45,6 +46,7 @@ if (!anvilBinary()) {
   const ledger = await Ledger.deploy(wallet, { confirmTimeoutMs: 30_000 });
   const F = fixture();
   await ledger.registerFacility('F', ethers.computeAddress(chain.privateKeys[3]), '3600', T0);
+  await ledger.setDeviceKey('m1', F.key.publicKey); // the regulator's record of m1's key
   await ledger.settleBatch([{ facilityId: 'F', windowStart: T0, windowEnd: T0 + W, netGrams: F.netGrams, evidenceRoot: F.root }]);
   const dir = t.testdir();
   const write = (name: string, b: AuditBundle) => {
@@ -59,7 +61,25 @@ if (!anvilBinary()) {
     t.equal(res.code, 0, res.stdout + res.stderr);
     t.match(res.stdout, /RESULT: OK/);
     t.match(res.stdout, new RegExp(`chain {8}net ${F.netGrams} g, root ${F.root}`));
-    t.match(res.stdout, /this ledger records no device keys/);
+    t.notMatch(res.stdout, /records no device keys/, 'the keys were checked against the chain');
+    const json = await audit([write('ok-json.json', F.bundle), ...against, '--json']);
+    t.match(JSON.parse(json.stdout), { ok: true, chain: { checked: true, keysOnChain: true } });
+  });
+
+  t.test("a device key swapped in the database only: the bundle's key is not the chain's, exit 1", async (t) => {
+    // Whoever holds the database replaced m1's key and fed readings signed with their own key; the
+    // oracle settled them, so net, root and every signature agree with the bundle. Only the
+    // regulator's record of m1's key on chain does not.
+    const other = await Ledger.deploy(wallet, { confirmTimeoutMs: 30_000 });
+    const swapped = fixture();
+    await other.registerFacility('F', ethers.computeAddress(chain.privateKeys[3]), '3600', T0);
+    await other.setDeviceKey('m1', F.key.publicKey);
+    await other.settleBatch([{ facilityId: 'F', windowStart: T0, windowEnd: T0 + W, netGrams: swapped.netGrams, evidenceRoot: swapped.root }]);
+    const res = await audit([write('swapped.json', swapped.bundle), '--rpc', chain.rpcUrl as string, '--ledger', other.address]);
+    t.equal(res.code, 1, res.stdout + res.stderr);
+    t.match(res.stdout, new RegExp(`\\[key_not_on_chain\\] m1: key ${swapped.key.publicKey} of m1 is not among the keys the ledger recorded for it`));
+    t.notMatch(res.stdout, /chain_mismatch|bad_signature|chain_broken/, 'nothing else differs');
+    t.equal((await audit([write('swapped-ok.json', F.bundle), '--rpc', chain.rpcUrl as string, '--ledger', ledger.address])).code, 0, 'the original bundle still passes');
   });
 
   t.test('tampered bundles: exit 1 with the reason', async (t) => {

@@ -4,8 +4,8 @@
  * through the LedgerPort on both, every answer and every revert (name and arguments) recorded, and
  * the two records compared. The scenario covers the settlement rules (a gain pays the deficit first,
  * then mints; a loss burns the balance, the rest becomes deficit; skipped, out-of-order, empty and
- * out-of-range windows), the registry rules, roles, pause and signed retirements (nonce, deadline,
- * signature, suspension, balance).
+ * out-of-range windows), the registry rules, device keys (set, rotate, revoke, bad ids), roles,
+ * pause and signed retirements (nonce, deadline, signature, suspension, balance).
  */
 import t from 'tap';
 import { ethers } from 'ethers';
@@ -122,6 +122,23 @@ async function scenario(side: Side): Promise<[string, unknown][]> {
   await step('retirements of B', () => ledger.retirements({ facilityId: 'B' }));
   await step('facility A after retiring', () => ledger.facility('A'));
 
+  // device keys
+  const k1 = 'ab'.repeat(32);
+  const k2 = '0x' + 'CD'.repeat(32);
+  await step('key of m1 before any', () => ledger.deviceKey('m1'));
+  await step('set m1 key', () => ledger.setDeviceKey('m1', k1));
+  await step('set m1 key again (no event)', () => ledger.setDeviceKey('m1', k1));
+  await step('rotate m1 key', () => ledger.setDeviceKey('m1', k2));
+  await step('set m2 key', () => ledger.setDeviceKey('m2', k1));
+  await step('key by an outsider', () => side.outsider.setDeviceKey('m3', k1));
+  await step('key of an empty id', () => ledger.setDeviceKey('', k1));
+  await step('key of a 65-byte id', () => ledger.setDeviceKey('d'.repeat(65), k1));
+  await step('key of m1', () => ledger.deviceKey('m1'));
+  await step('keys of m1', () => ledger.deviceKeys('m1'));
+  await step('all keys', () => ledger.deviceKeys());
+  await step('revoke m2 key', () => ledger.setDeviceKey('m2', '00'.repeat(32)));
+  await step('key of m2 after revocation', () => ledger.deviceKey('m2'));
+
   // roles and pause
   await step('grant oracle to the outsider', () => ledger.grantRole('oracle', outsider));
   await step('outsider settles A5', () => side.outsider.settleBatch([win('A', 5, 5n)]));
@@ -130,6 +147,7 @@ async function scenario(side: Side): Promise<[string, unknown][]> {
   await step('pause', () => ledger.pause());
   await step('settle while paused', () => ledger.settleBatch([win('A', 6, 1n)]));
   await step('retire while paused', async () => ledger.retireWithSig(await sign(ownerA, 1n, 1n, later)));
+  await step('set a key while paused', () => ledger.setDeviceKey('m4', k1));
   await step('paused', () => ledger.paused());
   await step('unpause', () => ledger.unpause());
   await step('unpause again', () => ledger.unpause());
@@ -159,4 +177,15 @@ t.test('the memory ledger answers and reverts as the contract does', async (t) =
   t.match(at('the same request again').revert, { name: 'InvalidAccountNonce' });
   t.match(at('retire signed by another key').revert, { name: 'InvalidRetirementSignature' });
   t.match(at('settle while paused').revert, { name: 'EnforcedPause' });
+  t.match(at('set a key while paused').revert, { name: 'EnforcedPause' });
+  t.match(at('key by an outsider').revert, { name: 'AccessControlUnauthorizedAccount' });
+  t.match(at('key of an empty id').revert, { name: 'InvalidDeviceId', args: [0n] });
+  t.match(at('key of a 65-byte id').revert, { name: 'InvalidDeviceId', args: [65n] });
+  t.same(at('key of m1 before any').ok, undefined);
+  t.same(at('keys of m1').ok, [
+    { deviceId: 'm1', deviceKey: ethers.id('m1'), publicKey: 'ab'.repeat(32), previousKey: null },
+    { deviceId: 'm1', deviceKey: ethers.id('m1'), publicKey: 'cd'.repeat(32), previousKey: 'ab'.repeat(32) },
+  ]);
+  t.equal((at('all keys').ok as unknown as unknown[]).length, 3, 'setting the current key again records nothing');
+  t.same(at('key of m2 after revocation').ok, undefined);
 });

@@ -52,3 +52,52 @@ t.test('publicKey: register, show, rotate; bad keys refused; facility keys may n
   t.equal((await post({ deviceId: 'm4', publicKey: k1.publicKey }, 'facA')).statusCode, 403);
   t.equal(h.registry.getDevice('m1')?.publicKey, k2.publicKey);
 });
+
+t.test("the regulator's key goes on chain at once: registration, rotation, a failed write reported and retried by repeating", async (t) => {
+  const h = await startGateway(t);
+  const k1 = generateDeviceKey();
+  const k2 = generateDeviceKey();
+  const created = await h.app.inject({ method: 'POST', url: '/v1/facilities/facA/devices', headers: h.auth('regulator'), payload: { deviceId: 'm1', publicKey: k1.publicKey } });
+  t.equal(created.statusCode, 201);
+  t.same(created.json().chain, { synced: true });
+  t.equal(await h.ledger.deviceKey('m1'), k1.publicKey, 'DeviceKeySet on chain at registration');
+  const plain = await h.app.inject({ method: 'POST', url: '/v1/facilities/facA/devices', headers: h.auth('regulator'), payload: { deviceId: 'm2' } });
+  t.notOk('chain' in plain.json(), 'no key, no chain write');
+  t.same(await h.ledger.deviceKeys('m2'), []);
+
+  const patch = (body: Record<string, unknown>) => h.app.inject({ method: 'PATCH', url: '/v1/devices/m1', headers: h.auth('regulator'), payload: body });
+  const rotated = await patch({ publicKey: k2.publicKey });
+  t.equal(rotated.statusCode, 200);
+  t.same(rotated.json().chain, { synced: true });
+  t.same(
+    (await h.ledger.deviceKeys('m1')).map((e) => [e.publicKey, e.previousKey]),
+    [
+      [k1.publicKey, null],
+      [k2.publicKey, k1.publicKey],
+    ],
+    'the rotation is recorded with the key it replaces',
+  );
+  const other = await patch({ capacity: '5' } as Record<string, unknown>);
+  t.notOk('chain' in (other.json() as object), 'a patch without publicKey writes no key');
+
+  // The chain refuses (paused): the registry changes, the answer says the chain did not.
+  await h.ledger.pause();
+  const failed = await patch({ publicKey: k1.publicKey });
+  t.equal(failed.statusCode, 200);
+  t.match(failed.json().chain, { synced: false, message: /not confirmed on-chain/ });
+  t.equal(h.registry.getDevice('m1')?.publicKey, k1.publicKey);
+  t.equal(await h.ledger.deviceKey('m1'), k2.publicKey, 'the chain still holds the previous key');
+  await h.ledger.unpause();
+  const again = await patch({ publicKey: k1.publicKey });
+  t.same(again.json().chain, { synced: true }, 'repeating the request records it');
+  t.equal(await h.ledger.deviceKey('m1'), k1.publicKey);
+});
+
+t.test('a gateway without a chain says the key is not on chain', async (t) => {
+  const h = await startGateway(t, { deps: { ledger: undefined } });
+  const k1 = generateDeviceKey();
+  const created = await h.app.inject({ method: 'POST', url: '/v1/facilities/facA/devices', headers: h.auth('regulator'), payload: { deviceId: 'm1', publicKey: k1.publicKey } });
+  t.equal(created.statusCode, 201);
+  t.same(created.json().chain, { synced: false, message: 'no chain configured in this process' });
+  t.same(await h.ledger.deviceKeys('m1'), []);
+});

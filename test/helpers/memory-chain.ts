@@ -4,12 +4,13 @@
  */
 import { ethers } from 'ethers';
 import { LedgerRevertError } from '../../contracts/client/errors.ts';
-import { RETIRE_TYPES, type OnChainSettlement, type LedgerRole, type RetirementReceipt, type RetirementRecord, type SettlementEntry, type SettlementResult, type SignedRetirement, type TxInfo } from '../../contracts/client/port.ts';
+import { RETIRE_TYPES, type DeviceKeyRecord, type OnChainSettlement, type LedgerRole, type RetirementReceipt, type RetirementRecord, type SettlementEntry, type SettlementResult, type SignedRetirement, type TxInfo } from '../../contracts/client/port.ts';
 import { facilityKey } from '../../contracts/client/units.ts';
 
 const MAX64 = (1n << 64n) - 1n;
 const MAX_TEXT_LENGTH = 256;
 export const MAX_FACILITY_ID_LENGTH = 64;
+export const MAX_DEVICE_ID_LENGTH = 64;
 /** The account a MemoryLedger signs with by default: it holds every role. */
 export const MEMORY_SIGNER = '0x00000000000000000000000000000000000000A1';
 /** The EIP-712 domain the memory ledger checks signatures against (sign with it in tests). */
@@ -48,6 +49,9 @@ export interface State {
   supply: bigint;
   events: OnChainSettlement[];
   retirements: Retired[];
+  /** Current key per device id (64 hex), and every DeviceKeySet, oldest first. */
+  deviceKeys: Map<string, string>;
+  keyEvents: DeviceKeyRecord[];
   block: number;
 }
 
@@ -68,6 +72,8 @@ export function clone(s: State): State {
     supply: s.supply,
     events: [...s.events],
     retirements: s.retirements.map((r) => ({ ...r })),
+    deviceKeys: new Map(s.deviceKeys),
+    keyEvents: [...s.keyEvents],
     block: s.block,
   };
 }
@@ -104,6 +110,8 @@ export class MemoryChain {
       supply: 0n,
       events: [],
       retirements: [],
+      deviceKeys: new Map(),
+      keyEvents: [],
       block: 0,
     };
   }

@@ -22,6 +22,7 @@
 import { ethers } from 'ethers';
 import {
   MAX_BATCH,
+  type DeviceKeyRecord,
   type FacilityView,
   type LedgerAdminPort,
   type LedgerPort,
@@ -35,9 +36,9 @@ import {
   type SignedRetirement,
   type TxInfo,
 } from '../../contracts/client/port.ts';
-import { facilityKey, kgPerHourToMg, LEDGER_ROLES, mgToKgPerHour, toSeconds } from '../../contracts/client/units.ts';
+import { bytes32ToPublicKey, deviceIdKey, facilityKey, kgPerHourToMg, LEDGER_ROLES, mgToKgPerHour, publicKeyToBytes32, toSeconds } from '../../contracts/client/units.ts';
 import { errors } from '../../domain/errors.ts';
-import { account, MAX_FACILITY_ID_LENGTH, MEMORY_SIGNER, MemoryChain, retireFrom, revert, secs, settleOne, txInfo, verifyRetirement, type MemoryAccount, type MemoryFacility, type State } from './memory-chain.ts';
+import { account, MAX_DEVICE_ID_LENGTH, MAX_FACILITY_ID_LENGTH, MEMORY_SIGNER, MemoryChain, retireFrom, revert, secs, settleOne, txInfo, verifyRetirement, type MemoryAccount, type MemoryFacility, type State } from './memory-chain.ts';
 
 export { MEMORY_DOMAIN, MEMORY_SIGNER, MemoryChain, verifyRetirement, type MemoryAccount, type MemoryFacility } from './memory-chain.ts';
 
@@ -335,6 +336,37 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     });
   }
 
+  // ----- device keys (REGULATOR)
+
+  async setDeviceKey(deviceId: string, publicKeyHex: string): Promise<TxInfo> {
+    this.calls.push('setDeviceKey');
+    this.writes.push(`deviceKey ${deviceId} ${publicKeyHex}`);
+    const word = publicKeyToBytes32(publicKeyHex);
+    return this.chain.send((s, block, txHash) => {
+      this.#need(s, 'regulator');
+      if (s.paused) throw revert('EnforcedPause');
+      const length = Buffer.byteLength(deviceId, 'utf8');
+      if (length === 0 || length > MAX_DEVICE_ID_LENGTH) throw revert('InvalidDeviceId', BigInt(length));
+      const key = bytes32ToPublicKey(word);
+      const previous = s.deviceKeys.get(deviceId) ?? null;
+      if (previous === key) return txInfo(txHash, block);
+      if (key === null) s.deviceKeys.delete(deviceId);
+      else s.deviceKeys.set(deviceId, key);
+      s.keyEvents.push({ deviceId, deviceKey: deviceIdKey(deviceId), publicKey: key, previousKey: previous, txHash, blockNumber: block });
+      return txInfo(txHash, block);
+    });
+  }
+
+  async deviceKey(deviceId: string): Promise<string | undefined> {
+    this.calls.push('deviceKey');
+    return this.chain.s.deviceKeys.get(deviceId);
+  }
+
+  async deviceKeys(deviceId?: string): Promise<DeviceKeyRecord[]> {
+    this.calls.push('deviceKeys');
+    return this.chain.s.keyEvents.filter((e) => deviceId === undefined || e.deviceId === deviceId).map((e) => ({ ...e }));
+  }
+
   // ----- settlement (ORACLE)
 
   async settleBatch(entries: SettlementEntry[]): Promise<SettleBatchResult> {
@@ -395,6 +427,9 @@ const PORT_METHODS = new Set<string>([
   'setBaseline',
   'setFacilityOwner',
   'deregisterFacility',
+  'setDeviceKey',
+  'deviceKey',
+  'deviceKeys',
   'settleBatch',
   'settlementAt',
   'settlements',

@@ -16,6 +16,7 @@ import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
 import type { LedgerPort } from '../../contracts/client/port.ts';
+import { generateDeviceKey } from '../../domain/signature.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
 
 const W = 10_000;
@@ -239,4 +240,24 @@ t.test('CHAIN_CONFIRMATIONS: a window builds on a final one only; one replaced b
   t.equal(r3.settled, 1, 'window 2, from the cursors of the chain’s window 1');
   t.equal(ledger.facilities.get('A')?.next, 3 * W);
   t.ok([...ledger.settledCounts().values()].every((c) => c === 1), 'one settlement per window on the chain');
+});
+
+t.test("each run records a device's first key on chain, reports a key changed in the database only, and settles regardless", async (t) => {
+  const { ledger, make, feed, registry } = setup(t, ['F'], 2);
+  const K1 = generateDeviceKey().publicKey;
+  const K2 = generateDeviceKey().publicKey;
+  registry.updateDevice('F-m', { publicKey: K1 });
+  await feed(0, 2);
+  const metrics = new PromRegistry();
+  const oracle = make({ metrics });
+  const r = await oracle.runOnce(closeOf(1));
+  t.equal(await ledger.deviceKey('F-m'), K1, "the device's first key went on chain in the oracle's run");
+  t.ok(r.synced >= 1);
+  t.equal(ledger.facilities.get('F')?.next, 2 * W, 'and the windows settled');
+  registry.updateDevice('F-m', { publicKey: K2 }); // the database alone
+  await oracle.runOnce(closeOf(2));
+  t.equal(await ledger.deviceKey('F-m'), K1, 'never overwritten by the run');
+  t.equal(ledger.facilities.get('F')?.next, 3 * W, 'a key mismatch does not stop settlement');
+  t.match(await metrics.metrics(), /mrv_oracle_device_key_mismatches 1/);
+  t.match(await metrics.metrics(), /mrv_oracle_errors_total\{kind="device_key"\} 1/);
 });
