@@ -173,7 +173,7 @@ export function createBundle(src: BundleSource): AuditBundle {
       startCursors: d.startCursors.map((c) => ({ metric: c.metric, seq: c.seq, ts: c.ts, value: c.value })),
       coverage: { after: d.coverage.after, between: d.coverage.between, interval: d.coverage.interval },
       readings: [...d.readings].sort((a, b) => a.seq - b.seq).map(bundleReading),
-      context: [...(src.context?.[d.deviceId] ?? [])].sort((a, b) => a.seq - b.seq).map(bundleReading),
+      context: [...(src.context?.[d.deviceId] ?? d.chainContext ?? [])].sort((a, b) => a.seq - b.seq).map(bundleReading),
     };
     if (d.coverage.before) out.coverage.before = { seq: d.coverage.before.seq, ts: d.coverage.before.ts };
     if (d.coverage.lastIn) out.coverage.lastIn = { seq: d.coverage.lastIn.seq, ts: d.coverage.lastIn.ts };
@@ -220,6 +220,7 @@ export function windowInputOf(b: AuditBundle): WindowInput {
     facilityId: b.facility.id,
     window: { start: b.window.start, end: b.window.end },
     baselineKgPerHour: b.baselineKgPerHour,
+    methodologyVersion: b.methodologyVersion,
     factors: { ...b.factors, overrides: [...b.factors.overrides] },
     devices: b.devices.map((d) => {
       const out: DeviceWindowInput = {
@@ -230,6 +231,7 @@ export function windowInputOf(b: AuditBundle): WindowInput {
         reportingIntervalSeconds: d.reportingIntervalSeconds,
       };
       if (d.intervalDevice !== undefined) out.intervalDevice = d.intervalDevice;
+      if (d.context.length > 0) out.chainContext = d.context.map((r) => toReading(b.facility.id, d.deviceId, r));
       if (d.decommissioned) out.decommissioned = { ...d.decommissioned };
       if (d.mark) out.mark = { ...d.mark };
       if (d.prev) out.prev = { mark: { ...d.prev.mark }, before: d.prev.before };

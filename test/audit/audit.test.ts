@@ -59,7 +59,8 @@ t.test('one signature from another key', async (t) => {
   const r2 = b.devices[0].readings[0];
   r2.sig = signLine(OTHER.privateKey, readingLine(toReading('F', 'm1', r2)) as string);
   const r = auditOffline(b);
-  t.same(reasons(r), ['bad_signature']);
+  // The evidence commits to each signature (mrv-signed-3): the root no longer matches either.
+  t.same(reasons(r), ['bad_signature', 'record_mismatch']);
   t.match(r.findings[0], { deviceId: 'm1', seq: 2 });
 });
 
@@ -83,7 +84,8 @@ t.test('a key swapped', async (t) => {
     },
   };
   const onChain = await auditBundle(forged, view);
-  t.same(reasons(onChain), ['key_not_on_chain']);
+  // The evidence root commits to the signatures, so the chain's root differs too.
+  t.same(reasons(onChain), ['chain_mismatch', 'key_not_on_chain']);
   t.ok((await auditBundle(F.bundle, view)).ok, 'the real bundle passes the same chain');
   // The key and the signatures withheld: the device presented as unsigned (its values then unchecked).
   const stripped = copy(F.bundle);
@@ -92,17 +94,18 @@ t.test('a key swapped', async (t) => {
     delete r.sig;
     delete r.prev;
   }
-  t.ok(auditOffline(stripped).ok, 'self-consistent offline');
+  // The recorded root committed to the signatures: stripping them shows offline already.
+  t.same(reasons(auditOffline(stripped)), ['record_mismatch'], 'the root committed to the signatures');
   const withheld = await auditBundle(stripped, view);
-  t.same(reasons(withheld), ['key_missing']);
-  t.match(withheld.findings[0], { deviceId: 'm1' });
+  t.same(reasons(withheld), ['chain_mismatch', 'key_missing', 'record_mismatch']);
+  t.match(withheld.findings.find((f) => f.reason === 'key_missing'), { deviceId: 'm1' });
 });
 
 t.test('other findings: unsigned reading of a signed device, broken factors, missing settlement', async (t) => {
   const b = copy(F.bundle);
   delete b.devices[0].readings[1].sig;
   delete b.devices[0].readings[1].prev;
-  t.same(reasons(auditOffline(b)), ['unsigned']);
+  t.same(reasons(auditOffline(b)), ['record_mismatch', 'unsigned']);
   const c = copy(F.bundle);
   c.settlement.complete = false;
   t.same(reasons(auditOffline(c)), ['record_mismatch'], 'completeness differs');
