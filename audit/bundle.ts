@@ -121,8 +121,30 @@ export const AuditBundle = Type.Object(
       },
       { additionalProperties: false },
     ),
-    /** Where the settlement is on chain (informational: the auditor names the RPC and ledger). */
-    chain: Type.Optional(Type.Object({ chainId: Type.Optional(Int), ledger: Type.Optional(Type.String({ maxLength: 42 })) })),
+    /**
+     * Where the settlement is on chain and the chain's record of it as the platform read it when it
+     * made the bundle (informational: the auditor names the RPC and ledger and reads the chain itself).
+     */
+    chain: Type.Optional(
+      Type.Object({
+        chainId: Type.Optional(Int),
+        ledger: Type.Optional(Type.String({ maxLength: 42 })),
+        settlement: Type.Optional(
+          Type.Object(
+            {
+              found: Type.Boolean(),
+              evidenceRoot: Type.Optional(Hex32),
+              netGrams: Type.Optional(Grams),
+              txHash: Type.Optional(Type.String({ maxLength: 66 })),
+              mintedGrams: Type.Optional(Grams),
+              burnedGrams: Type.Optional(Grams),
+              deficitGrams: Type.Optional(Grams),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -88,6 +88,9 @@ t.test(
       async proof() {
         return undefined;
       },
+      async bundle() {
+        throw new Error('no bundles in this test (test/gateway/bundle.test.ts)');
+      },
     };
     const records: GatewaySettlements = {
       listSettlements: (q) => settlements.filter((s) => !q.facilityId || s.facilityId === q.facilityId),
