@@ -154,7 +154,7 @@ function renderSettlements({ items, error }) {
   tbody.replaceChildren();
   if (error || items.length === 0) {
     const td = el('td', { text: error ? `unavailable: ${error.message}` : 'No settlement yet.', className: 'empty' });
-    td.colSpan = 10;
+    td.colSpan = 9;
     tbody.append(el('tr', {}, [td]));
     return;
   }
@@ -171,8 +171,7 @@ function renderSettlements({ items, error }) {
       el('td', { text: groupInt(s.burnedGrams), className: 'num' }),
       deficitChangeCell(s),
       numCell(s.deficitAfterGrams ?? s.deficitGrams, 'deficitAfterGrams'),
-      el('td', { text: short(s.evidenceRoot), className: 'mono', title: s.evidenceRoot }),
-      signaturesCell(s),
+      evidenceCell(s),
       verify,
     ]);
     tbody.append(tr);
@@ -204,14 +203,22 @@ function signaturesText(sig) {
   return sig.chainsUnbroken ? `${head}, chains unbroken` : `${head}, chain broken: ${sig.broken.join(', ')}`;
 }
 
-function signaturesCell(s) {
+// The evidence root, then the device signatures and the audit bundle under it.
+function evidenceCell(s) {
+  const cell = el('td', { className: 'sig' }, [el('div', { text: short(s.evidenceRoot), className: 'mono', title: s.evidenceRoot })]);
+  const sig = signaturesLine(s);
+  if (sig.childNodes.length) cell.append(sig);
+  return cell;
+}
+
+function signaturesLine(s) {
   const sig = s.signatures;
   const text = signaturesText(sig);
   const cls = !sig || sig.signed === 0 ? 'muted' : sig.chainsUnbroken && sig.signed === sig.devices ? 'ok' : sig.chainsUnbroken ? 'warn' : 'bad';
   const children = [];
   if (text) children.push(el('span', { text, className: `pill ${cls}`, data: { field: 'signatures' } }), document.createTextNode(' '));
   if (s.bundleUrl) children.push(bundleLink(s));
-  return el('td', {}, children);
+  return el('div', {}, children);
 }
 
 // The bundle needs the API key (an Authorization header), so the link fetches it and saves the JSON.
