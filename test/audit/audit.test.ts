@@ -10,6 +10,8 @@ import { parseBundle } from '../../audit/bundle.ts';
 import { generateDeviceKey, lineHash, signLine, readingLine } from '../../domain/signature.ts';
 import { chainContext, toReading } from '../../audit/bundle.ts';
 import { copy, fixture, signChain, T0 } from './fixture.ts';
+import { buildEvidence } from '../../oracle/evidence.ts';
+import { METHODOLOGY_V2, settleWindow } from '../../oracle/methodology.ts';
 
 const F = fixture();
 const OTHER = generateDeviceKey();
@@ -159,4 +161,20 @@ t.test('chainContext: the predecessors by seq that a settlement did not use', as
   const ctx = await chainContext(m1.readings, below);
   t.same(ctx.map((r) => r.seq), [1], 'seq 1, the previous settlement\'s last reading');
   t.same(await chainContext([], below), []);
+});
+
+t.test('a bundle of an mrv-cursor-2 settlement is recomputed with that version (8-field leaves, no chain rule)', async (t) => {
+  const v2 = settleWindow({ ...F.input, methodologyVersion: METHODOLOGY_V2 });
+  const b = copy(F.bundle);
+  b.methodologyVersion = METHODOLOGY_V2;
+  b.settlement.evidenceRoot = buildEvidence(v2).root;
+  t.not(b.settlement.evidenceRoot, F.root, 'the versions commit to different leaves');
+  const r = auditOffline(b);
+  t.same(r.findings, []);
+  t.equal(r.recomputed?.evidenceRoot, b.settlement.evidenceRoot);
+  // Under the current version's root, the old version's recomputation does not match.
+  b.settlement.evidenceRoot = F.root;
+  t.same(reasons(auditOffline(b)), ['record_mismatch']);
+  b.methodologyVersion = 'mrv-cursor-1';
+  t.same(reasons(auditOffline(b)), ['methodology_version']);
 });
