@@ -42,7 +42,8 @@ export function settlementView(s: SettlementRecord) {
     deficitAfterGrams: gramsText(s.deficitGrams),
     evidenceRoot: s.evidenceRoot,
     txHash: s.txHash ?? null,
-    ...(s.inputs ? { signatures: signatureSummary(s.inputs.devices) } : {}),
+    // Settlements before mrv-signed-3 did not record signatures: no summary rather than "0 signed".
+    ...(s.inputs && !s.inputs.methodologyVersion?.startsWith('mrv-cursor-') ? { signatures: signatureSummary(s.inputs.devices) } : {}),
     bundleUrl: `/v1/settlements/${encodeURIComponent(String(s.id))}/bundle`,
   };
 }
