@@ -11,7 +11,7 @@ import { MAX_FUTURE_MS, METRICS, isMetric } from '../domain/reading.ts';
 import { checkChain, normalisePublicKey, readingLine, verifyLine, type ChainReading } from '../domain/signature.ts';
 import { canonicalHash } from '../oracle/canonical.ts';
 import { buildEvidence } from '../oracle/evidence.ts';
-import { METHODOLOGY_VERSION, settleWindow } from '../oracle/methodology.ts';
+import { SUPPORTED_VERSIONS, settleWindow } from '../oracle/methodology.ts';
 import { toReading, windowInputOf, type AuditBundle, type BundleDevice, type BundleReading } from './bundle.ts';
 
 export type FindingReason =
@@ -157,8 +157,8 @@ export function auditOffline(b: AuditBundle): AuditReport {
   const { hash, ...factorBody } = b.factors;
   const wantHash = canonicalHash(factorBody);
   if (wantHash !== hash.toLowerCase()) findings.push({ reason: 'factors_hash', detail: `factor set hash ${hash} does not match its values (${wantHash})` });
-  if (b.methodologyVersion !== METHODOLOGY_VERSION) {
-    findings.push({ reason: 'methodology_version', detail: `bundle uses ${b.methodologyVersion}; this auditor recomputes ${METHODOLOGY_VERSION}` });
+  if (!SUPPORTED_VERSIONS.includes(b.methodologyVersion)) {
+    findings.push({ reason: 'methodology_version', detail: `bundle uses ${b.methodologyVersion}; this auditor recomputes ${SUPPORTED_VERSIONS.join(', ')}` });
   } else {
     try {
       const result = settleWindow(windowInputOf(b));

@@ -121,8 +121,30 @@ export const AuditBundle = Type.Object(
       },
       { additionalProperties: false },
     ),
-    /** Where the settlement is on chain (informational: the auditor names the RPC and ledger). */
-    chain: Type.Optional(Type.Object({ chainId: Type.Optional(Int), ledger: Type.Optional(Type.String({ maxLength: 42 })) })),
+    /**
+     * Where the settlement is on chain and the chain's record of it as the platform read it when it
+     * made the bundle (informational: the auditor names the RPC and ledger and reads the chain itself).
+     */
+    chain: Type.Optional(
+      Type.Object({
+        chainId: Type.Optional(Int),
+        ledger: Type.Optional(Type.String({ maxLength: 42 })),
+        settlement: Type.Optional(
+          Type.Object(
+            {
+              found: Type.Boolean(),
+              evidenceRoot: Type.Optional(Hex32),
+              netGrams: Type.Optional(Grams),
+              txHash: Type.Optional(Type.String({ maxLength: 66 })),
+              mintedGrams: Type.Optional(Grams),
+              burnedGrams: Type.Optional(Grams),
+              deficitGrams: Type.Optional(Grams),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -173,7 +195,7 @@ export function createBundle(src: BundleSource): AuditBundle {
       startCursors: d.startCursors.map((c) => ({ metric: c.metric, seq: c.seq, ts: c.ts, value: c.value })),
       coverage: { after: d.coverage.after, between: d.coverage.between, interval: d.coverage.interval },
       readings: [...d.readings].sort((a, b) => a.seq - b.seq).map(bundleReading),
-      context: [...(src.context?.[d.deviceId] ?? [])].sort((a, b) => a.seq - b.seq).map(bundleReading),
+      context: [...(src.context?.[d.deviceId] ?? d.chainContext ?? [])].sort((a, b) => a.seq - b.seq).map(bundleReading),
     };
     if (d.coverage.before) out.coverage.before = { seq: d.coverage.before.seq, ts: d.coverage.before.ts };
     if (d.coverage.lastIn) out.coverage.lastIn = { seq: d.coverage.lastIn.seq, ts: d.coverage.lastIn.ts };
@@ -220,6 +242,7 @@ export function windowInputOf(b: AuditBundle): WindowInput {
     facilityId: b.facility.id,
     window: { start: b.window.start, end: b.window.end },
     baselineKgPerHour: b.baselineKgPerHour,
+    methodologyVersion: b.methodologyVersion,
     factors: { ...b.factors, overrides: [...b.factors.overrides] },
     devices: b.devices.map((d) => {
       const out: DeviceWindowInput = {
@@ -230,6 +253,7 @@ export function windowInputOf(b: AuditBundle): WindowInput {
         reportingIntervalSeconds: d.reportingIntervalSeconds,
       };
       if (d.intervalDevice !== undefined) out.intervalDevice = d.intervalDevice;
+      if (d.context.length > 0) out.chainContext = d.context.map((r) => toReading(b.facility.id, d.deviceId, r));
       if (d.decommissioned) out.decommissioned = { ...d.decommissioned };
       if (d.mark) out.mark = { ...d.mark };
       if (d.prev) out.prev = { mark: { ...d.prev.mark }, before: d.prev.before };

@@ -27,6 +27,8 @@ export interface SettlementRecord {
   deficitGrams: Grams;
   evidenceRoot: string;
   txHash?: string | null;
+  /** What the settlement recorded of its inputs (the oracle's records have it): the per-device chain summary. */
+  inputs?: { methodologyVersion?: string; devices: { deviceId: string; consumedCount?: number; chain?: { unbroken: boolean } }[] };
 }
 
 /**

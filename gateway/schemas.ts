@@ -249,6 +249,18 @@ export const SettlementView = Type.Object({
   deficitAfterGrams: IntegerText('the facility\'s outstanding deficit after this settlement'),
   evidenceRoot: Type.String({ description: 'Merkle root of the evidence' }),
   txHash: Type.Union([Type.String(), Type.Null()]),
+  signatures: Type.Optional(
+    Type.Object(
+      {
+        devices: Type.Integer({ description: 'devices whose readings the settlement counted' }),
+        signed: Type.Integer({ description: 'of those, devices whose counted readings are signed' }),
+        chainsUnbroken: Type.Boolean({ description: 'every signed device\'s hash chain is unbroken over the readings counted' }),
+        broken: Type.Array(Type.String(), { description: 'devices whose hash chain is broken' }),
+      },
+      { description: 'device signatures over the readings counted (settlements from methodology mrv-signed-3 on)' },
+    ),
+  ),
+  bundleUrl: Type.String({ description: 'the audit bundle: GET it and run `npm run audit -- bundle.json --rpc URL --ledger 0x…`' }),
 });
 export const SettlementList = Type.Object({ items: Type.Array(SettlementView), next: NextCursor }, { description: 'newest window first' });
 const Loose = Type.Record(Type.String(), Type.Unknown());

@@ -10,6 +10,7 @@ import type { CountedIn, FacilitySettlementStatus, OracleRecords, OracleStatus, 
 import { readingProof, type ReadingProof } from './evidence.ts';
 import { evaluate, recordedWindowInputs } from './inputs.ts';
 import { toBig, type LedgerPort } from '../contracts/client/port.ts';
+import { createBundle, type AuditBundle, type BundleDeviceKey } from '../audit/bundle.ts';
 import { message } from './chain-sync.ts';
 
 /** What `/v1/settlements/:id/verify` reports: the chain's record, the recomputation, the oracle's record. */
@@ -26,6 +27,24 @@ export interface SettlementAudit {
   verify(id: string): Promise<VerifyReport>;
   /** Inclusion proof of reading (deviceId, seq) in the settlement's evidence, or undefined when it is not in it. */
   proof(id: string, deviceId: string, seq: number): Promise<ReadingProof | undefined>;
+  /**
+   * The settlement's audit bundle (audit/bundle.ts): its recorded inputs with the readings it used
+   * and their chain context read from the store, the record as held here, plus what the caller knows
+   * of the facility, the device keys and the chain. Served as the store holds it, even when it no
+   * longer recomputes to the recorded root: showing that is the audit's job.
+   */
+  bundle(id: string, extra?: BundleExtras): Promise<AuditBundle>;
+}
+
+/** What the registry and the chain add to a bundle (the gateway's part). */
+export interface BundleExtras {
+  facility?: { name?: string; owner?: string };
+  /**
+   * Keys per device (absent: an unsigned device). A key without `setAt` (the registry keeps no key
+   * history) gets the ts of the device's first signed reading in the bundle, or the window end.
+   */
+  keys?: Record<string, (Omit<BundleDeviceKey, 'setAt'> & { setAt?: number })[]>;
+  chain?: AuditBundle['chain'];
 }
 
 export interface AuditDeps {
@@ -86,6 +105,36 @@ export function buildAudit(deps: AuditDeps): SettlementAudit {
         throw errors.EVIDENCE_MISMATCH(`settlement ${id} no longer recomputes to its evidence root; see /verify`);
       }
       return readingProof(evidence, deviceId, seq);
+    },
+
+    async bundle(id, extra = {}) {
+      const s = settlement(id);
+      const input = await recordedWindowInputs(readings, s);
+      const keys: Record<string, BundleDeviceKey[]> = {};
+      for (const d of input.devices) {
+        const given = extra.keys?.[d.deviceId];
+        if (!given || given.length === 0) continue;
+        const signedTs = [...d.readings, ...(d.chainContext ?? [])].filter((r) => r.sig !== undefined).map((r) => r.ts);
+        const firstSigned = signedTs.length ? Math.min(...signedTs) : s.windowEnd;
+        keys[d.deviceId] = given.map((k) => ({ publicKey: k.publicKey, setAt: k.setAt ?? firstSigned }));
+      }
+      return createBundle({
+        input,
+        methodologyVersion: s.inputs.methodologyVersion,
+        settlement: {
+          id: s.id,
+          netGrams: s.netGrams,
+          evidenceRoot: s.evidenceRoot,
+          complete: s.complete,
+          ...(s.txHash ? { txHash: s.txHash } : {}),
+          mintedGrams: s.mintedGrams,
+          burnedGrams: s.burnedGrams,
+          deficitGrams: s.deficitGrams,
+        },
+        ...(extra.facility ? { facility: extra.facility } : {}),
+        keys,
+        ...(extra.chain ? { chain: extra.chain } : {}),
+      });
     },
   };
 }

@@ -9,15 +9,26 @@ import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import { getProof, makeMerkleTree } from '@openzeppelin/merkle-tree/dist/core.js';
 import { keccak256 } from '../contracts/client/crypto.ts';
 import { canonicalJson } from './canonical.ts';
-import type { WindowResult } from './methodology.ts';
+import { METHODOLOGY_V2, type WindowResult } from './methodology.ts';
 
-/** One encoding for every leaf kind (unused fields are "" / 0 / false). */
-export const LEAF_ENCODING: string[] = ['string', 'string', 'int256', 'int256', 'string', 'string', 'bool', 'bool'];
+/**
+ * One encoding for every leaf kind (unused fields are "" / 0 / false). From mrv-signed-3 on a ninth
+ * field carries the reading's device signature (base64; "" when unsigned, and for other kinds).
+ */
+export const LEAF_ENCODING: string[] = ['string', 'string', 'int256', 'int256', 'string', 'string', 'bool', 'bool', 'string'];
+/** The encoding of mrv-cursor-2 settlements (no signature field). */
+export const LEAF_ENCODING_V2: string[] = LEAF_ENCODING.slice(0, 8);
 
-/** [kind, id, a, b, c, d, e, f]; int256 fields as decimal text. */
-export type EvidenceLeaf = [string, string, string, string, string, string, boolean, boolean];
+/** [kind, id, a, b, c, d, e, f] (mrv-cursor-2) or [kind, id, a, b, c, d, e, f, sig]; int256 fields as decimal text. */
+export type EvidenceLeaf = [string, string, string, string, string, string, boolean, boolean] | [string, string, string, string, string, string, boolean, boolean, string];
 
-export type LeafKind = 'header' | 'factors' | 'result' | 'device' | 'decommissioned' | 'cursor_start' | 'cursor_end' | 'reading';
+export type LeafKind = 'header' | 'factors' | 'result' | 'device' | 'decommissioned' | 'cursor_start' | 'cursor_end' | 'reading' | 'chain';
+
+/** The leaf encoding of a leaf (by its length) or of a methodology version. */
+export function leafEncoding(of: EvidenceLeaf | string): string[] {
+  if (typeof of === 'string') return of === METHODOLOGY_V2 ? [...LEAF_ENCODING_V2] : [...LEAF_ENCODING];
+  return of.length === 8 ? [...LEAF_ENCODING_V2] : [...LEAF_ENCODING];
+}
 
 export interface Evidence {
   root: string;
@@ -41,17 +52,19 @@ function writeWord(out: Buffer, at: number, v: bigint): void {
 }
 
 /**
- * abi.encode(string, string, int256, int256, string, string, bool, bool) of one leaf, written
+ * abi.encode(string, string, int256, int256, string, string, bool, bool[, string]) of one leaf, written
  * directly (the generic encoders cost about a millisecond per leaf here; a window of a device reading
  * every second has 3,600 leaves). Tests check it byte for byte against ethers' AbiCoder and the tree
  * against StandardMerkleTree.
  */
 export function encodeLeaf(l: EvidenceLeaf): Buffer {
+  const head = l.length;
   const strings = [Buffer.from(l[0], 'utf8'), Buffer.from(l[1], 'utf8'), Buffer.from(l[4], 'utf8'), Buffer.from(l[5], 'utf8')];
-  let size = 8 * WORD;
+  if (head === 9) strings.push(Buffer.from(l[8] as string, 'utf8'));
+  let size = head * WORD;
   for (const b of strings) size += WORD + Math.ceil(b.length / WORD) * WORD;
   const out = Buffer.alloc(size);
-  let tail = 8 * WORD;
+  let tail = head * WORD;
   const putString = (slot: number, b: Buffer) => {
     writeWord(out, slot * WORD, BigInt(tail));
     writeWord(out, tail, BigInt(b.length));
@@ -66,6 +79,7 @@ export function encodeLeaf(l: EvidenceLeaf): Buffer {
   putString(5, strings[3]);
   out[6 * WORD + 31] = l[6] ? 1 : 0;
   out[7 * WORD + 31] = l[7] ? 1 : 0;
+  if (head === 9) putString(8, strings[4]);
   return out;
 }
 
@@ -81,6 +95,7 @@ const n = (v: number | bigint): string => {
 
 /** The leaves of a settlement, in a stable order (the tree sorts them by hash anyway). */
 export function evidenceLeaves(r: WindowResult): EvidenceLeaf[] {
+  const v2 = r.methodologyVersion === METHODOLOGY_V2;
   const leaves: EvidenceLeaf[] = [];
   leaves.push(['header', r.facilityId, n(r.window.start), n(r.window.end), r.methodologyVersion, r.baselineKgPerHour, false, false]);
   const { hash, ...factorBody } = r.factors;
@@ -104,9 +119,20 @@ export function evidenceLeaves(r: WindowResult): EvidenceLeaf[] {
     if (!d.inCoverage && d.decommissioned) leaves.push(['decommissioned', d.deviceId, n(d.decommissioned.at), '0', d.decommissioned.reason, '', false, false]);
     for (const c of d.startCursors) leaves.push(['cursor_start', d.deviceId, n(c.seq), n(c.ts), c.metric, c.value, false, false]);
     for (const c of d.endCursors) leaves.push(['cursor_end', d.deviceId, n(c.seq), n(c.ts), c.metric, c.value, false, false]);
-    for (const { reading: x, late } of d.consumed) leaves.push(['reading', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late]);
+    if (d.chain) {
+      // The device's hash chain over the readings used: how many were signed, where it broke (and
+      // why), where a new chain started, and which predecessors (not used here) it relied on.
+      const c = d.chain;
+      leaves.push(['chain', d.deviceId, n(c.signed), n(c.breaks.length), canonicalJson({ breaks: c.breaks.map((b) => ({ reason: b.reason, seq: b.seq })), context: c.context, starts: c.starts }), '', c.unbroken, false]);
+    }
+    for (const { reading: x, late } of d.consumed) {
+      if (v2) leaves.push(['reading', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late]);
+      else leaves.push(['reading', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late, x.sig ?? '']);
+    }
   }
-  return leaves;
+  if (v2) return leaves;
+  // mrv-signed-3: every leaf has the signature field ("" but in a signed reading's leaf).
+  return leaves.map((l): EvidenceLeaf => (l.length === 9 ? l : [...l, '']));
 }
 
 /** The evidence tree, built exactly as StandardMerkleTree.of(leaves, LEAF_ENCODING) builds it. */
@@ -114,7 +140,7 @@ export function buildEvidence(r: WindowResult): Evidence {
   return buildTree(evidenceLeaves(r));
 }
 
-/** The tree of any leaves in LEAF_ENCODING (what StandardMerkleTree.of would build). */
+/** The tree of any leaves, all in LEAF_ENCODING or all in LEAF_ENCODING_V2 (what StandardMerkleTree.of would build). */
 export function buildTree(leaves: EvidenceLeaf[]): Evidence {
   const hashes = leaves.map(leafHash);
   // StandardMerkleTree sorts the leaves by hash (same-length lowercase hex sorts like the bytes).
@@ -140,10 +166,10 @@ export function readingProof(e: Evidence, deviceId: string, seq: number): Readin
   const index = e.leaves.findIndex((l) => l[0] === 'reading' && l[1] === deviceId && l[2] === s);
   if (index < 0) return undefined;
   const leaf = e.leaves[index];
-  return { root: e.root, leaf, proof: getProof(e.tree, e.treeIndex[index]), leafEncoding: [...LEAF_ENCODING] };
+  return { root: e.root, leaf, proof: getProof(e.tree, e.treeIndex[index]), leafEncoding: leafEncoding(leaf) };
 }
 
 /** Checks a proof with the Merkle package alone (what an auditor runs). */
 export function verifyReadingProof(root: string, leaf: EvidenceLeaf, proof: string[]): boolean {
-  return StandardMerkleTree.verify(root, LEAF_ENCODING, leaf, proof);
+  return StandardMerkleTree.verify(root, leafEncoding(leaf), leaf, proof);
 }

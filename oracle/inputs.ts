@@ -10,10 +10,12 @@ import { errors } from '../domain/errors.ts';
 import { isIntervalKind } from '../domain/reading.ts';
 import type { Window } from '../domain/window.ts';
 import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type FacilityRegistry, type VisibilityMark } from '../store/types.ts';
+import type { Reading } from '../domain/reading.ts';
+import { chainContext } from '../audit/bundle.ts';
 import { buildEvidence, type Evidence } from './evidence.ts';
 import { applyFactors, sealFactors } from './factors.ts';
-import { settleWindow, METHODOLOGY_VERSION, NO_COVERAGE, type DeviceWindowInput, type WindowInput, type WindowResult } from './methodology.ts';
-import { recordedMark, recordedPrev, type OracleRecords, type RecordedInputs, type SettlementRow } from '../store/types.ts';
+import { settleWindow, METHODOLOGY_V2, METHODOLOGY_VERSION, NO_COVERAGE, SUPPORTED_VERSIONS, type DeviceWindowInput, type WindowInput, type WindowResult } from './methodology.ts';
+import { isVisible, recordedMark, recordedPrev, type OracleRecords, type RecordedInputs, type SettlementRow } from '../store/types.ts';
 
 /** Another process moved this facility on while we computed: not an error, the next round continues. */
 export class Raced extends Error {}
@@ -21,14 +23,36 @@ export class Raced extends Error {}
 /** What a device contributes before its readings are read: cursors, previous settlement, mark. */
 type DevicePlan = Omit<DeviceWindowInput, 'readings' | 'coverage'>;
 
-/** Reads, for each planned device, the consumed set and the coverage facts under its mark. */
-async function readDevices(readings: ReadingStore, w: Window, plans: DevicePlan[]): Promise<DeviceWindowInput[]> {
+/**
+ * The stored reading with the greatest seq below `r.seq` that is visible under `mark` (the hash
+ * chain's predecessor of `r` as the settlement saw the store), with the ReadingStore's own queries:
+ * seq - 1 (the usual case), else, since ts never decreases along seq, the greatest seq among the
+ * visible readings with ts equal to r's, else the greatest-seq visible reading before r.ts.
+ */
+export async function visibleBelow(store: ReadingStore, r: Reading, mark: VisibilityMark): Promise<Reading | undefined> {
+  const next = await store.get(r.deviceId, r.seq - 1);
+  if (next && isVisible(next, mark)) return next;
+  const sameTs = await store.consume({ deviceId: r.deviceId, mark, before: r.ts + 1, prev: { mark, before: r.ts } });
+  let best: Reading | undefined;
+  for (const x of sameTs) if (x.seq < r.seq && (!best || x.seq > best.seq)) best = x;
+  if (best) return best;
+  const c = await store.coverage({ deviceId: r.deviceId, start: r.ts, end: r.ts + 1, mark });
+  return c.before ? store.get(r.deviceId, c.before.seq) : undefined;
+}
+
+/** Reads, for each planned device, the consumed set, the coverage facts and the chain context under its mark. */
+async function readDevices(readings: ReadingStore, w: Window, plans: DevicePlan[], version: string): Promise<DeviceWindowInput[]> {
   const out: DeviceWindowInput[] = [];
   for (const plan of plans) {
     const input: DeviceWindowInput = { ...plan, readings: [], coverage: NO_COVERAGE };
-    if (plan.mark !== undefined) {
-      input.readings = await readings.consume({ deviceId: plan.deviceId, mark: plan.mark, before: w.end, ...(plan.prev ? { prev: plan.prev } : {}) });
-      input.coverage = await readings.coverage({ deviceId: plan.deviceId, start: w.start, end: w.end, mark: plan.mark });
+    const mark = plan.mark;
+    if (mark !== undefined) {
+      input.readings = await readings.consume({ deviceId: plan.deviceId, mark, before: w.end, ...(plan.prev ? { prev: plan.prev } : {}) });
+      input.coverage = await readings.coverage({ deviceId: plan.deviceId, start: w.start, end: w.end, mark });
+      if (version !== METHODOLOGY_V2 && input.readings.some((r) => r.sig !== undefined)) {
+        const bySeq = new Map(input.readings.map((r) => [r.seq, r]));
+        input.chainContext = await chainContext(input.readings, (seq) => visibleBelow(readings, bySeq.get(seq) as Reading, mark));
+      }
     }
     out.push(input);
   }
@@ -70,9 +94,10 @@ export async function currentInputs(src: InputSources, facility: Facility, w: Wi
   return {
     facilityId: facility.id,
     window: w,
-    devices: await readDevices(src.readings, w, plans),
+    devices: await readDevices(src.readings, w, plans, METHODOLOGY_VERSION),
     factors: applyFactors(w.start, facility),
     baselineKgPerHour: src.registry.baselineAt(facility.id, w.start),
+    methodologyVersion: METHODOLOGY_VERSION,
   };
 }
 
@@ -81,8 +106,9 @@ export async function recordedWindowInputs(
   readings: ReadingStore,
   row: Pick<SettlementRow, 'facilityId' | 'windowStart' | 'windowEnd' | 'inputs'>,
 ): Promise<WindowInput> {
-  if (row.inputs.methodologyVersion !== METHODOLOGY_VERSION) {
-    throw errors.METHODOLOGY_MISMATCH(`settlement was computed with methodology ${row.inputs.methodologyVersion}; this oracle implements ${METHODOLOGY_VERSION}`);
+  const version = row.inputs.methodologyVersion;
+  if (!SUPPORTED_VERSIONS.includes(version)) {
+    throw errors.METHODOLOGY_MISMATCH(`settlement was computed with methodology ${version}; this oracle recomputes ${SUPPORTED_VERSIONS.join(', ')}`);
   }
   const w: Window = { start: row.windowStart, end: row.windowEnd };
   const plans: DevicePlan[] = row.inputs.devices.map((d) => {
@@ -101,9 +127,10 @@ export async function recordedWindowInputs(
   return {
     facilityId: row.facilityId,
     window: w,
-    devices: await readDevices(readings, w, plans),
+    devices: await readDevices(readings, w, plans, version),
     factors: sealFactors(row.inputs.factors),
     baselineKgPerHour: row.inputs.baselineKgPerHour,
+    methodologyVersion: version,
   };
 }
 
@@ -133,6 +160,7 @@ export function recordedInputs(r: WindowResult, devices: DeviceWindowInput[]): R
       inCoverage: d.inCoverage,
       status: d.status,
       consumedCount: d.consumed.length,
+      ...(d.chain ? { chain: d.chain } : {}),
     })),
     lateKeys: r.lateKeys,
     decommissioned: r.decommissioned,

@@ -7,11 +7,22 @@
  */
 import { Decimal } from '../domain/decimal.ts';
 import { REGISTER_METRICS, isMetric, isRegisterMetric, readingKeyText, type Metric, type Reading, type RegisterMetric } from '../domain/reading.ts';
+import { checkChain, readingLine, type ChainBreak, type ChainReading } from '../domain/signature.ts';
 import type { Window } from '../domain/window.ts';
 import type { DeviceCoverage, VisibilityMark } from '../store/types.ts';
 import type { AppliedFactors } from './factors.ts';
 
-export const METHODOLOGY_VERSION = 'mrv-cursor-2';
+/**
+ * mrv-signed-3: evidence reading leaves carry the device signature, each signed device's hash chain
+ * is checked over the readings used (a `chain` leaf), and a signed interval device with a broken
+ * chain makes its window incomplete. Settlements recorded under an earlier supported version are
+ * recomputed by that version's rules and leaf encoding (SUPPORTED_VERSIONS).
+ */
+export const METHODOLOGY_VERSION = 'mrv-signed-3';
+/** The version before signatures entered the evidence (8-field leaves, no chain rule). */
+export const METHODOLOGY_V2 = 'mrv-cursor-2';
+/** Versions this code recomputes (verify, proof, audit of older settlements). */
+export const SUPPORTED_VERSIONS: readonly string[] = [METHODOLOGY_V2, METHODOLOGY_VERSION];
 
 export { REGISTER_METRICS, type RegisterMetric } from '../domain/reading.ts';
 
@@ -37,7 +48,7 @@ export interface Decommissioning {
 }
 
 /** Why a device makes a window incomplete ('ok': it does not; 'out_of_coverage': decommissioned). */
-export type CoverageStatus = 'ok' | 'no_reading_in_window' | 'no_reading_before' | 'silent' | 'seq_gap' | 'out_of_coverage';
+export type CoverageStatus = 'ok' | 'no_reading_in_window' | 'no_reading_before' | 'silent' | 'seq_gap' | 'chain_broken' | 'out_of_coverage';
 
 /** Coverage facts of a device that has no visible reading (or no mark yet). */
 export const NO_COVERAGE: DeviceCoverage = Object.freeze({ after: false, between: 0, interval: false }) as DeviceCoverage;
@@ -60,6 +71,24 @@ export interface DeviceWindowInput {
   intervalDevice?: boolean;
   /** Set once a regulator decommissioned the device. */
   decommissioned?: Decommissioning;
+  /**
+   * Signed readings the device's hash chain needs that this settlement does not count: each signed
+   * used reading's predecessor by seq among the readings visible under `mark` (audit/bundle.ts
+   * `chainContext`). Only read from mrv-signed-3 on.
+   */
+  chainContext?: Reading[];
+}
+
+/** A signed device's hash chain over the readings a settlement used (mrv-signed-3). */
+export interface DeviceChain {
+  /** Used readings that carry a signature. */
+  signed: number;
+  unbroken: boolean;
+  breaks: ChainBreak[];
+  /** Used seqs with prev '' (a chain start: first reading after a key was set). */
+  starts: number[];
+  /** Seqs of the context readings (predecessors not used here) the check relied on. */
+  context: number[];
 }
 
 export interface WindowInput {
@@ -73,6 +102,8 @@ export interface WindowInput {
   factors: AppliedFactors;
   /** Baseline in force at the window start, kg CO2e per hour (decimal text). */
   baselineKgPerHour: string;
+  /** The methodology version to apply (a SUPPORTED_VERSIONS entry; default METHODOLOGY_VERSION). */
+  methodologyVersion?: string;
 }
 
 /** Per-metric sums over the facility, normalised units, canonical decimal text. */
@@ -108,6 +139,8 @@ export interface DeviceWindowResult {
   inCoverage: boolean;
   status: CoverageStatus;
   decommissioned?: Decommissioning;
+  /** mrv-signed-3, a device with a signed used reading: its hash chain over them. */
+  chain?: DeviceChain;
 }
 
 export interface WindowResult {
@@ -168,7 +201,7 @@ export function coverageStatus(c: DeviceCoverage, window: Window, reportingInter
 }
 
 /** Walks one device's consumed readings; returns its increases per metric and its end cursors. */
-function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<Metric, Decimal>; result: DeviceWindowResult } {
+function walkDevice(input: DeviceWindowInput, window: Window, version: string): { increases: Map<Metric, Decimal>; result: DeviceWindowResult } {
   const increases = new Map<Metric, Decimal>();
   const add = (m: Metric, d: Decimal) => increases.set(m, (increases.get(m) ?? Decimal.ZERO).add(d));
   const cursors = new Map<RegisterMetric, RegisterCursor>();
@@ -224,10 +257,32 @@ function walkDevice(input: DeviceWindowInput, window: Window): { increases: Map<
     inCoverage,
     status: inCoverage ? coverageStatus(coverage, window, interval, intervalDevice) : 'out_of_coverage',
   };
+  if (version !== METHODOLOGY_V2) {
+    const chain = deviceChain(sorted, input.chainContext ?? []);
+    if (chain) {
+      result.chain = chain;
+      // An omitted interval reading is unmeasured emissions: a broken chain leaves the window incomplete.
+      if (!chain.unbroken && intervalDevice && result.status === 'ok') result.status = 'chain_broken';
+    }
+  }
   if (input.mark !== undefined) result.mark = { maxSeq: input.mark.maxSeq, late: input.mark.late };
   if (input.prev !== undefined) result.prev = { mark: { maxSeq: input.prev.mark.maxSeq, late: input.prev.mark.late }, before: input.prev.before };
   if (input.decommissioned !== undefined) result.decommissioned = { at: input.decommissioned.at, reason: input.decommissioned.reason };
   return { increases, result };
+}
+
+/** The hash chain of a device's signed used readings with their context; undefined when none is signed. */
+export function deviceChain(used: readonly Reading[], context: readonly Reading[]): DeviceChain | undefined {
+  const link = (r: Reading): ChainReading | undefined => {
+    const line = readingLine(r);
+    return line === undefined ? undefined : { seq: r.seq, line, prev: r.prev ?? '' };
+  };
+  const signed = used.map(link).filter((c): c is ChainReading => c !== undefined);
+  if (signed.length === 0) return undefined;
+  const usedSeqs = new Set(used.map((r) => r.seq));
+  const ctx = context.filter((r) => !usedSeqs.has(r.seq)).map(link).filter((c): c is ChainReading => c !== undefined);
+  const check = checkChain(signed, ctx);
+  return { signed: signed.length, unbroken: check.unbroken, breaks: check.breaks, starts: check.starts, context: ctx.map((c) => c.seq).sort((a, b) => a - b) };
 }
 
 /** The coverage facts with only the documented fields (a store may return more). */
@@ -241,6 +296,8 @@ function copyCoverage(c: DeviceCoverage): DeviceCoverage {
 /** Settles one facility x one window. Devices are processed in deviceId order. */
 export function settleWindow(input: WindowInput): WindowResult {
   const { window } = input;
+  const version = input.methodologyVersion ?? METHODOLOGY_VERSION;
+  if (!SUPPORTED_VERSIONS.includes(version)) throw new TypeError(`methodology ${version} is not one this code implements (${SUPPORTED_VERSIONS.join(', ')})`);
   const windowMs = window.end - window.start;
   if (!Number.isSafeInteger(windowMs) || windowMs <= 0) throw new TypeError(`invalid window ${window.start}..${window.end}`);
   const devices = [...input.devices].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
@@ -252,7 +309,7 @@ export function settleWindow(input: WindowInput): WindowResult {
   for (const d of devices) {
     if (ids.has(d.deviceId)) throw new TypeError(`device ${d.deviceId} passed twice`);
     ids.add(d.deviceId);
-    const { increases, result } = walkDevice(d, window);
+    const { increases, result } = walkDevice(d, window, version);
     for (const [m, v] of increases) sums.set(m, (sums.get(m) ?? Decimal.ZERO).add(v));
     for (const c of result.consumed) if (c.late) lateKeys.push(readingKeyText(c.reading));
     if (!result.inCoverage && result.decommissioned) decommissioned.push({ deviceId: d.deviceId, ...result.decommissioned });
@@ -284,7 +341,7 @@ export function settleWindow(input: WindowInput): WindowResult {
   return {
     facilityId: input.facilityId,
     window: { start: window.start, end: window.end },
-    methodologyVersion: METHODOLOGY_VERSION,
+    methodologyVersion: version,
     factors: input.factors,
     baselineKgPerHour: baseline.toString(),
     baselineKg: baselineKgText(baseline, windowMs),

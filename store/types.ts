@@ -6,7 +6,7 @@
  * (store/sqlite/, schema and migrations in store/sqlite/schema.ts).
  */
 import type { AppliedFactors } from '../oracle/factors.ts';
-import type { CoverageStatus, Decommissioning, MetricTotals, PrevConsumed, RegisterCursor } from '../oracle/methodology.ts';
+import type { CoverageStatus, Decommissioning, DeviceChain, MetricTotals, PrevConsumed, RegisterCursor } from '../oracle/methodology.ts';
 import type { Reading, RejectReason, Rejection } from '../domain/reading.ts';
 
 export type CommitOutcome =
@@ -279,6 +279,8 @@ export interface RecordedDevice {
   inCoverage: boolean;
   status: CoverageStatus;
   consumedCount: number;
+  /** From mrv-signed-3, a device with signed readings used: its hash chain over them (display; the evidence commits to it). */
+  chain?: DeviceChain;
   /** Before mrv-cursor-2: the high-water mark (seq) in place of `mark`. */
   highWater?: number;
 }

@@ -171,7 +171,7 @@ function renderSettlements({ items, error }) {
       el('td', { text: groupInt(s.burnedGrams), className: 'num' }),
       deficitChangeCell(s),
       numCell(s.deficitAfterGrams ?? s.deficitGrams, 'deficitAfterGrams'),
-      el('td', { text: short(s.evidenceRoot), className: 'mono', title: s.evidenceRoot }),
+      evidenceCell(s),
       verify,
     ]);
     tbody.append(tr);
@@ -193,6 +193,54 @@ function renderSettlements({ items, error }) {
     }
   };
   Promise.all([worker(), worker(), worker()]).catch(showError);
+}
+
+// "signed by N/N devices, chains unbroken" (or which device's chain is broken), and the audit bundle.
+function signaturesText(sig) {
+  if (!sig || sig.devices === 0) return '';
+  const head = `signed by ${sig.signed}/${sig.devices} devices`;
+  if (sig.signed === 0) return head;
+  return sig.chainsUnbroken ? `${head}, chains unbroken` : `${head}, chain broken: ${sig.broken.join(', ')}`;
+}
+
+// The evidence root, then the device signatures and the audit bundle under it.
+function evidenceCell(s) {
+  const cell = el('td', { className: 'sig' }, [el('div', { text: short(s.evidenceRoot), className: 'mono', title: s.evidenceRoot })]);
+  const sig = signaturesLine(s);
+  if (sig.childNodes.length) cell.append(sig);
+  return cell;
+}
+
+function signaturesLine(s) {
+  const sig = s.signatures;
+  const text = signaturesText(sig);
+  const cls = !sig || sig.signed === 0 ? 'muted' : sig.chainsUnbroken && sig.signed === sig.devices ? 'ok' : sig.chainsUnbroken ? 'warn' : 'bad';
+  const children = [];
+  if (text) children.push(el('span', { text, className: `pill ${cls}`, data: { field: 'signatures' } }), document.createTextNode(' '));
+  if (s.bundleUrl) children.push(bundleLink(s));
+  return el('div', {}, children);
+}
+
+// The bundle needs the API key (an Authorization header), so the link fetches it and saves the JSON.
+function bundleLink(s) {
+  const a = el('a', { text: 'bundle', title: 'audit bundle: npm run audit -- bundle.json --rpc URL --ledger 0x…', data: { field: 'bundle' } });
+  a.href = s.bundleUrl;
+  a.download = `bundle-${s.id}.json`;
+  a.addEventListener('click', async (ev) => {
+    ev.preventDefault();
+    try {
+      const body = await api(s.bundleUrl);
+      const url = URL.createObjectURL(new Blob([JSON.stringify(body, null, 2)], { type: 'application/json' }));
+      const save = el('a');
+      save.href = url;
+      save.download = a.download;
+      save.click();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (e) {
+      showError(e);
+    }
+  });
+  return a;
 }
 
 function renderRetirements({ items, error }) {

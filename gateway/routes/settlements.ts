@@ -8,6 +8,9 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, assertFacilityAccess, principalOf, requireRole, scopedFacility } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import type { SettlementRecord } from '../deps.ts';
+import { AuditBundle } from '../../audit/bundle.ts';
+import { message } from '../../oracle/chain-sync.ts';
+import { toBig } from '../../contracts/client/port.ts';
 import { ProofQuery, ProofView, SettlementList, SettlementParams, SettlementView, SettlementsQuery, VerifyView, errorResponses } from '../schemas.ts';
 import { gramsText, iso, jsonSafe, parseTimeQuery } from '../format.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
@@ -39,7 +42,18 @@ export function settlementView(s: SettlementRecord) {
     deficitAfterGrams: gramsText(s.deficitGrams),
     evidenceRoot: s.evidenceRoot,
     txHash: s.txHash ?? null,
+    // Settlements before mrv-signed-3 did not record signatures: no summary rather than "0 signed".
+    ...(s.inputs && !s.inputs.methodologyVersion?.startsWith('mrv-cursor-') ? { signatures: signatureSummary(s.inputs.devices) } : {}),
+    bundleUrl: `/v1/settlements/${encodeURIComponent(String(s.id))}/bundle`,
   };
+}
+
+/** Signed devices among those whose readings a settlement counted, and whose hash chain broke. */
+export function signatureSummary(devices: NonNullable<SettlementRecord['inputs']>['devices']) {
+  const counted = devices.filter((d) => (d.consumedCount ?? 0) > 0 || d.chain);
+  const signed = counted.filter((d) => d.chain);
+  const broken = signed.filter((d) => !d.chain?.unbroken).map((d) => d.deviceId);
+  return { devices: counted.length, signed: signed.length, chainsUnbroken: broken.length === 0, broken };
 }
 
 export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -129,6 +143,55 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
       const r = await ctx.need('audit').proof(String(s.id), deviceId, seq);
       if (!r) throw errors.PROOF_NOT_FOUND(deviceId, seq);
       return jsonSafe(r);
+    },
+  );
+
+  app.get<{ Params: Static<typeof SettlementParams> }>(
+    '/v1/settlements/:id/bundle',
+    {
+      preValidation: read,
+      schema: {
+        tags: ['settlements'],
+        summary: 'The audit bundle: everything to recompute the settlement and its root offline and check every signature (npm run audit)',
+        params: SettlementParams,
+        response: { 200: AuditBundle, ...errorResponses(400, 401, 403, 404, 409, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const s = await load(request);
+      const { registry, ledger } = ctx.deps;
+      const facility = registry.getFacility(s.facilityId);
+      const keys: Record<string, { publicKey: string }[]> = {};
+      for (const d of registry.listDevices(s.facilityId)) if (d.publicKey) keys[d.deviceId] = [{ publicKey: d.publicKey }];
+      let chain: AuditBundle['chain'];
+      if (ledger) {
+        try {
+          const on = await ledger.settlementAt(s.facilityId, s.windowStart);
+          chain = {
+            settlement: on
+              ? {
+                  found: true,
+                  evidenceRoot: on.evidenceRoot.toLowerCase(),
+                  netGrams: toBig(on.netGrams).toString(),
+                  ...(on.txHash ? { txHash: on.txHash } : {}),
+                  ...(on.mintedGrams !== undefined ? { mintedGrams: toBig(on.mintedGrams).toString() } : {}),
+                  ...(on.burnedGrams !== undefined ? { burnedGrams: toBig(on.burnedGrams).toString() } : {}),
+                  ...(on.deficitGrams !== undefined ? { deficitGrams: toBig(on.deficitGrams).toString() } : {}),
+                }
+              : { found: false },
+          };
+        } catch (err) {
+          // The bundle is the platform's data; the auditor reads the chain itself.
+          ctx.log.warn({ err: message(err), settlement: String(s.id) }, 'bundle: chain record not read');
+        }
+      }
+      const bundle = await ctx.need('audit').bundle(String(s.id), {
+        ...(facility ? { facility: { name: facility.name, owner: facility.owner } } : {}),
+        keys,
+        ...(chain ? { chain } : {}),
+      });
+      reply.header('content-disposition', `attachment; filename="bundle-${String(s.id).replace(/[^A-Za-z0-9_.-]/g, '_')}.json"`);
+      return bundle;
     },
   );
 }

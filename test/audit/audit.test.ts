@@ -10,6 +10,8 @@ import { parseBundle } from '../../audit/bundle.ts';
 import { generateDeviceKey, lineHash, signLine, readingLine } from '../../domain/signature.ts';
 import { chainContext, toReading } from '../../audit/bundle.ts';
 import { copy, fixture, signChain, T0 } from './fixture.ts';
+import { buildEvidence } from '../../oracle/evidence.ts';
+import { METHODOLOGY_V2, settleWindow } from '../../oracle/methodology.ts';
 
 const F = fixture();
 const OTHER = generateDeviceKey();
@@ -59,7 +61,8 @@ t.test('one signature from another key', async (t) => {
   const r2 = b.devices[0].readings[0];
   r2.sig = signLine(OTHER.privateKey, readingLine(toReading('F', 'm1', r2)) as string);
   const r = auditOffline(b);
-  t.same(reasons(r), ['bad_signature']);
+  // The evidence commits to each signature (mrv-signed-3): the root no longer matches either.
+  t.same(reasons(r), ['bad_signature', 'record_mismatch']);
   t.match(r.findings[0], { deviceId: 'm1', seq: 2 });
 });
 
@@ -83,7 +86,8 @@ t.test('a key swapped', async (t) => {
     },
   };
   const onChain = await auditBundle(forged, view);
-  t.same(reasons(onChain), ['key_not_on_chain']);
+  // The evidence root commits to the signatures, so the chain's root differs too.
+  t.same(reasons(onChain), ['chain_mismatch', 'key_not_on_chain']);
   t.ok((await auditBundle(F.bundle, view)).ok, 'the real bundle passes the same chain');
   // The key and the signatures withheld: the device presented as unsigned (its values then unchecked).
   const stripped = copy(F.bundle);
@@ -92,17 +96,18 @@ t.test('a key swapped', async (t) => {
     delete r.sig;
     delete r.prev;
   }
-  t.ok(auditOffline(stripped).ok, 'self-consistent offline');
+  // The recorded root committed to the signatures: stripping them shows offline already.
+  t.same(reasons(auditOffline(stripped)), ['record_mismatch'], 'the root committed to the signatures');
   const withheld = await auditBundle(stripped, view);
-  t.same(reasons(withheld), ['key_missing']);
-  t.match(withheld.findings[0], { deviceId: 'm1' });
+  t.same(reasons(withheld), ['chain_mismatch', 'key_missing', 'record_mismatch']);
+  t.match(withheld.findings.find((f) => f.reason === 'key_missing'), { deviceId: 'm1' });
 });
 
 t.test('other findings: unsigned reading of a signed device, broken factors, missing settlement', async (t) => {
   const b = copy(F.bundle);
   delete b.devices[0].readings[1].sig;
   delete b.devices[0].readings[1].prev;
-  t.same(reasons(auditOffline(b)), ['unsigned']);
+  t.same(reasons(auditOffline(b)), ['record_mismatch', 'unsigned']);
   const c = copy(F.bundle);
   c.settlement.complete = false;
   t.same(reasons(auditOffline(c)), ['record_mismatch'], 'completeness differs');
@@ -156,4 +161,20 @@ t.test('chainContext: the predecessors by seq that a settlement did not use', as
   const ctx = await chainContext(m1.readings, below);
   t.same(ctx.map((r) => r.seq), [1], 'seq 1, the previous settlement\'s last reading');
   t.same(await chainContext([], below), []);
+});
+
+t.test('a bundle of an mrv-cursor-2 settlement is recomputed with that version (8-field leaves, no chain rule)', async (t) => {
+  const v2 = settleWindow({ ...F.input, methodologyVersion: METHODOLOGY_V2 });
+  const b = copy(F.bundle);
+  b.methodologyVersion = METHODOLOGY_V2;
+  b.settlement.evidenceRoot = buildEvidence(v2).root;
+  t.not(b.settlement.evidenceRoot, F.root, 'the versions commit to different leaves');
+  const r = auditOffline(b);
+  t.same(r.findings, []);
+  t.equal(r.recomputed?.evidenceRoot, b.settlement.evidenceRoot);
+  // Under the current version's root, the old version's recomputation does not match.
+  b.settlement.evidenceRoot = F.root;
+  t.same(reasons(auditOffline(b)), ['record_mismatch']);
+  b.methodologyVersion = 'mrv-cursor-1';
+  t.same(reasons(auditOffline(b)), ['methodology_version']);
 });

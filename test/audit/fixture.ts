@@ -56,6 +56,7 @@ export function fixture(key: DeviceKeyPair = generateDeviceKey()): Fixture {
         prev: { mark: { maxSeq: 1, late: 0 }, before: T0 },
         startCursors: [{ metric: 'electricity_import', seq: 1, ts: m1s1.ts, value: '1000' }],
         readings: [m1s2, m1s3],
+        chainContext: [m1s1],
         coverage: { before: { seq: 1, ts: m1s1.ts }, lastIn: { seq: 3, ts: m1s3.ts }, after: false, between: 2, interval: false },
         reportingIntervalSeconds: 60,
       },
@@ -75,7 +76,6 @@ export function fixture(key: DeviceKeyPair = generateDeviceKey()): Fixture {
   const bundle = createBundle({
     input,
     keys: { m1: [{ publicKey: key.publicKey, setAt: KEY_SET_AT }] },
-    context: { m1: [m1s1] },
     settlement: { id: `F:${T0}`, netGrams: result.netGrams.toString(), evidenceRoot: evidence.root, complete: result.complete },
     methodologyVersion: METHODOLOGY_VERSION,
   });

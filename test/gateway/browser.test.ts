@@ -1,7 +1,8 @@
 /**
  * The dashboard in real headless Chromium (Debian's /usr/bin/chromium driven by playwright-core):
  * a running gateway with data, the key typed into the page, the balances shown compared with the
- * API's, verification status shown per settlement, charts drawn, and a screenshot saved to
+ * API's, verification status and device signatures ("signed by N/N devices, chains unbroken") shown
+ * per settlement with its audit bundle saved through the link, charts drawn, and a screenshot saved to
  * test/.artifacts/dashboard.png. Skips without chromium, except under CI where that is a failure.
  */
 import fs from 'node:fs';
@@ -14,12 +15,13 @@ import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts
 import type { SettlementAudit } from '../../oracle/audit.ts';
 import { OWNER_A, startGateway } from './harness.ts';
 import { CHROMIUM, missing, skipUnless } from '../helpers/require.ts';
+import { fixture as auditFixture } from '../audit/fixture.ts';
 
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
 
 
 t.test(
-  'dashboard shows the API balances, settlements with verification, charts',
+  'dashboard shows the API balances, settlements with verification, signatures and bundle, charts',
   { skip: skipUnless(missing.chromium()) },
   async (t) => {
     const W = 60_000;
@@ -70,6 +72,14 @@ t.test(
         deficitGrams: deficit,
         evidenceRoot: '0x' + (i + 16).toString(16).repeat(32).slice(0, 64),
         txHash: '0x' + 'ab'.repeat(32),
+        // Window 0: two of three devices signed; window 2: the CEMS's hash chain broken; else all signed.
+        inputs: {
+          devices: [
+            { deviceId: 'cems', consumedCount: 4, ...(i === 0 ? {} : { chain: { unbroken: i !== 2 } }) },
+            { deviceId: 'gas-meter', consumedCount: 4, chain: { unbroken: true } },
+            { deviceId: 'grid-meter', consumedCount: 4, chain: { unbroken: true } },
+          ],
+        },
       };
     });
     const TAMPERED = settlements[9].id;
@@ -87,6 +97,10 @@ t.test(
       },
       async proof() {
         return undefined;
+      },
+      async bundle(id) {
+        // The audit fixture's bundle stands in (test/gateway/bundle.test.ts fetches a real one).
+        return { ...auditFixture().bundle, settlement: { ...auditFixture().bundle.settlement, id } };
       },
     };
     const records: GatewaySettlements = {
@@ -153,6 +167,16 @@ t.test(
     t.same(await deficitCells(2), ['+1,200', '5000'], 'nothing left to burn: all added');
     t.same(await deficitCells(3), ['−5,000', '0'], '+6100 g pays the 5000 g deficit down first');
     t.match(await page.locator('#settlements thead').textContent(), /Deficit change.*Deficit after/);
+    // Device signatures per settlement, and its audit bundle (fetched with the key, saved as JSON).
+    const sigText = async (i: number) => page.locator(`#settlements tr[data-settlement-id="facA:${T0 + i * W}"] [data-field="signatures"]`).textContent();
+    t.equal(await sigText(1), 'signed by 3/3 devices, chains unbroken');
+    t.equal(await sigText(0), 'signed by 2/3 devices, chains unbroken');
+    t.equal(await sigText(2), 'signed by 3/3 devices, chain broken: cems');
+    const link = page.locator(`#settlements tr[data-settlement-id="facA:${T0 + W}"] [data-field="bundle"]`);
+    t.equal(await link.getAttribute('href'), `/v1/settlements/${encodeURIComponent(`facA:${T0 + W}`)}/bundle`);
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: 60_000 }), link.click()]);
+    const saved = JSON.parse(fs.readFileSync((await download.path())!, 'utf8'));
+    t.match(saved, { format: 'mrv-audit-bundle-1', settlement: { id: `facA:${T0 + W}` } }, 'the bundle saved from the dashboard');
     t.match(await page.locator('#retirements tbody').textContent(), /Municipal transit/);
     // Charts drew something (chart.js served from node_modules, allowed by the CSP).
     const charts = await page.evaluate(() => {

@@ -79,6 +79,9 @@ const audit: SettlementAudit = {
     if (deviceId !== 'meterA' || seq !== 2) return undefined;
     return { root: '0x' + '11'.repeat(32), leaf: [...LEAF], leafEncoding: ['string', 'string', 'int256', 'int256', 'string', 'string', 'bool', 'bool'], proof: ['0x' + '44'.repeat(32)] };
   },
+  async bundle() {
+    throw new Error('no bundles in this test (test/gateway/bundle.test.ts)');
+  },
 };
 
 type Role = keyof Harness['key'] | 'none' | 'bogus';
@@ -427,6 +430,7 @@ t.test('settlements, verification and proofs', async (t) => {
     deficitAfterGrams: '0',
     evidenceRoot: '0x' + '11'.repeat(32),
     txHash: '0x' + '22'.repeat(32),
+    bundleUrl: '/v1/settlements/facA%3A1/bundle',
   });
   t.match((all.body as { items: { id: string }[] }).items.find((s) => s.id === 'facB:1'), { netGrams: '-20', burnedGrams: '0', deficitAddedGrams: '20', deficitPaidGrams: '0', deficitAfterGrams: '20', deficitGrams: '20' });
   const mine = await call('GET', '/v1/settlements', 'facA');

@@ -127,7 +127,7 @@ t.test('a co2 reading arriving after higher seqs and after a settlement: counted
   t.same(all.map((s) => s.inputs.totals.co2_direct), ['1', '10', '45', '1', '1'], 'each reading counted in exactly one window');
   for (const s of all) t.equal((await oracle.verify(s.id)).match, true, `${s.id} verifies`);
   // The proof of the late reading is in window 2's evidence, flagged late, and in no other.
-  t.same((await oracle.proof('F-20000', 'cems', 2))?.leaf, ['reading', 'cems', '2', '12000', 'co2_direct', '40', false, true]);
+  t.same((await oracle.proof('F-20000', 'cems', 2))?.leaf, ['reading', 'cems', '2', '12000', 'co2_direct', '40', false, true, '']);
   t.equal(await oracle.proof('F-10000', 'cems', 2), undefined);
   t.equal(await ledger.balanceOf(OWNER), 55_000n + 2n * 99_000n);
 });

@@ -12,7 +12,11 @@ import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
 import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
-import { LEAF_ENCODING } from '../../oracle/evidence.ts';
+import { buildEvidence, LEAF_ENCODING } from '../../oracle/evidence.ts';
+import { evaluate, recordedWindowInputs } from '../../oracle/inputs.ts';
+import { METHODOLOGY_V2, METHODOLOGY_VERSION, settleWindow } from '../../oracle/methodology.ts';
+import { generateDeviceKey } from '../../domain/signature.ts';
+import { signChain } from '../audit/fixture.ts';
 import type { GatewaySettlements } from '../../gateway/deps.ts';
 import type { SettlementAudit } from '../../oracle/audit.ts';
 import { MemoryLedger, faultyLedger } from '../helpers/memory-ledger.ts';
@@ -109,10 +113,60 @@ t.test('worked example, late reading, boundary reading, verify and proof', async
   // Proof of the late reading, checked with the Merkle package alone against the on-chain root.
   const p = await oracle.proof('F-20000', 'd1', 3);
   t.ok(p);
-  t.same(p?.leaf, ['reading', 'd1', '3', '18000', 'electricity_import', '1006', false, true]);
+  t.same(p?.leaf, ['reading', 'd1', '3', '18000', 'electricity_import', '1006', false, true, ''], 'unsigned: empty signature field');
+  t.same(p?.leafEncoding, LEAF_ENCODING);
   t.equal(StandardMerkleTree.verify(v.onChain?.evidenceRoot as string, LEAF_ENCODING, p!.leaf, p!.proof), true);
   t.equal(await oracle.proof('F-20000', 'd1', 5), undefined, 'seq 5 belongs to window 3');
   await t.rejects(oracle.verify('F-999'), { code: 'SETTLEMENT_NOT_FOUND' });
+});
+
+t.test('signed devices: chains recorded and committed; a reading changed in the store breaks an interval device\'s chain; an mrv-cursor-2 record still recomputes', async (t) => {
+  const { db, readings, registry, ledger, make } = setup(t);
+  facility(registry);
+  registry.createDevice('F', 'm1', 'meter', { reportingIntervalSeconds: 5 });
+  registry.createDevice('F', 'c1', 'cems', { reportingIntervalSeconds: 2 });
+  const oracle = make();
+  const key = generateDeviceKey();
+  const m1 = signChain(key, [rd('m1', 1, 5_000, 'electricity_import', '1000'), rd('m1', 2, 15_000, 'electricity_import', '1005'), rd('m1', 3, 25_000, 'electricity_import', '1006')]);
+  // c1 (an interval device) reports every 2 to 4 s (declared 2 s); readings near each window's end.
+  const c1 = signChain(key, [5_000, 9_000, 11_000, 15_000, 19_000, 21_000, 25_000, 29_000].map((ts, i) => rd('c1', i + 1, ts, 'co2_direct', '0.1')));
+  await readings.commit([...m1, ...c1]);
+  await oracle.runOnce(22_000);
+  const s1 = oracle.getSettlement('F-10000')!;
+  t.equal(s1.inputs.methodologyVersion, METHODOLOGY_VERSION);
+  t.match(s1, { complete: true });
+  const chains = Object.fromEntries(s1.inputs.devices.map((d) => [d.deviceId, d.chain]));
+  // The predecessors by seq that window 1 did not use itself come from the store (seq 1 of m1, seq 2 of c1).
+  t.same(chains, {
+    c1: { signed: 3, unbroken: true, breaks: [], starts: [], context: [2] },
+    m1: { signed: 1, unbroken: true, breaks: [], starts: [], context: [1] },
+  });
+  t.equal((await oracle.verify('F-10000')).match, true);
+  const p = await oracle.proof('F-10000', 'c1', 4);
+  t.equal(p?.leaf[8], c1[3].sig, 'the reading leaf carries the device signature');
+  // The operator lowers c1's seq 6 in the store (ts 21 s, window 2) before window 2 is settled: the
+  // signature of seq 7 chains to the original line, so the chain is broken and the window cannot mint.
+  db.prepare("UPDATE readings SET value = '0.01' WHERE device_id = 'c1' AND seq = 6").run();
+  await oracle.runOnce(32_000);
+  const s2 = oracle.getSettlement('F-20000')!;
+  const c1s2 = s2.inputs.devices.find((d) => d.deviceId === 'c1')!;
+  t.match(c1s2, { status: 'chain_broken', chain: { unbroken: false, breaks: [{ seq: 7, reason: 'prev_missing' }] } });
+  t.match(s2, { complete: false, netGrams: '0' });
+  t.equal((await oracle.verify('F-20000')).match, true, 'the broken chain is what the record and the chain say');
+
+  // A settlement recorded under mrv-cursor-2 (before signatures were in the evidence) recomputes
+  // with that version's rules and 8-field leaves: its root is unchanged.
+  const row = { ...s1, inputs: { ...s1.inputs, methodologyVersion: METHODOLOGY_V2 } };
+  const v2 = evaluate(await recordedWindowInputs(readings, row));
+  t.equal(v2.result.methodologyVersion, METHODOLOGY_V2);
+  t.equal(v2.evidence.leaves[0].length, 8);
+  t.notOk(v2.evidence.leaves.some((l) => l[0] === 'chain'));
+  const v2Input = await recordedWindowInputs(readings, row);
+  t.equal(v2Input.devices.every((d) => d.chainContext === undefined), true, 'no chain context read for mrv-cursor-2');
+  t.not(v2.evidence.root, s1.evidenceRoot);
+  t.equal(v2.evidence.root, buildEvidence(settleWindow({ ...v2Input, methodologyVersion: METHODOLOGY_V2 })).root);
+  await t.rejects(recordedWindowInputs(readings, { ...s1, inputs: { ...s1.inputs, methodologyVersion: 'mrv-cursor-1' } }), { code: 'METHODOLOGY_MISMATCH' });
+  t.ok(ledger);
 });
 
 t.test('a tampered store or record does not verify', async (t) => {
