@@ -8,18 +8,11 @@ import { MAX_FUTURE_MS, readingsTopic, type Metric, type RejectReason } from '..
 import { canonicalLine, lineHash, signLine } from '../domain/signature.ts';
 import { emptyFaultCounts, expectRejection, garbagePayload, GARBAGE_KINDS, NO_FAULTS, type FaultCounts, type FaultRates } from './faults.ts';
 import { FacilityModel, type DeviceKind, type FacilityProfile, type FacilityState, type KindCounts } from './profiles.ts';
+import { BASE, initialRegister, metricsOf, scaled, unitOf } from './meters.ts';
 import { Rng, hashSeed } from './prng.ts';
 
-/** Registers are kept as integers of a base unit (Wh, litre, gram) plus a fractional carry. */
-const BASE: Record<Metric, { unit: string; decimals: Record<string, number> }> = {
-  electricity_import: { unit: 'Wh', decimals: { Wh: 0, kWh: 3, MWh: 6 } },
-  electricity_export: { unit: 'Wh', decimals: { Wh: 0, kWh: 3, MWh: 6 } },
-  renewable_generation: { unit: 'Wh', decimals: { Wh: 0, kWh: 3, MWh: 6 } },
-  natural_gas: { unit: 'L', decimals: { m3: 3 } },
-  co2_direct: { unit: 'g', decimals: { g: 0, kg: 3, t: 6 } },
-};
-const ENERGY_UNITS = ['kWh', 'Wh', 'MWh'] as const;
-const MASS_UNITS = ['kg', 'g', 't'] as const;
+export { metricsOf, scaled } from './meters.ts';
+
 /** Skews in minutes; those above +5 are refused by the platform. */
 const SKEW_MINUTES = [-4, -3, -2, 2, 3, 4, 6, 7, 8] as const;
 
@@ -110,35 +103,6 @@ export interface TickResult {
   /** The readings generated this tick (also when dropped). */
   readings: Reading[];
   dropped: boolean;
-}
-
-/** Fixed-point text of an integer in a unit with `decimals` decimals, as a JSON number. */
-export function scaled(n: number, decimals: number): number {
-  if (decimals === 0) return n;
-  const d = 10 ** decimals;
-  const int = Math.floor(n / d);
-  const frac = n - int * d;
-  return Number(`${int}.${String(frac).padStart(decimals, '0')}`);
-}
-
-export function metricsOf(kind: DeviceKind, facilityKinds: KindCounts): Metric[] {
-  switch (kind) {
-    case 'grid':
-      return facilityKinds.solar > 0 ? ['electricity_import', 'electricity_export'] : ['electricity_import'];
-    case 'solar':
-      return ['renewable_generation'];
-    case 'gas':
-      return ['natural_gas'];
-    case 'cems':
-      return ['co2_direct'];
-  }
-}
-
-function unitOf(metric: Metric, index: number, k: number): string {
-  if (metric === 'natural_gas') return 'm3';
-  // CEMS are about one per facility (every fourth device in a planned fleet): vary by that
-  if (metric === 'co2_direct') return MASS_UNITS[Math.floor(index / 4) % MASS_UNITS.length];
-  return ENERGY_UNITS[(index + k) % ENERGY_UNITS.length];
 }
 
 export class DeviceSim {
@@ -415,21 +379,5 @@ export class DeviceSim {
       case 'co2_direct':
         return s.cemsKgH / Math.max(1, c.cems);
     }
-  }
-}
-
-/** A plausible meter reading for a device that has been installed for a while (base units). */
-function initialRegister(metric: Metric, rng: Rng): number {
-  switch (metric) {
-    case 'electricity_import':
-      return Math.floor(rng.range(1e8, 5e9));
-    case 'electricity_export':
-      return Math.floor(rng.range(1e6, 1e8));
-    case 'renewable_generation':
-      return Math.floor(rng.range(1e7, 1e9));
-    case 'natural_gas':
-      return Math.floor(rng.range(1e6, 1e9));
-    case 'co2_direct':
-      return 0;
   }
 }

@@ -1,25 +1,24 @@
 /**
- * The fleet runner: one mqtt.js client per device (clientId = username = deviceId, QoS 1, last will
- * `offline` on the status topic, `online` on connect), a timer per device at the configured rate,
- * a bounded queue of unacknowledged readings (kept in the state file across restarts and sent again
- * with the same seq), the network faults (wrong credentials, topic spoofing), live stats and the
- * final summary. `startFleet` is what the CLI, `npm start` and the end-to-end test call.
+ * The fleet runner: starts a session per device (session.ts: the MQTT client, pending publishes,
+ * network faults), a timer per device at the configured rate, a bounded queue of unacknowledged
+ * readings (kept in the state file across restarts and sent again with the same seq), live stats and
+ * the final summary. The plan and credentials come from fleet-plan.ts. `startFleet` is what the CLI,
+ * `npm start` and the end-to-end test call.
  */
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { badAuth, checkBrokerUrl, endClient, isConnackRefusal } from './connection.ts';
+import type { MqttClient } from 'mqtt';
+import { checkBrokerUrl, endClient } from './connection.ts';
 import { defaultOf } from '../domain/config.ts';
 import { silentLogger, type Logger } from '../domain/logger.ts';
-import { readingsTopic, statusTopic, type RejectReason } from '../domain/reading.ts';
 import { DeviceSim, type DeviceState, type Outgoing } from './device.ts';
 import { simErrors } from './errors.ts';
-import { generateDeviceKey, publicKeyOf } from '../domain/signature.ts';
-import { addFaultCounts, emptyFaultCounts, expectRejection, parseFaults, type FaultCounts, type FaultRates } from './faults.ts';
-import { facilityOwnerKey } from './owners.ts';
-import { planFleet, planFromCredentials, readCredentialsFile, type DevicePlan, type FacilityPlan, type SimCredentials } from './plan.ts';
+import { addFaultCounts, emptyFaultCounts, parseFaults, type FaultCounts, type FaultRates } from './faults.ts';
+import { resolvePlan } from './fleet-plan.ts';
+import type { FacilityPlan, SimCredentials } from './plan.ts';
 import { countKinds, getProfile, type ProfileName } from './profiles.ts';
-import { registerFleet, rejectionDelta, type ApiTarget, type RejectionSnapshot } from './register.ts';
+import { rejectionDelta, type ApiTarget, type RejectionSnapshot } from './register.ts';
 import { classifyRejections, startProgress, type DeviceSummary, type FleetStats, type FleetSummary, type ProgressSink } from './progress.ts';
-import { defaultStatePath, emptyState, loadState, lockState, saveState, type PendingMessage, type SimState, type StateLock } from './state.ts';
+import { connectRunner, publish as publishOn, runNetFaults, waitUntil, type FleetCounters, type Runner, type SessionContext, type SessionMessage } from './session.ts';
+import { defaultStatePath, emptyState, loadState, lockState, saveState, type SimState, type StateLock } from './state.ts';
 
 export type { FleetStats, FleetSummary } from './progress.ts';
 export { checkBrokerUrl } from './connection.ts';
@@ -109,54 +108,6 @@ export interface Fleet {
   done: Promise<FleetSummary>;
 }
 
-interface PendingEntry extends PendingMessage {
-  kind: Outgoing['kind'];
-}
-
-interface Runner {
-  sim: DeviceSim;
-  plan: DevicePlan;
-  client: MqttClient;
-  pending: Map<number, PendingEntry>;
-  nextId: number;
-  connected: boolean;
-  refused?: Error;
-  lastError?: Error;
-  errors: number;
-  readingsAcked: number;
-  ackedSeqs?: number[];
-  timer?: NodeJS.Timeout;
-}
-
-/**
- * Each planned device's key, made once and kept in the state (saved with it): returns the public
- * keys (hex) by device id, for registration.
- */
-function deviceKeys(state: SimState, plan: FacilityPlan[]): Record<string, string> {
-  state.keys ??= {};
-  const out: Record<string, string> = {};
-  for (const f of plan) {
-    for (const d of f.devices) {
-      state.keys[d.deviceId] ??= generateDeviceKey().privateKey;
-      out[d.deviceId] = publicKeyOf(state.keys[d.deviceId]);
-    }
-  }
-  return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() >= deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
-
 /**
  * Starts the fleet. The state file is locked for the fleet's lifetime (SIM_STATE_LOCKED when another
  * live simulator holds it); the lock goes at stop, on a failed start, or when the process exits.
@@ -193,37 +144,11 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
   if (loaded && loaded.seed !== seed) log.warn({ stateSeed: loaded.seed, seed }, 'state file was written with another seed; devices continue from their saved registers');
 
   // credentials: given > file > registered via the API > saved in the state file > none
-  let plan: FacilityPlan[];
-  let creds: SimCredentials[] | undefined = opts.credentials ?? (opts.credentialsFile ? readCredentialsFile(opts.credentialsFile) : undefined);
-  const planOpts = { seed, profiles: opts.profiles, owner: opts.owner };
-  if (creds) {
-    plan = planFromCredentials(creds, { ...planOpts, devices: opts.devices });
-  } else if (opts.api) {
-    plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
-    if (opts.ownerKeyDir && !opts.owner) {
-      for (const f of plan) {
-        const k = facilityOwnerKey(opts.ownerKeyDir, f.facilityId);
-        f.owner = k.address;
-        f.ownerKeyFile = k.file;
-        if (k.created) log.info({ facilityId: f.facilityId, owner: k.address, keyFile: k.file }, 'owner key created');
-      }
-    }
-    const publicKeys = opts.sign ? deviceKeys(state, plan) : undefined;
-    creds = await registerFleet(opts.api, plan, { windowSeconds, rate, margin: opts.baselineMargin, now: now(), log, fetch: opts.fetch, publicKeys });
-    state.credentials = creds;
-  } else if (state.credentials?.length) {
-    creds = state.credentials;
-    plan = planFromCredentials(creds, { ...planOpts, devices: opts.devices });
-    log.info({ devices: creds.length, statePath }, 'using the credentials saved in the state file');
-  } else {
-    plan = planFleet({ ...planOpts, devices: opts.devices ?? 4, facilities: opts.facilities, prefix: opts.prefix });
-    log.warn('no credentials (--credentials or --api): connecting without passwords; a broker with authentication will refuse');
-  }
-  if (opts.sign) deviceKeys(state, plan);
+  const plan = await resolvePlan(opts, state, { seed, rate, windowSeconds, now, statePath, log });
   const facilityIds = plan.map((f) => f.facilityId);
   const rejectionsBefore = opts.rejectionLog ? await opts.rejectionLog(facilityIds) : undefined;
 
-  const counters = { sent: 0, acked: 0, readings: 0, reconnects: 0, connectionErrors: 0, bufferFull: 0, redelivered: 0 };
+  const counters: FleetCounters = { sent: 0, acked: 0, readings: 0, reconnects: 0, connectionErrors: 0, bufferFull: 0, redelivered: 0 };
   const netFaults: FaultCounts = emptyFaultCounts();
   const unclean = !!loaded && !loaded.clean;
   const seqJump = Math.max(1000, Math.ceil(rate * 2 * 600));
@@ -253,72 +178,25 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
   }
   if (unclean) log.warn({ seqJump }, 'the last run did not stop cleanly: seqs skip ahead past any sent after the last save');
 
-  function publish(r: Runner, m: { kind: Outgoing['kind']; topic: string; payload: Buffer; seqs: number[]; expect?: RejectReason }, outgoing?: Outgoing): void {
-    const id = ++r.nextId;
-    r.pending.set(id, { kind: m.kind, topic: m.topic, seqs: m.seqs, payload: m.payload.toString('utf8'), ...(m.expect ? { expect: m.expect } : {}) });
-    counters.sent++;
-    if (outgoing) opts.onMessage?.(outgoing);
-    r.client.publish(m.topic, m.payload, { qos: 1 }, (err) => {
-      if (err) {
-        // only when the client is ended: the message stays pending and goes to the state file
-        log.debug({ deviceId: r.plan.deviceId, err: err.message }, 'publish not acknowledged');
-        return;
-      }
-      r.pending.delete(id);
-      counters.acked++;
-      // the readings the platform is expected to store (a fault-refused message is acked all the same)
-      if (m.kind === 'reading' && !m.expect) {
-        r.readingsAcked += m.seqs.length;
-        r.ackedSeqs?.push(...m.seqs);
-      }
-    });
-  }
+  let lastError: Error | undefined;
+  const session: SessionContext = {
+    url: opts.url,
+    log,
+    counters,
+    stopping: () => stopping,
+    reconnectPeriodMs: opts.reconnectPeriodMs,
+    connectTimeoutMs: opts.connectTimeoutMs,
+    onError: (err) => {
+      lastError = err;
+    },
+    onMessage: opts.onMessage,
+  };
+  const publish = (r: Runner, m: SessionMessage, outgoing?: Outgoing): void => publishOn(session, r, m, outgoing);
 
   // connect every device; mqtt.js queues QoS 1 publishes while offline and resends them in order
-  let lastError: Error | undefined;
   for (const r of runners) {
     const d = r.plan;
-    const options: IClientOptions = {
-      clientId: d.deviceId,
-      username: d.deviceId,
-      ...(d.password !== undefined ? { password: d.password } : {}),
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 30,
-      reconnectPeriod: opts.reconnectPeriodMs ?? 1000,
-      connectTimeout: opts.connectTimeoutMs ?? 10_000,
-      queueQoSZero: false,
-      will: { topic: statusTopic(d.facilityId, d.deviceId), payload: Buffer.from('offline'), qos: 1, retain: true },
-    };
-    const client = connect(opts.url, options);
-    r.client = client;
-    client.on('connect', () => {
-      r.connected = true;
-      client.publish(statusTopic(d.facilityId, d.deviceId), 'online', { qos: 1, retain: true });
-    });
-    client.on('reconnect', () => {
-      counters.reconnects++;
-    });
-    client.on('close', () => {
-      r.connected = false;
-    });
-    client.on('error', (err) => {
-      counters.connectionErrors++;
-      r.errors++;
-      r.lastError = err;
-      lastError = err;
-      if (isConnackRefusal(err)) {
-        if (err.code === 3 && !stopping) {
-          // server unavailable: transient, try again
-          setTimeout(() => !stopping && client.reconnect(), opts.reconnectPeriodMs ?? 1000).unref();
-          return;
-        }
-        r.refused = err;
-        log.error({ deviceId: d.deviceId, code: err.code }, `broker refused the device: ${err.message}`);
-      } else {
-        log.debug({ deviceId: d.deviceId, err: err.message }, 'connection error');
-      }
-    });
+    connectRunner(session, r);
     // readings left unacknowledged by the previous run go first, with their original seq
     for (const p of state.pending[d.deviceId] ?? []) {
       publish(r, { kind: 'reading', topic: p.topic, payload: Buffer.from(p.payload, 'utf8'), seqs: p.seqs, expect: p.expect });
@@ -430,31 +308,7 @@ async function startLocked(opts: FleetOptions, log: Logger, lock: StateLock | un
   const progress = opts.progress ? startProgress(opts.progress, stats, opts.progressIntervalMs) : undefined;
 
   // network faults, in the background: wrong passwords, then publishes to other devices' topics
-  const faultTasks = (async () => {
-    for (let k = 0; k < faults.badauth && !stopping; k++) {
-      const r = runners[k % runners.length];
-      netFaults.badauth.attempted++;
-      const outcome = await badAuth(opts.url, r.plan, `wrong-${k}-${seed}`, opts.connectTimeoutMs ?? 5000);
-      netFaults.badauth[outcome]++;
-      if (outcome === 'accepted') log.error({ deviceId: r.plan.deviceId }, 'SECURITY: the broker accepted a wrong password');
-    }
-    for (let k = 0; k < faults.spoof && !stopping; k++) {
-      const attacker = runners[k % runners.length];
-      const victim = runners.length > 1 ? runners[(k + 1) % runners.length].plan : { facilityId: `${attacker.plan.facilityId}-x`, deviceId: `${attacker.plan.deviceId}-x` };
-      netFaults.spoof.attempted++;
-      if (!(await waitUntil(() => attacker.connected || stopping, 3000)) || !attacker.connected) {
-        netFaults.spoof.failed++;
-        continue;
-      }
-      const payload = JSON.stringify({ seq: 0, ts: new Date(now()).toISOString(), metric: 'co2_direct', value: 1, unit: 'kg' });
-      const ok = await new Promise<boolean>((resolve) =>
-        attacker.client.publish(readingsTopic(victim.facilityId, victim.deviceId), payload, { qos: 0 }, (err) => resolve(!err)),
-      );
-      netFaults.spoof[ok ? 'sent' : 'failed']++;
-      if (ok) expectRejection(netFaults, 'invalid_topic'); // logged against the attacker, which stays connected or reconnects
-      await sleep(20);
-    }
-  })();
+  const faultTasks = runNetFaults(session, runners, faults, netFaults, seed, now);
 
   let stopPromise: Promise<FleetSummary> | undefined;
   let resolveDone!: (s: FleetSummary) => void;
