@@ -22,7 +22,7 @@
  * device redelivers, and no later seq of the same device can be stored ahead of a failed one: a
  * staged store fails the batches staged after a failed one itself, see ReadingStore.stage).
  *
- * One file (~470 lines) because it is one closure: admission, batching, staging and failure handling
+ * One file (~530 lines) because it is one closure: admission, batching, staging and failure handling
  * share the queue and in-flight state; validation (validate.ts) and rate limits (ratelimit.ts) are apart.
  */
 import type { Registry as PromRegistry } from 'prom-client';
