@@ -226,11 +226,9 @@ export class DeviceSim {
         if (this.s.lastTs !== undefined && ts < this.s.lastTs) expect = 'ts_out_of_order';
       }
     }
-    if (content === 'badsig') {
-      applied.push('badsig');
-      this.counts.badsig += this.metrics.length;
-      expect = 'bad_signature';
-    }
+    // badsig: the genuine readings go out as usual; a forged copy (another value under their
+    // signatures, as someone without the device's key would inject) follows and must be refused.
+    const forge = content === 'badsig';
     if (content !== 'drop' && !expect) this.s.lastTs = Math.max(this.s.lastTs ?? ts, ts);
     const resetMetric = content === 'reset' ? this.metrics.find((m) => m !== 'co2_direct') : undefined;
     if (resetMetric) {
@@ -264,7 +262,7 @@ export class DeviceSim {
         unit,
       };
       if (reset) r.reset = true;
-      if (this.signKey !== undefined) this.sign(r, ts, content === 'badsig');
+      if (this.signKey !== undefined) this.sign(r, ts);
       return r;
     });
 
@@ -286,6 +284,20 @@ export class DeviceSim {
     const payload = Buffer.from(JSON.stringify(readings.length === 1 ? readings[0] : readings));
     const msg: Outgoing = { kind: 'reading', deviceId: this.deviceId, topic: this.topic, payload, seqs, expect, faults: applied };
     if (expect) expectRejection(this.counts, expect, seqs.length);
+    if (forge) {
+      const forged = readings.map((r) => ({ ...r, value: forgedValue(r.value) }));
+      messages.push({
+        kind: 'garbage',
+        deviceId: this.deviceId,
+        topic: this.topic,
+        payload: Buffer.from(JSON.stringify(forged.length === 1 ? forged[0] : forged)),
+        seqs: [],
+        expect: 'bad_signature',
+        faults: ['badsig'],
+      });
+      this.counts.badsig += forged.length;
+      expectRejection(this.counts, 'bad_signature', forged.length);
+    }
 
     // Readings delayed by `late` go out once their window has been settled: late arrivals (lower seqs)
     // that the platform stores and the oracle counts in the next unsettled window.
@@ -339,13 +351,13 @@ export class DeviceSim {
   /**
    * Signs a reading over its canonical line (value as JSON prints it, ts as epoch ms) and moves the
    * chain on: the next reading's prev is this line's hash, whether this one is sent, dropped or
-   * refused (the platform's chain then shows the gap). `bad`: signed over another line (badsig).
+   * refused (the platform's chain then shows the gap).
    */
-  private sign(r: Reading, tsMs: number, bad: boolean): void {
+  private sign(r: Reading, tsMs: number): void {
     const prev = this.s.prev ?? '';
     const line = canonicalLine({ deviceId: this.spec.deviceId, seq: r.seq, ts: tsMs, metric: r.metric, value: JSON.stringify(r.value), unit: r.unit, reset: r.reset === true, prev });
     r.prev = prev;
-    r.sig = signLine(this.signKey as string, bad ? `${line}|badsig` : line);
+    r.sig = signLine(this.signKey as string, line);
     this.s.prev = lineHash(line);
   }
 
@@ -380,4 +392,9 @@ export class DeviceSim {
         return s.cemsKgH / Math.max(1, c.cems);
     }
   }
+}
+
+/** A value that differs from `v`, as a forger would change it. */
+function forgedValue(v: number): number {
+  return v + 1;
 }
