@@ -29,6 +29,7 @@ import { silentLogger } from '../domain/logger.ts';
 import type { Reading } from '../domain/reading.ts';
 import { canonicalLine, generateDeviceKey, lineHash, signLine } from '../domain/signature.ts';
 import { evaluate, recordedWindowInputs } from '../oracle/inputs.ts';
+import { bundleSettlement } from '../oracle/audit.ts';
 import { buildOracle } from '../oracle/oracle.ts';
 import { openDatabase } from '../store/sqlite/db.ts';
 import { openSqliteStores } from '../store/sqlite/stores.ts';
@@ -95,16 +96,7 @@ async function bundleOf(readings: ReadingStore, s: Settlement, keys: Record<stri
     input,
     keys,
     context,
-    settlement: {
-      id: s.id,
-      netGrams: s.netGrams,
-      evidenceRoot: s.evidenceRoot,
-      complete: s.complete,
-      ...(s.txHash ? { txHash: s.txHash } : {}),
-      mintedGrams: s.mintedGrams,
-      burnedGrams: s.burnedGrams,
-      deficitGrams: s.deficitGrams,
-    },
+    settlement: bundleSettlement(s),
     methodologyVersion: s.inputs.methodologyVersion,
   });
 }

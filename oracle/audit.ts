@@ -121,16 +121,7 @@ export function buildAudit(deps: AuditDeps): SettlementAudit {
       return createBundle({
         input,
         methodologyVersion: s.inputs.methodologyVersion,
-        settlement: {
-          id: s.id,
-          netGrams: s.netGrams,
-          evidenceRoot: s.evidenceRoot,
-          complete: s.complete,
-          ...(s.txHash ? { txHash: s.txHash } : {}),
-          mintedGrams: s.mintedGrams,
-          burnedGrams: s.burnedGrams,
-          deficitGrams: s.deficitGrams,
-        },
+        settlement: bundleSettlement(s),
         ...(extra.facility ? { facility: extra.facility } : {}),
         keys,
         ...(extra.chain ? { chain: extra.chain } : {}),
@@ -169,5 +160,19 @@ export function settlementView(records: OracleRecords, status: OracleStatus): Se
       records.forgetFacility(facilityId, deviceIds);
       status.forget(facilityId);
     },
+  };
+}
+
+/** The platform's record of a settlement as an audit bundle carries it. */
+export function bundleSettlement(s: Settlement) {
+  return {
+    id: s.id,
+    netGrams: s.netGrams,
+    evidenceRoot: s.evidenceRoot,
+    complete: s.complete,
+    ...(s.txHash ? { txHash: s.txHash } : {}),
+    mintedGrams: s.mintedGrams,
+    burnedGrams: s.burnedGrams,
+    deficitGrams: s.deficitGrams,
   };
 }
