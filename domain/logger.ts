@@ -114,7 +114,11 @@ export function createLogger(level = 'info', destination?: DestinationStream, fo
     const color = isTTY && !process.env.NO_COLOR;
     return oneComponent(pino(options, prettyStream(out, { color })));
   }
-  return oneComponent(destination ? pino(options, destination) : pino(options));
+  // stdout is written synchronously: pino's default asynchronous writer, at `process.exit`, writes
+  // what is queued at once while a write already handed to libuv's thread pool may land after it (a
+  // shutdown's `anvil stopped` printed after the `stopped: …` summary); `flush()` cannot wait for it.
+  // Lines are few (rejections are aggregated), so a blocking write costs nothing measurable.
+  return oneComponent(pino(options, destination ?? pino.destination({ dest: 1, sync: true })));
 }
 
 /** A logger that prints nothing (tests). */
