@@ -22,7 +22,7 @@ export const LEAF_ENCODING_V2: string[] = LEAF_ENCODING.slice(0, 8);
 /** [kind, id, a, b, c, d, e, f] (mrv-cursor-2) or [kind, id, a, b, c, d, e, f, sig]; int256 fields as decimal text. */
 export type EvidenceLeaf = [string, string, string, string, string, string, boolean, boolean] | [string, string, string, string, string, string, boolean, boolean, string];
 
-export type LeafKind = 'header' | 'factors' | 'result' | 'device' | 'decommissioned' | 'cursor_start' | 'cursor_end' | 'reading' | 'chain';
+export type LeafKind = 'header' | 'factors' | 'result' | 'device' | 'decommissioned' | 'cursor_start' | 'cursor_end' | 'reading' | 'chain' | 'voided' | 'void' | 'correction';
 
 /** The leaf encoding of a leaf (by its length) or of a methodology version. */
 export function leafEncoding(of: EvidenceLeaf | string): string[] {
@@ -129,8 +129,17 @@ export function evidenceLeaves(r: WindowResult): EvidenceLeaf[] {
       if (v2) leaves.push(['reading', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late]);
       else leaves.push(['reading', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late, x.sig ?? '']);
     }
+    // Readings a void left out: committed to as such, so an auditor sees what was not counted.
+    for (const { reading: x, late } of d.voided ?? []) leaves.push(['voided', x.deviceId, n(x.seq), n(x.ts), x.metric, x.value, x.reset, late, x.sig ?? '']);
   }
-  if (v2) return leaves;
+  // The voids applied ([from, to) in epoch ms, the void's number and reason) and, for a correction,
+  // what it corrects: the original settlement, its root, the correction's number and the net before it.
+  for (const v of r.voids ?? []) leaves.push(['void', v.deviceId, n(v.from), n(v.to), String(v.id), v.reason, false, false, '']);
+  if (r.correction) {
+    const c = r.correction;
+    leaves.push(['correction', c.settlementId, n(c.seq), c.prevNetGrams, c.originalRoot, c.reason, false, false, '']);
+  }
+  if (v2) return leaves.map((l): EvidenceLeaf => (l.length === 9 ? (l.slice(0, 8) as EvidenceLeaf) : l));
   // mrv-signed-3: every leaf has the signature field ("" but in a signed reading's leaf).
   return leaves.map((l): EvidenceLeaf => (l.length === 9 ? l : [...l, '']));
 }

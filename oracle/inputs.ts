@@ -9,7 +9,8 @@
 import { errors } from '../domain/errors.ts';
 import { isIntervalKind } from '../domain/reading.ts';
 import type { Window } from '../domain/window.ts';
-import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type FacilityRegistry, type VisibilityMark } from '../store/types.ts';
+import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type FacilityRegistry, type ReadingVoid, type RecordedVoid, type VisibilityMark } from '../store/types.ts';
+import { applyVoids } from './voids.ts';
 import type { Reading } from '../domain/reading.ts';
 import { chainContext } from '../audit/bundle.ts';
 import { buildEvidence, type Evidence } from './evidence.ts';
@@ -40,15 +41,31 @@ export async function visibleBelow(store: ReadingStore, r: Reading, mark: Visibi
   return c.before ? store.get(r.deviceId, c.before.seq) : undefined;
 }
 
-/** Reads, for each planned device, the consumed set, the coverage facts and the chain context under its mark. */
-async function readDevices(readings: ReadingStore, w: Window, plans: DevicePlan[], version: string): Promise<DeviceWindowInput[]> {
+/**
+ * Reads, for each planned device, the consumed set, the coverage facts and the chain context under its
+ * mark, without the readings `voids` void (oracle/voids.ts). Returns the voids that mattered, by id.
+ */
+async function readDevices(
+  readings: ReadingStore,
+  w: Window,
+  plans: DevicePlan[],
+  version: string,
+  voids: readonly RecordedVoid[] = [],
+): Promise<{ devices: DeviceWindowInput[]; voids: RecordedVoid[] }> {
   const out: DeviceWindowInput[] = [];
+  const used = new Set<number>();
   for (const plan of plans) {
     const input: DeviceWindowInput = { ...plan, readings: [], coverage: NO_COVERAGE };
     const mark = plan.mark;
     if (mark !== undefined) {
-      input.readings = await readings.consume({ deviceId: plan.deviceId, mark, before: w.end, ...(plan.prev ? { prev: plan.prev } : {}) });
-      input.coverage = await readings.coverage({ deviceId: plan.deviceId, start: w.start, end: w.end, mark });
+      const consumed = await readings.consume({ deviceId: plan.deviceId, mark, before: w.end, ...(plan.prev ? { prev: plan.prev } : {}) });
+      const coverage = await readings.coverage({ deviceId: plan.deviceId, start: w.start, end: w.end, mark });
+      const own = voids.filter((v) => v.deviceId === plan.deviceId);
+      const applied = await applyVoids(readings, plan.deviceId, w, mark, consumed, coverage, own);
+      input.readings = applied.readings;
+      input.coverage = applied.coverage;
+      if (applied.excluded.length) input.excluded = applied.excluded;
+      for (const id of applied.used) used.add(id);
       if (version !== METHODOLOGY_V2 && input.readings.some((r) => r.sig !== undefined)) {
         const bySeq = new Map(input.readings.map((r) => [r.seq, r]));
         input.chainContext = await chainContext(input.readings, (seq) => visibleBelow(readings, bySeq.get(seq) as Reading, mark));
@@ -56,13 +73,18 @@ async function readDevices(readings: ReadingStore, w: Window, plans: DevicePlan[
     }
     out.push(input);
   }
-  return out;
+  return { devices: out, voids: voids.filter((v) => used.has(v.id)).sort((a, b) => a.id - b.id) };
 }
+
+/** A void as settlements record it. */
+export const recordedVoid = (v: ReadingVoid | RecordedVoid): RecordedVoid => ({ id: v.id, deviceId: v.deviceId, from: v.from, to: v.to, reason: v.reason });
 
 export interface InputSources {
   readings: ReadingStore;
   registry: FacilityRegistry;
   records: OracleRecords;
+  /** The regulator's voids (absent: none are applied). */
+  voids?: { voidsOf(deviceIds: string[]): ReadingVoid[] };
 }
 
 /**
@@ -91,20 +113,27 @@ export async function currentInputs(src: InputSources, facility: Facility, w: Wi
       ...(mark !== undefined ? { mark } : {}),
     };
   });
+  const voids = src.voids ? src.voids.voidsOf(ids).map(recordedVoid) : [];
+  const read = await readDevices(src.readings, w, plans, METHODOLOGY_VERSION, voids);
   return {
     facilityId: facility.id,
     window: w,
-    devices: await readDevices(src.readings, w, plans, METHODOLOGY_VERSION),
+    devices: read.devices,
     factors: applyFactors(w.start, facility),
     baselineKgPerHour: src.registry.baselineAt(facility.id, w.start),
     methodologyVersion: METHODOLOGY_VERSION,
+    ...(read.voids.length ? { voids: read.voids } : {}),
   };
 }
 
-/** Inputs of a recorded settlement: its recorded devices, visibility marks, cursors, factors and baseline. */
+/**
+ * Inputs of a recorded settlement: its recorded devices, visibility marks, cursors, factors, baseline
+ * and voids. `voids` replaces the recorded voids (a correction's recomputation under the voids now in force).
+ */
 export async function recordedWindowInputs(
   readings: ReadingStore,
   row: Pick<SettlementRow, 'facilityId' | 'windowStart' | 'windowEnd' | 'inputs'>,
+  voids?: readonly RecordedVoid[],
 ): Promise<WindowInput> {
   const version = row.inputs.methodologyVersion;
   if (!SUPPORTED_VERSIONS.includes(version)) {
@@ -124,13 +153,16 @@ export async function recordedWindowInputs(
       ...(mark !== undefined ? { mark } : {}),
     };
   });
+  const read = await readDevices(readings, w, plans, version, voids ?? row.inputs.voids ?? []);
   return {
     facilityId: row.facilityId,
     window: w,
-    devices: await readDevices(readings, w, plans, version),
+    devices: read.devices,
     factors: sealFactors(row.inputs.factors),
     baselineKgPerHour: row.inputs.baselineKgPerHour,
     methodologyVersion: version,
+    ...(read.voids.length ? { voids: read.voids } : {}),
+    ...(row.inputs.correction ? { correction: row.inputs.correction } : {}),
   };
 }
 
@@ -167,5 +199,7 @@ export function recordedInputs(r: WindowResult, devices: DeviceWindowInput[]): R
     totals: r.totals,
     baselineKg: r.baselineKg,
     rawNetGrams: r.rawNetGrams.toString(),
+    ...(r.voids?.length ? { voids: r.voids } : {}),
+    ...(r.correction ? { correction: r.correction } : {}),
   };
 }

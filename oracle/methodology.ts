@@ -9,7 +9,7 @@ import { Decimal } from '../domain/decimal.ts';
 import { REGISTER_METRICS, isMetric, isRegisterMetric, readingKeyText, type Metric, type Reading, type RegisterMetric } from '../domain/reading.ts';
 import { checkChain, readingLine, type ChainBreak, type ChainReading } from '../domain/signature.ts';
 import type { Window } from '../domain/window.ts';
-import type { DeviceCoverage, VisibilityMark } from '../store/types.ts';
+import type { CorrectionRef, DeviceCoverage, RecordedVoid, VisibilityMark } from '../store/types.ts';
 import type { AppliedFactors } from './factors.ts';
 
 /**
@@ -48,7 +48,7 @@ export interface Decommissioning {
 }
 
 /** Why a device makes a window incomplete ('ok': it does not; 'out_of_coverage': decommissioned). */
-export type CoverageStatus = 'ok' | 'no_reading_in_window' | 'no_reading_before' | 'silent' | 'seq_gap' | 'chain_broken' | 'out_of_coverage';
+export type CoverageStatus = 'ok' | 'no_reading_in_window' | 'no_reading_before' | 'silent' | 'seq_gap' | 'chain_broken' | 'voided' | 'out_of_coverage';
 
 /** Coverage facts of a device that has no visible reading (or no mark yet). */
 export const NO_COVERAGE: DeviceCoverage = Object.freeze({ after: false, between: 0, interval: false }) as DeviceCoverage;
@@ -77,6 +77,14 @@ export interface DeviceWindowInput {
    * `chainContext`). Only read from mrv-signed-3 on.
    */
   chainContext?: Reading[];
+  /**
+   * Readings a regulator voided that this settlement would otherwise have consumed (oracle/voids.ts):
+   * never counted. A voided register reading is skipped (the step over it is counted from the last
+   * reading before it to the first after it), except a voided reset, which moves the cursor to 0 at
+   * its seq (the restart value is not trusted; 0 is the least it can be, so nothing is dropped); a
+   * voided interval reading (co2_direct) is unmeasured emissions: the device is 'voided' (incomplete).
+   */
+  excluded?: Reading[];
 }
 
 /** A signed device's hash chain over the readings a settlement used (mrv-signed-3). */
@@ -104,6 +112,10 @@ export interface WindowInput {
   baselineKgPerHour: string;
   /** The methodology version to apply (a SUPPORTED_VERSIONS entry; default METHODOLOGY_VERSION). */
   methodologyVersion?: string;
+  /** Voids that excluded readings (evidence `void` leaves). */
+  voids?: RecordedVoid[];
+  /** Set when this computation is a correction of a settled window (evidence `correction` leaf). */
+  correction?: CorrectionRef;
 }
 
 /** Per-metric sums over the facility, normalised units, canonical decimal text. */
@@ -141,6 +153,8 @@ export interface DeviceWindowResult {
   decommissioned?: Decommissioning;
   /** mrv-signed-3, a device with a signed used reading: its hash chain over them. */
   chain?: DeviceChain;
+  /** Voided readings left out (seq order), each with its late flag. */
+  voided?: ConsumedReading[];
 }
 
 export interface WindowResult {
@@ -170,6 +184,8 @@ export interface WindowResult {
   lateKeys: string[];
   /** Devices out of coverage in this window because they were decommissioned before it. */
   decommissioned: ({ deviceId: string } & Decommissioning)[];
+  voids?: RecordedVoid[];
+  correction?: CorrectionRef;
 }
 
 const MS_PER_HOUR = 3_600_000n;
@@ -208,8 +224,24 @@ function walkDevice(input: DeviceWindowInput, window: Window, version: string): 
   for (const c of input.startCursors) cursors.set(c.metric, c);
   const sorted = [...input.readings].sort((a, b) => a.seq - b.seq);
   const consumed: ConsumedReading[] = [];
+  const voided: ConsumedReading[] = [];
   let sawInterval = false;
-  for (const r of sorted) {
+  let voidedInterval = false;
+  const excluded = new Set((input.excluded ?? []).map((r) => r.seq));
+  const walk = [...sorted, ...(input.excluded ?? [])].sort((a, b) => a.seq - b.seq);
+  for (const r of walk) {
+    if (excluded.has(r.seq)) {
+      if (r.deviceId !== input.deviceId) throw new TypeError(`reading ${r.deviceId}:${r.seq} passed for device ${input.deviceId}`);
+      voided.push({ reading: r, late: r.ts < window.start, covered: false });
+      if (isRegisterMetric(r.metric)) {
+        const cur = cursors.get(r.metric);
+        // A voided reset: the register restarted at an untrusted value; count the next step from 0.
+        if (r.reset && (!cur || r.seq > cur.seq)) cursors.set(r.metric, { metric: r.metric, seq: r.seq, ts: r.ts, value: '0' });
+      } else if (isMetric(r.metric)) {
+        voidedInterval = true;
+      }
+      continue;
+    }
     if (r.deviceId !== input.deviceId) throw new TypeError(`reading ${r.deviceId}:${r.seq} passed for device ${input.deviceId}`);
     if (r.ts >= window.end) throw new TypeError(`reading ${r.deviceId}:${r.seq} is not due in window ending ${window.end}`);
     const late = r.ts < window.start;
@@ -264,6 +296,11 @@ function walkDevice(input: DeviceWindowInput, window: Window, version: string): 
       // An omitted interval reading is unmeasured emissions: a broken chain leaves the window incomplete.
       if (!chain.unbroken && intervalDevice && result.status === 'ok') result.status = 'chain_broken';
     }
+  }
+  if (voided.length) {
+    result.voided = voided;
+    // A voided interval reading is emissions nobody measured: missing data never earns.
+    if (voidedInterval && result.status === 'ok') result.status = 'voided';
   }
   if (input.mark !== undefined) result.mark = { maxSeq: input.mark.maxSeq, late: input.mark.late };
   if (input.prev !== undefined) result.prev = { mark: { maxSeq: input.prev.mark.maxSeq, late: input.prev.mark.late }, before: input.prev.before };
@@ -361,6 +398,8 @@ export function settleWindow(input: WindowInput): WindowResult {
     devices: results,
     lateKeys,
     decommissioned,
+    ...(input.voids?.length ? { voids: input.voids } : {}),
+    ...(input.correction ? { correction: input.correction } : {}),
   };
 }
 

@@ -296,6 +296,20 @@ export interface RecordedInputs {
   totals: MetricTotals;
   baselineKg: string;
   rawNetGrams: string;
+  /** Voids that excluded readings from this computation (absent: none did). */
+  voids?: RecordedVoid[];
+  /** Set on a correction: what it corrects (its evidence carries a `correction` leaf). */
+  correction?: CorrectionRef;
+}
+
+/** What a correction's evidence says it corrects. */
+export interface CorrectionRef {
+  settlementId: string;
+  /** The original settlement's evidence root. */
+  originalRoot: string;
+  seq: number;
+  prevNetGrams: string;
+  reason: string;
 }
 
 /** The mark a recorded device's settlement left (records before mrv-cursor-2 hold a seq high-water mark). */
@@ -543,4 +557,96 @@ export interface ApiKeyTable {
   revoke(id: string, at: number): boolean;
   touch(id: string, at: number): void;
   hasActiveAdmin(): boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Voids and corrections (SPEC "Methodology", corrections): a regulator voids a device's readings over
+// [from, to); they stay stored, are flagged, and no settlement computed afterwards uses them; every
+// settled window whose evidence used them gets a correction settlement (append-only).
+
+/** A regulator's void of a device's readings with from <= ts < to (epoch ms). */
+export interface ReadingVoid {
+  id: number;
+  facilityId: string;
+  deviceId: string;
+  from: number;
+  to: number;
+  reason: string;
+  /** Who voided (the API key id). */
+  by: string;
+  at: number;
+  /** The ledger's void number (ReadingsVoided), once recorded on chain; it authorises the corrections. */
+  chainVoidId?: number;
+  /** The facility's next window start on chain when the void was recorded there (epoch ms). */
+  settledBefore?: number;
+}
+
+/** A void as a settlement records it (what it excluded is recomputed from it). */
+export interface RecordedVoid {
+  id: number;
+  deviceId: string;
+  from: number;
+  to: number;
+  reason: string;
+}
+
+export type CorrectionState = 'intent' | 'confirmed';
+
+/** A correction settlement of a settled window (grams as integer text, times epoch ms). */
+export interface Correction {
+  /** `${settlementId}-c${seq}`. */
+  id: string;
+  /** The original settlement it corrects. */
+  settlementId: string;
+  /** 1, 2, ... per settled window. */
+  seq: number;
+  facilityId: string;
+  windowStart: number;
+  windowEnd: number;
+  state: CorrectionState;
+  /** The voids that caused it (local ids). */
+  voidIds: number[];
+  reason: string;
+  complete: boolean;
+  /** The window's net before this correction (the original's, or the previous correction's). */
+  prevNetGrams: string;
+  /** The recomputed net. */
+  netGrams: string;
+  /** netGrams - prevNetGrams: minted (> 0), burned or added to the deficit (< 0). */
+  deltaGrams: string;
+  actualKg: string;
+  evidenceRoot: string;
+  mintedGrams: string | null;
+  burnedGrams: string | null;
+  deficitGrams: string | null;
+  txHash: string | null;
+  /** The recomputation's inputs (its `voids` and `correction` set), to recompute it like a settlement. */
+  inputs: RecordedInputs;
+  createdAt: number;
+}
+
+export const correctionId = (settlementId: string, seq: number): string => `${settlementId}-c${seq}`;
+
+export type NewCorrection = Omit<Correction, 'state' | 'mintedGrams' | 'burnedGrams' | 'deficitGrams' | 'txHash' | 'createdAt'>;
+
+/** Voids and corrections in the embedded SQLite file (store/sqlite/corrections.ts). */
+export interface CorrectionRecords {
+  /** Records a void; returns it with its id. */
+  addVoid(v: Omit<ReadingVoid, 'id'>): ReadingVoid;
+  /** Voids of these devices, oldest first. */
+  voidsOf(deviceIds: string[]): ReadingVoid[];
+  voidsOfFacility(facilityId: string): ReadingVoid[];
+  /** The newest correction of a settlement, or undefined. */
+  latest(settlementId: string): Correction | undefined;
+  getCorrection(id: string): Correction | undefined;
+  /** Corrections, oldest window and seq first; a facility's only when given. */
+  listCorrections(q?: { facilityId?: string; state?: CorrectionState; limit?: number }): Correction[];
+  /**
+   * Appends corrections and moves the device cursors their windows left (where the cursor is still at
+   * that window's end), atomically. Refuses (CONFLICT-like EVIDENCE_MISMATCH) when a correction's seq
+   * is not the next of its settlement (another process corrected it meanwhile): nothing is written.
+   */
+  insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): void;
+  /** The chain applied correction `id` (idempotent). */
+  confirmCorrection(id: string, amounts: ChainAmounts): void;
 }

@@ -1,7 +1,7 @@
 /**
  * Every table of the SQLite file, created and migrated in one place: readings (store/sqlite/readings.ts),
  * registry and rejections (registry.ts), oracle records and lease (records.ts), oracle status and
- * finality watch list (status.ts), API keys (keys.ts). Those modules only read and write rows.
+ * finality watch list (status.ts), API keys (keys.ts), voids and corrections (corrections.ts). Those modules only read and write rows.
  *
  * `PRAGMA user_version` numbers the schema: version 0 is the layout of files made before migrations
  * existed (created here by BASE with IF NOT EXISTS, so a fresh file takes the same path as an old
@@ -242,6 +242,56 @@ const MIGRATIONS: ((db: Db) => void)[] = [
       ALTER TABLE readings ADD COLUMN prev TEXT;
       ALTER TABLE readings ADD COLUMN sent_value TEXT;
       ALTER TABLE readings ADD COLUMN sent_unit TEXT;
+    `);
+  },
+  // 5 (issue 12): corrections. A regulator's void of a device's readings over [from_ms, to_ms) (the
+  // readings stay stored; every store's readings are flagged and excluded through this one table),
+  // with the chain's void number once recorded there; and the correction settlements it causes
+  // (append-only, numbered per settled window from 1, each referencing the original settlement).
+  (db) => {
+    db.exec(`
+      CREATE TABLE reading_voids (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        facility_id     TEXT    NOT NULL,
+        device_id       TEXT    NOT NULL,
+        from_ms         INTEGER NOT NULL,
+        to_ms           INTEGER NOT NULL,
+        reason          TEXT    NOT NULL,
+        voided_by       TEXT    NOT NULL,
+        voided_at       INTEGER NOT NULL,
+        chain_void_id   INTEGER,
+        settled_before  INTEGER,
+        CHECK (from_ms < to_ms)
+      );
+      CREATE INDEX reading_voids_device ON reading_voids (device_id, from_ms);
+      CREATE INDEX reading_voids_facility ON reading_voids (facility_id, id);
+
+      CREATE TABLE oracle_corrections (
+        id              TEXT    PRIMARY KEY,
+        settlement_id   TEXT    NOT NULL,
+        seq             INTEGER NOT NULL,
+        facility_id     TEXT    NOT NULL,
+        window_start    INTEGER NOT NULL,
+        window_end      INTEGER NOT NULL,
+        state           TEXT    NOT NULL CHECK (state IN ('intent', 'confirmed')),
+        void_ids        TEXT    NOT NULL,
+        reason          TEXT    NOT NULL,
+        complete        INTEGER NOT NULL,
+        prev_net_grams  TEXT    NOT NULL,
+        net_grams       TEXT    NOT NULL,
+        delta_grams     TEXT    NOT NULL,
+        actual_kg       TEXT    NOT NULL,
+        evidence_root   TEXT    NOT NULL,
+        minted_grams    TEXT,
+        burned_grams    TEXT,
+        deficit_grams   TEXT,
+        tx_hash         TEXT,
+        inputs          TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        UNIQUE (settlement_id, seq)
+      );
+      CREATE INDEX oracle_corrections_facility ON oracle_corrections (facility_id, window_start, seq);
     `);
   },
 ];

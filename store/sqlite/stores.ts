@@ -7,6 +7,7 @@
 import { silentLogger, type Logger } from '../../domain/logger.ts';
 import type { Db } from './db.ts';
 import { SqliteApiKeys } from './keys.ts';
+import { SqliteCorrections } from './corrections.ts';
 import { SqliteReadingStore } from './readings.ts';
 import { SqliteOracleRecords } from './records.ts';
 import { SqliteRegistry } from './registry.ts';
@@ -26,6 +27,7 @@ export interface SqliteStores {
   records: SqliteOracleRecords;
   status: SqliteOracleStatus;
   apiKeys: SqliteApiKeys;
+  corrections: SqliteCorrections;
 }
 
 /** Creates or migrates the tables and returns the stores on `db`. */
@@ -40,5 +42,6 @@ export function openSqliteStores(db: Db, opts: SqliteStoreOptions = {}): SqliteS
     records: new SqliteOracleRecords(db, clock),
     status: new SqliteOracleStatus(db),
     apiKeys: new SqliteApiKeys(db),
+    corrections: new SqliteCorrections(db, clock),
   };
 }

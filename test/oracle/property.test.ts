@@ -174,7 +174,7 @@ interface RunResult {
 }
 
 /** What the runs exercised (reported, so a generator that stops producing a case is noticed). */
-const stats = { windows: 0, complete: 0, minted: 0, late: 0, silent: 0, seq_gap: 0, no_reading_before: 0, no_reading_in_window: 0, duplicates: 0, resets: 0, decommissioned: 0, out_of_coverage: 0, chain_broken: 0 };
+const stats = { windows: 0, complete: 0, minted: 0, late: 0, silent: 0, seq_gap: 0, no_reading_before: 0, no_reading_in_window: 0, duplicates: 0, resets: 0, decommissioned: 0, out_of_coverage: 0, chain_broken: 0, voided: 0 };
 
 async function run(dir: string, s: Scenario, emitted: Emitted[], inOrder: boolean): Promise<RunResult> {
   fs.mkdirSync(dir, { recursive: true });
