@@ -16,6 +16,7 @@ import type { Logger } from '../domain/logger.ts';
 import type { Db } from '../store/sqlite/db.ts';
 import { DEFAULT_BACKOFF, type Backoff, type FacilityRegistry, type OracleRecords, type OracleStatus, type ReadingStore } from '../store/types.ts';
 import { SqliteOracleRecords } from '../store/sqlite/records.ts';
+import { SqliteCorrections } from '../store/sqlite/corrections.ts';
 import { SqliteOracleStatus } from '../store/sqlite/status.ts';
 import { buildAudit, settlementView, type SettlementAudit, type SettlementView } from './audit.ts';
 import type { LedgerPort } from '../contracts/client/port.ts';
@@ -99,6 +100,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
     },
     confirmations,
     backoff: { ...DEFAULT_BACKOFF, ...deps.backoff },
+    voids: new SqliteCorrections(db, clock),
   });
   const reader = settlementView(records, status);
   const audit = buildAudit({ records, readings, ledger });

@@ -31,7 +31,7 @@ import { isClosed, type Window } from '../domain/window.ts';
 import type { Facility, ReadingStore, FacilityRegistry } from '../store/types.ts';
 import { isRevert } from '../contracts/client/errors.ts';
 import { Blocked, buildChainSync, message } from './chain-sync.ts';
-import { currentInputs, evaluate, Raced, recordedInputs } from './inputs.ts';
+import { currentInputs, evaluate, Raced, recordedInputs, type InputSources } from './inputs.ts';
 import { buildReconciler } from './reconcile.ts';
 import { buildSender, ChainFailure, type Pending } from './send.ts';
 import { toMs, type FacilityView, type LedgerPort, type SettlementEntry } from '../contracts/client/port.ts';
@@ -61,6 +61,8 @@ export interface SettleDeps {
   /** CHAIN_CONFIRMATIONS: blocks a settlement must be deep before it counts as final. */
   confirmations: number;
   backoff: Backoff;
+  /** The regulator's voids: a window computed here never uses a voided reading (oracle/voids.ts). */
+  voids?: InputSources['voids'];
 }
 
 export interface RunReport {
@@ -138,7 +140,7 @@ export function buildSettler(deps: SettleDeps): Settler {
   /** Computes window `start` of `facility`: the intent to record before sending. */
   async function computeIntent(facility: Facility, start: number): Promise<{ input: SettlementEntry; root: string; id: string; intent: NewIntent }> {
     const w: Window = { start, end: start + windowMs };
-    const inputs = await currentInputs({ readings, registry, records }, facility, w);
+    const inputs = await currentInputs({ readings, registry, records, ...(deps.voids ? { voids: deps.voids } : {}) }, facility, w);
     const { result, evidence } = evaluate(inputs);
     const id = settlementId(facility.id, start);
     const intent: NewIntent = {
