@@ -69,6 +69,13 @@ export const errors = {
   METHODOLOGY_MISMATCH: define('METHODOLOGY_MISMATCH', 409, (what: string) => what),
   ORACLE_CLOSED: define('ORACLE_CLOSED', 503, () => 'oracle is closed'),
 
+  // --- corrections (voids of readings, correction settlements)
+  CORRECTION_NOT_FOUND: define('CORRECTION_NOT_FOUND', 404, (id: string) => `correction ${id} not found`),
+  /** A void whose range holds none of the device's readings. */
+  VOID_EMPTY: define('VOID_EMPTY', 400, (deviceId: string, from: string, to: string) => `device ${deviceId} has no reading with ${from} <= ts < ${to}: nothing to void`),
+  /** Another process corrected the same window meanwhile: retry. */
+  CORRECTION_RACED: define('CORRECTION_RACED', 409, (what: string) => what),
+
   // --- chain (contracts client, relay)
   LEDGER_REVERTED: define('LEDGER_REVERTED', 409, (sentence: string) => `ledger reverted: ${sentence}`),
   RELAY_REJECTED: define('RELAY_REJECTED', 422, (why: string) => `retirement rejected: ${why}`),

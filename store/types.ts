@@ -643,7 +643,7 @@ export interface CorrectionRecords {
   listCorrections(q?: { facilityId?: string; state?: CorrectionState; limit?: number }): Correction[];
   /**
    * Appends corrections and moves the device cursors their windows left (where the cursor is still at
-   * that window's end), atomically. Refuses (CONFLICT-like EVIDENCE_MISMATCH) when a correction's seq
+   * that window's end), atomically. Refuses (CORRECTION_RACED) when a correction's seq
    * is not the next of its settlement (another process corrected it meanwhile): nothing is written.
    */
   insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): void;

@@ -153,7 +153,7 @@ export class SqliteCorrections implements CorrectionRecords {
       .transaction(() => {
         for (const c of list) {
           const have = (last.get(c.settlementId) as number | null) ?? 0;
-          if (c.seq !== have + 1) throw errors.EVIDENCE_MISMATCH(`settlement ${c.settlementId} has ${have} correction(s); correction ${c.seq} is not the next`);
+          if (c.seq !== have + 1) throw errors.CORRECTION_RACED(`settlement ${c.settlementId} has ${have} correction(s); correction ${c.seq} is not the next`);
           insert.run(
             correctionId(c.settlementId, c.seq),
             c.settlementId,
