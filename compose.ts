@@ -34,6 +34,8 @@ import { Parts, throwIfFailed, type StopSummary } from './domain/process.ts';
 import { buildGateway } from './gateway/app.ts';
 import type { GatewayBroker, GatewaySettlements } from './gateway/deps.ts';
 import { buildAudit, settlementView, type SettlementAudit } from './oracle/audit.ts';
+import { buildCorrector } from './oracle/corrections.ts';
+import { buildCorrectionAudit } from './oracle/correction-audit.ts';
 import { bootstrapAdminKey, createKeyStore, type AdminKeySource } from './gateway/keys.ts';
 import { buildOracle, type Oracle } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
@@ -319,6 +321,12 @@ export async function composeGateway(
     ...(parts.ledger ? { ledger: parts.ledger } : {}),
     settlements,
     audit,
+    // Voids and corrections on the stores; the ledger's side (CorrectionPort) is wired with CreditLedger.
+    corrections: {
+      records: stores.corrections,
+      corrector: buildCorrector({ readings: stores.readings, records: view.records, corrections: stores.corrections }),
+      audit: buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings }),
+    },
     ...(parts.broker ? { broker: parts.broker } : {}),
     metrics: c.metrics,
     logger: c.logger,

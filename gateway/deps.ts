@@ -10,6 +10,21 @@ import type { Logger } from '../domain/logger.ts';
 import type { SettlementQuery } from '../store/types.ts';
 import type { SettlementAudit } from '../oracle/audit.ts';
 import type { LedgerPort } from '../contracts/client/port.ts';
+import type { CorrectionRecords } from '../store/types.ts';
+import type { Corrector } from '../oracle/corrections.ts';
+import type { CorrectionAudit } from '../oracle/correction-audit.ts';
+import type { CorrectionPort } from '../contracts/client/corrections.ts';
+
+/** Voids and corrections (gateway/routes/corrections.ts); without them those routes answer 503. */
+export interface GatewayCorrections {
+  records: CorrectionRecords;
+  /** Records the corrections a void calls for (oracle/corrections.ts). */
+  corrector: Corrector;
+  /** Verify and proof of corrections (read-only). */
+  audit: CorrectionAudit;
+  /** The ledger on the regulator's key, to record voids there; absent: voids are recorded here only (no chain authorises their corrections yet). */
+  port?: Pick<CorrectionPort, 'voidReadings'>;
+}
 
 /** Integer grams as they come from the records (bigint, or integer text/number). */
 export type Grams = bigint | string | number;
@@ -89,6 +104,8 @@ export interface GatewayDeps {
   settlements?: GatewaySettlements;
   /** Verify and proof (oracle/audit.ts, read-only); without it those two routes answer 503. */
   audit?: SettlementAudit;
+  /** Voids and corrections; without them those routes answer 503. */
+  corrections?: GatewayCorrections;
   broker?: GatewayBroker;
   /** The shared prom-client registry; domain metrics registered on it by others show up on /metrics. */
   metrics?: PromRegistry;

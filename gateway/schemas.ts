@@ -14,15 +14,15 @@ export const ErrorResponse = Type.Object(
   { description: 'every error: stable code + human message' },
 );
 
-const Id = (description: string) => Type.String({ pattern: ID_PATTERN, description });
+export const Id = (description: string) => Type.String({ pattern: ID_PATTERN, description });
 const Address = Type.String({ pattern: '^0x[0-9a-fA-F]{40}$', description: 'EVM address' });
-const IntegerText = (description: string) => Type.String({ pattern: '^-?[0-9]+$', description });
-const Iso = (description: string) => Type.String({ format: 'date-time', description });
+export const IntegerText = (description: string) => Type.String({ pattern: '^-?[0-9]+$', description });
+export const Iso = (description: string) => Type.String({ format: 'date-time', description });
 /** Decimals arrive as text (exact) or as JSON numbers (taken from their shortest text). */
 const DecimalInput = (description: string) =>
   Type.Union([Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?$' }), Type.Number({ minimum: 0 })], { description });
 /** ISO-8601 with zone, or epoch milliseconds, in a query string. */
-const TimeQuery = (description: string) =>
+export const TimeQuery = (description: string) =>
   Type.String({ pattern: '^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2}))$', description });
 const Status = Type.Union([Type.Literal('active'), Type.Literal('suspended')]);
 const DeviceStatus = Type.Union([Type.Literal('active'), Type.Literal('suspended'), Type.Literal('decommissioned')], {

@@ -9,7 +9,7 @@ import type { Logger } from '../domain/logger.ts';
 import { openDatabase, type Db } from './sqlite/db.ts';
 import type { SqliteRegistry } from './sqlite/registry.ts';
 import { openSqliteStores } from './sqlite/stores.ts';
-import type { ApiKeyTable, OracleRecords, OracleStatus, ReadingStore } from './types.ts';
+import type { ApiKeyTable, CorrectionRecords, OracleRecords, OracleStatus, ReadingStore } from './types.ts';
 
 export interface Stores {
   /** The SQLite handle (for the modules that still take one: gateway/keys.ts createKeyStore). */
@@ -19,6 +19,8 @@ export interface Stores {
   records: OracleRecords;
   status: OracleStatus;
   apiKeys: ApiKeyTable;
+  /** Voids and corrections (store/sqlite/corrections.ts). */
+  corrections: CorrectionRecords;
   close(): Promise<void>;
 }
 
@@ -68,6 +70,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
     records: sqlite.records,
     status: sqlite.status,
     apiKeys: sqlite.apiKeys,
+    corrections: sqlite.corrections,
     async close() {
       await readings.close();
       if (readings !== sqlite.readings) await sqlite.readings.close();

@@ -27,6 +27,7 @@ const TABLES = [
   'devices',
   'facilities',
   'facility_baselines',
+  'oracle_corrections',
   'oracle_cursors',
   'oracle_facility_status',
   'oracle_late',
@@ -35,6 +36,7 @@ const TABLES = [
   'oracle_settlements',
   'oracle_unfinal',
   'reading_devices',
+  'reading_voids',
   'readings',
   'rejections',
 ];
