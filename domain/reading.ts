@@ -132,6 +132,7 @@ export const ReadingView = Type.Object({
   unit: Type.String(),
   reset: Type.Optional(Type.Boolean()),
   late: Type.Optional(Type.Boolean()),
+  voided: Type.Optional(Type.Boolean({ description: 'a regulator voided it: kept, never counted by a settlement computed since' })),
 });
 export type ReadingView = Static<typeof ReadingView>;
 
