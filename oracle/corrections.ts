@@ -11,7 +11,8 @@
  * starts from the corrected cursor (nothing dropped, nothing counted twice).
  *
  * `plan` records correction intents (idempotent: a window whose recomputation equals its effective
- * record, the original or its latest correction, is left alone, so voiding twice corrects once).
+ * record, the original or its latest correction, is left alone, so voiding twice corrects once; so is
+ * one whose net, completeness and end cursors stay the same, where only a coverage fact moved).
  * `send` puts the intents on chain through a CorrectionPort exactly once: the chain's count of a
  * window's corrections is the truth; one it already has is confirmed from its event, never sent again.
  */
@@ -111,6 +112,18 @@ export function buildCorrector(deps: CorrectorDeps): Corrector {
       const input = await recordedWindowInputs(readings, row, voids.filter((v) => ids.has(v.deviceId)));
       if (evaluate(input).evidence.root.toLowerCase() === eff.root.toLowerCase()) {
         // Nothing this window used is void, and it starts where it did: it stands, and so do its end cursors.
+        for (const d of devices) carry.delete(d.deviceId);
+        if (carry.size === 0) carried = new Set();
+        continue;
+      }
+      const outcome = evaluate(input).result;
+      const endsAsBefore = outcome.devices.every((d) => {
+        const was = eff.inputs.devices.find((x) => x.deviceId === d.deviceId);
+        return was !== undefined && sameCursors(was.endCursors, d.endCursors);
+      });
+      if (outcome.netGrams === BigInt(eff.net) && outcome.complete === (last ? last.complete : s.complete) && endsAsBefore) {
+        // Only a coverage fact moved (e.g. the reading after the window is void) and nothing it settles
+        // or hands on changed: there is nothing to correct.
         for (const d of devices) carry.delete(d.deviceId);
         if (carry.size === 0) carried = new Set();
         continue;

@@ -1,0 +1,112 @@
+/**
+ * Corrections end to end against a real CreditLedger on Hardhat's in-process chain: the platform's
+ * records (SQLite, settled by the oracle on the in-memory ledger, then the same nets and roots put on
+ * the CreditLedger, since the platform still runs on CarbonLedger), a void recorded on chain through
+ * the CorrectionPort on the regulator's key, the corrections planned and sent on the oracle's key
+ * exactly once, and verify against the chain's CorrectionSettled events.
+ * W = 1 h, facility A: 3600 kg/h (3,600,000 g per window), grid 0.5366 kg/kWh.
+ */
+import t from 'tap';
+import { startHardhatChain } from '../../contracts/client/chain.ts';
+import { openCorrectionPort } from '../../contracts/client/corrections.ts';
+import { silentLogger } from '../../domain/logger.ts';
+import type { Reading } from '../../domain/reading.ts';
+import { openDatabase } from '../../store/sqlite/db.ts';
+import { openSqliteStores } from '../../store/sqlite/stores.ts';
+import { buildOracle } from '../../oracle/oracle.ts';
+import { buildCorrectionSender, buildCorrector } from '../../oracle/corrections.ts';
+import { buildCorrectionAudit } from '../../oracle/correction-audit.ts';
+import { MemoryLedger } from '../helpers/memory-ledger.ts';
+import { F0, FEB, JAN, batchId, key, send, setClock, withFacilities } from './credit-helpers.ts';
+
+const chain = await startHardhatChain({ accounts: 8 });
+t.teardown(() => chain.close());
+await setClock(chain);
+
+const WMS = 3_600_000;
+const T0 = Number(F0) * 1000;
+const MIN = 60_000;
+
+t.test('a void on chain, corrections sent once, applied and verified', async (t) => {
+  const f = await withFacilities(chain);
+  const regulatorPort = openCorrectionPort({ address: f.address, runner: chain.signers[1] });
+  const oraclePort = openCorrectionPort({ address: f.address, runner: chain.signers[2] });
+
+  // The platform: facility A, one meter (hourly reporting), settled windows 0..3.
+  const db = openDatabase(t.testdir());
+  t.teardown(() => db.close());
+  const stores = openSqliteStores(db, { clock: () => T0 });
+  stores.registry.createFacility({ id: 'A', name: 'A', owner: f.accounts.ownerA, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
+  stores.registry.createDevice('A', 'meter-1', 'meter', { reportingIntervalSeconds: 3600 });
+  const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'A', deviceId: 'meter-1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
+  await stores.readings.commit([
+    rd(1, T0 + 30 * MIN, '10000'),
+    rd(2, T0 + WMS + 10 * MIN, '10500'),
+    rd(3, T0 + WMS + 50 * MIN, '11000'),
+    rd(4, T0 + 2 * WMS + 10 * MIN, '13000'),
+    rd(5, T0 + 2 * WMS + 50 * MIN, '13500'),
+    rd(6, T0 + 3 * WMS + 30 * MIN, '13600'),
+  ]);
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000 });
+  t.teardown(() => oracle.close());
+  await oracle.runOnce(T0 + 4 * WMS + 1000);
+  const settled = oracle.listSettlements({ facilityId: 'A' });
+  t.same(settled.map((s) => s.netGrams), ['0', '3063400', '2258500', '3546340']);
+  // The same settlements on the CreditLedger (windows 4..11 net 0, so A is not lagging).
+  const entries = Array.from({ length: 12 }, (_, i) => ({
+    facility: key('A'),
+    windowStart: F0 + BigInt(i) * 3600n,
+    netGrams: i < 4 ? BigInt(settled[i].netGrams) : 0n,
+    evidenceRoot: i < 4 ? settled[i].evidenceRoot : '0x' + '00'.repeat(31) + '01',
+  }));
+  await send(f.oracle.settleBatch(entries));
+  const held = async () => ((await f.admin.balanceOf(f.accounts.ownerA, batchId('A', JAN))) as bigint) + ((await f.admin.balanceOf(f.accounts.ownerA, batchId('A', FEB))) as bigint);
+  t.equal(await held(), 3063400n + 2258500n + 3546340n);
+
+  // The regulator voids window 2's readings: on chain first, then here.
+  const from = T0 + 2 * WMS;
+  const to = T0 + 3 * WMS;
+  const onChain = await regulatorPort.voidReadings('A', 'meter-1', from, to, 'meter found faulty');
+  t.same({ id: onChain.id, settledBefore: onChain.settledBefore }, { id: 1, settledBefore: T0 + 12 * WMS });
+  await t.rejects(oraclePort.voidReadings('A', 'meter-1', from, to, 'not a regulator'), { code: 'LEDGER_REVERTED' }, 'the oracle key cannot void');
+  stores.corrections.addVoid({ facilityId: 'A', deviceId: 'meter-1', from, to, reason: 'meter found faulty', by: 'test', at: T0, chainVoidId: onChain.id, settledBefore: onChain.settledBefore });
+  const corrector = buildCorrector({ readings: stores.readings, records: oracle.records, corrections: stores.corrections });
+  const made = await corrector.plan('A');
+  // Independent: w2 keeps no reading (incomplete, net 0); w3 walks 11000 -> 13600 = 2600 kWh.
+  t.same(made.map((c) => [c.id, c.deltaGrams]), [
+    [`A-${T0 + 2 * WMS}-c1`, '-2258500'],
+    [`A-${T0 + 3 * WMS}-c1`, String(3_600_000 - 2600 * 536.6 - 3546340)],
+  ]);
+
+  const sender = buildCorrectionSender({ port: oraclePort, corrections: stores.corrections, logger: silentLogger });
+  const r1 = await sender.send(WMS);
+  t.match(r1, { sent: 2, confirmedFromChain: 0, waiting: [] });
+  t.same([...(await f.admin.corrections(key('A'), F0 + 7200n))], [1n, -2258500n]);
+  t.same([...(await f.admin.corrections(key('A'), F0 + 10800n))], [1n, -1341500n]);
+  t.equal(await held(), 3063400n + 2258500n + 3546340n - 2258500n - 1341500n, 'the deltas were burned from the owner\'s holdings');
+  const c2 = stores.corrections.getCorrection(made[0].id)!;
+  t.match(c2, { state: 'confirmed', burnedGrams: '2258500', mintedGrams: '0', deficitGrams: '0' });
+  t.ok(c2.txHash);
+
+  // Sent once: nothing pending, nothing sent again.
+  t.match(await sender.send(WMS), { sent: 0, confirmedFromChain: 0 });
+  t.equal((await oraclePort.correctionsOf('A')).length, 2);
+
+  // A correction the chain applied but whose confirmation was lost here is confirmed from the chain, not sent again.
+  stores.corrections.addVoid({ facilityId: 'A', deviceId: 'meter-1', from: T0 + 3 * WMS, to: T0 + 4 * WMS, reason: 'second fault', by: 'test', at: T0, chainVoidId: (await regulatorPort.voidReadings('A', 'meter-1', T0 + 3 * WMS, T0 + 4 * WMS, 'second fault')).id, settledBefore: T0 + 12 * WMS });
+  const [c3] = await corrector.plan('A');
+  t.match(c3, { seq: 2, settlementId: `A-${T0 + 3 * WMS}`, netGrams: '0', deltaGrams: '-2204840' }, 'w3 loses its last reading: incomplete');
+  await oraclePort.settleCorrections([{ facilityId: 'A', windowStart: c3.windowStart, seq: 2, voidId: 2, deltaGrams: BigInt(c3.deltaGrams), evidenceRoot: c3.evidenceRoot, reason: c3.reason }]);
+  const r3 = await sender.send(WMS);
+  t.match(r3, { sent: 0, confirmedFromChain: 1 });
+  t.same([...(await f.admin.corrections(key('A'), F0 + 10800n))], [2n, -1341500n - 2204840n], 'applied once');
+  t.equal(stores.corrections.getCorrection(c3.id)?.state, 'confirmed');
+
+  // Verify recomputes each correction from the store and compares it with the chain.
+  const audit = buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings, port: oraclePort });
+  for (const c of [...made, c3]) {
+    const v = await audit.verify(c.id);
+    t.equal(v.match, true, `${c.id} matches the chain`);
+    t.equal(v.onChain.deltaGrams, c.deltaGrams);
+  }
+});
