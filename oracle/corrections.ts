@@ -253,3 +253,46 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
     },
   };
 }
+
+export interface CorrectionRunDeps {
+  corrector: Corrector;
+  corrections: CorrectionRecords;
+  records: Pick<SettlementReader, 'listSettlements'>;
+  /** The ledger's correction side on the oracle's key; absent: corrections are planned, not sent. */
+  sender?: ReturnType<typeof buildCorrectionSender>;
+  logger: Logger;
+  windowMs: number;
+}
+
+/**
+ * What the oracle does after each settlement run: plans the corrections of every facility whose voids
+ * or settled windows changed since it last looked (a window settled while a void was being recorded
+ * is caught here), then sends what is pending. Failures are logged and retried next run; they never
+ * stop settlement.
+ */
+export function buildCorrectionRun(deps: CorrectionRunDeps): { run(): Promise<void> } {
+  const seen = new Map<string, string>();
+  return {
+    async run() {
+      for (const { facilityId, voids } of deps.corrections.voidedFacilities()) {
+        const newest = deps.records.listSettlements({ facilityId, newestFirst: true, limit: 1 })[0];
+        const state = `${voids}:${newest?.windowStart ?? ''}`;
+        if (seen.get(facilityId) === state) continue;
+        try {
+          const made = await deps.corrector.plan(facilityId);
+          if (made.length) deps.logger.info({ facilityId, corrections: made.map((c) => c.id) }, 'corrections recorded');
+          seen.set(facilityId, state);
+        } catch (err) {
+          deps.logger.warn({ err, facilityId }, 'corrections not planned; retried next run');
+        }
+      }
+      if (!deps.sender) return;
+      try {
+        const r = await deps.sender.send(deps.windowMs);
+        if (r.waiting.length) deps.logger.warn({ waiting: r.waiting }, 'corrections wait for a void on chain that authorises them');
+      } catch (err) {
+        deps.logger.warn({ err }, 'corrections not sent; retried next run');
+      }
+    },
+  };
+}

@@ -20,6 +20,8 @@ import { SqliteCorrections } from '../store/sqlite/corrections.ts';
 import { SqliteOracleStatus } from '../store/sqlite/status.ts';
 import { buildAudit, settlementView, type SettlementAudit, type SettlementView } from './audit.ts';
 import type { LedgerPort } from '../contracts/client/port.ts';
+import type { CorrectionPort } from '../contracts/client/corrections.ts';
+import { buildCorrectionRun, buildCorrectionSender, buildCorrector } from './corrections.ts';
 import { oracleMetrics } from './metrics.ts';
 import { schedule } from './schedule.ts';
 import { buildSettler, type RunReport } from './settle.ts';
@@ -54,6 +56,11 @@ export interface OracleDeps {
   confirmations?: number;
   /** Retry delays of a blocked facility (exponential from baseMs, capped at maxMs). */
   backoff?: Partial<Backoff>;
+  /**
+   * The ledger's correction side (CreditLedger) on the oracle's key: corrections are sent through it
+   * after each run. Absent: they are recorded (and the voids applied) but not sent.
+   */
+  correctionPort?: CorrectionPort;
 }
 
 export interface Oracle extends SettlementView, SettlementAudit {
@@ -80,6 +87,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
   const status = new SqliteOracleStatus(db);
   const confirmations = Math.max(0, Math.floor(deps.confirmations ?? 0));
   if (confirmations > 0 && !ledger.blockNumber) throw errors.CONFIG_INVALID('CHAIN_CONFIRMATIONS > 0 needs a ledger client that reads block numbers');
+  const corrections = new SqliteCorrections(db, clock);
   const settler = buildSettler({
     records,
     status,
@@ -100,10 +108,28 @@ export function buildOracle(deps: OracleDeps): Oracle {
     },
     confirmations,
     backoff: { ...DEFAULT_BACKOFF, ...deps.backoff },
-    voids: new SqliteCorrections(db, clock),
+    voids: corrections,
+  });
+  const correctionRun = buildCorrectionRun({
+    corrector: buildCorrector({ readings, records, corrections }),
+    corrections,
+    records,
+    ...(deps.correctionPort ? { sender: buildCorrectionSender({ port: deps.correctionPort, corrections, logger }) } : {}),
+    logger,
+    windowMs,
   });
   const reader = settlementView(records, status);
   const audit = buildAudit({ records, readings, ledger });
+  /**
+   * Corrections a new void calls for first (so the next window starts from a corrected cursor), the
+   * settlement run, then the corrections it may call for (planned, and sent when a port is given).
+   */
+  async function runOnce(now?: number): Promise<RunReport> {
+    if (!settler.busy()) await correctionRun.run();
+    const report = await settler.runOnce(now);
+    if (!report.skipped) await correctionRun.run();
+    return report;
+  }
   let scheduled: { stop(): void } | undefined;
   let closed = false;
 
@@ -117,11 +143,11 @@ export function buildOracle(deps: OracleDeps): Oracle {
     ...audit,
     records,
     status,
-    runOnce: (now) => settler.runOnce(now),
+    runOnce,
     start(cronExpression) {
       if (closed) throw errors.ORACLE_CLOSED();
       if (scheduled) return;
-      scheduled = schedule({ cronExpression, run: () => settler.runOnce(), busy: settler.busy, logger, windowMs, graceMs });
+      scheduled = schedule({ cronExpression, run: () => runOnce(), busy: settler.busy, logger, windowMs, graceMs });
     },
     stop,
     isLate: (deviceId, seq) => records.isLate(deviceId, seq),

@@ -636,6 +636,8 @@ export interface CorrectionRecords {
   /** Voids of these devices, oldest first. */
   voidsOf(deviceIds: string[]): ReadingVoid[];
   voidsOfFacility(facilityId: string): ReadingVoid[];
+  /** Facilities with at least one void, with their void count (for a cheap "anything new?" check). */
+  voidedFacilities(): { facilityId: string; voids: number }[];
   /** The newest correction of a settlement, or undefined. */
   latest(settlementId: string): Correction | undefined;
   getCorrection(id: string): Correction | undefined;

@@ -115,6 +115,10 @@ export class SqliteCorrections implements CorrectionRecords {
     return (this.db.prepare(`SELECT ${VOID_COLS} FROM reading_voids WHERE facility_id = ? ORDER BY id`).all(facilityId) as VoidRow[]).map(toVoid);
   }
 
+  voidedFacilities(): { facilityId: string; voids: number }[] {
+    return this.db.prepare('SELECT facility_id AS facilityId, COUNT(*) AS voids FROM reading_voids GROUP BY facility_id ORDER BY facility_id').all() as { facilityId: string; voids: number }[];
+  }
+
   latest(settlementId: string): Correction | undefined {
     const r = this.db.prepare('SELECT * FROM oracle_corrections WHERE settlement_id = ? ORDER BY seq DESC LIMIT 1').get(settlementId) as CorrectionRow | undefined;
     return r ? toCorrection(r) : undefined;

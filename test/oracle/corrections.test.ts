@@ -164,3 +164,16 @@ t.test('methodology: a voided reset counts the next step from 0; a voided interv
   t.equal(interval.complete, false);
   t.ok(interval.netGrams <= 0n, 'missing data never earns');
 });
+
+t.test('the oracle plans corrections itself: a void recorded between runs is corrected before the next window', async (t) => {
+  const s = setup(t);
+  await s.readings.commit(SERIES);
+  await s.oracle.runOnce(32_000); // w0..w2; w2 ended on seq 5
+  s.voidRange(20_000, 30_000); // recorded without planning (another process, or a crash before it planned)
+  await s.oracle.runOnce(52_000);
+  t.same(s.corrections.listCorrections({ facilityId: 'F' }).map((c) => c.id), ['F-20000-c1'], 'corrected before w3 was computed');
+  t.equal(s.oracle.getSettlement('F-30000')!.netGrams, String(netOf(10)), 'w3 started from the corrected cursor: no correction of it needed');
+  t.equal(s.oracle.getSettlement('F-40000')!.netGrams, String(netOf(1)));
+  await s.oracle.runOnce(53_000);
+  t.equal(s.corrections.listCorrections({ facilityId: 'F' }).length, 1, 'a second run adds nothing');
+});
