@@ -83,6 +83,8 @@ export const BundleDevice = Type.Object(
     readings: Type.Array(BundleReading, { maxItems: 1_000_000 }),
     /** Signed readings it did not count that the hash chain needs (each counted reading's predecessor by seq). */
     context: Type.Array(BundleReading, { maxItems: 1_000_000 }),
+    /** Readings a regulator voided that it would otherwise have counted (never counted; `voided` leaves). */
+    excluded: Type.Optional(Type.Array(BundleReading, { maxItems: 1_000_000 })),
   },
   { additionalProperties: false },
 );
@@ -107,6 +109,13 @@ export const AuditBundle = Type.Object(
       { additionalProperties: false },
     ),
     devices: Type.Array(BundleDevice, { maxItems: 100_000 }),
+    /** The regulator's voids the settlement applied (`void` leaves): [from, to) in epoch ms. */
+    voids: Type.Optional(
+      Type.Array(
+        Type.Object({ id: Int, deviceId: Id, from: Int, to: Int, reason: Type.String({ maxLength: 1000 }) }, { additionalProperties: false }),
+        { maxItems: 10_000 },
+      ),
+    ),
     /** The settlement as the platform recorded it (the audit compares it with the chain's). */
     settlement: Type.Object(
       {
@@ -203,6 +212,7 @@ export function createBundle(src: BundleSource): AuditBundle {
     if (d.decommissioned) out.decommissioned = { at: d.decommissioned.at, reason: d.decommissioned.reason };
     if (d.mark) out.mark = { maxSeq: d.mark.maxSeq, late: d.mark.late };
     if (d.prev) out.prev = { mark: { maxSeq: d.prev.mark.maxSeq, late: d.prev.mark.late }, before: d.prev.before };
+    if (d.excluded?.length) out.excluded = [...d.excluded].sort((a, b) => a.seq - b.seq).map(bundleReading);
     return out;
   });
   const f = src.input.factors;
@@ -214,6 +224,7 @@ export function createBundle(src: BundleSource): AuditBundle {
     baselineKgPerHour: src.input.baselineKgPerHour,
     factors: { version: f.version, base: f.base, gridKgPerKwh: f.gridKgPerKwh, gasKgPerM3: f.gasKgPerM3, overrides: [...f.overrides], hash: f.hash },
     devices,
+    ...(src.input.voids?.length ? { voids: src.input.voids.map((v) => ({ id: v.id, deviceId: v.deviceId, from: v.from, to: v.to, reason: v.reason })) } : {}),
     settlement: { ...src.settlement },
     ...(src.chain ? { chain: src.chain } : {}),
   };
@@ -257,8 +268,17 @@ export function windowInputOf(b: AuditBundle): WindowInput {
       if (d.decommissioned) out.decommissioned = { ...d.decommissioned };
       if (d.mark) out.mark = { ...d.mark };
       if (d.prev) out.prev = { mark: { ...d.prev.mark }, before: d.prev.before };
+      if (d.excluded?.length) {
+        // A reading left out must lie in a void of its device the bundle names (the evidence commits to both).
+        const own = (b.voids ?? []).filter((v) => v.deviceId === d.deviceId);
+        for (const r of d.excluded) {
+          if (!own.some((v) => v.from <= r.ts && r.ts < v.to)) throw errors.BUNDLE_INVALID(`device ${d.deviceId} reading ${r.seq} is left out but lies in no void of the device`);
+        }
+        out.excluded = d.excluded.map((r) => toReading(b.facility.id, d.deviceId, r));
+      }
       return out;
     }),
+    ...(b.voids?.length ? { voids: b.voids.map((v) => ({ ...v })) } : {}),
   };
 }
 

@@ -16,6 +16,8 @@ import { buildCorrectionAudit } from '../../oracle/correction-audit.ts';
 import { settleWindow, type RegisterCursor } from '../../oracle/methodology.ts';
 import { applyFactors } from '../../oracle/factors.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
+import { auditOffline } from '../../audit/audit.ts';
+import { parseBundle } from '../../audit/bundle.ts';
 
 const W = 10_000;
 const OWNER = '0x1111111111111111111111111111111111111111';
@@ -141,6 +143,14 @@ t.test('a void over readings nobody settled yet only excludes them; the cursor m
   const w5 = s.oracle.getSettlement('F-50000')!;
   t.equal(w5.netGrams, String(netOf(1102 - 1014)), 'the register increase over the void is counted after it, in full');
   t.equal((await s.oracle.verify('F-40000')).match, true, 'a settlement with voids recomputes to its root');
+  // Its audit bundle carries the voids and the readings left out, and recomputes offline.
+  const bundle = parseBundle(JSON.stringify(await s.oracle.bundle('F-40000')));
+  t.same(bundle.voids?.map((v) => v.id), [2]);
+  t.same(bundle.devices[0].excluded?.map((r) => r.seq), [8, 9]);
+  const report = auditOffline(bundle);
+  t.equal(report.ok, true, 'the offline audit recomputes the settlement under its voids');
+  const forged = parseBundle(JSON.stringify({ ...bundle, voids: [{ ...bundle.voids![0], from: 45_000 }] }));
+  t.equal(auditOffline(forged).ok, false, 'a reading left out outside every void is refused');
   t.same(await s.corrector.plan('F'), [], 'nothing settled used a voided reading: no correction');
 });
 
