@@ -16,6 +16,7 @@
  * `send` puts the intents on chain through a CorrectionPort exactly once: the chain's count of a
  * window's corrections is the truth; one it already has is confirmed from its event, never sent again.
  */
+import { errors, isError } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { parseReadingKey } from '../domain/reading.ts';
 import type { CorrectionApplied, CorrectionEntry, CorrectionPort } from '../contracts/client/corrections.ts';
@@ -178,6 +179,8 @@ export interface SendReport {
   confirmedFromChain: number;
   /** Waiting: no void recorded on chain authorises them yet. */
   waiting: string[];
+  /** Refused by the ledger (retried next run), with its reason. */
+  refused: { id: string; reason: string }[];
 }
 
 export interface CorrectionSenderDeps {
@@ -198,7 +201,7 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
   const { port, corrections, logger } = deps;
   return {
     async send(windowMs) {
-      const report: SendReport = { sent: 0, confirmedFromChain: 0, waiting: [] };
+      const report: SendReport = { sent: 0, confirmedFromChain: 0, waiting: [], refused: [] };
       const pending = corrections.listCorrections({ state: 'intent' });
       const entries: { c: Correction; entry: CorrectionEntry }[] = [];
       const countOf = new Map<string, number>();
@@ -240,15 +243,35 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
         countOf.set(key, count + 1);
       }
       if (entries.length === 0) return report;
-      const outcome = await port.settleCorrections(entries.map((e) => e.entry));
-      for (const { c } of entries) {
-        const a = outcome.applied.find((x) => x.facilityId === c.facilityId && x.windowStart === c.windowStart && x.seq === c.seq);
-        if (a) {
-          corrections.confirmCorrection(c.id, amountsOf(a));
-          report.sent++;
+      const record = (applied: CorrectionApplied[], list: typeof entries) => {
+        for (const { c } of list) {
+          const a = applied.find((x) => x.facilityId === c.facilityId && x.windowStart === c.windowStart && x.seq === c.seq);
+          if (a) {
+            corrections.confirmCorrection(c.id, amountsOf(a));
+            report.sent++;
+          }
+        }
+      };
+      try {
+        record((await port.settleCorrections(entries.map((e) => e.entry))).applied, entries);
+      } catch (err) {
+        if (!isError(err, errors.LEDGER_REVERTED) || entries.length === 1) throw err;
+        // One entry the ledger refuses must not hold back the others: one by one, and a window's later
+        // corrections wait behind its refused one (they would be out of order).
+        const refused = new Set<string>();
+        for (const e of entries) {
+          const key = `${e.c.facilityId}:${e.c.windowStart}`;
+          if (refused.has(key)) continue;
+          try {
+            record((await port.settleCorrections([e.entry])).applied, [e]);
+          } catch (one) {
+            if (!isError(one, errors.LEDGER_REVERTED)) throw one;
+            refused.add(key);
+            report.refused.push({ id: e.c.id, reason: (one as Error).message });
+          }
         }
       }
-      logger.info({ sent: report.sent, confirmedFromChain: report.confirmedFromChain, waiting: report.waiting.length }, 'corrections sent');
+      logger.info({ sent: report.sent, confirmedFromChain: report.confirmedFromChain, waiting: report.waiting.length, refused: report.refused }, 'corrections sent');
       return report;
     },
   };

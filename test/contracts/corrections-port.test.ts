@@ -102,6 +102,17 @@ t.test('a void on chain, corrections sent once, applied and verified', async (t)
   t.same([...(await f.admin.corrections(key('A'), F0 + 10800n))], [2n, -1341500n - 2204840n], 'applied once');
   t.equal(stores.corrections.getCorrection(c3.id)?.state, 'confirmed');
 
+  // One correction the ledger refuses (above the window cap) does not hold back another.
+  const fake = (w: number, delta: string) => ({
+    id: `A-${T0 + w * WMS}-c1`, settlementId: `A-${T0 + w * WMS}`, seq: 1, facilityId: 'A', windowStart: T0 + w * WMS, windowEnd: T0 + (w + 1) * WMS,
+    voidIds: [1], reason: 'test', complete: false, prevNetGrams: '0', netGrams: delta, deltaGrams: delta, actualKg: '0', evidenceRoot: '0x' + '0'.repeat(63) + '5', inputs: made[0].inputs,
+  });
+  stores.corrections.insertCorrections([fake(5, '4000000'), fake(6, '-1')], []);
+  const r4 = await sender.send(WMS);
+  t.match(r4, { sent: 1, refused: [{ id: fake(5, '0').id, reason: /CorrectionAboveCap/ }] });
+  t.same([...(await f.admin.corrections(key('A'), F0 + 6n * 3600n))], [1n, -1n]);
+  t.equal(stores.corrections.getCorrection(fake(5, '0').id)?.state, 'intent', 'the refused one stays an intent (retried, reported)');
+
   // Verify recomputes each correction from the store and compares it with the chain.
   const audit = buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings, port: oraclePort });
   for (const c of [...made, c3]) {
