@@ -98,7 +98,7 @@ export async function applyVoids(
     if (!after) for (const v of voids) if (v.to > w.end) used.add(v.id);
   }
   // between: visible readings with before.seq < seq <= lastIn.seq outside every void.
-  let between = coverage.between;
+  let between = before && lastIn ? coverage.between : 0;
   if (before && lastIn && (before !== coverage.before || lastIn !== coverage.lastIn || voids.some((v) => v.to > before!.ts && v.from <= lastIn!.ts))) {
     const range = await store.consume({ deviceId, mark, before: lastIn.ts + 1, prev: { mark, before: before.ts } });
     between = 0;

@@ -3,11 +3,13 @@
  * implementation: `readingStoreContract(t, makeStore)` adds one subtest per rule; `makeStore(t)` must
  * return a fresh, empty store and register its own teardown on `t`.
  *
- * Used by test/store/influx.test.ts (real influxd) and test/store/sqlite-contract.test.ts.
+ * Used by test/store/influx.test.ts (real influxd), test/store/sqlite-contract.test.ts and
+ * test/store/postgres-contract.test.ts; the void case checks oracle/voids.ts on every backend.
  */
 import type { Test } from 'tap';
 import type { Metric, Reading } from '../../domain/reading.ts';
 import type { CommitOutcome, DeviceLimitsLookup, ReadingStore, VisibilityMark } from '../../store/types.ts';
+import { applyVoids } from '../../oracle/voids.ts';
 
 /** A fresh, empty store; `opts.limits` replaces the registry's capacity / interval lookup. */
 export type MakeStore = (t: Test, opts?: { limits?: DeviceLimitsLookup }) => Promise<ReadingStore>;
@@ -330,5 +332,24 @@ export function readingStoreContract(t: Test, makeStore: MakeStore): void {
     t.same(seqs(await store.list({ facilityId: FAC, deviceId: 'dev-a', limit: 2 })), [3, 2], 'limit keeps the newest');
     t.same(await store.list({ facilityId: 'fac-none' }), []);
     t.same((await store.list({ facilityId: FAC2 })).map((r) => r.deviceId), ['dev-x']);
+  });
+
+  t.test('voids (oracle/voids.ts) over the contract queries: consumed set and coverage without the voided readings', async (t) => {
+    const store = await makeStore(t);
+    const at = [2, 8, 12, 15, 21, 25];
+    t.same(statuses(await store.commit(at.map((s, i) => reading('dev-v', i + 1, T0 + s * S, String(100 + i))))), at.map(() => 'stored'));
+    const mark = (await store.marks(['dev-v'])).get('dev-v') as VisibilityMark;
+    const w = { start: T0 + W, end: T0 + 2 * W };
+    const consumed = await store.consume({ deviceId: 'dev-v', mark, before: w.end });
+    const coverage = await store.coverage({ deviceId: 'dev-v', start: w.start, end: w.end, mark });
+    const v = (id: number, from: number, to: number) => ({ id, deviceId: 'dev-v', from: T0 + from * S, to: T0 + to * S, reason: 'faulty' });
+    const one = await applyVoids(store, 'dev-v', w, mark, consumed, coverage, [v(1, 7, 9), v(2, 14, 16), v(3, 20, 22)]);
+    t.same(seqs(one.readings), [1, 3], 'consumed without seq 2 and 4');
+    t.same(seqs(one.excluded), [2, 4]);
+    t.same(one.coverage, { before: { seq: 1, ts: T0 + 2 * S }, lastIn: { seq: 3, ts: T0 + 12 * S }, after: true, between: 1, interval: false }, 'before, lastIn and between of the remaining readings');
+    t.same([...one.used].sort(), [1, 2], 'the void over seq 5 changed nothing: seq 6 is after the window too');
+    const two = await applyVoids(store, 'dev-v', w, mark, consumed, coverage, [v(4, 11, 30)]);
+    t.same(two.coverage, { before: { seq: 2, ts: T0 + 8 * S }, after: false, between: 0, interval: false }, 'no reading left in or after the window');
+    t.same([...two.used], [4]);
   });
 }
