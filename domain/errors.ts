@@ -68,6 +68,9 @@ export const errors = {
   /** A settlement computed by another methodology version than this oracle implements. */
   METHODOLOGY_MISMATCH: define('METHODOLOGY_MISMATCH', 409, (what: string) => what),
   ORACLE_CLOSED: define('ORACLE_CLOSED', 503, () => 'oracle is closed'),
+  /** A per-window figures request over more windows than one answer computes. */
+  WINDOW_RANGE_TOO_LARGE: define('WINDOW_RANGE_TOO_LARGE', 400, (windows: number, max: number, windowSeconds: number) =>
+    `from..to spans ${windows} windows of ${windowSeconds} s; at most ${max} per request: narrow the range (ask for the next ones with from = the last windowEnd)`),
 
   // --- chain (contracts client, relay)
   LEDGER_REVERTED: define('LEDGER_REVERTED', 409, (sentence: string) => `ledger reverted: ${sentence}`),

@@ -62,7 +62,8 @@ async function readDevices(readings: ReadingStore, w: Window, plans: DevicePlan[
 export interface InputSources {
   readings: ReadingStore;
   registry: FacilityRegistry;
-  records: OracleRecords;
+  /** Where each device's register cursors stand (the oracle's records; oracle/windows.ts projects them). */
+  records: Pick<OracleRecords, 'cursor'>;
 }
 
 /**
