@@ -22,7 +22,7 @@ export const DEFAULT_WINDOWS = 48;
 /** A record with the inputs it was settled with (the oracle's records have them; anything else cannot be shown per source). */
 function recorded(r: SettlementRecord): Settlement {
   const inputs = r.inputs as Partial<Settlement['inputs']> | undefined;
-  if (!inputs?.totals || !inputs.factors || !inputs.baselineKg || !Array.isArray(inputs.devices)) {
+  if (!inputs?.totals || !inputs.factors || !inputs.baselineKg || !Array.isArray(inputs.devices) || !inputs.devices.every((d) => Array.isArray(d.endCursors))) {
     throw errors.BACKEND_UNAVAILABLE(`the recorded inputs of settlement ${String(r.id)} (figures per source)`);
   }
   return {
