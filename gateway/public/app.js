@@ -292,6 +292,9 @@ const METRICS = [
 ];
 const windowLabel = (w) => `${fmtTime(w.windowStart)} → ${fmtTime(w.windowEnd).slice(11)}`;
 const windowState = (w) => (w.settled ? 'settled' : w.open ? 'in progress' : 'not settled yet');
+// A settled window whose stored readings no longer recompute to its record (see /verify).
+const stateClass = (w) => (w.recomputedMatches === false ? 'bad' : w.settled ? 'ok' : 'muted');
+const stateTitle = (w) => (w.recomputedMatches === false ? 'the stored readings no longer recompute to this settlement: see Verification' : w.settlementId ?? '');
 // Windows not settled yet are drawn paler: their figures change until the oracle settles them.
 const shade = (color, w) => (w.settled ? color : `${color}66`);
 
@@ -378,7 +381,7 @@ function renderWindowTables(items) {
       el('tr', { data: { windowStart: w.windowStart } }, [
         el('td', { text: windowLabel(w) }),
         el('td', { data: { field: 'state', value: windowState(w) } }, [
-          el('span', { text: windowState(w), className: `pill ${w.settled ? 'ok' : 'muted'}`, title: w.settlementId ?? '' }),
+          el('span', { text: windowState(w), className: `pill ${stateClass(w)}`, title: stateTitle(w) }),
         ]),
         el('td', { text: w.complete ? 'complete' : 'incomplete', data: { field: 'complete', value: w.complete } }),
         ...SOURCES.map((src) => exact(w.emissionsKg[src.field], src.field)),

@@ -150,6 +150,13 @@ t.test('per-window figures: settled windows equal their settlements, the next on
   t.equal(notTime.json().error.code, errors.VALIDATION.code);
   t.equal((await windows('?colour=red')).statusCode, 400, 'an unknown query parameter');
 
+  // A stored reading of a settled window changed afterwards: the window still shows what was settled,
+  // and says that the store no longer recomputes to it.
+  t.equal(db.prepare("UPDATE readings SET value = '1004' WHERE device_id = 'm1' AND seq = 2").run().changes, 1);
+  const tampered = (await windows(`?from=${T0 + W}&to=${T0 + 2 * W}`)).json().items[0];
+  t.match(tampered, { settled: true, netGrams: '6522', actualKg: '3.4774', recomputedMatches: false });
+  t.equal(tampered.devices.find((d: { deviceId: string }) => d.deviceId === 'm1').totals.electricity_import, '4', 'the devices as the store recomputes them');
+
   // The route is in the OpenAPI document.
   const doc = (await app.inject({ url: '/openapi.json' })).json();
   t.ok(doc.paths['/v1/facilities/{id}/windows']?.get, 'documented in /openapi.json');
