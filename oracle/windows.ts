@@ -145,7 +145,7 @@ function projectedFigures(r: WindowResult, open: boolean): WindowFigures {
 export async function windowFigures(src: WindowSources, facility: Facility, range: WindowRange): Promise<WindowFigures[]> {
   const W = range.windowMs;
   const start = Math.max(Math.floor(range.from / W) * W, firstWindowStart(facility, W));
-  if (start >= range.to) return [];
+  if (start >= range.to || start > range.now) return [];
   const settled = new Map<number, Settlement>();
   for (const s of await src.listSettlements({ facilityId: facility.id, from: start, to: range.to, limit: 10_000 })) {
     if (!settled.has(s.windowStart)) settled.set(s.windowStart, s);
@@ -160,7 +160,8 @@ export async function windowFigures(src: WindowSources, facility: Facility, rang
   if (caughtUpFrom < start) cursors = cursorsOfResult(settleWindow(await currentInputs(inputsSrc, facility, { start: caughtUpFrom, end: start })));
 
   const out: WindowFigures[] = [];
-  for (let ws = start; ws < range.to; ws += W) {
+  // Windows that start after now hold nothing yet.
+  for (let ws = start; ws < range.to && ws <= range.now; ws += W) {
     const w: Window = { start: ws, end: ws + W };
     const open = range.now < w.end;
     const s = settled.get(ws);
@@ -172,8 +173,6 @@ export async function windowFigures(src: WindowSources, facility: Facility, rang
       out.push(projectedFigures(r, open));
       cursors = cursorsOfResult(r);
     }
-    // Windows after now hold nothing yet.
-    if (open) break;
   }
   return out;
 }

@@ -126,6 +126,8 @@ t.test('per-window figures: settled windows equal their settlements, the next on
   t.equal(def.at(-1).windowStart, new Date(T0 + 7 * W).toISOString(), 'the window in progress last');
   t.equal(def[0].windowStart, new Date(T0).toISOString(), 'from the facility\'s first window (nothing before its registration)');
 
+  t.same((await windows(`?from=${T0 + 100 * W}&to=${T0 + 110 * W}`)).json().items, [], 'nothing after the window in progress');
+
   // Access.
   t.equal((await windows('', regulator)).statusCode, 200, 'a regulator reads any facility');
   const forbidden = await windows('', facG);
