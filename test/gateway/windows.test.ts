@@ -19,6 +19,8 @@ import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { facilityFixture } from '../helpers/fixtures.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { generateDeviceKey } from '../../domain/signature.ts';
+import { signChain } from '../audit/fixture.ts';
 
 const W = 10_000;
 const T0 = Date.UTC(2026, 10, 22, 6, 0, 0);
@@ -162,4 +164,49 @@ t.test('per-window figures: settled windows equal their settlements, the next on
   // The route is in the OpenAPI document.
   const doc = (await app.inject({ url: '/openapi.json' })).json();
   t.ok(doc.paths['/v1/facilities/{id}/windows']?.get, 'documented in /openapi.json');
+});
+
+t.test('signed devices: settled windows recompute to their record, the next one is what the oracle settles, a broken chain shows', async (t) => {
+  const db = openDatabase(tmpDir(t, 'mrv-windows-sig-'));
+  t.teardown(() => db.close());
+  const { readings, registry } = openSqliteStores(db, { clock: () => T0 });
+  const ledger = new MemoryLedger();
+  registry.createFacility(facilityFixture('F', { createdAt: T0 }));
+  const km = generateDeviceKey();
+  const kc = generateDeviceKey();
+  registry.createDevice('F', 'm1', 'meter', { publicKey: km.publicKey, reportingIntervalSeconds: 5 });
+  registry.createDevice('F', 'c1', 'cems', { publicKey: kc.publicKey, reportingIntervalSeconds: 2 });
+  const m1 = signChain(km, ['1000', '1005', '1010', '1015'].map((v, i) => rd('F', 'm1', i + 1, T0 + i * W + 5_000, 'electricity_import', v)));
+  // c1 every 2 s; in window 3 the reading of seq 20 is replaced by a forged one (its chain link broken).
+  const c1 = signChain(kc, Array.from({ length: 20 }, (_, i) => rd('F', 'c1', i + 1, T0 + i * 2_000 + 1_000, 'co2_direct', '0.1')));
+  const forged = { ...c1[18], value: '0.01' };
+  const stored = await readings.commit([...m1, ...c1.slice(0, 18), forged, c1[19]]);
+  t.same(new Set(stored.map((o) => o.status)), new Set(['stored']));
+  const oracle = buildOracle({ db, readings, registry, ledger, logger: silentLogger, windowMs: W, graceMs: 2_000, lease: false });
+  t.teardown(() => oracle.close());
+  t.equal((await oracle.runOnce(T0 + 22_000)).errors.length, 0);
+  const app = await buildGateway({ db, registry, readings, ledger, settlements: oracle, audit: oracle, logger: silentLogger, now: () => T0 + 45_000, options: { windowSeconds: W / 1000 } });
+  t.teardown(() => app.close());
+  const headers = { authorization: `Bearer ${createKeyStore(db).create('regulator').key}` };
+  const items = (await app.inject({ url: `/v1/facilities/F/windows?from=${T0}`, headers })).json().items;
+  t.same(items.map((w: { settled: boolean; open: boolean }) => [w.settled, w.open]), [[true, false], [true, false], [false, false], [false, false], [false, true]]);
+  for (const w of items.slice(0, 2)) {
+    t.equal(w.recomputedMatches, true, `${w.settlementId} recomputes to its record with the signatures checked`);
+    t.equal(w.netGrams, oracle.getSettlement(w.settlementId)!.netGrams);
+  }
+  // Window 1: 5 kWh x 0.5366 + 5 x 0.1 kg = 3.183 kg; 10 kg baseline: 6817 g.
+  t.match(items[1], { complete: true, actualKg: '3.183', netGrams: '6817' });
+  // Window 3 holds the forged reading: the cems's chain is broken there, the window incomplete (net capped at 0).
+  t.match(items[3].devices.find((d: { deviceId: string }) => d.deviceId === 'c1'), { status: 'chain_broken' });
+  t.match(items[3], { complete: false, netGrams: '0' });
+  const projected = items.slice(2, 4).map((w: { netGrams: string; actualKg: string; complete: boolean }) => [w.netGrams, w.actualKg, w.complete]);
+  t.equal((await oracle.runOnce(T0 + 45_000)).errors.length, 0);
+  t.same(
+    [2, 3].map((i) => {
+      const s = oracle.getSettlement(`F-${T0 + i * W}`)!;
+      return [s.netGrams, s.actualKg, s.complete];
+    }),
+    projected,
+    'the oracle settled what the projection showed, signatures and broken chain included',
+  );
 });
