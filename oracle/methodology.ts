@@ -320,7 +320,7 @@ export function settleWindow(input: WindowInput): WindowResult {
   }
   const total = (m: Metric) => sums.get(m) ?? Decimal.ZERO;
   const totals = metricTotals(total);
-  const actualKg = emissionsBySource(totals, input.factors).actualKg;
+  const actualKg = sourcesOf(total, input.factors).actualKg;
   // baseline_kg = B * windowMs / 3,600,000; net_g = floor((baseline_kg - actual_kg) * 1000)
   //   = floor((B * windowMs - actual_kg * 3,600,000) * 1000 / 3,600,000), computed exactly.
   const baseline = Decimal.parse(input.baselineKgPerHour);
@@ -386,12 +386,17 @@ export interface EmissionsBySource {
  * per-window figures both call it.
  */
 export function emissionsBySource(totals: MetricTotals, factors: Pick<AppliedFactors, 'gridKgPerKwh' | 'gasKgPerM3'>): EmissionsBySource {
+  return sourcesOf((m) => Decimal.parse(totals[m]), factors);
+}
+
+/** emissionsBySource over exact sums (settleWindow's, never re-parsed from text). */
+function sourcesOf(total: (m: Metric) => Decimal, factors: Pick<AppliedFactors, 'gridKgPerKwh' | 'gasKgPerM3'>): EmissionsBySource {
   const grid = Decimal.parse(factors.gridKgPerKwh);
   const gas = Decimal.parse(factors.gasKgPerM3);
-  const gridImportKg = Decimal.parse(totals.electricity_import).mul(grid);
-  const gasKg = Decimal.parse(totals.natural_gas).mul(gas);
-  const directKg = Decimal.parse(totals.co2_direct);
-  const exportCreditKg = Decimal.parse(totals.electricity_export).mul(grid);
+  const gridImportKg = total('electricity_import').mul(grid);
+  const gasKg = total('natural_gas').mul(gas);
+  const directKg = total('co2_direct');
+  const exportCreditKg = total('electricity_export').mul(grid);
   return { gridImportKg, gasKg, directKg, exportCreditKg, actualKg: gridImportKg.add(gasKg).add(directKg).sub(exportCreditKg) };
 }
 
