@@ -19,7 +19,10 @@
  * readings of their finished commits (IPC 'committed'). `readingsPerSec` is counted over the
  * publishing window; `endToEndPerSec` is every reading the publishers got acknowledged divided by the
  * time from the start until the last of them was committed (behind Mosquitto, the backlog drains
- * after the publishers stop; the next run starts only once it has). On this 2-core machine the
+ * after the publishers stop; the next run starts only once it has). CPU per reading: our ingest
+ * processes' `process.cpuUsage()` (IPC 'cpu', all threads) and Mosquitto's /proc times over the same
+ * window, divided by the readings committed in it; it depends less on the machine's load than
+ * readings/s and gives the capacity per core in docs/DEPLOY.md. On this 2-core machine the
  * publishers, Mosquitto and the ingest processes share the cores: figures are indicative, ratios
  * measured back to back are what compares.
  */
@@ -29,7 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { jsonLines, median, round2, runPublishers, stop, tsxNode, type PubDevice, type PubRun } from './ingest.ts';
+import { cpuOf, jsonLines, median, round2, runPublishers, stop, tsxNode, type PubDevice, type PubRun } from './ingest.ts';
 import { openDatabase } from '../store/sqlite/db.ts';
 import { openSqliteStores } from '../store/sqlite/stores.ts';
 import { poll } from '../test/helpers/eventually.ts';
@@ -52,6 +55,10 @@ export interface ScaleRun {
   p99Ms: number | null;
   /** Readings/s each ingest process committed during the window. */
   perProcess: number[];
+  /** CPU of the ingest processes (all threads) during the window per reading committed, µs. */
+  cpuUsPerReading: number | null;
+  /** Mosquitto's CPU during the window per reading committed, µs (behind Mosquitto only). */
+  mosquittoCpuUsPerReading?: number | null;
 }
 
 export type ScaleConfig = 'ours1' | 'ours2' | 'consumers1' | 'consumers2';
@@ -88,6 +95,22 @@ function committedOf(proc: ChildProcess): Promise<number> {
 
 async function committedAll(procs: ChildProcess[]): Promise<number[]> {
   return Promise.all(procs.map(committedOf));
+}
+
+/** CPU (µs, user + system) a process used so far, from /proc (Mosquitto has no IPC channel). */
+function procCpuUs(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the command), in clock ticks (100/s).
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+async function cpuAll(procs: ChildProcess[], mosquittoPid?: number): Promise<{ ingest: number; mosquitto: number }> {
+  const xs = await Promise.all(procs.map(cpuOf));
+  return { ingest: xs.reduce((a, b) => a + b, 0), mosquitto: mosquittoPid ? procCpuUs(mosquittoPid) : NaN };
 }
 
 /** An ingest process of ours (broker, or consumer of `mqttUrl`); resolves once it listens or is subscribed. */
@@ -128,6 +151,7 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
     const oursUrls = [`mqtt://127.0.0.1:${b1.port}`, `mqtt://127.0.0.1:${b2.port}`];
     let mosq1: string | undefined;
     let mosq2: string | undefined;
+    const mosqPid: Record<string, number | undefined> = {};
     const consumers1: ChildProcess[] = [];
     const consumers2: ChildProcess[] = [];
     if (MOSQUITTO) {
@@ -141,6 +165,8 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       children.push(m1.proc, m2.proc);
       mosq1 = m1.url;
       mosq2 = m2.url;
+      mosqPid[m1.url] = m1.proc.pid;
+      mosqPid[m2.url] = m2.proc.pid;
       consumers1.push((await startIngest(dir, ['--mqtt-url', m1.url, '--client-id', 'bench-c1'])).proc);
       for (const id of ['bench-c2a', 'bench-c2b']) consumers2.push((await startIngest(dir, ['--mqtt-url', m2.url, '--client-id', id])).proc);
       children.push(...consumers1, ...consumers2);
@@ -157,18 +183,27 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       const started = new Promise<void>((r) => (go = r));
       let c0: number[] = [];
       let t0 = 0;
-      let window1: Promise<{ c1: number[]; t1: number }> | undefined;
+      const mpid = urls.length === 1 ? mosqPid[urls[0]] : undefined;
+      let cpu0 = { ingest: 0, mosquitto: NaN };
+      let window1: Promise<{ c1: number[]; t1: number; cpu1: { ingest: number; mosquitto: number } }> | undefined;
       const barrier = async () => {
         if (--waiting === 0) {
+          cpu0 = await cpuAll(procs, mpid);
           c0 = await committedAll(procs);
           t0 = performance.now();
-          window1 = new Promise((resolve) => setTimeout(async () => resolve({ c1: await committedAll(procs), t1: performance.now() }), durationMs));
+          window1 = new Promise((resolve) =>
+            setTimeout(async () => {
+              const c1 = await committedAll(procs);
+              const t1 = performance.now();
+              resolve({ c1, t1, cpu1: await cpuAll(procs, mpid) });
+            }, durationMs),
+          );
           go();
         }
         await started;
       };
       const runs: PubRun[] = await Promise.all(groups.map((g, i) => runPublishers(urls[i], g, durationMs, window, 1, undefined, barrier)));
-      const { c1, t1 } = await window1!;
+      const { c1, t1, cpu1 } = await window1!;
       const reports = runs.flatMap((r) => r.reports);
       for (const rep of reports) pubs.find((p) => p.id === rep.device)!.startSeq = rep.nextSeq;
       const acked = reports.reduce((s, r) => s + r.acked, 0);
@@ -187,11 +222,15 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       const secs = (t1 - t0) / 1000;
       const perProcess = procs.map((_, i) => Math.round((c1[i] - c0[i]) / secs));
       const p99s = reports.map((r) => r.p99).filter((x): x is number => x !== null);
+      const inWindow = c1.reduce((a, b) => a + b, 0) - c0.reduce((a, b) => a + b, 0);
+      const perReading = (us: number) => (inWindow > 0 && Number.isFinite(us) ? Math.round((us / inWindow) * 10) / 10 : null);
       return {
         readingsPerSec: perProcess.reduce((a, b) => a + b, 0),
         endToEndPerSec: Math.round(acked / ((tEnd - t0) / 1000)),
         p99Ms: p99s.length ? Math.max(...p99s) : null,
         perProcess,
+        cpuUsPerReading: perReading(cpu1.ingest - cpu0.ingest),
+        ...(mpid ? { mosquittoCpuUsPerReading: perReading(cpu1.mosquitto - cpu0.mosquitto) } : {}),
       };
     }
 
@@ -213,12 +252,17 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       const xs = perRound.map((x) => x[k]).filter((x): x is ScaleRun => x !== undefined);
       if (!xs.length) return undefined;
       const med = (f: (x: ScaleRun) => number) => Math.round(median(xs.map(f)));
-      const p99 = xs.map((x) => x.p99Ms).filter((x): x is number => x !== null);
+      const medOf = (f: (x: ScaleRun) => number | null | undefined) => {
+        const ys = xs.map(f).filter((y): y is number => typeof y === 'number');
+        return ys.length ? median(ys) : null;
+      };
       return {
         readingsPerSec: med((x) => x.readingsPerSec),
         endToEndPerSec: med((x) => x.endToEndPerSec),
-        p99Ms: p99.length ? median(p99) : null,
+        p99Ms: medOf((x) => x.p99Ms),
         perProcess: xs[0].perProcess.map((_, i) => med((x) => x.perProcess[i])),
+        cpuUsPerReading: medOf((x) => x.cpuUsPerReading),
+        ...(k.startsWith('consumers') ? { mosquittoCpuUsPerReading: medOf((x) => x.mosquittoCpuUsPerReading) } : {}),
       };
     };
     const ratio = (a: ScaleConfig, b: ScaleConfig) => perRound.filter((x) => x[a] && x[b]).map((x) => round2(x[a]!.readingsPerSec / x[b]!.readingsPerSec));
@@ -245,7 +289,7 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
 export function formatScale(r: BenchScaleResult): string[] {
   const fmt = (x?: ScaleRun) =>
     x
-      ? `${x.readingsPerSec.toLocaleString('en')} durable readings/s (${x.perProcess.map((p) => p.toLocaleString('en')).join(' + ')}); end to end ${x.endToEndPerSec.toLocaleString('en')}/s; publisher PUBACK p99 ${x.p99Ms?.toFixed(1)} ms`
+      ? `${x.readingsPerSec.toLocaleString('en')} durable readings/s (${x.perProcess.map((p) => p.toLocaleString('en')).join(' + ')}); end to end ${x.endToEndPerSec.toLocaleString('en')}/s; publisher PUBACK p99 ${x.p99Ms?.toFixed(1)} ms; CPU ${x.cpuUsPerReading} µs/reading in our processes${x.mosquittoCpuUsPerReading !== undefined ? ` + ${x.mosquittoCpuUsPerReading} µs in Mosquitto` : ''}`
       : 'skipped (no mosquitto binary)';
   return [
     `scale-out ingest (QoS 1, ${r.publishers} publisher processes, one device each, one reading per message, one SQLite file; medians of ${r.rounds.length} interleaved rounds)`,
