@@ -62,6 +62,7 @@ export class AckWindow {
   private queue: Entry[] = [];
   private processingBytes = 0;
   private waiting: Waiter[] = [];
+  private idlers: (() => void)[] = [];
 
   constructor(
     /** Sends the PUBACK on the current connection (called only for the current generation). */
@@ -89,6 +90,17 @@ export class AckWindow {
     this.gen++;
     this.queue = [];
     for (const w of this.waiting.splice(0)) w.drop();
+    this.wakeIdle();
+  }
+
+  /** Resolves once every message started on the current connection is acknowledged (or the connection lost). */
+  idle(): Promise<void> {
+    if (this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idlers.push(resolve));
+  }
+
+  private wakeIdle(): void {
+    if (this.queue.length === 0) for (const r of this.idlers.splice(0)) r();
   }
 
   private fits(bytes: number): boolean {
@@ -116,5 +128,6 @@ export class AckWindow {
       }
     }
     while (this.waiting.length > 0 && this.fits(this.waiting[0].bytes)) this.begin(this.waiting.shift()!);
+    this.wakeIdle();
   }
 }

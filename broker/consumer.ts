@@ -63,10 +63,14 @@ export interface ConsumerDeps {
   clock?: () => number;
 }
 
+/** How long close() waits for the messages in flight to be committed and acknowledged (ms). */
+export const DEFAULT_DRAIN_MS = 10_000;
+
 export interface Consumer {
   /** Connects every client and subscribes; resolves once all have their SUBACK. */
   start(): Promise<void>;
-  close(): Promise<void>;
+  /** Stops taking messages, acknowledges those in flight once committed (bounded wait), disconnects. */
+  close(drainMs?: number): Promise<void>;
 }
 
 export function buildConsumer(deps: ConsumerDeps): Consumer {
@@ -77,6 +81,9 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
   const n = deps.connections ?? 4;
   const prefix = deps.clientIdPrefix ?? 'mrv-ingest';
   const clients: MqttClient[] = [];
+  const windows: AckWindow[] = [];
+  /** Set by close(): messages arriving now are left unacknowledged (redelivered to the next session). */
+  let closing = false;
   const filters = [`$share/${group}/facilities/+/devices/+/readings`, `$share/${group}/facilities/+/devices/+/status`];
 
   const limits: AckWindowLimits = { ...DEFAULT_ACK_WINDOW, ...deps.window };
@@ -188,8 +195,9 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
    */
   function handleMessage(client: MqttClient, window: AckWindow, packet: mqtt.IPublishPacket, cb: (err?: Error) => void): void {
     const stream = client.stream;
-    // A packet parsed before the connection was dropped: the broker redelivers it on the next one.
-    if (stream.destroyed) return cb(NO_AUTO_ACK);
+    // A packet parsed before the connection was dropped, or arriving while we stop: the broker
+    // redelivers it on the next connection of this session.
+    if (stream.destroyed || closing) return cb(NO_AUTO_ACK);
     const bytes = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
     const messageId = packet.qos > 0 ? packet.messageId : undefined;
     window.admit(
@@ -221,6 +229,7 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
         // connection the message came in on, which `reset` on 'close' guarantees.
         if (client.connected && !client.stream.destroyed) sendPacket(client, { cmd: 'puback', messageId });
       }, limits);
+      windows.push(window);
       client.on('close', () => window.reset());
       client.handleMessage = (packet, cb) => handleMessage(client, window, packet, cb as (err?: Error) => void);
       let first = true;
@@ -253,9 +262,19 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
       await Promise.all(Array.from({ length: n }, (_, i) => connectOne(i)));
       log.info({ url: redactUrl(deps.url), group, connections: n }, 'consuming readings from the external broker');
     },
-    async close() {
+    /**
+     * Takes no new message, waits (at most `drainMs`) until the messages in flight are committed and
+     * acknowledged, then disconnects: a stop leaves no redelivery behind unless storage hangs.
+     */
+    async close(drainMs = DEFAULT_DRAIN_MS) {
+      closing = true;
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs)));
+      await Promise.race([Promise.all(windows.map((w) => w.idle())), bound]);
+      clearTimeout(timer);
       await Promise.all(clients.map((c) => c.endAsync()));
       clients.length = 0;
+      windows.length = 0;
     },
   };
 }

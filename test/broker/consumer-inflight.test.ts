@@ -6,7 +6,9 @@
  *   one PUBACK is sent; released, they are committed in groups and every message is acknowledged, in
  *   the order each connection received it;
  * - with the store failing, none of the messages in flight is acknowledged; they are redelivered and
- *   stored exactly once when the store recovers.
+ *   stored exactly once when the store recovers;
+ * - close() takes no new message and acknowledges those in flight once they are committed, before it
+ *   disconnects; what it left is redelivered to the next consumer with the same id, stored once.
  */
 import t from 'tap';
 import mqtt from 'mqtt';
@@ -122,5 +124,60 @@ if (requireBinary(t, missing.mosquitto())) {
     const redelivered = proxy.connections.reduce((n, c) => n + c.delivered.filter((x) => x.dup).length, 0);
     t.ok(redelivered > 0, `the broker redelivered the unacknowledged messages (${redelivered} with DUP)`);
     t.same(fleet.stores.registry.listRejections('F1'), [], 'no reading rejected on the way');
+  });
+
+  t.test('close() acknowledges the messages in flight once committed, then disconnects', async (t) => {
+    const fleet = makeFleet(t);
+    const mosquitto = await startMosquitto(fleet.dir, ['max_inflight_messages 0', 'max_queued_messages 0']);
+    t.teardown(() => mosquitto.proc.kill('SIGKILL'));
+    const proxy = await startMqttProxy(mosquitto.port);
+    t.teardown(() => proxy.close());
+    const real = fleet.stores.readings;
+    let release: () => void = () => {};
+    let gate: Promise<void> | undefined = new Promise<void>((r) => (release = r));
+    const store = Object.assign(Object.create(real) as typeof real, {
+      stage: undefined,
+      commit: async (rs: Reading[]) => {
+        if (gate) await gate;
+        return real.commit(rs);
+      },
+    });
+    const metrics = new PromRegistry();
+    const pipeline = buildIngestPipeline({ store, registry: fleet.stores.registry, logger: silentLogger, metrics, rateLimit: false });
+    t.teardown(() => pipeline.close());
+    let submitted = 0;
+    const counted = Object.assign(Object.create(pipeline) as typeof pipeline, {
+      submit: (...args: Parameters<typeof pipeline.submit>) => (submitted++, pipeline.submit(...args)),
+    });
+    const prefix = `drain-${process.pid}`;
+    const opts = { url: proxy.url, registry: fleet.stores.registry, logger: silentLogger, metrics, connections: CONNECTIONS, clientIdPrefix: prefix, mqttOptions: { reconnectPeriod: 100 } };
+    const consumer = buildConsumer({ ...opts, pipeline: counted });
+    await consumer.start();
+    const device = mqtt.connect(mosquitto.url, { clientId: `dev-drain-${process.pid}`, reconnectPeriod: 0 });
+    t.teardown(() => device.end(true));
+    await new Promise((r) => device.once('connect', r));
+    const M = 60;
+    await Promise.all(Array.from({ length: M }, (_, i) => device.publishAsync(topic('F1', 'd1'), reading(i + 1, 1000 + i), { qos: 1 })));
+    t.ok(await poll(() => submitted >= 10 * CONNECTIONS), `messages in flight behind the stalled commit (${submitted})`);
+
+    const closed = consumer.close();
+    const inFlight = submitted;
+    // More messages reach the closing consumer: left unacknowledged for the next session.
+    const LATE = 20;
+    await Promise.all(Array.from({ length: LATE }, (_, i) => device.publishAsync(topic('F1', 'd1'), reading(M + i + 1, 1000 + M + i), { qos: 1 })));
+    const delivered = () => proxy.connections.reduce((n, c) => n + c.delivered.length, 0);
+    t.ok(await poll(() => delivered() >= M + LATE), 'the late messages were delivered to the closing consumer');
+    gate = undefined;
+    release();
+    await closed;
+    t.equal(proxy.ackedTotal(), inFlight, `every message in flight at close() acknowledged before the disconnect (${inFlight})`);
+    t.equal(submitted, inFlight, 'no message taken after close()');
+
+    // What close() did not take is the next session's: stored once, nothing lost.
+    const next = buildConsumer({ ...opts, pipeline });
+    await next.start();
+    t.teardown(() => next.close());
+    t.ok(await poll(async () => (await real.list({ facilityId: 'F1', deviceId: 'd1', limit: 1000 })).length === M + LATE), `all ${M + LATE} stored after a consumer with the same id resumed`);
+    t.same(fleet.stores.registry.listRejections('F1'), [], 'none refused');
   });
 }
