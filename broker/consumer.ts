@@ -28,6 +28,7 @@ import { feedbackOf, feedbackPayload, feedbackTopic } from './feedback.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
 import { redactUrl } from '../domain/config.ts';
+import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
 import type { RejectReason } from '../domain/reading.ts';
@@ -74,6 +75,11 @@ export interface Consumer {
 }
 
 export function buildConsumer(deps: ConsumerDeps): Consumer {
+  // The acknowledgement window writes PUBACKs through mqtt.js' private writer: refuse to start on an
+  // mqtt.js without it rather than never acknowledge (test/broker/consumer-inflight.test.ts pins the rest).
+  if (typeof (mqtt.MqttClient.prototype as unknown as { _sendPacket?: unknown })._sendPacket !== 'function') {
+    throw errors.MQTT_CLIENT_UNSUPPORTED('MqttClient._sendPacket is gone (written for mqtt.js 5)');
+  }
   const log = deps.logger.child({ component: 'consumer' });
   const m = ingestMetrics(deps.metrics);
   const clock = deps.clock ?? Date.now;
