@@ -19,7 +19,8 @@
  * readings of their finished commits (IPC 'committed'). `readingsPerSec` is counted over the
  * publishing window; `endToEndPerSec` is every reading the publishers got acknowledged divided by the
  * time from the start until the last of them was committed (behind Mosquitto, the backlog drains
- * after the publishers stop; the next run starts only once it has). CPU per reading: our ingest
+ * after the publishers stop; the next run starts only once it has; the rate of that drain, the
+ * consumers without the publishers on the cores, is printed too). CPU per reading: our ingest
  * processes' `process.cpuUsage()` (IPC 'cpu', all threads) and Mosquitto's /proc times over the same
  * window, divided by the readings committed in it; it depends less on the machine's load than
  * readings/s and gives the capacity per core in docs/DEPLOY.md. On this 2-core machine the
@@ -51,6 +52,11 @@ export interface ScaleRun {
   readingsPerSec: number;
   /** Readings acknowledged to the publishers / (start → the last of them committed). */
   endToEndPerSec: number;
+  /**
+   * Behind Mosquitto: readings/s committed while the backlog drained after the publishers stopped
+   * (the consumers without publishers on the cores); null when under 1,000 readings were left.
+   */
+  drainPerSec: number | null;
   /** Publish → PUBACK p99 at the publishers (ms): durable for ours, Mosquitto's receipt behind it. */
   p99Ms: number | null;
   /** Readings/s each ingest process committed during the window. */
@@ -210,9 +216,12 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       const target = c0.reduce((a, b) => a + b, 0) + acked;
       let tEnd = t1;
       // Behind Mosquitto: the backlog drains (bounded wait; a lost reading would show as a timeout).
+      const reported = (await committedAll(procs)).reduce((a, b) => a + b, 0);
+      const tReported = performance.now();
+      let total = reported;
       const drained = await poll(
         async () => {
-          const total = (await committedAll(procs)).reduce((a, b) => a + b, 0);
+          total = (await committedAll(procs)).reduce((a, b) => a + b, 0);
           tEnd = performance.now();
           return total >= target;
         },
@@ -227,6 +236,7 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       return {
         readingsPerSec: perProcess.reduce((a, b) => a + b, 0),
         endToEndPerSec: Math.round(acked / ((tEnd - t0) / 1000)),
+        drainPerSec: total - reported >= 1000 ? Math.round((total - reported) / ((tEnd - tReported) / 1000)) : null,
         p99Ms: p99s.length ? Math.max(...p99s) : null,
         perProcess,
         cpuUsPerReading: perReading(cpu1.ingest - cpu0.ingest),
@@ -259,10 +269,11 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       return {
         readingsPerSec: med((x) => x.readingsPerSec),
         endToEndPerSec: med((x) => x.endToEndPerSec),
+        drainPerSec: medOf((x) => x.drainPerSec),
         p99Ms: medOf((x) => x.p99Ms),
         perProcess: xs[0].perProcess.map((_, i) => med((x) => x.perProcess[i])),
-        cpuUsPerReading: medOf((x) => x.cpuUsPerReading),
-        ...(k.startsWith('consumers') ? { mosquittoCpuUsPerReading: medOf((x) => x.mosquittoCpuUsPerReading) } : {}),
+        cpuUsPerReading: round1(medOf((x) => x.cpuUsPerReading)),
+        ...(k.startsWith('consumers') ? { mosquittoCpuUsPerReading: round1(medOf((x) => x.mosquittoCpuUsPerReading)) } : {}),
       };
     };
     const ratio = (a: ScaleConfig, b: ScaleConfig) => perRound.filter((x) => x[a] && x[b]).map((x) => round2(x[a]!.readingsPerSec / x[b]!.readingsPerSec));
@@ -274,9 +285,9 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
       ours2: pick('ours2')!,
       consumers1: pick('consumers1'),
       consumers2: pick('consumers2'),
-      ...(cons.length ? { ratioConsumers2ToOurs1: median(cons), ratioRange: [Math.min(...cons), Math.max(...cons)] as [number, number] } : {}),
-      scalingOurs: median(ratio('ours2', 'ours1')),
-      ...(scalingConsumers.length ? { scalingConsumers: median(scalingConsumers) } : {}),
+      ...(cons.length ? { ratioConsumers2ToOurs1: round2(median(cons)), ratioRange: [Math.min(...cons), Math.max(...cons)] as [number, number] } : {}),
+      scalingOurs: round2(median(ratio('ours2', 'ours1'))),
+      ...(scalingConsumers.length ? { scalingConsumers: round2(median(scalingConsumers)) } : {}),
       rounds: perRound,
     };
   } finally {
@@ -285,11 +296,15 @@ async function runScaleBench(opts: BenchScaleOptions): Promise<BenchScaleResult>
   }
 }
 
+function round1(x: number | null): number | null {
+  return x === null ? null : Math.round(x * 10) / 10;
+}
+
 /** Human lines for a result (printed by `npm run bench` and when this file is run directly). */
 export function formatScale(r: BenchScaleResult): string[] {
   const fmt = (x?: ScaleRun) =>
     x
-      ? `${x.readingsPerSec.toLocaleString('en')} durable readings/s (${x.perProcess.map((p) => p.toLocaleString('en')).join(' + ')}); end to end ${x.endToEndPerSec.toLocaleString('en')}/s; publisher PUBACK p99 ${x.p99Ms?.toFixed(1)} ms; CPU ${x.cpuUsPerReading} µs/reading in our processes${x.mosquittoCpuUsPerReading !== undefined ? ` + ${x.mosquittoCpuUsPerReading} µs in Mosquitto` : ''}`
+      ? `${x.readingsPerSec.toLocaleString('en')} durable readings/s (${x.perProcess.map((p) => p.toLocaleString('en')).join(' + ')}); end to end ${x.endToEndPerSec.toLocaleString('en')}/s${x.drainPerSec !== null ? ` (backlog drained at ${x.drainPerSec.toLocaleString('en')}/s)` : ''}; publisher PUBACK p99 ${x.p99Ms?.toFixed(1)} ms; CPU ${x.cpuUsPerReading} µs/reading in our processes${x.mosquittoCpuUsPerReading !== undefined ? ` + ${x.mosquittoCpuUsPerReading} µs in Mosquitto` : ''}`
       : 'skipped (no mosquitto binary)';
   return [
     `scale-out ingest (QoS 1, ${r.publishers} publisher processes, one device each, one reading per message, one SQLite file; medians of ${r.rounds.length} interleaved rounds)`,
