@@ -86,6 +86,7 @@ export const errors = {
   STORE_UNAVAILABLE: define('STORE_UNAVAILABLE', 503, (why: string) => `reading store unavailable: ${why}`),
   BACKEND_UNAVAILABLE: define('BACKEND_UNAVAILABLE', 503, (backend: string) => `${backend} is not available`),
   LINE_PROTOCOL: define('LINE_PROTOCOL', 400, (what: string) => what),
+  MQTT_CLIENT_UNSUPPORTED: define('MQTT_CLIENT_UNSUPPORTED', 500, (why: string) => `the installed mqtt.js cannot acknowledge after commit: ${why}`),
 
   // --- process: configuration and start-up
   CONFIG_INVALID: define('CONFIG_INVALID', 500, (what: string) => what),
