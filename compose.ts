@@ -244,7 +244,7 @@ export async function composeIngest(c: Composition, stores: Pick<Stores, 'readin
     }
   });
   if (config.mqttUrl) {
-    const consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, registry: stores.registry, pipeline, logger, metrics });
+    const consumer = buildConsumer({ url: config.mqttUrl, username: config.mqttUsername, password: config.mqttPassword, clientIdPrefix: config.mqttClientId, registry: stores.registry, pipeline, logger, metrics });
     c.parts.add('consumer', () => consumer.close());
     await consumer.start();
     return { mqttUrl: config.mqttUrl, consumer, pipeline };

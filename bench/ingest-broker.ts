@@ -3,10 +3,14 @@
  *   --mode ours  our ingest service (auth, validation, SQLite group commit, PUBACK after durable) on
  *                --data-dir; SIGUSR2 stalls every commit for --stall-ms (injected store stall).
  *   --mode raw   plain aedes 1.2, no auth, no storage.
+ *   --mqtt-url URL (with --mode ours): no broker of ours; a consumer of that external broker's shared
+ *                subscription (MQTT_URL) with client ids --client-id-N (MQTT_CLIENT_ID) feeds the same pipeline.
  *   --diagnostics  every 2 s on stderr: readings per batch, event-loop utilisation, CPU per reading.
  * Prints `{"event":"listening","mqttPort":N}` on stdout once ready; SIGTERM stops it. Started with an
  * IPC channel, it answers the message 'cpu' with `{ event: 'cpu', cpu: process.cpuUsage() }`: the
- * whole process's CPU (main thread, the signature verifier's worker threads, libuv's pool).
+ * whole process's CPU (main thread, the signature verifier's worker threads, libuv's pool), and
+ * 'committed' with `{ event: 'committed', readings }`: readings stored by a finished commit so far
+ * (bench/scale.ts counts durable readings behind an external broker with it).
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -24,14 +28,19 @@ const { values } = parseArgs({
     'data-dir': { type: 'string' },
     'stall-ms': { type: 'string', default: '30000' },
     diagnostics: { type: 'boolean', default: false },
+    'mqtt-url': { type: 'string' },
+    'client-id': { type: 'string', default: 'mrv-bench' },
   },
 });
 
+/** Readings in commits that resolved (stored, duplicates and rejected alike). */
+let committed = 0;
 process.on('message', (m) => {
   if (m === 'cpu') process.send?.({ event: 'cpu', cpu: process.cpuUsage() });
+  if (m === 'committed') process.send?.({ event: 'committed', readings: committed });
 });
 
-function announce(port: number): void {
+function announce(port: number | undefined): void {
   process.stdout.write(JSON.stringify({ event: 'listening', mqttPort: port, pid: process.pid }) + '\n');
 }
 
@@ -57,8 +66,20 @@ if (values.mode === 'raw') {
   // The stall holds every batch before it reaches the store, whichever entry point the pipeline uses.
   const stalling = (store: ReadingStore): ReadingStore =>
     Object.assign(Object.create(store) as ReadingStore, {
-      commit: async (rs: Reading[]) => (await hold(rs), store.commit(rs)),
-      stage: store.stage ? async (rs: Reading[]) => (await hold(rs), store.stage!(rs)) : undefined,
+      commit: async (rs: Reading[]) => {
+        await hold(rs);
+        const out = await store.commit(rs);
+        committed += rs.length;
+        return out;
+      },
+      stage: store.stage
+        ? async (rs: Reading[]) => {
+            await hold(rs);
+            const staged = await store.stage!(rs);
+            void staged.done.then(() => (committed += rs.length), () => {});
+            return staged;
+          }
+        : undefined,
     });
   if (values.diagnostics) {
     // For tuning: every 2 s on stderr, batch size, event-loop utilisation and CPU per reading.
@@ -77,7 +98,8 @@ if (values.mode === 'raw') {
       stats.batches = stats.readings = 0;
     }, 2000).unref();
   }
-  const config = loadConfig({}, { dataDir: values['data-dir'], mqttPort: 0 });
+  const external = values['mqtt-url'] ? { mqttUrl: values['mqtt-url'], mqttClientId: values['client-id'] } : {};
+  const config = loadConfig({}, { dataDir: values['data-dir'], mqttPort: 0, ...external });
   // broker/main.ts's pick, with the stalling store passed in place of the opened one.
   const c = composition(config, createLogger('warn'));
   const stores = await composeStores(c);
@@ -86,6 +108,6 @@ if (values.mode === 'raw') {
     // token bucket still runs).
     pipeline: { rateLimit: { perSecond: 1e9, burst: 1e9 } },
   });
-  announce(ingest.mqttPort!);
+  announce(ingest.mqttPort);
   process.on('SIGTERM', () => c.parts.stop().then(() => process.exit(0)));
 }

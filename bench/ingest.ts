@@ -87,14 +87,14 @@ export interface BenchIngestResult {
   stall: { rssBeforeMb: number; rssPeakDuringStallMb: number; ackedDuringStall: number; stallMs: number };
 }
 
-function tsxNode(script: string, args: string[], opts: { stdin?: boolean; ipc?: boolean } = {}): ChildProcess {
+export function tsxNode(script: string, args: string[], opts: { stdin?: boolean; ipc?: boolean } = {}): ChildProcess {
   const stdio: ('ignore' | 'pipe' | 'inherit' | 'ipc')[] = [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'inherit'];
   if (opts.ipc) stdio.push('ipc');
   return spawn(process.execPath, ['--import', 'tsx', path.join(here, script), ...args], { cwd: root, stdio });
 }
 
 /** The JSON lines a child prints on stdout, taken one at a time by predicate (each line once). */
-function jsonLines(child: ChildProcess): { next<T>(pred: (v: Record<string, unknown>) => boolean): Promise<T> } {
+export function jsonLines(child: ChildProcess): { next<T>(pred: (v: Record<string, unknown>) => boolean): Promise<T> } {
   const seen: Record<string, unknown>[] = [];
   const waiters: { pred: (v: Record<string, unknown>) => boolean; resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
   let ended = false;
@@ -125,7 +125,7 @@ function jsonLines(child: ChildProcess): { next<T>(pred: (v: Record<string, unkn
 }
 
 /** The broker process's CPU so far (µs, user + system, all threads), asked over its IPC channel. */
-function cpuOf(broker: ChildProcess): Promise<number> {
+export function cpuOf(broker: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
     const on = (m: unknown) => {
       const v = m as { event?: string; cpu?: { user: number; system: number } };
@@ -138,7 +138,7 @@ function cpuOf(broker: ChildProcess): Promise<number> {
   });
 }
 
-function firstJsonLine<T>(child: ChildProcess, pred: (v: Record<string, unknown>) => boolean): Promise<T> {
+export function firstJsonLine<T>(child: ChildProcess, pred: (v: Record<string, unknown>) => boolean): Promise<T> {
   const rl = readline.createInterface({ input: child.stdout! });
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`child exited (${code}) before reporting`)));
@@ -153,7 +153,7 @@ function firstJsonLine<T>(child: ChildProcess, pred: (v: Record<string, unknown>
   });
 }
 
-async function stop(child: ChildProcess): Promise<void> {
+export async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
@@ -162,7 +162,7 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-function rssMb(pid: number): number {
+export function rssMb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : NaN;
@@ -171,7 +171,7 @@ function rssMb(pid: number): number {
   }
 }
 
-interface PubReport {
+export interface PubReport {
   device: string;
   acked: number;
   elapsedMs: number;
@@ -183,7 +183,7 @@ interface PubReport {
   signedInline: number;
 }
 
-interface PubDevice {
+export interface PubDevice {
   id: string;
   password?: string;
   startSeq: number;
@@ -195,7 +195,7 @@ interface PubDevice {
   presign?: number;
 }
 
-interface PubRun {
+export interface PubRun {
   reports: PubReport[];
   /** The broker's CPU (µs, all threads) from the start signal to the last report; when a broker process was given. */
   cpuUs?: number;
@@ -205,7 +205,7 @@ interface PubRun {
  * One run: a publisher process per device; all connect (and pre-sign) first, then start together; the
  * broker's CPU is sampled around the run when its process is given; `beforeStart` runs between.
  */
-async function runPublishers(url: string, devices: PubDevice[], durationMs: number, window: number, qos = 1, broker?: ChildProcess, beforeStart?: () => Promise<void>): Promise<PubRun> {
+export async function runPublishers(url: string, devices: PubDevice[], durationMs: number, window: number, qos = 1, broker?: ChildProcess, beforeStart?: () => Promise<void>): Promise<PubRun> {
   const children = devices.map((d) => {
     const args = ['--url', url, '--device', d.id, '--duration-ms', String(durationMs), '--window', String(window), '--qos', String(qos), '--start-seq', String(d.startSeq), '--go'];
     // One argument: a generated password may begin with '-', which parseArgs would take for an option.
@@ -222,7 +222,7 @@ async function runPublishers(url: string, devices: PubDevice[], durationMs: numb
   return broker ? { reports, cpuUs: (await cpuOf(broker)) - cpu0 } : { reports };
 }
 
-function summarise(run: PubRun): Throughput {
+export function summarise(run: PubRun): Throughput {
   const { reports } = run;
   const readingsPerSec = reports.reduce((s, r) => s + r.acked / (r.elapsedMs / 1000), 0);
   const p99s = reports.map((r) => r.p99).filter((x): x is number => x !== null);
@@ -384,18 +384,18 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
   }
 }
 
-function round2(x: number): number {
+export function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Medians of each figure over the rounds. */
-function medianThroughput(ts: Throughput[]): Throughput {
+export function medianThroughput(ts: Throughput[]): Throughput {
   const pick = (f: (t: Throughput) => number | null) => {
     const xs = ts.map(f).filter((x): x is number => x !== null);
     return xs.length ? median(xs) : null;

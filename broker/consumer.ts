@@ -1,9 +1,16 @@
 /**
  * The ingest pipeline fed from an external broker (MQTT_URL) instead of our own: mqtt.js 5 clients in
  * the shared subscription group `$share/mrv-ingest/...` at QoS 1. A message is acknowledged only after
- * its readings are durable: mqtt.js sends the PUBACK when `handleMessage` calls back, and we call back
- * after `pipeline.submit` resolved. If storage fails, the connection is dropped without PUBACK; the
- * persistent session (clean=false, fixed client id) makes the broker redeliver after the reconnect.
+ * its readings are durable, yet many messages are in flight on each connection (broker/consumer-acks.ts:
+ * mqtt.js is told not to PUBACK, the window PUBACKs in arrival order once `pipeline.submit` resolved),
+ * so a burst reaches the pipeline together and is committed in groups, as behind our own broker. If
+ * storage fails, the connection is dropped without PUBACK; the persistent session (clean=false, fixed
+ * client id) makes the broker redeliver every unacknowledged message after the reconnect.
+ *
+ * Client ids are `${clientIdPrefix}-${i}` (MQTT_CLIENT_ID): each consumer process needs its own prefix,
+ * stable across restarts. A broker keeps a stopped consumer's session, its unacknowledged messages and
+ * (Mosquitto 2.0) its share of new messages until a client with the same id connects again: a consumer
+ * that dies is replaced by one with the same prefix (docs/DEPLOY.md), which resumes its sessions.
  *
  * Devices authenticate at that broker, so the topic's ids are trusted as far as identity goes, but that
  * broker may admit anyone it likes: each message is checked against our registry as our own broker
@@ -12,18 +19,16 @@
  * else the message is rejected (logged, counted, feedback published) and acknowledged. The registry
  * row is cached per device for `registryTtlMs` (1 s), so a suspension applies within about a second
  * and a message costs no registry read in the common case.
- *
- * mqtt.js handles one incoming packet at a time per connection (the next waits for the callback), so
- * one connection has one message in flight; `connections` clients share the group for parallelism
- * (and group commit across them).
  */
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import type { Registry as PromRegistry } from 'prom-client';
 import { parseDeviceTopic, parseStatus } from './acl.ts';
+import { AckWindow, DEFAULT_ACK_WINDOW, NO_AUTO_ACK, type AckTicket, type AckWindowLimits } from './consumer-acks.ts';
 import { feedbackOf, feedbackPayload, feedbackTopic } from './feedback.ts';
 import { ingestMetrics } from './metrics.ts';
 import type { IngestPipeline } from './pipeline.ts';
 import { redactUrl } from '../domain/config.ts';
+import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
 import type { RejectReason } from '../domain/reading.ts';
@@ -50,6 +55,8 @@ export interface ConsumerDeps {
   connections?: number;
   /** Client ids are `${clientIdPrefix}-${i}` (stable, for persistent sessions). Default 'mrv-ingest'. */
   clientIdPrefix?: string;
+  /** Per connection: unacknowledged messages and payload bytes being processed at most. Default DEFAULT_ACK_WINDOW. */
+  window?: Partial<AckWindowLimits>;
   /** Extra mqtt.js options (tests: reconnectPeriod). */
   mqttOptions?: IClientOptions;
   /** How long (ms) a device's registry row is cached. Default DEFAULT_REGISTRY_TTL_MS. */
@@ -57,13 +64,22 @@ export interface ConsumerDeps {
   clock?: () => number;
 }
 
+/** How long close() waits for the messages in flight to be committed and acknowledged (ms). */
+export const DEFAULT_DRAIN_MS = 10_000;
+
 export interface Consumer {
   /** Connects every client and subscribes; resolves once all have their SUBACK. */
   start(): Promise<void>;
-  close(): Promise<void>;
+  /** Stops taking messages, acknowledges those in flight once committed (bounded wait), disconnects. */
+  close(drainMs?: number): Promise<void>;
 }
 
 export function buildConsumer(deps: ConsumerDeps): Consumer {
+  // The acknowledgement window writes PUBACKs through mqtt.js' private writer: refuse to start on an
+  // mqtt.js without it rather than never acknowledge (test/broker/consumer-inflight.test.ts pins the rest).
+  if (typeof (mqtt.MqttClient.prototype as unknown as { _sendPacket?: unknown })._sendPacket !== 'function') {
+    throw errors.MQTT_CLIENT_UNSUPPORTED('MqttClient._sendPacket is gone (written for mqtt.js 5)');
+  }
   const log = deps.logger.child({ component: 'consumer' });
   const m = ingestMetrics(deps.metrics);
   const clock = deps.clock ?? Date.now;
@@ -71,8 +87,12 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
   const n = deps.connections ?? 4;
   const prefix = deps.clientIdPrefix ?? 'mrv-ingest';
   const clients: MqttClient[] = [];
+  const windows: AckWindow[] = [];
+  /** Set by close(): messages arriving now are left unacknowledged (redelivered to the next session). */
+  let closing = false;
   const filters = [`$share/${group}/facilities/+/devices/+/readings`, `$share/${group}/facilities/+/devices/+/status`];
 
+  const limits: AckWindowLimits = { ...DEFAULT_ACK_WINDOW, ...deps.window };
   const ttl = deps.registryTtlMs ?? DEFAULT_REGISTRY_TTL_MS;
   /** deviceId -> its registry row (undefined: not registered) and when it was read. */
   const cache = new Map<string, { row: DeviceRow | undefined; at: number }>();
@@ -126,21 +146,27 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
     client.publish(feedbackTopic(t.facilityId, t.deviceId), feedbackPayload([{ seq: null, ...why }]), { qos: 0 });
   }
 
-  function handle(client: MqttClient, packet: mqtt.IPublishPacket, cb: (err?: Error) => void): void {
+  /** The connection is dropped without PUBACK: the broker redelivers its unacknowledged messages after the reconnect. */
+  function drop(client: MqttClient, ticket: AckTicket): void {
+    ticket.fail();
+    client.stream.destroy();
+  }
+
+  /** One admitted message; `ticket.done()` once it may be acknowledged, `drop` when it may not. */
+  function process(client: MqttClient, packet: mqtt.IPublishPacket, ticket: AckTicket): void {
     const t = parseDeviceTopic(packet.topic);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    if (!t) return cb();
+    if (!t) return ticket.done();
     let why: { reason: RejectReason; detail: string } | undefined;
     try {
       why = refusal(deviceRow(t.deviceId, clock()), t.facilityId);
     } catch (err) {
       log.error({ err }, 'registry lookup failed: message not acknowledged');
-      client.stream.destroy();
-      return cb(err as Error);
+      return drop(client, ticket);
     }
     if (why) {
       if (why.reason === 'unknown_device' || why.reason === 'invalid_topic') m.aclDenied.inc({ action: 'publish' });
-      cb();
+      ticket.done();
       // A status message is not a reading: refused (no online flag written) without a rejection row.
       if (t.kind === 'readings') refuse(client, t, why, payload);
       return;
@@ -152,21 +178,43 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
       } catch (err) {
         log.warn({ err }, 'could not record online status');
       }
-      return cb();
+      return ticket.done();
     }
     deps.pipeline.submit({ facilityId: t.facilityId, deviceId: t.deviceId }, payload).then(
       (res) => {
-        cb();
+        ticket.done();
         // The device's feedback topic on the external broker (best effort, QoS 0; the broker's ACL must
         // let this client publish there and the device subscribe to it).
         if (res.rejected.length > 0) client.publish(feedbackTopic(t.facilityId, t.deviceId), feedbackPayload(feedbackOf(res)), { qos: 0 });
       },
       (err: unknown) => {
         log.warn({ err, deviceId: t.deviceId }, 'readings not stored: dropping the connection without PUBACK');
-        // A dropped stream reconnects (reconnectPeriod) and the broker redelivers the session's unacked messages.
-        client.stream.destroy();
-        cb(err instanceof Error ? err : new Error(String(err)));
+        drop(client, ticket);
       },
+    );
+  }
+
+  /**
+   * mqtt.js' hook for every incoming PUBLISH. The callback is held only until the message fits the
+   * connection's window (back-pressure), then called with NO_AUTO_ACK: mqtt.js reads the next packet
+   * and sends no PUBACK; the window sends it after the commit.
+   */
+  function handleMessage(client: MqttClient, window: AckWindow, packet: mqtt.IPublishPacket, cb: (err?: Error) => void): void {
+    const stream = client.stream;
+    // A packet parsed before the connection was dropped, or arriving while we stop: the broker
+    // redelivers it on the next connection of this session.
+    if (stream.destroyed || closing) return cb(NO_AUTO_ACK);
+    const bytes = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
+    const messageId = packet.qos > 0 ? packet.messageId : undefined;
+    window.admit(
+      messageId,
+      bytes,
+      (ticket) => {
+        cb(NO_AUTO_ACK);
+        if (stream.destroyed) return ticket.fail();
+        process(client, packet, ticket);
+      },
+      () => cb(NO_AUTO_ACK),
     );
   }
 
@@ -182,7 +230,14 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
         ...deps.mqttOptions,
       });
       clients.push(client);
-      client.handleMessage = (packet, cb) => handle(client, packet, cb as (err?: Error) => void);
+      const window = new AckWindow((messageId) => {
+        // mqtt.js' own packet writer (private: it has no public call for a PUBACK); only on the
+        // connection the message came in on, which `reset` on 'close' guarantees.
+        if (client.connected && !client.stream.destroyed) sendPacket(client, { cmd: 'puback', messageId });
+      }, limits);
+      windows.push(window);
+      client.on('close', () => window.reset());
+      client.handleMessage = (packet, cb) => handleMessage(client, window, packet, cb as (err?: Error) => void);
       let first = true;
       client.on('connect', (connack) => {
         // A persistent session keeps its subscriptions; subscribe again anyway (idempotent) if it was lost.
@@ -213,9 +268,24 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
       await Promise.all(Array.from({ length: n }, (_, i) => connectOne(i)));
       log.info({ url: redactUrl(deps.url), group, connections: n }, 'consuming readings from the external broker');
     },
-    async close() {
+    /**
+     * Takes no new message, waits (at most `drainMs`) until the messages in flight are committed and
+     * acknowledged, then disconnects: a stop leaves no redelivery behind unless storage hangs.
+     */
+    async close(drainMs = DEFAULT_DRAIN_MS) {
+      closing = true;
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs)));
+      await Promise.race([Promise.all(windows.map((w) => w.idle())), bound]);
+      clearTimeout(timer);
       await Promise.all(clients.map((c) => c.endAsync()));
       clients.length = 0;
+      windows.length = 0;
     },
   };
+}
+
+/** mqtt.js 5's packet writer (`MqttClient._sendPacket`, private). */
+function sendPacket(client: MqttClient, packet: { cmd: 'puback'; messageId: number }): void {
+  (client as unknown as { _sendPacket(p: typeof packet): void })._sendPacket(packet);
 }

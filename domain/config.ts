@@ -31,6 +31,7 @@ export const SETTINGS = {
   mqttUrl: { env: 'MQTT_URL', kind: 'url', description: 'consume readings from this external broker (shared subscription) instead of running our own' },
   mqttUsername: { env: 'MQTT_USERNAME', kind: 'string', description: 'username for MQTT_URL' },
   mqttPassword: { env: 'MQTT_PASSWORD', kind: 'string', description: 'password for MQTT_URL', sensitive: true },
+  mqttClientId: { env: 'MQTT_CLIENT_ID', kind: 'string', default: 'mrv-ingest', description: "client id prefix of this consumer's connections to MQTT_URL (ids PREFIX-0..3, persistent sessions): one per consumer process, kept across restarts; a replacement started with the same prefix resumes its sessions" },
   mqttRegistryPollMs: { env: 'MQTT_REGISTRY_POLL_MS', kind: 'int', default: '2000', description: 'how often the broker re-checks the registry rows of connected devices and closes sessions of suspended/decommissioned devices or facilities and rotated secrets (a gateway in another process changed them); 0 disables' },
   mqttConnectRate: { env: 'MQTT_CONNECT_RATE', kind: 'int', default: '10', description: 'unauthenticated MQTT CONNECT attempts per second per source address (a successful login does not count); over it CONNACK 3' },
   mqttConnectBurst: { env: 'MQTT_CONNECT_BURST', kind: 'int', default: '30', description: 'burst of MQTT_CONNECT_RATE' },

@@ -68,6 +68,9 @@ export const errors = {
   /** A settlement computed by another methodology version than this oracle implements. */
   METHODOLOGY_MISMATCH: define('METHODOLOGY_MISMATCH', 409, (what: string) => what),
   ORACLE_CLOSED: define('ORACLE_CLOSED', 503, () => 'oracle is closed'),
+  /** A per-window figures request over more windows than one answer computes. */
+  WINDOW_RANGE_TOO_LARGE: define('WINDOW_RANGE_TOO_LARGE', 400, (windows: number, max: number, windowSeconds: number) =>
+    `from..to spans ${windows} windows of ${windowSeconds} s; at most ${max} per request: narrow the range (ask for the next ones with from = the last windowEnd)`),
 
   // --- corrections (voids of readings, correction settlements)
   CORRECTION_NOT_FOUND: define('CORRECTION_NOT_FOUND', 404, (id: string) => `correction ${id} not found`),
@@ -90,6 +93,7 @@ export const errors = {
   STORE_UNAVAILABLE: define('STORE_UNAVAILABLE', 503, (why: string) => `reading store unavailable: ${why}`),
   BACKEND_UNAVAILABLE: define('BACKEND_UNAVAILABLE', 503, (backend: string) => `${backend} is not available`),
   LINE_PROTOCOL: define('LINE_PROTOCOL', 400, (what: string) => what),
+  MQTT_CLIENT_UNSUPPORTED: define('MQTT_CLIENT_UNSUPPORTED', 500, (why: string) => `the installed mqtt.js cannot acknowledge after commit: ${why}`),
 
   // --- process: configuration and start-up
   CONFIG_INVALID: define('CONFIG_INVALID', 500, (what: string) => what),

@@ -26,6 +26,7 @@ import { registerKeyRoutes } from './routes/keys.ts';
 import { registerFacilityRoutes } from './routes/facilities.ts';
 import { registerDeviceRoutes } from './routes/devices.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
+import { registerWindowRoutes } from './routes/windows.ts';
 import { registerSettlementRoutes } from './routes/settlements.ts';
 import { registerRetirementRoutes } from './routes/retirements.ts';
 import { registerCorrectionRoutes } from './routes/corrections.ts';
@@ -216,6 +217,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   registerFacilityRoutes(app, ctx);
   registerDeviceRoutes(app, ctx);
   registerReadingRoutes(app, ctx);
+  registerWindowRoutes(app, ctx);
   registerSettlementRoutes(app, ctx);
   registerRetirementRoutes(app, ctx);
   registerCorrectionRoutes(app, ctx);

@@ -210,6 +210,66 @@ export const RejectionView = Type.Object({
 });
 export const RejectionList = Type.Object({ items: Type.Array(RejectionView), next: NextCursor }, { description: 'newest first' });
 
+// --- per-window figures (what a regulator reads: the dashboard's charts)
+export const WindowsQuery = Type.Object(
+  {
+    from: Type.Optional(TimeQuery('first window: the one containing from (ISO or epoch ms; default: 48 windows before to)')),
+    to: Type.Optional(TimeQuery('windows starting before to (ISO or epoch ms; default: now)')),
+  },
+  { additionalProperties: false },
+);
+export type WindowsQuery = Static<typeof WindowsQuery>;
+const Kg = (description: string) => Type.String({ pattern: '^-?[0-9]+(\\.[0-9]+)?$', description: `${description}, kg CO2e (exact decimal)` });
+const Quantity = (description: string) => Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?$', description });
+const MetricTotalsView = Type.Object(
+  {
+    electricity_import: Quantity('kWh'),
+    electricity_export: Quantity('kWh'),
+    renewable_generation: Quantity('kWh (reported only)'),
+    natural_gas: Quantity('m3'),
+    co2_direct: Quantity('kg'),
+  },
+  { description: 'what the readings add up to in the window, per metric, normalised units (register increases and interval quantities)' },
+);
+export const WindowFiguresView = Type.Object({
+  windowStart: Iso('window start'),
+  windowEnd: Iso('window end (exclusive)'),
+  settled: Type.Boolean({ description: 'a confirmed settlement exists: the figures are its record' }),
+  settlementId: Type.Union([Type.String(), Type.Null()], { description: 'the settlement (GET /v1/settlements/{id}), null while unsettled' }),
+  open: Type.Boolean({ description: 'the window has not ended yet: its figures so far' }),
+  complete: Type.Boolean({ description: 'coverage: an incomplete window never mints (net capped at 0)' }),
+  emissionsKg: Type.Object(
+    {
+      gridImport: Kg('electricity_import x grid factor'),
+      gas: Kg('natural_gas x gas factor'),
+      direct: Kg('co2_direct as measured'),
+      exportCredit: Kg('electricity_export x grid factor, subtracted from the actual'),
+    },
+    { description: 'emissions by source: actualKg = gridImport + gas + direct - exportCredit' },
+  ),
+  actualKg: Kg('actual emissions'),
+  baselineKg: Kg('baseline of the window'),
+  netGrams: IntegerText('the settled net, or what the oracle would settle with the readings stored now (provisional)'),
+  totals: MetricTotalsView,
+  devices: Type.Array(
+    Type.Object({
+      deviceId: Type.String(),
+      status: Type.String({ description: "coverage verdict ('ok', 'silent', 'no_reading_in_window', …)" }),
+      totals: MetricTotalsView,
+    }),
+    { description: 'consumption per device (for a settled window, recomputed from the stored readings with its recorded inputs)' },
+  ),
+  recomputedMatches: Type.Optional(Type.Boolean({ description: 'settled windows: recomputing from the stored readings still gives the recorded net and totals' })),
+});
+export const WindowList = Type.Object(
+  {
+    facilityId: Type.String(),
+    windowSeconds: Type.Integer(),
+    maxWindows: Type.Integer({ description: 'the most windows one request covers' }),
+    items: Type.Array(WindowFiguresView, { description: 'oldest first, from the facility\'s first window, up to the window in progress' }),
+  },
+);
+
 // --- credits
 export const BalanceView = Type.Object({
   facilityId: Type.String(),

@@ -82,7 +82,8 @@ export const recordedVoid = (v: ReadingVoid | RecordedVoid): RecordedVoid => ({ 
 export interface InputSources {
   readings: ReadingStore;
   registry: FacilityRegistry;
-  records: OracleRecords;
+  /** Where each device's register cursors stand (the oracle's records; oracle/windows.ts projects them). */
+  records: Pick<OracleRecords, 'cursor'>;
   /** The regulator's voids (absent: none are applied). */
   voids?: { voidsOf(deviceIds: string[]): ReadingVoid[] };
 }

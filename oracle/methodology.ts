@@ -153,6 +153,8 @@ export interface DeviceWindowResult {
   decommissioned?: Decommissioning;
   /** mrv-signed-3, a device with a signed used reading: its hash chain over them. */
   chain?: DeviceChain;
+  /** What this device's consumed readings add up to per metric (the facility totals are their sum). */
+  totals: MetricTotals;
   /** Voided readings left out (seq order), each with its late flag. */
   voided?: ConsumedReading[];
 }
@@ -288,6 +290,7 @@ function walkDevice(input: DeviceWindowInput, window: Window, version: string): 
     intervalDevice,
     inCoverage,
     status: inCoverage ? coverageStatus(coverage, window, interval, intervalDevice) : 'out_of_coverage',
+    totals: metricTotals((m) => increases.get(m) ?? Decimal.ZERO),
   };
   if (version !== METHODOLOGY_V2) {
     const chain = deviceChain(sorted, input.chainContext ?? []);
@@ -353,14 +356,8 @@ export function settleWindow(input: WindowInput): WindowResult {
     results.push(result);
   }
   const total = (m: Metric) => sums.get(m) ?? Decimal.ZERO;
-  const grid = Decimal.parse(input.factors.gridKgPerKwh);
-  const gas = Decimal.parse(input.factors.gasKgPerM3);
-  // actual_kg = import*EF_grid + gas*EF_gas + co2_direct_kg - export*EF_grid (renewables reported only)
-  const actualKg = total('electricity_import')
-    .mul(grid)
-    .add(total('natural_gas').mul(gas))
-    .add(total('co2_direct'))
-    .sub(total('electricity_export').mul(grid));
+  const totals = metricTotals(total);
+  const actualKg = sourcesOf(total, input.factors).actualKg;
   // baseline_kg = B * windowMs / 3,600,000; net_g = floor((baseline_kg - actual_kg) * 1000)
   //   = floor((B * windowMs - actual_kg * 3,600,000) * 1000 / 3,600,000), computed exactly.
   const baseline = Decimal.parse(input.baselineKgPerHour);
@@ -388,19 +385,58 @@ export function settleWindow(input: WindowInput): WindowResult {
     netBoundGrams,
     capped,
     complete,
-    totals: {
-      electricity_import: total('electricity_import').toString(),
-      electricity_export: total('electricity_export').toString(),
-      renewable_generation: total('renewable_generation').toString(),
-      natural_gas: total('natural_gas').toString(),
-      co2_direct: total('co2_direct').toString(),
-    },
+    totals,
     devices: results,
     lateKeys,
     decommissioned,
     ...(input.voids?.length ? { voids: input.voids } : {}),
     ...(input.correction ? { correction: input.correction } : {}),
   };
+}
+
+/** The per-metric totals as canonical decimal text. */
+function metricTotals(total: (m: Metric) => Decimal): MetricTotals {
+  return {
+    electricity_import: total('electricity_import').toString(),
+    electricity_export: total('electricity_export').toString(),
+    renewable_generation: total('renewable_generation').toString(),
+    natural_gas: total('natural_gas').toString(),
+    co2_direct: total('co2_direct').toString(),
+  };
+}
+
+/** A window's emissions by source, kg CO2e, exact; `actualKg` is the methodology's actual_kg. */
+export interface EmissionsBySource {
+  /** electricity_import x EF_grid */
+  gridImportKg: Decimal;
+  /** natural_gas x EF_gas */
+  gasKg: Decimal;
+  /** co2_direct as measured */
+  directKg: Decimal;
+  /** electricity_export x EF_grid: subtracted (a credit for what the facility exported) */
+  exportCreditKg: Decimal;
+  /** gridImportKg + gasKg + directKg - exportCreditKg */
+  actualKg: Decimal;
+}
+
+/**
+ * actual_kg = import*EF_grid + gas*EF_gas + co2_direct_kg - export*EF_grid, term by term (renewable
+ * generation is reported only). The one place the formula is written: settleWindow and the gateway's
+ * per-window figures both call it.
+ */
+export function emissionsBySource(totals: MetricTotals, factors: Pick<AppliedFactors, 'gridKgPerKwh' | 'gasKgPerM3'>): EmissionsBySource {
+  return sourcesOf((m) => Decimal.parse(totals[m]), factors);
+}
+
+/** emissionsBySource over exact sums (settleWindow's, never re-parsed from text). */
+function sourcesOf(total: (m: Metric) => Decimal, factors: Pick<AppliedFactors, 'gridKgPerKwh' | 'gasKgPerM3'>): EmissionsBySource {
+  const grid = Decimal.parse(factors.gridKgPerKwh);
+  const gas = Decimal.parse(factors.gasKgPerM3);
+  const gridImportKg = total('electricity_import').mul(grid);
+  const gasKg = total('natural_gas').mul(gas);
+  const directKg = total('co2_direct');
+  const exportCreditKg = total('electricity_export').mul(grid);
+  return { gridImportKg, gasKg, directKg, exportCreditKg, actualKg: gridImportKg.add(gasKg).add(directKg).sub(exportCreditKg) };
 }
 
 /** B * windowMs / 3.6e6 as text, floored to 9 decimals (exact whenever it terminates within them). */

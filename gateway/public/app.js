@@ -129,12 +129,12 @@ async function loadDetail() {
   const f = state.facilities.find((x) => x.id === id);
   $('#detail-name').textContent = f ? `${f.id} · ${f.name}` : id;
   const q = encodeURIComponent(id);
-  const [readings, settlements, retirements] = await Promise.all([
-    api(`/v1/facilities/${q}/readings?limit=1000`).catch((e) => ({ items: [], error: e })),
+  const [windows, settlements, retirements] = await Promise.all([
+    api(`/v1/facilities/${q}/windows`).catch((e) => ({ items: [], error: e })),
     api(`/v1/settlements?facilityId=${q}&limit=500`).catch((e) => ({ items: [], error: e })),
     api(`/v1/retirements?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
   ]);
-  drawReadings(readings.items);
+  drawWindows(windows);
   drawCredits(settlements.items);
   renderSettlements(settlements);
   renderRetirements(retirements);
@@ -275,38 +275,137 @@ function chart(name, config) {
   state.charts[name] = new window.Chart($(`#${name}-chart`), config);
 }
 
-function drawReadings(items) {
-  const series = new Map();
-  for (const r of items) {
-    const key = `${r.deviceId} · ${r.metric} (${r.unit})`;
-    if (!series.has(key)) series.set(key, []);
-    // Display only: the chart needs floats; exact values stay in the API.
-    series.get(key).push({ x: Date.parse(r.ts), y: Number(r.value) });
+// ---------- per-window figures: what a regulator reads (GET /v1/facilities/{id}/windows)
+// The API's values are exact decimal text; Number() below is for drawing only, the table shows the text.
+const SOURCES = [
+  { field: 'gridImport', label: 'grid import', color: '#2b6cb0' },
+  { field: 'gas', label: 'natural gas', color: '#c05621' },
+  { field: 'direct', label: 'direct CO₂', color: '#805ad5' },
+  { field: 'exportCredit', label: 'export credit (−)', color: '#2c7a7b', negative: true },
+];
+const METRICS = [
+  { metric: 'electricity_import', label: 'import', unit: 'kWh', axis: 'y' },
+  { metric: 'electricity_export', label: 'export', unit: 'kWh', axis: 'y' },
+  { metric: 'renewable_generation', label: 'renewable', unit: 'kWh', axis: 'y' },
+  { metric: 'natural_gas', label: 'gas', unit: 'm³', axis: 'yM3' },
+  { metric: 'co2_direct', label: 'direct CO₂', unit: 'kg', axis: 'yKg' },
+];
+const windowLabel = (w) => `${fmtTime(w.windowStart)} → ${fmtTime(w.windowEnd).slice(11)}`;
+const windowState = (w) => (w.settled ? 'settled' : w.open ? 'in progress' : 'not settled yet');
+// A settled window whose stored readings no longer recompute to its record (see /verify).
+const stateClass = (w) => (w.recomputedMatches === false ? 'bad' : w.settled ? 'ok' : 'muted');
+const stateTitle = (w) => (w.recomputedMatches === false ? 'the stored readings no longer recompute to this settlement: see Verification' : w.settlementId ?? '');
+// Windows not settled yet are drawn paler: their figures change until the oracle settles them.
+const shade = (color, w) => (w.settled ? color : `${color}66`);
+
+function drawWindows({ items, error }) {
+  const note = $('#windows-note');
+  if (error) {
+    note.textContent = `Per-window figures unavailable: ${error.message}`;
+  } else {
+    const settled = items.filter((w) => w.settled).length;
+    note.textContent = `${items.length} windows: ${settled} settled, ${items.length - settled} provisional (drawn paler; they change until settled).`;
   }
-  const datasets = [...series.entries()].map(([label, data], i) => ({
-    label,
-    data: data.sort((a, b) => a.x - b.x),
-    borderColor: PALETTE[i % PALETTE.length],
-    backgroundColor: PALETTE[i % PALETTE.length],
-    pointRadius: 0,
-    borderWidth: 1.5,
-    yAxisID: /co2_direct/.test(label) ? 'y2' : 'y',
+  const labels = items.map((w) => timeTick(Date.parse(w.windowStart)));
+  const datasets = SOURCES.map((src) => ({
+    type: 'bar',
+    label: `${src.label} (kg)`,
+    stack: 'sources',
+    data: items.map((w) => (src.negative ? -1 : 1) * Number(w.emissionsKg[src.field])),
+    backgroundColor: items.map((w) => shade(src.color, w)),
   }));
-  chart('readings', {
-    type: 'line',
-    data: { datasets },
+  datasets.push(
+    { type: 'line', label: 'actual (kg)', stack: 'actual', data: items.map((w) => Number(w.actualKg)), borderColor: '#1c2a25', backgroundColor: '#1c2a25', showLine: false, pointRadius: 3 },
+    { type: 'line', label: 'baseline (kg)', stack: 'baseline', data: items.map((w) => Number(w.baselineKg)), borderColor: '#b3261e', backgroundColor: '#b3261e', borderDash: [6, 4], pointRadius: 0, stepped: 'middle' },
+  );
+  chart('emissions', {
+    type: 'bar',
+    data: { labels, datasets },
     options: {
       animation: false,
       maintainAspectRatio: false,
-      parsing: false,
+      scales: { x: { stacked: true, ticks: { maxTicksLimit: 8 } }, y: { stacked: true, title: { display: true, text: 'kg CO₂e' } } },
+      plugins: { legend: { labels: { boxWidth: 12, font: { size: 11 } } } },
+    },
+  });
+
+  // One series per device and metric that moved in these windows; one axis per unit.
+  const devices = [...new Set(items.flatMap((w) => w.devices.map((d) => d.deviceId)))].sort();
+  const series = [];
+  for (const deviceId of devices) {
+    for (const m of METRICS) {
+      const data = items.map((w) => {
+        const d = w.devices.find((x) => x.deviceId === deviceId);
+        return d ? Number(d.totals[m.metric]) : null;
+      });
+      if (data.some((v) => v)) series.push({ deviceId, m, data });
+    }
+  }
+  const used = new Set(series.map((x) => x.m.axis));
+  chart('consumption', {
+    type: 'bar',
+    data: {
+      labels,
+      datasets: series.map(({ deviceId, m, data }, i) => ({
+        label: `${deviceId} · ${m.label} (${m.unit})`,
+        data,
+        yAxisID: m.axis,
+        backgroundColor: items.map((w) => shade(PALETTE[i % PALETTE.length], w)),
+      })),
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
       scales: {
-        x: { type: 'linear', ticks: { callback: timeTick, maxTicksLimit: 8 } },
-        y: { title: { display: true, text: 'register' } },
-        y2: { position: 'right', display: datasets.some((d) => d.yAxisID === 'y2'), grid: { drawOnChartArea: false }, title: { display: true, text: 'kg' } },
+        x: { ticks: { maxTicksLimit: 8 } },
+        y: { display: used.has('y') || used.size === 0, title: { display: true, text: 'kWh' } },
+        yM3: { position: 'right', display: used.has('yM3'), grid: { drawOnChartArea: false }, title: { display: true, text: 'm³' } },
+        yKg: { position: 'right', display: used.has('yKg'), grid: { drawOnChartArea: false }, title: { display: true, text: 'kg' } },
       },
       plugins: { legend: { labels: { boxWidth: 12, font: { size: 11 } } } },
     },
   });
+  renderWindowTables(items);
+}
+
+// The same figures as text (exact), newest window first: the charts' accessible form.
+function renderWindowTables(items) {
+  const rows = [...items].reverse();
+  const figures = $('#windows tbody');
+  const consumption = $('#consumption tbody');
+  figures.replaceChildren();
+  consumption.replaceChildren();
+  const exact = (value, field, cls = 'num') => el('td', { text: value, className: cls, data: { field, value } });
+  for (const w of rows) {
+    figures.append(
+      el('tr', { data: { windowStart: w.windowStart } }, [
+        el('td', { text: windowLabel(w) }),
+        el('td', { data: { field: 'state', value: windowState(w) } }, [
+          el('span', { text: windowState(w), className: `pill ${stateClass(w)}`, title: stateTitle(w) }),
+        ]),
+        el('td', { text: w.complete ? 'complete' : 'incomplete', data: { field: 'complete', value: w.complete } }),
+        ...SOURCES.map((src) => exact(w.emissionsKg[src.field], src.field)),
+        exact(w.actualKg, 'actualKg'),
+        exact(w.baselineKg, 'baselineKg'),
+        exact(w.netGrams, 'netGrams', signClass(w.netGrams)),
+      ]),
+    );
+    for (const d of w.devices) {
+      consumption.append(
+        el('tr', { data: { windowStart: w.windowStart, deviceId: d.deviceId } }, [
+          el('td', { text: windowLabel(w) }),
+          el('td', { text: d.deviceId, className: 'mono', data: { field: 'deviceId' } }),
+          el('td', { text: d.status, data: { field: 'status' } }),
+          ...METRICS.map((m) => exact(d.totals[m.metric], m.metric)),
+        ]),
+      );
+    }
+  }
+  if (rows.length === 0) {
+    const td = el('td', { text: 'No window yet.', className: 'empty' });
+    td.colSpan = 10;
+    figures.append(el('tr', {}, [td]));
+  }
 }
 
 function drawCredits(items) {

@@ -61,6 +61,31 @@ t.test('the dashboard of a running stack shows the chain balances and verified s
   t.ok(rows >= 3, `settlements listed (${rows})`);
   t.equal(await page.locator('#settlements [data-match="true"]').count(), rows, 'every settlement shown as verified');
 
+  // The per-window figures of the selected facility (signed simulated devices): every window the page
+  // shows as settled carries its settlement's net and still recomputes to it; the chart drew them all.
+  const selected = await page.locator('#facility-select').inputValue();
+  const { items: settlements } = await api(stack, `/v1/settlements?facilityId=${encodeURIComponent(selected)}&limit=1000`);
+  const shown = await page.evaluate(() =>
+    (Array.from(document.querySelectorAll('#windows tbody tr[data-window-start]')) as HTMLElement[]).map((tr) => ({
+      windowStart: tr.dataset.windowStart,
+      state: tr.querySelector<HTMLElement>('[data-field="state"]')?.dataset.value,
+      netGrams: tr.querySelector<HTMLElement>('[data-field="netGrams"]')?.dataset.value,
+    })),
+  );
+  const settledShown = shown.filter((w) => w.state === 'settled');
+  t.ok(settledShown.length >= 3, `settled windows in the per-window figures (${settledShown.length})`);
+  for (const w of settledShown) {
+    const s = settlements.find((x: { windowStart: string }) => x.windowStart === w.windowStart);
+    t.equal(w.netGrams, s?.netGrams, `window ${w.windowStart}: the settlement's net`);
+  }
+  const { items: figures } = await api(stack, `/v1/facilities/${encodeURIComponent(selected)}/windows`);
+  t.ok(figures.filter((w: { settled: boolean }) => w.settled).every((w: { recomputedMatches?: boolean }) => w.recomputedMatches === true), 'every settled window recomputes to its record');
+  const drawn = await page.evaluate(() => {
+    const w = window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { labels: unknown[] } } | undefined } };
+    return w.Chart.getChart(document.getElementById('emissions-chart') as HTMLCanvasElement)?.data.labels.length;
+  });
+  t.equal(drawn, shown.length, 'one bar group per window in the table');
+
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const shot = path.join(ARTIFACTS, 'dashboard-stack.png');
   await page.screenshot({ path: shot, fullPage: true });

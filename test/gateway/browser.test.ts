@@ -73,12 +73,16 @@ t.test(
         evidenceRoot: '0x' + (i + 16).toString(16).repeat(32).slice(0, 64),
         txHash: '0x' + 'ab'.repeat(32),
         // Window 0: two of three devices signed; window 2: the CEMS's hash chain broken; else all signed.
+        // (With what the per-window figures read of a record: totals, factors, baseline, end cursors.)
         inputs: {
           devices: [
-            { deviceId: 'cems', consumedCount: 4, ...(i === 0 ? {} : { chain: { unbroken: i !== 2 } }) },
-            { deviceId: 'gas-meter', consumedCount: 4, chain: { unbroken: true } },
-            { deviceId: 'grid-meter', consumedCount: 4, chain: { unbroken: true } },
+            { deviceId: 'cems', consumedCount: 4, endCursors: [], ...(i === 0 ? {} : { chain: { unbroken: i !== 2 } }) },
+            { deviceId: 'gas-meter', consumedCount: 4, endCursors: [], chain: { unbroken: true } },
+            { deviceId: 'grid-meter', consumedCount: 4, endCursors: [], chain: { unbroken: true } },
           ],
+          totals: { electricity_import: '0', electricity_export: '0', renewable_generation: '0', natural_gas: '0', co2_direct: '0' },
+          factors: { gridKgPerKwh: '0.5366', gasKgPerM3: '2.162' },
+          baselineKg: '60',
         },
       };
     });
@@ -178,12 +182,14 @@ t.test(
     const saved = JSON.parse(fs.readFileSync((await download.path())!, 'utf8'));
     t.match(saved, { format: 'mrv-audit-bundle-1', settlement: { id: `facA:${T0 + W}` } }, 'the bundle saved from the dashboard');
     t.match(await page.locator('#retirements tbody').textContent(), /Municipal transit/);
-    // Charts drew something (chart.js served from node_modules, allowed by the CSP).
+    // Charts drew something (chart.js served from node_modules, allowed by the CSP). The facility was
+    // registered now, after these records: its only window is the one in progress (the per-window
+    // charts are checked against the API in windows-browser.test.ts).
     const charts = await page.evaluate(() => {
       const w = window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { datasets: { data: unknown[] }[] } } | undefined } };
-      return ['readings-chart', 'credits-chart'].map((id) => w.Chart.getChart(document.getElementById(id) as HTMLCanvasElement)?.data.datasets.map((d) => d.data.length));
+      return ['emissions-chart', 'credits-chart'].map((id) => w.Chart.getChart(document.getElementById(id) as HTMLCanvasElement)?.data.datasets.map((d) => d.data.length));
     });
-    t.same(charts[0], [120, 120, 120], 'readings chart: one series per device and metric');
+    t.same(charts[0], [1, 1, 1, 1, 1, 1], 'emissions chart: four sources, actual and baseline for the window in progress');
     t.same(charts[1], [nets.length, nets.length], 'credits chart: cumulative and per window');
 
     fs.mkdirSync(ARTIFACTS, { recursive: true });

@@ -7,7 +7,7 @@ import { Decimal } from '../../domain/decimal.ts';
 import { METRICS, type Metric, type Reading } from '../../domain/reading.ts';
 import { applyFactors, factorSetAt, FACTOR_SETS, sealFactors } from '../../oracle/factors.ts';
 import { evidenceLeaves } from '../../oracle/evidence.ts';
-import { settleWindow, type DeviceWindowInput, type RegisterCursor, type WindowInput } from '../../oracle/methodology.ts';
+import { emissionsBySource, settleWindow, type DeviceWindowInput, type RegisterCursor, type WindowInput } from '../../oracle/methodology.ts';
 import type { DeviceCoverage } from '../../store/types.ts';
 
 const W = 10_000;
@@ -153,6 +153,31 @@ t.test('each metric and its unit conversion', async (t) => {
   t.equal(mixed.actualKg, '7.5226');
   t.equal(mixed.netGrams, 2477n);
   t.same(mixed.totals, { electricity_import: '2', electricity_export: '1', renewable_generation: '7', natural_gas: '3', co2_direct: '0.5' });
+  // By source (what /windows shows): 1.0732 grid import, 6.486 gas, 0.5 direct, 0.5366 export credit.
+  const e = emissionsBySource(mixed.totals, mixed.factors);
+  t.same([e.gridImportKg, e.gasKg, e.directKg, e.exportCreditKg, e.actualKg].map(String), ['1.0732', '6.486', '0.5', '0.5366', mixed.actualKg]);
+  t.same(mixed.devices[0].totals, mixed.totals, 'one device: its totals are the facility\'s');
+});
+
+t.test("each device's totals, and they add up to the facility's", async (t) => {
+  // d1: import 1000 -> 1005 (5 kWh); d2: import 7 -> 8.5 (1.5 kWh) and 0.25 kg co2; d3: nothing in the window.
+  const r = settleWindow(
+    input([
+      dev('d1', [rd('d1', 2, 15_000, 'electricity_import', '1005')], { startCursors: [cur('electricity_import', 1, 5_000, '1000')] }),
+      dev('d2', [rd('d2', 2, 12_000, 'electricity_import', '8.5'), rd('d2', 3, 13_000, 'co2_direct', '0.25')], { startCursors: [cur('electricity_import', 1, 5_000, '7')] }),
+      dev('d3', []),
+    ]),
+  );
+  const zero = { electricity_import: '0', electricity_export: '0', renewable_generation: '0', natural_gas: '0', co2_direct: '0' };
+  t.same(Object.fromEntries(r.devices.map((d) => [d.deviceId, d.totals])), {
+    d1: { ...zero, electricity_import: '5' },
+    d2: { ...zero, electricity_import: '1.5', co2_direct: '0.25' },
+    d3: zero,
+  });
+  t.same(r.totals, { ...zero, electricity_import: '6.5', co2_direct: '0.25' });
+  // 6.5 x 0.5366 + 0.25 = 3.7379 kg
+  t.equal(r.actualKg, '3.7379');
+  t.equal(emissionsBySource(r.totals, r.factors).actualKg.toString(), r.actualKg);
 });
 
 t.test('export credit: exports are subtracted at the grid factor', async (t) => {
