@@ -17,6 +17,8 @@ import { buildOracle } from '../../oracle/oracle.ts';
 import { buildCorrectionSender, buildCorrector } from '../../oracle/corrections.ts';
 import { buildCorrectionAudit } from '../../oracle/correction-audit.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
+import { buildGateway } from '../../gateway/app.ts';
+import { createKeyStore } from '../../gateway/keys.ts';
 import { F0, FEB, JAN, batchId, key, send, setClock, withFacilities } from './credit-helpers.ts';
 
 const chain = await startHardhatChain({ accounts: 8 });
@@ -120,4 +122,53 @@ t.test('a void on chain, corrections sent once, applied and verified', async (t)
     t.equal(v.match, true, `${c.id} matches the chain`);
     t.equal(v.onChain.deltaGrams, c.deltaGrams);
   }
+});
+
+t.test('wired: the regulator voids over HTTP (on chain through the port), the oracle run sends, /verify matches', async (t) => {
+  const f = await withFacilities(chain);
+  const regulatorPort = openCorrectionPort({ address: f.address, runner: chain.signers[1] });
+  const oraclePort = openCorrectionPort({ address: f.address, runner: chain.signers[2] });
+  const db = openDatabase(t.testdir());
+  t.teardown(() => db.close());
+  const stores = openSqliteStores(db, { clock: () => T0 });
+  stores.registry.createFacility({ id: 'A', name: 'A', owner: f.accounts.ownerA, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
+  stores.registry.createDevice('A', 'meter-1', 'meter', { reportingIntervalSeconds: 3600 });
+  const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'A', deviceId: 'meter-1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
+  await stores.readings.commit([rd(1, T0 + 30 * MIN, '10000'), rd(2, T0 + WMS + 30 * MIN, '11000'), rd(3, T0 + 2 * WMS + 30 * MIN, '12000'), rd(4, T0 + 3 * WMS + 30 * MIN, '12100')]);
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000, correctionPort: oraclePort });
+  t.teardown(() => oracle.close());
+  await oracle.runOnce(T0 + 4 * WMS + 1000);
+  const settled = oracle.listSettlements({ facilityId: 'A' });
+  await send(f.oracle.settleBatch(Array.from({ length: 12 }, (_, i) => ({ facility: key('A'), windowStart: F0 + BigInt(i) * 3600n, netGrams: i < 4 ? BigInt(settled[i].netGrams) : 0n, evidenceRoot: i < 4 ? settled[i].evidenceRoot : '0x' + '00'.repeat(31) + '01' }))));
+  const app = await buildGateway({
+    db,
+    registry: stores.registry,
+    readings: stores.readings,
+    settlements: oracle,
+    audit: oracle,
+    corrections: {
+      records: stores.corrections,
+      corrector: buildCorrector({ readings: stores.readings, records: oracle.records, corrections: stores.corrections }),
+      audit: buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings, port: oraclePort }),
+      port: regulatorPort,
+    },
+    logger: silentLogger,
+    options: { rateLimitMax: 1000, windowSeconds: 3600 },
+  });
+  t.teardown(() => app.close());
+  const regulator = { authorization: `Bearer ${createKeyStore(db).create('regulator').key}` };
+  const r = await app.inject({ method: 'POST', url: '/v1/devices/meter-1/voids', headers: regulator, payload: { from: T0 + 2 * WMS, to: new Date(T0 + 3 * WMS).toISOString(), reason: 'meter found faulty' } });
+  t.equal(r.statusCode, 201);
+  const out = r.json();
+  t.equal(out.void.chainVoidId, 1, 'recorded on chain first');
+  // w2 loses its only reading (incomplete, 0); w3 walks 11000 -> 12100 = 1100 kWh.
+  t.same(out.corrections.map((c: { deltaGrams: string }) => c.deltaGrams), [String(-BigInt(settled[2].netGrams)), String(3_600_000n - 1100n * 5366n / 10n - BigInt(settled[3].netGrams))]);
+  await oracle.runOnce(T0 + 4 * WMS + 2000);
+  for (const c of out.corrections as { id: string }[]) {
+    const got = (await app.inject({ method: 'GET', url: `/v1/corrections/${c.id}`, headers: regulator })).json();
+    t.equal(got.state, 'confirmed', `${c.id} sent by the oracle run and confirmed`);
+    const v = (await app.inject({ method: 'GET', url: `/v1/corrections/${c.id}/verify`, headers: regulator })).json();
+    t.equal(v.match, true, `${c.id} verifies against the chain`);
+  }
+  t.equal((await oraclePort.correctionsOf('A')).length, 2);
 });
