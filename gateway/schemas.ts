@@ -321,6 +321,12 @@ export const SettlementView = Type.Object({
     ),
   ),
   bundleUrl: Type.String({ description: 'the audit bundle: GET it and run `npm run audit -- bundle.json --rpc URL --ledger 0x…`' }),
+  corrections: Type.Optional(
+    Type.Array(
+      Type.Object({ id: Type.String(), seq: Type.Integer(), state: Type.String(), netGrams: IntegerText('the net after it'), deltaGrams: IntegerText('its difference') }),
+      { description: 'corrections of this window (voided readings), oldest first: the last one\'s netGrams is the window\'s net now (GET /v1/corrections/{id})' },
+    ),
+  ),
 });
 export const SettlementList = Type.Object({ items: Type.Array(SettlementView), next: NextCursor }, { description: 'newest window first' });
 const Loose = Type.Record(Type.String(), Type.Unknown());

@@ -641,6 +641,8 @@ export interface CorrectionRecords {
   /** The newest correction of a settlement, or undefined. */
   latest(settlementId: string): Correction | undefined;
   getCorrection(id: string): Correction | undefined;
+  /** The corrections of these settlements, by window and seq. */
+  correctionsOf(settlementIds: string[]): Correction[];
   /** Corrections, oldest window and seq first; a facility's only when given. */
   listCorrections(q?: { facilityId?: string; state?: CorrectionState; limit?: number }): Correction[];
   /**

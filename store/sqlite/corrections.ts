@@ -129,6 +129,11 @@ export class SqliteCorrections implements CorrectionRecords {
     return r ? toCorrection(r) : undefined;
   }
 
+  correctionsOf(settlementIds: string[]): Correction[] {
+    const q = this.db.prepare('SELECT * FROM oracle_corrections WHERE settlement_id = ? ORDER BY seq');
+    return settlementIds.flatMap((id) => (q.all(id) as CorrectionRow[]).map(toCorrection));
+  }
+
   listCorrections(q: { facilityId?: string; state?: CorrectionState; limit?: number } = {}): Correction[] {
     const where: string[] = [];
     const args: (string | number)[] = [];

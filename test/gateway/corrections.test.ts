@@ -85,6 +85,13 @@ t.test('voids and corrections over HTTP', async (t) => {
   t.match(out.corrections[0], { settlementId: 'F-20000', seq: 1, state: 'intent', prevNetGrams: '5707', netGrams: '0', deltaGrams: '-5707', complete: false });
   t.match(out.corrections[1], { settlementId: 'F-30000', prevNetGrams: '8926', netGrams: '4634', deltaGrams: '-4292', complete: true });
 
+  // The corrected settlements name their corrections; the others do not.
+  const s2 = (await app.inject({ method: 'GET', url: '/v1/settlements/F-20000', headers: bearer(k.facF) })).json();
+  t.same(s2.corrections, [{ id: 'F-20000-c1', seq: 1, state: 'intent', netGrams: '0', deltaGrams: '-5707' }]);
+  t.equal(s2.netGrams, '5707', 'the settlement itself stays as settled');
+  const page = (await app.inject({ method: 'GET', url: '/v1/settlements?facilityId=F', headers: bearer(k.facF) })).json().items as { id: string; corrections?: unknown[] }[];
+  t.same(page.filter((x) => x.corrections).map((x) => x.id).sort(), ['F-20000', 'F-30000']);
+
   // Twice: nothing more to correct.
   const again = await post(k.regulator, { ...body, reason: 'same fault, reported twice' });
   t.equal(again.statusCode, 201);
