@@ -111,13 +111,14 @@ export function buildCorrector(deps: CorrectorDeps): Corrector {
       const ids = new Set(devices.map((d) => d.deviceId));
       const row = { facilityId, windowStart: s.windowStart, windowEnd: s.windowEnd, inputs: { ...eff.inputs, devices } };
       const input = await recordedWindowInputs(readings, row, voids.filter((v) => ids.has(v.deviceId)));
-      if (evaluate(input).evidence.root.toLowerCase() === eff.root.toLowerCase()) {
+      const first = evaluate(input);
+      if (first.evidence.root.toLowerCase() === eff.root.toLowerCase()) {
         // Nothing this window used is void, and it starts where it did: it stands, and so do its end cursors.
         for (const d of devices) carry.delete(d.deviceId);
         if (carry.size === 0) carried = new Set();
         continue;
       }
-      const outcome = evaluate(input).result;
+      const outcome = first.result;
       const endsAsBefore = outcome.devices.every((d) => {
         const was = eff.inputs.devices.find((x) => x.deviceId === d.deviceId);
         return was !== undefined && sameCursors(was.endCursors, d.endCursors);
