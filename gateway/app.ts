@@ -28,6 +28,7 @@ import { registerDeviceRoutes } from './routes/devices.ts';
 import { registerReadingRoutes } from './routes/readings.ts';
 import { registerSettlementRoutes } from './routes/settlements.ts';
 import { registerRetirementRoutes } from './routes/retirements.ts';
+import { registerBatchRoutes } from './routes/batches.ts';
 import { registerDashboardRoutes } from './routes/dashboard.ts';
 import type { Logger } from '../domain/logger.ts';
 
@@ -217,6 +218,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   registerReadingRoutes(app, ctx);
   registerSettlementRoutes(app, ctx);
   registerRetirementRoutes(app, ctx);
+  registerBatchRoutes(app, ctx);
   registerDashboardRoutes(app, ctx);
 
   return app;

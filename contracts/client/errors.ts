@@ -248,7 +248,29 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     case 'RetirementNotFound':
       return `no retirement #${a[0]} on this ledger`;
     case 'FacilityIsSuspended':
-      return `${facility(a[0])}, ${who(a[1]) === 'you' ? 'yours' : `of ${who(a[1])}`}, is suspended by the regulator: its credits cannot be retired or moved until it is reinstated`;
+      return `${facility(a[0])} is suspended by the regulator: its batches cannot be retired or moved, wherever held, until it is reinstated`;
+    case 'FacilityInDeficit':
+      return `${facility(a[0])} is in deficit (${grams(a[1])}): its owner's credits of it cannot move or be retired until settlements pay the deficit down`;
+    case 'FacilityLagging':
+      return `${facility(a[0])}'s settlement lags more than two windows (next window ${when(a[1])}): its owner's credits of it are frozen until the oracle catches up`;
+    case 'BatchNotFound':
+      return `no batch with token id ${a[0]} on this ledger (GET /v1/batches lists a facility's batches)`;
+    case 'InvalidRetirementBatchCount':
+      return `a retirement takes 1 to 32 batches (got ${a[0]})`;
+    case 'WindowNotEnded':
+      return `${facility(a[0])}'s window ending ${when(a[1])} has not ended on chain (block time ${when(a[2])}): settle it after it ends`;
+    case 'NetAboveCap':
+      return `${facility(a[0])}: a window's net of ${grams(a[1])} is above its cap of ${grams(a[2])} (baseline plus export allowance for one window)`;
+    case 'MisalignedWindow':
+      return `${facility(a[0])}: ${when(a[1])} is not a multiple of the ledger's window length`;
+    case 'InvalidWindowLength':
+      return `a window length must be 1 s to 28 days (got ${a[0]} s)`;
+    case 'CapOutOfRange':
+      return `${facility(a[0])}: a cap of ${a[1]} g per window is beyond what the ledger stores (2^56 g)`;
+    case 'LimitsChangePending':
+      return `${facility(a[0])} has a baseline or allowance change scheduled from ${when(a[1])}: one change at a time`;
+    case 'InvalidDeviceRecord':
+      return 'a device id must be 1 to 64 bytes, a void range non-empty with a reason of 1 to 256 bytes';
     case 'FacilityNotRegistered':
       return `${facility(a[0])} is not registered on the ledger: register it first (POST /v1/facilities; the oracle pushes what the gateway could not)`;
     case 'FacilityAlreadyRegistered':
@@ -258,7 +280,7 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     case 'InvalidFacilityOwner':
       return 'a facility owner must be a real address, not the zero address';
     case 'InvalidFacilityId':
-      return `a facility id must be 1 to 64 bytes long (got ${a[0]})`;
+      return `a facility id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and - (got ${a[0]} bytes)`;
     case 'FacilityHasSettlements':
       return `${facility(a[0])} already has settlements (next window ${when(a[1])}): it can no longer be deregistered`;
     case 'BaselineEffectiveTooEarly':

@@ -271,7 +271,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       preValidation: requireRole(ALL_ROLES, { scope: 'path' }),
       schema: {
         tags: ['credits'],
-        summary: 'Credit balance of the facility owner and the facility totals, read from the chain',
+        summary: "The facility owner's balance of the facility's batches, and the facility totals over its batches, read from the chain",
         params: FacilityParams,
         response: { 200: BalanceView, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
@@ -285,15 +285,15 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
         const f = registry.getFacility(id);
         if (!f) throw errors.FACILITY_NOT_FOUND(id);
         let c: Awaited<ReturnType<typeof ledger.facility>>;
-        let balance: bigint;
-        let owner: string;
         try {
           c = await ledger.facility(id);
-          owner = c.registered && c.owner ? c.owner : f.owner;
-          balance = BigInt(gramsText(await ledger.balanceOf(owner)));
         } catch (err) {
           throw asChainError(err);
         }
+        const owner = c.registered && c.owner ? c.owner : f.owner;
+        // What the owner holds of this facility's batches (credits of its other facilities, or of
+        // other facilities' batches it bought, are not this facility's balance).
+        const balance = BigInt(gramsText(c.ownerHeldGrams ?? 0n));
         return {
           facilityId: id,
           owner,
