@@ -282,7 +282,7 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     case 'InvalidFacilityId':
       return `a facility id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and - (got ${a[0]} bytes)`;
     case 'FacilityHasSettlements':
-      return `${facility(a[0])} already has settlements (next window ${when(a[1])}): it can no longer be deregistered`;
+      return `${facility(a[0])} already has settlements: it can no longer be deregistered or change owner`;
     case 'BaselineEffectiveTooEarly':
       return `a baseline change for ${facility(a[0])} must take effect at or after its next unsettled window ${when(a[2])}, not at ${when(a[1])}`;
     case 'InvalidRoleHolder':
