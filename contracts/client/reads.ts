@@ -155,6 +155,11 @@ export class LedgerReader {
     return out;
   }
 
+  /** What an account holds over every batch, grams (the sum of its holdings). */
+  async heldBy(account: string): Promise<bigint> {
+    return (await this.holdings(account)).reduce((a, h) => a + h.balanceGrams, 0n);
+  }
+
   /** ERC-1155 balance of one batch. */
   balanceOf(address: string, batchId: bigint): Promise<bigint> {
     return readCall(() => this.contract.balanceOf(address, batchId));

@@ -53,7 +53,7 @@ if (!anvilBinary()) {
     t.teardown(() => second.close());
     const again = Ledger.attach(ledger.address, new ethers.Wallet(second.privateKeys[0], second.provider), { confirmTimeoutMs: 30_000 });
     t.match(await again.facility('A'), { registered: true, owner, nextWindowStart: T0 + 2 * W, mintedGrams: 7327n });
-    t.equal(await again.balanceOf(owner), 7327n);
+    t.equal(await again.heldBy(owner), 7327n);
     const settled = await again.settlements({ facilityId: 'A' });
     t.same(settled.map((s) => [s.facilityId, s.windowStart, s.mintedGrams]), [
       ['A', T0, 7317n],

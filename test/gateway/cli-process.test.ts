@@ -172,7 +172,7 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: s
   const ok = await cli(['retire', '--amount-grams', '1500000', '--beneficiary', 'City of X', '--reason', 'scope 2 2026'], { ...env, HOLDER_KEY_FILE: keyFile });
   t.equal(ok.code, 0, ok.stderr);
   t.match(JSON.parse(ok.stdout), { ok: true, via: 'direct', holder: owner, amountGrams: '1500000', id: '1', txHash: /^0x[0-9a-f]{64}$/ });
-  t.equal(await local.oracleLedger.balanceOf(owner), 3_500_000n);
+  t.equal(await local.oracleLedger.heldBy(owner), 3_500_000n);
 
   // Through the gateway's relay (API key from the environment): the refusal is the same sentence.
   const h = await startGateway(t, { deps: { ledger: undefined } });
@@ -189,7 +189,7 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: s
   const relayedOk = await cli(['retire', '--key-file', keyFile, '--relay', base, '--amount-grams', '500000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
   t.equal(relayedOk.code, 0, relayedOk.stderr);
   t.match(JSON.parse(relayedOk.stdout), { ok: true, via: 'relay', holder: owner, id: '2' });
-  t.equal(await local.oracleLedger.balanceOf(owner), 3_000_000n);
+  t.equal(await local.oracleLedger.heldBy(owner), 3_000_000n);
 
   // A key on the command line works, with a warning.
   const raw = await cli(['balance', '--key', fs.readFileSync(keyFile, 'utf8').trim()], env);

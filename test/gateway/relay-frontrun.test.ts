@@ -27,7 +27,7 @@ t.test('a signed request someone else submitted first is answered with its retir
   const first = 1_700_000_000_000;
   await deployed.connect(wallet(regulatorKey)).registerFacility('facA', owner, '3600', first);
   await deployed.connect(wallet(oracleKey)).settleBatch([{ facilityId: 'facA', windowStart: first, windowEnd: first + 60_000, netGrams: 5_000_000n, evidenceRoot: ethers.ZeroHash }]);
-  t.equal(await deployed.balanceOf(owner), 5_000_000n);
+  t.equal(await deployed.heldBy(owner), 5_000_000n);
 
   const h = await startGateway(t, { deps: { ledger: undefined } });
   const app = await buildGateway({ db: h.db, registry: h.registry, ledger: Ledger.attach(address, wallet(relayerKey)), logger: silentLogger });
@@ -54,12 +54,12 @@ t.test('a signed request someone else submitted first is answered with its retir
   });
   // And the holder retires directly with the same content, to make a look-alike record.
   await deployed.retire(new ethers.Wallet(ownerKey, chain.provider), 1_500_000n, 'City of X', 'scope 2');
-  const balance = await deployed.balanceOf(owner);
+  const balance = await deployed.heldBy(owner);
 
   const r = await post(signed);
   t.equal(r.statusCode, 200, 'the request took place: not a refusal');
   t.same(r.json(), { txHash: stolen.txHash, id: stolen.id.toString(), alreadySubmitted: true }, "the retirement the signed request produced (the third party's transaction)");
-  t.equal(await deployed.balanceOf(owner), balance, 'nothing retired twice');
+  t.equal(await deployed.heldBy(owner), balance, 'nothing retired twice');
   const rec = (await deployed.retirements({ account: owner })).find((x) => x.id === stolen.id);
   t.match(rec, { amountGrams: 1_500_000n, beneficiary: 'City of X', reason: 'scope 2' });
 

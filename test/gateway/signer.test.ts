@@ -63,6 +63,6 @@ if (requireBinary(t, missing.anvil())) {
     const { txHash } = (await ok.json()) as { txHash: string };
     t.equal((await anvil.provider.getTransaction(txHash))?.from, ethers.computeAddress(gatewayKey), 'signed by the gateway key');
     t.equal(await anvil.provider.getTransactionCount(oracleAddress), 0, 'the oracle key still sent nothing');
-    t.equal(await ledger.balanceOf(holder.address), 4_000n);
+    t.equal(await ledger.heldBy(holder.address), 4_000n);
   });
 }

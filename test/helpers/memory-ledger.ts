@@ -202,7 +202,7 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
 
   #unsettled(s: State, id: string): MemoryFacility {
     const f = this.#registered(s, id);
-    if (f.next !== f.first) throw revert('FacilityHasSettlements', facilityKey(id), secs(f.next));
+    if (f.next !== f.first) throw revert('FacilityHasSettlements', facilityKey(id));
     return f;
   }
 
@@ -265,6 +265,11 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
       if (balance > 0n) out.push({ batch: this.#view(id, b), balanceGrams: balance });
     }
     return out;
+  }
+
+  /** What an account holds over every batch, grams. */
+  async heldBy(account: string): Promise<bigint> {
+    return (await this.holdings(account)).reduce((a, h) => a + h.balanceGrams, 0n);
   }
 
   #batchesOf(facilityId: string): BatchView[] {
@@ -451,7 +456,6 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     const word = publicKeyToBytes32(publicKeyHex);
     return this.chain.send((s, block, txHash) => {
       this.#need(s, 'regulator');
-      if (s.paused) throw revert('EnforcedPause');
       const length = Buffer.byteLength(deviceId, 'utf8');
       if (length === 0 || length > MAX_DEVICE_ID_LENGTH) throw revert('InvalidDeviceRecord');
       const key = bytes32ToPublicKey(word);

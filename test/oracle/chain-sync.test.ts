@@ -146,13 +146,13 @@ t.test('device keys: a chain failure is logged and retried next run; a ledger wi
   registry.createDevice('F', 'signed', 'meter', { publicKey: K1 });
   const metrics = oracleMetrics();
   const { logger, lines } = capturingLogger();
-  await ledger.pause(); // the chain refuses every write
+  await ledger.revokeRole('regulator', ledger.from); // the chain refuses the key's write
   const sync = buildChainSync({ ledger, registry, windowMs: W, clock: () => clock.now, logger, metrics });
   const counts = { registered: 0, synced: 0 };
   t.same(await sync.syncDeviceKeys(registry.getFacility('F')!, counts), []);
   t.equal(await ledger.deviceKey('signed'), undefined);
   t.ok(lines.some((l) => l.level === 40 && l.deviceId === 'signed' && /retrying next run/.test(String(l.msg))));
-  await ledger.unpause();
+  await ledger.grantRole('regulator', ledger.from);
   await sync.syncDeviceKeys(registry.getFacility('F')!, counts);
   t.equal(await ledger.deviceKey('signed'), K1, 'pushed on the next run');
 

@@ -84,7 +84,7 @@ async function checkChain(t: Test, ledger: Ledger, oracle: Oracle, chain: Chain,
     const sum = recorded.reduce((a, s) => a + BigInt(s.netGrams), 0n);
     t.equal(mine.reduce((a, e) => a + e.netGrams, 0n), sum, `${f}: chain nets sum to the methodology's`);
     const state = await ledger.facility(f);
-    const balance = await ledger.balanceOf(chain.signers[owners.get(f) as number].address);
+    const balance = await ledger.heldBy(chain.signers[owners.get(f) as number].address);
     t.equal(balance + state.retiredGrams - state.deficitGrams, sum, `${f}: balance + retired - deficit == sum of nets (${sum})`);
     t.equal(state.nextWindowStart, T0 + (lastWindow + 1) * W);
   }
