@@ -333,8 +333,8 @@ export function describeChainError(e: unknown, ctx: RevertContext & { rpc?: stri
   if (x?.code === 'CALL_EXCEPTION') {
     const data = revertDataCandidates(e)[0];
     return data
-      ? `the contract refused with an error this client does not know (selector ${data.slice(0, 10)}): is the address a CarbonLedger of this version?`
-      : 'the contract refused without saying why: check that the address is a CarbonLedger on this chain';
+      ? `the contract refused with an error this client does not know (selector ${data.slice(0, 10)}): is the address a CreditLedger of this version?`
+      : 'the contract refused without saying why: check that the address is a CreditLedger on this chain';
   }
   if (classifyChainError(e) === 'unavailable') {
     return `cannot reach the chain${ctx.rpc ? ` at ${ctx.rpc}` : ''}: is the node running (npm start runs it) and is the RPC URL right?`;

@@ -32,7 +32,7 @@ async function setup(t: Test) {
   const provider = new ethers.JsonRpcProvider(proxy.url, { chainId: 31337, name: 'anvil' }, { staticNetwork: true, pollingInterval: 100, cacheTimeout: -1, batchMaxCount: 1 });
   t.teardown(() => provider.destroy());
   const wallet = (i: number) => new ethers.NonceManager(new ethers.Wallet(anvil.privateKeys[i], provider));
-  const admin = await Ledger.deploy(wallet(0), { confirmTimeoutMs: 20_000 });
+  const admin = await Ledger.deploy(wallet(0), { windowSeconds: W / 1000, confirmTimeoutMs: 20_000 });
   const keys = [1, 2].map((i) => ethers.computeAddress(anvil.privateKeys[i]));
   for (const k of keys) {
     await admin.grantRole('oracle', k);
