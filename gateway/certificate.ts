@@ -5,6 +5,7 @@
  * transactions, and where to verify them). As JSON for the API and as a printable HTML page in
  * which every field is escaped: beneficiary and reason are whatever the holder signed.
  */
+import { createHash } from 'node:crypto';
 import { gramsToTonnes } from '../domain/decimal.ts';
 import { serialOf, vintagePrefix, type BatchView, type LedgerPort, type OnChainSettlement, type RetirementRecord } from '../contracts/client/port.ts';
 import { vintageOf } from '../contracts/client/port.ts';
@@ -118,6 +119,23 @@ export async function buildCertificate(ledger: Pick<LedgerPort, 'retirement' | '
   return { ...retirementJson(r), settlements };
 }
 
+const STYLE = `
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #111; }
+h1 { font-size: 1.5rem; margin-bottom: 0.2rem; }
+table { border-collapse: collapse; width: 100%; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #bbb; padding: 0.3rem 0.45rem; text-align: left; vertical-align: top; }
+th { background: #f1f1f1; }
+dt { font-weight: 600; } dd { margin: 0 0 0.4rem 0; overflow-wrap: anywhere; }
+.num { text-align: right; } .mono, .serial { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
+@media print { a { color: inherit; text-decoration: none; } }
+`;
+
+/**
+ * The certificate page's Content-Security-Policy: nothing but its own inline style (by hash), no
+ * script, no frames, links only.
+ */
+export const CERTIFICATE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(STYLE).digest('base64')}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+
 /** Text made safe for HTML element content and quoted attribute values. */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"'`=/]/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -143,16 +161,7 @@ export function certificateHtml(c: CertificateJson): string {
 <head>
 <meta charset="utf-8">
 <title>Retirement certificate #${e(c.id)}</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #111; }
-h1 { font-size: 1.5rem; margin-bottom: 0.2rem; }
-table { border-collapse: collapse; width: 100%; margin: 0.5rem 0 1.5rem; }
-th, td { border: 1px solid #bbb; padding: 0.3rem 0.45rem; text-align: left; vertical-align: top; }
-th { background: #f1f1f1; }
-dt { font-weight: 600; } dd { margin: 0 0 0.4rem 0; overflow-wrap: anywhere; }
-.num { text-align: right; } .mono, .serial { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
-@media print { a { color: inherit; text-decoration: none; } }
-</style>
+<style>${STYLE}</style>
 </head>
 <body>
 <h1>Retirement certificate #<span id="certificate-id">${e(c.id)}</span></h1>

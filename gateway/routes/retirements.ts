@@ -11,7 +11,7 @@ import { describeChainError } from '../../contracts/client/errors.ts';
 import { asChainError } from '../errors.ts';
 import { CertificateView, RetirementList, RetirementParams, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
 import { gramsText } from '../format.ts';
-import { buildCertificate, certificateHtml, retirementJson } from '../certificate.ts';
+import { buildCertificate, CERTIFICATE_CSP, certificateHtml, retirementJson } from '../certificate.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 
 export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -66,7 +66,12 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
       });
       if (!cert) throw errors.RETIREMENT_NOT_FOUND(request.params.id);
       if (wantsHtml(request.headers.accept)) {
-        return reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-cache').serializer((x: unknown) => x as string).send(certificateHtml(cert));
+        return reply
+          .header('content-type', 'text/html; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .header('content-security-policy', CERTIFICATE_CSP)
+          .serializer((x: unknown) => x as string)
+          .send(certificateHtml(cert));
       }
       return cert;
     },

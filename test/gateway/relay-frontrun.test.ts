@@ -64,7 +64,7 @@ t.test('a signed request someone else submitted first is answered with its retir
   t.same(r.json(), { txHash: stolen.txHash, id: stolen.id.toString(), alreadySubmitted: true }, "the retirement the signed request produced (the third party's transaction)");
   t.equal(await deployed.heldBy(owner), balance, 'nothing retired twice');
   const rec = (await deployed.retirements({ account: owner })).find((x) => x.id === stolen.id);
-  t.match(rec, { batchIds, amounts: [1_500_000n], beneficiary: 'City of X', reason: 'scope 2' });
+  t.match(rec, { amountGrams: 1_500_000n, parts: [{ batchId: String(batchIds[0]), amountGrams: 1_500_000n }], beneficiary: 'City of X', reason: 'scope 2' });
 
   // Before this change the gateway answered 422; a request that never took place still gets 422.
   const forged = await post({ ...signed, nonce: '99', signature: signed.signature });
