@@ -19,7 +19,9 @@ import { tmpDir } from '../helpers/tmp.ts';
 const W = 10_000;
 
 t.test('registration validation, owner correction, removal, blocked status', async (t) => {
-  const chain = await startHardhatChain({ accounts: 8 });
+  // The chain's clock ahead of ours: the oracle runs at times up to 5 windows ahead below, and the
+  // ledger settles only windows that have ended by its block time.
+  const chain = await startHardhatChain({ accounts: 8, initialDate: new Date(Date.now() + 10 * W) });
   t.teardown(() => chain.close());
   const ledger = await Ledger.deploy(chain.signers[0], { windowSeconds: W / 1000 });
   const db = openDatabase(tmpDir(t, 'mrv-gw-'));
