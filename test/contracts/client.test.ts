@@ -29,7 +29,7 @@ t.test('unit conversions', async (t) => {
 
 t.test('loadArtifact', async (t) => {
   const a = loadArtifact();
-  t.equal(a.contractName, 'CarbonLedger');
+  t.equal(a.contractName, 'CreditLedger');
   t.match(a.bytecode, /^0x[0-9a-f]{100,}$/);
   t.ok(a.abi.length > 20);
   t.throws(() => loadArtifact('Missing'), { code: 'CONTRACTS_NOT_COMPILED', message: /npm run compile/ });
