@@ -3,8 +3,8 @@
  * on. ethers throws reverts in many shapes (estimateGas, call or a mined revert, through any
  * provider, sometimes as "execution reverted (unknown custom error)" with the data nested inside):
  * `decodeLedgerError` finds the data and names the error from the ledger's ABI (its own errors and
- * the OpenZeppelin ERC-20, AccessControl, Pausable, Nonces and EIP-712 errors it inherits) plus the
- * other OpenZeppelin standard errors (ERC-1155, ERC-721, ECDSA), `Panic(code)` and `Error(string)`;
+ * the OpenZeppelin ERC-1155, AccessControl, Pausable, Nonces and EIP-712 errors it uses) plus the
+ * other OpenZeppelin standard errors (ERC-721, ECDSA, …), `Panic(code)` and `Error(string)`;
  * `explainRevert` turns it into a sentence; `describeChainError` does both for anything thrown and
  * also words the usual non-revert failures (no gas money, node unreachable).
  *
@@ -58,7 +58,7 @@ function formatArg(a: unknown): string {
   return typeof a === 'bigint' ? a.toString() : String(a);
 }
 
-/** OpenZeppelin's standard errors the ledger ABI may not carry (it is ERC-20 only). */
+/** OpenZeppelin's standard errors the ledger ABI may not carry (a contract the client may meet). */
 const OPENZEPPELIN_ERRORS = [
   'error ERC1155InsufficientBalance(address sender, uint256 balance, uint256 needed, uint256 tokenId)',
   'error ERC1155InvalidSender(address sender)',
@@ -181,18 +181,11 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     return id ? `facility ${id}` : `the facility with key ${String(key)}`;
   };
   switch (r.name) {
-    case 'ERC20InsufficientBalance':
     case 'ERC1155InsufficientBalance': {
       const holds = who(a[0]) === 'you' ? 'you hold' : `${who(a[0])} holds`;
       const tried = ctx.action ? `tried to ${ctx.action} ${grams(a[2])}; ${ctx.action} at most ${a[1]} g` : `the request needs ${grams(a[2])}; ask for at most ${a[1]} g`;
       return `insufficient balance: ${holds} ${grams(a[1])}, ${tried}, or wait for more settled windows`;
     }
-    case 'ERC20InsufficientAllowance':
-      return `insufficient allowance: ${who(a[0])} may spend ${grams(a[1])} for the holder, the transfer needs ${grams(a[2])}; have the holder approve more first`;
-    case 'ERC20InvalidSender':
-    case 'ERC20InvalidReceiver':
-    case 'ERC20InvalidApprover':
-    case 'ERC20InvalidSpender':
     case 'ERC1155InvalidSender':
     case 'ERC1155InvalidReceiver':
     case 'ERC1155InvalidApprover':
@@ -275,8 +268,6 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
       return `${facility(a[0])} is not registered on the ledger: register it first (POST /v1/facilities; the oracle pushes what the gateway could not)`;
     case 'FacilityAlreadyRegistered':
       return `${facility(a[0])} is already registered on the ledger`;
-    case 'OwnerAlreadyHasFacility':
-      return `${who(a[0])} already owns ${facility(a[1])}: each facility needs its own owner address (npm run cli -- keygen makes one)`;
     case 'InvalidFacilityOwner':
       return 'a facility owner must be a real address, not the zero address';
     case 'InvalidFacilityId':
@@ -291,14 +282,10 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
       return `${facility(a[0])}'s window starting ${when(a[1])} is already settled: nothing to do`;
     case 'WindowOutOfOrder':
       return `${facility(a[0])}'s next window to settle starts at ${when(a[1])}, not ${when(a[2])}: windows settle in order, without gaps`;
-    case 'InvalidWindow':
-      return `${facility(a[0])}: a window must end after it starts (start ${when(a[1])}, end ${when(a[2])})`;
     case 'NetOutOfRange':
       return `${facility(a[0])}: a window's net of ${a[1]} g is beyond what the ledger stores (±18446744073709551615 g)`;
     case 'TotalOutOfRange':
       return `${facility(a[0])}: its cumulative totals would exceed the ledger's range (18446744073709551615 g)`;
-    case 'SupplyCapExceeded':
-      return `minting would bring the credit supply to ${a[0]} g, above the ledger's cap (18446744073709551615 g)`;
     case 'SafeCastOverflowedUintDowncast':
       return `the value ${a[1]} does not fit the ledger's ${a[0]}-bit field`;
     case 'InvalidShortString':
