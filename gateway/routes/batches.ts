@@ -9,6 +9,7 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, principalOf, requireRole, scopedFacility } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import { checksumAddress } from '../../contracts/client/crypto.ts';
+import { accountAddress } from '../../contracts/client/address.ts';
 import { asChainError } from '../errors.ts';
 import { AccountParams, BatchList, BatchesQuery, HoldingsView, errorResponses } from '../schemas.ts';
 import { batchJson } from '../certificate.ts';
@@ -49,7 +50,8 @@ export function registerBatchRoutes(app: FastifyInstance, ctx: GatewayContext): 
     },
     async (request) => {
       const ledger = ctx.need('ledger');
-      const account = checksumAddress(request.params.address);
+      // A mixed-case address with a wrong EIP-55 checksum is a 400 naming it (a typo, not another account).
+      const account = /^0x0{40}$/i.test(request.params.address) ? checksumAddress(request.params.address) : accountAddress(request.params.address, 'params/address');
       const holdings = await ctx.chainCache.get(`holdings:${account}`, () => ledger.holdings(account)).catch((err: unknown) => {
         throw asChainError(err);
       });

@@ -541,6 +541,10 @@ t.test('batches, holdings and certificates from the chain; the certificate page 
   t.equal(holdings.status, 200);
   t.match(holdings.body, { account: ethers.getAddress(OWNER_A), totalGrams: '1500', items: [{ vintage: '2026-11', balanceGrams: '1000' }, { vintage: '2026-12', balanceGrams: '500' }] });
   t.equal((await call('GET', '/v1/accounts/0x12/holdings', 'regulator')).status, 400);
+  const typo = ethers.getAddress(OWNER_A).replace(/[a-f]/, (c) => c.toUpperCase());
+  const bad = await call('GET', `/v1/accounts/${typo}/holdings`, 'regulator');
+  t.equal(bad.status, 400, 'a wrong EIP-55 checksum is refused, not read as another account');
+  t.match(bad.body, { error: { code: 'VALIDATION_FAILED', message: /EIP-55 checksum/ } });
 
   // A retirement over both batches, with a beneficiary that is markup.
   const evil = '<script>alert("x")</script> & Co';
