@@ -149,7 +149,7 @@ export async function composeChain(c: Composition, roles: { oracle?: boolean; ga
       contractAddress: address,
     };
   }
-  const local = await startLocalChain({ dataDir: config.dataDir, port: config.anvilPort, logger: c.logger }).catch((err: unknown) => {
+  const local = await startLocalChain({ dataDir: config.dataDir, port: config.anvilPort, windowSeconds: config.windowSeconds, logger: c.logger }).catch((err: unknown) => {
     throw explainListenError(err, portOf(config, 'ANVIL_PORT'));
   });
   c.parts.add('chain', () => local.close());

@@ -1,7 +1,7 @@
 /**
  * The auditor's only window on the chain (audit/audit.ts ChainView): the ledger client's evidence
  * reads (contracts/client/evidence-reads.ts: the event ABI alone, no artifact, no platform state, no
- * key). Settlements are CarbonLedger's `WindowSettled` events; device keys are its `DeviceKeySet`
+ * key). Settlements are CreditLedger's `WindowSettled` events; device keys are its `DeviceKeySet`
  * events (the regulator's record of every key set or rotated), so a key swapped in the platform's
  * database alone is not among them. A ledger deployed before device keys answers "records no keys".
  */

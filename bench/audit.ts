@@ -118,7 +118,7 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<BenchAud
   const chain = await startHardhatChain();
   const db = openDatabase(dir);
   try {
-    const ledger = await Ledger.deploy(chain.signers[0]);
+    const ledger = await Ledger.deploy(chain.signers[0], { windowSeconds: W / 1000 });
     const stores = openSqliteStores(db, { clock: () => T0 });
     stores.registry.createFacility({ id: FACILITY, name: 'audit bench', owner: '0x' + '33'.repeat(20), baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
     const keys: Record<string, BundleDeviceKey[]> = {};

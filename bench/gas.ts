@@ -53,7 +53,7 @@ export async function benchGas(opts: { log?: (line: string) => void } = {}): Pro
   const chain = await startHardhatChain();
   try {
     const [admin] = chain.signers;
-    const ledger = await Ledger.deploy(admin);
+    const ledger = await Ledger.deploy(admin, { windowSeconds: WINDOW / 1000 });
     const naive = loadArtifact('NaiveCredit', 'bench/NaiveCredit.sol');
     const factory = new ethers.ContractFactory(naive.abi as ethers.InterfaceAbi, naive.bytecode, admin);
     const token = (await (await factory.deploy()).waitForDeployment()) as ethers.Contract;
@@ -64,7 +64,7 @@ export async function benchGas(opts: { log?: (line: string) => void } = {}): Pro
     for (const n of SIZES) {
       const ids = Array.from({ length: n }, (_, i) => `bench-${n}-${i}`);
       const facilityOwners = owners(n, n);
-      for (let i = 0; i < n; i++) await ledger.registerFacility(ids[i], facilityOwners[i], '3600', T0);
+      for (let i = 0; i < n; i++) await ledger.registerFacility(ids[i], facilityOwners[i], '36000', T0);
       const batch = (w: number, net: (i: number) => bigint): SettlementEntry[] =>
         ids.map((facilityId, i) => ({ facilityId, windowStart: T0 + w * WINDOW, windowEnd: T0 + (w + 1) * WINDOW, netGrams: net(i), evidenceRoot: root(i, w) }));
 

@@ -101,9 +101,10 @@ export async function benchHttp(opts: { log?: (line: string) => void; seconds?: 
 
     const chain = await startHardhatChain();
     closers.unshift(() => chain.close());
-    const ledger = await Ledger.deploy(chain.signers[0]);
-    const first = Math.floor(Date.now() / 3_600_000) * 3_600_000;
-    await ledger.registerFacility('bench', OWNER, '3600', first);
+    const ledger = await Ledger.deploy(chain.signers[0], { windowSeconds: 3600 });
+    // The last hour that has ended (the ledger settles ended windows only), with a cap above the net.
+    const first = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    await ledger.registerFacility('bench', OWNER, '360000', first);
     await ledger.settleBatch([{ facilityId: 'bench', windowStart: first, windowEnd: first + 3_600_000, netGrams: 123_456_789n, evidenceRoot: '0x' + '11'.repeat(32) }]);
 
     const app = await buildGateway({

@@ -66,7 +66,7 @@ export async function benchSettle(opts: { log?: (line: string) => void; faciliti
   const chain = await startHardhatChain();
   const db = openDatabase(dir);
   try {
-    const ledger = await Ledger.deploy(chain.signers[0]);
+    const ledger = await Ledger.deploy(chain.signers[0], { windowSeconds: W / 1000 });
     const stores = openSqliteStores(db, { clock: () => T0 });
     const readings: Reading[] = [];
     for (const prefix of ['batch-', 'single-']) {

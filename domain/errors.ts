@@ -81,6 +81,7 @@ export const errors = {
 
   // --- chain (contracts client, relay)
   LEDGER_REVERTED: define('LEDGER_REVERTED', 409, (sentence: string) => `ledger reverted: ${sentence}`),
+  RETIREMENT_NOT_FOUND: define('RETIREMENT_NOT_FOUND', 404, (id: string) => `no retirement #${id} on the ledger`),
   RELAY_REJECTED: define('RELAY_REJECTED', 422, (why: string) => `retirement rejected: ${why}`),
   RELAY_UNREACHABLE: define('RELAY_UNREACHABLE', 503, (baseUrl: string, why: string) =>
     `cannot reach the gateway at ${baseUrl} (${why}): is it running, and is --relay right?`),

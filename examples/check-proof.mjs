@@ -61,7 +61,7 @@ console.log(`proof      ${p.proof.length} hashes from the leaf ${JSON.stringify(
 
 // 3. the root the chain recorded, read from the node
 const provider = new ethers.JsonRpcProvider(rpc, undefined, { staticNetwork: true });
-const ledger = new ethers.Interface(['event WindowSettled(bytes32 indexed facility, uint64 windowStart, uint64 windowEnd, int256 netGrams, uint256 minted, uint256 burned, uint256 deficitAfter, bytes32 evidenceRoot)']);
+const ledger = new ethers.Interface(['event WindowSettled(bytes32 indexed facility, uint64 windowStart, int256 netGrams, uint256 minted, uint256 firstSerial, uint256 deficitAfter, bytes32 evidenceRoot)']);
 const receipt = await provider.getTransactionReceipt(settlement.txHash);
 if (!receipt) fail(`the chain at ${rpc} has no transaction ${settlement.txHash}`);
 const event = receipt.logs

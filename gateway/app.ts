@@ -30,6 +30,7 @@ import { registerWindowRoutes } from './routes/windows.ts';
 import { registerSettlementRoutes } from './routes/settlements.ts';
 import { registerRetirementRoutes } from './routes/retirements.ts';
 import { registerCorrectionRoutes } from './routes/corrections.ts';
+import { registerBatchRoutes } from './routes/batches.ts';
 import { registerDashboardRoutes } from './routes/dashboard.ts';
 import type { Logger } from '../domain/logger.ts';
 
@@ -221,6 +222,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   registerSettlementRoutes(app, ctx);
   registerRetirementRoutes(app, ctx);
   registerCorrectionRoutes(app, ctx);
+  registerBatchRoutes(app, ctx);
   registerDashboardRoutes(app, ctx);
 
   return app;

@@ -4,7 +4,8 @@
  *
  *   keygen   writes a new private key to an owner-only (0600) file and prints the address to
  *            register as the facility's owner;
- *   balance  the credits an address (or a key's address) holds;
+ *   balance  the credits an address (or a key's address) holds, per batch;
+ *   certificate  prints a retirement certificate rebuilt from the chain;
  *   retire   retires credits: without --relay the holder's wallet sends `retire` itself (it pays
  *            gas); with --relay the CLI reads the holder's nonce, signs the ledger's EIP-712 `Retire`
  *            request locally and posts it to the gateway's `POST /v1/retirements` (the gateway pays
@@ -29,6 +30,7 @@ import { commandUsageError, usageOf, type Command, type Io } from './cli/command
 import type { Env } from './cli/defaults.ts';
 import { keygen } from './cli/keygen.ts';
 import { retire } from './cli/retire.ts';
+import { certificate } from './cli/certificate.ts';
 
 export { relayRetirement, retireDirect, signRetirement, type RetireRequest, type SignedRetirementJson } from './cli/chain.ts';
 export { chainDefaults, dataDirOf, deploymentFileOf, type ChainDefaults } from './cli/defaults.ts';
@@ -36,7 +38,7 @@ export { chainDefaults, dataDirOf, deploymentFileOf, type ChainDefaults } from '
 /** The ledger's typed data, defined once with the contracts client. */
 export { RETIRE_TYPES };
 
-const COMMANDS: Command[] = [keygen, balance, retire];
+const COMMANDS: Command[] = [keygen, balance, retire, certificate];
 
 function topUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
@@ -88,12 +90,15 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   if (!command) return usageError(io, undefined, [name.startsWith('-') ? `unknown option '${name}' (options follow a command)` : `unknown command '${name}'`]);
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({
+    const parsed = parseArgs({
       args: rest,
       options: Object.fromEntries(command.options.map((o) => [o.name, { type: o.value ? 'string' : 'boolean', ...(o.name === 'help' ? { short: 'h' } : {}) }])) as Record<string, { type: 'string' | 'boolean'; short?: string }>,
       strict: true,
-      allowPositionals: false,
-    }).values as Record<string, string | boolean | undefined>;
+      allowPositionals: command.positionals !== undefined,
+    });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+    if (parsed.positionals.length > (command.positionals ?? 0)) throw Object.assign(new Error(`Unexpected argument '${parsed.positionals.at(-1)}'`), { code: 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' });
+    parsed.positionals.forEach((p, i) => (values[`_${i}`] = p));
   } catch (e) {
     // --help anywhere wins over other mistakes.
     if (rest.includes('--help') || rest.includes('-h')) {

@@ -274,10 +274,10 @@ export const WindowList = Type.Object(
 export const BalanceView = Type.Object({
   facilityId: Type.String(),
   owner: Type.String(),
-  balanceGrams: IntegerText('credit balance of the owner address, grams CO2e'),
-  mintedGrams: IntegerText('minted to this facility, total'),
-  burnedGrams: IntegerText('burned for this facility, total'),
-  retiredGrams: IntegerText('retired for this facility, total'),
+  balanceGrams: IntegerText("what the owner holds of the facility's batches, grams CO2e (summed over vintages)"),
+  mintedGrams: IntegerText("issued in the facility's batches, total"),
+  burnedGrams: IntegerText("burned from the facility's batches for negative nets, total"),
+  retiredGrams: IntegerText("retired from the facility's batches by any holder, total"),
   deficitGrams: IntegerText('outstanding deficit'),
   balanceTonnes: Type.String({ description: 'balanceGrams in tCO2e (decimal text)' }),
   suspended: Type.Boolean(),
@@ -351,10 +351,38 @@ export const RetirementsQuery = Type.Object(
   { facilityId: Type.Optional(Id('only this facility')), account: Type.Optional(Address), limit: PageLimit, cursor: PageCursor },
   { additionalProperties: false },
 );
+export const BatchesQuery = Type.Object({ facilityId: Id('the facility') }, { additionalProperties: false });
+export const BatchView = Type.Object({
+  id: Type.String({ description: 'ERC-1155 token id (decimal text)' }),
+  facilityId: Type.String(),
+  vintage: Type.String({ description: 'UTC month of the windows, YYYY-MM' }),
+  issuedGrams: IntegerText('issued (minted) in this batch'),
+  retiredGrams: IntegerText('retired from this batch, by any holder'),
+  burnedGrams: IntegerText('burned from the owner for negative nets'),
+  supplyGrams: IntegerText('in existence: issued - retired - burned'),
+  ownerBalanceGrams: IntegerText("held by the facility's owner"),
+  serialPrefix: Type.String({ description: 'serials of this batch are `{serialPrefix}{n}`, n from 1 in issue order' }),
+});
+export const BatchList = Type.Object({ items: Type.Array(BatchView) }, { description: 'oldest vintage first' });
+export const AccountParams = Type.Object({ address: Address }, { additionalProperties: false });
+export const HoldingsView = Type.Object({
+  account: Type.String(),
+  totalGrams: IntegerText('held over every batch'),
+  items: Type.Array(Type.Intersect([BatchView, Type.Object({ balanceGrams: IntegerText('held by the account') })])),
+});
+export const RetiredPartView = Type.Object({
+  batchId: Type.String(),
+  facilityId: Type.String(),
+  vintage: Type.String({ description: 'YYYY-MM' }),
+  amountGrams: IntegerText('retired from this batch'),
+  firstSerial: Type.String({ description: 'first serial retired, `{facilityId}-{YYYY-MM}-{n}`' }),
+  lastSerial: Type.String({ description: 'last serial retired' }),
+});
 export const RetirementView = Type.Object({
   id: Type.String(),
   account: Type.String(),
-  facilityId: Type.Optional(Type.String()),
+  facilityIds: Type.Array(Type.String(), { description: 'facilities whose batches it retired' }),
+  parts: Type.Array(RetiredPartView, { description: 'per batch: amount and serial range' }),
   amountGrams: IntegerText('retired grams'),
   amountTonnes: Type.String(),
   beneficiary: Type.String(),
@@ -362,11 +390,29 @@ export const RetirementView = Type.Object({
   retiredAt: Type.Optional(Iso('block time')),
   txHash: Type.Optional(Type.String()),
 });
+export const RetirementParams = Type.Object({ id: Type.String({ pattern: '^[1-9][0-9]{0,30}$' }) }, { additionalProperties: false });
+export const CertificateSettlement = Type.Object({
+  facilityId: Type.String(),
+  windowStart: Iso('window start'),
+  windowEnd: Iso('window end'),
+  mintedGrams: IntegerText('minted by this settlement'),
+  firstSerial: Type.String(),
+  lastSerial: Type.String(),
+  evidenceRoot: Type.String(),
+  txHash: Type.String(),
+  verifyUrl: Type.String({ description: 'GET it to recompute the settlement from the stored readings' }),
+  bundleUrl: Type.String({ description: 'the audit bundle, checked offline by `npm run audit`' }),
+});
+export const CertificateView = Type.Intersect([
+  RetirementView,
+  Type.Object({ settlements: Type.Array(CertificateSettlement, { description: 'the settlements that minted the retired serials' }) }),
+]);
 export const RetirementList = Type.Object({ items: Type.Array(RetirementView), next: NextCursor }, { description: 'newest first' });
 export const SignedRetirementBody = Type.Object(
   {
     holder: Address,
-    amountGrams: Type.String({ pattern: '^[1-9][0-9]{0,30}$' }),
+    batchIds: Type.Array(Type.String({ pattern: '^[1-9][0-9]{0,77}$' }), { minItems: 1, maxItems: 32, description: 'token ids of the batches retired from' }),
+    amounts: Type.Array(Type.String({ pattern: '^[1-9][0-9]{0,19}$' }), { minItems: 1, maxItems: 32, description: 'grams of each batch (same length as batchIds)' }),
     beneficiary: Type.String({ minLength: 1, maxLength: 256, description: 'at most 256 bytes on-chain' }),
     reason: Type.String({ maxLength: 256, description: 'at most 256 bytes on-chain' }),
     nonce: Type.String({ pattern: '^[0-9]{1,78}$' }),

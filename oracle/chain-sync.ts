@@ -24,6 +24,9 @@ import { isRevert } from '../contracts/client/errors.ts';
 import { toMs, type FacilityView, type LedgerPort } from '../contracts/client/port.ts';
 import type { OracleMetrics } from './metrics.ts';
 
+/** Most windows the baseline sync scans back for the registry's last change (see registrySince). */
+const MAX_BASELINE_SCAN = 100_000;
+
 /** A facility that cannot be settled safely until someone looks (reason in the message). */
 export class Blocked extends Error {}
 
@@ -223,8 +226,11 @@ export function buildChainSync(deps: ChainSyncDeps): ChainSync {
       }
     }
     if (chain.baselineKgPerHour !== undefined && !sameDecimalText(f.baselineKgPerHour, chain.baselineKgPerHour)) {
-      // The registry's current baseline, from the later of the chain's next window and the next window after now.
-      const from = baselineEffectiveFrom(clock(), windowMs, toMs(chain.nextWindowStart));
+      // The registry's current baseline from the window the registry applies it from (never before the
+      // chain's next window): the chain caps each window's net at the baseline it holds for it, so
+      // its schedule must be the registry's, or a window the oracle computes with the new baseline
+      // could be refused for ever.
+      const from = registrySince(f, toMs(chain.nextWindowStart));
       try {
         if (await writer.pushBaseline(f, from)) {
           chain = { ...chain, baselineKgPerHour: f.baselineKgPerHour };
@@ -239,6 +245,21 @@ export function buildChainSync(deps: ChainSyncDeps): ChainSync {
       }
     }
     return { chain, agreed };
+  }
+
+  /**
+   * The first window start, at or after `chainNext`, from which the registry's current baseline holds
+   * for every later window: a backward scan from the next window after now (where a push made now
+   * would start) down to the registry's last change. Bounded; past the bound, the next window after now.
+   */
+  function registrySince(f: Facility, chainNext: number): number {
+    const upper = baselineEffectiveFrom(clock(), windowMs, chainNext);
+    let from = upper;
+    for (let i = 0; i < MAX_BASELINE_SCAN && from - windowMs >= chainNext; i++) {
+      if (!sameDecimalText(deps.registry.baselineAt(f.id, from - windowMs), f.baselineKgPerHour)) return from;
+      from -= windowMs;
+    }
+    return from - windowMs >= chainNext ? upper : from;
   }
 
   /** Registry key (or '' for none) per device last found consistent with the chain (this process). */

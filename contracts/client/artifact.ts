@@ -18,7 +18,7 @@ const cache = new Map<string, Artifact>();
  * The artifact of a contract compiled by `npm run compile`; `name` defaults to the ledger. `source` is
  * the path under contracts/ (defaults to `<name>.sol`). Throws a DomainError telling to compile when absent.
  */
-export function loadArtifact(name = 'CarbonLedger', source = `${name}.sol`): Artifact {
+export function loadArtifact(name = 'CreditLedger', source = `${name}.sol`): Artifact {
   const hit = cache.get(`${source}:${name}`);
   if (hit) return hit;
   const file = path.join(ROOT, 'artifacts', 'contracts', source, `${name}.json`);

@@ -3,8 +3,8 @@
  * on. ethers throws reverts in many shapes (estimateGas, call or a mined revert, through any
  * provider, sometimes as "execution reverted (unknown custom error)" with the data nested inside):
  * `decodeLedgerError` finds the data and names the error from the ledger's ABI (its own errors and
- * the OpenZeppelin ERC-20, AccessControl, Pausable, Nonces and EIP-712 errors it inherits) plus the
- * other OpenZeppelin standard errors (ERC-1155, ERC-721, ECDSA), `Panic(code)` and `Error(string)`;
+ * the OpenZeppelin ERC-1155, AccessControl, Pausable, Nonces and EIP-712 errors it uses) plus the
+ * other OpenZeppelin standard errors (ERC-721, ECDSA, …), `Panic(code)` and `Error(string)`;
  * `explainRevert` turns it into a sentence; `describeChainError` does both for anything thrown and
  * also words the usual non-revert failures (no gas money, node unreachable).
  *
@@ -58,7 +58,7 @@ function formatArg(a: unknown): string {
   return typeof a === 'bigint' ? a.toString() : String(a);
 }
 
-/** OpenZeppelin's standard errors the ledger ABI may not carry (it is ERC-20 only). */
+/** OpenZeppelin's standard errors the ledger ABI may not carry (a contract the client may meet). */
 const OPENZEPPELIN_ERRORS = [
   'error ERC1155InsufficientBalance(address sender, uint256 balance, uint256 needed, uint256 tokenId)',
   'error ERC1155InvalidSender(address sender)',
@@ -181,18 +181,11 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     return id ? `facility ${id}` : `the facility with key ${String(key)}`;
   };
   switch (r.name) {
-    case 'ERC20InsufficientBalance':
     case 'ERC1155InsufficientBalance': {
       const holds = who(a[0]) === 'you' ? 'you hold' : `${who(a[0])} holds`;
       const tried = ctx.action ? `tried to ${ctx.action} ${grams(a[2])}; ${ctx.action} at most ${a[1]} g` : `the request needs ${grams(a[2])}; ask for at most ${a[1]} g`;
       return `insufficient balance: ${holds} ${grams(a[1])}, ${tried}, or wait for more settled windows`;
     }
-    case 'ERC20InsufficientAllowance':
-      return `insufficient allowance: ${who(a[0])} may spend ${grams(a[1])} for the holder, the transfer needs ${grams(a[2])}; have the holder approve more first`;
-    case 'ERC20InvalidSender':
-    case 'ERC20InvalidReceiver':
-    case 'ERC20InvalidApprover':
-    case 'ERC20InvalidSpender':
     case 'ERC1155InvalidSender':
     case 'ERC1155InvalidReceiver':
     case 'ERC1155InvalidApprover':
@@ -248,19 +241,39 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
     case 'RetirementNotFound':
       return `no retirement #${a[0]} on this ledger`;
     case 'FacilityIsSuspended':
-      return `${facility(a[0])}, ${who(a[1]) === 'you' ? 'yours' : `of ${who(a[1])}`}, is suspended by the regulator: its credits cannot be retired or moved until it is reinstated`;
+      return `${facility(a[0])} is suspended by the regulator: its batches cannot be retired or moved, wherever held, until it is reinstated`;
+    case 'FacilityInDeficit':
+      return `${facility(a[0])} is in deficit (${grams(a[1])}): its owner's credits of it cannot move or be retired until settlements pay the deficit down`;
+    case 'FacilityLagging':
+      return `${facility(a[0])}'s settlement lags more than two windows (next window ${when(a[1])}): its owner's credits of it are frozen until the oracle catches up`;
+    case 'BatchNotFound':
+      return `no batch with token id ${a[0]} on this ledger (GET /v1/batches lists a facility's batches)`;
+    case 'InvalidRetirementBatchCount':
+      return `a retirement takes 1 to 32 batches (got ${a[0]})`;
+    case 'WindowNotEnded':
+      return `${facility(a[0])}'s window ending ${when(a[1])} has not ended on chain (block time ${when(a[2])}): settle it after it ends`;
+    case 'NetAboveCap':
+      return `${facility(a[0])}: a window's net of ${grams(a[1])} is above its cap of ${grams(a[2])} (baseline plus export allowance for one window)`;
+    case 'MisalignedWindow':
+      return `${facility(a[0])}: ${when(a[1])} is not a multiple of the ledger's window length`;
+    case 'InvalidWindowLength':
+      return `a window length must be 1 s to 28 days (got ${a[0]} s)`;
+    case 'CapOutOfRange':
+      return `${facility(a[0])}: a cap of ${a[1]} g per window is beyond what the ledger stores (2^56 g)`;
+    case 'LimitsChangePending':
+      return `${facility(a[0])} has a baseline or allowance change scheduled from ${when(a[1])}: one change at a time`;
+    case 'InvalidDeviceRecord':
+      return 'a device id must be 1 to 64 bytes, a void range non-empty with a reason of 1 to 256 bytes';
     case 'FacilityNotRegistered':
       return `${facility(a[0])} is not registered on the ledger: register it first (POST /v1/facilities; the oracle pushes what the gateway could not)`;
     case 'FacilityAlreadyRegistered':
       return `${facility(a[0])} is already registered on the ledger`;
-    case 'OwnerAlreadyHasFacility':
-      return `${who(a[0])} already owns ${facility(a[1])}: each facility needs its own owner address (npm run cli -- keygen makes one)`;
     case 'InvalidFacilityOwner':
       return 'a facility owner must be a real address, not the zero address';
     case 'InvalidFacilityId':
-      return `a facility id must be 1 to 64 bytes long (got ${a[0]})`;
+      return `a facility id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and - (got ${a[0]} bytes)`;
     case 'FacilityHasSettlements':
-      return `${facility(a[0])} already has settlements (next window ${when(a[1])}): it can no longer be deregistered`;
+      return `${facility(a[0])} already has settlements: it can no longer be deregistered or change owner`;
     case 'BaselineEffectiveTooEarly':
       return `a baseline change for ${facility(a[0])} must take effect at or after its next unsettled window ${when(a[2])}, not at ${when(a[1])}`;
     case 'InvalidRoleHolder':
@@ -269,14 +282,10 @@ export function explainRevert(r: DecodedLedgerError, ctx: RevertContext = {}): s
       return `${facility(a[0])}'s window starting ${when(a[1])} is already settled: nothing to do`;
     case 'WindowOutOfOrder':
       return `${facility(a[0])}'s next window to settle starts at ${when(a[1])}, not ${when(a[2])}: windows settle in order, without gaps`;
-    case 'InvalidWindow':
-      return `${facility(a[0])}: a window must end after it starts (start ${when(a[1])}, end ${when(a[2])})`;
     case 'NetOutOfRange':
       return `${facility(a[0])}: a window's net of ${a[1]} g is beyond what the ledger stores (±18446744073709551615 g)`;
     case 'TotalOutOfRange':
       return `${facility(a[0])}: its cumulative totals would exceed the ledger's range (18446744073709551615 g)`;
-    case 'SupplyCapExceeded':
-      return `minting would bring the credit supply to ${a[0]} g, above the ledger's cap (18446744073709551615 g)`;
     case 'SafeCastOverflowedUintDowncast':
       return `the value ${a[1]} does not fit the ledger's ${a[0]}-bit field`;
     case 'InvalidShortString':
@@ -311,8 +320,8 @@ export function describeChainError(e: unknown, ctx: RevertContext & { rpc?: stri
   if (x?.code === 'CALL_EXCEPTION') {
     const data = revertDataCandidates(e)[0];
     return data
-      ? `the contract refused with an error this client does not know (selector ${data.slice(0, 10)}): is the address a CarbonLedger of this version?`
-      : 'the contract refused without saying why: check that the address is a CarbonLedger on this chain';
+      ? `the contract refused with an error this client does not know (selector ${data.slice(0, 10)}): is the address a CreditLedger of this version?`
+      : 'the contract refused without saying why: check that the address is a CreditLedger on this chain';
   }
   if (classifyChainError(e) === 'unavailable') {
     return `cannot reach the chain${ctx.rpc ? ` at ${ctx.rpc}` : ''}: is the node running (npm start runs it) and is the RPC URL right?`;

@@ -1,7 +1,8 @@
 /**
- * What an independent auditor reads from a CarbonLedger (`npm run audit`, audit/chain.ts): a window's
- * `WindowSettled` event and a device's `DeviceKeySet` events, read with the event ABI alone (no
- * artifact, no key, no platform state), so an auditor needs neither a compile nor the operator.
+ * What an independent auditor reads from a CreditLedger (`npm run audit`, audit/chain.ts): a window's
+ * `WindowSettled` event (its end from the ledger's fixed `windowSeconds()`) and a device's
+ * `DeviceKeySet` events, read with this ABI alone (no artifact, no key, no platform state), so an
+ * auditor needs neither a compile nor the operator.
  * A ledger deployed before device keys (no `deviceKey` view) answers "records no keys" (undefined).
  */
 import { ethers } from 'ethers';
@@ -10,7 +11,8 @@ import { readCall } from './connect.ts';
 import { bytes32ToPublicKey, deviceIdKey, facilityKey, toSeconds } from './units.ts';
 
 const ABI = [
-  'event WindowSettled(bytes32 indexed facility, uint64 windowStart, uint64 windowEnd, int256 netGrams, uint256 minted, uint256 burned, uint256 deficitAfter, bytes32 evidenceRoot)',
+  'event WindowSettled(bytes32 indexed facility, uint64 windowStart, int256 netGrams, uint256 minted, uint256 firstSerial, uint256 deficitAfter, bytes32 evidenceRoot)',
+  'function windowSeconds() view returns (uint64)',
   'event DeviceKeySet(bytes32 indexed device, string deviceId, bytes32 publicKey, bytes32 previousKey)',
   'function deviceKey(bytes32 device) view returns (bytes32)',
 ];
@@ -45,6 +47,7 @@ export function openLedgerEvidence(opts: { rpcUrl: string; address: string; star
     async settlement(facilityId, windowStart) {
       toSeconds(windowStart, 'windowStart');
       const filter = contract.filters.WindowSettled(facilityKey(facilityId));
+      const windowMs = Number(await readCall<bigint>(() => contract.windowSeconds())) * 1000;
       let to = await readCall(() => provider.getBlockNumber());
       // Newest range first: a recent settlement is found in one request.
       while (to >= start) {
@@ -54,7 +57,7 @@ export function openLedgerEvidence(opts: { rpcUrl: string; address: string; star
           const log = logs[i] as ethers.EventLog;
           const a = log.args;
           if (Number(a.windowStart) * 1000 === windowStart) {
-            return { windowEnd: Number(a.windowEnd) * 1000, netGrams: a.netGrams as bigint, evidenceRoot: a.evidenceRoot as string, txHash: log.transactionHash };
+            return { windowEnd: windowStart + windowMs, netGrams: a.netGrams as bigint, evidenceRoot: a.evidenceRoot as string, txHash: log.transactionHash };
           }
         }
         to = from - 1;

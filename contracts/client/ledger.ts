@@ -1,5 +1,5 @@
 /**
- * The ledger client (ethers v6): deploys CarbonLedger and implements the ledger port (port.ts) on
+ * The ledger client (ethers v6): deploys CreditLedger and implements the ledger port (port.ts) on
  * it. This file is the write side (registry, settlement, retirement, admin); reads and event logs
  * are in reads.ts, reaching the chain and nonce handling in connect.ts, revert decoding in errors.ts.
  */
@@ -38,13 +38,13 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
     this.readOnly = readOnly;
   }
 
-  /** Deploys a new ledger; every role defaults to the deployer. */
-  static async deploy(signer: ethers.Signer, opts: { admin?: string; regulator?: string; oracle?: string } & LedgerOptions = {}): Promise<Ledger> {
+  /** Deploys a new ledger with the fixed window length `windowSeconds`; every role defaults to the deployer. */
+  static async deploy(signer: ethers.Signer, opts: { windowSeconds: number; admin?: string; regulator?: string; oracle?: string } & LedgerOptions): Promise<Ledger> {
     const { abi, bytecode } = loadArtifact();
     const me = await signer.getAddress();
     const factory = new ethers.ContractFactory(abi as ethers.InterfaceAbi, bytecode, signer);
     try {
-      const c = await factory.deploy(opts.admin ?? me, opts.regulator ?? me, opts.oracle ?? me);
+      const c = await factory.deploy(opts.admin ?? me, opts.regulator ?? me, opts.oracle ?? me, opts.windowSeconds);
       await c.waitForDeployment();
       const receipt = await c.deploymentTransaction()?.wait();
       return new Ledger(await c.getAddress(), signer, { confirmTimeoutMs: opts.confirmTimeoutMs, startBlock: opts.startBlock ?? receipt?.blockNumber, logRange: opts.logRange, afterMined: opts.afterMined });
@@ -121,11 +121,16 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
     return this.send('setDeviceKey', [deviceId, publicKeyToBytes32(publicKeyHex)]);
   }
 
+  /** Schedules an export allowance (g/h, added to the baseline in the cap) from `effectiveFrom` (epoch ms). */
+  setExportAllowance(id: string, gramsPerHour: bigint, effectiveFrom: number): Promise<TxInfo> {
+    return this.send('setExportAllowance', [facilityKey(id), gramsPerHour, toSeconds(effectiveFrom, 'effectiveFrom')]);
+  }
+
   // ----- token
 
-  /** ERC-20 transfer from `holder` (refused while either party's facility is suspended, or paused). */
-  async transfer(holder: ethers.Signer, to: string, amount: bigint): Promise<TxInfo> {
-    return txInfo(await this.receipt('transfer', [to, amount], holder));
+  /** ERC-1155 transfer of `amount` of batch `batchId` from `holder` (refused while suspended, frozen or paused). */
+  async transfer(holder: ethers.Signer, to: string, batchId: bigint, amount: bigint): Promise<TxInfo> {
+    return txInfo(await this.receipt('safeTransferFrom', [await holder.getAddress(), to, batchId, amount, '0x'], holder));
   }
 
   // ----- settlement (ORACLE_ROLE)
@@ -138,12 +143,16 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
   async settleBatch(inputs: SettlementEntry[]): Promise<SettleBatchResult> {
     if (inputs.length === 0) throw errors.VALIDATION('settleBatch needs at least one input');
     if (inputs.length > MAX_BATCH) throw errors.VALIDATION(`settleBatch takes at most ${MAX_BATCH} inputs, got ${inputs.length}`);
+    const windowMs = await this.windowMs();
     const encoded = inputs.map((s) => {
       this.ids.set(facilityKey(s.facilityId), s.facilityId);
+      // The ledger's windows have one fixed length: a window of another length is a configuration error.
+      if (s.windowEnd - s.windowStart !== windowMs) {
+        throw errors.CONFIG_INVALID(`the ledger's windows are ${windowMs / 1000} s, but ${s.facilityId}'s window at ${s.windowStart} is ${(s.windowEnd - s.windowStart) / 1000} s (WINDOW_SECONDS must match the deployed ledger)`);
+      }
       return {
         facility: facilityKey(s.facilityId),
         windowStart: toSeconds(s.windowStart, 'windowStart'),
-        windowEnd: toSeconds(s.windowEnd, 'windowEnd'),
         netGrams: s.netGrams,
         evidenceRoot: ethers.zeroPadValue(s.evidenceRoot, 32),
       };
@@ -151,10 +160,11 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
     const receipt = await this.receipt('settleBatch', [encoded]);
     const settled = new Map<string, OnChainSettlement>();
     const skipped = new Set<string>();
+    const txLogs = new Map([[receipt.hash, receipt.logs as readonly ethers.Log[]]]);
     for (const log of receipt.logs) {
       const parsed = this.parseLog(log);
       if (parsed?.name === 'WindowSettled') {
-        const s = this.toSettlement(parsed, log);
+        const s = this.toSettlement(parsed, log, windowMs, txLogs);
         settled.set(`${s.facilityKey}:${s.windowStart}`, s);
       } else if (parsed?.name === 'SettlementSkipped') {
         skipped.add(`${parsed.args.facility}:${Number(parsed.args.windowStart) * 1000}`);
@@ -185,27 +195,27 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
 
   // ----- retirement
 
-  /** Retires `amount` grams of `holder`'s credits with the holder's own transaction. */
-  async retire(holder: ethers.Signer, amount: bigint, beneficiary: string, reason: string): Promise<RetirementReceipt> {
-    const receipt = await this.receipt('retire', [amount, beneficiary, reason], holder);
+  /** Retires grams of batches (`amounts[i]` of `batchIds[i]`) with the holder's own transaction. */
+  async retire(holder: ethers.Signer, batchIds: bigint[], amounts: bigint[], beneficiary: string, reason: string): Promise<RetirementReceipt> {
+    const receipt = await this.receipt('retire', [batchIds, amounts, beneficiary, reason], holder);
     return { id: this.retiredId(receipt), txHash: receipt.hash };
   }
 
   /**
-   * The holder signs an EIP-712 retirement request that anyone may relay: its nonce and the ledger's
-   * domain read from the chain, `deadline` in unix seconds.
+   * The holder signs an EIP-712 retirement request over batch ids and amounts that anyone may relay:
+   * its nonce and the ledger's domain read from the chain, `deadline` in unix seconds.
    */
-  async signRetirement(holder: ethers.Signer, amount: bigint, beneficiary: string, reason: string, deadline: number): Promise<SignedRetirement> {
+  async signRetirement(holder: ethers.Signer, batchIds: bigint[], amounts: bigint[], beneficiary: string, reason: string, deadline: number): Promise<SignedRetirement> {
     const address = await holder.getAddress();
     const [nonce, domain] = await Promise.all([this.nonces(address), this.eip712Domain()]);
-    const value = { holder: address, amount, beneficiary, reason, nonce, deadline };
+    const value = { holder: address, batchIds, amounts, beneficiary, reason, nonce, deadline };
     const signature = await holder.signTypedData(domain, RETIRE_TYPES, value);
-    return { holder: address, amount, beneficiary, reason, nonce, deadline, signature };
+    return { holder: address, batchIds, amounts, beneficiary, reason, nonce, deadline, signature };
   }
 
   /** Relays a signed retirement request (this client's signer pays the gas). */
   async retireWithSig(req: SignedRetirement): Promise<RetirementReceipt> {
-    const receipt = await this.receipt('retireWithSig', [req.holder, req.amount, req.beneficiary, req.reason, req.nonce, req.deadline, req.signature]);
+    const receipt = await this.receipt('retireWithSig', [req.holder, req.batchIds, req.amounts, req.beneficiary, req.reason, req.nonce, req.deadline, req.signature]);
     return { id: this.retiredId(receipt), txHash: receipt.hash };
   }
 

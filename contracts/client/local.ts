@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ethers } from 'ethers';
 import type { Logger } from '../../domain/logger.ts';
+import { classifyChainError } from './errors.ts';
 import { startAnvil, testPrivateKeys, type Chain } from './chain.ts';
 import { keySigner } from './connect.ts';
 import { Ledger } from './ledger.ts';
@@ -65,7 +66,7 @@ interface Deployment {
 const LOW_BALANCE = ethers.parseEther('10');
 const TOP_UP = ethers.parseEther('100');
 
-export async function startLocalChain(opts: { dataDir: string; port: number; logger: Logger }): Promise<LocalChain> {
+export async function startLocalChain(opts: { dataDir: string; port: number; windowSeconds: number; logger: Logger }): Promise<LocalChain> {
   const dir = path.join(opts.dataDir, 'chain');
   // Its own lines as `chain`; anvil's process names itself (`anvil`).
   const log = opts.logger.child({ component: 'chain' });
@@ -106,13 +107,25 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
     if (fs.existsSync(file)) {
       const d = JSON.parse(fs.readFileSync(file, 'utf8')) as Deployment;
       startBlock = d.blockNumber ?? 0;
-      if ((await chain.provider.getCode(d.address)) !== '0x') address = d.address;
-      else log.warn({ file, address: d.address }, 'no contract at the remembered address (chain state lost?): deploying again');
+      if ((await chain.provider.getCode(d.address)) === '0x') {
+        log.warn({ file, address: d.address }, 'no contract at the remembered address (chain state lost?): deploying again');
+      } else {
+        const found = await ledgerWindowSeconds(Ledger.readOnlyAt(d.address, chain.provider));
+        if (found === opts.windowSeconds) address = d.address;
+        else if (found === undefined) {
+          log.warn(
+            { file, address: d.address },
+            'the remembered contract is not a CreditLedger (a DATA_DIR from an older version, whose ledger was the ERC-20 CarbonLedger): deploying a CreditLedger; the old contract and its credits stay on this chain, unused',
+          );
+        } else {
+          log.warn({ file, address: d.address, ledgerWindowSeconds: found, windowSeconds: opts.windowSeconds }, `the remembered ledger has ${found} s windows but WINDOW_SECONDS is ${opts.windowSeconds}: deploying a new ledger for ${opts.windowSeconds} s windows`);
+        }
+      }
     }
     let deployed = false;
     if (!address) {
       // Deployed by the admin key, the roles given to the keys in the constructor: no dev account ever holds one.
-      const ledger = await Ledger.deploy(wallets.admin, { admin: accounts.admin, regulator: accounts.gateway, oracle: accounts.oracle, afterMined });
+      const ledger = await Ledger.deploy(wallets.admin, { windowSeconds: opts.windowSeconds, admin: accounts.admin, regulator: accounts.gateway, oracle: accounts.oracle, afterMined });
       address = ledger.address;
       startBlock = ledger.startBlock;
       deployed = true;
@@ -137,6 +150,19 @@ export async function startLocalChain(opts: { dataDir: string; port: number; log
   } catch (err) {
     await chain.close();
     throw err;
+  }
+}
+
+/**
+ * The window length of the CreditLedger at the client's address, undefined when the contract there
+ * is not one (an older ledger without `windowSeconds()`). A node that does not answer throws.
+ */
+export async function ledgerWindowSeconds(ledger: Ledger): Promise<number | undefined> {
+  try {
+    return (await ledger.windowMs()) / 1000;
+  } catch (e) {
+    if (classifyChainError(e) === 'unavailable') throw e;
+    return undefined;
   }
 }
 

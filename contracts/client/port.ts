@@ -1,6 +1,6 @@
 /**
  * The chain boundary: the one `LedgerPort` the oracle and the gateway depend on, and its value types.
- * `Ledger` (contracts/client/ledger.ts, ethers v6 on CarbonLedger) implements it; the tests use one
+ * `Ledger` (contracts/client/ledger.ts, ethers v6 on CreditLedger) implements it; the tests use one
  * in-memory ledger with the contract's rules (test/helpers/memory-ledger.ts).
  *
  * Units on this side of the port: times are epoch milliseconds (whole seconds: the contract keeps
@@ -24,12 +24,39 @@ export interface FacilityView {
   baselineKgPerHour: string;
   /** epoch ms */
   baselineEffectiveFrom: number;
-  /** The owner's totals (the ledger keeps them per owner address; one facility per owner). */
+  /** The most a window may net (baseline + export allowance for one window), grams. */
+  capGramsPerWindow: bigint;
+  /** The facility's deficit (kept per facility). */
   deficitGrams: bigint;
+  /** Totals over the facility's batches: issued, burned for negative nets, retired by any holder. */
   mintedGrams: bigint;
   burnedGrams: bigint;
-  /** Retired by the facility's owners (kept per facility). */
   retiredGrams: bigint;
+  /** What the owner holds of the facility's batches (its balance of them, summed). */
+  ownerHeldGrams: bigint;
+}
+
+/** A batch: one facility's credits of one vintage (UTC month), an ERC-1155 token id. */
+export interface BatchView {
+  /** The token id, as decimal text. */
+  id: string;
+  facilityId: string;
+  facilityKey: string;
+  /** year * 100 + month, e.g. 202601 */
+  vintage: number;
+  issuedGrams: bigint;
+  retiredGrams: bigint;
+  burnedGrams: bigint;
+  /** issued - retired - burned */
+  supplyGrams: bigint;
+  /** What the facility's owner holds of it. */
+  ownerBalanceGrams: bigint;
+}
+
+/** An account's balance of one batch. */
+export interface Holding {
+  batch: BatchView;
+  balanceGrams: bigint;
 }
 
 /** One window to settle. */
@@ -54,8 +81,10 @@ export interface OnChainSettlement {
   windowEnd: number;
   netGrams: bigint;
   mintedGrams: bigint;
+  /** First serial minted in the batch of the window's vintage (0 when nothing was minted). */
+  firstSerial: bigint;
   burnedGrams: bigint;
-  /** the owner's deficit after this settlement */
+  /** the facility's deficit after this settlement */
   deficitGrams: bigint;
   evidenceRoot: string;
   txHash: string;
@@ -105,10 +134,12 @@ export interface SettleBatchResult extends TxInfo {
   results: SettlementResult[];
 }
 
-/** A holder-signed EIP-712 retirement request (CarbonLedger `Retire`), as the ledger takes it. */
+/** A holder-signed EIP-712 retirement request (CreditLedger `Retire`), as the ledger takes it. */
 export interface SignedRetirement {
   holder: string;
-  amount: bigint;
+  /** Token ids of the batches retired from, and the grams of each (same length, 1..32). */
+  batchIds: bigint[];
+  amounts: bigint[];
   beneficiary: string;
   reason: string;
   nonce: bigint;
@@ -117,11 +148,12 @@ export interface SignedRetirement {
   signature: string;
 }
 
-/** EIP-712 types of a retirement request (CarbonLedger.sol RETIRE_TYPEHASH). */
+/** EIP-712 types of a retirement request (CreditLedger.sol RETIRE_TYPEHASH). */
 export const RETIRE_TYPES = {
   Retire: [
     { name: 'holder', type: 'address' },
-    { name: 'amount', type: 'uint256' },
+    { name: 'batchIds', type: 'uint256[]' },
+    { name: 'amounts', type: 'uint256[]' },
     { name: 'beneficiary', type: 'string' },
     { name: 'reason', type: 'string' },
     { name: 'nonce', type: 'uint256' },
@@ -129,13 +161,24 @@ export const RETIRE_TYPES = {
   ],
 };
 
-/** A retirement record on the ledger. */
+/** One batch's part of a retirement: serials firstSerial .. lastSerial of that batch. */
+export interface RetiredPart {
+  /** token id, decimal text */
+  batchId: string;
+  facilityId: string;
+  vintage: number;
+  amountGrams: bigint;
+  firstSerial: bigint;
+  lastSerial: bigint;
+}
+
+/** A retirement certificate on the ledger. */
 export interface RetirementRecord {
   id: bigint;
   account: string;
-  /** ZeroHash when the holder owns no facility */
-  facilityKey: string;
-  facilityId?: string;
+  /** The facilities whose batches it retired from, in part order, without repeats. */
+  facilityIds: string[];
+  parts: RetiredPart[];
   amountGrams: bigint;
   beneficiary: string;
   reason: string;
@@ -150,6 +193,22 @@ export interface RetirementReceipt {
   txHash: string;
 }
 
+/** The serial of gram `n` of a facility's batch of `vintage`: `{facilityId}-{YYYY-MM}-{n}`. */
+export function serialOf(facilityId: string, vintage: number, n: bigint): string {
+  return `${facilityId}-${vintagePrefix(vintage)}-${n}`;
+}
+
+/** A vintage (yyyymm) as `YYYY-MM`. */
+export function vintagePrefix(vintage: number): string {
+  return `${Math.floor(vintage / 100)}-${String(vintage % 100).padStart(2, '0')}`;
+}
+
+/** The vintage (UTC year * 100 + month) of an epoch-ms time, as the contract computes it. */
+export function vintageOf(ms: number): number {
+  const d = new Date(ms);
+  return d.getUTCFullYear() * 100 + d.getUTCMonth() + 1;
+}
+
 /**
  * Most entries one settleBatch should carry: a first settlement costs ~35k gas per entry, and a
  * transaction is capped at 2^24 gas since Osaka (EIP-7825). Callers split larger sets.
@@ -161,7 +220,10 @@ export interface LedgerPort {
   /** The latest block number (the gateway's /health, the oracle's CHAIN_CONFIRMATIONS). */
   blockNumber(): Promise<number>;
   facility(facilityId: string): Promise<FacilityView>;
-  balanceOf(address: string): Promise<bigint>;
+  /** The facility's batches, oldest vintage first (none before its first settlement). */
+  batches(facilityId: string): Promise<BatchView[]>;
+  /** The batches an account holds (non-zero balances), oldest first per facility. */
+  holdings(account: string): Promise<Holding[]>;
 
   // registry (REGULATOR_ROLE)
   registerFacility(facilityId: string, owner: string, baselineKgPerHour: string, firstWindowStart: number): Promise<TxInfo>;
@@ -195,8 +257,10 @@ export interface LedgerPort {
   settlements(filter?: { facilityId?: string; fromBlock?: number; windowStart?: number }): Promise<OnChainSettlement[]>;
 
   // retirement
-  /** Retirement records, oldest first, optionally of one account or one facility. */
+  /** Retirement certificates, oldest first, optionally of one account or one facility. */
   retirements(filter?: { account?: string; facilityId?: string }): Promise<RetirementRecord[]>;
+  /** One certificate, undefined when there is no retirement with that id. */
+  retirement(id: bigint): Promise<RetirementRecord | undefined>;
   /** Relays a holder-signed retirement request (this client's signer pays the gas). */
   retireWithSig(req: SignedRetirement): Promise<RetirementReceipt>;
   /** The retirement a signed request produced once its nonce is used (by anyone), else undefined. */

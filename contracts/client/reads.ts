@@ -1,13 +1,13 @@
 /**
- * The read side of the ledger client (ethers v6 on CarbonLedger): state views, and the event logs
- * (settlements, retirements, registrations) scanned in bounded eth_getLogs ranges from the ledger's
+ * The read side of the ledger client (ethers v6 on CreditLedger): state views (facilities, batches,
+ * holdings, certificates), and the event logs (settlements, retirements, registrations) scanned in bounded eth_getLogs ranges from the ledger's
  * deployment block. `Ledger` (ledger.ts) adds the writes.
  */
 import { ethers } from 'ethers';
 import { errors } from '../../domain/errors.ts';
 import { loadArtifact } from './artifact.ts';
 import { readCall, type SendOptions } from './connect.ts';
-import type { DeviceKeyRecord, FacilityView, LedgerRole, OnChainSettlement, RetirementReceipt, RetirementRecord, SignedRetirement } from './port.ts';
+import type { BatchView, DeviceKeyRecord, FacilityView, Holding, LedgerRole, OnChainSettlement, RetiredPart, RetirementReceipt, RetirementRecord, SignedRetirement } from './port.ts';
 import { bytes32ToPublicKey, deviceIdKey, facilityKey, LEDGER_ROLES, mgToKgPerHour, toSeconds } from './units.ts';
 
 /** Blocks per eth_getLogs request (real providers cap log ranges; 10,000 is accepted by most). */
@@ -37,6 +37,7 @@ export class LedgerReader {
   protected readonly opts: LedgerOptions;
   /** facility key -> id, learnt from our own calls and FacilityRegistered events. */
   protected readonly ids = new Map<string, string>();
+  private windowCache: Promise<number> | undefined;
 
   protected constructor(address: string, runner: ethers.Signer, opts: LedgerOptions) {
     if (!runner.provider) throw errors.VALIDATION('the ledger signer needs a provider');
@@ -68,24 +69,100 @@ export class LedgerReader {
     return { name: d[1], version: d[2], chainId: d[3], verifyingContract: d[4] };
   }
 
+  /** The fixed window length of the ledger, ms (an immutable: read once). */
+  async windowMs(): Promise<number> {
+    this.windowCache ??= readCall<bigint>(() => this.contract.windowSeconds()).then((s) => Number(s) * 1000);
+    try {
+      return await this.windowCache;
+    } catch (e) {
+      this.windowCache = undefined;
+      throw e;
+    }
+  }
+
   async facility(id: string): Promise<FacilityView> {
-    const f = await readCall(() => this.contract.facility(facilityKey(id)));
+    const key = facilityKey(id);
+    const [f, ids] = await Promise.all([readCall(() => this.contract.facility(key)), readCall<bigint[]>(() => this.contract.batchesOf(key))]);
+    const batches = await Promise.all(ids.map((b) => readCall(() => this.contract.batch(b))));
+    const sum = (k: 'issued' | 'burned' | 'retired' | 'ownerBalance') => batches.reduce((a: bigint, b) => a + (b[k] as bigint), 0n);
+    const pending = f.limitsPending as boolean;
     return {
       registered: f.owner !== ethers.ZeroAddress,
       owner: f.owner,
       suspended: f.suspended,
       nextWindowStart: Number(f.nextWindowStart) * 1000,
-      baselineKgPerHour: mgToKgPerHour(f.baselineMgPerHour),
-      baselineEffectiveFrom: Number(f.baselineEffectiveFrom) * 1000,
+      // A scheduled change is what the chain will apply: the registry is compared with it.
+      baselineKgPerHour: mgToKgPerHour(pending ? f.pendingBaselineMgPerHour : f.baselineMgPerHour),
+      baselineEffectiveFrom: Number(pending ? f.pendingEffectiveFrom : f.limitsEffectiveFrom) * 1000,
+      capGramsPerWindow: f.capGramsPerWindow,
       deficitGrams: f.deficit,
-      mintedGrams: f.minted,
-      burnedGrams: f.burned,
-      retiredGrams: f.retired,
+      mintedGrams: sum('issued'),
+      burnedGrams: sum('burned'),
+      retiredGrams: sum('retired'),
+      ownerHeldGrams: sum('ownerBalance'),
     };
   }
 
-  balanceOf(address: string): Promise<bigint> {
-    return readCall(() => this.contract.balanceOf(address));
+  /** The facility's batches, oldest vintage first. */
+  async batches(facilityId: string): Promise<BatchView[]> {
+    const ids = await readCall<bigint[]>(() => this.contract.batchesOf(facilityKey(facilityId)));
+    return Promise.all(ids.map((b) => this.batch(b)));
+  }
+
+  /** One batch (BatchNotFound revert when it does not exist). */
+  async batch(id: bigint): Promise<BatchView> {
+    const b = await readCall(() => this.contract.batch(id));
+    this.ids.set(b.facility, b.facilityId);
+    return {
+      id: (b.id as bigint).toString(),
+      facilityId: b.facilityId,
+      facilityKey: b.facility,
+      vintage: Number(b.vintage),
+      issuedGrams: b.issued,
+      retiredGrams: b.retired,
+      burnedGrams: b.burned,
+      supplyGrams: b.supply,
+      ownerBalanceGrams: b.ownerBalance,
+    };
+  }
+
+  /**
+   * The batches `account` holds: those of the facilities it owns, and every batch a transfer ever
+   * sent it (TransferSingle / TransferBatch logs, by the indexed `to`), with a non-zero balance.
+   */
+  async holdings(account: string): Promise<Holding[]> {
+    const who = ethers.getAddress(account);
+    const keys = await readCall<string[]>(() => this.contract.facilitiesOf(who));
+    const ids = new Set<bigint>();
+    for (const key of keys) for (const b of await readCall<bigint[]>(() => this.contract.batchesOf(key))) ids.add(b);
+    const [singles, batches] = await Promise.all([this.logs(this.contract.filters.TransferSingle(null, null, who)), this.logs(this.contract.filters.TransferBatch(null, null, who))]);
+    for (const log of singles) {
+      const p = this.parseLog(log);
+      if (p) ids.add(p.args.id as bigint);
+    }
+    for (const log of batches) {
+      const p = this.parseLog(log);
+      if (p) for (const id of p.args.ids as bigint[]) ids.add(id);
+    }
+    const list = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (list.length === 0) return [];
+    const balances = await readCall<bigint[]>(() => this.contract.balanceOfBatch(list.map(() => who), list));
+    const out: Holding[] = [];
+    for (let i = 0; i < list.length; i++) {
+      if (balances[i] === 0n) continue;
+      out.push({ batch: await this.batch(list[i]), balanceGrams: balances[i] });
+    }
+    return out;
+  }
+
+  /** What an account holds over every batch, grams (the sum of its holdings). */
+  async heldBy(account: string): Promise<bigint> {
+    return (await this.holdings(account)).reduce((a, h) => a + h.balanceGrams, 0n);
+  }
+
+  /** ERC-1155 balance of one batch. */
+  balanceOf(address: string, batchId: bigint): Promise<bigint> {
+    return readCall(() => this.contract.balanceOf(address, batchId));
   }
 
   totalSupply(): Promise<bigint> {
@@ -115,11 +192,13 @@ export class LedgerReader {
     // Only the facility is an indexed topic (an extra topic would cost every settlement 119 gas);
     // the window is filtered here.
     const logs = await this.logs(this.contract.filters.WindowSettled(key), filter.fromBlock);
+    const windowMs = await this.windowMs();
     const out: OnChainSettlement[] = [];
+    const burns = await this.burnsOf(logs);
     for (const log of logs) {
       const parsed = this.parseLog(log);
       if (!parsed) continue;
-      const s = this.toSettlement(parsed, log);
+      const s = this.toSettlement(parsed, log, windowMs, burns);
       if (filter.windowStart === undefined || s.windowStart === filter.windowStart) out.push(s);
     }
     if (out.some((s) => s.facilityId === undefined)) await this.loadIds();
@@ -137,18 +216,17 @@ export class LedgerReader {
     const ev = this.contract.filters.WindowSettled(facilityKey(facilityId));
     const range = this.range();
     const start = this.startBlock;
+    const windowMs = await this.windowMs();
     let to = await this.blockNumber();
     while (to >= start) {
       const from = Math.max(start, to - range + 1);
       const logs = await readCall(() => this.contract.queryFilter(ev, from, to));
       for (let i = logs.length - 1; i >= 0; i--) {
         const parsed = this.parseLog(logs[i]);
-        if (!parsed) continue;
-        const s = this.toSettlement(parsed, logs[i]);
-        if (s.windowStart === windowStart) {
-          s.facilityId ??= facilityId;
-          return s;
-        }
+        if (!parsed || Number(parsed.args.windowStart) * 1000 !== windowStart) continue;
+        const s = this.toSettlement(parsed, logs[i], windowMs, await this.burnsOf([logs[i]]));
+        s.facilityId ??= facilityId;
+        return s;
       }
       to = from - 1;
     }
@@ -164,7 +242,7 @@ export class LedgerReader {
    */
   async retirementOfRequest(req: SignedRetirement): Promise<RetirementReceipt | undefined> {
     if ((await this.nonces(req.holder)) <= req.nonce) return undefined;
-    const logs = await this.logs(this.contract.filters.CreditsRetired(null, req.holder, null));
+    const logs = await this.logs(this.contract.filters.CreditsRetired(null, req.holder));
     for (const log of [...logs].reverse()) {
       const parsed = this.parseLog(log);
       const tx = parsed ? await readCall(() => this.provider.getTransaction(log.transactionHash)) : null;
@@ -176,11 +254,12 @@ export class LedgerReader {
         continue;
       }
       if (call?.name !== 'retireWithSig') continue;
-      const [holder, amount, beneficiary, reason, nonce, deadline] = call.args as unknown as [string, bigint, string, string, bigint, bigint];
+      const [holder, batchIds, amounts, beneficiary, reason, nonce, deadline] = call.args as unknown as [string, bigint[], bigint[], string, string, bigint, bigint];
       if (
         ethers.getAddress(holder) === ethers.getAddress(req.holder) &&
         nonce === req.nonce &&
-        amount === req.amount &&
+        sameList([...batchIds], req.batchIds) &&
+        sameList([...amounts], req.amounts) &&
         beneficiary === req.beneficiary &&
         reason === req.reason &&
         deadline === BigInt(req.deadline)
@@ -220,32 +299,74 @@ export class LedgerReader {
     return out;
   }
 
-  /** Retirement records, oldest first, optionally of one account or one facility. */
+  /** Retirement certificates, oldest first, optionally of one account or one facility (any of its parts). */
   async retirements(filter: { account?: string; facilityId?: string } = {}): Promise<RetirementRecord[]> {
-    const ev = this.contract.filters.CreditsRetired(null, filter.account ?? null, filter.facilityId === undefined ? null : facilityKey(filter.facilityId));
-    const logs = await this.logs(ev);
-    const records = await Promise.all(
-      logs.map(async (log) => {
-        const parsed = this.parseLog(log);
-        if (!parsed) return undefined;
-        const r = await readCall(() => this.contract.retirement(parsed.args.id));
-        const rec: RetirementRecord = {
-          id: r.id,
-          account: r.account,
-          facilityKey: r.facility,
-          amountGrams: r.amount,
-          beneficiary: r.beneficiary,
-          reason: r.reason,
-          retiredAt: Number(r.retiredAt) * 1000,
-          txHash: log.transactionHash,
-        };
-        return rec;
-      }),
-    );
-    const out = records.filter((r): r is RetirementRecord => r !== undefined);
-    if (out.some((r) => r.facilityKey !== ethers.ZeroHash && !this.ids.has(r.facilityKey))) await this.loadIds();
-    for (const r of out) r.facilityId = this.ids.get(r.facilityKey);
+    let ids: bigint[];
+    const txs = new Map<bigint, string>();
+    if (filter.facilityId !== undefined) {
+      // BatchRetired is indexed by batch: the facility's batches name its certificates.
+      const batchIds = await readCall<bigint[]>(() => this.contract.batchesOf(facilityKey(filter.facilityId!)));
+      const set = new Set<bigint>();
+      for (const b of batchIds) {
+        for (const log of await this.logs(this.contract.filters.BatchRetired(null, b))) {
+          const p = this.parseLog(log);
+          if (!p) continue;
+          set.add(p.args.id as bigint);
+          txs.set(p.args.id as bigint, log.transactionHash);
+        }
+      }
+      ids = [...set];
+    } else {
+      const logs = await this.logs(this.contract.filters.CreditsRetired(null, filter.account ?? null));
+      ids = [];
+      for (const log of logs) {
+        const p = this.parseLog(log);
+        if (!p) continue;
+        ids.push(p.args.id as bigint);
+        txs.set(p.args.id as bigint, log.transactionHash);
+      }
+    }
+    ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const out: RetirementRecord[] = [];
+    for (const id of ids) {
+      const r = await this.retirementView(id);
+      if (!r) continue;
+      if (filter.account !== undefined && ethers.getAddress(r.account) !== ethers.getAddress(filter.account)) continue;
+      r.txHash = txs.get(id);
+      out.push(r);
+    }
     return out;
+  }
+
+  /** One certificate (with the transaction that created it), undefined when none has that id. */
+  async retirement(id: bigint): Promise<RetirementRecord | undefined> {
+    const r = await this.retirementView(id);
+    if (!r) return undefined;
+    const logs = await this.logs(this.contract.filters.CreditsRetired(id));
+    if (logs.length > 0) r.txHash = logs[logs.length - 1].transactionHash;
+    return r;
+  }
+
+  private async retirementView(id: bigint): Promise<RetirementRecord | undefined> {
+    if (id < 1n || id > (await readCall<bigint>(() => this.contract.retirementCount()))) return undefined;
+    const r = await readCall(() => this.contract.retirement(id));
+    const parts: RetiredPart[] = [];
+    for (const p of r.parts) {
+      const b = await this.batch(p.batchId as bigint);
+      const amount = BigInt(p.amount);
+      const first = BigInt(p.firstSerial);
+      parts.push({ batchId: b.id, facilityId: b.facilityId, vintage: b.vintage, amountGrams: amount, firstSerial: first, lastSerial: first + amount - 1n });
+    }
+    return {
+      id: r.id,
+      account: r.account,
+      facilityIds: [...new Set(parts.map((p) => p.facilityId))],
+      parts,
+      amountGrams: r.amount,
+      beneficiary: r.beneficiary,
+      reason: r.reason,
+      retiredAt: Number(r.retiredAt) * 1000,
+    };
   }
 
   // ----- internals shared with the write side
@@ -277,21 +398,59 @@ export class LedgerReader {
     }
   }
 
-  protected toSettlement(parsed: ethers.LogDescription, log: ethers.Log): OnChainSettlement {
+  /**
+   * CreditsBurned of the transactions of these WindowSettled logs, by transaction hash (read from the
+   * receipts: a settlement's burns are the CreditsBurned of its facility's batches just before it).
+   */
+  protected async burnsOf(logs: ethers.Log[]): Promise<Map<string, ethers.Log[]>> {
+    const out = new Map<string, ethers.Log[]>();
+    // Only a negative net burns: other transactions need no receipt.
+    const needed = new Set<string>();
+    for (const log of logs) {
+      const p = this.parseLog(log);
+      if (p?.name === 'WindowSettled' && (p.args.netGrams as bigint) < 0n) needed.add(log.transactionHash);
+    }
+    for (const hash of needed) {
+      const receipt = await readCall(() => this.provider.getTransactionReceipt(hash));
+      out.set(hash, receipt ? [...receipt.logs] : []);
+    }
+    return out;
+  }
+
+  /** A WindowSettled log as a settlement; `txLogs` holds the logs of transactions that burned. */
+  protected toSettlement(parsed: ethers.LogDescription, log: ethers.Log, windowMs: number, txLogs: Map<string, readonly ethers.Log[]>): OnChainSettlement {
     const a = parsed.args;
+    const start = Number(a.windowStart) * 1000;
     return {
       facilityId: this.ids.get(a.facility),
       facilityKey: a.facility,
-      windowStart: Number(a.windowStart) * 1000,
-      windowEnd: Number(a.windowEnd) * 1000,
+      windowStart: start,
+      windowEnd: start + windowMs,
       netGrams: a.netGrams,
       mintedGrams: a.minted,
-      burnedGrams: a.burned,
+      firstSerial: a.firstSerial,
+      burnedGrams: this.burnedBefore(a.facility, log, txLogs.get(log.transactionHash) ?? []),
       deficitGrams: a.deficitAfter,
       evidenceRoot: a.evidenceRoot,
       txHash: log.transactionHash,
       blockNumber: log.blockNumber,
     };
+  }
+
+  /**
+   * Grams burned by the settlement `log` of `facility`: the CreditsBurned of the facility's batches
+   * between the facility's previous WindowSettled in the transaction (if any) and this one.
+   */
+  protected burnedBefore(facility: string, log: ethers.Log, txLogs: readonly ethers.Log[]): bigint {
+    const prefix = BigInt(facility) >> 32n;
+    let burned = 0n;
+    for (const l of txLogs) {
+      if (l.index >= log.index) break;
+      const p = this.parseLog(l);
+      if (p?.name === 'WindowSettled' && p.args.facility === facility) burned = 0n;
+      else if (p?.name === 'CreditsBurned' && (p.args.batchId as bigint) >> 32n === prefix) burned += p.args.amount as bigint;
+    }
+    return burned;
   }
 
   /** Learns key -> id from FacilityRegistered events (the chain is the source of truth). */
@@ -302,4 +461,8 @@ export class LedgerReader {
       if (parsed) this.ids.set(parsed.args.facility, parsed.args.facilityId);
     }
   }
+}
+
+function sameList(a: bigint[], b: bigint[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === BigInt(b[i]));
 }

@@ -3,6 +3,7 @@ import { addressOfKey, checksumAddress, isAddress } from '../../contracts/client
 import { describeChainError } from '../../contracts/client/errors.ts';
 import { probeProvider } from '../../contracts/client/holder.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
+import { vintagePrefix } from '../../contracts/client/port.ts';
 import { redactUrl } from '../../domain/config.ts';
 import { gramsToTonnes } from '../../domain/decimal.ts';
 import { checkChain } from './chain.ts';
@@ -13,7 +14,8 @@ export const balance: Command = {
   name: 'balance',
   summary: 'show the credits an address holds',
   synopsis: '[--address 0x… | --key-file FILE] [--rpc URL] [--contract 0x…]',
-  description: 'Prints one JSON line: the address, its balance in grams and tonnes CO2e. The address is --address, else the key\'s (as for retire).',
+  description:
+    'Prints one JSON line: the address, its balance in grams and tonnes CO2e, and per batch (token id, facility, vintage) what it holds. The address is --address, else the key\'s (as for retire).',
   options: [
     { name: 'address', value: '0x…', help: 'the holder\'s address', default: () => 'the address of the key (--key-file, HOLDER_KEY_FILE, HOLDER_PRIVATE_KEY)' },
     ...KEY_OPTIONS,
@@ -42,8 +44,10 @@ export const balance: Command = {
         io.err(`balance failed: ${wrong}`);
         return 1;
       }
-      const grams = await Ledger.readOnlyAt(chain.contract!, provider).balanceOf(address!);
-      io.out(JSON.stringify({ address, balanceGrams: grams.toString(), balanceTonnes: gramsToTonnes(grams) }));
+      const holdings = await Ledger.readOnlyAt(chain.contract!, provider).holdings(address!);
+      const grams = holdings.reduce((a, h) => a + h.balanceGrams, 0n);
+      const batches = holdings.map((h) => ({ batchId: h.batch.id, facilityId: h.batch.facilityId, vintage: vintagePrefix(h.batch.vintage), balanceGrams: h.balanceGrams.toString() }));
+      io.out(JSON.stringify({ address, balanceGrams: grams.toString(), balanceTonnes: gramsToTonnes(grams), batches }));
       return 0;
     } catch (e) {
       io.err(`balance failed: ${describeChainError(e, { rpc: redactUrl(chain.rpc!) })}`);

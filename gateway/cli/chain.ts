@@ -15,7 +15,9 @@ import type { ChainChoice } from './defaults.ts';
 export type SignedRetirementJson = Static<typeof SignedRetirementBody>;
 
 export interface RetireRequest {
-  amountGrams: bigint;
+  /** Token ids of the batches and the grams of each (same length). */
+  batchIds: bigint[];
+  amounts: bigint[];
   beneficiary: string;
   reason: string;
 }
@@ -29,10 +31,11 @@ export async function signRetirement(holder: HolderSigner, contractAddress: stri
   if (!provider) throw new Error('the wallet needs a provider to read the nonce');
   const ledger = Ledger.readOnlyAt(contractAddress, provider);
   const deadline = (await ledger.latestBlockTime()) + validSeconds;
-  const s = await ledger.signRetirement(holder, req.amountGrams, req.beneficiary, req.reason, deadline);
+  const s = await ledger.signRetirement(holder, req.batchIds, req.amounts, req.beneficiary, req.reason, deadline);
   return {
     holder: s.holder,
-    amountGrams: s.amount.toString(),
+    batchIds: s.batchIds.map(String),
+    amounts: s.amounts.map(String),
     beneficiary: s.beneficiary,
     reason: s.reason,
     nonce: s.nonce.toString(),
@@ -43,7 +46,7 @@ export async function signRetirement(holder: HolderSigner, contractAddress: stri
 
 /** Retires with the holder's own transaction (the Ledger's retire). Resolves with the tx hash and the retirement id. */
 export async function retireDirect(holder: HolderSigner, contractAddress: string, req: RetireRequest): Promise<{ txHash: string; id: string }> {
-  const receipt = await Ledger.attach(contractAddress, holder).retire(holder, req.amountGrams, req.beneficiary, req.reason);
+  const receipt = await Ledger.attach(contractAddress, holder).retire(holder, req.batchIds, req.amounts, req.beneficiary, req.reason);
   return { txHash: receipt.txHash, id: receipt.id.toString() };
 }
 

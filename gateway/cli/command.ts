@@ -22,6 +22,8 @@ export interface Command {
   synopsis: string;
   description: string;
   options: OptionSpec[];
+  /** How many positional arguments it takes (as values `_0`, `_1`, …); none when absent. */
+  positionals?: number;
   run(values: Values, io: Io): Promise<number>;
 }
 
@@ -36,7 +38,7 @@ const describeDefault = (d: Default) => (d.value ? `${redactUrl(d.value)} (from 
 
 export const CHAIN_OPTIONS: OptionSpec[] = [
   { name: 'rpc', value: 'URL', help: 'JSON-RPC endpoint of the chain', default: (env) => describeDefault(chainDefaults(env).rpc) },
-  { name: 'contract', value: '0x…', help: 'address of the CarbonLedger', default: (env) => describeDefault(chainDefaults(env).contract) },
+  { name: 'contract', value: '0x…', help: 'address of the CreditLedger', default: (env) => describeDefault(chainDefaults(env).contract) },
 ];
 
 export const KEY_OPTIONS: OptionSpec[] = [

@@ -11,15 +11,17 @@ import { resolveChain, resolveKey } from './defaults.ts';
 export const retire: Command = {
   name: 'retire',
   summary: 'retire credits from the holder\'s key, directly or through the gateway\'s relay',
-  synopsis: '--amount-grams N --beneficiary TEXT [--reason TEXT] [--key-file FILE] [--rpc URL] [--contract 0x…]\n                         [--relay URL (--api-key-file FILE | API_KEY)] [--valid-seconds S]',
+  synopsis: '--batch-ids ID[,ID…] --amounts N[,N…] --beneficiary TEXT [--reason TEXT] [--key-file FILE] [--rpc URL] [--contract 0x…]\n                         [--relay URL (--api-key-file FILE | API_KEY)] [--valid-seconds S]',
   description: [
-    'Retires credits (1 credit = 1 g CO2e) held by the key\'s address, for a beneficiary; prints one JSON line.',
+    'Retires credits (1 credit = 1 g CO2e) of one or several batches held by the key\'s address, for a beneficiary;',
+    'prints one JSON line with the certificate number (`npm run cli -- balance` lists the batches the address holds).',
     'Without --relay the holder\'s own transaction retires (its address needs ether for gas). With --relay the',
     'request is signed here (EIP-712) and the gateway submits it and pays the gas: the key never leaves this machine.',
     'The key comes from --key-file, else HOLDER_KEY_FILE, else HOLDER_PRIVATE_KEY. Exit 0 done, 1 refused or failed, 2 usage.',
   ].join('\n'),
   options: [
-    { name: 'amount-grams', value: 'N', help: 'grams of credit to retire (positive integer); required' },
+    { name: 'batch-ids', value: 'ID[,ID…]', help: 'token ids of the batches to retire from (GET /v1/batches, or `balance`); required' },
+    { name: 'amounts', value: 'N[,N…]', help: 'grams to retire from each batch, in the same order (positive integers); required' },
     { name: 'beneficiary', value: 'TEXT', help: 'on whose behalf the credits are retired; required' },
     { name: 'reason', value: 'TEXT', help: 'why (e.g. "scope 2 2026")', default: () => 'empty' },
     ...KEY_OPTIONS,
@@ -41,8 +43,12 @@ export const retire: Command = {
     const problems = [...chain.problems];
     if (keyProblem) problems.push(keyProblem);
     else if (!key) problems.push('a key is required: --key-file FILE (npm run cli -- keygen writes one), HOLDER_KEY_FILE or HOLDER_PRIVATE_KEY');
-    const amount = values['amount-grams'];
-    if (typeof amount !== 'string' || !/^[1-9][0-9]*$/.test(amount)) problems.push('--amount-grams must be a positive integer');
+    const ids = typeof values['batch-ids'] === 'string' ? values['batch-ids'].split(',').map((x) => x.trim()) : [];
+    const amounts = typeof values.amounts === 'string' ? values.amounts.split(',').map((x) => x.trim()) : [];
+    if (ids.length === 0 || !ids.every((x) => /^[1-9][0-9]{0,77}$/.test(x))) problems.push('--batch-ids must list token ids (positive integers, comma-separated)');
+    if (amounts.length === 0 || !amounts.every((x) => /^[1-9][0-9]{0,19}$/.test(x))) problems.push('--amounts must list positive integer grams, comma-separated');
+    else if (ids.length !== amounts.length) problems.push(`--amounts needs one amount per batch id (${ids.length} ids, ${amounts.length} amounts)`);
+    else if (ids.length > 32) problems.push('a retirement takes at most 32 batches');
     if (typeof values.beneficiary !== 'string' || !values.beneficiary) problems.push('--beneficiary is required');
     const validSeconds = String(values['valid-seconds'] ?? '3600');
     if (!/^[1-9][0-9]{0,8}$/.test(validSeconds)) problems.push('--valid-seconds must be a positive integer');
@@ -71,7 +77,7 @@ export const retire: Command = {
     if (problems.length) return commandUsageError(io, retire, problems);
 
     const signer = holderWallet(key!);
-    const req = { amountGrams: BigInt(amount as string), beneficiary: values.beneficiary as string, reason: typeof values.reason === 'string' ? values.reason : '' };
+    const req = { batchIds: ids.map((x) => BigInt(x)), amounts: amounts.map((x) => BigInt(x)), beneficiary: values.beneficiary as string, reason: typeof values.reason === 'string' ? values.reason : '' };
     const ctx = { you: signer.address, action: 'retire', rpc: redactUrl(chain.rpc!) };
     let provider: Awaited<ReturnType<typeof probeProvider>> | undefined;
     try {
@@ -86,7 +92,7 @@ export const retire: Command = {
         typeof values.relay === 'string'
           ? await relayRetirement(values.relay, apiKey!, await signRetirement(wallet, chain.contract!, req, Number(validSeconds)))
           : await retireDirect(wallet, chain.contract!, req);
-      io.out(JSON.stringify({ ok: true, holder: wallet.address, amountGrams: req.amountGrams.toString(), via: typeof values.relay === 'string' ? 'relay' : 'direct', ...result }));
+      io.out(JSON.stringify({ ok: true, holder: wallet.address, batchIds: ids, amounts, amountGrams: req.amounts.reduce((a, b) => a + b, 0n).toString(), via: typeof values.relay === 'string' ? 'relay' : 'direct', ...result }));
       return 0;
     } catch (e) {
       // The gateway's own answers (and its absence) are said as they are; the chain's through the decoder.

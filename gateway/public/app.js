@@ -129,11 +129,13 @@ async function loadDetail() {
   const f = state.facilities.find((x) => x.id === id);
   $('#detail-name').textContent = f ? `${f.id} · ${f.name}` : id;
   const q = encodeURIComponent(id);
-  const [windows, settlements, retirements] = await Promise.all([
+  const [windows, settlements, retirements, batches] = await Promise.all([
     api(`/v1/facilities/${q}/windows`).catch((e) => ({ items: [], error: e })),
     api(`/v1/settlements?facilityId=${q}&limit=500`).catch((e) => ({ items: [], error: e })),
     api(`/v1/retirements?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
+    api(`/v1/batches?facilityId=${q}`).catch((e) => ({ items: [], error: e })),
   ]);
+  renderBatches(batches);
   drawWindows(windows);
   drawCredits(settlements.items);
   renderSettlements(settlements);
@@ -243,24 +245,59 @@ function bundleLink(s) {
   return a;
 }
 
+function renderBatches({ items, error }) {
+  const tbody = $('#batches tbody');
+  tbody.replaceChildren();
+  if (error || items.length === 0) {
+    const td = el('td', { text: error ? `unavailable: ${error.message}` : 'No batch yet: the first settlement that mints opens one.', className: 'empty' });
+    td.colSpan = 6;
+    tbody.append(el('tr', {}, [td]));
+    return;
+  }
+  for (const b of items) {
+    tbody.append(
+      el('tr', { data: { batchId: b.id } }, [
+        el('td', { text: b.vintage, data: { field: 'vintage', value: b.vintage } }),
+        numCell(b.issuedGrams, 'issuedGrams'),
+        numCell(b.retiredGrams, 'retiredGrams'),
+        numCell(b.burnedGrams, 'burnedGrams'),
+        numCell(b.ownerBalanceGrams, 'ownerBalanceGrams'),
+        el('td', { text: `${b.serialPrefix}1 …`, className: 'mono', title: `token id ${b.id}` }),
+      ]),
+    );
+  }
+}
+
+/** The certificate page (public, printable), opened in a new tab. */
+function certificateLink(id) {
+  const a = el('a', { text: `#${id}`, title: 'printable retirement certificate' });
+  a.href = `/v1/retirements/${encodeURIComponent(id)}`;
+  a.target = '_blank';
+  a.rel = 'noopener';
+  a.className = 'certificate';
+  return a;
+}
+
 function renderRetirements({ items, error }) {
   const tbody = $('#retirements tbody');
   tbody.replaceChildren();
   if (error || items.length === 0) {
     const td = el('td', { text: error ? `unavailable: ${error.message}` : 'No retirement yet.', className: 'empty' });
-    td.colSpan = 6;
+    td.colSpan = 7;
     tbody.append(el('tr', {}, [td]));
     return;
   }
   for (const r of items) {
+    const serials = (r.parts ?? []).map((p) => `${p.firstSerial} … ${p.lastSerial}`).join('; ');
     tbody.append(
       el('tr', {}, [
-        el('td', { text: r.id }),
+        el('td', {}, [certificateLink(r.id)]),
         el('td', { text: short(r.account), className: 'mono', title: r.account }),
         el('td', { text: r.amountTonnes, className: 'num' }),
         el('td', { text: r.beneficiary }),
         el('td', { text: r.reason }),
         el('td', { text: r.retiredAt ? fmtTime(r.retiredAt) : '' }),
+        el('td', { text: serials, className: 'mono' }),
       ]),
     );
   }

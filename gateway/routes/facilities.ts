@@ -1,8 +1,8 @@
 /**
  * Facilities (register, list, read, suspend, re-baseline, correct the owner or remove one that never
  * settled) and their on-chain credit balance. What the ledger would refuse is refused here first,
- * with a 400 naming the problem: an owner with a bad EIP-55 checksum, an owner that already owns a
- * facility (the ledger allows one per owner for now), a baseline with more than 6 decimals.
+ * with a 400 naming the problem: an owner with a bad EIP-55 checksum or the zero address, a baseline
+ * with more than 6 decimals. An owner (an organisation) may own several facilities.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
@@ -78,13 +78,8 @@ function decimalText(v: string | number, field: string): string {
 export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { registry } = ctx.deps;
   const statusOf = (id: string) => ctx.deps.settlements?.facilityStatus?.(id);
-  /** An owner the registry (and so the ledger) accepts for `facilityId`. */
-  const ownerFor = (value: unknown, facilityId: string): string => {
-    const owner = accountAddress(value, 'body/owner');
-    const other = registry.listFacilities().find((x) => x.id !== facilityId && x.owner.toLowerCase() === owner.toLowerCase());
-    if (other) throw errors.VALIDATION(`body/owner ${owner} already owns facility ${other.id}; the ledger allows one facility per owner`);
-    return owner;
-  };
+  /** An owner the registry (and so the ledger) accepts: an address (it may own other facilities too). */
+  const ownerFor = (value: unknown, _facilityId: string): string => accountAddress(value, 'body/owner');
   /** Whether the oracle has confirmed a settlement of the facility (then its owner is fixed and it cannot be removed). */
   const hasSettled = async (id: string): Promise<boolean> => {
     const settlements = ctx.deps.settlements;
@@ -208,7 +203,6 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
             } catch (err) {
               const name = revertName(err);
               if (name === 'FacilityHasSettlements') throw errors.FACILITY_SETTLED(`facility ${id} has settled windows on chain: its owner can no longer change`);
-              if (name === 'OwnerAlreadyHasFacility') throw errors.VALIDATION(`body/owner ${owner} already owns a facility on chain`);
               // Not registered on chain yet, unreachable, no signer: the oracle reconciles.
               chain = { synced: false, message: `owner not confirmed on-chain yet: ${(err as Error).message.slice(0, 160)}` };
             }
@@ -271,7 +265,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       preValidation: requireRole(ALL_ROLES, { scope: 'path' }),
       schema: {
         tags: ['credits'],
-        summary: 'Credit balance of the facility owner and the facility totals, read from the chain',
+        summary: "The facility owner's balance of the facility's batches, and the facility totals over its batches, read from the chain",
         params: FacilityParams,
         response: { 200: BalanceView, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
@@ -285,15 +279,15 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
         const f = registry.getFacility(id);
         if (!f) throw errors.FACILITY_NOT_FOUND(id);
         let c: Awaited<ReturnType<typeof ledger.facility>>;
-        let balance: bigint;
-        let owner: string;
         try {
           c = await ledger.facility(id);
-          owner = c.registered && c.owner ? c.owner : f.owner;
-          balance = BigInt(gramsText(await ledger.balanceOf(owner)));
         } catch (err) {
           throw asChainError(err);
         }
+        const owner = c.registered && c.owner ? c.owner : f.owner;
+        // What the owner holds of this facility's batches (credits of its other facilities, or of
+        // other facilities' batches it bought, are not this facility's balance).
+        const balance = BigInt(gramsText(c.ownerHeldGrams ?? 0n));
         return {
           facilityId: id,
           owner,

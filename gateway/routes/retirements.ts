@@ -7,11 +7,11 @@ import type { Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, principalOf, requireRole, scopedFacility } from '../auth.ts';
 import { DomainError, errors, isError } from '../../domain/errors.ts';
-import { gramsToTonnes } from '../../domain/decimal.ts';
 import { describeChainError } from '../../contracts/client/errors.ts';
 import { asChainError } from '../errors.ts';
-import { RetirementList, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
-import { gramsText, iso } from '../format.ts';
+import { CertificateView, RetirementList, RetirementParams, RetirementSubmitted, RetirementsQuery, SignedRetirementBody, errorResponses } from '../schemas.ts';
+import { gramsText } from '../format.ts';
+import { buildCertificate, CERTIFICATE_CSP, certificateHtml, retirementJson } from '../certificate.ts';
 import { DEFAULT_PAGE, decodeCursor, pageOf } from '../paging.ts';
 
 export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -39,22 +39,41 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
       const page = pageOf(rows, (r) => [gramsText(r.id).padStart(78, '0')], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 's'));
       return {
         ...(page.next ? { next: page.next } : {}),
-        items: page.items.map((r) => {
-          const grams = BigInt(gramsText(r.amountGrams));
-          const at = r.retiredAt ? iso(r.retiredAt) : undefined;
-          return {
-            id: gramsText(r.id),
-            account: r.account,
-            ...(r.facilityId ? { facilityId: r.facilityId } : {}),
-            amountGrams: grams.toString(),
-            amountTonnes: gramsToTonnes(grams),
-            beneficiary: r.beneficiary,
-            reason: r.reason,
-            ...(at ? { retiredAt: at } : {}),
-            ...(r.txHash ? { txHash: r.txHash } : {}),
-          };
-        }),
+        items: page.items.map(retirementJson),
       };
+    },
+  );
+
+  app.get<{ Params: Static<typeof RetirementParams> }>(
+    '/v1/retirements/:id',
+    {
+      schema: {
+        tags: ['credits'],
+        summary: 'A retirement certificate, rebuilt from the chain (no auth: certificates are public, like the chain)',
+        description:
+          'JSON by default; a printable HTML page with `Accept: text/html`. Facility, vintage, serial ranges and amounts per batch, ' +
+          'beneficiary, reason, and the settlements that minted the retired serials (evidence roots, transactions, verify links).',
+        security: [],
+        params: RetirementParams,
+        response: { 200: CertificateView, ...errorResponses(400, 404, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const ledger = ctx.need('ledger');
+      const id = BigInt(request.params.id);
+      const cert = await ctx.chainCache.get(`certificate:${id}`, () => buildCertificate(ledger, id)).catch((err: unknown) => {
+        throw asChainError(err);
+      });
+      if (!cert) throw errors.RETIREMENT_NOT_FOUND(request.params.id);
+      if (wantsHtml(request.headers.accept)) {
+        return reply
+          .header('content-type', 'text/html; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .header('content-security-policy', CERTIFICATE_CSP)
+          .serializer((x: unknown) => x as string)
+          .send(certificateHtml(cert));
+      }
+      return cert;
     },
   );
 
@@ -83,9 +102,11 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
           throw errors.FORBIDDEN("a facility key relays retirements of its own owner address only");
         }
       }
+      if (body.batchIds.length !== body.amounts.length) throw errors.VALIDATION(`body/amounts must have one amount per batch id (${body.batchIds.length} ids, ${body.amounts.length} amounts)`);
       const req = {
         holder: body.holder,
-        amount: BigInt(body.amountGrams),
+        batchIds: body.batchIds.map((x) => BigInt(x)),
+        amounts: body.amounts.map((x) => BigInt(x)),
         beneficiary: body.beneficiary,
         reason: body.reason,
         nonce: BigInt(body.nonce),
@@ -118,8 +139,17 @@ export function registerRetirementRoutes(app: FastifyInstance, ctx: GatewayConte
         throw asChainError(err);
       }
       ctx.chainCache.invalidate();
-      request.log.info({ holder: body.holder, amountGrams: body.amountGrams, txHash: out.txHash, by: p.keyId }, 'retirement relayed');
+      request.log.info({ holder: body.holder, batchIds: body.batchIds, amounts: body.amounts, txHash: out.txHash, by: p.keyId }, 'retirement relayed');
       return reply.code(201).send({ txHash: out.txHash, ...(out.id !== undefined ? { id: gramsText(out.id as bigint) } : {}) });
     },
   );
+}
+
+/** Whether the client asked for HTML before JSON (a browser opening the certificate link). */
+function wantsHtml(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const html = accept.indexOf('text/html');
+  if (html < 0) return false;
+  const json = accept.indexOf('application/json');
+  return json < 0 || html < json;
 }

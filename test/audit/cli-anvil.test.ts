@@ -43,7 +43,7 @@ if (!anvilBinary()) {
   const chain = await startAnvil();
   t.teardown(() => chain.close());
   const wallet = new ethers.NonceManager(new ethers.Wallet(chain.privateKeys[0], chain.provider));
-  const ledger = await Ledger.deploy(wallet, { confirmTimeoutMs: 30_000 });
+  const ledger = await Ledger.deploy(wallet, { windowSeconds: W / 1000, confirmTimeoutMs: 30_000 });
   const F = fixture();
   await ledger.registerFacility('F', ethers.computeAddress(chain.privateKeys[3]), '3600', T0);
   await ledger.setDeviceKey('m1', F.key.publicKey); // the regulator's record of m1's key
@@ -70,7 +70,7 @@ if (!anvilBinary()) {
     // Whoever holds the database replaced m1's key and fed readings signed with their own key; the
     // oracle settled them, so net, root and every signature agree with the bundle. Only the
     // regulator's record of m1's key on chain does not.
-    const other = await Ledger.deploy(wallet, { confirmTimeoutMs: 30_000 });
+    const other = await Ledger.deploy(wallet, { windowSeconds: W / 1000, confirmTimeoutMs: 30_000 });
     const swapped = fixture();
     await other.registerFacility('F', ethers.computeAddress(chain.privateKeys[3]), '3600', T0);
     await other.setDeviceKey('m1', F.key.publicKey);

@@ -32,14 +32,14 @@ if (!anvilBinary()) {
     // reverted call must not leave a nonce gap that stalls every later transaction.
     const wallet = keySigner(first.privateKeys[0], first.provider);
     const owner = ethers.computeAddress(first.privateKeys[3]);
-    const ledger = await Ledger.deploy(wallet, { confirmTimeoutMs: 30_000 });
+    const ledger = await Ledger.deploy(wallet, { windowSeconds: W / 1000, confirmTimeoutMs: 30_000 });
     await ledger.registerFacility('A', owner, '3600', T0);
     const res = await ledger.settleBatch([win('A', 0, 7317n)]);
     t.same(res.results.map((r) => [r.status, r.mintedGrams]), [['settled', 7317n]]);
     t.ok(res.gasUsed > 0n);
 
     // The duplicate, as the oracle would meet it over JSON-RPC.
-    const err = await ledger.contract.settle.staticCall({ facility: KEY_A, windowStart: S0, windowEnd: S0 + 3600n, netGrams: 1n, evidenceRoot: ethers.ZeroHash }).catch((e: unknown) => e);
+    const err = await ledger.contract.settle.staticCall({ facility: KEY_A, windowStart: S0, netGrams: 1n, evidenceRoot: ethers.ZeroHash }).catch((e: unknown) => e);
     t.same(decodeLedgerError(err), { name: 'WindowAlreadySettled', args: [KEY_A, S0] });
     const gap = await ledger.settleBatch([win('A', 5, 1n)]).catch((e: unknown) => e);
     t.same(decodeLedgerError(gap), { name: 'WindowOutOfOrder', args: [KEY_A, S0 + 3600n, S0 + 5n * 3600n] });
@@ -53,7 +53,7 @@ if (!anvilBinary()) {
     t.teardown(() => second.close());
     const again = Ledger.attach(ledger.address, new ethers.Wallet(second.privateKeys[0], second.provider), { confirmTimeoutMs: 30_000 });
     t.match(await again.facility('A'), { registered: true, owner, nextWindowStart: T0 + 2 * W, mintedGrams: 7327n });
-    t.equal(await again.balanceOf(owner), 7327n);
+    t.equal(await again.heldBy(owner), 7327n);
     const settled = await again.settlements({ facilityId: 'A' });
     t.same(settled.map((s) => [s.facilityId, s.windowStart, s.mintedGrams]), [
       ['A', T0, 7317n],
@@ -68,7 +68,7 @@ if (!anvilBinary()) {
     const first = await startAnvil({ stateFile, stateIntervalSeconds: 3600 });
     t.teardown(() => first.close());
     const signer = keySigner(first.privateKeys[0], first.provider);
-    const ledger = await Ledger.deploy(signer, { confirmTimeoutMs: 30_000, afterMined: first.saveState });
+    const ledger = await Ledger.deploy(signer, { windowSeconds: W / 1000, confirmTimeoutMs: 30_000, afterMined: first.saveState });
     const owner = ethers.computeAddress(first.privateKeys[3]);
     await ledger.registerFacility('A', owner, '3600', T0);
     await ledger.settleBatch([win('A', 0, 7317n)]);

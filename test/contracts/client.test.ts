@@ -29,7 +29,7 @@ t.test('unit conversions', async (t) => {
 
 t.test('loadArtifact', async (t) => {
   const a = loadArtifact();
-  t.equal(a.contractName, 'CarbonLedger');
+  t.equal(a.contractName, 'CreditLedger');
   t.match(a.bytecode, /^0x[0-9a-f]{100,}$/);
   t.ok(a.abi.length > 20);
   t.throws(() => loadArtifact('Missing'), { code: 'CONTRACTS_NOT_COMPILED', message: /npm run compile/ });
@@ -72,23 +72,27 @@ t.test('every revert becomes a sentence the reader can act on', async (t) => {
   // What ethers throws for a direct send that fails estimateGas: CALL_EXCEPTION with the data, no name.
   const thrown = (name: string, args: unknown[]) =>
     Object.assign(new Error('execution reverted (unknown custom error)'), { code: 'CALL_EXCEPTION', data: iface.encodeErrorResult(name, args) });
-  const balance = thrown('ERC20InsufficientBalance', [holder, 3_500_000n, 9_000_000n]);
+  const balance = thrown('ERC1155InsufficientBalance', [holder, 3_500_000n, 9_000_000n, 202612n]);
   t.equal(
     describeChainError(balance, { you: holder, action: 'retire' }),
     'insufficient balance: you hold 3500000 g (3.5 t), tried to retire 9000000 g (9 t); retire at most 3500000 g, or wait for more settled windows',
   );
   t.match(describeChainError(balance), /^insufficient balance: account 0x90F79bf6EB2c4f870365E785982E1f101E93b906 holds 3500000 g \(3\.5 t\), the request needs 9000000 g/);
-  t.match((toLedgerError(balance) as Error).message, /^ledger reverted: insufficient balance: .* \[ERC20InsufficientBalance\(0x90F7.*, 3500000, 9000000\)\]$/, 'the client error carries the sentence and the raw error');
+  t.match((toLedgerError(balance) as Error).message, /^ledger reverted: insufficient balance: .* \[ERC1155InsufficientBalance\(0x90F7.*, 3500000, 9000000, 202612\)\]$/, 'the client error carries the sentence and the raw error');
 
   const role = thrown('AccessControlUnauthorizedAccount', [holder, ethers.id('ORACLE_ROLE')]);
   t.match(describeChainError(role), /not allowed: account 0x90F7\w+ lacks the oracle \(ORACLE_ROLE\) role/);
   t.match(describeChainError(thrown('EnforcedPause', [])), /paused by its administrator/);
   t.match(describeChainError(thrown('InvalidAccountNonce', [holder, 4n]), { you: holder }), /nonce is already used: you are at nonce 4 .*sign a new request/);
   t.match(describeChainError(thrown('RetirementSignatureExpired', [1_767_225_600n])), /expired at 2026-01-01T00:00:00\.000Z .*--valid-seconds/);
-  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7'), holder]), { facilityIds: ['plant-1', 'plant-7'] }), /^facility plant-7, of account 0x90F7\w+, is suspended by the regulator/);
-  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7'), holder]), { you: holder }), /^the facility with key 0x[0-9a-f]{64}, yours, is suspended/);
+  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7')]), { facilityIds: ['plant-1', 'plant-7'] }), /^facility plant-7 is suspended by the regulator: its batches cannot be retired or moved, wherever held/);
+  t.match(describeChainError(thrown('FacilityIsSuspended', [ethers.id('plant-7')])), /^the facility with key 0x[0-9a-f]{64} is suspended/);
+  t.match(describeChainError(thrown('FacilityInDeficit', [ethers.id('plant-7'), 300n]), { facilityIds: ['plant-7'] }), /^facility plant-7 is in deficit \(300 g/);
+  t.match(describeChainError(thrown('FacilityLagging', [ethers.id('plant-7'), 10n]), { facilityIds: ['plant-7'] }), /lags more than two windows \(next window 1970-01-01T00:00:10\.000Z/);
+  t.match(describeChainError(thrown('NetAboveCap', [ethers.id('A'), 11n, 10n])), /net of 11 g .* above its cap of 10 g/);
+  t.match(describeChainError(thrown('WindowNotEnded', [ethers.id('A'), 20n, 10n])), /window ending 1970-01-01T00:00:20\.000Z \(20\) has not ended on chain/);
+  t.match(describeChainError(thrown('BatchNotFound', [7n])), /no batch with token id 7/);
   t.match(describeChainError(thrown('WindowOutOfOrder', [ethers.id('A'), 10n, 20n])), /next window to settle starts at 1970-01-01T00:00:10\.000Z \(10\), not 1970-01-01T00:00:20\.000Z \(20\)/);
-  t.match(describeChainError(thrown('OwnerAlreadyHasFacility', [holder, ethers.id('x')])), /npm run cli -- keygen/);
 
   // OpenZeppelin errors outside the ledger's ABI (ERC-1155) decode too.
   const erc1155 = new ethers.Interface(['error ERC1155InsufficientBalance(address sender, uint256 balance, uint256 needed, uint256 tokenId)']);

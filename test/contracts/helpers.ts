@@ -28,7 +28,7 @@ export interface Fixture {
 export async function deploy(chain: Chain): Promise<Fixture> {
   const [admin, regulator, oracle, ownerA, ownerB, outsider, relayer] = chain.signers;
   const addresses = await Promise.all([admin, regulator, oracle, ownerA, ownerB, outsider].map((s) => s.getAddress()));
-  const ledger = await Ledger.deploy(admin, { regulator: addresses[1], oracle: addresses[2] });
+  const ledger = await Ledger.deploy(admin, { windowSeconds: W / 1000, regulator: addresses[1], oracle: addresses[2] });
   return {
     chain,
     admin: ledger,
@@ -57,7 +57,7 @@ export function win(facilityId: string, n: number, netGrams: bigint, evidenceRoo
 
 /** Window n as the contract's SettlementInput struct. */
 export function raw(facilityId: string, n: number, netGrams: bigint, evidenceRoot = ROOT) {
-  return { facility: facilityKey(facilityId), windowStart: S0 + BigInt(n) * WS, windowEnd: S0 + BigInt(n + 1) * WS, netGrams, evidenceRoot };
+  return { facility: facilityKey(facilityId), windowStart: S0 + BigInt(n) * WS, netGrams, evidenceRoot };
 }
 
 export interface DecodedEvent {

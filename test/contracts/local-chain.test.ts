@@ -20,7 +20,8 @@ import { Ledger } from '../../contracts/client/ledger.ts';
 import { LEDGER_ROLES } from '../../contracts/client/units.ts';
 import type { LedgerRole } from '../../contracts/client/port.ts';
 import { LOCAL_ROLES, startLocalChain, type LocalChain } from '../../contracts/client/local.ts';
-import { silentLogger } from '../../domain/logger.ts';
+import { createLogger, silentLogger, type Logger } from '../../domain/logger.ts';
+import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { poll } from '../helpers/eventually.ts';
 
 const CI = Boolean(process.env.CI);
@@ -39,8 +40,8 @@ async function rpc(url: string, method: string, params: unknown[], headers: Reco
 
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 
-async function start(t: Test, dir: string): Promise<LocalChain> {
-  const local = await startLocalChain({ dataDir: dir, port: 0, logger: silentLogger });
+async function start(t: Test, dir: string, windowSeconds = 3600, logger: Logger = silentLogger): Promise<LocalChain> {
+  const local = await startLocalChain({ dataDir: dir, port: 0, windowSeconds, logger });
   t.teardown(() => local.close());
   return local;
 }
@@ -140,7 +141,7 @@ if (!anvilBinary()) {
     const old = await startAnvil({ stateFile: path.join(chainDir, 'anvil-state.json') });
     const keys = testPrivateKeys(3);
     const [admin, oracle, gateway] = keys.map((k) => keySigner(k, old.provider));
-    const deployed = await Ledger.deploy(admin, { regulator: await gateway.getAddress(), oracle: await oracle.getAddress() });
+    const deployed = await Ledger.deploy(admin, { windowSeconds: 3600, regulator: await gateway.getAddress(), oracle: await oracle.getAddress() });
     fs.writeFileSync(path.join(chainDir, 'deployment.json'), JSON.stringify({ address: deployed.address, chainId: '31337', deployedAt: new Date().toISOString() }));
     await old.close();
 
@@ -157,6 +158,39 @@ if (!anvilBinary()) {
     await local.gatewayLedger.registerFacility('F', owner, '1', 0);
     const res = await local.oracleLedger.settleBatch([{ facilityId: 'F', windowStart: 0, windowEnd: 3_600_000, netGrams: 5n, evidenceRoot: `0x${'ab'.repeat(32)}` }]);
     t.same(res.results.map((r) => r.status), ['settled']);
+  });
+}
+
+if (anvilBinary()) {
+  t.test('a DATA_DIR whose remembered contract is not a CreditLedger of these windows gets a new ledger, said in the log', async (t) => {
+    const dir = dataDir(t);
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('debug', { write: (s: string) => void lines.push(JSON.parse(s)) }, 'json');
+    const first = await start(t, dir, 3600, logger);
+    // What an older version left: its ledger (here any other contract: the ERC-20 CarbonLedger had no windowSeconds()).
+    const naive = loadArtifact('NaiveCredit', 'bench/NaiveCredit.sol');
+    const admin = keySigner(fs.readFileSync(first.files.keys.admin, 'utf8').trim(), first.chain.provider);
+    const old = await (await new ethers.ContractFactory(naive.abi as ethers.InterfaceAbi, naive.bytecode, admin).deploy()).waitForDeployment();
+    const file = path.join(dir, 'chain', 'deployment.json');
+    fs.writeFileSync(file, JSON.stringify({ address: await old.getAddress(), chainId: '31337', deployedAt: new Date().toISOString() }));
+    await first.chain.saveState?.();
+    await first.close();
+
+    const second = await start(t, dir, 3600, logger);
+    t.not(second.address, await old.getAddress(), 'a CreditLedger deployed instead');
+    t.equal(second.deployed, true);
+    t.equal(await second.oracleLedger.windowMs(), 3_600_000);
+    t.ok(lines.some((l) => l.level === 40 && /not a CreditLedger/.test(String(l.msg))), 'the log says why');
+    await second.close();
+
+    // Another WINDOW_SECONDS: the ledger's windows are fixed, so a new one for the new length.
+    const third = await start(t, dir, 60, logger);
+    t.not(third.address, second.address);
+    t.equal(await third.oracleLedger.windowMs(), 60_000);
+    t.ok(lines.some((l) => l.level === 40 && /has 3600 s windows but WINDOW_SECONDS is 60/.test(String(l.msg))));
+    await third.close();
+    const fourth = await start(t, dir, 60, logger);
+    t.equal(fourth.address, third.address, 'kept when it matches');
   });
 }
 

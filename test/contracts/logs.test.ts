@@ -15,7 +15,7 @@ t.test('settlements and settlementAt span several bounded ranges from the start 
   t.teardown(() => chain.close());
   // Blocks before the ledger exists: nothing may be asked of them.
   for (let i = 0; i < 3; i++) await (await chain.signers[5].sendTransaction({ to: chain.signers[4].address, value: 1n })).wait();
-  const deployed = await Ledger.deploy(chain.signers[0]);
+  const deployed = await Ledger.deploy(chain.signers[0], { windowSeconds: W / 1000 });
   t.ok(deployed.startBlock >= 4, `the deploying client starts its log queries at the deployment block (${deployed.startBlock})`);
   const ledger = Ledger.attach(deployed.address, chain.signers[0], { startBlock: deployed.startBlock, logRange: 3 });
   await ledger.registerFacility('A', chain.signers[2].address, '3600', T0);

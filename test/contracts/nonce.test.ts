@@ -25,7 +25,7 @@ if (!anvilBinary()) {
     t.teardown(() => provider.destroy());
     const signer = keySigner(anvil.privateKeys[0], provider);
     // A stalled transaction (the bug) fails this test after 20 s instead of hanging it.
-    const ledger = await Ledger.deploy(signer, { confirmTimeoutMs: 20_000 });
+    const ledger = await Ledger.deploy(signer, { windowSeconds: 3600, confirmTimeoutMs: 20_000 });
     const owner = ethers.computeAddress(anvil.privateKeys[3]);
     await ledger.registerFacility('A', owner, '3600', T0);
     await ledger.settleBatch([win('A', 0, 10n)]);

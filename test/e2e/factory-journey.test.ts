@@ -145,7 +145,9 @@ t.test("the README's factory journey: keygen, register, publish over windows, cr
 
   // API_KEY=$KEY npm run cli -- retire --key-file plant-7.key --relay http://127.0.0.1:3000 …
   // (no ether at the keygen'd address: the relay pays the gas)
-  const retire = await cli(['retire', '--key-file', keyFile, '--relay', stack.httpUrl, '--amount-grams', '1000', '--beneficiary', 'City of X', '--reason', 'scope 2 2026'], { ...cliEnv, API_KEY: KEY });
+  // npm run cli -- retire --batch-ids ID --amounts 1000 … (the batch id from `balance`)
+  const batchId = held.batches.find((b: { facilityId: string }) => b.facilityId === 'plant-7').batchId;
+  const retire = await cli(['retire', '--key-file', keyFile, '--relay', stack.httpUrl, '--batch-ids', batchId, '--amounts', '1000', '--beneficiary', 'City of X', '--reason', 'scope 2 2026'], { ...cliEnv, API_KEY: KEY });
   t.equal(retire.code, 0, retire.stderr);
   const retired = JSON.parse(retire.stdout);
   t.match(retired, { ok: true, via: 'relay', holder: OWNER, amountGrams: '1000', txHash: /^0x[0-9a-f]{64}$/ });
@@ -153,7 +155,7 @@ t.test("the README's factory journey: keygen, register, publish over windows, cr
   // curl … "localhost:3000/v1/retirements?facilityId=plant-7"
   const list = await http('GET', '/v1/retirements?facilityId=plant-7');
   t.equal(list.status, 200);
-  t.match(list.body.items, [{ account: OWNER, facilityId: 'plant-7', amountGrams: '1000', beneficiary: 'City of X', reason: 'scope 2 2026', txHash: retired.txHash }]);
+  t.match(list.body.items, [{ account: OWNER, facilityIds: ['plant-7'], amountGrams: '1000', beneficiary: 'City of X', reason: 'scope 2 2026', txHash: retired.txHash }]);
   // (windows the meter published into still settle after it stopped, so the balance may grow meanwhile)
   t.equal((await http('GET', '/v1/facilities/plant-7/balance')).body.retiredGrams, '1000', 'the facility has retired what was asked');
 });

@@ -88,7 +88,7 @@ t.test('README: npm install && npm start work on a fresh clone', async (t) => {
     },
     { timeoutMs: 240_000, everyMs: 200 },
   );
-  t.ok(fs.existsSync(path.join(clone, 'artifacts', 'contracts', 'CarbonLedger.sol', 'CarbonLedger.json')), 'prestart compiled the contracts');
+  t.ok(fs.existsSync(path.join(clone, 'artifacts', 'contracts', 'CreditLedger.sol', 'CreditLedger.json')), 'prestart compiled the contracts');
   t.notMatch(out, /run `npm run compile` first/);
 
   let health: { status: string } | undefined;

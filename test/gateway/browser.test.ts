@@ -117,9 +117,19 @@ t.test(
     };
     const { buildGateway } = await import('../../gateway/app.ts');
     const { silentLogger } = await import('../../domain/logger.ts');
-    h.ledger.setTotals('facA', { balance: 40_123_456n, mintedGrams: 44_000_000n, burnedGrams: 3_700_000n, retiredGrams: 176_544n });
-    h.ledger.setTotals('facB', { balance: 987_654_321n, mintedGrams: 987_654_321n, deficitGrams: 12_000n });
-    h.ledger.recordRetirement({ id: 1n, account: OWNER_A, facilityId: 'facA', amountGrams: 176_544n, beneficiary: 'Municipal transit', reason: 'Q3 2026 scope 2 offset', retiredAt: T0 + 600_000 });
+    // facA's credits in two vintages (the owner holds 40,123,456 g of them); facB with a deficit.
+    h.ledger.setBatch('facA', 202610, { issued: 4_000_000n, burned: 3_700_000n, ownerBalance: 300_000n });
+    const novA = h.ledger.setBatch('facA', 202611, { issued: 40_000_000n, retired: 176_544n, ownerBalance: 39_823_456n });
+    h.ledger.setBatch('facB', 202611, { issued: 987_654_321n, ownerBalance: 987_654_321n, deficit: 12_000n });
+    h.ledger.recordRetirement({
+      id: 1n,
+      account: OWNER_A,
+      parts: [{ batchId: novA, facilityId: 'facA', vintage: 202611, amountGrams: 176_544n, firstSerial: 1n, lastSerial: 176_544n }],
+      amountGrams: 176_544n,
+      beneficiary: 'Municipal transit',
+      reason: 'Q3 2026 scope 2 offset',
+      retiredAt: T0 + 600_000,
+    });
 
     const app = await buildGateway({ db: h.db, registry: h.registry, readings, settlements: records, audit, ledger: h.ledger, logger: silentLogger, options: { windowSeconds: 60 } });
     t.teardown(() => app.close());
@@ -182,6 +192,16 @@ t.test(
     const saved = JSON.parse(fs.readFileSync((await download.path())!, 'utf8'));
     t.match(saved, { format: 'mrv-audit-bundle-1', settlement: { id: `facA:${T0 + W}` } }, 'the bundle saved from the dashboard');
     t.match(await page.locator('#retirements tbody').textContent(), /Municipal transit/);
+    t.match(await page.locator('#retirements tbody').textContent(), /facA-2026-11-1 … facA-2026-11-176544/, 'the serial range retired');
+    t.equal(await page.locator('#retirements a.certificate').getAttribute('href'), '/v1/retirements/1', 'a link to the printable certificate');
+    // The facility's batches: vintage, issued, retired, burned, held by the owner.
+    const batchRows = await page.locator('#batches tbody tr').evaluateAll((trs) =>
+      trs.map((tr) => Array.from(tr.querySelectorAll('[data-field]')).map((td) => (td as HTMLElement).dataset.value)),
+    );
+    t.same(batchRows, [
+      ['2026-10', '4000000', '0', '3700000', '300000'],
+      ['2026-11', '40000000', '176544', '0', '39823456'],
+    ]);
     // Charts drew something (chart.js served from node_modules, allowed by the CSP). The facility was
     // registered now, after these records: its only window is the one in progress (the per-window
     // charts are checked against the API in windows-browser.test.ts).

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { ethers } from 'ethers';
+import { vintageOf, vintagePrefix } from '../../contracts/client/port.ts';
 import { startLocalChain } from '../../contracts/client/local.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { buildGateway } from '../../gateway/app.ts';
@@ -52,7 +53,8 @@ function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_00
 const OPTIONS: Record<string, string[]> = {
   keygen: ['--out', '--json', '--help'],
   balance: ['--address', '--key-file', '--key', '--rpc', '--contract', '--help'],
-  retire: ['--amount-grams', '--beneficiary', '--reason', '--key-file', '--key', '--rpc', '--contract', '--relay', '--api-key-file', '--api-key', '--valid-seconds', '--help'],
+  certificate: ['--rpc', '--contract', '--help'],
+  retire: ['--batch-ids', '--amounts', '--beneficiary', '--reason', '--key-file', '--key', '--rpc', '--contract', '--relay', '--api-key-file', '--api-key', '--valid-seconds', '--help'],
 };
 
 t.test('--help everywhere, unknown options and commands exit 2', async (t) => {
@@ -80,10 +82,10 @@ t.test('--help everywhere, unknown options and commands exit 2', async (t) => {
   // --help wins even after another mistake on the line.
   t.equal((await cli(['retire', '--rpc', '--help'])).code, 0);
 
-  const bogus = await cli(['retire', '--amount-grams', '5', '--bogus']);
+  const bogus = await cli(['retire', '--amounts', '5', '--bogus']);
   t.equal(bogus.code, 2);
   t.match(bogus.stderr, /^unknown option '--bogus' for retire\n/);
-  t.match(bogus.stderr, /usage: npm run cli -- retire --amount-grams N/);
+  t.match(bogus.stderr, /usage: npm run cli -- retire --batch-ids ID\[,ID…\] --amounts N\[,N…\]/);
   t.match(bogus.stderr, /npm run cli -- retire --help` lists every option/);
   t.equal(bogus.stdout, '');
 
@@ -131,7 +133,7 @@ t.test('keygen writes a 0600 key file and refuses to overwrite it', async (t) =>
 t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: skipUnless(missing.anvil()) }, async (t) => {
   const dataDir = tmpDir(t, 'mrv-cli-stack-');
   const port = await freePort();
-  const local = await startLocalChain({ dataDir, port, logger: silentLogger });
+  const local = await startLocalChain({ dataDir, port, windowSeconds: 3600, logger: silentLogger });
   t.teardown(() => local.close());
   const deployment = path.join(dataDir, 'chain', 'deployment.json');
   t.ok(fs.existsSync(deployment), 'the local chain wrote its deployment file');
@@ -148,18 +150,20 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: s
   const gen = await cli(['keygen', '--out', keyFile, '--json'], env);
   t.equal(gen.code, 0, gen.stderr);
   const owner = JSON.parse(gen.stdout).address as string;
-  const first = Math.floor(Date.now() / 60_000) * 60_000 - 3_600_000;
-  await local.gatewayLedger.registerFacility('plant-7', owner, '3600', first);
-  await local.oracleLedger.settleBatch([{ facilityId: 'plant-7', windowStart: first, windowEnd: first + 60_000, netGrams: 5_000_000n, evidenceRoot: ethers.ZeroHash }]);
+  // The last hour that has ended (the ledger settles ended windows; an owner whose settlement lags is frozen).
+  const first = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+  await local.gatewayLedger.registerFacility('plant-7', owner, '36000', first);
+  await local.oracleLedger.settleBatch([{ facilityId: 'plant-7', windowStart: first, windowEnd: first + 3_600_000, netGrams: 5_000_000n, evidenceRoot: ethers.ZeroHash }]);
+  const batch = (await local.oracleLedger.batches('plant-7'))[0].id;
   // Gas money for the holder's own transactions (the relay path needs none).
   await (await local.chain.signers[0].sendTransaction({ to: owner, value: ethers.parseEther('1') })).wait();
 
   const bal = await cli(['balance', '--key-file', keyFile], env);
   t.equal(bal.code, 0, bal.stderr);
-  t.same(JSON.parse(bal.stdout), { address: owner, balanceGrams: '5000000', balanceTonnes: '5' }, 'no chain flag needed');
+  t.same(JSON.parse(bal.stdout), { address: owner, balanceGrams: '5000000', balanceTonnes: '5', batches: [{ batchId: batch, facilityId: 'plant-7', vintage: vintagePrefix(vintageOf(first)), balanceGrams: '5000000' }] }, 'no chain flag needed');
 
   // More than held: the revert decoded into a sentence, exit 1.
-  const over = await cli(['retire', '--key-file', keyFile, '--amount-grams', '9000000', '--beneficiary', 'City of X'], env);
+  const over = await cli(['retire', '--key-file', keyFile, '--batch-ids', batch, '--amounts', '9000000', '--beneficiary', 'City of X'], env);
   t.equal(over.code, 1);
   t.equal(over.stdout, '');
   t.equal(
@@ -169,27 +173,27 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: s
   t.notMatch(over.stderr, /unknown custom error/);
 
   // Within the balance: retired, with the holder's key from the environment this time.
-  const ok = await cli(['retire', '--amount-grams', '1500000', '--beneficiary', 'City of X', '--reason', 'scope 2 2026'], { ...env, HOLDER_KEY_FILE: keyFile });
+  const ok = await cli(['retire', '--batch-ids', batch, '--amounts', '1500000', '--beneficiary', 'City of X', '--reason', 'scope 2 2026'], { ...env, HOLDER_KEY_FILE: keyFile });
   t.equal(ok.code, 0, ok.stderr);
   t.match(JSON.parse(ok.stdout), { ok: true, via: 'direct', holder: owner, amountGrams: '1500000', id: '1', txHash: /^0x[0-9a-f]{64}$/ });
-  t.equal(await local.oracleLedger.balanceOf(owner), 3_500_000n);
+  t.equal(await local.oracleLedger.heldBy(owner), 3_500_000n);
 
   // Through the gateway's relay (API key from the environment): the refusal is the same sentence.
   const h = await startGateway(t, { deps: { ledger: undefined } });
   const app = await buildGateway({ db: h.db, registry: h.registry, ledger: local.gatewayLedger, logger: silentLogger });
   t.teardown(() => app.close());
   const base = await app.listen({ port: 0, host: '127.0.0.1' });
-  const relayed = await cli(['retire', '--key-file', keyFile, '--relay', base, '--amount-grams', '4000000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
+  const relayed = await cli(['retire', '--key-file', keyFile, '--relay', base, '--batch-ids', batch, '--amounts', '4000000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
   t.equal(relayed.code, 1);
   t.match(
     relayed.stderr,
     `retire failed: relay answered 422: RELAY_REJECTED retirement rejected: insufficient balance: account ${owner} holds 3500000 g (3.5 t), the request needs 4000000 g (4 t); ask for at most 3500000 g`,
   );
   t.notMatch(relayed.stderr, /warning/, 'no key on the command line, no warning');
-  const relayedOk = await cli(['retire', '--key-file', keyFile, '--relay', base, '--amount-grams', '500000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
+  const relayedOk = await cli(['retire', '--key-file', keyFile, '--relay', base, '--batch-ids', batch, '--amounts', '500000', '--beneficiary', 'Hospital Y'], { ...env, API_KEY: h.key.regulator });
   t.equal(relayedOk.code, 0, relayedOk.stderr);
   t.match(JSON.parse(relayedOk.stdout), { ok: true, via: 'relay', holder: owner, id: '2' });
-  t.equal(await local.oracleLedger.balanceOf(owner), 3_000_000n);
+  t.equal(await local.oracleLedger.heldBy(owner), 3_000_000n);
 
   // A key on the command line works, with a warning.
   const raw = await cli(['balance', '--key', fs.readFileSync(keyFile, 'utf8').trim()], env);
@@ -208,11 +212,11 @@ t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: s
   t.equal(nowhere.code, 1);
   t.match(nowhere.stderr, /^balance failed: there is no contract at 0x1111111111111111111111111111111111111111 on the chain at http:\/\/127\.0\.0\.1:\d+/);
   const closed = await freePort();
-  const down = await cli(['retire', '--key-file', keyFile, '--amount-grams', '1', '--beneficiary', 'x'], { ...env, ANVIL_PORT: String(closed) });
+  const down = await cli(['retire', '--key-file', keyFile, '--batch-ids', batch, '--amounts', '1', '--beneficiary', 'x'], { ...env, ANVIL_PORT: String(closed) });
   t.equal(down.code, 1);
   t.match(down.stderr, `retire failed: cannot reach the chain at http://127.0.0.1:${closed}`);
 
-  const noGateway = await cli(['retire', '--key-file', keyFile, '--relay', `http://127.0.0.1:${closed}`, '--amount-grams', '1', '--beneficiary', 'x'], { ...env, API_KEY: 'k' });
+  const noGateway = await cli(['retire', '--key-file', keyFile, '--relay', `http://127.0.0.1:${closed}`, '--batch-ids', batch, '--amounts', '1', '--beneficiary', 'x'], { ...env, API_KEY: 'k' });
   t.equal(noGateway.code, 1);
   t.match(noGateway.stderr, `retire failed: cannot reach the gateway at http://127.0.0.1:${closed} (ECONNREFUSED)`);
   const garbage = path.join(dataDir, 'garbage.key');

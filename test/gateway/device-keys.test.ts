@@ -80,14 +80,14 @@ t.test("the regulator's key goes on chain at once: registration, rotation, a fai
   const other = await patch({ capacity: '5' } as Record<string, unknown>);
   t.notOk('chain' in (other.json() as object), 'a patch without publicKey writes no key');
 
-  // The chain refuses (paused): the registry changes, the answer says the chain did not.
-  await h.ledger.pause();
+  // The chain refuses (the role revoked): the registry changes, the answer says the chain did not.
+  await h.ledger.revokeRole('regulator', h.ledger.from); // the chain refuses the write (a pause does not stop a regulator's record)
   const failed = await patch({ publicKey: k1.publicKey });
   t.equal(failed.statusCode, 200);
   t.match(failed.json().chain, { synced: false, message: /not confirmed on-chain/ });
   t.equal(h.registry.getDevice('m1')?.publicKey, k1.publicKey);
   t.equal(await h.ledger.deviceKey('m1'), k2.publicKey, 'the chain still holds the previous key');
-  await h.ledger.unpause();
+  await h.ledger.grantRole('regulator', h.ledger.from);
   const again = await patch({ publicKey: k1.publicKey });
   t.same(again.json().chain, { synced: true }, 'repeating the request records it');
   t.equal(await h.ledger.deviceKey('m1'), k1.publicKey);

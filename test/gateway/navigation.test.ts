@@ -34,7 +34,7 @@ const rd = (deviceId: string, seq: number, ts: number, metric: Metric, value: st
 t.test('settlements and readings paged newest first; a reading leads to its settlement; deficit per window and after', async (t) => {
   const chain = await startHardhatChain();
   t.teardown(() => chain.close());
-  const ledger = await Ledger.deploy(chain.signers[0]);
+  const ledger = await Ledger.deploy(chain.signers[0], { windowSeconds: W / 1000 });
   const db = openDatabase(tmpDir(t, 'mrv-gw-'));
   t.teardown(() => db.close());
   const { readings, registry } = openSqliteStores(db, { clock: () => T0 });

@@ -37,7 +37,7 @@ t.test('limit and cursor on every list', async (t) => {
   h.registry.addRejections([1, 2, 3, 4, 5].map((i) => ({ facilityId: 'facA', deviceId: `d${i}`, receivedAt: now + i, reason: 'invalid_json' as const, payload: `{${i}` })));
   t.same(await walk(t, h, '/v1/facilities/facA/rejections', (r) => String(r.deviceId), 2), [['d5', 'd4'], ['d3', 'd2'], ['d1']], 'rejections: newest first');
 
-  for (const i of [1, 2, 3, 10]) h.ledger.recordRetirement({ id: BigInt(i), account: '0x' + 'a1'.repeat(20), facilityId: 'facA', amountGrams: 1n, beneficiary: 'b', reason: 'r' });
+  for (const i of [1, 2, 3, 10]) h.ledger.recordRetirement({ id: BigInt(i), account: '0x' + 'a1'.repeat(20), parts: [{ batchId: '1', facilityId: 'facA', vintage: 202611, amountGrams: 1n, firstSerial: BigInt(i), lastSerial: BigInt(i) }], amountGrams: 1n, beneficiary: 'b', reason: 'r' });
   t.same(await walk(t, h, '/v1/retirements', (r) => String(r.id), 3), [['10', '3', '2'], ['1']], 'retirements: newest (highest id) first, ids compared as numbers');
 
   for (const url of ['/v1/facilities?cursor=xyz', '/v1/retirements?cursor=WyJhIiwxXQ', '/v1/settlements?cursor=WzEsMl0', '/v1/facilities/facA/rejections?cursor=WyJhIl0']) {

@@ -367,7 +367,9 @@ t.test('readings and rejections', async (t) => {
 
 t.test('balance from the chain, cached briefly', async (t) => {
   const { h, call } = await setup(t, { chainCacheMs: 60_000 });
-  h.ledger.setTotals('facA', { balance: 12_345_678n, mintedGrams: 20_000_000n, burnedGrams: 1n, retiredGrams: 7_654_321n, deficitGrams: 0n });
+  // The balance is what the owner holds of the facility's batches, summed over vintages.
+  h.ledger.setBatch('facA', 202610, { issued: 10_000_000n, burned: 1n, retired: 7_654_321n, ownerBalance: 2_345_678n });
+  h.ledger.setBatch('facA', 202611, { issued: 10_000_000n, ownerBalance: 10_000_000n });
   const r = await call('GET', '/v1/facilities/facA/balance', 'facA');
   t.equal(r.status, 200);
   t.same(r.body, {
@@ -461,19 +463,29 @@ t.test('settlements, verification and proofs', async (t) => {
 
 t.test('retirements: list from the chain, relay of a holder-signed request', async (t) => {
   const { h, call } = await setup(t);
-  const signed = { holder: OWNER_A, amountGrams: '1500000', beneficiary: 'City of X', reason: '2026 offset', nonce: '0', deadline: '4102444800', signature: '0x' + 'ab'.repeat(65) };
-  h.ledger.setTotals('facA', { balance: 1_500_000n });
+  const batchId = h.ledger.setBatch('facA', 202311, { ownerBalance: 1_500_000n });
+  const signed = { holder: OWNER_A, batchIds: [batchId], amounts: ['1500000'], beneficiary: 'City of X', reason: '2026 offset', nonce: '0', deadline: '4102444800', signature: '0x' + 'ab'.repeat(65) };
   h.ledger.chain.now = () => 1_700_000_000_000;
   const r = await call('POST', '/v1/retirements', 'facA', signed);
   t.equal(r.status, 201);
   const txHash = (r.body as { txHash: string }).txHash;
   t.same(r.body, { txHash, id: '1' });
   t.match(txHash, /^0x[0-9a-f]{64}$/);
-  t.same(h.ledger.writes, [`retire ${OWNER_A} 1500000 0 4102444800`], 'submitted as signed; the gateway holds no holder key');
+  t.same(h.ledger.writes, [`retire ${OWNER_A} ${batchId}:1500000 0 4102444800`], 'submitted as signed; the gateway holds no holder key');
   const list = await call('GET', '/v1/retirements', 'facA');
-  t.same((list.body as { items: unknown[] }).items, [
-    { id: '1', account: ethers.getAddress(OWNER_A), facilityId: 'facA', amountGrams: '1500000', amountTonnes: '1.5', beneficiary: 'City of X', reason: '2026 offset', retiredAt: '2023-11-14T22:13:20.000Z', txHash },
-  ]);
+  const certificate = {
+    id: '1',
+    account: ethers.getAddress(OWNER_A),
+    facilityIds: ['facA'],
+    parts: [{ batchId, facilityId: 'facA', vintage: '2023-11', amountGrams: '1500000', firstSerial: 'facA-2023-11-1', lastSerial: 'facA-2023-11-1500000' }],
+    amountGrams: '1500000',
+    amountTonnes: '1.5',
+    beneficiary: 'City of X',
+    reason: '2026 offset',
+    retiredAt: '2023-11-14T22:13:20.000Z',
+    txHash,
+  };
+  t.same((list.body as { items: unknown[] }).items, [certificate]);
   t.same(((await call('GET', '/v1/retirements', 'facB')).body as { items: unknown[] }).items, [], 'facility B sees none of A');
   t.equal((await call('GET', '/v1/retirements?facilityId=facA', 'facB')).status, 403);
   t.equal(((await call('GET', `/v1/retirements?account=${OWNER_A}`, 'regulator')).body as { items: unknown[] }).items.length, 1);
@@ -494,12 +506,78 @@ t.test('retirements: list from the chain, relay of a holder-signed request', asy
   t.match(reverted.body, { error: { code: 'RELAY_REJECTED', message: /InvalidSignature/ } });
   t.equal(
     (reverted.body as { error: { message: string } }).error.message,
-    'retirement rejected: the contract refused without saying why: check that the address is a CarbonLedger on this chain (InvalidSignature())',
+    'retirement rejected: the contract refused without saying why: check that the address is a CreditLedger on this chain (InvalidSignature())',
   );
-  for (const bad of [{ ...signed, amountGrams: '0' }, { ...signed, signature: '0x12' }, { ...signed, holder: 'me' }, { ...signed, extra: 1 }]) {
+  for (const bad of [{ ...signed, amounts: ['0'] }, { ...signed, amounts: [] }, { ...signed, amounts: ['1', '2'] }, { ...signed, batchIds: ['x'] }, { ...signed, signature: '0x12' }, { ...signed, holder: 'me' }, { ...signed, extra: 1 }]) {
     t.equal((await call('POST', '/v1/retirements', 'admin', bad)).status, 400);
   }
   t.equal((await call('POST', '/v1/retirements', 'none', signed)).status, 401);
+});
+
+t.test('batches, holdings and certificates from the chain; the certificate page escapes what the holder wrote', async (t) => {
+  const { h, call } = await setup(t);
+  const W = 10_000;
+  const start = Date.UTC(2026, 10, 30, 23, 59, 50); // the last window of November 2026
+  h.ledger.chain.now = () => start + 3 * W;
+  // facA's windows: one in November (mints 1,000 g), one in December (mints 500 g).
+  const ledger = h.ledger;
+  await ledger.deregisterFacility('facA'); // registered at window 0 by the harness: moved to now
+  await ledger.registerFacility('facA', OWNER_A, '3600', start);
+  const nov = await ledger.settleBatch([{ facilityId: 'facA', windowStart: start, windowEnd: start + W, netGrams: 1_000n, evidenceRoot: ethers.id('nov') }]);
+  await ledger.settleBatch([{ facilityId: 'facA', windowStart: start + W, windowEnd: start + 2 * W, netGrams: 500n, evidenceRoot: ethers.id('dec') }]);
+
+  const batches = await call('GET', '/v1/batches?facilityId=facA', 'facA');
+  t.equal(batches.status, 200);
+  const items = (batches.body as { items: { id: string; vintage: string; issuedGrams: string; serialPrefix: string }[] }).items;
+  t.same(items.map((b) => [b.vintage, b.issuedGrams, b.serialPrefix]), [
+    ['2026-11', '1000', 'facA-2026-11-'],
+    ['2026-12', '500', 'facA-2026-12-'],
+  ]);
+  t.equal((await call('GET', '/v1/batches?facilityId=facA', 'facB')).status, 403, 'a facility key sees its own batches only');
+  t.equal((await call('GET', '/v1/batches?facilityId=nope', 'admin')).status, 404);
+  t.equal((await call('GET', '/v1/batches', 'admin')).status, 400);
+
+  const holdings = await call('GET', `/v1/accounts/${OWNER_A}/holdings`, 'regulator');
+  t.equal(holdings.status, 200);
+  t.match(holdings.body, { account: ethers.getAddress(OWNER_A), totalGrams: '1500', items: [{ vintage: '2026-11', balanceGrams: '1000' }, { vintage: '2026-12', balanceGrams: '500' }] });
+  t.equal((await call('GET', '/v1/accounts/0x12/holdings', 'regulator')).status, 400);
+  const typo = ethers.getAddress(OWNER_A).replace(/[a-f]/, (c) => c.toUpperCase());
+  const bad = await call('GET', `/v1/accounts/${typo}/holdings`, 'regulator');
+  t.equal(bad.status, 400, 'a wrong EIP-55 checksum is refused, not read as another account');
+  t.match(bad.body, { error: { code: 'VALIDATION_FAILED', message: /EIP-55 checksum/ } });
+
+  // A retirement over both batches, with a beneficiary that is markup.
+  const evil = '<script>alert("x")</script> & Co';
+  const owner = h.ledger.connect(OWNER_A);
+  await owner.retire([BigInt(items[0].id), BigInt(items[1].id)], [600n, 100n], evil, "it's <b>bold</b>");
+  const cert = await call('GET', '/v1/retirements/1', 'none');
+  t.equal(cert.status, 200, 'certificates are public');
+  t.match(cert.body, {
+    id: '1',
+    beneficiary: evil,
+    amountGrams: '700',
+    parts: [
+      { facilityId: 'facA', vintage: '2026-11', amountGrams: '600', firstSerial: 'facA-2026-11-1', lastSerial: 'facA-2026-11-600' },
+      { facilityId: 'facA', vintage: '2026-12', amountGrams: '100', firstSerial: 'facA-2026-12-1', lastSerial: 'facA-2026-12-100' },
+    ],
+    settlements: [
+      { facilityId: 'facA', mintedGrams: '1000', firstSerial: 'facA-2026-11-1', lastSerial: 'facA-2026-11-1000', evidenceRoot: ethers.id('nov'), txHash: nov.txHash, verifyUrl: `/v1/settlements/facA-${start}/verify` },
+      { facilityId: 'facA', mintedGrams: '500', firstSerial: 'facA-2026-12-1', evidenceRoot: ethers.id('dec') },
+    ],
+  });
+  const page = await h.app.inject({ method: 'GET', url: '/v1/retirements/1', headers: { accept: 'text/html,application/xhtml+xml' } });
+  t.equal(page.statusCode, 200);
+  t.match(page.headers['content-type'], /^text\/html/);
+  t.notMatch(page.body, /<script>/, 'no markup from the holder reaches the page');
+  t.notMatch(page.body, /<b>bold/);
+  t.match(page.body, /&#60;script&#62;alert\(&#34;x&#34;\)&#60;&#47;script&#62; &#38; Co/);
+  t.match(page.body, /facA-2026-11-1<\/td><td class="serial">facA-2026-11-600/);
+  t.match(page.body, new RegExp(ethers.id('nov')));
+  const missing = await call('GET', '/v1/retirements/9', 'none');
+  t.equal(missing.status, 404);
+  t.equal(errorCode(t, missing.body), 'RETIREMENT_NOT_FOUND');
+  t.equal((await call('GET', '/v1/retirements/0', 'none')).status, 400);
+  t.equal((await call('GET', '/v1/retirements/x', 'none')).status, 400);
 });
 
 t.test('ops: health, metrics, OpenAPI lists every route, docs, dashboard, 404', async (t) => {

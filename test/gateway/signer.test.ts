@@ -19,19 +19,23 @@ if (requireBinary(t, missing.anvil())) {
   t.test('without GATEWAY_PRIVATE_KEY: reads work, relays answer 503, the oracle key is untouched', async (t) => {
     const anvil = await startAnvil();
     t.teardown(() => anvil.close());
-    const ledger = await Ledger.deploy(new ethers.NonceManager(new ethers.Wallet(anvil.privateKeys[0], anvil.provider)), { confirmTimeoutMs: 20_000 });
+    const ledger = await Ledger.deploy(new ethers.NonceManager(new ethers.Wallet(anvil.privateKeys[0], anvil.provider)), { windowSeconds: 3600, confirmTimeoutMs: 20_000 });
     const holder = new ethers.Wallet(anvil.privateKeys[5], anvil.provider);
-    await ledger.registerFacility('F', holder.address, '3600', Date.UTC(2026, 0, 1));
-    await ledger.settleBatch([{ facilityId: 'F', windowStart: Date.UTC(2026, 0, 1), windowEnd: Date.UTC(2026, 0, 1) + 3_600_000, netGrams: 5_000n, evidenceRoot: ethers.id('r') }]);
+    // The last hour that has ended: the owner's credits are frozen when its settlement lags.
+    const first = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    await ledger.registerFacility('F', holder.address, '3600', first);
+    await ledger.settleBatch([{ facilityId: 'F', windowStart: first, windowEnd: first + 3_600_000, netGrams: 5_000n, evidenceRoot: ethers.id('r') }]);
+    const [batch] = await ledger.batches('F');
     const oracleKey = anvil.privateKeys[1];
     const oracleAddress = ethers.computeAddress(oracleKey);
     const gatewayKey = anvil.privateKeys[2];
     const env = (extra: Record<string, string>) =>
       loadConfig({ CHAIN_RPC_URL: anvil.rpcUrl!, CONTRACT_ADDRESS: ledger.address, ORACLE_PRIVATE_KEY: oracleKey, ADMIN_API_KEY: ADMIN, DATA_DIR: t.testdir(), ...extra }, { httpPort: 0 });
-    const signed = await ledger.signRetirement(holder, 1_000n, 'City', 'offset', Math.floor(Date.now() / 1000) + 3600);
+    const signed = await ledger.signRetirement(holder, [BigInt(batch.id)], [1_000n], 'City', 'offset', Math.floor(Date.now() / 1000) + 3600);
     const request = {
       holder: signed.holder,
-      amountGrams: '1000',
+      batchIds: [batch.id],
+      amounts: ['1000'],
       beneficiary: signed.beneficiary,
       reason: signed.reason,
       nonce: signed.nonce.toString(),
@@ -63,6 +67,6 @@ if (requireBinary(t, missing.anvil())) {
     const { txHash } = (await ok.json()) as { txHash: string };
     t.equal((await anvil.provider.getTransaction(txHash))?.from, ethers.computeAddress(gatewayKey), 'signed by the gateway key');
     t.equal(await anvil.provider.getTransactionCount(oracleAddress), 0, 'the oracle key still sent nothing');
-    t.equal(await ledger.balanceOf(holder.address), 4_000n);
+    t.equal(await ledger.heldBy(holder.address), 4_000n);
   });
 }

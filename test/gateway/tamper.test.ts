@@ -31,7 +31,7 @@ const rd = (seq: number, ts: number, metric: Metric, value: string): Reading => 
 t.test('an altered reading is detected by /verify and fails its /proof', async (t) => {
   const chain = await startHardhatChain();
   t.teardown(() => chain.close());
-  const ledger = await Ledger.deploy(chain.signers[0]);
+  const ledger = await Ledger.deploy(chain.signers[0], { windowSeconds: W / 1000 });
   const db = openDatabase(tmpDir(t, 'mrv-gw-'));
   t.teardown(() => db.close());
   const { readings, registry } = openSqliteStores(db, { clock: () => T0 });

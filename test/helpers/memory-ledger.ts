@@ -1,15 +1,19 @@
 /**
  * The one in-memory ledger for tests: the ledger port (contracts/client/port.ts) with the rules of
- * contracts/CarbonLedger.sol, failing as the ethers client does (LedgerRevertError with the contract's
+ * contracts/CreditLedger.sol, failing as the ethers client does (LedgerRevertError with the contract's
  * custom error and arguments: facility keys, UNIX seconds). test/contracts/memory-ledger.test.ts runs
- * the same scenarios here and on the real contract and compares the results.
+ * the same scenarios here and on the real contract and compares the results step by step.
  * - Roles (REGULATOR for the registry, ORACLE for settlement, admin for roles and pause), pause,
- *   owner rules (non-zero, one facility per owner, owner change / removal only before the first
- *   settlement), window order (earlier -> skipped in a batch, later -> WindowOutOfOrder, empty ->
- *   InvalidWindow), settlement amounts (a gain pays the deficit first, then mints; a loss burns the
- *   balance, the rest becomes deficit), range checks, retirements with EIP-712 signatures and nonces.
- *   An owner address with a bad EIP-55 checksum fails in the client as ethers does, before any
- *   transaction; a baseline with more than 6 decimals fails as VALIDATION.
+ *   owner rules (non-zero, several facilities per owner, owner change / removal only before the
+ *   first settlement), window order (earlier -> skipped in a batch, later -> WindowOutOfOrder), the
+ *   guards (one fixed window length, learnt from the first settlement unless given; the window must
+ *   have ended by the block time -> WindowNotEnded; net above baseline + export allowance ->
+ *   NetAboveCap), settlement amounts (a gain pays the facility's deficit first, then mints into the
+ *   batch of the window's vintage; a loss burns the owner's holdings of the facility's batches,
+ *   oldest vintage first, the rest becomes deficit), serials, freezes (suspension; deficit or a lag
+ *   of more than two windows for the owner), retirements over several batches with EIP-712
+ *   signatures and nonces. An owner address with a bad EIP-55 checksum fails in the client as ethers
+ *   does, before any transaction; a baseline with more than 6 decimals fails as VALIDATION.
  * - Transactions do not land at once: a call is checked against the current state when sent (like
  *   estimateGas), then waits in a mempool and is mined with the others sent in the same tick, in
  *   order, in one block; a transaction that fails when mined reverts alone (all or nothing). Admin
@@ -17,11 +21,13 @@
  * - Blocks are numbered, events carry theirs; `snapshot()` / `revertTo()` make the chain lose blocks
  *   (a reorganisation or a restored state).
  * - For inspection: `calls` (every port method called, by name), `writes` (each write with its
- *   arguments), `facilities`, `accounts`, `events`, `retirementRows`, `settledCounts()`.
+ *   arguments), `facilities`, `batchRows`, `events`, `retirementRows`, `settledCounts()`.
  */
 import { ethers } from 'ethers';
 import {
   MAX_BATCH,
+  type BatchView,
+  type Holding,
   type DeviceKeyRecord,
   type FacilityView,
   type LedgerAdminPort,
@@ -38,9 +44,9 @@ import {
 } from '../../contracts/client/port.ts';
 import { bytes32ToPublicKey, deviceIdKey, facilityKey, kgPerHourToMg, LEDGER_ROLES, mgToKgPerHour, publicKeyToBytes32, toSeconds } from '../../contracts/client/units.ts';
 import { errors } from '../../domain/errors.ts';
-import { account, MAX_DEVICE_ID_LENGTH, MAX_FACILITY_ID_LENGTH, MEMORY_SIGNER, MemoryChain, retireFrom, revert, secs, settleOne, txInfo, verifyRetirement, type MemoryAccount, type MemoryFacility, type State } from './memory-chain.ts';
+import { balanceIn, batchIdOf, capOf, MAX_DEVICE_ID_LENGTH, MAX_FACILITY_ID_LENGTH, MEMORY_SIGNER, MemoryChain, retireFrom, revert, secs, settleOne, transferFrom, txInfo, verifyRetirement, type MemoryBatch, type MemoryFacility, type State } from './memory-chain.ts';
 
-export { MEMORY_DOMAIN, MEMORY_SIGNER, MemoryChain, verifyRetirement, type MemoryAccount, type MemoryFacility } from './memory-chain.ts';
+export { batchIdOf, MEMORY_DOMAIN, MEMORY_SIGNER, MemoryChain, verifyRetirement, type MemoryBatch, type MemoryFacility } from './memory-chain.ts';
 
 export interface MemoryLedgerOptions {
   /** The chain to connect to (default a fresh one, every role held by `from`). */
@@ -52,6 +58,8 @@ export interface MemoryLedgerOptions {
    * the contract does; tests whose holders have no key pass their own rule.
    */
   checkSignature?: (req: SignedRetirement) => boolean;
+  /** The ledger's fixed window length, ms (default: learnt from the first settlement). */
+  windowMs?: number;
 }
 
 export class MemoryLedger implements LedgerPort, LedgerAdminPort {
@@ -62,7 +70,7 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
 
   constructor(opts: MemoryLedgerOptions = {}) {
     this.from = ethers.getAddress(opts.from ?? MEMORY_SIGNER);
-    this.chain = opts.chain ?? new MemoryChain(this.from);
+    this.chain = opts.chain ?? new MemoryChain(this.from, opts.windowMs);
     this.#checkSignature = opts.checkSignature ?? verifyRetirement;
   }
 
@@ -74,9 +82,9 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
   get facilities(): Map<string, MemoryFacility> {
     return this.chain.s.facilities;
   }
-  /** Owner totals by checksummed address. */
-  get accounts(): Map<string, MemoryAccount> {
-    return this.chain.s.accounts;
+  /** Batches by token id (decimal text). */
+  get batchRows(): Map<string, MemoryBatch> {
+    return this.chain.s.batches;
   }
   get events(): OnChainSettlement[] {
     return this.chain.s.events;
@@ -107,29 +115,37 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     return m;
   }
 
-  /** Test setup: overwrites the totals of a registered facility's owner (and its retired grams). */
-  setTotals(facilityId: string, totals: Partial<MemoryAccount & { retiredGrams: bigint }>): void {
-    const f = this.chain.s.facilities.get(facilityId);
+  /**
+   * Test setup: a batch of `facilityId` of `vintage` with these totals, as if settled (the owner holds
+   * `ownerBalance`; the facility's deficit set when given); no event is recorded.
+   */
+  setBatch(facilityId: string, vintage: number, totals: Partial<Pick<MemoryBatch, 'issued' | 'retired' | 'ownerBalance'>> & { burned?: bigint; deficit?: bigint }): string {
+    const s = this.chain.s;
+    const f = s.facilities.get(facilityId);
     if (!f) throw new Error(`facility ${facilityId} is not registered`);
-    const { retiredGrams, ...rest } = totals;
-    const a = account(this.chain.s, f.owner);
-    this.chain.s.supply += (rest.balance ?? a.balance) - a.balance;
-    Object.assign(a, rest);
-    if (retiredGrams !== undefined) f.retiredGrams = retiredGrams;
+    const id = batchIdOf(facilityId, vintage).toString();
+    const issued = totals.issued ?? totals.ownerBalance ?? 0n;
+    const retired = totals.retired ?? 0n;
+    const b: MemoryBatch = { facilityId, vintage, issued, retired, taken: retired + (totals.burned ?? 0n), ownerBalance: totals.ownerBalance ?? issued - retired - (totals.burned ?? 0n) };
+    const old = s.batches.get(id);
+    s.supply += b.issued - b.taken - (old ? old.issued - old.taken : 0n);
+    s.batches.set(id, b);
+    if (f.firstVintage === 0 || vintage < f.firstVintage) f.firstVintage = vintage;
+    if (vintage > f.currentVintage) f.currentVintage = vintage;
+    if (totals.deficit !== undefined) f.deficit = totals.deficit;
+    return id;
   }
 
   /**
-   * Test setup: a retirement record as if a block had retired it (the holder's facility and the
-   * block time filled in when not given); no balance moves.
+   * Test setup: a retirement certificate as if a block had made it (block time filled in when not
+   * given; parts from `parts`); no balance moves.
    */
-  recordRetirement(r: Omit<RetirementRecord, 'id' | 'facilityKey' | 'retiredAt'> & Partial<Pick<RetirementRecord, 'id' | 'retiredAt'>>): RetirementRecord {
+  recordRetirement(r: Omit<RetirementRecord, 'id' | 'retiredAt' | 'facilityIds'> & Partial<Pick<RetirementRecord, 'id' | 'retiredAt'>>): RetirementRecord {
     const s = this.chain.s;
-    const facilityId = r.facilityId ?? s.owners.get(ethers.getAddress(r.account));
     const rec: RetirementRecord = {
       ...r,
       id: r.id ?? BigInt(s.retirements.length + 1),
-      facilityKey: facilityId === undefined ? ethers.ZeroHash : facilityKey(facilityId),
-      ...(facilityId !== undefined ? { facilityId } : {}),
+      facilityIds: [...new Set(r.parts.map((p) => p.facilityId))],
       retiredAt: r.retiredAt ?? Number(secs(this.chain.now())) * 1000,
     };
     s.retirements.push(rec);
@@ -186,7 +202,7 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
 
   #unsettled(s: State, id: string): MemoryFacility {
     const f = this.#registered(s, id);
-    if (f.next !== f.first) throw revert('FacilityHasSettlements', facilityKey(id), secs(f.next));
+    if (f.next !== f.first) throw revert('FacilityHasSettlements', facilityKey(id));
     return f;
   }
 
@@ -201,26 +217,80 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     this.calls.push('facility');
     const f = this.chain.s.facilities.get(id);
     if (!f) {
-      return { registered: false, owner: ethers.ZeroAddress, suspended: false, nextWindowStart: 0, baselineKgPerHour: '0', baselineEffectiveFrom: 0, deficitGrams: 0n, mintedGrams: 0n, burnedGrams: 0n, retiredGrams: 0n };
+      return {
+        registered: false,
+        owner: ethers.ZeroAddress,
+        suspended: false,
+        nextWindowStart: 0,
+        baselineKgPerHour: '0',
+        baselineEffectiveFrom: 0,
+        capGramsPerWindow: 0n,
+        deficitGrams: 0n,
+        mintedGrams: 0n,
+        burnedGrams: 0n,
+        retiredGrams: 0n,
+        ownerHeldGrams: 0n,
+      };
     }
-    const a = this.chain.s.accounts.get(f.owner) ?? { balance: 0n, mintedGrams: 0n, burnedGrams: 0n, deficitGrams: 0n };
+    const batches = this.#batchesOf(id);
+    const sum = (fn: (b: BatchView) => bigint) => batches.reduce((a, b) => a + fn(b), 0n);
+    const limits = f.pending ?? f.limits;
     return {
       registered: true,
       owner: f.owner,
       suspended: f.suspended,
       nextWindowStart: f.next,
-      baselineKgPerHour: f.baselineKgPerHour,
-      baselineEffectiveFrom: f.baselineEffectiveFrom,
-      deficitGrams: a.deficitGrams,
-      mintedGrams: a.mintedGrams,
-      burnedGrams: a.burnedGrams,
-      retiredGrams: f.retiredGrams,
+      baselineKgPerHour: mgToKgPerHour(limits.baselineMgPerHour),
+      baselineEffectiveFrom: limits.effectiveFrom,
+      capGramsPerWindow: f.cap,
+      deficitGrams: f.deficit,
+      mintedGrams: sum((b) => b.issuedGrams),
+      burnedGrams: sum((b) => b.burnedGrams),
+      retiredGrams: sum((b) => b.retiredGrams),
+      ownerHeldGrams: sum((b) => b.ownerBalanceGrams),
     };
   }
 
-  async balanceOf(owner: string): Promise<bigint> {
-    this.calls.push('balanceOf');
-    return this.chain.s.accounts.get(ethers.getAddress(owner))?.balance ?? 0n;
+  async batches(facilityId: string): Promise<BatchView[]> {
+    this.calls.push('batches');
+    return this.#batchesOf(facilityId);
+  }
+
+  async holdings(account: string): Promise<Holding[]> {
+    this.calls.push('holdings');
+    const who = ethers.getAddress(account);
+    const out: Holding[] = [];
+    for (const [id, b] of [...this.chain.s.batches].sort((x, y) => (BigInt(x[0]) < BigInt(y[0]) ? -1 : 1))) {
+      const balance = balanceIn(this.chain.s, id, who);
+      if (balance > 0n) out.push({ batch: this.#view(id, b), balanceGrams: balance });
+    }
+    return out;
+  }
+
+  /** What an account holds over every batch, grams. */
+  async heldBy(account: string): Promise<bigint> {
+    return (await this.holdings(account)).reduce((a, h) => a + h.balanceGrams, 0n);
+  }
+
+  #batchesOf(facilityId: string): BatchView[] {
+    return [...this.chain.s.batches]
+      .filter(([, b]) => b.facilityId === facilityId)
+      .sort((x, y) => x[1].vintage - y[1].vintage)
+      .map(([id, b]) => this.#view(id, b));
+  }
+
+  #view(id: string, b: MemoryBatch): BatchView {
+    return {
+      id,
+      facilityId: b.facilityId,
+      facilityKey: facilityKey(b.facilityId),
+      vintage: b.vintage,
+      issuedGrams: b.issued,
+      retiredGrams: b.retired,
+      burnedGrams: b.taken - b.retired,
+      supplyGrams: b.issued - b.taken,
+      ownerBalanceGrams: b.ownerBalance,
+    };
   }
 
   async settlementAt(facilityId: string, windowStart: number): Promise<OnChainSettlement | undefined> {
@@ -240,8 +310,16 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
   async retirements(filter: { account?: string; facilityId?: string } = {}): Promise<RetirementRecord[]> {
     this.calls.push('retirements');
     return this.chain.s.retirements
-      .filter((r) => (filter.account === undefined || r.account.toLowerCase() === filter.account.toLowerCase()) && (filter.facilityId === undefined || r.facilityId === filter.facilityId))
-      .map(({ request: _request, ...r }) => ({ ...r }));
+      .filter((r) => (filter.account === undefined || r.account.toLowerCase() === filter.account.toLowerCase()) && (filter.facilityId === undefined || r.facilityIds.includes(filter.facilityId)))
+      .map(({ request: _request, ...r }) => ({ ...r, parts: r.parts.map((p) => ({ ...p })) }));
+  }
+
+  async retirement(id: bigint): Promise<RetirementRecord | undefined> {
+    this.calls.push('retirement');
+    const r = this.chain.s.retirements.find((x) => x.id === id);
+    if (!r) return undefined;
+    const { request: _request, ...rest } = r;
+    return { ...rest, parts: r.parts.map((p) => ({ ...p })) };
   }
 
   async retirementOfRequest(req: SignedRetirement): Promise<RetirementReceipt | undefined> {
@@ -250,7 +328,7 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     if ((this.chain.s.nonces.get(holder) ?? 0n) <= req.nonce) return undefined;
     const r = [...this.chain.s.retirements].reverse().find((x) => {
       const q = x.request;
-      return q && ethers.getAddress(q.holder) === holder && q.nonce === req.nonce && q.amount === req.amount && q.beneficiary === req.beneficiary && q.reason === req.reason && q.deadline === req.deadline;
+      return q && ethers.getAddress(q.holder) === holder && q.nonce === req.nonce && sameList(q.batchIds, req.batchIds) && sameList(q.amounts, req.amounts) && q.beneficiary === req.beneficiary && q.reason === req.reason && q.deadline === req.deadline;
     });
     return r ? { id: r.id, txHash: r.txHash! } : undefined;
   }
@@ -265,18 +343,18 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     this.calls.push('registerFacility');
     this.writes.push(`register ${id} ${owner} ${baselineKgPerHour} ${firstWindowStart}`);
     const who = ethers.getAddress(owner); // a bad checksum fails here, as in the real client
-    const baseline = mgToKgPerHour(kgPerHourToMg(baselineKgPerHour));
+    const mg = kgPerHourToMg(baselineKgPerHour);
     toSeconds(firstWindowStart, 'firstWindowStart');
     return this.chain.send((s, block, txHash) => {
       this.#need(s, 'regulator');
       const length = Buffer.byteLength(id, 'utf8');
-      if (length === 0 || length > MAX_FACILITY_ID_LENGTH) throw revert('InvalidFacilityId', BigInt(length));
+      if (length === 0 || length > MAX_FACILITY_ID_LENGTH || !/^[A-Za-z0-9_-]+$/.test(id)) throw revert('InvalidFacilityId', BigInt(length));
       if (who === ethers.ZeroAddress) throw revert('InvalidFacilityOwner', who);
       if (s.facilities.has(id)) throw revert('FacilityAlreadyRegistered', facilityKey(id));
-      const existing = s.owners.get(who);
-      if (existing !== undefined) throw revert('OwnerAlreadyHasFacility', who, facilityKey(existing));
-      s.facilities.set(id, { owner: who, next: firstWindowStart, first: firstWindowStart, suspended: false, baselineKgPerHour: baseline, baselineEffectiveFrom: firstWindowStart, retiredGrams: 0n });
-      s.owners.set(who, id);
+      if (s.windowMs !== undefined && firstWindowStart % s.windowMs !== 0) throw revert('MisalignedWindow', facilityKey(id), secs(firstWindowStart));
+      if (mg >= 1n << 96n) throw revert('SafeCastOverflowedUintDowncast', 96n, mg);
+      const limits = { baselineMgPerHour: mg, exportGPerHour: 0n, effectiveFrom: firstWindowStart };
+      s.facilities.set(id, { owner: who, next: firstWindowStart, first: firstWindowStart, suspended: false, limits, cap: this.#cap(s, limits), firstVintage: 0, currentVintage: 0, deficit: 0n });
       return txInfo(txHash, block);
     });
   }
@@ -294,16 +372,55 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
   async setBaseline(id: string, baselineKgPerHour: string, effectiveFrom: number): Promise<TxInfo> {
     this.calls.push('setBaseline');
     this.writes.push(`baseline ${id} ${baselineKgPerHour} ${effectiveFrom}`);
-    const baseline = mgToKgPerHour(kgPerHourToMg(baselineKgPerHour));
+    const mg = kgPerHourToMg(baselineKgPerHour);
     toSeconds(effectiveFrom, 'effectiveFrom');
     return this.chain.send((s, block, txHash) => {
       this.#need(s, 'regulator');
-      const f = this.#registered(s, id);
-      if (effectiveFrom < f.next) throw revert('BaselineEffectiveTooEarly', facilityKey(id), secs(effectiveFrom), secs(f.next));
-      f.baselineKgPerHour = baseline;
-      f.baselineEffectiveFrom = effectiveFrom;
+      this.#schedule(s, id, effectiveFrom, (l) => (l.baselineMgPerHour = mg));
       return txInfo(txHash, block);
     });
+  }
+
+  /** Schedules an export allowance (g/h) from `effectiveFrom` (CreditLedger `setExportAllowance`). */
+  async setExportAllowance(id: string, gramsPerHour: bigint, effectiveFrom: number): Promise<TxInfo> {
+    this.calls.push('setExportAllowance');
+    this.writes.push(`exportAllowance ${id} ${gramsPerHour} ${effectiveFrom}`);
+    toSeconds(effectiveFrom, 'effectiveFrom');
+    return this.chain.send((s, block, txHash) => {
+      this.#need(s, 'regulator');
+      this.#schedule(s, id, effectiveFrom, (l) => (l.exportGPerHour = gramsPerHour));
+      return txInfo(txHash, block);
+    });
+  }
+
+  /** CreditLedger `_nextLimits` + `_scheduleLimits`. */
+  #schedule(s: State, id: string, effectiveFrom: number, change: (l: { baselineMgPerHour: bigint; exportGPerHour: bigint; effectiveFrom: number }) => void): void {
+    const f = this.#registered(s, id);
+    const key = facilityKey(id);
+    if (effectiveFrom < f.next) throw revert('BaselineEffectiveTooEarly', key, secs(effectiveFrom), secs(f.next));
+    if (s.windowMs !== undefined && effectiveFrom % s.windowMs !== 0) throw revert('MisalignedWindow', key, secs(effectiveFrom));
+    let base = { ...f.limits, effectiveFrom };
+    if (f.pending) {
+      if (f.pending.effectiveFrom <= f.next) {
+        f.limits = f.pending;
+        delete f.pending;
+        base = { ...f.limits, effectiveFrom };
+      } else if (f.pending.effectiveFrom !== effectiveFrom) {
+        throw revert('LimitsChangePending', key, secs(f.pending.effectiveFrom));
+      } else {
+        base = { ...f.pending };
+      }
+    }
+    change(base);
+    if (base.baselineMgPerHour >= 1n << 96n) throw revert('SafeCastOverflowedUintDowncast', 96n, base.baselineMgPerHour);
+    const cap = this.#cap(s, base);
+    if (effectiveFrom === f.next) {
+      f.limits = base;
+      f.cap = cap;
+      delete f.pending;
+    } else {
+      f.pending = base;
+    }
   }
 
   async setFacilityOwner(id: string, owner: string): Promise<TxInfo> {
@@ -315,10 +432,6 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
       const f = this.#unsettled(s, id);
       if (who === f.owner) return txInfo(txHash, block);
       if (who === ethers.ZeroAddress) throw revert('InvalidFacilityOwner', who);
-      const existing = s.owners.get(who);
-      if (existing !== undefined) throw revert('OwnerAlreadyHasFacility', who, facilityKey(existing));
-      s.owners.delete(f.owner);
-      s.owners.set(who, id);
       f.owner = who;
       return txInfo(txHash, block);
     });
@@ -329,8 +442,7 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     this.writes.push(`deregister ${id}`);
     return this.chain.send((s, block, txHash) => {
       this.#need(s, 'regulator');
-      const f = this.#unsettled(s, id);
-      s.owners.delete(f.owner);
+      this.#unsettled(s, id);
       s.facilities.delete(id);
       return txInfo(txHash, block);
     });
@@ -344,9 +456,8 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
     const word = publicKeyToBytes32(publicKeyHex);
     return this.chain.send((s, block, txHash) => {
       this.#need(s, 'regulator');
-      if (s.paused) throw revert('EnforcedPause');
       const length = Buffer.byteLength(deviceId, 'utf8');
-      if (length === 0 || length > MAX_DEVICE_ID_LENGTH) throw revert('InvalidDeviceId', BigInt(length));
+      if (length === 0 || length > MAX_DEVICE_ID_LENGTH) throw revert('InvalidDeviceRecord');
       const key = bytes32ToPublicKey(word);
       const previous = s.deviceKeys.get(deviceId) ?? null;
       if (previous === key) return txInfo(txHash, block);
@@ -378,11 +489,17 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
       toSeconds(e.windowStart, 'windowStart');
       toSeconds(e.windowEnd, 'windowEnd');
     }
+    if (this.chain.s.windowMs !== undefined) {
+      for (const e of entries) {
+        if (e.windowEnd - e.windowStart !== this.chain.s.windowMs) throw errors.CONFIG_INVALID(`the ledger's windows are ${this.chain.s.windowMs / 1000} s, but ${e.facilityId}'s window at ${e.windowStart} is ${(e.windowEnd - e.windowStart) / 1000} s (WINDOW_SECONDS must match the deployed ledger)`);
+      }
+    }
+    const now = this.chain.now();
     return this.chain.send((s, block, txHash) => {
       this.#need(s, 'oracle');
       if (s.paused) throw revert('EnforcedPause');
       const results: SettlementResult[] = [];
-      for (const x of entries) results.push(settleOne(s, x, block, txHash));
+      for (const x of entries) results.push(settleOne(s, x, block, txHash, now));
       return { ...txInfo(txHash, block, 21_000n + 30_000n * BigInt(entries.length)), results };
     });
   }
@@ -391,7 +508,7 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
 
   async retireWithSig(req: SignedRetirement): Promise<RetirementReceipt> {
     this.calls.push('retireWithSig');
-    this.writes.push(`retire ${req.holder} ${req.amount} ${req.nonce} ${req.deadline}`);
+    this.writes.push(`retire ${req.holder} ${req.batchIds.join(',')}:${req.amounts.join(',')} ${req.nonce} ${req.deadline}`);
     const holder = ethers.getAddress(req.holder);
     const now = this.chain.now();
     return this.chain.send((s, _block, txHash) => {
@@ -401,19 +518,37 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
       if (req.nonce !== nonce) throw revert('InvalidAccountNonce', holder, nonce);
       s.nonces.set(holder, nonce + 1n);
       if (!this.#checkSignature(req)) throw revert('InvalidRetirementSignature', holder);
-      return retireFrom(s, holder, req.amount, req.beneficiary, req.reason, now, txHash, req);
+      return retireFrom(s, holder, req.batchIds, req.amounts, req.beneficiary, req.reason, now, txHash, req);
     });
   }
 
-  /** The holder's own retirement (CarbonLedger `retire`), sent as this client's account. */
-  async retire(amount: bigint, beneficiary: string, reason: string): Promise<RetirementReceipt> {
+  /** The holder's own retirement (CreditLedger `retire`), sent as this client's account. */
+  async retire(batchIds: bigint[], amounts: bigint[], beneficiary: string, reason: string): Promise<RetirementReceipt> {
     this.calls.push('retire');
-    this.writes.push(`retire ${this.from} ${amount}`);
+    this.writes.push(`retire ${this.from} ${batchIds.join(',')}:${amounts.join(',')}`);
     const now = this.chain.now();
     return this.chain.send((s, _block, txHash) => {
       if (s.paused) throw revert('EnforcedPause');
-      return retireFrom(s, this.from, amount, beneficiary, reason, now, txHash);
+      return retireFrom(s, this.from, batchIds, amounts, beneficiary, reason, now, txHash);
     });
+  }
+
+  /** ERC-1155 safeTransferFrom by the holder (this client's account). */
+  async transfer(to: string, batchId: bigint, amount: bigint): Promise<TxInfo> {
+    this.calls.push('transfer');
+    this.writes.push(`transfer ${this.from} ${to} ${batchId}:${amount}`);
+    const who = ethers.getAddress(to);
+    const now = this.chain.now();
+    return this.chain.send((s, block, txHash) => {
+      if (s.paused) throw revert('EnforcedPause');
+      transferFrom(s, this.from, who, batchId, amount, now);
+      return txInfo(txHash, block);
+    });
+  }
+
+  #cap(s: State, l: { baselineMgPerHour: bigint; exportGPerHour: bigint }): bigint {
+    // Before the window length is known (no settlement yet), the cap is computed at settlement.
+    return s.windowMs === undefined ? (1n << 56n) - 1n : capOf(l, s.windowMs);
   }
 }
 
@@ -421,7 +556,8 @@ export class MemoryLedger implements LedgerPort, LedgerAdminPort {
 const PORT_METHODS = new Set<string>([
   'blockNumber',
   'facility',
-  'balanceOf',
+  'batches',
+  'holdings',
   'registerFacility',
   'setFacilitySuspended',
   'setBaseline',
@@ -434,6 +570,7 @@ const PORT_METHODS = new Set<string>([
   'settlementAt',
   'settlements',
   'retirements',
+  'retirement',
   'retireWithSig',
   'retirementOfRequest',
 ] satisfies (keyof LedgerPort)[]);
@@ -459,4 +596,8 @@ export function faultyLedger(inner: LedgerPort, plan: { down?: () => boolean; ti
     };
   }
   return out as unknown as LedgerPort;
+}
+
+function sameList(a: bigint[], b: bigint[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -2,6 +2,7 @@
  * oracle/chain-sync.ts, the one writer of on-chain registry state (issue 11): the rules the gateway's
  * pushes and the oracle's reconcile share, over the real SQLite registry and the in-memory ledger.
  */
+import { ethers } from 'ethers';
 import t, { type Test } from 'tap';
 import { createLogger, silentLogger } from '../../domain/logger.ts';
 import { generateDeviceKey } from '../../domain/signature.ts';
@@ -28,6 +29,26 @@ t.test('a baseline change takes effect from the next window, never before the ch
   t.equal(baselineEffectiveFrom(25_000, W, 20_000), 30_000, 'the chain behind: still the next window');
   t.equal(baselineEffectiveFrom(25_000, W, 50_000), 50_000, "the chain ahead: from the chain's next window");
   t.equal(firstWindowStart({ createdAt: 25_000 }, W), 20_000, 'registered from the window containing the registration');
+});
+
+t.test("a baseline the gateway could not push reaches the chain from the registry's window, not from the sync's time", async (t) => {
+  const { registry, ledger, clock } = setup(t);
+  registry.createFacility({ id: 'F', name: 'F', owner: OWNER, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: 25_000 });
+  const sync = buildChainSync({ ledger, registry, windowMs: W, clock: () => clock.now, logger: silentLogger, metrics: oracleMetrics() });
+  const counts = { registered: 0, synced: 0 };
+  await sync.syncFacility(registry.getFacility('F')!, counts);
+  // Raised from window 30 000 on (the gateway's push failed); the oracle's sync runs much later.
+  const raised = registry.updateFacility('F', { baselineKgPerHour: '7200', effectiveFrom: 30_000 });
+  clock.now = 95_000;
+  await sync.syncFacility(raised, counts);
+  t.match(await ledger.facility('F'), { baselineKgPerHour: '7200', baselineEffectiveFrom: 30_000 }, "the registry's window, so the chain's cap for windows 30 000.. is the new baseline's");
+  // A window of the raised baseline earning above the old cap settles.
+  ledger.chain.now = () => 1_000_000;
+  const r = await ledger.settleBatch([
+    { facilityId: 'F', windowStart: 20_000, windowEnd: 30_000, netGrams: 10_000n, evidenceRoot: ethers.id('a') },
+    { facilityId: 'F', windowStart: 30_000, windowEnd: 40_000, netGrams: 20_000n, evidenceRoot: ethers.id('b') },
+  ]);
+  t.same(r.results.map((x) => x.mintedGrams), [10_000n, 20_000n]);
 });
 
 t.test('the writer registers with the baseline in force in the first window, and mirrors the registry', async (t) => {
@@ -146,13 +167,13 @@ t.test('device keys: a chain failure is logged and retried next run; a ledger wi
   registry.createDevice('F', 'signed', 'meter', { publicKey: K1 });
   const metrics = oracleMetrics();
   const { logger, lines } = capturingLogger();
-  await ledger.pause(); // the chain refuses every write
+  await ledger.revokeRole('regulator', ledger.from); // the chain refuses the key's write
   const sync = buildChainSync({ ledger, registry, windowMs: W, clock: () => clock.now, logger, metrics });
   const counts = { registered: 0, synced: 0 };
   t.same(await sync.syncDeviceKeys(registry.getFacility('F')!, counts), []);
   t.equal(await ledger.deviceKey('signed'), undefined);
   t.ok(lines.some((l) => l.level === 40 && l.deviceId === 'signed' && /retrying next run/.test(String(l.msg))));
-  await ledger.unpause();
+  await ledger.grantRole('regulator', ledger.from);
   await sync.syncDeviceKeys(registry.getFacility('F')!, counts);
   t.equal(await ledger.deviceKey('signed'), K1, 'pushed on the next run');
 

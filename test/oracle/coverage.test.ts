@@ -70,7 +70,7 @@ t.test('suspending the CO2 meter earns no credits (issue 10 item 3)', async (t) 
   await oracle.runOnce(3 * W + GRACE);
   t.match(oracle.getSettlement('F-20000'), { complete: false, netGrams: '0', mintedGrams: '0' });
   t.equal(oracle.getSettlement('F-20000')?.inputs.rawNetGrams, '30000');
-  t.equal(await ledger.balanceOf(OWNER), 0n, 'nothing minted at any point');
+  t.equal(await ledger.heldBy(OWNER), 0n, 'nothing minted at any point');
 });
 
 t.test('a device silent after the start of the window leaves it incomplete; a reading after the end rescues it (item 4)', async (t) => {
@@ -129,7 +129,7 @@ t.test('a co2 reading arriving after higher seqs and after a settlement: counted
   // The proof of the late reading is in window 2's evidence, flagged late, and in no other.
   t.same((await oracle.proof('F-20000', 'cems', 2))?.leaf, ['reading', 'cems', '2', '12000', 'co2_direct', '40', false, true, '']);
   t.equal(await oracle.proof('F-10000', 'cems', 2), undefined);
-  t.equal(await ledger.balanceOf(OWNER), 55_000n + 2n * 99_000n);
+  t.equal(await ledger.heldBy(OWNER), 55_000n + 2n * 99_000n);
 });
 
 t.test('a register reading arriving after a higher seq was settled is covered: nothing counted twice', async (t) => {

@@ -70,7 +70,7 @@ t.test('worked example, late reading, boundary reading, verify and proof', async
   const s1 = oracle.getSettlement('F-10000');
   t.match(s0, { complete: false, netGrams: '0', mintedGrams: '0' });
   t.match(s1, { complete: true, netGrams: '7317', mintedGrams: '7317', burnedGrams: '0', deficitGrams: '0', actualKg: '2.683', baselineKg: '10' });
-  t.equal(await ledger.balanceOf(OWNER), 7317n);
+  t.equal(await ledger.heldBy(OWNER), 7317n);
   // Not closed yet: window 2 ends at 30 s, closes at 32 s.
   t.equal((await oracle.runOnce(31_999)).settled, 0);
 
@@ -101,7 +101,7 @@ t.test('worked example, late reading, boundary reading, verify and proof', async
   t.same(oracle.listSettlements({ from: 10_000, to: 30_000 }).map((s) => s.id), ['F-10000', 'F-20000']);
   const sum = list.reduce((a, s) => a + BigInt(s.netGrams), 0n);
   t.equal(sum, 7317n + 7317n + 9463n);
-  t.equal(await ledger.balanceOf(OWNER), sum);
+  t.equal(await ledger.heldBy(OWNER), sum);
 
   // Verify recomputes from the store with the recorded high-water marks, even after more readings arrived.
   await readings.commit([rd('d1', 6, 19_000, 'electricity_import', '1020')]);
@@ -213,7 +213,7 @@ t.test('negative net: burn what the balance covers, record the deficit, pay it d
   // 7317 - 11620 + 7838 + 9463 = 12998 = balance 3535 + 9463, deficit 0
   t.equal(sum, 12998n);
   const chain = await ledger.facility('F');
-  t.equal(await ledger.balanceOf(OWNER) + BigInt(chain.retiredGrams) - BigInt(chain.deficitGrams), sum);
+  t.equal(await ledger.heldBy(OWNER) + BigInt(chain.retiredGrams) - BigInt(chain.deficitGrams), sum);
 });
 
 t.test('incomplete window: a silent device', async (t) => {
@@ -226,7 +226,7 @@ t.test('incomplete window: a silent device', async (t) => {
   await readings.commit([rd('d1', 1, 5_000, 'electricity_import', '1000'), rd('d1', 2, 15_000, 'electricity_import', '1005'), rd('d2', 1, 5_000, 'co2_direct', '0')]);
   await oracle.runOnce(22_000);
   t.match(oracle.getSettlement('F-10000'), { complete: false, netGrams: '0' });
-  t.equal(await ledger.balanceOf(OWNER), 0n);
+  t.equal(await ledger.heldBy(OWNER), 0n);
   t.same(oracle.getSettlement('F-10000')?.inputs.rawNetGrams, '7317');
 });
 
@@ -264,7 +264,7 @@ t.test('a facility with no devices and a suspended facility keep settling (cappe
   // A baseline change in the registry is pushed to the chain from the next window on.
   registry.updateFacility('E', { baselineKgPerHour: '7200', effectiveFrom: 3 * W });
   const r2 = await oracle.runOnce(4 * W + GRACE);
-  t.equal(ledger.facilities.get('E')?.baselineKgPerHour, '7200');
+  t.equal((await ledger.facility('E')).baselineKgPerHour, '7200');
   t.equal(r2.synced, 1);
   t.equal(oracle.getSettlement(`E-${3 * W}`)?.inputs.baselineKgPerHour, '7200');
   t.equal(oracle.getSettlement(`E-${2 * W}`)?.inputs.baselineKgPerHour, '3600');
