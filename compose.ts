@@ -278,6 +278,8 @@ export function composeOracle(c: Composition, stores: Stores, ledger: Ledger): O
     graceMs: config.graceSeconds * 1000,
     // The local chain never reorganises (0); an external one needs its depth (CHAIN_CONFIRMATIONS).
     confirmations: config.chainRpcUrl ? config.chainConfirmations : 0,
+    // Corrections go to the same ledger on the same key (one nonce counter).
+    correctionPort: ledger.corrections(),
   });
   c.parts.add('oracle', () => oracle.close());
   return oracle;
@@ -321,11 +323,13 @@ export async function composeGateway(
     ...(parts.ledger ? { ledger: parts.ledger } : {}),
     settlements,
     audit,
-    // Voids and corrections on the stores; the ledger's side (CorrectionPort) is wired with CreditLedger.
+    // Voids and corrections on the stores; on the ledger (the gateway's key, which holds the regulator
+    // role), voids are recorded on chain first and corrections verified against the chain.
     corrections: {
       records: stores.corrections,
       corrector: buildCorrector({ readings: stores.readings, records: view.records, corrections: stores.corrections }),
-      audit: buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings }),
+      audit: buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings, ...(parts.ledger ? { port: parts.ledger.corrections() } : {}) }),
+      ...(parts.ledger ? { port: parts.ledger.corrections() } : {}),
     },
     ...(parts.broker ? { broker: parts.broker } : {}),
     metrics: c.metrics,

@@ -4,6 +4,7 @@
  * deployment block. `Ledger` (ledger.ts) adds the writes.
  */
 import { ethers } from 'ethers';
+import { openCorrectionPort, type CorrectionPort } from './corrections.ts';
 import { errors } from '../../domain/errors.ts';
 import { loadArtifact } from './artifact.ts';
 import { readCall, type SendOptions } from './connect.ts';
@@ -46,6 +47,15 @@ export class LedgerReader {
     this.provider = runner.provider;
     this.contract = new ethers.Contract(this.address, loadArtifact().abi as ethers.InterfaceAbi, runner);
   }
+
+  /**
+   * The ledger's correction side (voids, corrections) on this client's own runner: the same signer, so
+   * one nonce counter per key in the process.
+   */
+  corrections(): CorrectionPort {
+    return (this.correctionPort ??= openCorrectionPort({ address: this.address, runner: this.contract.runner as ethers.Signer, startBlock: this.startBlock }));
+  }
+  private correctionPort: CorrectionPort | undefined;
 
   /** The block log queries start from (the deployment block when this client deployed the ledger). */
   get startBlock(): number {
