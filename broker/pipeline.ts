@@ -30,7 +30,7 @@ import { validatePayload, type ValidationResult } from './validate.ts';
 import { ingestMetrics, type IngestMetrics } from './metrics.ts';
 import { TokenBuckets, type RateLimit } from './ratelimit.ts';
 import { checkSignatures } from './signatures.ts';
-import { verifyInline, type SignatureVerifier } from './verify-pool.ts';
+import { createVerifier, type SignatureVerifier } from './verify-pool.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
@@ -164,8 +164,6 @@ function readingText(r: Reading): string {
   });
 }
 
-const INLINE_VERIFIER: SignatureVerifier = { workers: 0, verify: async (items) => verifyInline(items), close: async () => {} };
-
 export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   const log = deps.logger.child({ component: 'ingest' });
   const m: IngestMetrics = ingestMetrics(deps.metrics);
@@ -175,7 +173,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   const maxQueuedBytes = deps.maxQueuedBytes ?? 8 * 1024 * 1024;
   const maxInFlight = Math.max(1, deps.maxInFlight ?? 4);
   const validate = deps.validate ?? ((bytes, ctx) => validatePayload(bytes, ctx));
-  const verifier = deps.verifier ?? INLINE_VERIFIER;
+  const verifier = deps.verifier ?? createVerifier({ workers: 0 });
   const limit = deps.rateLimit === false ? undefined : (deps.rateLimit ?? DEFAULT_RATE_LIMIT);
   const buckets = limit ? new TokenBuckets(limit, clock) : undefined;
   /** Last time a 'rate_limited' row was logged per device: at most one a second reaches the log. */
