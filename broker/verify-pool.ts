@@ -28,6 +28,11 @@ export interface VerifierOptions {
   workers?: number;
   /** Batches smaller than this are verified inline (default 16). */
   inlineBelow?: number;
+  /**
+   * The calling thread verifies an equal share of each batch while the workers verify theirs (default
+   * false: the event loop only packs and hands over).
+   */
+  shareInline?: boolean;
   /** The Ed25519 backend (default: the process's, domain/ed25519.ts: libsodium when it loads). */
   backend?: Ed25519Backend;
   /** Told once when the backend is node:crypto because libsodium did not load. */
@@ -215,6 +220,7 @@ export function createVerifier(opts: VerifierOptions = {}): SignatureVerifier {
   if (!Number.isSafeInteger(size) || size < 0) throw new TypeError(`workers must be a non-negative integer, got ${size}`);
   const inlineBelow = opts.inlineBelow ?? 16;
   const backend = opts.backend ?? ed25519();
+  const shareInline = opts.shareInline ?? false;
   if (backend.fallbackReason !== undefined) {
     opts.logger?.warn({ reason: backend.fallbackReason }, 'libsodium (sodium-native) did not load: Ed25519 signatures are verified with node:crypto (about twice the CPU per reading)');
   }
@@ -238,15 +244,19 @@ export function createVerifier(opts: VerifierOptions = {}): SignatureVerifier {
     async verify(items) {
       if (closed) throw new Error('signature verifier closed');
       if (size === 0 || items.length < inlineBelow) return verifyInline(items, backend);
-      // One chunk per worker; the least busy workers first when there are fewer chunks than workers.
-      const n = Math.min(size, Math.ceil(items.length / Math.max(1, inlineBelow)));
+      // One chunk per worker (and one for this thread with shareInline); the least busy workers first
+      // when there are fewer chunks than workers.
+      const n = Math.min(size + (shareInline ? 1 : 0), Math.ceil(items.length / Math.max(1, inlineBelow)));
       const per = Math.ceil(items.length / n);
       const order = pool.map((_, i) => i).sort((a, b) => (pool[a]?.pending.size ?? 0) - (pool[b]?.pending.size ?? 0));
-      const parts: Promise<Uint8Array>[] = [];
-      for (let c = 0; c < n; c++) parts.push(workerAt(order[c]).run(nextId++, items.slice(c * per, (c + 1) * per)));
+      const parts: Promise<Uint8Array | boolean[]>[] = [];
+      const toWorkers = shareInline ? n - 1 : n;
+      for (let c = 0; c < toWorkers; c++) parts.push(workerAt(order[c]).run(nextId++, items.slice(c * per, (c + 1) * per)));
+      // This thread's share, verified while the workers run theirs.
+      if (toWorkers < n) parts.push(Promise.resolve(verifyInline(items.slice(toWorkers * per), backend)));
       const outs = await Promise.all(parts);
       const result: boolean[] = [];
-      for (const out of outs) for (const v of out) result.push(v === 1);
+      for (const out of outs) for (const v of out) result.push(v === 1 || v === true);
       return result;
     },
     async close() {
