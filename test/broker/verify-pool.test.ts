@@ -98,6 +98,16 @@ t.test('inline and worker pool agree item by item (default backend)', async (t) 
   t.same([...a, ...b], want, 'concurrent batches');
 });
 
+t.test('sharing a batch between the calling thread and a worker: the same answers, in order', async (t) => {
+  const { items: xs, want } = items(200);
+  const pool = createVerifier({ workers: 1, inlineBelow: 8, shareInline: true });
+  t.teardown(() => pool.close());
+  t.same(await pool.verify(xs), want, 'two halves, one inline');
+  t.same(await pool.verify(xs.slice(0, 20)), want.slice(0, 20), 'a small batch, split too');
+  const [a, b] = await Promise.all([pool.verify(xs.slice(0, 70)), pool.verify(xs.slice(70))]);
+  t.same([...a, ...b], want, 'concurrent batches');
+});
+
 t.test('a verifier with no workers verifies inline; a closed one refuses', async (t) => {
   const { items: xs, want } = items(40);
   const inline = createVerifier({ workers: 0 });
