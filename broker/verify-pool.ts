@@ -3,7 +3,9 @@
  * "Signed readings"). One verify costs tens of microseconds of CPU, several times the rest of a
  * reading's path, so a batch (a group commit's worth) is cut into chunks that worker threads verify
  * off the event loop; a small batch (or a verifier built with no workers) is verified inline, where a
- * round trip to a worker would cost more than it saves. Keys are parsed once per thread and cached.
+ * round trip to a worker would cost more than it saves. The event loop runs every check of the one
+ * rule (domain/ed25519.ts) and packs each chunk into bytes that move to the worker, which only runs
+ * the curve arithmetic with the same backend (libsodium when its addon loads, else node:crypto).
  *
  * The verifier only answers "does this signature verify over this line with this key"; the ingest
  * path decides which readings need one (their device has a key) and rejects `bad_signature`.
