@@ -24,7 +24,7 @@ import { buildBroker, type Broker, type BrokerLimits, type ListenOptions } from 
 import { buildConsumer, type Consumer } from './broker/consumer.ts';
 import { buildIngestPipeline, type IngestPipeline, type IngestPipelineDeps } from './broker/pipeline.ts';
 import { keySigner, rpcProvider } from './contracts/client/connect.ts';
-import { createVerifier } from './broker/verify-pool.ts';
+import { createVerifier, type VerifierOptions } from './broker/verify-pool.ts';
 import { Ledger } from './contracts/client/ledger.ts';
 import { startLocalChain, type LocalChain } from './contracts/client/local.ts';
 import { ingestSettings, mqttListeners, type Config } from './domain/config.ts';
@@ -179,6 +179,8 @@ export async function composeStores(c: Composition): Promise<Stores> {
 export interface IngestTuning {
   pipeline?: Partial<Pick<IngestPipelineDeps, 'maxBatch' | 'maxDelayMs' | 'maxQueuedBytes' | 'rateLimit'>>;
   limits?: Partial<BrokerLimits>;
+  /** The signature verifier's threads and Ed25519 backend (benchmarks compare them). */
+  verifier?: Pick<VerifierOptions, 'workers' | 'backend' | 'shareInline'>;
 }
 
 export interface IngestPart {
@@ -218,8 +220,8 @@ export async function composeIngest(c: Composition, stores: Pick<Stores, 'readin
   const { config, logger, metrics } = c;
   const settings = ingestSettings(config);
   // Device signatures are verified in worker threads; the pool is part of ingest and closed after the
-  // pipeline has flushed (its last batches still verify).
-  const verifier = createVerifier();
+  // pipeline has flushed (its last batches still verify). It logs when libsodium did not load.
+  const verifier = createVerifier({ logger, ...tuning.verifier });
   let pipeline: IngestPipeline;
   try {
     pipeline = buildIngestPipeline({

@@ -6,6 +6,9 @@
  *   --mqtt-url URL (with --mode ours): no broker of ours; a consumer of that external broker's shared
  *                subscription (MQTT_URL) with client ids --client-id-N (MQTT_CLIENT_ID) feeds the same pipeline.
  *   --diagnostics  every 2 s on stderr: readings per batch, event-loop utilisation, CPU per reading.
+ *   --ed25519 libsodium|node:crypto  the signature verifier's backend (default: libsodium if it loads).
+ *   --verifier-workers N  its worker threads (default: cores - 1).
+ *   --verifier-share  the event loop verifies a share of each batch too.
  * Prints `{"event":"listening","mqttPort":N}` on stdout once ready; SIGTERM stops it. Started with an
  * IPC channel, it answers the message 'cpu' with `{ event: 'cpu', cpu: process.cpuUsage() }`: the
  * whole process's CPU (main thread, the signature verifier's worker threads, libuv's pool), and
@@ -18,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { Aedes } from 'aedes';
 import { composeIngest, composeStores, composition } from '../compose.ts';
 import { loadConfig } from '../domain/config.ts';
+import { loadEd25519, type Ed25519BackendName } from '../domain/ed25519.ts';
 import { createLogger } from '../domain/logger.ts';
 import type { Reading } from '../domain/reading.ts';
 import type { ReadingStore } from '../store/types.ts';
@@ -30,6 +34,9 @@ const { values } = parseArgs({
     diagnostics: { type: 'boolean', default: false },
     'mqtt-url': { type: 'string' },
     'client-id': { type: 'string', default: 'mrv-bench' },
+    ed25519: { type: 'string' },
+    'verifier-workers': { type: 'string' },
+    'verifier-share': { type: 'boolean' },
   },
 });
 
@@ -107,6 +114,11 @@ if (values.mode === 'raw') {
     // One device per publisher sends thousands of messages a second: lift the per-device limit (the
     // token bucket still runs).
     pipeline: { rateLimit: { perSecond: 1e9, burst: 1e9 } },
+    verifier: {
+      ...(values.ed25519 ? { backend: loadEd25519({ prefer: values.ed25519 as Ed25519BackendName }) } : {}),
+      ...(values['verifier-workers'] !== undefined ? { workers: Number(values['verifier-workers']) } : {}),
+      ...(values['verifier-share'] !== undefined ? { shareInline: values['verifier-share'] } : {}),
+    },
   });
   announce(ingest.mqttPort);
   process.on('SIGTERM', () => c.parts.stop().then(() => process.exit(0)));

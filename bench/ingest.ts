@@ -1,6 +1,8 @@
 /**
  * Ingest benchmark (not a test):
- * `tsx bench/ingest.ts [--publishers 3] [--duration-ms 6000] [--rounds 5] [--stall-ms 30000] [--unsigned-only]`.
+ * `tsx bench/ingest.ts [--publishers 3] [--duration-ms 6000] [--rounds 5] [--stall-ms 30000] [--unsigned-only]
+ *  [--ed25519 libsodium|node:crypto] [--verifier-workers N] [--verifier-share]` (the last three: our
+ *  broker's signature verifier, default libsodium when it loads, cores - 1 threads, no share inline).
  * With the same publisher processes for every broker (mqtt.js 5, QoS 1, `window` messages in flight
  * each, one reading per message), `rounds` times in turn:
  *   1. our broker: auth + validation + SQLite group commit + PUBACK after durable (own process),
@@ -45,6 +47,12 @@ export interface BenchIngestOptions {
   rounds?: number;
   /** Measure signed ingest too (default true). */
   signed?: boolean;
+  /** Our broker's Ed25519 backend (default: libsodium when it loads). */
+  ed25519?: 'libsodium' | 'node:crypto';
+  /** Our broker's verifier threads (default: cores - 1). */
+  verifierWorkers?: number;
+  /** Our broker's event loop verifies a share of each batch too. */
+  verifierShare?: boolean;
   /** Called with a line after each round. */
   progress?: (line: string) => void;
 }
@@ -83,6 +91,8 @@ export interface BenchIngestResult {
   signedInline?: number;
   /** Signature verifier worker threads in our broker (its default: cores - 1, at least 1). */
   verifierWorkers?: number;
+  /** The Ed25519 backend asked of our broker ('default': libsodium when it loads). */
+  ed25519?: string;
   rounds: RoundResult[];
   stall: { rssBeforeMb: number; rssPeakDuringStallMb: number; ackedDuringStall: number; stallMs: number };
 }
@@ -276,7 +286,8 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
 
     // The three brokers run side by side (idle when not measured); rounds alternate between them, so a
     // drift in the machine's speed during the run hits all three alike.
-    const ours = tsxNode('ingest-broker.ts', ['--mode', 'ours', '--data-dir', dir, '--stall-ms', String(stallMs)], { ipc: true });
+    const verifierArgs = [...(opts.ed25519 ? ['--ed25519', opts.ed25519] : []), ...(opts.verifierWorkers !== undefined ? ['--verifier-workers', String(opts.verifierWorkers)] : []), ...(opts.verifierShare ? ['--verifier-share'] : [])];
+    const ours = tsxNode('ingest-broker.ts', ['--mode', 'ours', '--data-dir', dir, '--stall-ms', String(stallMs), ...verifierArgs], { ipc: true });
     children.push(ours);
     const oursPort = (await firstJsonLine<{ mqttPort: number }>(ours, (v) => v.event === 'listening')).mqttPort;
     const raw = tsxNode('ingest-broker.ts', ['--mode', 'raw'], { ipc: true });
@@ -368,7 +379,8 @@ async function runIngestBench(opts: BenchIngestOptions): Promise<BenchIngestResu
             ratioSignedToUnsigned: median(signedRatios),
             signedRatioRange: [Math.min(...signedRatios), Math.max(...signedRatios)] as [number, number],
             signedInline,
-            verifierWorkers: Math.max(1, os.availableParallelism() - 1),
+            verifierWorkers: opts.verifierWorkers ?? Math.max(1, os.availableParallelism() - 1),
+            ed25519: opts.ed25519 ?? 'default',
           }
         : {}),
       rawAedes: medianThroughput(perRound.map((x) => x.rawAedes)),
@@ -412,7 +424,7 @@ export function formatIngest(r: BenchIngestResult): string[] {
     t ? `${t.readingsPerSec.toLocaleString('en')} readings/s (p50 ${t.p50Ms?.toFixed(1)} ms, p99 ${t.p99Ms?.toFixed(1)} ms)${t.cpuUsPerReading !== undefined ? `, broker CPU ${t.cpuUsPerReading} µs/reading` : ''}` : 'skipped (no mosquitto binary)';
   const signed = r.signed
     ? [
-        `  ours, every reading signed (Ed25519, ${r.verifierWorkers} verifier thread${r.verifierWorkers === 1 ? '' : 's'}): ${fmt(r.signed)}`,
+        `  ours, every reading signed (Ed25519 ${r.ed25519 === 'default' || r.ed25519 === undefined ? '' : `${r.ed25519}, `}${r.verifierWorkers} verifier thread${r.verifierWorkers === 1 ? '' : 's'}): ${fmt(r.signed)}`,
         `  ratio signed / unsigned (ours): ${r.ratioSignedToUnsigned} (median of the rounds' ratios; range ${r.signedRatioRange?.[0]}-${r.signedRatioRange?.[1]}; target >= 0.25)`,
         `  CPU per reading, broker process incl. worker threads: unsigned ${r.ours.cpuUsPerReading} µs, signed ${r.signed.cpuUsPerReading} µs (+${round2((r.signed.cpuUsPerReading ?? 0) - (r.ours.cpuUsPerReading ?? 0))}), raw aedes ${r.rawAedes.cpuUsPerReading} µs`,
         ...(r.signedInline ? [`  note: ${r.signedInline} signed readings were signed during a run (pre-signed ran out): the publishers took CPU from the broker`] : []),
@@ -438,6 +450,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
       'stall-ms': { type: 'string' },
       rounds: { type: 'string' },
       'unsigned-only': { type: 'boolean', default: false },
+      ed25519: { type: 'string' },
+      'verifier-workers': { type: 'string' },
+      'verifier-share': { type: 'boolean', default: false },
     },
   });
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -448,6 +463,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
     stallMs: num(values['stall-ms']),
     rounds: num(values.rounds),
     signed: !values['unsigned-only'],
+    ed25519: values.ed25519 as BenchIngestOptions['ed25519'],
+    verifierWorkers: num(values['verifier-workers']),
+    verifierShare: values['verifier-share'],
     progress: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write([...formatIngest(r), JSON.stringify(r)].join('\n') + '\n');

@@ -12,7 +12,9 @@
  *
  * Stores with `stage` (InfluxDB) get the next batch checked and queued while earlier ones are still
  * being written, up to `maxInFlight` batches; others (embedded SQLite, which commits synchronously)
- * run one commit at a time.
+ * run one commit at a time. A batch whose signatures went to the verifier's worker threads hands on
+ * as soon as they are verified: the next batch is taken and its signatures verified while this one
+ * stages or commits (batches still stage in the order they were taken).
  *
  * Back-pressure, not buffering: at most `maxQueuedBytes` of payload is admitted (being validated,
  * queued or committed). Further submits wait in FIFO order before being parsed, so their callers'
@@ -30,7 +32,7 @@ import { validatePayload, type ValidationResult } from './validate.ts';
 import { ingestMetrics, type IngestMetrics } from './metrics.ts';
 import { TokenBuckets, type RateLimit } from './ratelimit.ts';
 import { checkSignatures } from './signatures.ts';
-import { verifyInline, type SignatureVerifier } from './verify-pool.ts';
+import { createVerifier, type SignatureVerifier } from './verify-pool.ts';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import { MAX_REJECTION_PAYLOAD_BYTES } from '../domain/limits.ts';
@@ -164,7 +166,8 @@ function readingText(r: Reading): string {
   });
 }
 
-const INLINE_VERIFIER: SignatureVerifier = { workers: 0, verify: async (items) => verifyInline(items), close: async () => {} };
+/** Thrown inside flush for a batch whose jobs an earlier failure has already refused the queue of. */
+const STALE = new Error('stale batch');
 
 export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   const log = deps.logger.child({ component: 'ingest' });
@@ -175,7 +178,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   const maxQueuedBytes = deps.maxQueuedBytes ?? 8 * 1024 * 1024;
   const maxInFlight = Math.max(1, deps.maxInFlight ?? 4);
   const validate = deps.validate ?? ((bytes, ctx) => validatePayload(bytes, ctx));
-  const verifier = deps.verifier ?? INLINE_VERIFIER;
+  const verifier = deps.verifier ?? createVerifier({ workers: 0 });
   const limit = deps.rateLimit === false ? undefined : (deps.rateLimit ?? DEFAULT_RATE_LIMIT);
   const buckets = limit ? new TokenBuckets(limit, clock) : undefined;
   /** Last time a 'rate_limited' row was logged per device: at most one a second reaches the log. */
@@ -189,6 +192,8 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   /** A batch is being staged (one at a time); batches between stage and durable (at most maxInFlight). */
   let staging = false;
   let inFlight = 0;
+  /** Resolved when the last batch taken has staged (or failed): the next one stages after it. */
+  let stageTurn: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   let immediateFlush: NodeJS.Immediate | undefined;
   let epoch = 0;
@@ -327,16 +332,16 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
    * batch's devices are read from the registry (one probe per device per batch, so a key set or
    * rotated applies from the next batch), the batch's signatures verified in one verifier call;
    * refused readings leave their job's readings for its rejections (`bad_signature`). Returns the
-   * readings left to commit, in order.
+   * readings left to commit, in order, and how many signatures were verified.
    */
-  async function checkBatchSignatures(batch: Job[], readings: Reading[]): Promise<Reading[]> {
+  async function checkBatchSignatures(batch: Job[], readings: Reading[]): Promise<{ readings: Reading[]; verified: number }> {
     const keys = new Map<string, string | undefined>();
     const keyOf = (deviceId: string): string | undefined => {
       if (!keys.has(deviceId)) keys.set(deviceId, deps.registry.devicePublicKey?.(deviceId));
       return keys.get(deviceId);
     };
     const check = await checkSignatures(readings, keyOf, verifier);
-    if (check.rejected.length === 0 && check.accepted.every((r, i) => r === readings[i])) return readings;
+    if (check.rejected.length === 0 && check.accepted.every((r, i) => r === readings[i])) return { readings, verified: check.verified };
     const refused = new Map<Reading, string>();
     for (const rj of check.rejected) refused.set(rj.reading, rj.detail);
     let k = 0;
@@ -349,7 +354,7 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       }
       job.readings = kept;
     }
-    return check.accepted;
+    return { readings: check.accepted, verified: check.verified };
   }
 
   /**
@@ -372,6 +377,11 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
     if (batch.length === 0 && orphans.length === 0) return;
     staging = true;
     inFlight++;
+    // Batches stage in the order they were taken (the next one may be verifying while this one stages).
+    const turn = stageTurn;
+    let endTurn!: () => void;
+    stageTurn = new Promise<void>((resolve) => (endTurn = resolve));
+    let handedOn = false;
     const batchBytes = batch.reduce((s, j) => s + j.payload.length, 0);
     let readings: Reading[] = n === 0 ? [] : batch.length === 1 ? batch[0].readings : batch.flatMap((j) => j.readings);
     let carriedOver = false;
@@ -381,10 +391,24 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       try {
         let staged: StagedCommit = { done: Promise.resolve([]) };
         try {
-          if (readings.length > 0) readings = await checkBatchSignatures(batch, readings);
+          if (readings.length > 0) {
+            const checked = await checkBatchSignatures(batch, readings);
+            readings = checked.readings;
+            if (checked.verified > 0 && verifier.workers > 0 && !closed) {
+              // Signatures went to the worker threads: take the next batch now, so that its
+              // signatures are verified while this one stages (it stages after this one).
+              staging = false;
+              handedOn = true;
+              schedule(pending.length > 0);
+            }
+          }
+          await turn;
+          // A batch taken before an earlier one failed: refused like the jobs queued behind that failure.
+          if (handedOn && batch.some((j) => j.epoch !== epoch)) throw STALE;
           if (readings.length > 0) staged = deps.store.stage ? await deps.store.stage(readings) : { done: Promise.resolve(await deps.store.commit(readings)) };
         } finally {
-          staging = false;
+          if (!handedOn) staging = false;
+          endTurn();
         }
         // With a staging store the next batch may be staged while this one is written. (A plain commit
         // is already durable here: its submits resolve first, then the next batch starts.)
@@ -406,7 +430,8 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
         throw err;
       }
     } catch (err) {
-      failAdmitted(storeFailed(err), batch, readings.length);
+      if (err === STALE) for (const job of batch) job.reject(lastFailure ?? errors.STORE_UNAVAILABLE('earlier commit failed'));
+      else failAdmitted(storeFailed(err), batch, readings.length);
     } finally {
       inFlight--;
       queuedBytes -= batchBytes;

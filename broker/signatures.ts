@@ -20,6 +20,8 @@ export interface SignatureCheck {
   /** Readings that pass (unsigned devices' readings stripped of signature fields), in input order. */
   accepted: Reading[];
   rejected: SignatureRejection[];
+  /** Signatures handed to the verifier (0: nothing was verified). */
+  verified: number;
 }
 
 /** Drops the signature fields of a reading (devices without a key). */
@@ -48,7 +50,7 @@ export async function checkSignatures(readings: readonly Reading[], keyOf: (devi
     }
   }
   const ok = items.length > 0 ? await verifier.verify(items) : [];
-  const out: SignatureCheck = { accepted: [], rejected: [] };
+  const out: SignatureCheck = { accepted: [], rejected: [], verified: items.length };
   readings.forEach((r, i) => {
     const v = verdict[i];
     if (typeof v === 'number') {

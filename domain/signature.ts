@@ -6,8 +6,12 @@
  * Canonical line (UTF-8): `{deviceId}|{seq}|{ts as epoch ms}|{metric}|{value as sent, decimal text}|
  * {unit as sent}|{reset ? 1 : 0}|{prev}` where `prev` is the hex SHA-256 of the device's previous
  * canonical line by seq ('' for its first reading after the key was set).
+ *
+ * Verification follows one rule whatever computes it (domain/ed25519.ts: libsodium's strict checks,
+ * libsodium when its addon loads, else node:crypto); signing uses node:crypto.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { keyAcceptable, verifyStrict } from './ed25519.ts';
 import type { Reading } from './reading.ts';
 
 /** The fields a device signs. `value` and `unit` are exactly as sent (not normalised). */
@@ -87,6 +91,8 @@ export function publicKeyBytes(text: string): Buffer | undefined {
 export function normalisePublicKey(text: string): string | undefined {
   const b = publicKeyBytes(text);
   if (!b) return undefined;
+  // A key no signature can verify under (small order, non-canonical: domain/ed25519.ts) is no key.
+  if (!keyAcceptable(b)) return undefined;
   // Reject bytes that are not a point node:crypto accepts (it validates on import).
   try {
     keyObject(b.toString('hex'));
@@ -121,23 +127,33 @@ function keyObject(hex: string): KeyObject {
   return k;
 }
 
+/** Raw key bytes by key text (hex or base64), null for text that is not 32 bytes. Bounded like KEY_CACHE. */
+const RAW_CACHE = new Map<string, Buffer | null>();
+
 /**
  * Whether `sig` (base64 of 64 bytes) is `key`'s Ed25519 signature over the line's UTF-8 bytes. False
  * (never a throw) for a malformed key or signature.
  */
 export function verifyLine(key: string | KeyObject, line: string, sig: string): boolean {
   if (typeof sig !== 'string' || !SIG_RE.test(sig)) return false;
-  let k: KeyObject;
-  try {
-    k = typeof key === 'string' ? publicKeyObject(key) : key;
-  } catch {
-    return false;
+  let raw: Buffer | null | undefined;
+  if (typeof key === 'string') {
+    raw = RAW_CACHE.get(key);
+    if (raw === undefined) {
+      raw = publicKeyBytes(key) ?? null;
+      if (RAW_CACHE.size >= KEY_CACHE_MAX) RAW_CACHE.clear();
+      RAW_CACHE.set(key, raw);
+    }
+  } else {
+    if (key.asymmetricKeyType !== 'ed25519') return false;
+    try {
+      raw = key.export({ format: 'der', type: 'spki' }).subarray(-32);
+    } catch {
+      return false;
+    }
   }
-  try {
-    return verify(null, Buffer.from(line, 'utf8'), k, Buffer.from(sig, 'base64'));
-  } catch {
-    return false;
-  }
+  if (!raw) return false;
+  return verifyStrict(Buffer.from(sig, 'base64'), Buffer.from(line, 'utf8'), raw);
 }
 
 // ----- signing (devices, simulators, tests)

@@ -44,9 +44,10 @@ t.test('keyed and unkeyed devices in one batch', async (t) => {
   const res = await checkSignatures(batch, (d) => (d === 'm1' ? A.publicKey : undefined), verifier);
   t.same(res.accepted.map((r) => `${r.deviceId}:${r.seq}`), ['m1:1', 'm1:2', 'u1:1']);
   t.same(res.rejected.map((r) => [`${r.reading.deviceId}:${r.reading.seq}`, r.reason]), [['m1:3', 'bad_signature'], ['m1:4', 'bad_signature'], ['m1:5', 'bad_signature']]);
+  t.equal(res.verified, 4, 'four signatures went to the verifier (m1:5 has none)');
   t.match(res.rejected[2].detail, /must carry sig/);
   t.equal(res.accepted[0].sentValue, '1000.50', 'the sent text is kept for the audit');
   const u1 = res.accepted[2];
   t.same([u1.sig, u1.prev, u1.sentValue], [undefined, undefined, undefined], 'an unkeyed device keeps no signature fields');
-  t.same(await checkSignatures([], () => A.publicKey, verifier), { accepted: [], rejected: [] });
+  t.same(await checkSignatures([], () => A.publicKey, verifier), { accepted: [], rejected: [], verified: 0 });
 });
