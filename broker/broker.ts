@@ -83,7 +83,9 @@ export function buildBroker(deps: BrokerDeps): Broker {
   function setOnline(deviceId: string, online: boolean): void {
     if (onlineState.get(deviceId) === online) return;
     try {
-      registry.setOnline(deviceId, online, clock());
+      // A PostgreSQL registry writes it asynchronously (coalesced); a failure is logged like a sync one.
+      const done = registry.setOnline(deviceId, online, clock());
+      if (done) done.catch((err: unknown) => log.warn({ err, deviceId }, 'could not record online status'));
       onlineState.set(deviceId, online);
       if (onlineState.size > 100_000) onlineState.clear();
     } catch (err) {

@@ -213,44 +213,59 @@ export interface DeviceCredentials {
   secretHash: string;
 }
 
-/** Facilities (with baseline history), devices (with secret hashes and online status) and the rejections log. */
+/** A value, or a promise of it: a write of the SQLite stores returns it, one of the PostgreSQL stores a promise. Callers await. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** What changed in a registry replica (see FacilityRegistry.onChange); `all` after a full reload. */
+export type RegistryChange = { kind: 'facility'; id: string } | { kind: 'device'; id: string } | { kind: 'all' };
+
+/**
+ * Facilities (with baseline history), devices (with secret hashes and online status) and the rejections log.
+ * Reads are synchronous (the hot paths: broker auth, ingest checks); writes and the rejections log are
+ * Awaitable (SQLite answers at once, PostgreSQL through the network: store/postgres/registry.ts).
+ */
 export interface FacilityRegistry {
-  createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Facility;
+  createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Awaitable<Facility>;
   getFacility(id: string): Facility | undefined;
   listFacilities(): Facility[];
-  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Facility;
+  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Awaitable<Facility>;
   /** Removes a facility registered by mistake, with its baselines and devices (the caller checks it never settled). */
-  deleteFacility(id: string): void;
+  deleteFacility(id: string): Awaitable<void>;
   /** Baseline in force at `at` (epoch ms): a change applies from the window after it was made. */
   baselineAt(facilityId: string, at: number): string;
   /** Creates a device and returns its one-time secret. */
-  createDevice(facilityId: string, deviceId: string, kind: string, opts?: DeviceOptions): { device: Device; password: string };
+  createDevice(facilityId: string, deviceId: string, kind: string, opts?: DeviceOptions): Awaitable<{ device: Device; password: string }>;
   getDevice(deviceId: string): Device | undefined;
   listDevices(facilityId: string): Device[];
   /** Status (decommissioning needs a reason, is final) and/or capacity. */
-  updateDevice(deviceId: string, patch: DevicePatch): Device;
+  updateDevice(deviceId: string, patch: DevicePatch): Awaitable<Device>;
   /** The device's Ed25519 public key (64 lowercase hex), undefined when it has none (ingest's per-batch lookup). */
   devicePublicKey(deviceId: string): string | undefined;
   /** The limits the ingest rules apply to a device (capacity, reporting interval). */
   deviceLimits(deviceId: string): DeviceLimits | undefined;
   /** New secret; the old one stops working at once. */
-  rotateSecret(deviceId: string): string;
+  rotateSecret(deviceId: string): Awaitable<string>;
   credentials(deviceId: string): DeviceCredentials | undefined;
   /** Replaces the secret record only if it is still `expected` (legacy record upgrade); true if replaced. */
-  replaceSecretHash(deviceId: string, expected: string, record: string): boolean;
-  setOnline(deviceId: string, online: boolean, at: number): void;
+  replaceSecretHash(deviceId: string, expected: string, record: string): Awaitable<boolean>;
+  setOnline(deviceId: string, online: boolean, at: number): Awaitable<void>;
   /**
    * Appends rejections, aggregated: rows of one device with the same reason in the same minute are one
    * stored row with a `count` (the first one's detail and payload kept as the sample).
    */
-  addRejections(rows: Rejection[]): void;
-  listRejections(facilityId: string, limit?: number): Rejection[];
+  addRejections(rows: Rejection[]): Awaitable<void>;
+  listRejections(facilityId: string, limit?: number): Awaitable<Rejection[]>;
   /** Newest first with row ids, for paging: rows with id < beforeId when given; limit default 100, at most 1000. */
-  pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[];
+  pageRejections(facilityId: string, limit?: number, beforeId?: number): Awaitable<{ id: number; rejection: Rejection }[]>;
   /** Deletes rejection rows last seen before `before` (epoch ms); returns how many. */
-  pruneRejections(before: number): number;
+  pruneRejections(before: number): Awaitable<number>;
   /** Changes when another connection committed to the store (SQLite `PRAGMA data_version`); for cheap polling. */
   dataVersion?(): number;
+  /**
+   * Calls `fn` after a change made by any process reached this registry (PostgreSQL: LISTEN/NOTIFY);
+   * returns the unsubscribe. Absent: poll (SQLite: dataVersion).
+   */
+  onChange?(fn: (c: RegistryChange) => void): () => void;
 }
 
 // ---------------------------------------------------------------------------------------------

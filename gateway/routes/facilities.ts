@@ -130,7 +130,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const gas = b.gasFactorKgPerM3 === undefined ? DEFAULT_FACTORS.gasKgPerM3 : decimalText(b.gasFactorKgPerM3, 'gasFactorKgPerM3');
       if (registry.getFacility(b.id)) throw errors.FACILITY_EXISTS(b.id);
       const owner = ownerFor(b.owner, b.id);
-      const f = registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
+      const f = await registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
       // From the window containing the registration: every window since registration is settled (SPEC).
       const chain = await onChain('registration', f.id, (w) => w.register(f));
       request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain?.synced }, 'facility registered');
@@ -216,7 +216,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
           patch.owner = owner;
         }
       }
-      const f = registry.updateFacility(id, patch);
+      const f = await registry.updateFacility(id, patch);
       if (patch.status === 'suspended') await ctx.deps.broker?.disconnectFacility(id);
       if (patch.status && patch.status !== before.status) {
         chain = (await onChain('suspension', id, (w) => w.pushSuspension(f))) ?? chain;
@@ -259,7 +259,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const devices = registry.listDevices(id).map((d) => d.deviceId);
       await ctx.deps.broker?.disconnectFacility(id);
       ctx.deps.settlements?.forgetFacility?.(id, devices);
-      registry.deleteFacility(id);
+      await registry.deleteFacility(id);
       request.log.info({ facilityId: id, devices: devices.length, by: request.principal?.keyId }, 'facility removed');
       return reply.code(204).send();
     },
