@@ -22,7 +22,7 @@ import { baselineEffectiveFrom, registryWriter, type RegistryWriter } from '../.
 
 type ChainOutcome = { synced: boolean; message?: string };
 
-type SettlementStatus = ReturnType<NonNullable<GatewaySettlements['facilityStatus']>>;
+type SettlementStatus = Awaited<ReturnType<NonNullable<GatewaySettlements['facilityStatus']>>>;
 
 /** The oracle's view of a facility: `settlementStatus`, and why and until when while blocked. */
 function settlementView(s: SettlementStatus | undefined) {
@@ -77,7 +77,7 @@ function decimalText(v: string | number, field: string): string {
 
 export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { registry } = ctx.deps;
-  const statusOf = (id: string) => ctx.deps.settlements?.facilityStatus?.(id);
+  const statusOf = async (id: string) => ctx.deps.settlements?.facilityStatus?.(id);
   /** An owner the registry (and so the ledger) accepts for `facilityId`. */
   const ownerFor = (value: unknown, facilityId: string): string => {
     const owner = accountAddress(value, 'body/owner');
@@ -134,7 +134,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       // From the window containing the registration: every window since registration is settled (SPEC).
       const chain = await onChain('registration', f.id, (w) => w.register(f));
       request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain?.synced }, 'facility registered');
-      return reply.code(201).send(facilityView(f, chain, statusOf(f.id)));
+      return reply.code(201).send(facilityView(f, chain, await statusOf(f.id)));
     },
   );
 
@@ -153,7 +153,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const p = principalOf(request);
       const all = p.role === 'facility' ? [registry.getFacility(p.facilityId!)].filter((f): f is Facility => !!f) : registry.listFacilities();
       const page = pageOf(all, (f) => [f.createdAt, f.id], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 'ns'));
-      return { items: page.items.map((f) => facilityView(f, undefined, statusOf(f.id))), ...(page.next ? { next: page.next } : {}) };
+      return { items: await Promise.all(page.items.map(async (f) => facilityView(f, undefined, await statusOf(f.id)))), ...(page.next ? { next: page.next } : {}) };
     },
   );
 
@@ -166,7 +166,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
     async (request) => {
       const f = registry.getFacility(request.params.id);
       if (!f) throw errors.FACILITY_NOT_FOUND(request.params.id);
-      return facilityView(f, undefined, statusOf(f.id));
+      return facilityView(f, undefined, await statusOf(f.id));
     },
   );
 
@@ -226,7 +226,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
         if (c) chain = chain && !chain.synced ? chain : c;
       }
       request.log.info({ facilityId: id, patch, by: request.principal?.keyId }, 'facility updated');
-      return facilityView(f, chain, statusOf(id));
+      return facilityView(f, chain, await statusOf(id));
     },
   );
 
@@ -258,7 +258,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       }
       const devices = registry.listDevices(id).map((d) => d.deviceId);
       await ctx.deps.broker?.disconnectFacility(id);
-      ctx.deps.settlements?.forgetFacility?.(id, devices);
+      await ctx.deps.settlements?.forgetFacility?.(id, devices);
       await registry.deleteFacility(id);
       request.log.info({ facilityId: id, devices: devices.length, by: request.principal?.keyId }, 'facility removed');
       return reply.code(204).send();

@@ -79,7 +79,7 @@ export const MIGRATIONS: Migration[] = [
     `,
   },
   {
-    description: 'registry (facilities, baselines, devices), rejections log, API keys, oracle lease; NOTIFY mrv_registry on every registry change',
+    description: 'registry (facilities, baselines, devices), rejections log, API keys, oracle records, status and lease; NOTIFY mrv_registry on every registry change',
     sql: `
       CREATE TABLE facilities (
         id          text COLLATE "C" PRIMARY KEY,
@@ -151,6 +151,67 @@ export const MIGRATIONS: Migration[] = [
         holder     text   NOT NULL,
         expires_at bigint NOT NULL
       );
+
+      -- The oracle's records and status, as in the SQLite file (store/sqlite/schema.ts migration 3).
+      CREATE TABLE oracle_meta (
+        key   text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+      );
+      CREATE TABLE oracle_settlements (
+        id            text COLLATE "C" NOT NULL,
+        evidence_root text COLLATE "C" NOT NULL,
+        facility_id   text COLLATE "C" NOT NULL,
+        window_start  bigint  NOT NULL,
+        window_end    bigint  NOT NULL,
+        state         text    NOT NULL CHECK (state IN ('intent', 'sent', 'confirmed', 'discarded')),
+        complete      boolean NOT NULL,
+        net_grams     text    NOT NULL,
+        actual_kg     text    NOT NULL,
+        minted_grams  text,
+        burned_grams  text,
+        deficit_grams text,
+        tx_hash       text,
+        inputs        text    NOT NULL,
+        created_at    bigint  NOT NULL,
+        updated_at    bigint  NOT NULL,
+        PRIMARY KEY (id, evidence_root)
+      );
+      CREATE UNIQUE INDEX oracle_settlements_one_confirmed ON oracle_settlements (id) WHERE state = 'confirmed';
+      CREATE INDEX oracle_settlements_facility ON oracle_settlements (facility_id, window_start);
+      CREATE INDEX oracle_settlements_window ON oracle_settlements (window_start) WHERE state = 'confirmed';
+      CREATE TABLE oracle_cursors (
+        device_id     text COLLATE "C" PRIMARY KEY,
+        facility_id   text COLLATE "C" NOT NULL,
+        settlement_id text   NOT NULL,
+        window_end    bigint NOT NULL,
+        max_seq       bigint NOT NULL,
+        cursors       text   NOT NULL,
+        late          bigint NOT NULL DEFAULT 0
+      );
+      CREATE TABLE oracle_late (
+        device_id     text COLLATE "C" NOT NULL,
+        seq           bigint NOT NULL,
+        facility_id   text COLLATE "C" NOT NULL,
+        settlement_id text   NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      );
+      CREATE INDEX oracle_late_settlement ON oracle_late (settlement_id);
+      CREATE TABLE oracle_facility_status (
+        facility_id text COLLATE "C" PRIMARY KEY,
+        reason      text   NOT NULL,
+        since       bigint NOT NULL,
+        attempts    integer NOT NULL,
+        retry_at    bigint NOT NULL,
+        updated_at  bigint NOT NULL
+      );
+      CREATE TABLE oracle_unfinal (
+        id            text COLLATE "C" PRIMARY KEY,
+        facility_id   text COLLATE "C" NOT NULL,
+        window_start  bigint NOT NULL,
+        evidence_root text   NOT NULL,
+        block_number  bigint NOT NULL
+      );
+      CREATE INDEX oracle_unfinal_facility ON oracle_unfinal (facility_id, window_start);
 
       -- Every registry change is announced on channel mrv_registry at commit (whoever wrote it), so
       -- each process's replica (store/postgres/registry.ts) re-reads the row it names. Payload:
