@@ -19,8 +19,8 @@
  * it reconnects every second and then reloads everything.
  *
  * Online status (setOnline) is coalesced: the latest status per device is written in one statement
- * per round trip, in order; its notice updates other replicas without a re-read. The rejections log is
- * not replicated: listing it is a query.
+ * per round trip, in order; other replicas re-read the devices of the notices that arrived together in
+ * one query. The rejections log is not replicated: listing it is a query.
  */
 import type pg from 'pg';
 import { errors } from '../../domain/errors.ts';
@@ -151,6 +151,8 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   private readonly listeners = new Set<(c: RegistryChange) => void>();
   /** Replica updates, one after the other. */
   private queue: Promise<void> = Promise.resolve();
+  /** Devices whose online notice arrived, re-read together. */
+  private readonly onlineReads = new Set<string>();
   /** setOnline coalescing: the latest status per device, written by one statement at a time. */
   private pendingOnline = new Map<string, { online: boolean; at: number }>();
   private onlineFlush: Promise<void> | undefined;
@@ -194,10 +196,18 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
 
   notice(n: RegistryNotice): void {
     if (n.t === 'o') {
-      const d = this.devices.get(n.id);
-      if (d) {
-        d.online = n.on;
-        if (n.at !== null) d.last_seen_at = Math.max(d.last_seen_at ?? 0, n.at);
+      // Re-read (batched): the payload may describe an older state than one this process applied since.
+      this.onlineReads.add(n.id);
+      if (this.onlineReads.size === 1) {
+        this.serial(async () => {
+          const ids = [...this.onlineReads];
+          this.onlineReads.clear();
+          const res = await this.pool.query<{ device_id: string; online: boolean; last_seen_at: number | null }>(
+            'SELECT device_id, online, last_seen_at FROM devices WHERE device_id = ANY($1::text[])',
+            [ids],
+          );
+          this.applyOnline(res.rows);
+        }).catch((err: unknown) => this.logger.warn({ err }, 'online status re-read failed'));
       }
       return;
     }
@@ -533,13 +543,17 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
    * ignored. Coalesced: resolves once the status (or a later one of the device) is written.
    */
   setOnline(deviceId: string, online: boolean, at: number): Promise<void> {
-    const local = this.devices.get(deviceId);
-    if (local) {
-      local.online = online;
-      local.last_seen_at = Math.max(local.last_seen_at ?? 0, at);
-    }
     this.pendingOnline.set(deviceId, { online, at });
     return this.flushOnline();
+  }
+
+  private applyOnline(rows: { device_id: string; online: boolean; last_seen_at: number | null }[]): void {
+    for (const r of rows) {
+      const d = this.devices.get(r.device_id);
+      if (!d) continue;
+      d.online = r.online;
+      d.last_seen_at = r.last_seen_at;
+    }
   }
 
   private flushOnline(): Promise<void> {
@@ -548,12 +562,13 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
     this.pendingOnline = new Map();
     const ids = [...batch.keys()];
     this.onlineFlush = this.pool
-      .query(
+      .query<{ device_id: string; online: boolean; last_seen_at: number | null }>(
         `UPDATE devices d SET online = v.online, last_seen_at = GREATEST(COALESCE(d.last_seen_at, 0), v.at)
-         FROM unnest($1::text[], $2::boolean[], $3::bigint[]) AS v(id, online, at) WHERE d.device_id = v.id`,
+         FROM unnest($1::text[], $2::boolean[], $3::bigint[]) AS v(id, online, at) WHERE d.device_id = v.id
+         RETURNING d.device_id, d.online, d.last_seen_at`,
         [ids, ids.map((id) => batch.get(id)!.online), ids.map((id) => batch.get(id)!.at)],
       )
-      .then(() => undefined)
+      .then((res) => this.serial(() => this.applyOnline(res.rows)))
       .finally(() => {
         this.onlineFlush = undefined;
       });
