@@ -10,7 +10,7 @@
  * holder changes only when it is the same holder or the lease has expired (one statement, so two
  * takers cannot both win).
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { errors } from '../../domain/errors.ts';
 import { parseReadingKey, readingKeyText } from '../../domain/reading.ts';
 import type { RegisterCursor } from '../../oracle/methodology.ts';
@@ -110,6 +110,8 @@ const COLS =
 export class PgOracleRecords implements OracleRecords {
   private readonly pool: pg.Pool;
   private readonly clock: () => number;
+  private leaseClient: pg.Client | undefined;
+  private leaseOpening: Promise<pg.Client> | undefined;
 
   constructor(pool: pg.Pool, clock: () => number = Date.now) {
     this.pool = pool;
@@ -396,16 +398,40 @@ export class PgOracleRecords implements OracleRecords {
 
   // Lease ------------------------------------------------------------------------------------
 
+  /** The lease's own session (not pooled: a pool closes idle connections, which would free the lease). */
+  private async leaseSession(): Promise<pg.Client> {
+    if (this.leaseClient) return this.leaseClient;
+    this.leaseOpening ??= (async () => {
+      const c = new pg.Client({ ...this.pool.options, application_name: 'mrv-lease' } as pg.ClientConfig);
+      c.on('error', () => {
+        if (this.leaseClient === c) this.leaseClient = undefined;
+      });
+      c.on('end', () => {
+        if (this.leaseClient === c) this.leaseClient = undefined;
+      });
+      await c.connect();
+      this.leaseClient = c;
+      return c;
+    })().finally(() => {
+      this.leaseOpening = undefined;
+    });
+    return this.leaseOpening;
+  }
+
   /**
    * Takes or renews the named lease until `now + ttlMs`; false when another holder has it. One
-   * statement: of two processes taking an expired lease at once, the row lock makes the second
-   * re-check the condition against the first's row, so only one wins.
+   * statement: of two processes taking a free lease at once, the row lock makes the second re-check
+   * the condition against the first's row, so only one wins. The lease is free when it expired or when
+   * its holder's lease session is gone (a killed holder's connection closes): a killed oracle is
+   * replaced at the next run of another, not after the ttl.
    */
   async acquireLease(name: string, holder: string, now: number, ttlMs: number): Promise<boolean> {
-    const res = await this.pool.query(
-      `INSERT INTO oracle_lease (name, holder, expires_at) VALUES ($1, $2, $3)
-       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-       WHERE oracle_lease.holder = excluded.holder OR oracle_lease.expires_at <= $4`,
+    const c = await this.leaseSession();
+    const res = await c.query(
+      `INSERT INTO oracle_lease (name, holder, expires_at, backend_pid) VALUES ($1, $2, $3, pg_backend_pid())
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, backend_pid = excluded.backend_pid
+       WHERE oracle_lease.holder = excluded.holder OR oracle_lease.expires_at <= $4
+          OR (oracle_lease.backend_pid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = oracle_lease.backend_pid))`,
       [name, holder, now + ttlMs, now],
     );
     return res.rowCount === 1;
@@ -413,5 +439,12 @@ export class PgOracleRecords implements OracleRecords {
 
   async releaseLease(name: string, holder: string): Promise<void> {
     await this.pool.query('DELETE FROM oracle_lease WHERE name = $1 AND holder = $2', [name, holder]);
+  }
+
+  /** Ends the lease session (the pool is the caller's). */
+  async close(): Promise<void> {
+    const c = this.leaseClient ?? (await this.leaseOpening?.catch(() => undefined));
+    this.leaseClient = undefined;
+    await c?.end().catch(() => undefined);
   }
 }

@@ -145,11 +145,14 @@ export const MIGRATIONS: Migration[] = [
         revoked_at   bigint
       );
 
-      -- Oracle run lease: expires_at is the holder's own clock (epoch ms), compared with the taker's.
+      -- Oracle run lease: expires_at is the holder's own clock (epoch ms), compared with the taker's;
+      -- backend_pid is the server process of the holder's lease session: once that session is gone (the
+      -- holder was killed, its connection closed) the lease is free before it expires.
       CREATE TABLE oracle_lease (
-        name       text COLLATE "C" PRIMARY KEY,
-        holder     text   NOT NULL,
-        expires_at bigint NOT NULL
+        name        text COLLATE "C" PRIMARY KEY,
+        holder      text    NOT NULL,
+        expires_at  bigint  NOT NULL,
+        backend_pid integer
       );
 
       -- The oracle's records and status, as in the SQLite file (store/sqlite/schema.ts migration 3).

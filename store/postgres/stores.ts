@@ -46,15 +46,17 @@ export async function openPostgresStores(connectionString: string, opts: Postgre
     apiKeys.attach(listener);
     // LISTEN first, then the first load: no change falls between the two.
     await listener.start();
+    const records = new PgOracleRecords(pool, opts.clock);
     return {
       pool,
       listener,
       registry,
       apiKeys,
-      records: new PgOracleRecords(pool, opts.clock),
+      records,
       status: new PgOracleStatus(pool),
       async close() {
         await listener.close();
+        await records.close();
         await pool.end();
       },
     };
