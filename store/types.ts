@@ -3,7 +3,9 @@
  * that crosses the store boundary (one cohesive unit, hence its length). Readings go to a
  * ReadingStore (embedded SQLite by default, InfluxDB or PostgreSQL at scale); the facility registry,
  * rejections log, oracle records and status, and API keys live in the embedded SQLite file
- * (store/sqlite/, schema and migrations in store/sqlite/schema.ts).
+ * (store/sqlite/, schema and migrations in store/sqlite/schema.ts) or, with DATABASE_URL, in
+ * PostgreSQL (store/postgres/stores.ts). Their reads on hot paths are synchronous; writes and the
+ * records are Awaitable (see Awaitable).
  */
 import type { AppliedFactors } from '../oracle/factors.ts';
 import type { CoverageStatus, Decommissioning, DeviceChain, MetricTotals, PrevConsumed, RegisterCursor } from '../oracle/methodology.ts';
