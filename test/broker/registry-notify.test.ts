@@ -11,17 +11,18 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { MqttClient } from 'mqtt';
+import { openPostgresReadingStore } from '../../store/postgres/readings.ts';
 import { openPostgresStores } from '../../store/postgres/stores.ts';
 import { poll } from '../helpers/eventually.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
 import { tmpDir } from '../helpers/tmp.ts';
-import { connect, refusedCode } from './helpers.ts';
+import { connect, reading, refusedCode, topic } from './helpers.ts';
 
 const OWNER = '0x' + '11'.repeat(20);
 const facility = (id: string) => ({ id, name: id, owner: OWNER, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162' });
 const cut = (c: MqttClient) => poll(() => !c.connected);
 
-t.test('a suspension, a rotation and a facility suspension written by another process cut the sessions at once', async (t) => {
+t.test('a suspension, a rotation and a facility suspension written by another process cut the sessions at once; ingest on the same database', async (t) => {
   const cluster = await postgresForFile(t);
   if (!cluster) return;
   const url = await cluster.createDatabase();
@@ -36,7 +37,7 @@ t.test('a suspension, a rotation and a facility suspension written by another pr
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
     cwd: root,
-    env: { ...process.env, DATA_DIR: tmpDir(t, 'mrv-notify-'), DATABASE_URL: url, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', READINGS_STORE: '', LOG_LEVEL: 'warn', MQTT_REGISTRY_POLL_MS: '0' },
+    env: { ...process.env, DATA_DIR: tmpDir(t, 'mrv-notify-'), DATABASE_URL: url, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', READINGS_STORE: 'postgres', LOG_LEVEL: 'warn', MQTT_REGISTRY_POLL_MS: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => {
@@ -78,4 +79,16 @@ t.test('a suspension, a rotation and a facility suspension written by another pr
 
   t.ok(d3.connected, 'a device nothing happened to stays connected');
   t.ok(again.connected);
+
+  // Ingest on the same database: a reading stored (PUBACK after commit), a bad one in the rejections log.
+  await d3.publishAsync(topic('F1', 'd3'), reading(1, 100), { qos: 1 });
+  const readings = await openPostgresReadingStore(url);
+  t.teardown(() => readings.close());
+  t.match(await readings.get('d3', 1), { deviceId: 'd3', value: '100' }, 'the reading is in PostgreSQL once acknowledged');
+  await d3.publishAsync(topic('F1', 'd3'), 'not json', { qos: 1 });
+  t.ok(
+    await poll(async () => (await gateway.registry.listRejections('F1')).some((r) => r.deviceId === 'd3' && r.reason === 'invalid_json')),
+    "the refusal is in the database's rejections log",
+  );
+  t.ok(await poll(() => gateway.registry.getDevice('d3')?.online === true), "the broker process's online status reaches the gateway's replica");
 });
