@@ -216,9 +216,10 @@ export function buildSettler(deps: SettleDeps): Settler {
         }
       };
       // A blocked facility waits for its backoff, unless its registry record was corrected since.
-      const statuses = new Map(await Promise.all(facilities.map(async (f) => [f.id, await status.get(f.id)] as const)));
+      // One read of the blocked ones (a facility not listed is `ok`), not one per facility.
+      const blockedNowList = new Map((await status.listBlocked()).map((st) => [st.facilityId, st]));
       const due = facilities.filter((f) => {
-        const st = statuses.get(f.id)!;
+        const st = blockedNowList.get(f.id) ?? { facilityId: f.id, settlementStatus: 'ok' as const };
         if (st.settlementStatus !== 'blocked') return true;
         metrics.facilityBlocked.set({ facility: f.id }, 1);
         if ((st.retryAt ?? 0) <= now) return true;

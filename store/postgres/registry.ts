@@ -24,12 +24,9 @@
  */
 import type pg from 'pg';
 import { errors } from '../../domain/errors.ts';
-import { truncateUtf8 } from '../../domain/json.ts';
-import { MAX_REJECTION_DETAIL_BYTES, MAX_REJECTION_PAYLOAD_BYTES } from '../../domain/limits.ts';
 import { silentLogger, type Logger } from '../../domain/logger.ts';
-import { ID_RE, type RejectReason, type Rejection } from '../../domain/reading.ts';
+import { ID_RE, type Rejection } from '../../domain/reading.ts';
 import { generateSecret, hashSecretSync } from '../secrets.ts';
-import { REJECTION_BUCKET_MS } from '../sqlite/rejections.ts';
 import {
   ADDRESS_RE,
   checkCapacity,
@@ -42,7 +39,6 @@ import {
   type BaselineChange,
 } from '../sqlite/registry.ts';
 import {
-  clampListLimit,
   DEFAULT_REPORTING_INTERVAL_SECONDS,
   type Device,
   type DeviceCredentials,
@@ -56,6 +52,7 @@ import {
   type Status,
 } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';
+import { PgRejections } from './rejections.ts';
 
 interface FacilityRow {
   id: string;
@@ -149,6 +146,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   private readonly devices = new Map<string, DeviceRow>();
   private readonly byFacility = new Map<string, Set<string>>();
   private readonly listeners = new Set<(c: RegistryChange) => void>();
+  private readonly rejections: PgRejections;
   /** Replica updates, one after the other. */
   private queue: Promise<void> = Promise.resolve();
   /** Devices whose online notice arrived, re-read together. */
@@ -161,6 +159,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
     this.pool = pool;
     this.logger = opts.logger ?? silentLogger;
     this.clock = opts.clock ?? Date.now;
+    this.rejections = new PgRejections(pool, this.logger);
   }
 
   /** Subscribes to the listener (which runs resync, the first load, when it connects). */
@@ -575,49 +574,14 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
     return this.onlineFlush;
   }
 
-  // Rejections -------------------------------------------------------------------------------
+  // Rejections (store/postgres/rejections.ts) ------------------------------------------------
 
-  /** Aggregated like the SQLite log (store/sqlite/rejections.ts): one row per device, reason and minute, with a count. */
-  async addRejections(rows: Rejection[]): Promise<void> {
-    if (rows.length === 0) return;
-    const groups = new Map<string, { r: Rejection; count: number; last: number; bucket: number }>();
-    for (const r of rows) {
-      const bucket = Math.floor(r.receivedAt / REJECTION_BUCKET_MS);
-      const key = `${r.facilityId}\u0000${r.deviceId}\u0000${r.reason}\u0000${bucket}`;
-      const n = r.count ?? 1;
-      const last = r.lastReceivedAt ?? r.receivedAt;
-      const g = groups.get(key);
-      if (g) {
-        g.count += n;
-        if (last > g.last) g.last = last;
-      } else groups.set(key, { r, count: n, last, bucket });
-    }
-    // Sorted by the unique key, so two writers touching the same rows lock them in the same order.
-    const list = [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
-    await this.pool.query(
-      `INSERT INTO rejections (facility_id, device_id, received_at, reason, detail, payload, bucket, count, last_received_at)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
-       ON CONFLICT (facility_id, device_id, reason, bucket) DO UPDATE SET
-         count = rejections.count + excluded.count, last_received_at = GREATEST(rejections.last_received_at, excluded.last_received_at)`,
-      [
-        list.map((g) => g.r.facilityId),
-        list.map((g) => g.r.deviceId),
-        list.map((g) => g.r.receivedAt),
-        list.map((g) => g.r.reason),
-        list.map((g) => (g.r.detail === undefined ? null : truncateUtf8(g.r.detail, MAX_REJECTION_DETAIL_BYTES))),
-        list.map((g) => truncateUtf8(g.r.payload ?? '', MAX_REJECTION_PAYLOAD_BYTES)),
-        list.map((g) => g.bucket),
-        list.map((g) => g.count),
-        list.map((g) => g.last),
-      ],
-    );
+  addRejections(rows: Rejection[]): Promise<void> {
+    return this.rejections.add(rows);
   }
 
-  async pruneRejections(before: number): Promise<number> {
-    const res = await this.pool.query('DELETE FROM rejections WHERE last_received_at < $1', [before]);
-    const n = res.rowCount ?? 0;
-    if (n > 0) this.logger.info({ rows: n, before }, 'old rejections pruned');
-    return n;
+  pruneRejections(before: number): Promise<number> {
+    return this.rejections.prune(before);
   }
 
   async listRejections(facilityId: string, limit?: number): Promise<Rejection[]> {
@@ -626,29 +590,6 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
 
   async pageRejections(facilityId: string, limit?: number, beforeId?: number): Promise<{ id: number; rejection: Rejection }[]> {
     this.mustFacility(facilityId);
-    const res = await this.pool.query<{
-      id: number;
-      facility_id: string;
-      device_id: string;
-      received_at: number;
-      reason: string;
-      detail: string | null;
-      payload: string;
-      count: number;
-      last_received_at: number;
-    }>(
-      `SELECT id, facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections
-       WHERE facility_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
-      [facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampListLimit(limit)],
-    );
-    return res.rows.map((r) => {
-      const out: Rejection = { facilityId: r.facility_id, deviceId: r.device_id, receivedAt: r.received_at, reason: r.reason as RejectReason, payload: r.payload };
-      if (r.detail !== null) out.detail = r.detail;
-      if (r.count > 1) {
-        out.count = r.count;
-        out.lastReceivedAt = r.last_received_at;
-      }
-      return { id: r.id, rejection: out };
-    });
+    return this.rejections.page(facilityId, limit, beforeId);
   }
 }

@@ -111,7 +111,10 @@ t.test('two oracles on one database: one settles at a time, exactly once; a dead
   const kill = new pg.Client({ connectionString: url });
   await kill.connect();
   t.teardown(() => kill.end());
-  await kill.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mrv-lease' AND pid = (SELECT backend_pid FROM oracle_lease WHERE name = 'oracle')");
+  const pid = (await kill.query<{ p: number }>("SELECT backend_pid AS p FROM oracle_lease WHERE name = 'oracle'")).rows[0].p;
+  await kill.query('SELECT pg_terminate_backend($1)', [pid]);
+  // pg_terminate_backend signals the session; it is gone once its server process left.
+  await eventually("a's lease session gone", async () => (await kill.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0);
   const rb2 = await b.o.runOnce(closeOf(3));
   t.equal(rb2.skipped, undefined, 'b runs at once, long before the ttl of a hour');
   t.equal(rb2.settled, 4, 'and settles windows 2..3 of A and B');
