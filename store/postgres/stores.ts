@@ -36,7 +36,8 @@ export interface PostgresStoreOptions {
 
 export async function openPostgresStores(connectionString: string, opts: PostgresStoreOptions = {}): Promise<PostgresStores> {
   const logger = opts.logger ?? silentLogger;
-  const pool = createPool(connectionString, logger, opts.poolSize ?? 10);
+  // Registry and key writes are rare; the oracle's records take most: 5 connections, plus LISTEN and the lease session.
+  const pool = createPool(connectionString, logger, opts.poolSize ?? 5);
   const listener = createRegistryListener(connectionString, { logger, reconnectMs: opts.reconnectMs });
   try {
     await migrate(pool);
