@@ -37,7 +37,7 @@ import { buildAudit, settlementView, type SettlementAudit } from './oracle/audit
 import { buildCorrector } from './oracle/corrections.ts';
 import { buildCorrectionAudit } from './oracle/correction-audit.ts';
 import { bootstrapAdminKey, createKeyStore, type AdminKeySource } from './gateway/keys.ts';
-import { buildOracle, type Oracle } from './oracle/oracle.ts';
+import { buildOracle, type OracleService } from './oracle/oracle.ts';
 import { startFleet, type Fleet } from './simulators/fleet.ts';
 import { openStores, type Stores } from './store/open.ts';
 
@@ -267,28 +267,32 @@ export async function composeIngest(c: Composition, stores: Pick<Stores, 'readin
 // 4. oracle
 
 /** The oracle on the stores and `ledger` (built, not scheduled: see `scheduleOracle`). */
-export function composeOracle(c: Composition, stores: Stores, ledger: Ledger): Oracle {
+export function composeOracle(c: Composition, stores: Stores, ledger: Ledger): OracleService {
   const { config } = c;
-  const oracle = buildOracle({
-    db: stores.db,
-    readings: stores.readings,
-    registry: stores.registry,
-    ledger,
-    logger: c.logger,
-    metrics: c.metrics,
-    windowMs: config.windowSeconds * 1000,
-    graceMs: config.graceSeconds * 1000,
-    // The local chain never reorganises (0); an external one needs its depth (CHAIN_CONFIRMATIONS).
-    confirmations: config.chainRpcUrl ? config.chainConfirmations : 0,
-    // Corrections go to the same ledger on the same key (one nonce counter).
-    correctionPort: ledger.corrections(),
-  });
+  const oracle = buildOracle(
+    {
+      db: stores.db,
+      readings: stores.readings,
+      registry: stores.registry,
+      ledger,
+      logger: c.logger,
+      metrics: c.metrics,
+      windowMs: config.windowSeconds * 1000,
+      graceMs: config.graceSeconds * 1000,
+      // The local chain never reorganises (0); an external one needs its depth (CHAIN_CONFIRMATIONS).
+      confirmations: config.chainRpcUrl ? config.chainConfirmations : 0,
+      // Corrections go to the same ledger on the same key (one nonce counter).
+      correctionPort: ledger.corrections(),
+    },
+    // The stores' records and status: the SQLite file's, or PostgreSQL's with DATABASE_URL (shared by every oracle).
+    { records: stores.records, status: stores.status },
+  );
   c.parts.add('oracle', () => oracle.close());
   return oracle;
 }
 
 /** Runs the oracle on ORACLE_CRON (validated with the rest of the configuration) and once now. */
-export function scheduleOracle(c: Composition, oracle: Oracle): void {
+export function scheduleOracle(c: Composition, oracle: OracleService): void {
   oracle.start(c.config.oracleCron);
   c.parts.add('oracle-schedule', () => oracle.stop());
 }
@@ -320,6 +324,7 @@ export async function composeGateway(
   const audit = parts.audit ?? buildAudit({ records: view.records, readings: stores.readings, ...(parts.ledger ? { ledger: parts.ledger } : {}) });
   const app = await buildGateway({
     db: stores.db,
+    apiKeys: stores.apiKeys,
     registry: stores.registry,
     readings: stores.readings,
     ...(parts.ledger ? { ledger: parts.ledger } : {}),
@@ -339,7 +344,7 @@ export async function composeGateway(
     options: { windowSeconds: config.windowSeconds, graceSeconds: config.graceSeconds },
   });
   c.parts.add('gateway', () => app.close());
-  const adminKey = bootstrapAdminKey(createKeyStore(stores.db), { configuredKey: config.adminApiKey, dataDir: config.dataDir, logger: log });
+  const adminKey = await bootstrapAdminKey(createKeyStore(stores.apiKeys), { configuredKey: config.adminApiKey, dataDir: config.dataDir, logger: log });
   const url = await app.listen({ port: config.httpPort, host: config.httpHost }).catch((err: unknown) => {
     throw explainListenError(err, portOf(config, 'HTTP_PORT'));
   });

@@ -61,6 +61,8 @@ export function buildBroker(deps: BrokerDeps): Broker {
   const addressOf = new WeakMap<Client, string>();
   let slowLogins = 0;
   let pollTimer: NodeJS.Timeout | undefined;
+  /** Unsubscribes from the registry's change notices (a PostgreSQL registry: LISTEN/NOTIFY). */
+  let unsubscribe: (() => void) | undefined;
   let polls = 0;
   let lastDataVersion: number | undefined;
 
@@ -83,7 +85,9 @@ export function buildBroker(deps: BrokerDeps): Broker {
   function setOnline(deviceId: string, online: boolean): void {
     if (onlineState.get(deviceId) === online) return;
     try {
-      registry.setOnline(deviceId, online, clock());
+      // A PostgreSQL registry writes it asynchronously (coalesced); a failure is logged like a sync one.
+      const done = registry.setOnline(deviceId, online, clock());
+      if (done) done.catch((err: unknown) => log.warn({ err, deviceId }, 'could not record online status'));
       onlineState.set(deviceId, online);
       if (onlineState.size > 100_000) onlineState.clear();
     } catch (err) {
@@ -317,21 +321,24 @@ export function buildBroker(deps: BrokerDeps): Broker {
    * Closes live sessions whose registry row no longer allows them (device or facility not active,
    * device gone, secret changed). Cheap when nothing changed: SQLite's data_version tells whether
    * another connection (a gateway process) committed since the last poll; a full check still runs
-   * every 15th poll.
+   * every 15th poll. With a registry that announces changes (`onChange`: PostgreSQL's NOTIFY), a
+   * change made by any process checks the sessions it concerns as soon as it reached this replica
+   * (`only`: just that device's).
    */
-  function checkSessions(force = false): number {
-    polls++;
+  function checkSessions(force = false, only?: string): number {
+    if (only === undefined) polls++;
     if (live.size === 0) return 0;
     let n = 0;
     try {
       const dv = registry.dataVersion?.();
       if (!force && dv !== undefined && dv === lastDataVersion && polls % 15 !== 0) return 0;
-      lastDataVersion = dv;
+      if (only === undefined) lastDataVersion = dv;
     } catch (err) {
       log.warn({ err }, 'registry poll failed');
       return 0;
     }
-    for (const [deviceId, set] of live) {
+    const entries = only === undefined ? live : new Map(live.has(only) ? [[only, live.get(only)!]] : []);
+    for (const [deviceId, set] of entries) {
       let c;
       try {
         c = registry.credentials(deviceId);
@@ -369,6 +376,10 @@ export function buildBroker(deps: BrokerDeps): Broker {
         pollTimer = setInterval(() => checkSessions(), limits.registryPollMs);
         pollTimer.unref();
       }
+      unsubscribe = registry.onChange?.((c) => {
+        const n = c.kind === 'device' ? checkSessions(true, c.id) : checkSessions(true);
+        if (n > 0) log.debug({ change: c, closed: n }, 'registry change notice closed sessions');
+      });
     });
     return starting;
   }
@@ -407,6 +418,8 @@ export function buildBroker(deps: BrokerDeps): Broker {
       listening = false;
       if (pollTimer) clearInterval(pollTimer);
       pollTimer = undefined;
+      unsubscribe?.();
+      unsubscribe = undefined;
       const closing = servers.map((s) => new Promise<void>((r) => s.close(() => r())));
       await new Promise<void>((r) => aedes.close(() => r()));
       for (const s of sockets) s.destroy();

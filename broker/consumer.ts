@@ -174,7 +174,8 @@ export function buildConsumer(deps: ConsumerDeps): Consumer {
     if (t.kind === 'status') {
       const online = parseStatus(payload);
       try {
-        if (online !== undefined) deps.registry.setOnline(t.deviceId, online, clock());
+        const done = online !== undefined ? deps.registry.setOnline(t.deviceId, online, clock()) : undefined;
+        if (done) done.catch((err: unknown) => log.warn({ err }, 'could not record online status'));
       } catch (err) {
         log.warn({ err }, 'could not record online status');
       }

@@ -317,7 +317,8 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
       results.push(res);
     }
     if (rows.length > 0) {
-      deps.registry.addRejections(rows);
+      const logged = deps.registry.addRejections(rows);
+      if (logged) logged.catch((err: unknown) => log.warn({ err, rows: rows.length }, 'could not write the rejections log'));
       // Out-of-band rows were counted by recordRejection.
       for (let k = orphans.length; k < rows.length; k++) m.rejected.inc({ reason: rows[k].reason });
     }
@@ -503,7 +504,8 @@ export function buildIngestPipeline(deps: IngestPipelineDeps): IngestPipeline {
   function prune(): void {
     if (retentionMs <= 0 || !deps.registry.pruneRejections) return;
     try {
-      deps.registry.pruneRejections(clock() - retentionMs);
+      const pruned = deps.registry.pruneRejections(clock() - retentionMs);
+      if (typeof pruned === 'object') pruned.catch((err: unknown) => log.warn({ err }, 'pruning the rejections log failed'));
     } catch (err) {
       log.warn({ err }, 'pruning the rejections log failed');
     }

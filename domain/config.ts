@@ -46,7 +46,7 @@ export const SETTINGS = {
     description: 'where readings are stored: sqlite (the file under DATA_DIR), influxdb (INFLUX_URL) or postgres (DATABASE_URL); default influxdb with INFLUX_URL, else sqlite',
     validate: (v) => (['sqlite', 'influxdb', 'postgres'].includes(v) ? undefined : `must be sqlite, influxdb or postgres (got ${JSON.stringify(v)})`),
   },
-  databaseUrl: { env: 'DATABASE_URL', kind: 'url', description: 'PostgreSQL connection string (postgres://user:password@host:port/db); with READINGS_STORE=postgres readings are stored there' },
+  databaseUrl: { env: 'DATABASE_URL', kind: 'url', description: 'PostgreSQL connection string (postgres://user:password@host:port/db): the registry, API keys, rejections, oracle records, status and lease live there, shared by every process on it; with READINGS_STORE=postgres the readings too' },
   influxToken: { env: 'INFLUX_TOKEN', kind: 'string', description: 'InfluxDB 2.x API token', sensitive: true },
   influxOrg: { env: 'INFLUX_ORG', kind: 'string', description: 'InfluxDB 2.x organisation' },
   influxBucket: { env: 'INFLUX_BUCKET', kind: 'string', description: 'InfluxDB 2.x bucket' },
@@ -161,13 +161,6 @@ export function loadConfig(
   }
   if (out.readingsStore === 'postgres' && !out.databaseUrl) throw errors.CONFIG_INVALID('READINGS_STORE=postgres needs DATABASE_URL');
   if (out.readingsStore === 'influxdb' && !out.influxUrl) throw errors.CONFIG_INVALID('READINGS_STORE=influxdb needs INFLUX_URL');
-  if (out.databaseUrl && out.readingsStore !== 'postgres') {
-    // The registry, keys, rejections and oracle records stay in DATA_DIR's SQLite file for now: say so
-    // rather than accept a setting that would silently do nothing.
-    throw errors.CONFIG_INVALID(
-      'DATABASE_URL is used for readings only (READINGS_STORE=postgres); the registry, API keys, rejections and oracle records stay in the SQLite file under DATA_DIR in this version',
-    );
-  }
   if (out.influxUrl && !out.influxDatabase && !(out.influxOrg && out.influxBucket)) {
     throw errors.CONFIG_INVALID('INFLUX_URL needs INFLUX_DATABASE (1.x API) or INFLUX_ORG and INFLUX_BUCKET (2.x API)');
   }

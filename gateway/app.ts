@@ -143,7 +143,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     routerOptions: { maxParamLength: 200 },
   });
 
-  const keys = createKeyStore(deps.db, { cacheMs: opts.keyCacheMs ?? 5000, now });
+  const keys = createKeyStore(deps.apiKeys ?? deps.db, { cacheMs: opts.keyCacheMs ?? 5000, now });
   const metrics = deps.metrics ?? new PromRegistry();
   const ctx: GatewayContext = {
     deps,

@@ -5,7 +5,7 @@
  */
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Db } from '../store/sqlite/db.ts';
-import type { ReadingStore, FacilityRegistry } from '../store/types.ts';
+import type { ApiKeyTable, Awaitable, ReadingStore, FacilityRegistry } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { SettlementQuery } from '../store/types.ts';
 import type { SettlementAudit } from '../oracle/audit.ts';
@@ -66,9 +66,9 @@ export interface GatewaySettlements {
     r: { deviceId: string; seq: number; ts: number; arrival?: number },
   ): Promise<{ settlement: SettlementRecord; late: boolean } | undefined> | { settlement: SettlementRecord; late: boolean } | undefined;
   /** Whether the facility settles (`ok`) or the chain refuses it (`blocked`, with the reason; retried with backoff). */
-  facilityStatus?(facilityId: string): { settlementStatus: 'ok' | 'blocked'; reason?: string; since?: number; attempts?: number; retryAt?: number };
+  facilityStatus?(facilityId: string): Awaitable<{ settlementStatus: 'ok' | 'blocked'; reason?: string; since?: number; attempts?: number; retryAt?: number }>;
   /** Forgets a facility removed before it ever settled (throws 409 once one is confirmed). */
-  forgetFacility?(facilityId: string, deviceIds: string[]): void;
+  forgetFacility?(facilityId: string, deviceIds: string[]): Awaitable<void>;
 }
 
 /** The broker's session control: cut a device off at once (rotation, suspension). */
@@ -97,6 +97,8 @@ export interface GatewayOptions {
 
 export interface GatewayDeps {
   db: Db;
+  /** The API key table; default: the one on `db` (SQLite). With DATABASE_URL, PostgreSQL's (store/postgres/keys.ts). */
+  apiKeys?: ApiKeyTable;
   registry: FacilityRegistry;
   readings?: ReadingStore;
   ledger?: LedgerPort;

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Db } from '../store/sqlite/db.ts';
 import { SqliteApiKeys } from '../store/sqlite/keys.ts';
-import type { ApiKeyRole, ApiKeyRow } from '../store/types.ts';
+import type { ApiKeyRole, ApiKeyRow, ApiKeyTable, Awaitable } from '../store/types.ts';
 import type { Logger } from '../domain/logger.ts';
 import { errors } from '../domain/errors.ts';
 
@@ -40,21 +40,41 @@ export function generateKey(): string {
   return KEY_PREFIX + crypto.randomBytes(32).toString('base64url');
 }
 
+/** Writes are Awaitable: synchronous on the SQLite table, a promise on PostgreSQL's (store/postgres/keys.ts). */
 export interface KeyStore {
-  create(role: Role, facilityId?: string): { info: ApiKeyInfo; key: string };
+  create(role: Role, facilityId?: string): Awaitable<{ info: ApiKeyInfo; key: string }>;
   /** Registers a key supplied from outside (ADMIN_API_KEY) under a fixed id; replaces that id's hash. */
-  upsertKnown(id: string, key: string, role: Role): void;
+  upsertKnown(id: string, key: string, role: Role): Awaitable<void>;
   list(): ApiKeyInfo[];
-  revoke(id: string): boolean;
+  revoke(id: string): Awaitable<boolean>;
   /** The principal for a presented key, or undefined. Cached in memory for `cacheMs`. */
   authenticate(key: string): Principal | undefined;
   hasActiveAdmin(): boolean;
 }
 
-export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => number } = {}): KeyStore {
+/** The key store of the SQLite file: every method synchronous. */
+export interface SyncKeyStore extends KeyStore {
+  create(role: Role, facilityId?: string): { info: ApiKeyInfo; key: string };
+  upsertKnown(id: string, key: string, role: Role): void;
+  revoke(id: string): boolean;
+}
+
+/** `f(v)`, after `v` settles when it is a promise, at once otherwise. */
+function then<T, U>(v: Awaitable<T>, f: (t: T) => U): Awaitable<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
+function isTable(source: Db | ApiKeyTable): source is ApiKeyTable {
+  return typeof (source as ApiKeyTable).byHash === 'function';
+}
+
+/** Keys on the SQLite file `db` (synchronous), or on a given table (PostgreSQL: store/postgres/keys.ts). */
+export function createKeyStore(db: Db, opts?: { cacheMs?: number; now?: () => number }): SyncKeyStore;
+export function createKeyStore(source: Db | ApiKeyTable, opts?: { cacheMs?: number; now?: () => number }): KeyStore;
+export function createKeyStore(source: Db | ApiKeyTable, opts: { cacheMs?: number; now?: () => number } = {}): KeyStore {
   const now = opts.now ?? Date.now;
   const cacheMs = opts.cacheMs ?? 5000;
-  const table = new SqliteApiKeys(db);
+  const table: ApiKeyTable = isTable(source) ? source : new SqliteApiKeys(source);
   const cache = new Map<string, { p: Principal; until: number }>();
   const MAX_CACHE = 10_000;
 
@@ -65,20 +85,22 @@ export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => num
       const key = generateKey();
       const id = 'key_' + crypto.randomBytes(8).toString('hex');
       const createdAt = now();
-      table.insert({ id, keyHash: hashKey(key), role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt });
-      return { info: { id, role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt }, key };
+      const done = table.insert({ id, keyHash: hashKey(key), role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt });
+      return then(done, () => ({ info: { id, role, ...(facilityId ? { facilityId } : {}), prefix: key.slice(0, 10), createdAt }, key }));
     },
     upsertKnown(id, key, role) {
-      table.upsert({ id, keyHash: hashKey(key), role, prefix: KEY_RE.test(key) ? key.slice(0, 10) : '(configured)', createdAt: now() });
+      const done = table.upsert({ id, keyHash: hashKey(key), role, prefix: KEY_RE.test(key) ? key.slice(0, 10) : '(configured)', createdAt: now() });
       cache.clear();
+      return then(done, () => cache.clear());
     },
     list() {
       return table.list();
     },
     revoke(id) {
-      const changed = table.revoke(id, now());
-      if (changed) cache.clear();
-      return changed;
+      return then(table.revoke(id, now()), (changed) => {
+        if (changed) cache.clear();
+        return changed;
+      });
     },
     authenticate(key) {
       if (key.length === 0 || key.length > 200) return undefined;
@@ -92,7 +114,9 @@ export function createKeyStore(db: Db, opts: { cacheMs?: number; now?: () => num
         return undefined;
       }
       const p: Principal = { keyId: r.id, role: r.role, ...(r.facilityId ? { facilityId: r.facilityId } : {}) };
-      table.touch(r.id, t); // at most once per cache period per key
+      // At most once per cache period per key; a failed write of the last use is not worth a refusal.
+      const touched = table.touch(r.id, t);
+      if (touched instanceof Promise) touched.catch(() => undefined);
       if (cache.size >= MAX_CACHE) cache.clear();
       cache.set(key, { p, until: t + cacheMs });
       return p;
@@ -111,14 +135,14 @@ export type AdminKeySource = 'config' | 'existing' | 'file' | 'generated';
  * 0600 (never overwritten; if the file is there but the database was reset, the file's key is
  * registered again). Logs the file path, never the key.
  */
-export function bootstrapAdminKey(
+export async function bootstrapAdminKey(
   keys: KeyStore,
   opts: { configuredKey?: string; dataDir: string; logger: Logger },
-): { source: AdminKeySource; file?: string } {
+): Promise<{ source: AdminKeySource; file?: string }> {
   const file = path.join(opts.dataDir, ADMIN_KEY_FILE);
   if (opts.configuredKey) {
     if (opts.configuredKey.length < 16) throw errors.CONFIG_INVALID('ADMIN_API_KEY must be at least 16 characters');
-    keys.upsertKnown('admin-config', opts.configuredKey, 'admin');
+    await keys.upsertKnown('admin-config', opts.configuredKey, 'admin');
     opts.logger.info('admin API key taken from ADMIN_API_KEY');
     return { source: 'config' };
   }
@@ -126,7 +150,7 @@ export function bootstrapAdminKey(
   if (fs.existsSync(file)) {
     const key = fs.readFileSync(file, 'utf8').trim();
     if (!KEY_RE.test(key)) throw errors.CONFIG_INVALID(`${file} does not hold an API key; remove it to generate a new one`);
-    keys.upsertKnown('admin-initial', key, 'admin');
+    await keys.upsertKnown('admin-initial', key, 'admin');
     opts.logger.info({ file }, 'admin API key registered again from its file');
     return { source: 'file', file };
   }
@@ -134,7 +158,7 @@ export function bootstrapAdminKey(
   const key = generateKey();
   // 'wx': fail rather than overwrite; mode applies at creation.
   fs.writeFileSync(file, key + '\n', { flag: 'wx', mode: 0o600 });
-  keys.upsertKnown('admin-initial', key, 'admin');
+  await keys.upsertKnown('admin-initial', key, 'admin');
   opts.logger.warn({ file }, 'generated the initial admin API key; read it from this file (owner-only)');
   return { source: 'generated', file };
 }

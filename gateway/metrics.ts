@@ -78,7 +78,7 @@ async function snapshot(src: FacilityMetricSource): Promise<FacilitySnapshot[]> 
     }
     const snap: FacilitySnapshot = { id: f.id, active: f.status === 'active', devices, online };
     if (src.settlements) {
-      const st = src.settlements.facilityStatus?.(f.id);
+      const st = await src.settlements.facilityStatus?.(f.id);
       if (st) snap.blocked = st.settlementStatus === 'blocked';
       const rows = await src.settlements.listSettlements({ facilityId: f.id, newestFirst: true, limit: 1 });
       const newest = rows.reduce<(typeof rows)[number] | undefined>((a, x) => (!a || x.windowStart > a.windowStart ? x : a), undefined);

@@ -6,7 +6,7 @@
  * without an oracle key, and without any chain; `verify` alone answers 503 without a chain.
  */
 import { errors } from '../domain/errors.ts';
-import type { CountedIn, FacilitySettlementStatus, OracleRecords, OracleStatus, ReadingStore, Settlement, SettlementQuery } from '../store/types.ts';
+import type { Awaitable, CountedIn, FacilitySettlementStatus, OracleRecords, OracleStatus, ReadingStore, Settlement, SettlementQuery } from '../store/types.ts';
 import { readingProof, type ReadingProof } from './evidence.ts';
 import { evaluate, recordedWindowInputs } from './inputs.ts';
 import { toBig, type LedgerPort } from '../contracts/client/port.ts';
@@ -48,7 +48,7 @@ export interface BundleExtras {
 }
 
 export interface AuditDeps {
-  records: { getSettlement(id: string): Settlement | undefined };
+  records: { getSettlement(id: string): Awaitable<Settlement | undefined> };
   readings: ReadingStore;
   /** A read-only view of the chain (verify only); absent: verify answers CHAIN_UNAVAILABLE. */
   ledger?: Pick<LedgerPort, 'settlementAt'>;
@@ -57,15 +57,15 @@ export interface AuditDeps {
 export function buildAudit(deps: AuditDeps): SettlementAudit {
   const { records, readings, ledger } = deps;
 
-  function settlement(id: string): Settlement {
-    const s = records.getSettlement(id);
+  async function settlement(id: string): Promise<Settlement> {
+    const s = await records.getSettlement(id);
     if (!s) throw errors.SETTLEMENT_NOT_FOUND(id);
     return s;
   }
 
   return {
     async verify(id) {
-      const s = settlement(id);
+      const s = await settlement(id);
       if (!ledger) throw errors.CHAIN_UNAVAILABLE('no chain configured in this process');
       const { result, evidence } = evaluate(await recordedWindowInputs(readings, s));
       let on;
@@ -99,7 +99,7 @@ export function buildAudit(deps: AuditDeps): SettlementAudit {
     },
 
     async proof(id, deviceId, seq) {
-      const s = settlement(id);
+      const s = await settlement(id);
       const { evidence } = evaluate(await recordedWindowInputs(readings, s));
       if (evidence.root.toLowerCase() !== s.evidenceRoot.toLowerCase()) {
         throw errors.EVIDENCE_MISMATCH(`settlement ${id} no longer recomputes to its evidence root; see /verify`);
@@ -108,7 +108,7 @@ export function buildAudit(deps: AuditDeps): SettlementAudit {
     },
 
     async bundle(id, extra = {}) {
-      const s = settlement(id);
+      const s = await settlement(id);
       const input = await recordedWindowInputs(readings, s);
       const keys: Record<string, BundleDeviceKey[]> = {};
       for (const d of input.devices) {
@@ -135,16 +135,16 @@ export function buildAudit(deps: AuditDeps): SettlementAudit {
  * settlement status (and forgetting a facility removed before it ever settled).
  */
 export interface SettlementView {
-  listSettlements(q?: SettlementQuery): Settlement[];
-  getSettlement(id: string): Settlement | undefined;
+  listSettlements(q?: SettlementQuery): Awaitable<Settlement[]>;
+  getSettlement(id: string): Awaitable<Settlement | undefined>;
   /** Keys `${deviceId}:${seq}` of the given readings that a settlement flagged late. */
-  lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string>;
+  lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Awaitable<Set<string>>;
   /** The confirmed settlement that counted a stored reading (and whether late), or undefined while none has. */
-  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }): CountedIn | undefined;
+  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }): Awaitable<CountedIn | undefined>;
   /** A facility's settlement status: `blocked` with the reason while the chain refuses it. */
-  facilityStatus(facilityId: string): FacilitySettlementStatus;
+  facilityStatus(facilityId: string): Awaitable<FacilitySettlementStatus>;
   /** Forgets a facility removed before it ever settled (refuses, 409, once one is confirmed). */
-  forgetFacility(facilityId: string, deviceIds: string[]): void;
+  forgetFacility(facilityId: string, deviceIds: string[]): Awaitable<void>;
 }
 
 /** The view over the oracle's records and statuses (`openStores(config)` gives both; no chain, no signer). */
@@ -156,9 +156,9 @@ export function settlementView(records: OracleRecords, status: OracleStatus): Se
     lateReadings: (facilityId, keys) => records.lateReadings(facilityId, keys),
     settlementOfReading: (facilityId, r) => records.settlementOfReading(facilityId, r),
     facilityStatus: (facilityId) => status.get(facilityId),
-    forgetFacility: (facilityId, deviceIds) => {
-      records.forgetFacility(facilityId, deviceIds);
-      status.forget(facilityId);
+    forgetFacility: async (facilityId, deviceIds) => {
+      await records.forgetFacility(facilityId, deviceIds);
+      await status.forget(facilityId);
     },
   };
 }

@@ -73,12 +73,12 @@ function mayUseVoided(inputs: RecordedInputs, voids: RecordedVoid[]): boolean {
 }
 
 /** Confirmed settlements of a facility with windowEnd > from, oldest first, page by page. */
-function* settlementsAfter(records: CorrectorDeps['records'], facilityId: string, from: number): Generator<Settlement> {
+async function* settlementsAfter(records: CorrectorDeps['records'], facilityId: string, from: number): AsyncGenerator<Settlement> {
   // The window holding `from` starts at or before it: the newest one starting there is where to begin.
-  const first = records.listSettlements({ facilityId, to: from + 1, newestFirst: true, limit: 1 })[0];
+  const first = (await records.listSettlements({ facilityId, to: from + 1, newestFirst: true, limit: 1 }))[0];
   let start = first ? first.windowStart : from;
   for (;;) {
-    const page = records.listSettlements({ facilityId, from: start, limit: 1000 });
+    const page = await records.listSettlements({ facilityId, from: start, limit: 1000 });
     for (const s of page) if (s.windowEnd > from) yield s;
     if (page.length < 1000) return;
     start = page[page.length - 1].windowStart + 1;
@@ -100,7 +100,7 @@ export function buildCorrector(deps: CorrectorDeps): Corrector {
     let carried = new Set<number>();
     const out: NewCorrection[] = [];
     const cursorMoves = new Map<string, { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }>();
-    for (const s of settlementsAfter(records, facilityId, minFrom)) {
+    for await (const s of settlementsAfter(records, facilityId, minFrom)) {
       const last = corrections.latest(s.id);
       const eff = last
         ? { inputs: last.inputs, net: last.netGrams, root: last.evidenceRoot, seq: last.seq }
@@ -299,7 +299,7 @@ export function buildCorrectionRun(deps: CorrectionRunDeps): { run(): Promise<vo
   return {
     async run() {
       for (const { facilityId, voids } of deps.corrections.voidedFacilities()) {
-        const newest = deps.records.listSettlements({ facilityId, newestFirst: true, limit: 1 })[0];
+        const newest = (await deps.records.listSettlements({ facilityId, newestFirst: true, limit: 1 }))[0];
         const state = `${voids}:${newest?.windowStart ?? ''}`;
         if (seen.get(facilityId) === state) continue;
         try {

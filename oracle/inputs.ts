@@ -100,8 +100,9 @@ export async function currentInputs(src: InputSources, facility: Facility, w: Wi
   const devices = src.registry.listDevices(facility.id).filter((d) => d.createdAt < w.end);
   const ids = devices.map((d) => d.deviceId);
   const marks = ids.length ? await src.readings.marks(ids) : new Map<string, VisibilityMark>();
-  const plans: DevicePlan[] = devices.map((d) => {
-    const c = src.records.cursor(d.deviceId);
+  const cursors = await Promise.all(devices.map((d) => src.records.cursor(d.deviceId)));
+  const plans: DevicePlan[] = devices.map((d, i) => {
+    const c = cursors[i];
     if (c && c.windowEnd > w.start) throw new Raced(`device ${d.deviceId} cursor moved to ${c.windowEnd} while computing window ${w.start}`);
     const mark = marks.get(d.deviceId);
     return {

@@ -14,7 +14,7 @@ import type { Registry as PromRegistry } from 'prom-client';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Db } from '../store/sqlite/db.ts';
-import { DEFAULT_BACKOFF, type Backoff, type FacilityRegistry, type OracleRecords, type OracleStatus, type ReadingStore } from '../store/types.ts';
+import { DEFAULT_BACKOFF, type Awaitable, type Backoff, type FacilityRegistry, type OracleRecords, type OracleStatus, type ReadingStore } from '../store/types.ts';
 import { SqliteOracleRecords } from '../store/sqlite/records.ts';
 import { SqliteCorrections } from '../store/sqlite/corrections.ts';
 import { SqliteOracleStatus } from '../store/sqlite/status.ts';
@@ -63,18 +63,33 @@ export interface OracleDeps {
   correctionPort?: CorrectionPort;
 }
 
-export interface Oracle extends SettlementView, SettlementAudit {
+/** The oracle on any records (PostgreSQL's answer through promises). */
+export interface OracleService extends SettlementView, SettlementAudit {
   runOnce(now?: number): Promise<RunReport>;
   /** Schedules runOnce with node-cron (seconds field allowed) and runs once at once. */
   start(cronExpression: string): void;
   stop(): void;
-  isLate(deviceId: string, seq: number): boolean;
+  isLate(deviceId: string, seq: number): Awaitable<boolean>;
   readonly records: OracleRecords;
   readonly status: OracleStatus;
   close(): Promise<void>;
 }
 
-export function buildOracle(deps: OracleDeps): Oracle {
+/** `T` with every Awaitable result synchronous (the SQLite records answer at once). */
+type Sync<T> = { [K in keyof T]: T[K] extends (...a: infer A) => infer R ? (...a: A) => Awaited<R> : T[K] };
+
+/** The oracle on the SQLite file's records (no `shared` records given): its reads are synchronous. */
+export type Oracle = SqliteOracle;
+export type SqliteOracle = Omit<OracleService, keyof SettlementView | 'records' | 'status' | 'isLate'> &
+  Sync<SettlementView> & { readonly records: SqliteOracleRecords; readonly status: SqliteOracleStatus; isLate(deviceId: string, seq: number): boolean };
+
+/**
+ * The oracle on `deps.db`'s records and status, or on `shared` ones: with DATABASE_URL, PostgreSQL's
+ * (store/postgres/stores.ts), shared by every oracle on the database.
+ */
+export function buildOracle(deps: OracleDeps): SqliteOracle;
+export function buildOracle(deps: OracleDeps, shared: { records: OracleRecords; status: OracleStatus }): OracleService;
+export function buildOracle(deps: OracleDeps, shared?: { records: OracleRecords; status: OracleStatus }): OracleService | SqliteOracle {
   const { db, readings, registry, ledger, windowMs, graceMs } = deps;
   if (!Number.isSafeInteger(windowMs) || windowMs <= 0 || windowMs % 1000 !== 0) {
     throw errors.CONFIG_INVALID(`window length must be a positive whole number of seconds (got ${windowMs} ms)`);
@@ -82,9 +97,11 @@ export function buildOracle(deps: OracleDeps): Oracle {
   const clock = deps.clock ?? Date.now;
   const logger = deps.logger.child({ component: 'oracle' });
   const metrics = oracleMetrics(deps.metrics);
-  const records = new SqliteOracleRecords(db, clock);
-  records.checkWindow(windowMs);
-  const status = new SqliteOracleStatus(db);
+  const records = shared?.records ?? new SqliteOracleRecords(db, clock);
+  const status = shared?.status ?? new SqliteOracleStatus(db);
+  // SQLite checks at once (throws here); PostgreSQL before the first run does anything.
+  const ready = Promise.resolve(records.checkWindow(windowMs));
+  ready.catch((err: unknown) => logger.error({ err }, 'the records refuse this window length'));
   const confirmations = Math.max(0, Math.floor(deps.confirmations ?? 0));
   if (confirmations > 0 && !ledger.blockNumber) throw errors.CONFIG_INVALID('CHAIN_CONFIRMATIONS > 0 needs a ledger client that reads block numbers');
   const corrections = new SqliteCorrections(db, clock);
@@ -125,6 +142,7 @@ export function buildOracle(deps: OracleDeps): Oracle {
    * settlement run, then the corrections it may call for (planned, and sent when a port is given).
    */
   async function runOnce(now?: number): Promise<RunReport> {
+    await ready;
     if (!settler.busy()) await correctionRun.run();
     const report = await settler.runOnce(now);
     if (!report.skipped) await correctionRun.run();
@@ -151,8 +169,8 @@ export function buildOracle(deps: OracleDeps): Oracle {
     },
     stop,
     isLate: (deviceId, seq) => records.isLate(deviceId, seq),
-    forgetFacility(facilityId, deviceIds) {
-      reader.forgetFacility(facilityId, deviceIds);
+    async forgetFacility(facilityId, deviceIds) {
+      await reader.forgetFacility(facilityId, deviceIds);
       settler.forget(facilityId);
     },
     async close() {

@@ -50,16 +50,16 @@ export interface Reconciler {
    */
   reconcile(f: Facility, chainNext: number, counts: ReconcileCounts): Promise<number>;
   /** Watches settlements confirmed at their block until they are CHAIN_CONFIRMATIONS deep. */
-  watch(list: Watched[]): void;
+  watch(list: Watched[]): Promise<void>;
 }
 
 export function buildReconciler(deps: ReconcileDeps): Reconciler {
   const { records, status, ledger, logger, metrics, windowMs, confirmations } = deps;
 
   /** The chain lost the facility's settlements from `from` on: roll the records back so they are settled again. */
-  function rollback(f: Facility, from: number, report: ReconcileCounts, why: string): void {
-    const lost = records.rollbackFrom(f.id, from);
-    status.forgetFrom(f.id, from);
+  async function rollback(f: Facility, from: number, report: ReconcileCounts, why: string): Promise<void> {
+    const lost = await records.rollbackFrom(f.id, from);
+    await status.forgetFrom(f.id, from);
     deps.onRollback?.(f.id);
     report.lost += lost.length;
     if (lost.length > 0) metrics.settlements.inc({ status: 'lost' }, lost.length);
@@ -68,10 +68,10 @@ export function buildReconciler(deps: ReconcileDeps): Reconciler {
     logger.warn({ facilityId: f.id, from, lost, why }, 'the chain lost settlements this oracle had confirmed: settling them again');
   }
 
-  function watch(list: Watched[]): void {
+  async function watch(list: Watched[]): Promise<void> {
     if (confirmations === 0 || list.length === 0) return;
     const rows: UnfinalRow[] = list.map((u) => ({ id: u.id, facilityId: u.facilityId, windowStart: u.windowStart, evidenceRoot: u.root, blockNumber: u.blockNumber === undefined ? -1 : Number(u.blockNumber) }));
-    status.addUnfinal(rows);
+    await status.addUnfinal(rows);
   }
 
   /**
@@ -82,21 +82,21 @@ export function buildReconciler(deps: ReconcileDeps): Reconciler {
    */
   async function checkFinality(f: Facility, report: ReconcileCounts): Promise<void> {
     if (confirmations === 0) return;
-    const list = status.unfinal(f.id);
+    const list = await status.unfinal(f.id);
     if (list.length === 0) return;
     const head = await ledger.blockNumber!();
     for (const u of list) {
       const on = await ledger.settlementAt(f.id, u.windowStart);
       if (!on || on.evidenceRoot.toLowerCase() !== u.evidenceRoot.toLowerCase()) {
-        rollback(f, u.windowStart, report, on ? `the chain now holds root ${on.evidenceRoot.toLowerCase()} for window ${u.windowStart}` : `the chain no longer has window ${u.windowStart}`);
+        await rollback(f, u.windowStart, report, on ? `the chain now holds root ${on.evidenceRoot.toLowerCase()} for window ${u.windowStart}` : `the chain no longer has window ${u.windowStart}`);
         return;
       }
       const block = on.blockNumber === undefined ? u.blockNumber : Number(on.blockNumber);
       if (block >= 0 && head - block + 1 >= confirmations) {
-        status.markFinal(u.id);
+        await status.markFinal(u.id);
         report.finalised++;
       } else if (block !== u.blockNumber) {
-        status.addUnfinal([{ ...u, blockNumber: block }]);
+        await status.addUnfinal([{ ...u, blockNumber: block }]);
       }
     }
   }
@@ -104,8 +104,8 @@ export function buildReconciler(deps: ReconcileDeps): Reconciler {
   async function reconcile(f: Facility, chainNext: number, report: ReconcileCounts): Promise<number> {
     if (chainNext % windowMs !== 0) throw new Blocked(`chain next window ${chainNext} is not aligned to the ${windowMs / 1000} s window`);
     await checkFinality(f, report);
-    const last = records.lastConfirmedWindow(f.id);
-    const open = records.firstOpenWindow(f.id);
+    const last = await records.lastConfirmedWindow(f.id);
+    const open = await records.firstOpenWindow(f.id);
     let w = last !== undefined ? last + windowMs : (open ?? chainNext);
     if (last === undefined && open === undefined && chainNext > firstWindowStart(f, windowMs)) {
       // Nothing recorded here, yet the chain starts after the facility's creation window: either it
@@ -123,7 +123,7 @@ export function buildReconciler(deps: ReconcileDeps): Reconciler {
         if (await ledger.settlementAt(f.id, chainNext)) {
           throw new Blocked(`the chain expects window ${chainNext} next, yet holds a settlement of it`);
         }
-        rollback(f, chainNext, report, `confirmed here up to ${w}, the chain expects ${chainNext}`);
+        await rollback(f, chainNext, report, `confirmed here up to ${w}, the chain expects ${chainNext}`);
       }
       if (w > chainNext) w = chainNext;
     }
@@ -132,11 +132,11 @@ export function buildReconciler(deps: ReconcileDeps): Reconciler {
       if (!on) throw new Blocked(`chain is past window ${w} but has no WindowSettled event for it`);
       const id = settlementId(f.id, w);
       const root = on.evidenceRoot.toLowerCase();
-      if (!records.row(id, root)) {
+      if (!(await records.row(id, root))) {
         throw new Blocked(`window ${id} was settled on chain with root ${root}, which no recorded intent has (a foreign oracle?)`);
       }
-      watch([{ id, facilityId: f.id, windowStart: w, root, blockNumber: on.blockNumber }]);
-      const outcome = records.confirm(id, root, {
+      await watch([{ id, facilityId: f.id, windowStart: w, root, blockNumber: on.blockNumber }]);
+      const outcome = await records.confirm(id, root, {
         txHash: on.txHash ?? null,
         mintedGrams: toBig(on.mintedGrams),
         burnedGrams: toBig(on.burnedGrams),

@@ -58,7 +58,7 @@ export function buildSender(deps: SendDeps): Send {
    */
   async function send(chunk: Pending[], report: SendCounts, refused: (p: Pending, e: unknown) => void): Promise<Map<string, number | undefined>> {
     const advanced = new Map<string, number | undefined>();
-    const apply = (res: Awaited<ReturnType<LedgerPort['settleBatch']>>, sent: Pending[]) => {
+    const apply = async (res: Awaited<ReturnType<LedgerPort['settleBatch']>>, sent: Pending[]) => {
       report.transactions++;
       metrics.transactions.inc({ kind: 'settle' });
       const gas = toBig(res.gasUsed);
@@ -77,16 +77,16 @@ export function buildSender(deps: SendDeps): Send {
         } else {
           // Already settled (by an earlier attempt of ours or another oracle): the next round's
           // reconciliation confirms whichever intent the chain kept.
-          records.markSent(p.id, p.root, res.txHash);
+          await records.markSent(p.id, p.root, res.txHash);
           report.skippedOnChain++;
           metrics.settlements.inc({ status: 'skipped' });
           advanced.set(p.facility.id, undefined);
         }
       }
       // Watched before they are confirmed: a crash in between leaves a watch entry, never an unwatched confirmation.
-      watch(sent.filter((p) => confirms.some((c) => c.id === p.id)).map((p) => ({ id: p.id, facilityId: p.facility.id, windowStart: p.input.windowStart, root: p.root, blockNumber: res.blockNumber })));
+      await watch(sent.filter((p) => confirms.some((c) => c.id === p.id)).map((p) => ({ id: p.id, facilityId: p.facility.id, windowStart: p.input.windowStart, root: p.root, blockNumber: res.blockNumber })));
       // One transaction for the whole batch (a crash before it is a crash between send and record).
-      records.confirmMany(confirms);
+      await records.confirmMany(confirms);
       report.settled += confirms.length;
       metrics.settlements.inc({ status: 'settled' }, confirms.length);
     };
@@ -104,7 +104,7 @@ export function buildSender(deps: SendDeps): Send {
       logger.warn({ err: e, entries: chunk.length }, 'settlement batch reverted; retrying its entries one by one');
     }
     if (res) {
-      apply(res, chunk);
+      await apply(res, chunk);
       return advanced;
     }
     for (const p of chunk) {
@@ -116,7 +116,7 @@ export function buildSender(deps: SendDeps): Send {
         refused(p, e);
         continue;
       }
-      apply(one, [p]);
+      await apply(one, [p]);
     }
     return advanced;
   }

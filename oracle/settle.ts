@@ -182,7 +182,7 @@ export function buildSettler(deps: SettleDeps): Settler {
 
   async function run(now: number): Promise<RunReport> {
     const report = emptyReport(now);
-    if (leaseTtl > 0 && !records.acquireLease(LEASE_NAME, holder, clock(), leaseTtl)) {
+    if (leaseTtl > 0 && !(await records.acquireLease(LEASE_NAME, holder, clock(), leaseTtl))) {
       report.skipped = 'lease';
       metrics.runs.inc({ outcome: 'lease' });
       return report;
@@ -194,6 +194,8 @@ export function buildSettler(deps: SettleDeps): Settler {
       /** Facilities refused this run / that settled or had nothing to settle this run. */
       const blockedNow = new Set<string>();
       const healthy = new Set<string>();
+      /** Block writes of this run (awaited before the run reports). */
+      const blockWrites: Promise<unknown>[] = [];
       const block = (f: Facility, e: unknown, kind: string) => {
         const reason = message(e);
         report.blocked.push({ facilityId: f.id, reason });
@@ -203,17 +205,23 @@ export function buildSettler(deps: SettleDeps): Settler {
         if (e instanceof Blocked || isRevert(e)) {
           // The chain refuses this facility (or disagrees with its records): retried with backoff,
           // reported in the API, while the others go on.
-          const st = status.block(f.id, reason, now, backoff);
           blockedWith.set(f.id, fingerprint(f));
           metrics.facilityBlocked.set({ facility: f.id }, 1);
-          logger.error({ facilityId: f.id, reason, attempts: st.attempts, retryAt: st.retryAt }, 'facility blocked');
+          blockWrites.push(
+            Promise.resolve(status.block(f.id, reason, now, backoff)).then(
+              (st) => logger.error({ facilityId: f.id, reason, attempts: st.attempts, retryAt: st.retryAt }, 'facility blocked'),
+              (err: unknown) => logger.error({ err, facilityId: f.id, reason }, 'facility blocked; recording it failed'),
+            ),
+          );
         } else {
           logger.error({ err: e, facilityId: f.id }, 'facility skipped this run');
         }
       };
       // A blocked facility waits for its backoff, unless its registry record was corrected since.
+      // One read of the blocked ones (a facility not listed is `ok`), not one per facility.
+      const blockedNowList = new Map((await status.listBlocked()).map((st) => [st.facilityId, st]));
       const due = facilities.filter((f) => {
-        const st = status.get(f.id);
+        const st = blockedNowList.get(f.id) ?? { facilityId: f.id, settlementStatus: 'ok' as const };
         if (st.settlementStatus !== 'blocked') return true;
         metrics.facilityBlocked.set({ facility: f.id }, 1);
         if ((st.retryAt ?? 0) <= now) return true;
@@ -222,7 +230,7 @@ export function buildSettler(deps: SettleDeps): Settler {
         report.deferred.push(f.id);
         return false;
       });
-      const watched = new Set(confirmations > 0 ? status.unfinalFacilities() : []);
+      const watched = new Set(confirmations > 0 ? await status.unfinalFacilities() : []);
       // Registration and sync (idempotent), which also gives each facility's chain state.
       const states = await mapLimit(due, concurrency, async (f) => {
         const k = known.get(f.id);
@@ -251,7 +259,7 @@ export function buildSettler(deps: SettleDeps): Settler {
       const refused = (p: Pending, e: unknown) => block(p.facility, new Blocked(`settlement of window ${p.input.windowStart} reverted: ${message(e)}`), 'revert');
       while (work.length > 0 && report.rounds < maxRounds && !closed) {
         report.rounds++;
-        if (leaseTtl > 0 && !records.acquireLease(LEASE_NAME, holder, clock(), leaseTtl)) {
+        if (leaseTtl > 0 && !(await records.acquireLease(LEASE_NAME, holder, clock(), leaseTtl))) {
           report.errors.push('lease lost during the run');
           break;
         }
@@ -260,7 +268,7 @@ export function buildSettler(deps: SettleDeps): Settler {
             const next = await reconcile(f, toMs(chain.nextWindowStart), report);
             // With CHAIN_CONFIRMATIONS, a window's start cursors come from a FINAL previous window
             // only: one that a reorganisation could still replace is never built upon.
-            if (!isClosed({ start: next, end: next + windowMs }, now, graceMs) || (confirmations > 0 && status.unfinal(f.id).length > 0)) {
+            if (!isClosed({ start: next, end: next + windowMs }, now, graceMs) || (confirmations > 0 && (await status.unfinal(f.id)).length > 0)) {
               healthy.add(f.id);
               return undefined;
             }
@@ -275,7 +283,7 @@ export function buildSettler(deps: SettleDeps): Settler {
         const pending = computed.filter((p): p is Pending => p !== undefined);
         if (pending.length === 0) break;
         // Every intent is durable before anything is sent (one transaction for the round).
-        records.insertIntents(pending.map((p) => p.intent));
+        await records.insertIntents(pending.map((p) => p.intent));
         const advanced = new Map<string, number | undefined>();
         try {
           for (let i = 0; i < pending.length; i += maxBatch) {
@@ -308,14 +316,15 @@ export function buildSettler(deps: SettleDeps): Settler {
         });
         work = fresh.filter((x): x is { f: Facility; chain: FacilityView } => x !== undefined);
       }
+      await Promise.all(blockWrites);
       for (const id of healthy) {
-        if (blockedNow.has(id) || !status.clear(id)) continue;
+        if (blockedNow.has(id) || !(await status.clear(id))) continue;
         blockedWith.delete(id);
         metrics.facilityBlocked.remove({ facility: id });
         logger.info({ facilityId: id }, 'facility unblocked: settling again');
       }
       metrics.runs.inc({ outcome: report.errors.length ? 'failed' : 'ok' });
-      metrics.blocked.set(status.listBlocked().length);
+      metrics.blocked.set((await status.listBlocked()).length);
       return report;
     } catch (e) {
       metrics.runs.inc({ outcome: 'failed' });
@@ -323,7 +332,7 @@ export function buildSettler(deps: SettleDeps): Settler {
     } finally {
       stopTimer();
       metrics.lastRun.set(clock() / 1000);
-      if (leaseTtl > 0) records.releaseLease(LEASE_NAME, holder);
+      if (leaseTtl > 0) await records.releaseLease(LEASE_NAME, holder);
     }
   }
 

@@ -1,21 +1,25 @@
 /**
- * Opens the stores the configuration asks for: the SQLite file under DATA_DIR always (registry,
- * rejections, oracle records and status, API keys), and readings by READINGS_STORE: SQLite (the
- * default), InfluxDB (INFLUX_URL; the default when it is set) or PostgreSQL (DATABASE_URL).
+ * Opens the stores the configuration asks for: the registry (with the rejections log), oracle records
+ * and status, and API keys in PostgreSQL with DATABASE_URL (store/postgres/stores.ts), else in the
+ * SQLite file under DATA_DIR; readings by READINGS_STORE: SQLite (the default), InfluxDB (INFLUX_URL;
+ * the default when it is set) or PostgreSQL (DATABASE_URL). The SQLite file is opened in every case
+ * (the gateway's `db` dependency; with DATABASE_URL it holds nothing the other processes need).
  * `close()` closes what it opened, readings first.
  */
 import type { Config } from '../domain/config.ts';
 import type { Logger } from '../domain/logger.ts';
 import { openDatabase, type Db } from './sqlite/db.ts';
-import type { SqliteRegistry } from './sqlite/registry.ts';
+import { SqliteReadingStore } from './sqlite/readings.ts';
 import { openSqliteStores } from './sqlite/stores.ts';
-import type { ApiKeyTable, CorrectionRecords, OracleRecords, OracleStatus, ReadingStore } from './types.ts';
+import type { ApiKeyTable, CorrectionRecords, FacilityRegistry, OracleRecords, OracleStatus, ReadingStore } from './types.ts';
 
 export interface Stores {
-  /** The SQLite handle (for the modules that still take one: gateway/keys.ts createKeyStore). */
+  /** The SQLite handle (for the modules that still take one). */
   db: Db;
+  /** Where registry, records, status and keys live. */
+  backend: 'sqlite' | 'postgres';
   readings: ReadingStore;
-  registry: SqliteRegistry;
+  registry: FacilityRegistry;
   records: OracleRecords;
   status: OracleStatus;
   apiKeys: ApiKeyTable;
@@ -38,43 +42,59 @@ export function readingsBackend(config: Pick<StoreConfig, 'readingsStore' | 'inf
 export async function openStores(config: StoreConfig, logger: Logger): Promise<Stores> {
   const db = openDatabase(config.dataDir);
   const sqlite = openSqliteStores(db, { logger });
+  let pgStores: import('./postgres/stores.ts').PostgresStores | undefined;
   let readings: ReadingStore = sqlite.readings;
   const backend = readingsBackend(config);
-  if (backend === 'postgres' && config.databaseUrl) {
-    const { openPostgresReadingStore } = await import('./postgres/readings.ts');
-    try {
-      // Capacity and reporting interval of each device, read per batch from the registry's file.
-      readings = await openPostgresReadingStore(config.databaseUrl, { limits: (deviceId) => sqlite.registry.deviceLimits(deviceId), logger });
-    } catch (err) {
-      db.close();
-      throw err;
+  try {
+    if (config.databaseUrl) {
+      const { openPostgresStores } = await import('./postgres/stores.ts');
+      pgStores = await openPostgresStores(config.databaseUrl, { logger });
     }
-  } else if (backend === 'influxdb' && config.influxUrl) {
-    const { openInfluxStore } = await import('./influx/store.ts');
-    readings = openInfluxStore({
-      url: config.influxUrl,
-      token: config.influxToken,
-      org: config.influxOrg,
-      bucket: config.influxBucket,
-      database: config.influxDatabase,
-      retentionPolicy: config.influxRetentionPolicy,
-      // Capacity and reporting interval of each device, read per batch from the registry's file.
-      limits: (deviceId) => sqlite.registry.deviceLimits(deviceId),
-      logger,
-    });
+    const registry: FacilityRegistry = pgStores?.registry ?? sqlite.registry;
+    if (backend === 'postgres' && config.databaseUrl) {
+      const { openPostgresReadingStore } = await import('./postgres/readings.ts');
+      // With the registry in the same database the store reads capacity, interval and kind inside its
+      // commit (its default); otherwise from the registry's file, per batch.
+      readings = await openPostgresReadingStore(config.databaseUrl, pgStores ? { logger } : { limits: (deviceId) => registry.deviceLimits(deviceId), logger });
+    } else if (backend === 'sqlite' && pgStores) {
+      // Readings in the file, the registry in PostgreSQL: limits from its replica.
+      readings = new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId));
+    } else if (backend === 'influxdb' && config.influxUrl) {
+      const { openInfluxStore } = await import('./influx/store.ts');
+      readings = openInfluxStore({
+        url: config.influxUrl,
+        token: config.influxToken,
+        org: config.influxOrg,
+        bucket: config.influxBucket,
+        database: config.influxDatabase,
+        retentionPolicy: config.influxRetentionPolicy,
+        // Capacity and reporting interval of each device, read per batch from the registry (or its replica).
+        limits: (deviceId) => registry.deviceLimits(deviceId),
+        logger,
+      });
+    }
+  } catch (err) {
+    await pgStores?.close().catch(() => undefined);
+    db.close();
+    throw err;
   }
   return {
     db,
+    backend: pgStores ? 'postgres' : 'sqlite',
     readings,
-    registry: sqlite.registry,
-    records: sqlite.records,
-    status: sqlite.status,
-    apiKeys: sqlite.apiKeys,
+    registry: pgStores?.registry ?? sqlite.registry,
+    records: pgStores?.records ?? sqlite.records,
+    status: pgStores?.status ?? sqlite.status,
+    apiKeys: pgStores?.apiKeys ?? sqlite.apiKeys,
     corrections: sqlite.corrections,
     async close() {
-      await readings.close();
-      if (readings !== sqlite.readings) await sqlite.readings.close();
-      db.close();
+      try {
+        await readings.close();
+        if (readings !== sqlite.readings) await sqlite.readings.close();
+      } finally {
+        await pgStores?.close();
+        db.close();
+      }
     },
   };
 }

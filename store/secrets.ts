@@ -162,7 +162,7 @@ export async function verifyDeviceSecret(
   if (!isCurrentRecord(creds.secretHash) && registry.replaceSecretHash) {
     const text = typeof password === 'string' ? password : password.toString('utf8');
     const upgraded = hashSecretSync(text);
-    if (registry.replaceSecretHash(deviceId, creds.secretHash, upgraded)) return { ...creds, secretHash: upgraded };
+    if (await registry.replaceSecretHash(deviceId, creds.secretHash, upgraded)) return { ...creds, secretHash: upgraded };
   }
   return creds;
 }

@@ -3,7 +3,9 @@
  * that crosses the store boundary (one cohesive unit, hence its length). Readings go to a
  * ReadingStore (embedded SQLite by default, InfluxDB or PostgreSQL at scale); the facility registry,
  * rejections log, oracle records and status, and API keys live in the embedded SQLite file
- * (store/sqlite/, schema and migrations in store/sqlite/schema.ts).
+ * (store/sqlite/, schema and migrations in store/sqlite/schema.ts) or, with DATABASE_URL, in
+ * PostgreSQL (store/postgres/stores.ts). Their reads on hot paths are synchronous; writes and the
+ * records are Awaitable (see Awaitable).
  */
 import type { AppliedFactors } from '../oracle/factors.ts';
 import type { CoverageStatus, Decommissioning, DeviceChain, MetricTotals, PrevConsumed, RegisterCursor } from '../oracle/methodology.ts';
@@ -213,44 +215,59 @@ export interface DeviceCredentials {
   secretHash: string;
 }
 
-/** Facilities (with baseline history), devices (with secret hashes and online status) and the rejections log. */
+/** A value, or a promise of it: a write of the SQLite stores returns it, one of the PostgreSQL stores a promise. Callers await. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** What changed in a registry replica (see FacilityRegistry.onChange); `all` after a full reload. */
+export type RegistryChange = { kind: 'facility'; id: string } | { kind: 'device'; id: string } | { kind: 'all' };
+
+/**
+ * Facilities (with baseline history), devices (with secret hashes and online status) and the rejections log.
+ * Reads are synchronous (the hot paths: broker auth, ingest checks); writes and the rejections log are
+ * Awaitable (SQLite answers at once, PostgreSQL through the network: store/postgres/registry.ts).
+ */
 export interface FacilityRegistry {
-  createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Facility;
+  createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Awaitable<Facility>;
   getFacility(id: string): Facility | undefined;
   listFacilities(): Facility[];
-  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Facility;
+  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Awaitable<Facility>;
   /** Removes a facility registered by mistake, with its baselines and devices (the caller checks it never settled). */
-  deleteFacility(id: string): void;
+  deleteFacility(id: string): Awaitable<void>;
   /** Baseline in force at `at` (epoch ms): a change applies from the window after it was made. */
   baselineAt(facilityId: string, at: number): string;
   /** Creates a device and returns its one-time secret. */
-  createDevice(facilityId: string, deviceId: string, kind: string, opts?: DeviceOptions): { device: Device; password: string };
+  createDevice(facilityId: string, deviceId: string, kind: string, opts?: DeviceOptions): Awaitable<{ device: Device; password: string }>;
   getDevice(deviceId: string): Device | undefined;
   listDevices(facilityId: string): Device[];
   /** Status (decommissioning needs a reason, is final) and/or capacity. */
-  updateDevice(deviceId: string, patch: DevicePatch): Device;
+  updateDevice(deviceId: string, patch: DevicePatch): Awaitable<Device>;
   /** The device's Ed25519 public key (64 lowercase hex), undefined when it has none (ingest's per-batch lookup). */
   devicePublicKey(deviceId: string): string | undefined;
   /** The limits the ingest rules apply to a device (capacity, reporting interval). */
   deviceLimits(deviceId: string): DeviceLimits | undefined;
   /** New secret; the old one stops working at once. */
-  rotateSecret(deviceId: string): string;
+  rotateSecret(deviceId: string): Awaitable<string>;
   credentials(deviceId: string): DeviceCredentials | undefined;
   /** Replaces the secret record only if it is still `expected` (legacy record upgrade); true if replaced. */
-  replaceSecretHash(deviceId: string, expected: string, record: string): boolean;
-  setOnline(deviceId: string, online: boolean, at: number): void;
+  replaceSecretHash(deviceId: string, expected: string, record: string): Awaitable<boolean>;
+  setOnline(deviceId: string, online: boolean, at: number): Awaitable<void>;
   /**
    * Appends rejections, aggregated: rows of one device with the same reason in the same minute are one
    * stored row with a `count` (the first one's detail and payload kept as the sample).
    */
-  addRejections(rows: Rejection[]): void;
-  listRejections(facilityId: string, limit?: number): Rejection[];
+  addRejections(rows: Rejection[]): Awaitable<void>;
+  listRejections(facilityId: string, limit?: number): Awaitable<Rejection[]>;
   /** Newest first with row ids, for paging: rows with id < beforeId when given; limit default 100, at most 1000. */
-  pageRejections(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[];
+  pageRejections(facilityId: string, limit?: number, beforeId?: number): Awaitable<{ id: number; rejection: Rejection }[]>;
   /** Deletes rejection rows last seen before `before` (epoch ms); returns how many. */
-  pruneRejections(before: number): number;
+  pruneRejections(before: number): Awaitable<number>;
   /** Changes when another connection committed to the store (SQLite `PRAGMA data_version`); for cheap polling. */
   dataVersion?(): number;
+  /**
+   * Calls `fn` after a change made by any process reached this registry (PostgreSQL: LISTEN/NOTIFY);
+   * returns the unsubscribe. Absent: poll (SQLite: dataVersion).
+   */
+  onChange?(fn: (c: RegistryChange) => void): () => void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,21 +435,21 @@ export interface ChainAmounts {
 
 export type ConfirmOutcome = 'confirmed' | 'already';
 
-/** The read side of the records: what the gateway lists and audits, without the oracle or a signer. */
+/** The read side of the records: what the gateway lists and audits, without the oracle or a signer. Awaitable like every records method (PostgreSQL: store/postgres/records.ts). */
 export interface SettlementReader {
   /** Confirmed settlements in window order (see SettlementQuery). */
-  listSettlements(q?: SettlementQuery): Settlement[];
+  listSettlements(q?: SettlementQuery): Awaitable<Settlement[]>;
   /** The confirmed settlement `${facilityId}-${windowStartMs}`, or undefined. */
-  getSettlement(id: string): Settlement | undefined;
+  getSettlement(id: string): Awaitable<Settlement | undefined>;
   /**
    * The confirmed settlement of `facilityId` that counted the reading (deviceId, seq) stored with `ts`
    * (and `arrival` when it arrived out of order), or undefined while none has; at most `scan` settlements are read.
    */
-  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }, scan?: number): CountedIn | undefined;
+  settlementOfReading(facilityId: string, r: { deviceId: string; seq: number; ts: number; arrival?: number }, scan?: number): Awaitable<CountedIn | undefined>;
   /** Whether a confirmed settlement flagged the reading late. */
-  isLate(deviceId: string, seq: number): boolean;
+  isLate(deviceId: string, seq: number): Awaitable<boolean>;
   /** Keys `${deviceId}:${seq}` among `keys` that a confirmed settlement of the facility flagged late. */
-  lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Set<string>;
+  lateReadings(facilityId: string, keys: { deviceId: string; seq: number }[]): Awaitable<Set<string>>;
 }
 
 /**
@@ -442,37 +459,37 @@ export interface SettlementReader {
  */
 export interface OracleRecords extends SettlementReader {
   /** Records the window length of the data dir on first use; afterwards refuses (CONFIG_INVALID) a different one. */
-  checkWindow(windowMs: number): void;
+  checkWindow(windowMs: number): Awaitable<void>;
   /** Inserts an intent (idempotent: the same id and root again is a no-op). Returns whether it was new. */
-  insertIntent(i: NewIntent): boolean;
+  insertIntent(i: NewIntent): Awaitable<boolean>;
   /** Inserts many intents in one transaction, before any of them is sent. */
-  insertIntents(list: NewIntent[]): void;
+  insertIntents(list: NewIntent[]): Awaitable<void>;
   /** The intent was sent in `txHash` (it may or may not be the one the chain kept). */
-  markSent(id: string, root: string, txHash: string | null): void;
+  markSent(id: string, root: string, txHash: string | null): Awaitable<void>;
   /**
    * The chain settled window `id` with `root`: confirm that row, discard the others of the window, move
    * its devices' cursors forward and record its late readings, atomically. Idempotent. Throws when the
    * row is unknown or another root is already confirmed.
    */
-  confirm(id: string, root: string, amounts: ChainAmounts): ConfirmOutcome;
+  confirm(id: string, root: string, amounts: ChainAmounts): Awaitable<ConfirmOutcome>;
   /** confirm() for many (id, root) pairs, atomically. */
-  confirmMany(list: { id: string; root: string; amounts: ChainAmounts }[]): ConfirmOutcome[];
-  lastConfirmedWindow(facilityId: string): number | undefined;
-  firstOpenWindow(facilityId: string): number | undefined;
+  confirmMany(list: { id: string; root: string; amounts: ChainAmounts }[]): Awaitable<ConfirmOutcome[]>;
+  lastConfirmedWindow(facilityId: string): Awaitable<number | undefined>;
+  firstOpenWindow(facilityId: string): Awaitable<number | undefined>;
   /** One row (any state) by window id and root. */
-  row(id: string, root: string): SettlementRow | undefined;
-  cursor(deviceId: string): DeviceCursor | undefined;
+  row(id: string, root: string): Awaitable<SettlementRow | undefined>;
+  cursor(deviceId: string): Awaitable<DeviceCursor | undefined>;
   /**
    * The chain lost the facility's settlements from `windowStart` on: those confirmed rows become
    * intents again, their late flags go, and every device cursor they moved goes back to where the
    * first lost settlement started it, atomically. Returns the ids rolled back, oldest first.
    */
-  rollbackFrom(facilityId: string, windowStart: number): string[];
+  rollbackFrom(facilityId: string, windowStart: number): Awaitable<string[]>;
   /** A facility removed before it ever settled: its intents and devices' cursors go (CONFLICT once one is confirmed). */
-  forgetFacility(facilityId: string, deviceIds: string[]): void;
+  forgetFacility(facilityId: string, deviceIds: string[]): Awaitable<void>;
   /** Takes or renews the named lease until `now + ttlMs`; false when another holder has it. */
-  acquireLease(name: string, holder: string, now: number, ttlMs: number): boolean;
-  releaseLease(name: string, holder: string): void;
+  acquireLease(name: string, holder: string, now: number, ttlMs: number): Awaitable<boolean>;
+  releaseLease(name: string, holder: string): Awaitable<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,23 +527,23 @@ export interface UnfinalRow {
 
 export interface OracleStatus {
   /** The facility's status (`ok` when nothing is recorded). */
-  get(facilityId: string): FacilitySettlementStatus;
+  get(facilityId: string): Awaitable<FacilitySettlementStatus>;
   /** Every blocked facility. */
-  listBlocked(): FacilitySettlementStatus[];
+  listBlocked(): Awaitable<FacilitySettlementStatus[]>;
   /** Records a failed attempt: blocked with `reason`, next attempt after an exponential, capped delay. */
-  block(facilityId: string, reason: string, now: number, backoff: Backoff): FacilitySettlementStatus;
+  block(facilityId: string, reason: string, now: number, backoff: Backoff): Awaitable<FacilitySettlementStatus>;
   /** Makes a blocked facility due now. */
-  retryNow(facilityId: string, now: number): void;
+  retryNow(facilityId: string, now: number): Awaitable<void>;
   /** A facility removed from the registry: nothing of it stays. */
-  forget(facilityId: string): void;
+  forget(facilityId: string): Awaitable<void>;
   /** Not blocked any more. Returns whether it was. */
-  clear(facilityId: string): boolean;
-  addUnfinal(list: UnfinalRow[]): void;
-  unfinal(facilityId: string): UnfinalRow[];
-  unfinalFacilities(): string[];
-  markFinal(id: string): void;
+  clear(facilityId: string): Awaitable<boolean>;
+  addUnfinal(list: UnfinalRow[]): Awaitable<void>;
+  unfinal(facilityId: string): Awaitable<UnfinalRow[]>;
+  unfinalFacilities(): Awaitable<string[]>;
+  markFinal(id: string): Awaitable<void>;
   /** The chain lost the facility's windows from `windowStart` on: nothing there is watched any more. */
-  forgetFrom(facilityId: string, windowStart: number): void;
+  forgetFrom(facilityId: string, windowStart: number): Awaitable<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -544,18 +561,19 @@ export interface ApiKeyRow {
   lastUsedAt?: number;
 }
 
+/** Writes are Awaitable (SQLite at once, PostgreSQL through the network: store/postgres/keys.ts); reads synchronous. */
 export interface ApiKeyTable {
   /** A new key row (its hash is unique). */
-  insert(row: ApiKeyRow & { keyHash: string }): void;
+  insert(row: ApiKeyRow & { keyHash: string }): Awaitable<void>;
   /** Sets the row `id` to this hash and role, un-revoking it (a key configured from outside). */
-  upsert(row: { id: string; keyHash: string; role: ApiKeyRole; prefix: string; createdAt: number }): void;
+  upsert(row: { id: string; keyHash: string; role: ApiKeyRole; prefix: string; createdAt: number }): Awaitable<void>;
   /** The key with this hash, unless revoked. */
   byHash(keyHash: string): { id: string; role: ApiKeyRole; facilityId?: string } | undefined;
   /** Keys not revoked, oldest first. */
   list(): ApiKeyRow[];
   /** Marks `id` revoked at `at`; false if unknown or already revoked. */
-  revoke(id: string, at: number): boolean;
-  touch(id: string, at: number): void;
+  revoke(id: string, at: number): Awaitable<boolean>;
+  touch(id: string, at: number): Awaitable<void>;
   hasActiveAdmin(): boolean;
 }
 

@@ -77,7 +77,7 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       if (!registry.getFacility(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
       const { deviceId, kind, capacity, reportingIntervalSeconds, publicKey } = request.body;
       if (registry.getDevice(deviceId)) throw errors.DEVICE_EXISTS(deviceId);
-      const { device, password } = registry.createDevice(facilityId, deviceId, kind ?? 'meter', {
+      const { device, password } = await registry.createDevice(facilityId, deviceId, kind ?? 'meter', {
         ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
         ...(reportingIntervalSeconds !== undefined ? { reportingIntervalSeconds } : {}),
         ...(publicKey !== undefined ? { publicKey } : {}),
@@ -135,14 +135,14 @@ export function registerDeviceRoutes(app: FastifyInstance, ctx: GatewayContext):
       let device = d;
       let password: string | undefined;
       if (status !== undefined || capacity !== undefined || reason !== undefined || publicKey !== undefined) {
-        device = registry.updateDevice(deviceId, {
+        device = await registry.updateDevice(deviceId, {
           ...(status !== undefined ? { status } : {}),
           ...(reason !== undefined ? { reason } : {}),
           ...(capacity !== undefined ? { capacity: String(capacity) } : {}),
           ...(publicKey !== undefined ? { publicKey } : {}),
         });
       }
-      if (request.body.rotateSecret) password = registry.rotateSecret(deviceId);
+      if (request.body.rotateSecret) password = await registry.rotateSecret(deviceId);
       if (request.body.rotateSecret || (status !== undefined && status !== 'active')) {
         await disconnect(deviceId, request.body.rotateSecret ? 'secret rotated' : status ?? '');
       }

@@ -22,7 +22,7 @@ import { baselineEffectiveFrom, registryWriter, type RegistryWriter } from '../.
 
 type ChainOutcome = { synced: boolean; message?: string };
 
-type SettlementStatus = ReturnType<NonNullable<GatewaySettlements['facilityStatus']>>;
+type SettlementStatus = Awaited<ReturnType<NonNullable<GatewaySettlements['facilityStatus']>>>;
 
 /** The oracle's view of a facility: `settlementStatus`, and why and until when while blocked. */
 function settlementView(s: SettlementStatus | undefined) {
@@ -77,7 +77,7 @@ function decimalText(v: string | number, field: string): string {
 
 export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { registry } = ctx.deps;
-  const statusOf = (id: string) => ctx.deps.settlements?.facilityStatus?.(id);
+  const statusOf = async (id: string) => ctx.deps.settlements?.facilityStatus?.(id);
   /** An owner the registry (and so the ledger) accepts: an address (it may own other facilities too). */
   const ownerFor = (value: unknown, _facilityId: string): string => accountAddress(value, 'body/owner');
   /** Whether the oracle has confirmed a settlement of the facility (then its owner is fixed and it cannot be removed). */
@@ -125,11 +125,11 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const gas = b.gasFactorKgPerM3 === undefined ? DEFAULT_FACTORS.gasKgPerM3 : decimalText(b.gasFactorKgPerM3, 'gasFactorKgPerM3');
       if (registry.getFacility(b.id)) throw errors.FACILITY_EXISTS(b.id);
       const owner = ownerFor(b.owner, b.id);
-      const f = registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
+      const f = await registry.createFacility({ id: b.id, name: b.name, owner, baselineKgPerHour: baseline, gridFactorKgPerKwh: grid, gasFactorKgPerM3: gas, createdAt: ctx.now() });
       // From the window containing the registration: every window since registration is settled (SPEC).
       const chain = await onChain('registration', f.id, (w) => w.register(f));
       request.log.info({ facilityId: f.id, by: request.principal?.keyId, chain: chain?.synced }, 'facility registered');
-      return reply.code(201).send(facilityView(f, chain, statusOf(f.id)));
+      return reply.code(201).send(facilityView(f, chain, await statusOf(f.id)));
     },
   );
 
@@ -148,7 +148,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       const p = principalOf(request);
       const all = p.role === 'facility' ? [registry.getFacility(p.facilityId!)].filter((f): f is Facility => !!f) : registry.listFacilities();
       const page = pageOf(all, (f) => [f.createdAt, f.id], request.query.limit ?? DEFAULT_PAGE, decodeCursor(request.query.cursor, 'ns'));
-      return { items: page.items.map((f) => facilityView(f, undefined, statusOf(f.id))), ...(page.next ? { next: page.next } : {}) };
+      return { items: await Promise.all(page.items.map(async (f) => facilityView(f, undefined, await statusOf(f.id)))), ...(page.next ? { next: page.next } : {}) };
     },
   );
 
@@ -161,7 +161,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
     async (request) => {
       const f = registry.getFacility(request.params.id);
       if (!f) throw errors.FACILITY_NOT_FOUND(request.params.id);
-      return facilityView(f, undefined, statusOf(f.id));
+      return facilityView(f, undefined, await statusOf(f.id));
     },
   );
 
@@ -210,7 +210,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
           patch.owner = owner;
         }
       }
-      const f = registry.updateFacility(id, patch);
+      const f = await registry.updateFacility(id, patch);
       if (patch.status === 'suspended') await ctx.deps.broker?.disconnectFacility(id);
       if (patch.status && patch.status !== before.status) {
         chain = (await onChain('suspension', id, (w) => w.pushSuspension(f))) ?? chain;
@@ -220,7 +220,7 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
         if (c) chain = chain && !chain.synced ? chain : c;
       }
       request.log.info({ facilityId: id, patch, by: request.principal?.keyId }, 'facility updated');
-      return facilityView(f, chain, statusOf(id));
+      return facilityView(f, chain, await statusOf(id));
     },
   );
 
@@ -252,8 +252,8 @@ export function registerFacilityRoutes(app: FastifyInstance, ctx: GatewayContext
       }
       const devices = registry.listDevices(id).map((d) => d.deviceId);
       await ctx.deps.broker?.disconnectFacility(id);
-      ctx.deps.settlements?.forgetFacility?.(id, devices);
-      registry.deleteFacility(id);
+      await ctx.deps.settlements?.forgetFacility?.(id, devices);
+      await registry.deleteFacility(id);
       request.log.info({ facilityId: id, devices: devices.length, by: request.principal?.keyId }, 'facility removed');
       return reply.code(204).send();
     },

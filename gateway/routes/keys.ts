@@ -28,7 +28,7 @@ export function registerKeyRoutes(app: FastifyInstance, ctx: GatewayContext): vo
         if (!facilityId) throw errors.VALIDATION('body/facilityId is required for role facility');
         if (!ctx.deps.registry.getFacility(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
       }
-      const { info, key } = ctx.keys.create(role, facilityId);
+      const { info, key } = await ctx.keys.create(role, facilityId);
       request.log.info({ keyId: info.id, role, facilityId, by: request.principal?.keyId }, 'API key created');
       return reply.code(201).send({ id: info.id, role: info.role, ...(info.facilityId ? { facilityId: info.facilityId } : {}), key });
     },
@@ -68,7 +68,7 @@ export function registerKeyRoutes(app: FastifyInstance, ctx: GatewayContext): vo
       schema: { tags: ['api keys'], summary: 'Revoke an API key (admin); effective at once', params: KeyParams, response: { 204: { type: 'null', description: 'revoked' }, ...errorResponses(400, 401, 403, 404, 429) } },
     },
     async (request, reply) => {
-      if (!ctx.keys.revoke(request.params.id)) throw errors.NOT_FOUND(`API key ${request.params.id}`);
+      if (!(await ctx.keys.revoke(request.params.id))) throw errors.NOT_FOUND(`API key ${request.params.id}`);
       request.log.info({ keyId: request.params.id, by: request.principal?.keyId }, 'API key revoked');
       return reply.code(204).send();
     },

@@ -127,7 +127,7 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
       if (!registry.getFacility(facilityId)) throw errors.FACILITY_NOT_FOUND(facilityId);
       const limit = request.query.limit ?? DEFAULT_PAGE;
       const after = decodeCursor(request.query.cursor, 'n');
-      const fetched = registry.pageRejections(facilityId, limit + 1, after ? (after[0] as number) : undefined);
+      const fetched = await registry.pageRejections(facilityId, limit + 1, after ? (after[0] as number) : undefined);
       const more = fetched.length > limit;
       const rows = fetched.slice(0, limit).map((x) => x.rejection);
       return {

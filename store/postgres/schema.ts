@@ -78,6 +78,179 @@ export const MIGRATIONS: Migration[] = [
       ALTER TABLE readings ADD COLUMN sig text, ADD COLUMN prev text, ADD COLUMN sent_value text, ADD COLUMN sent_unit text;
     `,
   },
+  {
+    description: 'registry (facilities, baselines, devices), rejections log, API keys, oracle records, status and lease; NOTIFY mrv_registry on every registry change',
+    sql: `
+      CREATE TABLE facilities (
+        id          text COLLATE "C" PRIMARY KEY,
+        name        text   NOT NULL,
+        owner       text   NOT NULL,
+        grid_factor text   NOT NULL,
+        gas_factor  text   NOT NULL,
+        status      text   NOT NULL CHECK (status IN ('active', 'suspended')),
+        created_at  bigint NOT NULL
+      );
+      CREATE TABLE facility_baselines (
+        facility_id    text COLLATE "C" NOT NULL REFERENCES facilities (id) ON DELETE CASCADE,
+        effective_from bigint NOT NULL,
+        baseline       text   NOT NULL,
+        set_at         bigint NOT NULL,
+        PRIMARY KEY (facility_id, effective_from)
+      );
+      -- The reading store reads device_id, kind, capacity and reporting_interval inside its commit
+      -- (store/postgres/readings.ts, default limits).
+      CREATE TABLE devices (
+        device_id           text COLLATE "C" PRIMARY KEY,
+        facility_id         text COLLATE "C" NOT NULL REFERENCES facilities (id) ON DELETE CASCADE,
+        kind                text    NOT NULL,
+        status              text    NOT NULL CHECK (status IN ('active', 'suspended', 'decommissioned')),
+        created_at          bigint  NOT NULL,
+        online              boolean NOT NULL DEFAULT false,
+        last_seen_at        bigint,
+        secret_hash         text    NOT NULL,
+        capacity            text,
+        reporting_interval  integer NOT NULL DEFAULT 60 CHECK (reporting_interval BETWEEN 1 AND 86400),
+        decommissioned_at   bigint,
+        decommission_reason text,
+        public_key          text,
+        CHECK ((status = 'decommissioned') = (decommissioned_at IS NOT NULL))
+      );
+      CREATE INDEX devices_facility ON devices (facility_id, device_id);
+
+      -- Aggregated like the SQLite log: one row per (facility, device, reason, minute bucket).
+      CREATE TABLE rejections (
+        id               bigserial PRIMARY KEY,
+        facility_id      text COLLATE "C" NOT NULL,
+        device_id        text COLLATE "C" NOT NULL,
+        received_at      bigint NOT NULL,
+        reason           text   NOT NULL,
+        detail           text,
+        payload          text   NOT NULL,
+        bucket           bigint NOT NULL,
+        count            bigint NOT NULL DEFAULT 1,
+        last_received_at bigint NOT NULL
+      );
+      CREATE UNIQUE INDEX rejections_agg ON rejections (facility_id, device_id, reason, bucket);
+      CREATE INDEX rejections_facility ON rejections (facility_id, id);
+      CREATE INDEX rejections_last ON rejections (last_received_at);
+
+      CREATE TABLE api_keys (
+        id           text COLLATE "C" PRIMARY KEY,
+        key_hash     text   NOT NULL UNIQUE,
+        role         text   NOT NULL CHECK (role IN ('admin', 'regulator', 'facility')),
+        facility_id  text COLLATE "C",
+        prefix       text   NOT NULL,
+        created_at   bigint NOT NULL,
+        last_used_at bigint,
+        revoked_at   bigint
+      );
+
+      -- Oracle run lease: expires_at is the holder's own clock (epoch ms), compared with the taker's;
+      -- backend_pid is the server process of the holder's lease session: once that session is gone (the
+      -- holder was killed, its connection closed) the lease is free before it expires.
+      CREATE TABLE oracle_lease (
+        name        text COLLATE "C" PRIMARY KEY,
+        holder      text    NOT NULL,
+        expires_at  bigint  NOT NULL,
+        backend_pid integer
+      );
+
+      -- The oracle's records and status, as in the SQLite file (store/sqlite/schema.ts migration 3).
+      CREATE TABLE oracle_meta (
+        key   text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+      );
+      CREATE TABLE oracle_settlements (
+        id            text COLLATE "C" NOT NULL,
+        evidence_root text COLLATE "C" NOT NULL,
+        facility_id   text COLLATE "C" NOT NULL,
+        window_start  bigint  NOT NULL,
+        window_end    bigint  NOT NULL,
+        state         text    NOT NULL CHECK (state IN ('intent', 'sent', 'confirmed', 'discarded')),
+        complete      boolean NOT NULL,
+        net_grams     text    NOT NULL,
+        actual_kg     text    NOT NULL,
+        minted_grams  text,
+        burned_grams  text,
+        deficit_grams text,
+        tx_hash       text,
+        inputs        text    NOT NULL,
+        created_at    bigint  NOT NULL,
+        updated_at    bigint  NOT NULL,
+        PRIMARY KEY (id, evidence_root)
+      );
+      CREATE UNIQUE INDEX oracle_settlements_one_confirmed ON oracle_settlements (id) WHERE state = 'confirmed';
+      CREATE INDEX oracle_settlements_facility ON oracle_settlements (facility_id, window_start);
+      CREATE INDEX oracle_settlements_window ON oracle_settlements (window_start) WHERE state = 'confirmed';
+      CREATE TABLE oracle_cursors (
+        device_id     text COLLATE "C" PRIMARY KEY,
+        facility_id   text COLLATE "C" NOT NULL,
+        settlement_id text   NOT NULL,
+        window_end    bigint NOT NULL,
+        max_seq       bigint NOT NULL,
+        cursors       text   NOT NULL,
+        late          bigint NOT NULL DEFAULT 0
+      );
+      CREATE TABLE oracle_late (
+        device_id     text COLLATE "C" NOT NULL,
+        seq           bigint NOT NULL,
+        facility_id   text COLLATE "C" NOT NULL,
+        settlement_id text   NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      );
+      CREATE INDEX oracle_late_settlement ON oracle_late (settlement_id);
+      CREATE TABLE oracle_facility_status (
+        facility_id text COLLATE "C" PRIMARY KEY,
+        reason      text   NOT NULL,
+        since       bigint NOT NULL,
+        attempts    integer NOT NULL,
+        retry_at    bigint NOT NULL,
+        updated_at  bigint NOT NULL
+      );
+      CREATE TABLE oracle_unfinal (
+        id            text COLLATE "C" PRIMARY KEY,
+        facility_id   text COLLATE "C" NOT NULL,
+        window_start  bigint NOT NULL,
+        evidence_root text   NOT NULL,
+        block_number  bigint NOT NULL
+      );
+      CREATE INDEX oracle_unfinal_facility ON oracle_unfinal (facility_id, window_start);
+
+      -- Every registry change is announced on channel mrv_registry at commit (whoever wrote it), so
+      -- each process's replica (store/postgres/registry.ts) re-reads the row it names. Payload:
+      -- {"t":"f","id":...} for a facility or its baselines, {"t":"d","id":...} for a device,
+      -- {"t":"o","id":...,"on":bool,"at":ms} for a device whose online status alone changed,
+      -- {"t":"k","id":...} for an API key whose hash, role or revocation changed.
+      CREATE FUNCTION mrv_registry_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        r record;
+      BEGIN
+        IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+        IF TG_TABLE_NAME = 'facilities' THEN
+          PERFORM pg_notify('mrv_registry', json_build_object('t', 'f', 'id', r.id)::text);
+        ELSIF TG_TABLE_NAME = 'facility_baselines' THEN
+          PERFORM pg_notify('mrv_registry', json_build_object('t', 'f', 'id', r.facility_id)::text);
+        ELSIF TG_TABLE_NAME = 'devices' THEN
+          IF TG_OP = 'UPDATE' AND (to_jsonb(OLD) - 'online' - 'last_seen_at') = (to_jsonb(NEW) - 'online' - 'last_seen_at') THEN
+            IF OLD.online IS DISTINCT FROM NEW.online OR OLD.last_seen_at IS DISTINCT FROM NEW.last_seen_at THEN
+              PERFORM pg_notify('mrv_registry', json_build_object('t', 'o', 'id', NEW.device_id, 'on', NEW.online, 'at', NEW.last_seen_at)::text);
+            END IF;
+          ELSE
+            PERFORM pg_notify('mrv_registry', json_build_object('t', 'd', 'id', r.device_id)::text);
+          END IF;
+        ELSIF TG_TABLE_NAME = 'api_keys' THEN
+          IF TG_OP <> 'UPDATE' OR (to_jsonb(OLD) - 'last_used_at') <> (to_jsonb(NEW) - 'last_used_at') THEN
+            PERFORM pg_notify('mrv_registry', json_build_object('t', 'k', 'id', r.id)::text);
+          END IF;
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER facilities_notify AFTER INSERT OR UPDATE OR DELETE ON facilities FOR EACH ROW EXECUTE FUNCTION mrv_registry_notify();
+      CREATE TRIGGER facility_baselines_notify AFTER INSERT OR UPDATE OR DELETE ON facility_baselines FOR EACH ROW EXECUTE FUNCTION mrv_registry_notify();
+      CREATE TRIGGER devices_notify AFTER INSERT OR UPDATE OR DELETE ON devices FOR EACH ROW EXECUTE FUNCTION mrv_registry_notify();
+      CREATE TRIGGER api_keys_notify AFTER INSERT OR UPDATE OR DELETE ON api_keys FOR EACH ROW EXECUTE FUNCTION mrv_registry_notify();
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

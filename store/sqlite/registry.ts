@@ -28,8 +28,8 @@ import {
   type Status,
 } from '../types.ts';
 
-const MAX_DECOMMISSION_REASON = 500;
-const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
+export const MAX_DECOMMISSION_REASON = 500;
+export const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
 
 // ---------------------------------------------------------------------------------------------
 // FacilityRegistry
@@ -101,7 +101,7 @@ function toFacility(r: FacilityRow): Facility {
 }
 
 /** Canonical text of a non-negative decimal setting, or a VALIDATION error naming it. */
-function nonNegativeDecimal(name: string, v: unknown): string {
+export function nonNegativeDecimal(name: string, v: unknown): string {
   let d: Decimal;
   try {
     if (typeof v !== 'string' && typeof v !== 'number') throw new Error();
@@ -114,13 +114,13 @@ function nonNegativeDecimal(name: string, v: unknown): string {
 }
 
 /** Declared capacity: a positive decimal (kW, m3/h or kg/h by metric), canonical text. */
-function checkCapacity(v: unknown): string {
+export function checkCapacity(v: unknown): string {
   const text = nonNegativeDecimal('capacity', v);
   if (Decimal.parse(text).isZero()) throw errors.VALIDATION('capacity must be above 0');
   return text;
 }
 
-function checkInterval(v: unknown): number {
+export function checkInterval(v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_REPORTING_INTERVAL_SECONDS) {
     throw errors.VALIDATION(`reportingIntervalSeconds must be an integer from 1 to ${MAX_REPORTING_INTERVAL_SECONDS}`);
   }
@@ -128,18 +128,18 @@ function checkInterval(v: unknown): number {
 }
 
 /** An Ed25519 public key (32 bytes, hex or base64) in its canonical form (64 lowercase hex), or a VALIDATION error. */
-function checkPublicKey(v: unknown): string {
+export function checkPublicKey(v: unknown): string {
   const key = typeof v === 'string' ? normalisePublicKey(v) : undefined;
   if (key === undefined) throw errors.VALIDATION('publicKey must be an Ed25519 public key: 32 bytes as 64 hex digits or base64');
   return key;
 }
 
-function checkDeviceStatus(s: unknown): DeviceStatus {
+export function checkDeviceStatus(s: unknown): DeviceStatus {
   if (s !== 'active' && s !== 'suspended' && s !== 'decommissioned') throw errors.VALIDATION('status must be active, suspended or decommissioned');
   return s;
 }
 
-function checkStatus(s: unknown): Status {
+export function checkStatus(s: unknown): Status {
   if (s !== 'active' && s !== 'suspended') throw errors.VALIDATION('status must be active or suspended');
   return s;
 }

@@ -26,7 +26,7 @@ t.test('first start writes the admin key once, owner-only; later starts keep it'
   t.teardown(() => db.close());
   const keys = createKeyStore(db);
   const { logger, lines } = capturingLogger();
-  const first = bootstrapAdminKey(keys, { dataDir: dir, logger });
+  const first = await bootstrapAdminKey(keys, { dataDir: dir, logger });
   t.equal(first.source, 'generated');
   const file = path.join(dir, ADMIN_KEY_FILE);
   t.equal(first.file, file);
@@ -38,7 +38,7 @@ t.test('first start writes the admin key once, owner-only; later starts keep it'
   t.notOk(lines.join('').includes(key), 'the key is not');
 
   const before = fs.statSync(file).mtimeMs;
-  t.equal(bootstrapAdminKey(keys, { dataDir: dir, logger }).source, 'existing');
+  t.equal((await bootstrapAdminKey(keys, { dataDir: dir, logger })).source, 'existing');
   t.equal(fs.readFileSync(file, 'utf8').trim(), key, 'never overwritten');
   t.equal(fs.statSync(file).mtimeMs, before);
 
@@ -46,12 +46,12 @@ t.test('first start writes the admin key once, owner-only; later starts keep it'
   db.exec('DELETE FROM api_keys');
   const fresh = createKeyStore(db);
   t.equal(fresh.authenticate(key), undefined);
-  t.equal(bootstrapAdminKey(fresh, { dataDir: dir, logger: silentLogger }).source, 'file');
+  t.equal((await bootstrapAdminKey(fresh, { dataDir: dir, logger: silentLogger })).source, 'file');
   t.match(fresh.authenticate(key), { role: 'admin' });
 
   fs.writeFileSync(file, 'garbage');
   db.exec('DELETE FROM api_keys');
-  t.throws(() => bootstrapAdminKey(createKeyStore(db), { dataDir: dir, logger: silentLogger }), { code: 'CONFIG_INVALID' });
+  await t.rejects(bootstrapAdminKey(createKeyStore(db), { dataDir: dir, logger: silentLogger }), { code: 'CONFIG_INVALID' });
 });
 
 t.test('a configured ADMIN_API_KEY is the admin key; changing it retires the old one', async (t) => {
@@ -59,13 +59,13 @@ t.test('a configured ADMIN_API_KEY is the admin key; changing it retires the old
   const db = openDatabase(dir);
   t.teardown(() => db.close());
   const keys = createKeyStore(db, { cacheMs: 0 });
-  t.equal(bootstrapAdminKey(keys, { dataDir: dir, logger: silentLogger, configuredKey: 'configured-admin-key-0001' }).source, 'config');
+  t.equal((await bootstrapAdminKey(keys, { dataDir: dir, logger: silentLogger, configuredKey: 'configured-admin-key-0001' })).source, 'config');
   t.notOk(fs.existsSync(path.join(dir, ADMIN_KEY_FILE)), 'no file written');
   t.match(keys.authenticate('configured-admin-key-0001'), { role: 'admin', keyId: 'admin-config' });
-  bootstrapAdminKey(keys, { dataDir: dir, logger: silentLogger, configuredKey: 'configured-admin-key-0002' });
+  await bootstrapAdminKey(keys, { dataDir: dir, logger: silentLogger, configuredKey: 'configured-admin-key-0002' });
   t.equal(keys.authenticate('configured-admin-key-0001'), undefined, 'old configured key no longer works');
   t.ok(keys.authenticate('configured-admin-key-0002'));
-  t.throws(() => bootstrapAdminKey(keys, { dataDir: dir, logger: silentLogger, configuredKey: 'short' }), { code: 'CONFIG_INVALID' });
+  await t.rejects(bootstrapAdminKey(keys, { dataDir: dir, logger: silentLogger, configuredKey: 'short' }), { code: 'CONFIG_INVALID' });
   t.notOk(JSON.stringify(keys.list()).includes('configured-admin-key'), 'listing shows no part of a configured key');
 });
 

@@ -2,6 +2,7 @@
  * The registry fixture most tests start from: a facility with a 3600 kg/h baseline and the base
  * emission factors, and devices registered under it. Override what a test is about, nothing else.
  */
+import type { SqliteRegistry } from '../../store/sqlite/registry.ts';
 import type { FacilityRegistry } from '../../store/types.ts';
 
 export const OWNER = '0x' + '11'.repeat(20);
@@ -17,7 +18,7 @@ export function facilityFixture(id = 'F', over: Partial<FacilityInput> = {}): Fa
  * Registers each facility of `fleet` (id -> its device ids, kind `meter`) with facilityFixture and
  * `over`; returns each device's MQTT password.
  */
-export function registerFleet(registry: FacilityRegistry, fleet: Record<string, string[]>, over: Partial<FacilityInput> = {}): Record<string, string> {
+export function registerFleet(registry: Pick<SqliteRegistry, 'createFacility' | 'createDevice'>, fleet: Record<string, string[]>, over: Partial<FacilityInput> = {}): Record<string, string> {
   const passwords: Record<string, string> = {};
   for (const [facilityId, devices] of Object.entries(fleet)) {
     registry.createFacility(facilityFixture(facilityId, over));

@@ -58,10 +58,14 @@ if (cluster) {
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     t.teardown(() => admin.end());
-    await admin.query(`CREATE TABLE devices (device_id text PRIMARY KEY, kind text NOT NULL, capacity text, reporting_interval int NOT NULL)`);
-    await admin.query(`INSERT INTO devices VALUES ('small', 'electricity', '10', 60), ('cems-1', 'cems', NULL, 60)`);
+    // The registry's tables (schema migration 3), written as a registry in another process would.
     const store = await openPostgresReadingStore(url);
     t.teardown(() => store.close());
+    await admin.query(`INSERT INTO facilities VALUES ('F', 'F', '0x${'1'.repeat(40)}', '0.5', '2', 'active', 0)`);
+    await admin.query(
+      `INSERT INTO devices (device_id, facility_id, kind, status, created_at, secret_hash, capacity, reporting_interval)
+       VALUES ('small', 'F', 'electricity', 'active', 0, 'x', '10', 60), ('cems-1', 'F', 'cems', 'active', 0, 'x', NULL, 60)`,
+    );
     const H = 3_600_000;
     t.match(await store.commit([reading('small', 1, T0, '0'), reading('small', 2, T0 + H, '12'), reading('small', 3, T0 + 2 * H, '24.001')]), [
       { status: 'stored' },
