@@ -8,7 +8,8 @@
  *              lastAt, connackMs: number[] }` (epoch ms of the first CONNECT sent and the last CONNACK).
  *   `publish`  every device publishes one QoS 1 reading, device i of n at i/n of --spread-ms (plus
  *              --slot/--slots so that the processes interleave); prints `{ event: 'published', acked,
- *              failed, pubackMs: number[] }` (publish-to-PUBACK).
+ *              failed, pubackMs: number[] }` (publish-to-PUBACK; a PUBACK missing 30 s after the spread
+ *              counts as failed).
  * Prints `{"event":"ready"}` first; SIGTERM (or stdin closing) ends every client and exits.
  */
 import fs from 'node:fs';
@@ -76,6 +77,7 @@ function connectOne(i: number): Promise<number | null> {
     client.once('connect', () => finish(true));
     client.once('error', () => finish(false));
     client.once('close', () => finish(false));
+    client.once('end', () => finish(false));
   });
 }
 
@@ -100,16 +102,19 @@ async function publishAll(): Promise<void> {
   let failed = 0;
   const ts = Date.now() - 3_600_000;
   const n = devices.length;
-  await Promise.all(
+  let outstanding = 0;
+  const all = Promise.all(
     devices.map(
       (d, i) =>
         new Promise<void>((resolve) => {
           const client = clients[i];
           if (!client) return resolve();
+          outstanding++;
           setTimeout(() => {
             const payload = `{"seq":1,"ts":${ts},"metric":"electricity_import","value":1000,"unit":"kWh"}`;
             const t = performance.now();
             client.publish(`facilities/${values.facility}/devices/${d.id}/readings`, payload, { qos: 1 }, (err) => {
+              outstanding--;
               if (err) failed++;
               else pubackMs.push(performance.now() - t);
               resolve();
@@ -118,6 +123,10 @@ async function publishAll(): Promise<void> {
         }),
     ),
   );
+  // A PUBACK that never comes (connection lost) is counted as failed after 30 s past the spread.
+  const bound = new Promise<void>((resolve) => setTimeout(resolve, spreadMs + 30_000).unref());
+  await Promise.race([all, bound]);
+  failed += outstanding;
   say({ event: 'published', acked: pubackMs.length, failed, pubackMs });
 }
 
