@@ -13,6 +13,7 @@ const BENCHES: Record<string, { file: string; fn: string; what: string }> = {
   settle: { file: './settle.ts', fn: 'benchSettle', what: 'settle 1,000 facilities vs one tx per facility' },
   ingest: { file: './ingest.ts', fn: 'benchIngest', what: 'QoS 1 ingest vs raw aedes vs mosquitto; signed vs unsigned ingest' },
   scale: { file: './scale.ts', fn: 'benchScale', what: 'durable ingest: Mosquitto + 2 consumer processes vs our single broker; 1 -> 2 consumers, 1 -> 2 of our brokers on one store' },
+  connections: { file: './connections.ts', fn: 'benchConnections', what: '10,000 authenticated device connections on one broker process vs raw aedes: RSS per connection, connect rate, PUBACK p99' },
   http: { file: './http.ts', fn: 'benchHttp', what: 'gateway req/s vs bare fastify' },
   audit: { file: './audit.ts', fn: 'benchAudit', what: 'offline audit of a 1,000-signed-reading bundle vs recomputing the settlement from the store' },
   store: { file: './store-commit.ts', fn: 'benchStore', what: 'SQLite group commit vs plain inserts; PostgreSQL store vs SQLite store' },

@@ -86,7 +86,7 @@ export interface BenchScaleResult {
 }
 
 /** Asks an ingest process (bench/ingest-broker.ts) how many readings its finished commits held. */
-function committedOf(proc: ChildProcess): Promise<number> {
+export function committedOf(proc: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
     const on = (m: unknown) => {
       const v = m as { event?: string; readings?: number };
