@@ -12,10 +12,9 @@ import mqtt from 'mqtt';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { facilityKey } from '../../contracts/client/units.ts';
-import { ADMIN_KEY, WINDOW_SECONDS, api, start, tempDataDir, waitSettledThrough } from './helpers.ts';
+import { ADMIN_KEY, api, start, tempDataDir, waitSettledThrough } from './helpers.ts';
 import { eventually } from '../helpers/eventually.ts';
 
-const W = WINDOW_SECONDS * 1000;
 const FACILITY = 'corr-e2e';
 const DEVICE = 'corr-meter';
 
