@@ -5,13 +5,15 @@
  * settled window. Asserted: 201 with the corrections the void caused; the void on chain (ReadingsVoided);
  * each correction settled on chain exactly once (CorrectionSettled; later oracle runs send nothing more);
  * `/v1/corrections/{id}/verify` matches; the facility's balance and deficit moved by the corrections'
- * deltas exactly; the corrected settlement lists its correction; a facility key's void is refused (403).
+ * deltas exactly (the owner having retired all but 100 g first: burned from its holdings, the rest
+ * deficit); the corrected settlement lists its correction; a facility key's void is refused (403).
  */
 import t from 'tap';
 import mqtt from 'mqtt';
 import { ethers } from 'ethers';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { facilityKey } from '../../contracts/client/units.ts';
+import { relayRetirement, signRetirement } from '../../gateway/cli/chain.ts';
 import { ADMIN_KEY, api, start, tempDataDir, waitSettledThrough } from './helpers.ts';
 import { eventually } from '../helpers/eventually.ts';
 
@@ -64,7 +66,8 @@ t.test('a regulator voids settled readings: corrections settled on chain once, v
   const post = (key: string, route: string, body: unknown) => send(stack.httpUrl, key, 'POST', route, body);
 
   // A facility (baseline 3,600 kg/h = 2,000 g a 2 s window) and its grid meter; a regulator's and the facility's API keys.
-  const owner = ethers.Wallet.createRandom().address;
+  const ownerWallet = ethers.Wallet.createRandom();
+  const owner = ownerWallet.address;
   t.equal((await post(ADMIN_KEY, '/v1/facilities', { id: FACILITY, name: 'Corrected plant', owner, baselineKgPerHour: '3600' })).status, 201);
   const device = await post(ADMIN_KEY, `/v1/facilities/${FACILITY}/devices`, { deviceId: DEVICE, kind: 'grid' });
   t.equal(device.status, 201);
@@ -111,9 +114,28 @@ t.test('a regulator voids settled readings: corrections settled on chain once, v
   const lastTs = Date.now();
   // Every window with readings settled; the ones after are empty (incomplete, net 0): the balance stands still.
   await waitSettledThrough(stack, [FACILITY], lastTs);
-  const before = await api<Balance>(stack, `/v1/facilities/${FACILITY}/balance`);
-  t.ok(BigInt(before.balanceGrams) > 0n, `the owner holds the minted credits (${before.balanceGrams} g)`);
   const w = target!;
+  // The owner retires (through the relay: it has no ether) all but 100 g, so the corrections' take-back
+  // is partly burned from its holdings and partly the facility's deficit.
+  const holdings = await api<{ items: { id: string; facilityId: string; balanceGrams: string }[] }>(stack, `/v1/accounts/${owner}/holdings`);
+  const held = holdings.items.filter((h) => h.facilityId === FACILITY && BigInt(h.balanceGrams) > 0n);
+  t.ok(held.length > 0, 'the owner holds batches of the facility');
+  const keep = 100n;
+  const total = held.reduce((a, h) => a + BigInt(h.balanceGrams), 0n);
+  t.ok(total > BigInt(w.netGrams) + keep, `the owner holds more than the window to void minted (${total} g)`);
+  let left = total - keep;
+  const parts = held.map((h) => {
+    const take = BigInt(h.balanceGrams) < left ? BigInt(h.balanceGrams) : left;
+    left -= take;
+    return { batchId: BigInt(h.id), amount: take };
+  }).filter((p) => p.amount > 0n);
+  const provider = new ethers.JsonRpcProvider(stack.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
+  t.teardown(() => provider.destroy());
+  const signed = await signRetirement(ownerWallet.connect(provider), stack.contractAddress, { batchIds: parts.map((p) => p.batchId), amounts: parts.map((p) => p.amount), beneficiary: 'City of X', reason: 'scope 2' });
+  t.match(await relayRetirement(stack.httpUrl, ADMIN_KEY, signed), { txHash: /^0x[0-9a-f]{64}$/ }, 'retired through the relay');
+  const before = await api<Balance>(stack, `/v1/facilities/${FACILITY}/balance`);
+  t.equal(before.balanceGrams, keep.toString(), 'the owner keeps 100 g');
+  t.equal(before.deficitGrams, '0', 'no deficit yet');
   const body = { from: w.windowStart, to: w.windowEnd, reason: 'meter found faulty' };
 
   // A facility key cannot void its own meter's readings.
@@ -131,8 +153,6 @@ t.test('a regulator voids settled readings: corrections settled on chain once, v
   t.type(chainVoidId, 'number', 'the void names its number on chain');
 
   // The void is on chain.
-  const provider = new ethers.JsonRpcProvider(stack.rpcUrl, undefined, { staticNetwork: true, cacheTimeout: -1 });
-  t.teardown(() => provider.destroy());
   const iface = new ethers.Interface(loadArtifact('CreditLedger').abi as ethers.InterfaceAbi);
   const logsOf = async (event: string) =>
     (await provider.getLogs({ address: stack.contractAddress, topics: [iface.getEvent(event)!.topicHash], fromBlock: 0, toBlock: 'latest' })).map((l) => ({
@@ -197,7 +217,12 @@ t.test('a regulator voids settled readings: corrections settled on chain once, v
   const burned = corrections.reduce((a, c) => a + BigInt(c.burnedGrams ?? '0'), 0n);
   const minted = corrections.reduce((a, c) => a + BigInt(c.mintedGrams ?? '0'), 0n);
   t.equal(g(after, 'burnedGrams') - g(before, 'burnedGrams'), burned, "the burns are the corrections' own");
-  t.equal(g(after, 'mintedGrams') - g(before, 'mintedGrams'), minted, "and so are the mints");
+  t.equal(g(after, 'mintedGrams') - g(before, 'mintedGrams'), minted, 'and so are the mints');
+  t.equal(g(after, 'balanceGrams'), 0n, 'what the owner held was burned');
+  t.equal(burned, keep, 'the burns took what was held');
+  t.equal(g(after, 'deficitGrams'), -delta - keep, 'the rest is the deficit');
+  t.equal(BigInt(corrections[corrections.length - 1].deficitGrams ?? '-1'), -delta - keep, "the last correction's deficit is the facility's");
+  t.equal(after.retiredGrams, before.retiredGrams, 'retired credits are not touched');
 
   // The corrected settlement lists its correction; it stays as settled.
   const s = await api<ApiSettlement>(stack, `/v1/settlements/${w.id}`);
