@@ -1,7 +1,7 @@
 /**
  * Corrections end to end against a real CreditLedger on Hardhat's in-process chain: the platform's
  * records (SQLite, settled by the oracle on the in-memory ledger, then the same nets and roots put on
- * the CreditLedger, since the platform still runs on CarbonLedger), a void recorded on chain through
+ * the CreditLedger, its windows in 2027 on the memory ledger's own clock), a void recorded on chain through
  * the CorrectionPort on the regulator's key, the corrections planned and sent on the oracle's key
  * exactly once, and verify against the chain's CorrectionSettled events.
  * W = 1 h, facility A: 3600 kg/h (3,600,000 g per window), grid 0.5366 kg/kWh.
@@ -29,6 +29,16 @@ const WMS = 3_600_000;
 const T0 = Number(F0) * 1000;
 const MIN = 60_000;
 
+/**
+ * The in-memory ledger the platform's records are settled on first, its clock on the test's windows
+ * (F0 is in 2027: on the wall clock its windows would not have ended, and the ledger refuses those).
+ */
+function memoryLedger(): MemoryLedger {
+  const ledger = new MemoryLedger();
+  ledger.chain.now = () => T0 + 12 * WMS;
+  return ledger;
+}
+
 t.test('a void on chain, corrections sent once, applied and verified', async (t) => {
   const f = await withFacilities(chain);
   const regulatorPort = openCorrectionPort({ address: f.address, runner: chain.signers[1] });
@@ -49,7 +59,7 @@ t.test('a void on chain, corrections sent once, applied and verified', async (t)
     rd(5, T0 + 2 * WMS + 50 * MIN, '13500'),
     rd(6, T0 + 3 * WMS + 30 * MIN, '13600'),
   ]);
-  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000 });
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000 });
   t.teardown(() => oracle.close());
   await oracle.runOnce(T0 + 4 * WMS + 1000);
   const settled = oracle.listSettlements({ facilityId: 'A' });
@@ -135,7 +145,7 @@ t.test('wired: the regulator voids over HTTP (on chain through the port), the or
   stores.registry.createDevice('A', 'meter-1', 'meter', { reportingIntervalSeconds: 3600 });
   const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'A', deviceId: 'meter-1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
   await stores.readings.commit([rd(1, T0 + 30 * MIN, '10000'), rd(2, T0 + WMS + 30 * MIN, '11000'), rd(3, T0 + 2 * WMS + 30 * MIN, '12000'), rd(4, T0 + 3 * WMS + 30 * MIN, '12100')]);
-  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000, correctionPort: oraclePort });
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000, correctionPort: oraclePort });
   t.teardown(() => oracle.close());
   await oracle.runOnce(T0 + 4 * WMS + 1000);
   const settled = oracle.listSettlements({ facilityId: 'A' });
