@@ -9,6 +9,7 @@
 import t from 'tap';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
 import { openCorrectionPort } from '../../contracts/client/corrections.ts';
+import { keySigner } from '../../contracts/client/connect.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
@@ -181,4 +182,28 @@ t.test('wired: the regulator voids over HTTP (on chain through the port), the or
     t.equal(v.match, true, `${c.id} verifies against the chain`);
   }
   t.equal((await oraclePort.correctionsOf('A')).length, 2);
+});
+
+t.test('a refused write leaves no nonce gap on the key: its next transaction is mined', async (t) => {
+  const f = await withFacilities(chain);
+  // The platform's signer: a key counting its nonces locally (compose.ts keySigner, as the gateway and the oracle use).
+  const signer = keySigner(chain.privateKeys[1], chain.provider);
+  const port = openCorrectionPort({ address: f.address, runner: signer });
+  // Refused by the ledger: a blank reason (the regulator's), corrections without ORACLE_ROLE.
+  await t.rejects(port.voidReadings('A', 'meter-1', T0, T0 + WMS, ''), { code: 'LEDGER_REVERTED' });
+  await t.rejects(
+    port.settleCorrections([{ facilityId: 'A', windowStart: T0, seq: 1, voidId: 1, deltaGrams: -1n, evidenceRoot: '0x' + '00'.repeat(31) + '01', reason: 'x' }]),
+    { code: 'LEDGER_REVERTED' },
+  );
+  // The key's next transaction goes out with the next unused nonce and is mined (a counted nonce for
+  // a transaction never sent would leave it queued behind the gap, never mined).
+  const mined = await Promise.race([
+    port.voidReadings('A', 'meter-1', T0, T0 + WMS, 'meter found faulty'),
+    new Promise<'stuck'>((resolve) => {
+      const timer = setTimeout(() => resolve('stuck'), 30_000);
+      timer.unref();
+    }),
+  ]);
+  t.not(mined, 'stuck', 'the void after the refusals was mined');
+  t.match(mined, { id: Number, txHash: /^0x[0-9a-f]{64}$/ });
 });
