@@ -69,6 +69,8 @@ export interface CorrectionPortOptions {
   runner: ethers.Signer | ethers.Provider;
   /** First block to read logs from. */
   startBlock?: number;
+  /** The runner holds no key (a read-only Ledger's): writes fail with CHAIN_SIGNER_MISSING before reaching the chain. */
+  readOnly?: boolean;
 }
 
 const seconds = (ms: number, up = false): bigint => {
@@ -140,6 +142,7 @@ export function openCorrectionPort(opts: CorrectionPortOptions): CorrectionPort 
   return {
     voidReadings: (facilityId, deviceId, from, to, reason) =>
       call(async () => {
+        if (opts.readOnly) throw errors.CHAIN_SIGNER_MISSING('recording a void on chain');
         const receipt = await sendCall(contract, 'voidReadings', [facilityKey(facilityId), deviceId, seconds(from), seconds(to, true), reason]);
         for (const log of receipt.logs) {
           const parsed = creditInterface().parseLog(log);
@@ -152,6 +155,7 @@ export function openCorrectionPort(opts: CorrectionPortOptions): CorrectionPort 
 
     settleCorrections: (list) =>
       call(async () => {
+        if (opts.readOnly) throw errors.CHAIN_SIGNER_MISSING('sending corrections');
         const ids = new Map(list.map((c) => [facilityKey(c.facilityId), c.facilityId]));
         const inputs = list.map((c) => ({
           facility: facilityKey(c.facilityId),

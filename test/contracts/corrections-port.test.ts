@@ -10,6 +10,7 @@ import t from 'tap';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
 import { openCorrectionPort } from '../../contracts/client/corrections.ts';
 import { keySigner } from '../../contracts/client/connect.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
@@ -206,4 +207,16 @@ t.test('a refused write leaves no nonce gap on the key: its next transaction is 
   ]);
   t.not(mined, 'stuck', 'the void after the refusals was mined');
   t.match(mined, { id: Number, txHash: /^0x[0-9a-f]{64}$/ });
+});
+
+t.test("a read-only ledger's correction port refuses writes before the chain (CHAIN_SIGNER_MISSING), and still reads", async (t) => {
+  const f = await withFacilities(chain);
+  const port = Ledger.readOnlyAt(f.address, chain.provider).corrections();
+  await t.rejects(port.voidReadings('A', 'meter-1', T0, T0 + WMS, 'meter found faulty'), { code: 'CHAIN_SIGNER_MISSING', statusCode: 503 }, 'a gateway without GATEWAY_PRIVATE_KEY cannot void');
+  await t.rejects(
+    port.settleCorrections([{ facilityId: 'A', windowStart: T0, seq: 1, voidId: 1, deltaGrams: -1n, evidenceRoot: '0x' + '00'.repeat(31) + '01', reason: 'x' }]),
+    { code: 'CHAIN_SIGNER_MISSING' },
+  );
+  t.same(await port.correctionCount('A', T0), { count: 0, cumulativeDeltaGrams: 0n }, 'reads work');
+  t.same(await port.correctionsOf('A'), []);
 });
