@@ -11,6 +11,7 @@
 import t from 'tap';
 import mqtt from 'mqtt';
 import { ethers } from 'ethers';
+import { StandardMerkleTree } from '@openzeppelin/merkle-tree';
 import { loadArtifact } from '../../contracts/client/artifact.ts';
 import { facilityKey } from '../../contracts/client/units.ts';
 import { relayRetirement, signRetirement } from '../../gateway/cli/chain.ts';
@@ -206,6 +207,16 @@ t.test('a regulator voids settled readings: corrections settled on chain once, v
     t.equal(v.match, true, `${c.id} verifies: ${JSON.stringify(v)}`);
     t.equal(v.onChain.deltaGrams, c.deltaGrams);
   }
+
+  // A voided reading is proven left out of the first correction's evidence, whose root is the chain's.
+  const readings = await api<{ items: { seq: number; voided?: boolean }[] }>(stack, `/v1/facilities/${FACILITY}/readings?deviceId=${DEVICE}&from=${encodeURIComponent(w.windowStart)}&to=${encodeURIComponent(w.windowEnd)}`);
+  const voidedSeq = readings.items.find((r) => r.voided)?.seq;
+  t.ok(voidedSeq !== undefined, 'the readings API flags the voided readings');
+  const proof = await api(stack, `/v1/corrections/${corrections[0].id}/proof?deviceId=${DEVICE}&seq=${voidedSeq}`);
+  t.equal(proof.leaf[0], 'voided');
+  const firstOnChain = onChain.find((l) => Number(l.args.windowStart) * 1000 === Date.parse(corrections[0].windowStart) && Number(l.args.seq) === corrections[0].seq);
+  t.equal(String(firstOnChain?.args.evidenceRoot).toLowerCase(), proof.root.toLowerCase(), "the proof's root is the chain's");
+  t.ok(StandardMerkleTree.verify(proof.root, proof.leafEncoding, proof.leaf, proof.proof), 'and the proof checks');
 
   // The balance and the deficit moved by the corrections' deltas exactly.
   const after = await api<Balance>(stack, `/v1/facilities/${FACILITY}/balance`);
