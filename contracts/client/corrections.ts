@@ -4,11 +4,14 @@
  * `settleCorrections`, and the reads the oracle needs to send each correction exactly once (the
  * chain's count of a window's corrections, and its CorrectionSettled events). Times in epoch ms,
  * grams as bigint, failures as catalogue errors (LEDGER_REVERTED with the decoded custom error,
- * CHAIN_UNAVAILABLE). Implemented with ethers v6 against CreditLedger's ABI.
+ * CHAIN_UNAVAILABLE). Implemented with ethers v6 against CreditLedger's ABI; writes go through
+ * connect.ts `sendCall` like the ledger client's (estimated first, so a refused write never costs the
+ * key's nonce counter a nonce, and waited for in bounded slices).
  */
 import { ethers } from 'ethers';
-import { errors } from '../../domain/errors.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
 import { loadArtifact } from './artifact.ts';
+import { sendCall } from './connect.ts';
 import { toChainError } from './errors.ts';
 import { facilityKey } from './units.ts';
 
@@ -66,6 +69,8 @@ export interface CorrectionPortOptions {
   runner: ethers.Signer | ethers.Provider;
   /** First block to read logs from. */
   startBlock?: number;
+  /** The runner holds no key (a read-only Ledger's): writes fail with CHAIN_SIGNER_MISSING before reaching the chain. */
+  readOnly?: boolean;
 }
 
 const seconds = (ms: number, up = false): bigint => {
@@ -76,8 +81,12 @@ const seconds = (ms: number, up = false): bigint => {
 let iface: ethers.Interface | undefined;
 const creditInterface = (): ethers.Interface => (iface ??= new ethers.Interface(loadArtifact('CreditLedger').abi as ethers.InterfaceAbi));
 
-/** A chain failure as a catalogue error: CreditLedger's custom errors decoded by name and arguments. */
+/**
+ * A chain failure as a catalogue error: CreditLedger's custom errors decoded by name and arguments.
+ * A catalogue error (a write's, decoded by sendCall) stays as it is.
+ */
 export function correctionChainError(e: unknown): unknown {
+  if (e instanceof DomainError) return e;
   const data = findRevertData(e);
   if (data) {
     try {
@@ -133,8 +142,8 @@ export function openCorrectionPort(opts: CorrectionPortOptions): CorrectionPort 
   return {
     voidReadings: (facilityId, deviceId, from, to, reason) =>
       call(async () => {
-        const tx = (await contract.voidReadings(facilityKey(facilityId), deviceId, seconds(from), seconds(to, true), reason)) as ethers.ContractTransactionResponse;
-        const receipt = (await tx.wait()) as ethers.TransactionReceipt;
+        if (opts.readOnly) throw errors.CHAIN_SIGNER_MISSING('recording a void on chain');
+        const receipt = await sendCall(contract, 'voidReadings', [facilityKey(facilityId), deviceId, seconds(from), seconds(to, true), reason]);
         for (const log of receipt.logs) {
           const parsed = creditInterface().parseLog(log);
           if (parsed?.name === 'ReadingsVoided') {
@@ -146,6 +155,7 @@ export function openCorrectionPort(opts: CorrectionPortOptions): CorrectionPort 
 
     settleCorrections: (list) =>
       call(async () => {
+        if (opts.readOnly) throw errors.CHAIN_SIGNER_MISSING('sending corrections');
         const ids = new Map(list.map((c) => [facilityKey(c.facilityId), c.facilityId]));
         const inputs = list.map((c) => ({
           facility: facilityKey(c.facilityId),
@@ -156,8 +166,7 @@ export function openCorrectionPort(opts: CorrectionPortOptions): CorrectionPort 
           evidenceRoot: c.evidenceRoot,
           reason: c.reason,
         }));
-        const tx = (await contract.settleCorrections(inputs)) as ethers.ContractTransactionResponse;
-        const receipt = (await tx.wait()) as ethers.TransactionReceipt;
+        const receipt = await sendCall(contract, 'settleCorrections', [inputs]);
         const out = { txHash: receipt.hash, applied: [] as CorrectionApplied[], skipped: [] as { facilityId: string; windowStart: number; seq: number }[] };
         for (const log of receipt.logs) {
           const parsed = creditInterface().parseLog(log);

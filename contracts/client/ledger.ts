@@ -38,6 +38,10 @@ export class Ledger extends LedgerReader implements LedgerPort, LedgerAdminPort 
     this.readOnly = readOnly;
   }
 
+  protected override canSend(): boolean {
+    return !this.readOnly;
+  }
+
   /** Deploys a new ledger with the fixed window length `windowSeconds`; every role defaults to the deployer. */
   static async deploy(signer: ethers.Signer, opts: { windowSeconds: number; admin?: string; regulator?: string; oracle?: string } & LedgerOptions): Promise<Ledger> {
     const { abi, bytecode } = loadArtifact();

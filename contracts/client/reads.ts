@@ -53,7 +53,12 @@ export class LedgerReader {
    * one nonce counter per key in the process.
    */
   corrections(): CorrectionPort {
-    return (this.correctionPort ??= openCorrectionPort({ address: this.address, runner: this.contract.runner as ethers.Signer, startBlock: this.startBlock }));
+    return (this.correctionPort ??= openCorrectionPort({ address: this.address, runner: this.contract.runner as ethers.Signer, startBlock: this.startBlock, readOnly: !this.canSend() }));
+  }
+
+  /** Whether this client holds a key to send with (a read-only Ledger does not). */
+  protected canSend(): boolean {
+    return true;
   }
   private correctionPort: CorrectionPort | undefined;
 

@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, assertFacilityAccess, principalOf, requireRole, scopedFacility } from '../auth.ts';
-import { errors } from '../../domain/errors.ts';
+import { errors, isError } from '../../domain/errors.ts';
+import type { GatewayCorrections } from '../deps.ts';
 import type { Correction, ReadingVoid } from '../../store/types.ts';
 import { DeviceParams, ProofQuery, ProofView, VerifyView, errorResponses } from '../schemas.ts';
 import { CorrectionList, CorrectionParams, CorrectionView, CorrectionsQuery, MAX_VOID_REASON, VoidBody, VoidResult } from '../correction-schemas.ts';
@@ -50,6 +51,26 @@ export function correctionView(c: Correction) {
     txHash: c.txHash,
     verifyUrl: `/v1/corrections/${encodeURIComponent(c.id)}/verify`,
   };
+}
+
+/**
+ * The corrections void `voidId` caused: those this plan recorded, and those another planner recorded
+ * for it first (the oracle's run after each settlement, in this process or another, plans the same
+ * voids: it may get there between the void's insert and this plan, or during it, when the store refuses
+ * the later writer with CORRECTION_RACED; planned again, ours finds the other's records). The void is
+ * recorded (on chain too) by then, so a race is no failure of the request. Oldest window first.
+ */
+async function correctionsCausedBy(corrections: GatewayCorrections, facilityId: string, voidId: number): Promise<Correction[]> {
+  let made: Correction[];
+  try {
+    made = await corrections.corrector.plan(facilityId);
+  } catch (err) {
+    if (!isError(err, errors.CORRECTION_RACED)) throw err;
+    made = await corrections.corrector.plan(facilityId);
+  }
+  const byId = new Map(made.map((c) => [c.id, c]));
+  for (const c of corrections.records.listCorrections({ facilityId, limit: 10_000 })) if (c.voidIds.includes(voidId) && !byId.has(c.id)) byId.set(c.id, c);
+  return [...byId.values()].sort((a, b) => a.windowStart - b.windowStart || a.seq - b.seq);
 }
 
 /** Epoch ms of a body time: an integer, its text, or ISO-8601 with a zone. */
@@ -104,7 +125,7 @@ export function registerCorrectionRoutes(app: FastifyInstance, ctx: GatewayConte
         at: ctx.now(),
         ...(chain ? { chainVoidId: chain.id, settledBefore: chain.settledBefore } : {}),
       });
-      const made = await corrections.corrector.plan(device.facilityId);
+      const made = await correctionsCausedBy(corrections, device.facilityId, v.id);
       reply.code(201);
       return { void: voidView(v), corrections: made.map(correctionView) };
     },

@@ -1,7 +1,7 @@
 /**
  * Corrections end to end against a real CreditLedger on Hardhat's in-process chain: the platform's
  * records (SQLite, settled by the oracle on the in-memory ledger, then the same nets and roots put on
- * the CreditLedger, the in-memory ledger standing in for the platform's chain), a void recorded on chain through
+ * the CreditLedger, its windows in 2027 on the memory ledger's own clock), a void recorded on chain through
  * the CorrectionPort on the regulator's key, the corrections planned and sent on the oracle's key
  * exactly once, and verify against the chain's CorrectionSettled events.
  * W = 1 h, facility A: 3600 kg/h (3,600,000 g per window), grid 0.5366 kg/kWh.
@@ -9,6 +9,8 @@
 import t from 'tap';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
 import { openCorrectionPort } from '../../contracts/client/corrections.ts';
+import { keySigner } from '../../contracts/client/connect.ts';
+import { Ledger } from '../../contracts/client/ledger.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
@@ -29,10 +31,13 @@ const WMS = 3_600_000;
 const T0 = Number(F0) * 1000;
 const MIN = 60_000;
 
-/** The platform's in-memory ledger with its block time where the test's clock is (these windows are in 2027). */
-function memoryLedgerAt(ms: number): MemoryLedger {
+/**
+ * The in-memory ledger the platform's records are settled on first, its clock on the test's windows
+ * (F0 is in 2027: on the wall clock its windows would not have ended, and the ledger refuses those).
+ */
+function memoryLedger(): MemoryLedger {
   const ledger = new MemoryLedger();
-  ledger.chain.now = () => ms;
+  ledger.chain.now = () => T0 + 12 * WMS;
   return ledger;
 }
 
@@ -56,7 +61,7 @@ t.test('a void on chain, corrections sent once, applied and verified', async (t)
     rd(5, T0 + 2 * WMS + 50 * MIN, '13500'),
     rd(6, T0 + 3 * WMS + 30 * MIN, '13600'),
   ]);
-  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedgerAt(T0 + 4 * WMS + 1000), logger: silentLogger, windowMs: WMS, graceMs: 1000 });
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000 });
   t.teardown(() => oracle.close());
   await oracle.runOnce(T0 + 4 * WMS + 1000);
   const settled = oracle.listSettlements({ facilityId: 'A' });
@@ -142,7 +147,7 @@ t.test('wired: the regulator voids over HTTP (on chain through the port), the or
   stores.registry.createDevice('A', 'meter-1', 'meter', { reportingIntervalSeconds: 3600 });
   const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'A', deviceId: 'meter-1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
   await stores.readings.commit([rd(1, T0 + 30 * MIN, '10000'), rd(2, T0 + WMS + 30 * MIN, '11000'), rd(3, T0 + 2 * WMS + 30 * MIN, '12000'), rd(4, T0 + 3 * WMS + 30 * MIN, '12100')]);
-  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedgerAt(T0 + 4 * WMS + 1000), logger: silentLogger, windowMs: WMS, graceMs: 1000, correctionPort: oraclePort });
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000, correctionPort: oraclePort });
   t.teardown(() => oracle.close());
   await oracle.runOnce(T0 + 4 * WMS + 1000);
   const settled = oracle.listSettlements({ facilityId: 'A' });
@@ -178,4 +183,40 @@ t.test('wired: the regulator voids over HTTP (on chain through the port), the or
     t.equal(v.match, true, `${c.id} verifies against the chain`);
   }
   t.equal((await oraclePort.correctionsOf('A')).length, 2);
+});
+
+t.test('a refused write leaves no nonce gap on the key: its next transaction is mined', async (t) => {
+  const f = await withFacilities(chain);
+  // The platform's signer: a key counting its nonces locally (compose.ts keySigner, as the gateway and the oracle use).
+  const signer = keySigner(chain.privateKeys[1], chain.provider);
+  const port = openCorrectionPort({ address: f.address, runner: signer });
+  // Refused by the ledger: a blank reason (the regulator's), corrections without ORACLE_ROLE.
+  await t.rejects(port.voidReadings('A', 'meter-1', T0, T0 + WMS, ''), { code: 'LEDGER_REVERTED' });
+  await t.rejects(
+    port.settleCorrections([{ facilityId: 'A', windowStart: T0, seq: 1, voidId: 1, deltaGrams: -1n, evidenceRoot: '0x' + '00'.repeat(31) + '01', reason: 'x' }]),
+    { code: 'LEDGER_REVERTED' },
+  );
+  // The key's next transaction goes out with the next unused nonce and is mined (a counted nonce for
+  // a transaction never sent would leave it queued behind the gap, never mined).
+  const mined = await Promise.race([
+    port.voidReadings('A', 'meter-1', T0, T0 + WMS, 'meter found faulty'),
+    new Promise<'stuck'>((resolve) => {
+      const timer = setTimeout(() => resolve('stuck'), 30_000);
+      timer.unref();
+    }),
+  ]);
+  t.not(mined, 'stuck', 'the void after the refusals was mined');
+  t.match(mined, { id: Number, txHash: /^0x[0-9a-f]{64}$/ });
+});
+
+t.test("a read-only ledger's correction port refuses writes before the chain (CHAIN_SIGNER_MISSING), and still reads", async (t) => {
+  const f = await withFacilities(chain);
+  const port = Ledger.readOnlyAt(f.address, chain.provider).corrections();
+  await t.rejects(port.voidReadings('A', 'meter-1', T0, T0 + WMS, 'meter found faulty'), { code: 'CHAIN_SIGNER_MISSING', statusCode: 503 }, 'a gateway without GATEWAY_PRIVATE_KEY cannot void');
+  await t.rejects(
+    port.settleCorrections([{ facilityId: 'A', windowStart: T0, seq: 1, voidId: 1, deltaGrams: -1n, evidenceRoot: '0x' + '00'.repeat(31) + '01', reason: 'x' }]),
+    { code: 'CHAIN_SIGNER_MISSING' },
+  );
+  t.same(await port.correctionCount('A', T0), { count: 0, cumulativeDeltaGrams: 0n }, 'reads work');
+  t.same(await port.correctionsOf('A'), []);
 });

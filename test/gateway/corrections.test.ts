@@ -15,6 +15,7 @@ import { buildCorrectionAudit } from '../../oracle/correction-audit.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { createKeyStore } from '../../gateway/keys.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
+import { errors } from '../../domain/errors.ts';
 
 const W = 10_000;
 const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'F', deviceId: 'd1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
@@ -122,4 +123,65 @@ t.test('voids and corrections over HTTP', async (t) => {
   t.equal(readings.length, 7);
   const one = await app.inject({ method: 'GET', url: '/v1/facilities/F/readings/d1/4', headers: bearer(k.facF) });
   t.equal(one.json().reading.voided, true);
+});
+
+t.test("a void answers its corrections when another planner (the oracle's run) recorded them first", async (t) => {
+  const db = openDatabase(t.testdir());
+  t.teardown(() => db.close());
+  const stores = openSqliteStores(db, { clock: () => 0 });
+  stores.registry.createFacility({ id: 'F', name: 'F', owner: '0x' + '11'.repeat(20), baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: 0 });
+  stores.registry.createDevice('F', 'd1', 'meter');
+  const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: new MemoryLedger(), logger: silentLogger, windowMs: W, graceMs: 2_000 });
+  t.teardown(() => oracle.close());
+  await stores.readings.commit([rd(1, 5_000, '1000'), rd(2, 12_000, '1002'), rd(3, 16_000, '1004'), rd(4, 22_000, '1010'), rd(5, 26_000, '1012'), rd(6, 32_000, '1013'), rd(7, 36_000, '1014')]);
+  await oracle.runOnce(42_000);
+  const mine = buildCorrector({ readings: stores.readings, records: oracle.records, corrections: stores.corrections });
+  // The oracle's own planner, in this process or another, on the same records.
+  const other = buildCorrector({ readings: stores.readings, records: oracle.records, corrections: stores.corrections });
+  // Each void's plan loses the race once: the other planner records the corrections first, first
+  // before ours starts (ours finds nothing left to do), then while ours runs (the store refuses ours).
+  let race: 'first' | 'raced' | 'none' = 'first';
+  const corrector = {
+    async plan(facilityId: string) {
+      if (race === 'first') {
+        race = 'raced';
+        await other.plan(facilityId);
+        return mine.plan(facilityId);
+      }
+      if (race === 'raced') {
+        race = 'none';
+        await other.plan(facilityId);
+        throw errors.CORRECTION_RACED('settlement F-40000 has 1 correction(s); correction 1 is not the next');
+      }
+      return mine.plan(facilityId);
+    },
+  };
+  const app = await buildGateway({
+    db,
+    registry: stores.registry,
+    readings: stores.readings,
+    settlements: oracle,
+    audit: oracle,
+    corrections: { records: stores.corrections, corrector, audit: buildCorrectionAudit({ corrections: stores.corrections, readings: stores.readings }) },
+    logger: silentLogger,
+    options: { rateLimitMax: 1000, windowSeconds: 10 },
+    now: () => 100_000,
+  });
+  t.teardown(() => app.close());
+  const key = createKeyStore(db).create('regulator').key;
+  const post = (body: unknown) => app.inject({ method: 'POST', url: '/v1/devices/d1/voids', headers: { authorization: `Bearer ${key}` }, payload: body as object });
+
+  const first = await post({ from: 20_000, to: 30_000, reason: 'meter found faulty' });
+  t.equal(first.statusCode, 201);
+  t.same(first.json().corrections.map((c: { id: string }) => c.id), ['F-20000-c1', 'F-30000-c1'], 'the corrections the void caused, though the other planner recorded them');
+  t.same(first.json().corrections.map((c: { voidIds: number[] }) => c.voidIds), [[1], [1]]);
+
+  const second = await post({ from: 30_000, to: 40_000, reason: 'and the next window too' });
+  t.equal(second.statusCode, 201, 'a raced plan is not a failed void (the void is recorded, on chain too)');
+  t.same(second.json().corrections.map((c: { id: string }) => c.id), ['F-30000-c2'], 'its corrections, recorded by the other planner');
+  t.equal(stores.corrections.voidsOfFacility('F').length, 2);
+
+  const again = await post({ from: 30_000, to: 40_000, reason: 'reported twice' });
+  t.equal(again.statusCode, 201);
+  t.same(again.json().corrections, [], 'a void that changes nothing still answers none');
 });
