@@ -5,7 +5,7 @@
  * readings like a settlement and compared with the chain's CorrectionSettled event. Read-only.
  */
 import { errors } from '../domain/errors.ts';
-import type { Correction, ReadingStore } from '../store/types.ts';
+import type { Awaitable, Correction, ReadingStore } from '../store/types.ts';
 import type { CorrectionPort } from '../contracts/client/corrections.ts';
 import { getProof } from '@openzeppelin/merkle-tree/dist/core.js';
 import { leafEncoding, readingProof, type Evidence, type ReadingProof } from './evidence.ts';
@@ -20,7 +20,7 @@ export interface CorrectionVerifyReport {
 }
 
 export interface CorrectionAuditDeps {
-  corrections: { getCorrection(id: string): Correction | undefined };
+  corrections: { getCorrection(id: string): Awaitable<Correction | undefined> };
   readings: ReadingStore;
   /** The chain's corrections (verify only); absent: verify answers CHAIN_UNAVAILABLE. */
   port?: Pick<CorrectionPort, 'correctionsOf'>;
@@ -34,8 +34,8 @@ export interface CorrectionAudit {
 
 export function buildCorrectionAudit(deps: CorrectionAuditDeps): CorrectionAudit {
   const { corrections, readings, port } = deps;
-  const load = (id: string): Correction => {
-    const c = corrections.getCorrection(id);
+  const load = async (id: string): Promise<Correction> => {
+    const c = await corrections.getCorrection(id);
     if (!c) throw errors.CORRECTION_NOT_FOUND(id);
     return c;
   };
@@ -43,7 +43,7 @@ export function buildCorrectionAudit(deps: CorrectionAuditDeps): CorrectionAudit
 
   return {
     async verify(id) {
-      const c = load(id);
+      const c = await load(id);
       if (!port) throw errors.CHAIN_UNAVAILABLE('no correction ledger configured in this process');
       const { result, evidence } = await recompute(c);
       let on;
@@ -77,7 +77,7 @@ export function buildCorrectionAudit(deps: CorrectionAuditDeps): CorrectionAudit
     },
 
     async proof(id, deviceId, seq) {
-      const c = load(id);
+      const c = await load(id);
       const { evidence } = await recompute(c);
       if (evidence.root.toLowerCase() !== c.evidenceRoot.toLowerCase()) {
         throw errors.EVIDENCE_MISMATCH(`correction ${id} no longer recomputes to its evidence root; see /verify`);

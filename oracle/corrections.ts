@@ -90,7 +90,7 @@ export function buildCorrector(deps: CorrectorDeps): Corrector {
   let queue: Promise<unknown> = Promise.resolve();
 
   async function plan(facilityId: string): Promise<Correction[]> {
-    const voids = corrections.voidsOfFacility(facilityId).map(recordedVoid);
+    const voids = (await corrections.voidsOfFacility(facilityId)).map(recordedVoid);
     if (voids.length === 0) return [];
     const minFrom = Math.min(...voids.map((v) => v.from));
     const maxTo = Math.max(...voids.map((v) => v.to));
@@ -101,7 +101,7 @@ export function buildCorrector(deps: CorrectorDeps): Corrector {
     const out: NewCorrection[] = [];
     const cursorMoves = new Map<string, { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }>();
     for await (const s of settlementsAfter(records, facilityId, minFrom)) {
-      const last = corrections.latest(s.id);
+      const last = await corrections.latest(s.id);
       const eff = last
         ? { inputs: last.inputs, net: last.netGrams, root: last.evidenceRoot, seq: last.seq }
         : { inputs: s.inputs, net: s.netGrams, root: s.evidenceRoot, seq: 0 };
@@ -160,8 +160,8 @@ export function buildCorrector(deps: CorrectorDeps): Corrector {
       for (const v of causes) carried.add(v.id);
     }
     if (out.length === 0) return [];
-    corrections.insertCorrections(out, [...cursorMoves.values()]);
-    return out.map((c) => corrections.getCorrection(c.id) as Correction);
+    await corrections.insertCorrections(out, [...cursorMoves.values()]);
+    return Promise.all(out.map(async (c) => (await corrections.getCorrection(c.id)) as Correction));
   }
 
   return {
@@ -203,7 +203,7 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
   return {
     async send(windowMs) {
       const report: SendReport = { sent: 0, confirmedFromChain: 0, waiting: [], refused: [] };
-      const pending = corrections.listCorrections({ state: 'intent' });
+      const pending = await corrections.listCorrections({ state: 'intent' });
       const entries: { c: Correction; entry: CorrectionEntry }[] = [];
       const countOf = new Map<string, number>();
       for (const c of pending) {
@@ -217,12 +217,12 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
           const on = (await port.correctionsOf(c.facilityId)).find((a) => a.windowStart === c.windowStart && a.seq === c.seq);
           if (on) {
             if (on.evidenceRoot.toLowerCase() !== c.evidenceRoot.toLowerCase()) logger.warn({ correction: c.id, chainRoot: on.evidenceRoot }, 'chain holds another correction under this number');
-            corrections.confirmCorrection(c.id, amountsOf(on));
+            await corrections.confirmCorrection(c.id, amountsOf(on));
             report.confirmedFromChain++;
           }
           continue;
         }
-        const voids = corrections.voidsOfFacility(c.facilityId);
+        const voids = await corrections.voidsOfFacility(c.facilityId);
         const authorising = (ids: number[] | undefined) =>
           voids.find(
             (v) =>
@@ -244,17 +244,17 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
         countOf.set(key, count + 1);
       }
       if (entries.length === 0) return report;
-      const record = (applied: CorrectionApplied[], list: typeof entries) => {
+      const record = async (applied: CorrectionApplied[], list: typeof entries) => {
         for (const { c } of list) {
           const a = applied.find((x) => x.facilityId === c.facilityId && x.windowStart === c.windowStart && x.seq === c.seq);
           if (a) {
-            corrections.confirmCorrection(c.id, amountsOf(a));
+            await corrections.confirmCorrection(c.id, amountsOf(a));
             report.sent++;
           }
         }
       };
       try {
-        record((await port.settleCorrections(entries.map((e) => e.entry))).applied, entries);
+        await record((await port.settleCorrections(entries.map((e) => e.entry))).applied, entries);
       } catch (err) {
         if (!isError(err, errors.LEDGER_REVERTED) || entries.length === 1) throw err;
         // One entry the ledger refuses must not hold back the others: one by one, and a window's later
@@ -264,7 +264,7 @@ export function buildCorrectionSender(deps: CorrectionSenderDeps): { send(window
           const key = `${e.c.facilityId}:${e.c.windowStart}`;
           if (refused.has(key)) continue;
           try {
-            record((await port.settleCorrections([e.entry])).applied, [e]);
+            await record((await port.settleCorrections([e.entry])).applied, [e]);
           } catch (one) {
             if (!isError(one, errors.LEDGER_REVERTED)) throw one;
             refused.add(key);
@@ -298,7 +298,7 @@ export function buildCorrectionRun(deps: CorrectionRunDeps): { run(): Promise<vo
   const seen = new Map<string, string>();
   return {
     async run() {
-      for (const { facilityId, voids } of deps.corrections.voidedFacilities()) {
+      for (const { facilityId, voids } of await deps.corrections.voidedFacilities()) {
         const newest = (await deps.records.listSettlements({ facilityId, newestFirst: true, limit: 1 }))[0];
         const state = `${voids}:${newest?.windowStart ?? ''}`;
         if (seen.get(facilityId) === state) continue;

@@ -9,7 +9,7 @@
 import { errors } from '../domain/errors.ts';
 import { isIntervalKind } from '../domain/reading.ts';
 import type { Window } from '../domain/window.ts';
-import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Facility, type ReadingStore, type FacilityRegistry, type ReadingVoid, type RecordedVoid, type VisibilityMark } from '../store/types.ts';
+import { DEFAULT_REPORTING_INTERVAL_SECONDS, type Awaitable, type Facility, type ReadingStore, type FacilityRegistry, type ReadingVoid, type RecordedVoid, type VisibilityMark } from '../store/types.ts';
 import { applyVoids } from './voids.ts';
 import type { Reading } from '../domain/reading.ts';
 import { chainContext } from '../audit/bundle.ts';
@@ -85,7 +85,7 @@ export interface InputSources {
   /** Where each device's register cursors stand (the oracle's records; oracle/windows.ts projects them). */
   records: Pick<OracleRecords, 'cursor'>;
   /** The regulator's voids (absent: none are applied). */
-  voids?: { voidsOf(deviceIds: string[]): ReadingVoid[] };
+  voids?: { voidsOf(deviceIds: string[]): Awaitable<ReadingVoid[]> };
 }
 
 /**
@@ -115,7 +115,7 @@ export async function currentInputs(src: InputSources, facility: Facility, w: Wi
       ...(mark !== undefined ? { mark } : {}),
     };
   });
-  const voids = src.voids ? src.voids.voidsOf(ids).map(recordedVoid) : [];
+  const voids = src.voids ? (await src.voids.voidsOf(ids)).map(recordedVoid) : [];
   const read = await readDevices(src.readings, w, plans, METHODOLOGY_VERSION, voids);
   return {
     facilityId: facility.id,

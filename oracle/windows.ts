@@ -14,7 +14,7 @@ import type { Window } from '../domain/window.ts';
 import { firstWindowStart } from './chain-sync.ts';
 import { currentInputs, recordedWindowInputs } from './inputs.ts';
 import { emissionsBySource, settleWindow, type CoverageStatus, type MetricTotals, type WindowResult } from './methodology.ts';
-import { recordedMark, recordedPrev, type DeviceCursor, type Facility, type FacilityRegistry, type ReadingStore, type ReadingVoid, type Settlement, type SettlementQuery } from '../store/types.ts';
+import { recordedMark, recordedPrev, type Awaitable, type DeviceCursor, type Facility, type FacilityRegistry, type ReadingStore, type ReadingVoid, type Settlement, type SettlementQuery } from '../store/types.ts';
 
 /** Where the figures come from: the reading store, the registry and the confirmed settlements. */
 export interface WindowSources {
@@ -23,7 +23,7 @@ export interface WindowSources {
   /** Confirmed settlements (SettlementReader.listSettlements semantics: windowStart in [from, to)). */
   listSettlements(q: SettlementQuery): Promise<Settlement[]> | Settlement[];
   /** The regulator's voids: a projection leaves voided readings out, as the oracle will. */
-  voids?: { voidsOf(deviceIds: string[]): ReadingVoid[] };
+  voids?: { voidsOf(deviceIds: string[]): Awaitable<ReadingVoid[]> };
 }
 
 export interface DeviceFigures {

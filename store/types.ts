@@ -647,28 +647,31 @@ export const correctionId = (settlementId: string, seq: number): string => `${se
 
 export type NewCorrection = Omit<Correction, 'state' | 'mintedGrams' | 'burnedGrams' | 'deficitGrams' | 'txHash' | 'createdAt'>;
 
-/** Voids and corrections in the embedded SQLite file (store/sqlite/corrections.ts). */
+/**
+ * Voids and corrections: in the SQLite file (store/sqlite/corrections.ts, answers at once) or in
+ * PostgreSQL with DATABASE_URL (store/postgres/corrections.ts, shared by every process): Awaitable.
+ */
 export interface CorrectionRecords {
   /** Records a void; returns it with its id. */
-  addVoid(v: Omit<ReadingVoid, 'id'>): ReadingVoid;
+  addVoid(v: Omit<ReadingVoid, 'id'>): Awaitable<ReadingVoid>;
   /** Voids of these devices, oldest first. */
-  voidsOf(deviceIds: string[]): ReadingVoid[];
-  voidsOfFacility(facilityId: string): ReadingVoid[];
+  voidsOf(deviceIds: string[]): Awaitable<ReadingVoid[]>;
+  voidsOfFacility(facilityId: string): Awaitable<ReadingVoid[]>;
   /** Facilities with at least one void, with their void count (for a cheap "anything new?" check). */
-  voidedFacilities(): { facilityId: string; voids: number }[];
+  voidedFacilities(): Awaitable<{ facilityId: string; voids: number }[]>;
   /** The newest correction of a settlement, or undefined. */
-  latest(settlementId: string): Correction | undefined;
-  getCorrection(id: string): Correction | undefined;
+  latest(settlementId: string): Awaitable<Correction | undefined>;
+  getCorrection(id: string): Awaitable<Correction | undefined>;
   /** The corrections of these settlements, by window and seq. */
-  correctionsOf(settlementIds: string[]): Correction[];
+  correctionsOf(settlementIds: string[]): Awaitable<Correction[]>;
   /** Corrections, oldest window and seq first; a facility's only when given. */
-  listCorrections(q?: { facilityId?: string; state?: CorrectionState; limit?: number }): Correction[];
+  listCorrections(q?: { facilityId?: string; state?: CorrectionState; limit?: number }): Awaitable<Correction[]>;
   /**
    * Appends corrections and moves the device cursors their windows left (where the cursor is still at
    * that window's end), atomically. Refuses (CORRECTION_RACED) when a correction's seq
    * is not the next of its settlement (another process corrected it meanwhile): nothing is written.
    */
-  insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): void;
+  insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): Awaitable<void>;
   /** The chain applied correction `id` (idempotent). */
-  confirmCorrection(id: string, amounts: ChainAmounts): void;
+  confirmCorrection(id: string, amounts: ChainAmounts): Awaitable<void>;
 }

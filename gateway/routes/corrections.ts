@@ -69,7 +69,7 @@ async function correctionsCausedBy(corrections: GatewayCorrections, facilityId: 
     made = await corrections.corrector.plan(facilityId);
   }
   const byId = new Map(made.map((c) => [c.id, c]));
-  for (const c of corrections.records.listCorrections({ facilityId, limit: 10_000 })) if (c.voidIds.includes(voidId) && !byId.has(c.id)) byId.set(c.id, c);
+  for (const c of await corrections.records.listCorrections({ facilityId, limit: 10_000 })) if (c.voidIds.includes(voidId) && !byId.has(c.id)) byId.set(c.id, c);
   return [...byId.values()].sort((a, b) => a.windowStart - b.windowStart || a.seq - b.seq);
 }
 
@@ -115,7 +115,7 @@ export function registerCorrectionRoutes(app: FastifyInstance, ctx: GatewayConte
       // The chain first: a void the chain does not hold authorises no correction there.
       let chain: { id: number; settledBefore: number } | undefined;
       if (corrections.port) chain = await corrections.port.voidReadings(device.facilityId, device.deviceId, from, to, reason);
-      const v = corrections.records.addVoid({
+      const v = await corrections.records.addVoid({
         facilityId: device.facilityId,
         deviceId: device.deviceId,
         from,
@@ -144,12 +144,12 @@ export function registerCorrectionRoutes(app: FastifyInstance, ctx: GatewayConte
     },
     async (request) => {
       const facilityId = scopedFacility(principalOf(request), request.query.facilityId);
-      return { items: need().records.listCorrections(facilityId ? { facilityId } : {}).map(correctionView) };
+      return { items: (await need().records.listCorrections(facilityId ? { facilityId } : {})).map(correctionView) };
     },
   );
 
-  function load(request: { params: { id: string } } & Parameters<typeof principalOf>[0]): Correction {
-    const c = need().records.getCorrection(request.params.id);
+  async function load(request: { params: { id: string } } & Parameters<typeof principalOf>[0]): Promise<Correction> {
+    const c = await need().records.getCorrection(request.params.id);
     if (!c) throw errors.CORRECTION_NOT_FOUND(request.params.id);
     assertFacilityAccess(principalOf(request), c.facilityId);
     return c;
@@ -161,7 +161,7 @@ export function registerCorrectionRoutes(app: FastifyInstance, ctx: GatewayConte
       preValidation: requireRole(ALL_ROLES),
       schema: { tags: ['corrections'], summary: 'One correction', params: CorrectionParams, response: { 200: CorrectionView, ...errorResponses(400, 401, 403, 404, 429, 503) } },
     },
-    async (request) => correctionView(load(request)),
+    async (request) => correctionView(await load(request)),
   );
 
   app.get<{ Params: Static<typeof CorrectionParams> }>(
@@ -176,7 +176,7 @@ export function registerCorrectionRoutes(app: FastifyInstance, ctx: GatewayConte
       },
     },
     async (request) => {
-      const c = load(request);
+      const c = await load(request);
       const r = await need().audit.verify(c.id);
       return { match: r.match, onChain: jsonSafe(r.onChain), recomputed: jsonSafe(r.recomputed), recorded: jsonSafe(r.recorded) };
     },
@@ -195,7 +195,7 @@ export function registerCorrectionRoutes(app: FastifyInstance, ctx: GatewayConte
       },
     },
     async (request) => {
-      const c = load(request);
+      const c = await load(request);
       const { deviceId, seq } = request.query;
       const r = await need().audit.proof(c.id, deviceId, seq);
       if (!r) throw errors.PROOF_NOT_FOUND(deviceId, seq);

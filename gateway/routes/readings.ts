@@ -26,7 +26,7 @@ function readingView(r: Reading, late: boolean, voided = false): ReadingView {
 
 export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   /** The regulator's voids of these readings' devices (none without the correction records). */
-  const voidsOf = (rows: Reading[]) => ctx.deps.corrections?.records.voidsOf([...new Set(rows.map((r) => r.deviceId))]) ?? [];
+  const voidsOf = async (rows: Reading[]) => (await ctx.deps.corrections?.records.voidsOf([...new Set(rows.map((r) => r.deviceId))])) ?? [];
   const { registry } = ctx.deps;
 
   app.get<{ Params: Static<typeof FacilityParams>; Querystring: ReadingsQuery }>(
@@ -76,7 +76,7 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
         ctx.deps.settlements?.lateReadings && rows.length > 0
           ? await ctx.deps.settlements.lateReadings(facilityId, rows.map((r) => ({ deviceId: r.deviceId, seq: r.seq })))
           : undefined;
-      const voids = voidsOf(rows);
+      const voids = await voidsOf(rows);
       const items: ReadingView[] = rows.map((r) => readingView(r, late?.has(readingKeyText(r)) ?? false, isVoided(voids.filter((v) => v.deviceId === r.deviceId), r)));
       return { items, ...(page.next ? { next: page.next } : {}) };
     },
@@ -102,7 +102,7 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
       if (!r || r.facilityId !== facilityId) throw errors.NOT_FOUND(`reading ${deviceId}/${seq} of facility ${facilityId}`);
       const counted = await ctx.deps.settlements?.settlementOfReading?.(facilityId, { deviceId, seq, ts: r.ts, ...(r.arrival !== undefined ? { arrival: r.arrival } : {}) });
       return {
-        reading: readingView(r, counted?.late ?? false, isVoided(voidsOf([r]), r)),
+        reading: readingView(r, counted?.late ?? false, isVoided(await voidsOf([r]), r)),
         settlement: counted
           ? { id: String(counted.settlement.id), windowStart: iso(counted.settlement.windowStart), windowEnd: iso(counted.settlement.windowEnd), late: counted.late }
           : null,

@@ -58,9 +58,9 @@ export function signatureSummary(devices: NonNullable<SettlementRecord['inputs']
 
 export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   /** The settlements' views, each with its corrections when it has any. */
-  const withCorrections = (rows: SettlementRecord[]) => {
+  const withCorrections = async (rows: SettlementRecord[]) => {
     const byId = new Map<string, { id: string; seq: number; state: string; netGrams: string; deltaGrams: string }[]>();
-    for (const c of ctx.deps.corrections?.records.correctionsOf(rows.map((s) => String(s.id))) ?? []) {
+    for (const c of (await ctx.deps.corrections?.records.correctionsOf(rows.map((s) => String(s.id)))) ?? []) {
       const list = byId.get(c.settlementId) ?? [];
       list.push({ id: c.id, seq: c.seq, state: c.state, netGrams: c.netGrams, deltaGrams: c.deltaGrams });
       byId.set(c.settlementId, list);
@@ -107,7 +107,7 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
         ...(after ? { before: { windowStart: after[0] as number, facilityId: after[1] as string } } : {}),
       });
       const page = pageOf(rows, (s) => [s.windowStart, s.facilityId], limit, after);
-      return { items: withCorrections(page.items), ...(page.next ? { next: page.next } : {}) };
+      return { items: await withCorrections(page.items), ...(page.next ? { next: page.next } : {}) };
     },
   );
 
@@ -117,7 +117,7 @@ export function registerSettlementRoutes(app: FastifyInstance, ctx: GatewayConte
       preValidation: read,
       schema: { tags: ['settlements'], summary: 'One settlement', params: SettlementParams, response: { 200: SettlementView, ...errorResponses(400, 401, 403, 404, 429, 503) } },
     },
-    async (request) => withCorrections([await load(request)])[0],
+    async (request) => (await withCorrections([await load(request)]))[0],
   );
 
   app.get<{ Params: Static<typeof SettlementParams> }>(
