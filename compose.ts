@@ -284,8 +284,9 @@ export function composeOracle(c: Composition, stores: Stores, ledger: Ledger): O
       // Corrections go to the same ledger on the same key (one nonce counter).
       correctionPort: ledger.corrections(),
     },
-    // The stores' records and status: the SQLite file's, or PostgreSQL's with DATABASE_URL (shared by every oracle).
-    { records: stores.records, status: stores.status },
+    // The stores' records, status, voids and corrections: the SQLite file's, or PostgreSQL's with
+    // DATABASE_URL (shared by every oracle and gateway).
+    { records: stores.records, status: stores.status, corrections: stores.corrections },
   );
   c.parts.add('oracle', () => oracle.close());
   return oracle;

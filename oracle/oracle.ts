@@ -14,7 +14,7 @@ import type { Registry as PromRegistry } from 'prom-client';
 import { errors } from '../domain/errors.ts';
 import type { Logger } from '../domain/logger.ts';
 import type { Db } from '../store/sqlite/db.ts';
-import { DEFAULT_BACKOFF, type Awaitable, type Backoff, type FacilityRegistry, type OracleRecords, type OracleStatus, type ReadingStore } from '../store/types.ts';
+import { DEFAULT_BACKOFF, type Awaitable, type Backoff, type CorrectionRecords, type FacilityRegistry, type OracleRecords, type OracleStatus, type ReadingStore } from '../store/types.ts';
 import { SqliteOracleRecords } from '../store/sqlite/records.ts';
 import { SqliteCorrections } from '../store/sqlite/corrections.ts';
 import { SqliteOracleStatus } from '../store/sqlite/status.ts';
@@ -84,12 +84,20 @@ export type SqliteOracle = Omit<OracleService, keyof SettlementView | 'records' 
   Sync<SettlementView> & { readonly records: SqliteOracleRecords; readonly status: SqliteOracleStatus; isLate(deviceId: string, seq: number): boolean };
 
 /**
- * The oracle on `deps.db`'s records and status, or on `shared` ones: with DATABASE_URL, PostgreSQL's
- * (store/postgres/stores.ts), shared by every oracle on the database.
+ * What the oracle may take from the stores (store/open.ts) instead of `deps.db`: with DATABASE_URL,
+ * PostgreSQL's (store/postgres/stores.ts), shared by every oracle and gateway on the database. Without
+ * `corrections`, the voids and corrections are `deps.db`'s.
  */
+export interface SharedRecords {
+  records: OracleRecords;
+  status: OracleStatus;
+  corrections?: CorrectionRecords;
+}
+
+/** The oracle on `deps.db`'s records, status, voids and corrections, or on `shared` ones. */
 export function buildOracle(deps: OracleDeps): SqliteOracle;
-export function buildOracle(deps: OracleDeps, shared: { records: OracleRecords; status: OracleStatus }): OracleService;
-export function buildOracle(deps: OracleDeps, shared?: { records: OracleRecords; status: OracleStatus }): OracleService | SqliteOracle {
+export function buildOracle(deps: OracleDeps, shared: SharedRecords): OracleService;
+export function buildOracle(deps: OracleDeps, shared?: SharedRecords): OracleService | SqliteOracle {
   const { db, readings, registry, ledger, windowMs, graceMs } = deps;
   if (!Number.isSafeInteger(windowMs) || windowMs <= 0 || windowMs % 1000 !== 0) {
     throw errors.CONFIG_INVALID(`window length must be a positive whole number of seconds (got ${windowMs} ms)`);
@@ -104,7 +112,7 @@ export function buildOracle(deps: OracleDeps, shared?: { records: OracleRecords;
   ready.catch((err: unknown) => logger.error({ err }, 'the records refuse this window length'));
   const confirmations = Math.max(0, Math.floor(deps.confirmations ?? 0));
   if (confirmations > 0 && !ledger.blockNumber) throw errors.CONFIG_INVALID('CHAIN_CONFIRMATIONS > 0 needs a ledger client that reads block numbers');
-  const corrections = new SqliteCorrections(db, clock);
+  const corrections: CorrectionRecords = shared?.corrections ?? new SqliteCorrections(db, clock);
   const settler = buildSettler({
     records,
     status,

@@ -1,6 +1,6 @@
 /**
  * Opens the stores the configuration asks for: the registry (with the rejections log), oracle records
- * and status, and API keys in PostgreSQL with DATABASE_URL (store/postgres/stores.ts), else in the
+ * and status, API keys, voids and corrections in PostgreSQL with DATABASE_URL (store/postgres/stores.ts), else in the
  * SQLite file under DATA_DIR; readings by READINGS_STORE: SQLite (the default), InfluxDB (INFLUX_URL;
  * the default when it is set) or PostgreSQL (DATABASE_URL). The SQLite file is opened in every case
  * (the gateway's `db` dependency; with DATABASE_URL it holds nothing the other processes need).
@@ -23,7 +23,7 @@ export interface Stores {
   records: OracleRecords;
   status: OracleStatus;
   apiKeys: ApiKeyTable;
-  /** Voids and corrections (store/sqlite/corrections.ts). */
+  /** Voids and corrections (store/sqlite/corrections.ts, or store/postgres/corrections.ts with DATABASE_URL). */
   corrections: CorrectionRecords;
   close(): Promise<void>;
 }
@@ -86,7 +86,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
     records: pgStores?.records ?? sqlite.records,
     status: pgStores?.status ?? sqlite.status,
     apiKeys: pgStores?.apiKeys ?? sqlite.apiKeys,
-    corrections: sqlite.corrections,
+    corrections: pgStores?.corrections ?? sqlite.corrections,
     async close() {
       try {
         await readings.close();

@@ -251,6 +251,58 @@ export const MIGRATIONS: Migration[] = [
       CREATE TRIGGER api_keys_notify AFTER INSERT OR UPDATE OR DELETE ON api_keys FOR EACH ROW EXECUTE FUNCTION mrv_registry_notify();
     `,
   },
+  {
+    description: 'voids of readings and correction settlements (issue 12), as in the SQLite file (store/sqlite/schema.ts migration 5)',
+    sql: `
+      -- A regulator's void of a device's readings over [from_ms, to_ms): the readings stay stored,
+      -- every reading store's readings are flagged and excluded through this one table.
+      CREATE TABLE reading_voids (
+        id             bigserial PRIMARY KEY,
+        facility_id    text COLLATE "C" NOT NULL,
+        device_id      text COLLATE "C" NOT NULL,
+        from_ms        bigint NOT NULL,
+        to_ms          bigint NOT NULL,
+        reason         text   NOT NULL,
+        voided_by      text   NOT NULL,
+        voided_at      bigint NOT NULL,
+        chain_void_id  bigint,
+        settled_before bigint,
+        CHECK (from_ms < to_ms)
+      );
+      CREATE INDEX reading_voids_device ON reading_voids (device_id, from_ms);
+      CREATE INDEX reading_voids_facility ON reading_voids (facility_id, id);
+
+      -- Correction settlements: append-only, numbered per settled window from 1; the unique
+      -- (settlement_id, seq) decides between two processes correcting the same window.
+      CREATE TABLE oracle_corrections (
+        id             text COLLATE "C" PRIMARY KEY,
+        settlement_id  text COLLATE "C" NOT NULL,
+        seq            integer NOT NULL,
+        facility_id    text COLLATE "C" NOT NULL,
+        window_start   bigint  NOT NULL,
+        window_end     bigint  NOT NULL,
+        state          text    NOT NULL CHECK (state IN ('intent', 'confirmed')),
+        void_ids       text    NOT NULL,
+        reason         text    NOT NULL,
+        complete       boolean NOT NULL,
+        prev_net_grams text    NOT NULL,
+        net_grams      text    NOT NULL,
+        delta_grams    text    NOT NULL,
+        actual_kg      text    NOT NULL,
+        evidence_root  text    NOT NULL,
+        minted_grams   text,
+        burned_grams   text,
+        deficit_grams  text,
+        tx_hash        text,
+        inputs         text    NOT NULL,
+        created_at     bigint  NOT NULL,
+        updated_at     bigint  NOT NULL,
+        UNIQUE (settlement_id, seq)
+      );
+      CREATE INDEX oracle_corrections_facility ON oracle_corrections (facility_id, window_start, seq);
+      CREATE INDEX oracle_corrections_intent ON oracle_corrections (window_start) WHERE state = 'intent';
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

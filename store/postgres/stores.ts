@@ -1,12 +1,14 @@
 /**
  * Every store but the readings on one PostgreSQL database (DATABASE_URL): the registry with the
- * rejections log, the API keys, the oracle's records, status and lease, after migrating the schema
+ * rejections log, the API keys, the oracle's records, status and lease, the voids and corrections,
+ * after migrating the schema
  * (store/postgres/schema.ts; any number of processes may open it at once). The registry and the keys
  * are replicated in this process and kept current by one LISTEN connection (store/postgres/listen.ts);
  * opening resolves once they are loaded. `close()` ends the LISTEN connection and the pool.
  */
 import type pg from 'pg';
 import { silentLogger, type Logger } from '../../domain/logger.ts';
+import { PgCorrections } from './corrections.ts';
 import { PgApiKeys } from './keys.ts';
 import { createRegistryListener, type RegistryListener } from './listen.ts';
 import { createPool } from './pool.ts';
@@ -22,6 +24,8 @@ export interface PostgresStores {
   apiKeys: PgApiKeys;
   records: PgOracleRecords;
   status: PgOracleStatus;
+  /** Voids and corrections (store/postgres/corrections.ts). */
+  corrections: PgCorrections;
   close(): Promise<void>;
 }
 
@@ -55,6 +59,7 @@ export async function openPostgresStores(connectionString: string, opts: Postgre
       apiKeys,
       records,
       status: new PgOracleStatus(pool),
+      corrections: new PgCorrections(pool, opts.clock),
       async close() {
         await listener.close();
         await records.close();

@@ -1,0 +1,223 @@
+/**
+ * Voids and corrections on PostgreSQL (store/types.ts CorrectionRecords; tables in
+ * store/postgres/schema.ts migration 4), shared by every gateway and oracle process on the database:
+ * the same rows and rules as store/sqlite/corrections.ts, every method asynchronous. A void posted
+ * through one gateway is seen by the oracle on any other machine at its next run.
+ *
+ * Two processes correcting the same settlement at once: the unique (settlement_id, seq) lets one
+ * commit its correction; the other's insert fails and its whole transaction (corrections and cursor
+ * moves) rolls back with CORRECTION_RACED, as the SQLite store refuses a seq that is not the next.
+ */
+import type pg from 'pg';
+import { errors } from '../../domain/errors.ts';
+import type { RegisterCursor } from '../../oracle/methodology.ts';
+import { correctionId, type ChainAmounts, type Correction, type CorrectionRecords, type CorrectionState, type NewCorrection, type ReadingVoid, type RecordedInputs } from '../types.ts';
+
+interface VoidRow {
+  id: number;
+  facility_id: string;
+  device_id: string;
+  from_ms: number;
+  to_ms: number;
+  reason: string;
+  voided_by: string;
+  voided_at: number;
+  chain_void_id: number | null;
+  settled_before: number | null;
+}
+
+interface CorrectionRow {
+  id: string;
+  settlement_id: string;
+  seq: number;
+  facility_id: string;
+  window_start: number;
+  window_end: number;
+  state: CorrectionState;
+  void_ids: string;
+  reason: string;
+  complete: boolean;
+  prev_net_grams: string;
+  net_grams: string;
+  delta_grams: string;
+  actual_kg: string;
+  evidence_root: string;
+  minted_grams: string | null;
+  burned_grams: string | null;
+  deficit_grams: string | null;
+  tx_hash: string | null;
+  inputs: string;
+  created_at: number;
+}
+
+const toVoid = (r: VoidRow): ReadingVoid => ({
+  id: r.id,
+  facilityId: r.facility_id,
+  deviceId: r.device_id,
+  from: r.from_ms,
+  to: r.to_ms,
+  reason: r.reason,
+  by: r.voided_by,
+  at: r.voided_at,
+  ...(r.chain_void_id !== null ? { chainVoidId: r.chain_void_id } : {}),
+  ...(r.settled_before !== null ? { settledBefore: r.settled_before } : {}),
+});
+
+const toCorrection = (r: CorrectionRow): Correction => ({
+  id: r.id,
+  settlementId: r.settlement_id,
+  seq: r.seq,
+  facilityId: r.facility_id,
+  windowStart: r.window_start,
+  windowEnd: r.window_end,
+  state: r.state,
+  voidIds: JSON.parse(r.void_ids) as number[],
+  reason: r.reason,
+  complete: r.complete,
+  prevNetGrams: r.prev_net_grams,
+  netGrams: r.net_grams,
+  deltaGrams: r.delta_grams,
+  actualKg: r.actual_kg,
+  evidenceRoot: r.evidence_root,
+  mintedGrams: r.minted_grams,
+  burnedGrams: r.burned_grams,
+  deficitGrams: r.deficit_grams,
+  txHash: r.tx_hash,
+  inputs: JSON.parse(r.inputs) as RecordedInputs,
+  createdAt: r.created_at,
+});
+
+const VOID_COLS = 'id, facility_id, device_id, from_ms, to_ms, reason, voided_by, voided_at, chain_void_id, settled_before';
+const CORRECTION_COLS =
+  'id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams, net_grams, delta_grams, actual_kg, evidence_root, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at';
+/** PostgreSQL's unique_violation. */
+const UNIQUE_VIOLATION = '23505';
+
+export class PgCorrections implements CorrectionRecords {
+  private readonly pool: pg.Pool;
+  private readonly clock: () => number;
+
+  /** The schema is the caller's (store/postgres/stores.ts migrates before it builds this). */
+  constructor(pool: pg.Pool, clock: () => number = Date.now) {
+    this.pool = pool;
+    this.clock = clock;
+  }
+
+  async addVoid(v: Omit<ReadingVoid, 'id'>): Promise<ReadingVoid> {
+    const res = await this.pool.query<{ id: number }>(
+      `INSERT INTO reading_voids (facility_id, device_id, from_ms, to_ms, reason, voided_by, voided_at, chain_void_id, settled_before)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+      [v.facilityId, v.deviceId, v.from, v.to, v.reason, v.by, v.at, v.chainVoidId ?? null, v.settledBefore ?? null],
+    );
+    return { ...v, id: res.rows[0].id };
+  }
+
+  async voidsOf(deviceIds: string[]): Promise<ReadingVoid[]> {
+    if (deviceIds.length === 0) return [];
+    const res = await this.pool.query<VoidRow>(`SELECT ${VOID_COLS} FROM reading_voids WHERE device_id = ANY($1::text[]) ORDER BY id`, [deviceIds]);
+    return res.rows.map(toVoid);
+  }
+
+  async voidsOfFacility(facilityId: string): Promise<ReadingVoid[]> {
+    const res = await this.pool.query<VoidRow>(`SELECT ${VOID_COLS} FROM reading_voids WHERE facility_id = $1 ORDER BY id`, [facilityId]);
+    return res.rows.map(toVoid);
+  }
+
+  async voidedFacilities(): Promise<{ facilityId: string; voids: number }[]> {
+    const res = await this.pool.query<{ facilityId: string; voids: number }>(
+      'SELECT facility_id AS "facilityId", count(*) AS voids FROM reading_voids GROUP BY facility_id ORDER BY facility_id',
+    );
+    return res.rows;
+  }
+
+  async latest(settlementId: string): Promise<Correction | undefined> {
+    const res = await this.pool.query<CorrectionRow>(`SELECT ${CORRECTION_COLS} FROM oracle_corrections WHERE settlement_id = $1 ORDER BY seq DESC LIMIT 1`, [settlementId]);
+    return res.rows[0] ? toCorrection(res.rows[0]) : undefined;
+  }
+
+  async getCorrection(id: string): Promise<Correction | undefined> {
+    const res = await this.pool.query<CorrectionRow>(`SELECT ${CORRECTION_COLS} FROM oracle_corrections WHERE id = $1`, [id]);
+    return res.rows[0] ? toCorrection(res.rows[0]) : undefined;
+  }
+
+  async correctionsOf(settlementIds: string[]): Promise<Correction[]> {
+    if (settlementIds.length === 0) return [];
+    const res = await this.pool.query<CorrectionRow>(
+      `SELECT ${CORRECTION_COLS} FROM oracle_corrections WHERE settlement_id = ANY($1::text[]) ORDER BY array_position($1::text[], settlement_id::text), seq`,
+      [settlementIds],
+    );
+    return res.rows.map(toCorrection);
+  }
+
+  async listCorrections(q: { facilityId?: string; state?: CorrectionState; limit?: number } = {}): Promise<Correction[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.facilityId !== undefined) {
+      args.push(q.facilityId);
+      where.push(`facility_id = $${args.length}`);
+    }
+    if (q.state !== undefined) {
+      args.push(q.state);
+      where.push(`state = $${args.length}`);
+    }
+    args.push(Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000))));
+    const sql = `SELECT ${CORRECTION_COLS} FROM oracle_corrections ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY window_start, facility_id, seq LIMIT $${args.length}`;
+    return (await this.pool.query<CorrectionRow>(sql, args)).rows.map(toCorrection);
+  }
+
+  async insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): Promise<void> {
+    if (list.length === 0 && cursors.length === 0) return;
+    const now = this.clock();
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const c of list) {
+        const have = (await client.query<{ n: number | null }>('SELECT max(seq) AS n FROM oracle_corrections WHERE settlement_id = $1', [c.settlementId])).rows[0]?.n ?? 0;
+        if (c.seq !== have + 1) throw errors.CORRECTION_RACED(`settlement ${c.settlementId} has ${have} correction(s); correction ${c.seq} is not the next`);
+        await client.query(
+          `INSERT INTO oracle_corrections (id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams,
+             net_grams, delta_grams, actual_kg, evidence_root, inputs, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'intent', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`,
+          [
+            correctionId(c.settlementId, c.seq),
+            c.settlementId,
+            c.seq,
+            c.facilityId,
+            c.windowStart,
+            c.windowEnd,
+            JSON.stringify(c.voidIds),
+            c.reason,
+            c.complete,
+            c.prevNetGrams,
+            c.netGrams,
+            c.deltaGrams,
+            c.actualKg,
+            c.evidenceRoot,
+            JSON.stringify(c.inputs),
+            now,
+          ],
+        );
+      }
+      for (const c of cursors) {
+        await client.query('UPDATE oracle_cursors SET cursors = $1 WHERE device_id = $2 AND window_end = $3', [JSON.stringify(c.cursors), c.deviceId, c.windowEnd]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      // Another process committed this seq between our read and our insert.
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw errors.CORRECTION_RACED(`another process recorded one of these corrections first (${(err as Error).message})`);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async confirmCorrection(id: string, amounts: ChainAmounts): Promise<void> {
+    const res = await this.pool.query(
+      `UPDATE oracle_corrections SET state = 'confirmed', minted_grams = $1, burned_grams = $2, deficit_grams = $3, tx_hash = COALESCE($4, tx_hash), updated_at = $5
+       WHERE id = $6 AND state = 'intent'`,
+      [amounts.mintedGrams.toString(), amounts.burnedGrams.toString(), amounts.deficitGrams.toString(), amounts.txHash ?? null, this.clock(), id],
+    );
+    if (res.rowCount === 0 && !(await this.getCorrection(id))) throw errors.NOT_FOUND(`correction ${id}`);
+  }
+}
