@@ -2,20 +2,21 @@
  * The contract of the stores beside the readings, run against every backend (like
  * reading-store-contract.ts for the ReadingStore): the FacilityRegistry with its rejections log, the
  * API key table, the oracle's records (intents, confirmation, cursors, late flags, rollback, lease)
- * and status. Writes are awaited (SQLite answers at once, PostgreSQL through promises); errors are
+ * and status, the voids and corrections. Writes are awaited (SQLite answers at once, PostgreSQL through promises); errors are
  * checked with t.rejects, which takes a sync throw from an async function the same way.
  */
 import type { Test } from 'tap';
 import type { Rejection } from '../../domain/reading.ts';
 import { verifyDeviceSecret } from '../../store/secrets.ts';
 import { generateSecret, legacyScryptRecord } from '../../store/secrets.ts';
-import type { ApiKeyTable, FacilityRegistry, NewIntent, OracleRecords, OracleStatus, RecordedInputs } from '../../store/types.ts';
+import type { ApiKeyTable, CorrectionRecords, FacilityRegistry, NewCorrection, NewIntent, OracleRecords, OracleStatus, RecordedInputs } from '../../store/types.ts';
 
 export interface ContractStores {
   registry: FacilityRegistry;
   apiKeys: ApiKeyTable;
   records: OracleRecords;
   status: OracleStatus;
+  corrections: CorrectionRecords;
   /** Sets the stores' clock (epoch ms). */
   setClock(ms: number): void;
 }
@@ -68,6 +69,26 @@ function intent(facilityId: string, windowStart: number, root: string, devices: 
 }
 
 const amounts = { txHash: '0xabc', mintedGrams: 1000n, burnedGrams: 0n, deficitGrams: 0n };
+
+function correction(settlementId: string, seq: number, windowStart: number, voidIds: number[], netGrams: string, prevNetGrams: string): NewCorrection {
+  return {
+    id: `${settlementId}-c${seq}`,
+    settlementId,
+    seq,
+    facilityId: 'f1',
+    windowStart,
+    windowEnd: windowStart + H,
+    voidIds,
+    reason: 'meter fault',
+    complete: true,
+    prevNetGrams,
+    netGrams,
+    deltaGrams: (BigInt(netGrams) - BigInt(prevNetGrams)).toString(),
+    actualKg: '2700',
+    evidenceRoot: `0x${'c'.repeat(63)}${seq}`,
+    inputs: inputs([{ deviceId: 'd1', maxSeq: 10 }]),
+  };
+}
 
 export function registryContract(t: Test, open: OpenContractStores): void {
   t.test('facilities: create, conflict, validation, status, list, delete', async (t) => {
@@ -275,6 +296,62 @@ export function registryContract(t: Test, open: OpenContractStores): void {
     await records.insertIntent(intent('f2', T0, '0xee', [{ deviceId: 'e1', maxSeq: 1 }]));
     await records.forgetFacility('f2', ['e1']);
     t.equal(await records.firstOpenWindow('f2'), undefined, 'a facility that never settled is forgotten');
+  });
+
+  t.test('voids: recorded with ids, by device and facility, counted per facility', async (t) => {
+    const { corrections } = await open(t);
+    t.same(await corrections.voidsOf(['d1']), [], 'none yet');
+    t.same(await corrections.voidedFacilities(), []);
+    const v1 = await corrections.addVoid({ facilityId: 'f1', deviceId: 'd1', from: T0, to: T0 + H, reason: 'meter fault', by: 'k1', at: T0 + 2 * H });
+    const v2 = await corrections.addVoid({ facilityId: 'f1', deviceId: 'd2', from: T0 + 10, to: T0 + 20, reason: 'tamper', by: 'k1', at: T0 + 2 * H, chainVoidId: 7, settledBefore: T0 + 3 * H });
+    const v3 = await corrections.addVoid({ facilityId: 'f2', deviceId: 'e1', from: T0, to: T0 + 1, reason: 'x', by: 'k2', at: T0 });
+    t.ok(v1.id < v2.id && v2.id < v3.id, 'ids increase');
+    t.same(v2, { id: v2.id, facilityId: 'f1', deviceId: 'd2', from: T0 + 10, to: T0 + 20, reason: 'tamper', by: 'k1', at: T0 + 2 * H, chainVoidId: 7, settledBefore: T0 + 3 * H });
+    t.same(await corrections.voidsOf(['d2', 'd1']), [v1, v2], 'oldest first, whatever order the devices are asked in');
+    t.same(await corrections.voidsOf([]), []);
+    t.same(await corrections.voidsOf(['nobody']), []);
+    t.same(await corrections.voidsOfFacility('f1'), [v1, v2]);
+    t.notOk('chainVoidId' in (await corrections.voidsOfFacility('f2'))[0], 'no chain number until the chain holds it');
+    t.same(await corrections.voidedFacilities(), [{ facilityId: 'f1', voids: 2 }, { facilityId: 'f2', voids: 1 }]);
+  });
+
+  t.test('corrections: appended per settlement, the next seq only, cursors moved with them, confirmed once', async (t) => {
+    const { records, corrections, setClock } = await open(t);
+    const s = intent('f1', T0, '0xaa', [{ deviceId: 'd1', maxSeq: 10 }]);
+    await records.insertIntent(s);
+    t.equal(await records.confirm(s.id, '0xaa', amounts), 'confirmed');
+    t.match(await records.cursor('d1'), { windowEnd: T0 + H });
+    t.equal(await corrections.latest(s.id), undefined);
+    setClock(T0 + 5 * H);
+    const moved = [{ metric: 'electricity_import', seq: 9, value: '9' }] as never;
+    await corrections.insertCorrections([correction(s.id, 1, T0, [1], '900', '1000')], [{ deviceId: 'd1', windowEnd: T0 + H, cursors: moved }]);
+    const c1 = await corrections.getCorrection(`${s.id}-c1`);
+    t.match(c1, { id: `${s.id}-c1`, settlementId: s.id, seq: 1, state: 'intent', voidIds: [1], complete: true, netGrams: '900', deltaGrams: '-100', mintedGrams: null, txHash: null, createdAt: T0 + 5 * H });
+    t.same(c1?.inputs, inputs([{ deviceId: 'd1', maxSeq: 10 }]), 'the inputs read back as recorded');
+    t.same((await records.cursor('d1'))?.cursors, moved, 'the cursor of the corrected window moved');
+    await t.rejects(async () => corrections.insertCorrections([correction(s.id, 1, T0, [1], '800', '1000')], []), { code: 'CORRECTION_RACED', statusCode: 409 }, 'seq 1 again');
+    await t.rejects(
+      async () => corrections.insertCorrections([correction(s.id, 2, T0, [1], '800', '900'), correction(s.id, 4, T0, [1], '700', '800')], [{ deviceId: 'd1', windowEnd: T0 + H, cursors: [] }]),
+      { code: 'CORRECTION_RACED' },
+      'a gap refuses the batch',
+    );
+    t.equal((await corrections.latest(s.id))?.seq, 1, 'nothing of the refused batch was written');
+    t.same((await records.cursor('d1'))?.cursors, moved, 'nor its cursor move');
+    const other = intent('f1', T0 + H, '0xbb', [{ deviceId: 'd1', maxSeq: 20 }]);
+    await corrections.insertCorrections([correction(other.id, 1, T0 + H, [1], '10', '20'), correction(s.id, 2, T0, [1, 2], '800', '900')], []);
+    t.equal((await corrections.latest(s.id))?.seq, 2);
+    t.same((await corrections.correctionsOf([other.id, s.id])).map((c) => c.id), [`${other.id}-c1`, `${s.id}-c1`, `${s.id}-c2`], 'by settlement asked, then seq');
+    t.same(await corrections.correctionsOf([]), []);
+    t.same((await corrections.listCorrections()).map((c) => c.id), [`${s.id}-c1`, `${s.id}-c2`, `${other.id}-c1`], 'oldest window, then seq');
+    t.same((await corrections.listCorrections({ limit: 1 })).map((c) => c.id), [`${s.id}-c1`]);
+    t.same(await corrections.listCorrections({ facilityId: 'f2' }), []);
+
+    await corrections.confirmCorrection(`${s.id}-c1`, { txHash: '0xdef', mintedGrams: 0n, burnedGrams: 100n, deficitGrams: 0n });
+    await corrections.confirmCorrection(`${s.id}-c1`, { txHash: '0x999', mintedGrams: 5n, burnedGrams: 5n, deficitGrams: 5n });
+    t.match(await corrections.getCorrection(`${s.id}-c1`), { state: 'confirmed', txHash: '0xdef', burnedGrams: '100', mintedGrams: '0' }, 'confirmed once');
+    t.same((await corrections.listCorrections({ state: 'intent' })).map((c) => c.id), [`${s.id}-c2`, `${other.id}-c1`]);
+    t.same((await corrections.listCorrections({ facilityId: 'f1', state: 'confirmed' })).map((c) => c.id), [`${s.id}-c1`]);
+    await t.rejects(async () => corrections.confirmCorrection('nope-c1', amounts), { code: 'NOT_FOUND' });
   });
 
   t.test('lease: one holder at a time; renewal; expiry; release', async (t) => {
