@@ -89,6 +89,28 @@ t.test('several processes on one database', { skip }, async (t) => {
     t.equal(facilities.filter((o) => o.status === 'rejected' && (o.reason as { code?: string }).code === 'FACILITY_EXISTS').length, 1);
   });
 
+  t.test("voids and corrections: one process's void is the other's; one of two racing corrections wins", async (t) => {
+    const url = await database();
+    const a = await open(t, url);
+    const b = await open(t, url);
+    const v = await a.corrections.addVoid({ facilityId: 'F', deviceId: 'd1', from: T0, to: T0 + 1000, reason: 'meter fault', by: 'k', at: T0 });
+    t.same(await b.corrections.voidsOf(['d1']), [v], 'the void posted through one is read by the other at once');
+    t.same(await b.corrections.voidedFacilities(), [{ facilityId: 'F', voids: 1 }]);
+    const inputs = { methodologyVersion: 't', baselineKgPerHour: '1', factors: {}, devices: [], lateKeys: [], totals: {}, baselineKg: '1', rawNetGrams: '0' } as never;
+    for (let round = 1; round <= 5; round++) {
+      const settlementId = `F-${round}`;
+      const c = (net: string) => ({
+        id: `${settlementId}-c1`, settlementId, seq: 1, facilityId: 'F', windowStart: round, windowEnd: round + 1, voidIds: [v.id], reason: 'r',
+        complete: true, prevNetGrams: '10', netGrams: net, deltaGrams: String(BigInt(net) - 10n), actualKg: '1', evidenceRoot: '0x' + net, inputs,
+      });
+      const outcomes = await Promise.allSettled([a.corrections.insertCorrections([c('7')], []), b.corrections.insertCorrections([c('8')], [])]);
+      t.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1, `round ${round}: one recorded correction 1`);
+      const lost = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      t.match(lost.reason, { code: 'CORRECTION_RACED', statusCode: 409 }, `round ${round}: the other is told it raced`);
+      t.equal((await a.corrections.correctionsOf([settlementId])).length, 1, `round ${round}: one row`);
+    }
+  });
+
   t.test('a lost LISTEN connection: reopened, and the replica reloaded with what it missed', async (t) => {
     const url = await database();
     const a = await open(t, url);
