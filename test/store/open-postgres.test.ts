@@ -1,6 +1,6 @@
 /**
  * DATABASE_URL (+ READINGS_STORE=postgres): the configuration refuses what it cannot do (and says so),
- * and openStores puts the registry, keys, records and status in a real PostgreSQL (a throwaway
+ * and openStores puts the registry, keys, records, status, voids and corrections in a real PostgreSQL (a throwaway
  * cluster), and the readings too with READINGS_STORE=postgres, with the registry's device limits
  * applied by the PostgreSQL store's ingest rules.
  */
@@ -74,6 +74,15 @@ t.test('openStores with DATABASE_URL alone: registry in PostgreSQL, readings in 
     ['stored', 'implausible'],
     "the SQLite reading store takes the capacity from the PostgreSQL registry's replica",
   );
+
+  // Voids and corrections are shared too: a void recorded through this process (a gateway) is read by
+  // another opened on the same database with its own SQLite file (an oracle on another machine).
+  const v = await stores.corrections.addVoid({ facilityId: 'fac-1', deviceId: 'm1', from: T0, to: T0 + 1000, reason: 'meter fault', by: 'k', at: T0 });
+  t.equal((stores.db.prepare('SELECT count(*) AS n FROM reading_voids').get() as { n: number }).n, 0, 'nothing of the voids in the SQLite file');
+  const other = await openStores(loadConfig({ DATA_DIR: tmpDir(t), DATABASE_URL: url }), silentLogger);
+  t.teardown(() => other.close());
+  t.same(await other.corrections.voidsOf(['m1']), [v], "the other process reads the void");
+  t.same(await other.corrections.voidedFacilities(), [{ facilityId: 'fac-1', voids: 1 }]);
 });
 
 t.test('an unreachable DATABASE_URL fails openStores with the reason, and leaves nothing open', async (t) => {
