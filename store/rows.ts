@@ -3,11 +3,12 @@
  * (one column list, the same in both schemas), its mapping to a Reading and to the ingest rules'
  * StoredReading, and the rules as every store applies them: `checkReading` over the store's
  * per-device lookup, where a late reading whose neighbour of the same metric is more than
- * MAX_METRIC_WALK rows away is refused `implausible` rather than walked to.
+ * MAX_METRIC_WALK rows away is refused `implausible` rather than walked to. Also the oracle's
+ * settlement rows and their mapping, the same in both schemas.
  */
 import { checkReading, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
 import type { Metric, Reading } from '../domain/reading.ts';
-import { MAX_METRIC_WALK, type CommitOutcome, type DeviceLimits } from './types.ts';
+import { MAX_METRIC_WALK, type CommitOutcome, type DeviceLimits, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState } from './types.ts';
 
 /** A row of the readings table; `reset` is 0/1 in SQLite, a boolean in PostgreSQL. */
 export interface ReadingRow {
@@ -74,4 +75,70 @@ export function checkStoredReading(candidate: StoredReading, view: DeviceReading
       detail: `late seq ${candidate.seq}: its neighbour of metric ${metric} is more than ${MAX_METRIC_WALK} readings away; not checked`,
     };
   }
+}
+
+/** An `oracle_settlements` row as both SQL stores read it (`complete` is 0/1 in SQLite, boolean in PostgreSQL). */
+export interface SettlementDbRow {
+  id: string;
+  evidence_root: string;
+  facility_id: string;
+  window_start: number;
+  window_end: number;
+  state: SettlementState;
+  complete: number | boolean;
+  net_grams: string;
+  actual_kg: string;
+  minted_grams: string | null;
+  burned_grams: string | null;
+  deficit_grams: string | null;
+  tx_hash: string | null;
+  inputs: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The columns of `SettlementDbRow`, in the order both stores select them. */
+export const SETTLEMENT_COLS =
+  'id, evidence_root, facility_id, window_start, window_end, state, complete, net_grams, actual_kg, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at, updated_at';
+
+export function toSettlementRow(r: SettlementDbRow): SettlementRow {
+  return {
+    id: r.id,
+    facilityId: r.facility_id,
+    windowStart: r.window_start,
+    windowEnd: r.window_end,
+    state: r.state,
+    complete: r.complete === true || r.complete === 1,
+    netGrams: r.net_grams,
+    actualKg: r.actual_kg,
+    evidenceRoot: r.evidence_root,
+    mintedGrams: r.minted_grams,
+    burnedGrams: r.burned_grams,
+    deficitGrams: r.deficit_grams,
+    txHash: r.tx_hash,
+    inputs: JSON.parse(r.inputs) as RecordedInputs,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** A settlement as the API and the oracle see it, from its row (amounts not yet on chain read as 0). */
+export function toSettlement(r: SettlementDbRow): Settlement {
+  const row = toSettlementRow(r);
+  return {
+    id: row.id,
+    facilityId: row.facilityId,
+    windowStart: row.windowStart,
+    windowEnd: row.windowEnd,
+    complete: row.complete,
+    netGrams: row.netGrams,
+    mintedGrams: row.mintedGrams ?? '0',
+    burnedGrams: row.burnedGrams ?? '0',
+    deficitGrams: row.deficitGrams ?? '0',
+    evidenceRoot: row.evidenceRoot,
+    txHash: row.txHash,
+    actualKg: row.actualKg,
+    baselineKg: row.inputs.baselineKg,
+    inputs: row.inputs,
+  };
 }

@@ -29,27 +29,9 @@ import {
   type Settlement,
   type SettlementQuery,
   type SettlementRow,
-  type SettlementState,
 } from '../types.ts';
+import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
 
-interface Row {
-  id: string;
-  evidence_root: string;
-  facility_id: string;
-  window_start: number;
-  window_end: number;
-  state: SettlementState;
-  complete: boolean;
-  net_grams: string;
-  actual_kg: string;
-  minted_grams: string | null;
-  burned_grams: string | null;
-  deficit_grams: string | null;
-  tx_hash: string | null;
-  inputs: string;
-  created_at: number;
-  updated_at: number;
-}
 
 interface CursorRow {
   device_id: string;
@@ -63,49 +45,9 @@ interface CursorRow {
 
 type Q = Pick<pg.PoolClient, 'query'>;
 
-function toRow(r: Row): SettlementRow {
-  return {
-    id: r.id,
-    facilityId: r.facility_id,
-    windowStart: r.window_start,
-    windowEnd: r.window_end,
-    state: r.state,
-    complete: r.complete,
-    netGrams: r.net_grams,
-    actualKg: r.actual_kg,
-    evidenceRoot: r.evidence_root,
-    mintedGrams: r.minted_grams,
-    burnedGrams: r.burned_grams,
-    deficitGrams: r.deficit_grams,
-    txHash: r.tx_hash,
-    inputs: JSON.parse(r.inputs) as RecordedInputs,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
 
-function toSettlement(r: Row): Settlement {
-  const row = toRow(r);
-  return {
-    id: row.id,
-    facilityId: row.facilityId,
-    windowStart: row.windowStart,
-    windowEnd: row.windowEnd,
-    complete: row.complete,
-    netGrams: row.netGrams,
-    mintedGrams: row.mintedGrams ?? '0',
-    burnedGrams: row.burnedGrams ?? '0',
-    deficitGrams: row.deficitGrams ?? '0',
-    evidenceRoot: row.evidenceRoot,
-    txHash: row.txHash,
-    actualKg: row.actualKg,
-    baselineKg: row.inputs.baselineKg,
-    inputs: row.inputs,
-  };
-}
 
-const COLS =
-  'id, evidence_root, facility_id, window_start, window_end, state, complete, net_grams, actual_kg, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at, updated_at';
+const COLS = SETTLEMENT_COLS;
 
 export class PgOracleRecords implements OracleRecords {
   private readonly pool: pg.Pool;
@@ -194,7 +136,7 @@ export class PgOracleRecords implements OracleRecords {
 
   private async confirmInTx(c: Q, id: string, root: string, amounts: ChainAmounts): Promise<ConfirmOutcome> {
     // The window's rows, locked: a second oracle confirming the same window waits here, then sees ours.
-    const rows = (await c.query<Row>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 ORDER BY evidence_root FOR UPDATE`, [id])).rows;
+    const rows = (await c.query<SettlementDbRow>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 ORDER BY evidence_root FOR UPDATE`, [id])).rows;
     const existing = rows.find((r) => r.state === 'confirmed');
     if (existing) {
       if (existing.evidence_root !== root) throw errors.EVIDENCE_MISMATCH(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
@@ -247,8 +189,8 @@ export class PgOracleRecords implements OracleRecords {
   }
 
   async row(id: string, root: string): Promise<SettlementRow | undefined> {
-    const r = (await this.pool.query<Row>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 AND evidence_root = $2`, [id, root])).rows[0];
-    return r ? toRow(r) : undefined;
+    const r = (await this.pool.query<SettlementDbRow>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 AND evidence_root = $2`, [id, root])).rows[0];
+    return r ? toSettlementRow(r) : undefined;
   }
 
   private async cursorOf(q: Q, deviceId: string): Promise<DeviceCursor | undefined> {
@@ -289,11 +231,11 @@ export class PgOracleRecords implements OracleRecords {
     const limit = Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000)));
     const order = q.newestFirst ? 'window_start DESC, facility_id DESC' : 'window_start, facility_id';
     const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${arg(limit)}`;
-    return (await this.pool.query<Row>(sql, args)).rows.map(toSettlement);
+    return (await this.pool.query<SettlementDbRow>(sql, args)).rows.map(toSettlement);
   }
 
   async getSettlement(id: string): Promise<Settlement | undefined> {
-    const r = (await this.pool.query<Row>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 AND state = 'confirmed'`, [id])).rows[0];
+    const r = (await this.pool.query<SettlementDbRow>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 AND state = 'confirmed'`, [id])).rows[0];
     return r ? toSettlement(r) : undefined;
   }
 
@@ -313,7 +255,7 @@ export class PgOracleRecords implements OracleRecords {
     const windowMs = Number((await this.meta(this.pool, 'window_ms')) ?? 0);
     const from = windowMs > 0 ? Math.floor(r.ts / windowMs) * windowMs : 0;
     const rows = (
-      await this.pool.query<Row>(
+      await this.pool.query<SettlementDbRow>(
         `SELECT ${COLS} FROM oracle_settlements WHERE facility_id = $1 AND window_start >= $2 AND state = 'confirmed' AND window_end > $3 ORDER BY window_start LIMIT $4`,
         [facilityId, from, r.ts, scan],
       )
@@ -348,7 +290,7 @@ export class PgOracleRecords implements OracleRecords {
   async rollbackFrom(facilityId: string, windowStart: number): Promise<string[]> {
     return this.tx(async (c) => {
       const lost = (
-        await c.query<Row>(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = $1 AND window_start >= $2 AND state = 'confirmed' ORDER BY window_start FOR UPDATE`, [
+        await c.query<SettlementDbRow>(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = $1 AND window_start >= $2 AND state = 'confirmed' ORDER BY window_start FOR UPDATE`, [
           facilityId,
           windowStart,
         ])

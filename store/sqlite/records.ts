@@ -30,71 +30,13 @@ import {
   type Settlement,
   type SettlementQuery,
   type SettlementRow,
-  type SettlementState,
 } from '../types.ts';
+import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
 
-interface Row {
-  id: string;
-  evidence_root: string;
-  facility_id: string;
-  window_start: number;
-  window_end: number;
-  state: SettlementState;
-  complete: number;
-  net_grams: string;
-  actual_kg: string;
-  minted_grams: string | null;
-  burned_grams: string | null;
-  deficit_grams: string | null;
-  tx_hash: string | null;
-  inputs: string;
-  created_at: number;
-  updated_at: number;
-}
 
-function toRow(r: Row): SettlementRow {
-  return {
-    id: r.id,
-    facilityId: r.facility_id,
-    windowStart: r.window_start,
-    windowEnd: r.window_end,
-    state: r.state,
-    complete: r.complete === 1,
-    netGrams: r.net_grams,
-    actualKg: r.actual_kg,
-    evidenceRoot: r.evidence_root,
-    mintedGrams: r.minted_grams,
-    burnedGrams: r.burned_grams,
-    deficitGrams: r.deficit_grams,
-    txHash: r.tx_hash,
-    inputs: JSON.parse(r.inputs) as RecordedInputs,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
 
-function toSettlement(r: Row): Settlement {
-  const row = toRow(r);
-  return {
-    id: row.id,
-    facilityId: row.facilityId,
-    windowStart: row.windowStart,
-    windowEnd: row.windowEnd,
-    complete: row.complete,
-    netGrams: row.netGrams,
-    mintedGrams: row.mintedGrams ?? '0',
-    burnedGrams: row.burnedGrams ?? '0',
-    deficitGrams: row.deficitGrams ?? '0',
-    evidenceRoot: row.evidenceRoot,
-    txHash: row.txHash,
-    actualKg: row.actualKg,
-    baselineKg: row.inputs.baselineKg,
-    inputs: row.inputs,
-  };
-}
 
-const COLS =
-  'id, evidence_root, facility_id, window_start, window_end, state, complete, net_grams, actual_kg, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at, updated_at';
+const COLS = SETTLEMENT_COLS;
 
 export class SqliteOracleRecords implements OracleRecords {
   private readonly db: Db;
@@ -210,14 +152,14 @@ export class SqliteOracleRecords implements OracleRecords {
   }
 
   private confirmInTx(id: string, root: string, amounts: ChainAmounts): ConfirmOutcome {
-    const existing = this.stmt.confirmedOf.get(id) as Row | undefined;
+    const existing = this.stmt.confirmedOf.get(id) as SettlementDbRow | undefined;
     if (existing) {
       if (existing.evidence_root !== root) {
         throw errors.EVIDENCE_MISMATCH(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
       }
       return 'already';
     }
-    const r = this.stmt.one.get(id, root) as Row | undefined;
+    const r = this.stmt.one.get(id, root) as SettlementDbRow | undefined;
     if (!r) throw errors.NOT_FOUND(`settlement intent ${id} with root ${root}`);
     const now = this.clock();
     this.stmt.discardOthers.run(now, id, root);
@@ -247,8 +189,8 @@ export class SqliteOracleRecords implements OracleRecords {
   }
 
   row(id: string, root: string): SettlementRow | undefined {
-    const r = this.stmt.one.get(id, root) as Row | undefined;
-    return r ? toRow(r) : undefined;
+    const r = this.stmt.one.get(id, root) as SettlementDbRow | undefined;
+    return r ? toSettlementRow(r) : undefined;
   }
 
   cursor(deviceId: string): DeviceCursor | undefined {
@@ -291,12 +233,12 @@ export class SqliteOracleRecords implements OracleRecords {
     args.push(limit);
     const order = q.newestFirst ? 'window_start DESC, facility_id DESC' : 'window_start, facility_id';
     const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`;
-    return (this.db.prepare(sql).all(...args) as Row[]).map(toSettlement);
+    return (this.db.prepare(sql).all(...args) as SettlementDbRow[]).map(toSettlement);
   }
 
   /** The confirmed settlement `${facilityId}-${windowStartMs}`, or undefined. */
   getSettlement(id: string): Settlement | undefined {
-    const r = this.stmt.confirmedOf.get(id) as Row | undefined;
+    const r = this.stmt.confirmedOf.get(id) as SettlementDbRow | undefined;
     return r ? toSettlement(r) : undefined;
   }
 
@@ -320,7 +262,7 @@ export class SqliteOracleRecords implements OracleRecords {
     const from = windowMs > 0 ? Math.floor(r.ts / windowMs) * windowMs : 0;
     const rows = this.db
       .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' AND window_end > ? ORDER BY window_start LIMIT ?`)
-      .iterate(facilityId, from, r.ts, scan) as IterableIterator<Row>;
+      .iterate(facilityId, from, r.ts, scan) as IterableIterator<SettlementDbRow>;
     for (const row of rows) {
       const inputs = JSON.parse(row.inputs) as RecordedInputs;
       const d = inputs.devices.find((x) => x.deviceId === r.deviceId);
@@ -355,7 +297,7 @@ export class SqliteOracleRecords implements OracleRecords {
       .transaction(() => {
         const lost = this.db
           .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' ORDER BY window_start`)
-          .all(facilityId, windowStart) as Row[];
+          .all(facilityId, windowStart) as SettlementDbRow[];
         const restored = new Set<string>();
         const now = this.clock();
         for (const r of lost) {
