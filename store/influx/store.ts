@@ -33,12 +33,12 @@
  * rejects that commit and every later one, and drops all cached state (reloaded on next use).
  */
 import { Decimal } from '../../domain/decimal.ts';
-import { errors } from '../../domain/errors.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
 import { checkReading, type DeviceReadings, type StoredReading } from '../../domain/ingest-rules.ts';
 import type { Logger } from '../../domain/logger.ts';
 import { isIntervalKind, isMetric, type Reading, type RejectReason } from '../../domain/reading.ts';
 import { InfluxHttpError, ping, prepareBody, query, resolveTarget, writeBody, type InfluxConnection, type InfluxTarget, type PreparedBody, type Series } from './http.ts';
-import type { InfluxCoordinator } from './coordinator.ts';
+import type { DeviceLease, InfluxCoordinator } from './coordinator.ts';
 import { InfluxQueries, type DeviceState } from './queries.ts';
 import { hwLine, readingLines } from './schema.ts';
 import { LineWriter, type WriterStats } from './writer.ts';
@@ -251,8 +251,15 @@ export class InfluxReadingStore implements ReadingStore {
    */
   private async coordinated(readings: Reading[], coordinator: InfluxCoordinator): Promise<CommitOutcome[]> {
     this.ensureOpen();
-    const devices = [...new Set(readings.map((r) => r.deviceId).filter((d): d is string => typeof d === 'string' && d !== ''))];
-    const lease = await coordinator.acquire(devices);
+    // Only the devices of readings that can be stored (their ids are safe to send anywhere).
+    const devices = [...new Set(readings.filter((r) => !('status' in validate(r))).map((r) => r.deviceId))];
+    let lease: DeviceLease;
+    try {
+      lease = await coordinator.acquire(devices);
+    } catch (err) {
+      if (err instanceof DomainError) throw err;
+      throw errors.STORE_UNAVAILABLE(`device locks in PostgreSQL: ${(err as Error).message}`);
+    }
     let written = false;
     try {
       for (const d of devices) {
@@ -279,7 +286,10 @@ export class InfluxReadingStore implements ReadingStore {
         this.cache.delete(d);
         this.epochs.delete(d);
       }
-      throw err;
+      if (err instanceof DomainError) throw err;
+      // Written but not marked clean (the lock's transaction failed): not acknowledged; a redelivery
+      // finds it stored.
+      throw errors.STORE_UNAVAILABLE(`device locks in PostgreSQL: ${(err as Error).message}`);
     }
   }
 

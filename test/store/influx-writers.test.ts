@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { Test } from 'tap';
 import t from 'tap';
+import { loadConfig } from '../../domain/config.ts';
 import { Decimal } from '../../domain/decimal.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
@@ -21,10 +22,13 @@ import { deviceLockKey, INFLUX_LOCK_NAMESPACE, openInfluxCoordinator } from '../
 import { readingLines } from '../../store/influx/schema.ts';
 import { openInfluxStore, type InfluxReadingStore } from '../../store/influx/store.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { openStores } from '../../store/open.ts';
 import type { VisibilityMark } from '../../store/types.ts';
+import { tmpDir } from '../helpers/tmp.ts';
 import { startInfluxd, requireInfluxd, type Influxd } from '../helpers/influxd.ts';
 import { CONFLICT_EVERY, DEFAULT_WORKLOAD, version, type Outcome } from '../helpers/pg-writer.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
+import { readingStoreContract } from '../helpers/reading-store-contract.ts';
 
 const W = DEFAULT_WORKLOAD;
 const devices = Array.from({ length: W.devices }, (_, d) => `dev-${d}`);
@@ -237,5 +241,34 @@ if (cluster && influxd) {
     t.equal((await (influxd as Influxd).query(`SELECT count("value") FROM "reading_seq"`, 'locked')).results?.[0]?.series, undefined, 'nothing written while the lock is held');
     await holder.query('COMMIT');
     t.same(await pending, [{ status: 'stored' }], 'stored once the lock is released');
+  });
+}
+
+if (cluster && influxd) {
+  t.test('openStores with INFLUX_URL and DATABASE_URL: the InfluxDB store is coordinated through PostgreSQL', async (t) => {
+    const pgUrl = await cluster.createDatabase();
+    await influxd!.createDatabase('opened');
+    const config = loadConfig({ DATA_DIR: tmpDir(t), DATABASE_URL: pgUrl, INFLUX_URL: influxd!.url, INFLUX_DATABASE: 'opened' });
+    const stores = await openStores(config, silentLogger);
+    t.teardown(() => stores.close());
+    t.equal(stores.readings.kind, 'influxdb');
+    t.same(await stores.readings.commit([reading(1, 1, '10')]), [{ status: 'stored' }]);
+    const admin = new pg.Pool({ connectionString: pgUrl, max: 1 });
+    t.teardown(() => admin.end());
+    const rows = await admin.query<{ device_id: string; epoch: string; clean: string }>('SELECT device_id, epoch::text, clean::text FROM influx_device_state');
+    t.same(rows.rows, [{ device_id: 'dev-x', epoch: '1', clean: '1' }], "the commit went through the device's lock and epoch");
+  });
+}
+
+if (cluster && influxd) {
+  let n = 0;
+  t.test('ReadingStore contract on the coordinated InfluxDB store', async (t) => {
+    readingStoreContract(t, async (st, o) => {
+      const db = `contract_${++n}`;
+      await influxd!.createDatabase(db);
+      const store = openInfluxStore({ url: influxd!.url, database: db, logger: silentLogger, limits: o?.limits, coordinator: await openInfluxCoordinator(await cluster.createDatabase()) });
+      st.teardown(() => store.close());
+      return store;
+    });
   });
 }
