@@ -93,7 +93,7 @@ function reject(reason: RejectReason, detail: string): CommitOutcome {
 
 /** Checks one reading's own shape; returns its canonical value or a rejection. */
 function validate(r: Reading): { value: string } | CommitOutcome {
-  if (typeof r.deviceId !== 'string' || typeof r.facilityId !== 'string' || r.deviceId === '' || r.facilityId === '' || /[\r\n\\]/.test(r.deviceId + r.facilityId)) {
+  if (typeof r.deviceId !== 'string' || typeof r.facilityId !== 'string' || r.deviceId === '' || r.facilityId === '' || /[\r\n\\\0]/.test(r.deviceId + r.facilityId)) {
     return reject('invalid_shape', 'facility or device id cannot be stored');
   }
   if (!Number.isSafeInteger(r.seq) || r.seq < 0) return reject('invalid_seq', 'seq must be a non-negative safe integer');

@@ -252,7 +252,11 @@ if (cluster && influxd) {
     const stores = await openStores(config, silentLogger);
     t.teardown(() => stores.close());
     t.equal(stores.readings.kind, 'influxdb');
-    t.same(await stores.readings.commit([reading(1, 1, '10')]), [{ status: 'stored' }]);
+    // A device id PostgreSQL cannot hold (NUL) is refused alone; the batch's other readings go through.
+    t.match(await stores.readings.commit([{ ...reading(1, 1, '10'), deviceId: 'dev\0x' }, reading(1, 1, '10')]), [
+      { status: 'rejected', reason: 'invalid_shape' },
+      { status: 'stored' },
+    ]);
     const admin = new pg.Pool({ connectionString: pgUrl, max: 1 });
     t.teardown(() => admin.end());
     const rows = await admin.query<{ device_id: string; epoch: string; clean: string }>('SELECT device_id, epoch::text, clean::text FROM influx_device_state');
