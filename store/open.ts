@@ -61,6 +61,9 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
       readings = new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId));
     } else if (backend === 'influxdb' && config.influxUrl) {
       const { openInfluxStore } = await import('./influx/store.ts');
+      // With DATABASE_URL several ingest processes may write the same devices: commits are
+      // serialised per device through PostgreSQL (store/influx/coordinator.ts).
+      const coordinator = config.databaseUrl ? await (await import('./influx/coordinator.ts')).openInfluxCoordinator(config.databaseUrl, { logger }) : undefined;
       readings = openInfluxStore({
         url: config.influxUrl,
         token: config.influxToken,
@@ -71,6 +74,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
         // Capacity and reporting interval of each device, read per batch from the registry (or its replica).
         limits: (deviceId) => registry.deviceLimits(deviceId),
         logger,
+        coordinator,
       });
     }
   } catch (err) {

@@ -13,9 +13,17 @@
  * metric (`GROUP BY "metric" ORDER BY time DESC|ASC LIMIT 1` on `reading_seq`). A device's state is
  * loaded from InfluxDB the first time the device commits.
  *
- * Guarantee with one writer per device (one ingest process owns a device's writes; several processes
- * must partition devices): the rules hold exactly as in SQLite. With two writers for one device the
- * in-memory state of each is stale and neither the rules nor the arrival numbers hold.
+ * Several writers (with `coordinator`, i.e. DATABASE_URL; store/influx/coordinator.ts): each commit
+ * holds its devices' locks in PostgreSQL from before its checks until InfluxDB acknowledged its lines
+ * and mark points, and uses its cached state of a device only when no other process wrote the device
+ * since (otherwise it reloads it from InfluxDB). So the rules and the arrival numbers hold exactly as in
+ * SQLite whatever process writes a device. Commits of one process are then checked and written one at
+ * a time (no pipelining: `stage` resolves after the acknowledgement).
+ *
+ * Without a coordinator the guarantee is for one writer per device (one ingest process owns a device's
+ * writes; several processes must partition devices): the rules hold exactly as in SQLite. With two
+ * writers for one device the in-memory state of each is stale and neither the rules nor the arrival
+ * numbers hold.
  *
  * A duplicate found on the server (not in memory) is rewritten, which is idempotent and heals a write
  * cut in half by a crash. Commits are checked one at a time, in order; their lines go to the
@@ -25,11 +33,12 @@
  * rejects that commit and every later one, and drops all cached state (reloaded on next use).
  */
 import { Decimal } from '../../domain/decimal.ts';
-import { errors } from '../../domain/errors.ts';
+import { DomainError, errors } from '../../domain/errors.ts';
 import { checkReading, type DeviceReadings, type StoredReading } from '../../domain/ingest-rules.ts';
 import type { Logger } from '../../domain/logger.ts';
 import { isIntervalKind, isMetric, type Reading, type RejectReason } from '../../domain/reading.ts';
 import { InfluxHttpError, ping, prepareBody, query, resolveTarget, writeBody, type InfluxConnection, type InfluxTarget, type PreparedBody, type Series } from './http.ts';
+import type { DeviceLease, InfluxCoordinator } from './coordinator.ts';
 import { InfluxQueries, type DeviceState } from './queries.ts';
 import { hwLine, readingLines } from './schema.ts';
 import { LineWriter, type WriterStats } from './writer.ts';
@@ -65,6 +74,11 @@ export interface InfluxStoreOptions extends InfluxConnection {
   gzip?: boolean;
   /** close() waits this long for queued writes before failing them (default 10 s). */
   closeTimeoutMs?: number;
+  /**
+   * Serialises each device's commits across processes through PostgreSQL (several writers); closed
+   * with the store. Absent: one writer per device.
+   */
+  coordinator?: InfluxCoordinator;
 }
 
 interface Prepared {
@@ -79,7 +93,7 @@ function reject(reason: RejectReason, detail: string): CommitOutcome {
 
 /** Checks one reading's own shape; returns its canonical value or a rejection. */
 function validate(r: Reading): { value: string } | CommitOutcome {
-  if (typeof r.deviceId !== 'string' || typeof r.facilityId !== 'string' || r.deviceId === '' || r.facilityId === '' || /[\r\n\\]/.test(r.deviceId + r.facilityId)) {
+  if (typeof r.deviceId !== 'string' || typeof r.facilityId !== 'string' || r.deviceId === '' || r.facilityId === '' || /[\r\n\\\0]/.test(r.deviceId + r.facilityId)) {
     return reject('invalid_shape', 'facility or device id cannot be stored');
   }
   if (!Number.isSafeInteger(r.seq) || r.seq < 0) return reject('invalid_seq', 'seq must be a non-negative safe integer');
@@ -144,6 +158,9 @@ export class InfluxReadingStore implements ReadingStore {
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
   private readonly reads: InfluxQueries;
+  private readonly coordinator?: InfluxCoordinator;
+  /** With a coordinator: the epoch at which this process last wrote each cached device. */
+  private readonly epochs = new Map<string, number>();
 
   constructor(opts: InfluxStoreOptions) {
     this.target = resolveTarget(opts);
@@ -152,6 +169,7 @@ export class InfluxReadingStore implements ReadingStore {
     this.timeoutMs = opts.requestTimeoutMs ?? 15_000;
     this.closeTimeoutMs = opts.closeTimeoutMs ?? 10_000;
     this.limits = opts.limits;
+    this.coordinator = opts.coordinator;
     const useGzip = opts.gzip ?? true;
     let memo: { lines: string; body: PreparedBody } | undefined;
     this.writer = new LineWriter({
@@ -170,6 +188,7 @@ export class InfluxReadingStore implements ReadingStore {
       onFatal: () => {
         this.generation++;
         this.cache.clear();
+        this.epochs.clear();
       },
     });
     this.log.info({ target: this.target.describe }, 'influx reading store');
@@ -212,6 +231,10 @@ export class InfluxReadingStore implements ReadingStore {
   async stage(readings: Reading[]): Promise<StagedCommit> {
     this.ensureOpen();
     if (readings.length === 0) return { done: Promise.resolve([]) };
+    if (this.coordinator) {
+      const outcomes = await this.serial(() => this.coordinated(readings, this.coordinator as InfluxCoordinator));
+      return { done: Promise.resolve(outcomes) };
+    }
     const p = await this.serial(() => this.prepare(readings));
     const done = p.acked.then(() => p.outcomes);
     // Registered first, so it runs before whoever awaits `done` sees the result.
@@ -220,6 +243,54 @@ export class InfluxReadingStore implements ReadingStore {
     };
     done.then(forget, forget);
     return { done };
+  }
+
+  /**
+   * One commit under its devices' locks: stale cached state dropped (reloaded by `prepare`), checked,
+   * written, acknowledged, then the devices marked clean at this commit's epoch and the locks released.
+   */
+  private async coordinated(readings: Reading[], coordinator: InfluxCoordinator): Promise<CommitOutcome[]> {
+    this.ensureOpen();
+    // Only the devices of readings that can be stored (their ids are safe to send anywhere).
+    const devices = [...new Set(readings.filter((r) => !('status' in validate(r))).map((r) => r.deviceId))];
+    let lease: DeviceLease;
+    try {
+      lease = await coordinator.acquire(devices);
+    } catch (err) {
+      if (err instanceof DomainError) throw err;
+      throw errors.STORE_UNAVAILABLE(`device locks in PostgreSQL: ${(err as Error).message}`);
+    }
+    let written = false;
+    try {
+      for (const d of devices) {
+        const at = lease.current.get(d);
+        if (at === undefined || this.epochs.get(d) !== at) {
+          this.cache.delete(d);
+          this.epochs.delete(d);
+        }
+      }
+      const p = await this.prepare(readings);
+      try {
+        await p.acked;
+      } finally {
+        for (const { st, r } of p.added) if (st.pending.get(r.seq) === r) st.pending.delete(r.seq);
+      }
+      written = true;
+      await lease.release(true);
+      for (const [d, epoch] of lease.epochs) this.epochs.set(d, epoch);
+      return p.outcomes;
+    } catch (err) {
+      if (!written) await lease.release(false).catch((e) => this.log.warn({ err: e }, 'releasing influx device locks failed'));
+      // Whatever this commit assumed of these devices is reloaded by the next one.
+      for (const d of devices) {
+        this.cache.delete(d);
+        this.epochs.delete(d);
+      }
+      if (err instanceof DomainError) throw err;
+      // Written but not marked clean (the lock's transaction failed): not acknowledged; a redelivery
+      // finds it stored.
+      throw errors.STORE_UNAVAILABLE(`device locks in PostgreSQL: ${(err as Error).message}`);
+    }
   }
 
   private async prepare(readings: Reading[]): Promise<Prepared> {
@@ -388,6 +459,7 @@ export class InfluxReadingStore implements ReadingStore {
     this.closed = true;
     // The writer refuses new lines at once, so a commit still being checked cannot hold this up.
     await Promise.all([this.writer.close(this.closeTimeoutMs), this.chain.catch(() => undefined)]);
+    await this.coordinator?.close();
   }
 }
 

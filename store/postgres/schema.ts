@@ -303,6 +303,22 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX oracle_corrections_intent ON oracle_corrections (window_start) WHERE state = 'intent';
     `,
   },
+  {
+    description: 'influx_device_state: the epoch of each device written through the InfluxDB store by several processes',
+    sql: `
+      -- One row per device written through the InfluxDB reading store with DATABASE_URL
+      -- (store/influx/coordinator.ts). A writer holds the device's advisory lock for the whole commit;
+      -- it bumps epoch before writing to InfluxDB and sets clean = epoch after the write (and its mark
+      -- point) was acknowledged. A process's cached state of the device is current only while
+      -- epoch = clean = the epoch it wrote last; epoch > clean is a write cut short (reloaded and
+      -- repaired from InfluxDB).
+      CREATE TABLE influx_device_state (
+        device_id text COLLATE "C" PRIMARY KEY,
+        epoch     bigint NOT NULL,
+        clean     bigint NOT NULL DEFAULT 0
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
