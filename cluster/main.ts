@@ -266,7 +266,8 @@ async function main(): Promise<void> {
       influxd = await startInfluxd({ dir: path.join(dir, 'influxdb'), database: 'mrv' });
       say(`influxd      ${influxd.url}  up`);
     }
-    chain = await startLocalChain({ dataDir: dir, port: await freePort(), windowSeconds: config.windowSeconds, logger });
+    // Its own directory: the chain makes its data dir private (0700), which PostgreSQL must traverse.
+    chain = await startLocalChain({ dataDir: path.join(dir, 'anvil'), port: await freePort(), windowSeconds: config.windowSeconds, logger });
     say(`anvil        ${chain.rpcUrl}  up, ledger at ${chain.address}${chain.deployed ? ' (deployed now)' : ''}`);
 
     const adminKeyFile = path.join(dir, 'admin-api-key');

@@ -82,7 +82,10 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
     const st = status();
     const db = new pg.Client({ connectionString: st.databaseUrl });
     await db.connect();
-    t.teardown(() => db.end());
+    // The cluster stops PostgreSQL on Ctrl-C: a connection still open then errs.
+    db.on('error', () => undefined);
+    let dbOpen = true;
+    t.teardown(() => (dbOpen ? db.end() : undefined));
     const count = async (sql: string): Promise<number> => Number((await db.query(sql)).rows[0].n);
     const adminKey = fs.readFileSync(st.adminKeyFile, 'utf8').trim();
     const api = async <T>(url: string, route: string): Promise<T> => {
@@ -93,8 +96,12 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
 
     await eventually('readings stored and a window settled', async () => (await count('SELECT count(*) AS n FROM readings')) > 0 && (await count("SELECT count(*) AS n FROM oracle_settlements WHERE state = 'confirmed'")) > 0, { timeoutMs: 120_000, everyMs: 500 });
 
-    // Midway: the leading oracle is the lease holder (hostname:pid:nonce).
-    const holder = (await db.query("SELECT holder FROM oracle_lease")).rows[0]?.holder as string;
+    // Midway: the leading oracle is the lease holder (hostname:pid:nonce), held while it settles a run.
+    let holder = '';
+    await eventually('an oracle to hold the lease', async () => {
+      holder = ((await db.query('SELECT holder FROM oracle_lease')).rows[0]?.holder as string | undefined) ?? '';
+      return holder !== '';
+    }, { timeoutMs: 60_000, everyMs: 10 });
     const leaderPid = Number(holder.split(':')[1]);
     const leader = st.processes.find((p) => p.kind === 'oracle' && p.pid === leaderPid);
     t.ok(leader, `the lease holder ${holder} is one of the oracles`);
@@ -137,7 +144,6 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
     }, { timeoutMs: 180_000, everyMs: 500 });
 
     const provider = rpcProvider(st.rpcUrl);
-    t.teardown(() => provider.destroy());
     const ledger = Ledger.readOnlyAt(st.contractAddress, provider);
     for (const f of facilities) {
       const a = (await api<{ items: ApiSettlement[] }>(g1, `/v1/settlements?facilityId=${f}&limit=1000`)).items;
@@ -156,6 +162,9 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
     }
 
     // Ctrl-C stops everything.
+    dbOpen = false;
+    await db.end();
+    provider.destroy();
     process.kill(child.pid!, 'SIGINT');
     await exit;
     t.match(out, /cluster stopped/, 'Ctrl-C stops the cluster');
