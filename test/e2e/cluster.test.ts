@@ -1,10 +1,10 @@
 /**
  * `npm run start:cluster` end to end: the real servers (PostgreSQL, Mosquitto, anvil) and the 8
- * processes as children, a small fleet over both brokers and Mosquitto. Midway, SIGKILL broker-1,
- * consumer-1, the oracle holding the settlement lease and gateway-2; the cluster reports each and starts
- * it again (same port, same MQTT_CLIENT_ID). After the fleet stops: every acknowledged reading is stored
- * exactly once, every closed window is settled exactly once on chain, and both gateways answer the same
- * settlements, each verifying against the chain.
+ * processes as children, a small fleet (duplicate and reordered readings injected) over both brokers
+ * and Mosquitto. Midway, SIGKILL broker-1, consumer-1, the oracle holding the settlement lease and
+ * gateway-2; the cluster reports each and starts it again (same port, same MQTT_CLIENT_ID). After
+ * the fleet stops: every acknowledged reading is stored exactly once, every closed window is settled
+ * exactly once on chain, and both gateways answer the same settlements, each verifying against the chain.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,6 +24,8 @@ const WINDOW_SECONDS = 4;
 const GRACE_SECONDS = 1;
 const DURATION_SECONDS = 45;
 const DEVICES = 6;
+/** Faults whose readings must still be stored exactly once (a duplicate or reordered reading is acknowledged). */
+const FAULTS = 'duplicate=0.05,reorder=0.02';
 
 interface ApiSettlement {
   id: string;
@@ -49,7 +51,7 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
       if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAP') || k.startsWith('NYC') || k.startsWith('npm_') || /^(LOG_|MQTT_|HTTP_|ANVIL_|DATA_DIR|ORACLE_|CHAIN_|DATABASE_|READINGS_|INFLUX_)/.test(k)) continue;
       env[k] = v;
     }
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cluster/main.ts', '--devices', String(DEVICES), '--duration', String(DURATION_SECONDS)], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cluster/main.ts', '--devices', String(DEVICES), '--duration', String(DURATION_SECONDS), '--faults', FAULTS], {
       cwd: ROOT,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
