@@ -10,8 +10,10 @@
  * A status line per process (name, pid, port, up / exited) at start and on every change; the same,
  * with the URLs and the admin key file, in DATA_DIR/cluster/status.json. A child that dies is reported
  * and started again with the same settings (same port, same MQTT_CLIENT_ID); a simulator that ends is
- * not. Ctrl-C (SIGINT) or SIGTERM stops everything: simulators, gateways, oracles, ingest, then the
- * servers. Each child's output goes to DATA_DIR/cluster/logs/NAME.log.
+ * not. SIGTERM (or SIGINT) stops everything in order: simulators, gateways, oracles, ingest, then the
+ * servers. Ctrl-C in a terminal also reaches every child at once (one process group): each stops on
+ * its own, and nothing acknowledged is lost, since a reading is acknowledged only after its commit.
+ * Each child's output goes to DATA_DIR/cluster/logs/NAME.log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
