@@ -102,6 +102,7 @@ export const errors = {
     `${setting}=${port}: ${host}:${port} is already in use (another carbon-mrv, or another program): stop it, or set ${setting} to a free port (0 picks one)`),
   ALREADY_RUNNING: define('ALREADY_RUNNING', 500, (pid: number, dataDir: string, lockFile: string) =>
     `another carbon-mrv (pid ${pid}) is running on DATA_DIR ${dataDir}: stop it first (Ctrl-C in its terminal, or kill ${pid}), or set DATA_DIR to another directory (if pid ${pid} is not carbon-mrv, delete ${lockFile})`),
+  SERVER_BINARY_MISSING: define('SERVER_BINARY_MISSING', 500, (why: string) => `npm run start:cluster cannot start: ${why}`),
 
   // --- audit (npm run audit)
   BUNDLE_INVALID: define('BUNDLE_INVALID', 400, (why: string) => `not an audit bundle: ${why}`),
