@@ -4,7 +4,8 @@
  * and Mosquitto. Midway, SIGKILL broker-1, consumer-1, the oracle holding the settlement lease and
  * gateway-2; the cluster reports each and starts it again (same port, same MQTT_CLIENT_ID). After
  * the fleet stops: every acknowledged reading is stored exactly once, every closed window is settled
- * exactly once on chain, and both gateways answer the same settlements, each verifying against the chain.
+ * exactly once on chain, each net equals the independent recomputation (checker.ts) over the readings
+ * in PostgreSQL, and both gateways answer the same settlements, each verifying against the chain.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +20,9 @@ import { eventually } from '../helpers/eventually.ts';
 import { requireBinary } from '../helpers/require.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { groupAlive, ROOT } from './process.ts';
+import { checkAgainstRecomputation } from './helpers.ts';
+import { openPostgresStores } from '../../store/postgres/stores.ts';
+import { openPostgresReadingStore } from '../../store/postgres/readings.ts';
 
 const WINDOW_SECONDS = 4;
 const GRACE_SECONDS = 1;
@@ -33,6 +37,7 @@ interface ApiSettlement {
   windowStart: string;
   windowEnd: string;
   netGrams: string;
+  complete: boolean;
 }
 
 interface SimSummary {
@@ -147,6 +152,9 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
 
     const provider = rpcProvider(st.rpcUrl);
     const ledger = Ledger.readOnlyAt(st.contractAddress, provider);
+    // The cluster's own stores in PostgreSQL, for the independent recomputation of every net.
+    const shared = await openPostgresStores(st.databaseUrl);
+    const readings = await openPostgresReadingStore(st.databaseUrl);
     for (const f of facilities) {
       const a = (await api<{ items: ApiSettlement[] }>(g1, `/v1/settlements?facilityId=${f}&limit=1000`)).items;
       const b = (await api<{ items: ApiSettlement[] }>(g2, `/v1/settlements?facilityId=${f}&limit=1000`)).items;
@@ -161,7 +169,12 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
       let mismatches = 0;
       for (const s of a.filter((s) => Date.parse(s.windowEnd) <= needEnd)) if (!(await api<{ match: boolean }>(g2, `/v1/settlements/${s.id}/verify`)).match) mismatches++;
       t.equal(mismatches, 0, `${f}: every settlement verifies against the chain`);
+      const settled = a.filter((s) => Date.parse(s.windowEnd) <= needEnd).sort((x, y) => Date.parse(x.windowStart) - Date.parse(y.windowStart));
+      await checkAgainstRecomputation(t, { readings, registry: shared.registry, records: shared.records }, f, settled);
     }
+
+    await readings.close();
+    await shared.close();
 
     // Ctrl-C stops everything.
     dbOpen = false;

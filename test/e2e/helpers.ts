@@ -8,7 +8,7 @@ import type { Fleet } from '../../simulators/fleet.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import type { Reading } from '../../domain/reading.ts';
-import type { RecordedInputs } from '../../store/types.ts';
+import type { FacilityRegistry, OracleRecords, ReadingStore, RecordedInputs } from '../../store/types.ts';
 import { recompute, type CheckSettlement } from './checker.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { tmpDir } from '../helpers/tmp.ts';
@@ -138,42 +138,8 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
   // Independent recomputation from the stored readings.
   const db = openDatabase(stack.config.dataDir);
   try {
-    const { readings, registry } = openSqliteStores(db);
-    const devices = registry.listDevices(facilityId).map((d) => d.deviceId);
-    const all: Reading[] = [];
-    for (const d of devices) {
-      const mark = (await readings.marks([d])).get(d);
-      if (mark !== undefined) all.push(...(await readings.consume({ deviceId: d, mark, before: Number.MAX_SAFE_INTEGER })));
-    }
-    const rows = db.prepare("SELECT id, inputs FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'").all(facilityId) as { id: string; inputs: string }[];
-    const inputsById = new Map(rows.map((r) => [r.id, JSON.parse(r.inputs) as Pick<RecordedInputs, 'devices' | 'baselineKgPerHour'>]));
-    const f = registry.getFacility(facilityId)!;
-    const checks: CheckSettlement[] = list.map((s) => {
-      const inputs = inputsById.get(s.id)!;
-      return {
-        id: s.id,
-        windowStart: Date.parse(s.windowStart),
-        windowEnd: Date.parse(s.windowEnd),
-        netGrams: s.netGrams,
-        complete: s.complete,
-        devices: new Map(
-          inputs.devices.map((d) => [
-            d.deviceId,
-            {
-              ...(d.mark ? { mark: d.mark } : {}),
-              reportingIntervalSeconds: d.reportingIntervalSeconds,
-              interval: d.intervalDeclared || d.coverage.interval || all.some((r) => r.deviceId === d.deviceId && r.metric === 'co2_direct'),
-              inCoverage: !(d.decommissioned && Date.parse(s.windowStart) >= d.decommissioned.at),
-            },
-          ]),
-        ),
-        baselineKgPerHour: registry.baselineAt(facilityId, Date.parse(s.windowStart)),
-      };
-    });
-    const expected = recompute(checks, all, { grid: f.gridFactorKgPerKwh, gas: f.gasFactorKgPerM3 });
-    const wrong = expected.filter((e, i) => e.netGrams.toString() !== list[i].netGrams || e.complete !== list[i].complete);
-    t.same(wrong.map((w) => `${w.id}: expected ${w.netGrams} complete=${w.complete}`), [], `${facilityId}: every net equals the independent recomputation`);
-    t.ok(expected.some((e) => e.complete), `${facilityId}: some windows were complete`);
+    const { readings, registry, records } = openSqliteStores(db);
+    await checkAgainstRecomputation(t, { readings, registry, records }, facilityId, list);
     const netSum = list.reduce((a, s) => a + BigInt(s.netGrams), 0n);
 
     // The chain's totals are consistent with the methodology's sum of nets.
@@ -184,4 +150,60 @@ export async function checkFacility(t: Test, stack: Stack, facilityId: string): 
   } finally {
     db.close();
   }
+}
+
+/** The stores the independent recomputation reads: any backend (SQLite file, PostgreSQL). */
+export interface RecomputeSources {
+  readings: ReadingStore;
+  registry: FacilityRegistry;
+  records: Pick<OracleRecords, 'listSettlements'>;
+}
+
+/**
+ * Every listed settlement's net and completeness equal the independent recomputation (checker.ts,
+ * written from the methodology's words) over the readings stored, seen through the marks each
+ * settlement recorded; some windows were complete.
+ */
+export async function checkAgainstRecomputation(
+  t: Test,
+  src: RecomputeSources,
+  facilityId: string,
+  list: { id: string; windowStart: string; windowEnd: string; netGrams: string; complete: boolean }[],
+): Promise<void> {
+  const { readings, registry } = src;
+  const devices = registry.listDevices(facilityId).map((d) => d.deviceId);
+  const all: Reading[] = [];
+  for (const d of devices) {
+    const mark = (await readings.marks([d])).get(d);
+    if (mark !== undefined) all.push(...(await readings.consume({ deviceId: d, mark, before: Number.MAX_SAFE_INTEGER })));
+  }
+  const recorded = await src.records.listSettlements({ facilityId, limit: 1000 });
+  const inputsById = new Map(recorded.map((r) => [r.id, r.inputs as Pick<RecordedInputs, 'devices' | 'baselineKgPerHour'>]));
+  const f = registry.getFacility(facilityId)!;
+  const checks: CheckSettlement[] = list.map((s) => {
+    const inputs = inputsById.get(s.id)!;
+    return {
+      id: s.id,
+      windowStart: Date.parse(s.windowStart),
+      windowEnd: Date.parse(s.windowEnd),
+      netGrams: s.netGrams,
+      complete: s.complete,
+      devices: new Map(
+        inputs.devices.map((d) => [
+          d.deviceId,
+          {
+            ...(d.mark ? { mark: d.mark } : {}),
+            reportingIntervalSeconds: d.reportingIntervalSeconds,
+            interval: d.intervalDeclared || d.coverage.interval || all.some((r) => r.deviceId === d.deviceId && r.metric === 'co2_direct'),
+            inCoverage: !(d.decommissioned && Date.parse(s.windowStart) >= d.decommissioned.at),
+          },
+        ]),
+      ),
+      baselineKgPerHour: registry.baselineAt(facilityId, Date.parse(s.windowStart)),
+    };
+  });
+  const expected = recompute(checks, all, { grid: f.gridFactorKgPerKwh, gas: f.gasFactorKgPerM3 });
+  const wrong = expected.filter((e, i) => e.netGrams.toString() !== list[i].netGrams || e.complete !== list[i].complete);
+  t.same(wrong.map((w) => `${w.id}: expected ${w.netGrams} complete=${w.complete}`), [], `${facilityId}: every net equals the independent recomputation`);
+  t.ok(expected.some((e) => e.complete), `${facilityId}: some windows were complete`);
 }
