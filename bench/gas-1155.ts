@@ -1,5 +1,5 @@
 /**
- * Gas of the next ledger, CreditLedger (ERC-1155 batches per facility per vintage), measured in one
+ * Gas of the ledger, CreditLedger (ERC-1155 batches per facility per vintage), measured in one
  * run on one in-process Hardhat chain against the same naive baselines as bench/gas.ts:
  * - settleBatch of 1, 16 and 100 facilities, gas per facility, in four scenarios:
  *   `first-ever` (a facility's very first window), `steady` (the owner already holds the window's
