@@ -10,7 +10,7 @@ import path from 'node:path';
 const BENCHES: Record<string, { file: string; fn: string; what: string }> = {
   gas: { file: './gas.ts', fn: 'benchGas', what: 'batch settlement gas per facility vs naive ERC-20 mint' },
   'gas-1155': { file: './gas-1155.ts', fn: 'benchGas1155', what: 'CreditLedger (ERC-1155 batches): settlement gas vs naive ERC-20 mint, retirement vs ERC-1155 burn' },
-  settle: { file: './settle.ts', fn: 'benchSettle', what: 'settle 1,000 facilities vs one tx per facility' },
+  settle: { file: './settle.ts', fn: 'benchSettle', what: 'settle 1,000 facilities vs one tx per facility; records in PostgreSQL vs SQLite (when installed)' },
   ingest: { file: './ingest.ts', fn: 'benchIngest', what: 'QoS 1 ingest vs raw aedes vs mosquitto; signed vs unsigned ingest' },
   scale: { file: './scale.ts', fn: 'benchScale', what: 'durable ingest: Mosquitto + 2 consumer processes vs our single broker; 1 -> 2 consumers, 1 -> 2 of our brokers on one store' },
   connections: { file: './connections.ts', fn: 'benchConnections', what: '10,000 authenticated device connections on one broker process vs raw aedes: RSS per connection, connect rate, PUBACK p99' },

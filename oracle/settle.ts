@@ -318,7 +318,10 @@ export function buildSettler(deps: SettleDeps): Settler {
       }
       await Promise.all(blockWrites);
       for (const id of healthy) {
-        if (blockedNow.has(id) || !(await status.clear(id))) continue;
+        // Only a facility with a status row (listed at the run's start, or blocked by this process)
+        // has one to clear: not one delete per settled facility (a round trip each on PostgreSQL).
+        if (blockedNow.has(id) || !(blockedNowList.has(id) || blockedWith.has(id))) continue;
+        if (!(await status.clear(id))) continue;
         blockedWith.delete(id);
         metrics.facilityBlocked.remove({ facility: id });
         logger.info({ facilityId: id }, 'facility unblocked: settling again');

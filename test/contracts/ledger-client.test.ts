@@ -116,3 +116,21 @@ t.test('retirements over several batches: direct, relayed, certificates with ser
   t.same((await ledger.retirements({ account: a })).map((r) => r.id), [2n]);
   t.match(await ledger.facility('A'), { retiredGrams: 370n });
 });
+
+t.test("a batch's receipt logs are parsed once each, not once per settlement that follows them", async (t) => {
+  const { ledger, a } = await setup();
+  const ids = Array.from({ length: 12 }, (_, i) => `P${i}`);
+  for (const id of ids) await ledger.registerFacility(id, a, '3600', T);
+  await ledger.settleBatch(ids.map((id) => win(id, 0, 1_000n)));
+  // Window 1 burns (CreditsBurned beside each WindowSettled): each settlement's burns are read from the logs before it.
+  const iface = ledger.contract.interface;
+  const original = iface.parseLog.bind(iface);
+  let calls = 0;
+  iface.parseLog = (log) => (calls++, original(log));
+  t.teardown(() => {
+    iface.parseLog = original;
+  });
+  const r = await ledger.settleBatch(ids.map((id) => win(id, 1, -400n)));
+  t.same(r.results.map((x) => [x.status, x.burnedGrams]), ids.map(() => ['settled', 400n]));
+  t.ok(calls <= 8 * ids.length, `${calls} parses for ${ids.length} settlements (linear, not quadratic)`);
+});

@@ -14,6 +14,8 @@ import { silentLogger } from '../../domain/logger.ts';
 import type { Reading } from '../../domain/reading.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
+import { SqliteOracleRecords } from '../../store/sqlite/records.ts';
+import { SqliteOracleStatus } from '../../store/sqlite/status.ts';
 import { buildOracle, type OracleDeps } from '../../oracle/oracle.ts';
 import type { LedgerPort } from '../../contracts/client/port.ts';
 import { generateDeviceKey } from '../../domain/signature.ts';
@@ -265,4 +267,36 @@ t.test("each run records a device's first key on chain, reports a key changed in
   t.equal(ledger.facilities.get('F')?.next, 3 * W, 'a key mismatch does not stop settlement');
   t.match(await metrics.metrics(), /mrv_oracle_device_key_mismatches 1/);
   t.match(await metrics.metrics(), /mrv_oracle_errors_total\{kind="device_key"\} 1/);
+});
+
+t.test('a run clears the status of facilities that had one, not one delete per settled facility', async (t) => {
+  const { db, ledger, readings, registry, feed } = setup(t, ['A', 'P', 'B'], 3);
+  await feed(0, 3);
+  // The real SQLite status, counting clear() calls (each is a round trip on PostgreSQL).
+  const inner = new SqliteOracleStatus(db);
+  const cleared: string[] = [];
+  const status = new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'clear') return (id: string) => (cleared.push(id), target.clear(id));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  let poison = true;
+  const deps = { db, readings, registry, ledger: poisoned(ledger, 'P', () => poison), logger: silentLogger, windowMs: W, graceMs: GRACE, lease: false as const, backoff: { baseMs: 1_000, maxMs: 1_000 } };
+  const oracle = buildOracle(deps, { records: new SqliteOracleRecords(db), status });
+  t.teardown(() => oracle.close());
+  const r1 = await oracle.runOnce(closeOf(1));
+  t.equal(r1.settled, 4, 'A and B: windows 0 and 1');
+  t.match(r1.blocked, [{ facilityId: 'P' }]);
+  t.same(cleared, [], 'A and B never had a status row: nothing to clear');
+  // A row written elsewhere (another oracle process on a shared database) for A, which is healthy.
+  inner.block('A', 'blocked by another process', closeOf(1), { baseMs: 1, maxMs: 1 });
+  poison = false;
+  const r2 = await oracle.runOnce(closeOf(3));
+  t.same(r2.blocked, []);
+  t.same(cleared.sort(), ['A', 'P'], 'only the facilities that had a status row');
+  t.same(inner.get('A'), { facilityId: 'A', settlementStatus: 'ok' });
+  t.same(inner.get('P'), { facilityId: 'P', settlementStatus: 'ok' });
+  t.ok([...ledger.settledCounts().values()].every((c) => c === 1), 'every window once');
 });
