@@ -1,8 +1,9 @@
 /**
  * `npm run start:cluster`: the scale-out topology of SPEC "Scale-out" (docs/DEPLOY.md) on one machine.
  * Starts, as child processes with their data under DATA_DIR/cluster: PostgreSQL (registry, keys,
- * rejections, oracle records, lease and, by default, the readings), Mosquitto (the external broker),
- * InfluxDB when the readings go there (`--readings influxdb`), a local anvil with the ledger deployed
+ * rejections, oracle records, lease; the readings with `--readings postgres`), Mosquitto (the external
+ * broker), InfluxDB for the readings (the default: every ingest process writes it, each device's commits
+ * serialised through PostgreSQL, store/influx/coordinator.ts), a local anvil with the ledger deployed
  * once (the composition's local chain, in this process), then 2 consumers of Mosquitto (MQTT_CLIENT_ID
  * cluster-consumer-1/-2), 2 of our brokers, 2 oracles (one settles at a time: the lease), 2 gateways,
  * and the simulated fleet split in three: over each of our brokers and over Mosquitto.
@@ -15,13 +16,13 @@
  * its own, and nothing acknowledged is lost, since a reading is acknowledged only after its commit.
  * Each child's output goes to DATA_DIR/cluster/logs/NAME.log.
  */
+import { createDatabase } from '../store/postgres/admin.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { anvilBinary } from '../contracts/client/chain.ts';
 import { startLocalChain, type LocalChain } from '../contracts/client/local.ts';
 import { loadConfig } from '../domain/config.ts';
@@ -34,14 +35,14 @@ import { freePort, mosquittoMissing, startMosquitto, type Mosquitto } from './se
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export const USAGE = `Usage: npm run start:cluster -- [--devices N] [--rate R] [--faults SPEC] [--duration SEC] [--readings postgres|influxdb]
+export const USAGE = `Usage: npm run start:cluster -- [--devices N] [--rate R] [--faults SPEC] [--duration SEC] [--readings influxdb|postgres]
 
   --devices N      simulated devices in all, split over broker-1, broker-2 and Mosquitto (default
                    $SIMULATED_DEVICES, at least 3)
   --rate R         readings per second per device (default 1)
   --faults SPEC    the simulators' fault injection (npm run simulate -- --help)
   --duration SEC   the simulators stop after SEC seconds (the cluster keeps running)
-  --readings B     where the readings go: postgres (default) or influxdb
+  --readings B     where the readings go: influxdb (default) or postgres
 Settings from the environment: DATA_DIR, WINDOW_SECONDS, GRACE_SECONDS, ORACLE_CRON, LOG_LEVEL.`;
 
 /** Debian packages behind the servers the cluster starts, and why each is missing (undefined: present). */
@@ -92,14 +93,7 @@ function adminKey(file: string): string {
 }
 
 async function ensureDatabase(url: string, name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
-    if (!rowCount) await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
-  }
+  await createDatabase(url, name, { ifMissing: true });
 }
 
 async function main(): Promise<void> {
@@ -118,7 +112,7 @@ async function main(): Promise<void> {
     return;
   }
   const config = loadConfig();
-  const readings = values.readings ?? 'postgres';
+  const readings = values.readings ?? 'influxdb';
   if (readings !== 'postgres' && readings !== 'influxdb') throw errors.CONFIG_INVALID(`--readings must be postgres or influxdb, got ${JSON.stringify(readings)}`);
   const missing = clusterMissing(readings);
   if (missing.length > 0) throw errors.SERVER_BINARY_MISSING(missing.join('; '));

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
+import { createDatabase } from '../store/postgres/admin.ts';
 import { freePort } from './servers.ts';
 
 const run = promisify(execFile);
@@ -200,14 +200,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
     dir,
     async createDatabase(name?: string): Promise<string> {
       const db = name ?? `t_${process.pid}_${++dbCounter}`;
-      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(db)) throw new Error(`bad database name ${db}`);
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await client.query(`CREATE DATABASE ${db}`);
-      } finally {
-        await client.end();
-      }
+      await createDatabase(url, db);
       return `postgres://${PG_USER}@127.0.0.1:${port}/${db}`;
     },
     async stop(): Promise<void> {

@@ -5,7 +5,7 @@
  * gateway-2; the cluster reports each and starts it again (same port, same MQTT_CLIENT_ID). After
  * the fleet stops: every acknowledged reading is stored exactly once, every closed window is settled
  * exactly once on chain, each net equals the independent recomputation (checker.ts) over the readings
- * in PostgreSQL, and both gateways answer the same settlements, each verifying against the chain.
+ * in the cluster's InfluxDB (written by all four ingest processes), and both gateways answer the same settlements, each verifying against the chain.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,8 +21,9 @@ import { requireBinary } from '../helpers/require.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { groupAlive, ROOT } from './process.ts';
 import { checkAgainstRecomputation } from './helpers.ts';
-import { openPostgresStores } from '../../store/postgres/stores.ts';
-import { openPostgresReadingStore } from '../../store/postgres/readings.ts';
+import { openStores } from '../../store/open.ts';
+import { silentLogger } from '../../domain/logger.ts';
+import { loadConfig } from '../../domain/config.ts';
 
 const WINDOW_SECONDS = 4;
 const GRACE_SECONDS = 1;
@@ -45,7 +46,7 @@ interface SimSummary {
   deviceDetails: { deviceId: string; readingsAcked: number }[];
 }
 
-const why = clusterMissing('postgres');
+const why = clusterMissing('influxdb');
 if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
   t.test('start:cluster survives SIGKILL of a broker, a consumer, the leading oracle and a gateway', { timeout: 900_000 }, async (t) => {
     const dataDir = tmpDir(t, 'mrv-cluster-');
@@ -94,6 +95,21 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
     let dbOpen = true;
     t.teardown(() => (dbOpen ? db.end() : undefined));
     const count = async (sql: string): Promise<number> => Number((await db.query(sql)).rows[0].n);
+    // The cluster's own stores (registry and records in PostgreSQL, readings in its InfluxDB), opened as
+    // any process of it opens them, for the independent recomputation of every net.
+    t.ok(st.influxUrl, 'the cluster runs InfluxDB for the readings (its default)');
+    const stores = await openStores(
+      loadConfig({ DATA_DIR: tmpDir(t, 'mrv-cluster-check-'), DATABASE_URL: st.databaseUrl, READINGS_STORE: 'influxdb', INFLUX_URL: st.influxUrl, INFLUX_DATABASE: 'mrv' }),
+      silentLogger,
+    );
+    let storesOpen = true;
+    t.teardown(() => (storesOpen ? stores.close().catch(() => undefined) : undefined));
+    /** Every reading the cluster's reading store holds for a device, in seq order. */
+    const storedOf = async (deviceId: string) => {
+      const mark = (await stores.readings.marks([deviceId])).get(deviceId);
+      return mark ? stores.readings.consume({ deviceId, mark, before: Number.MAX_SAFE_INTEGER }) : [];
+    };
+    const deviceIds = async () => (await db.query('SELECT device_id FROM devices ORDER BY device_id')).rows.map((r) => r.device_id as string);
     const adminKey = fs.readFileSync(st.adminKeyFile, 'utf8').trim();
     const api = async <T>(url: string, route: string): Promise<T> => {
       const res = await fetch(`${url}${route}`, { headers: { authorization: `Bearer ${adminKey}` } });
@@ -101,7 +117,7 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
       return (await res.json()) as T;
     };
 
-    await eventually('readings stored and a window settled', async () => (await count('SELECT count(*) AS n FROM readings')) > 0 && (await count("SELECT count(*) AS n FROM oracle_settlements WHERE state = 'confirmed'")) > 0, { timeoutMs: 120_000, everyMs: 500 });
+    await eventually('readings stored and a window settled', async () => (await stores.readings.marks(await deviceIds())).size > 0 && (await count("SELECT count(*) AS n FROM oracle_settlements WHERE state = 'confirmed'")) > 0, { timeoutMs: 120_000, everyMs: 500 });
 
     // Midway: the leading oracle is the lease holder (hostname:pid:nonce), held while it settles a run.
     let holder = '';
@@ -131,14 +147,19 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
     const acked = new Map(summaries.flatMap((s) => s.deviceDetails.map((d) => [d.deviceId, d.readingsAcked] as const)));
     t.equal(acked.size, DEVICES, 'every device reported');
     t.equal(summaries.reduce((n, s) => n + s.unacked, 0), 0, 'nothing left unacknowledged');
-    const rows = (await db.query('SELECT device_id, count(*) AS n, count(DISTINCT seq) AS d FROM readings GROUP BY device_id')).rows as { device_id: string; n: string; d: string }[];
-    const stored = new Map(rows.map((r) => [r.device_id, Number(r.n)]));
+    const rows: { deviceId: string; n: number; d: number }[] = [];
+    let lastTs = 0;
+    for (const d of await deviceIds()) {
+      const list = await storedOf(d);
+      if (list.length > 0) rows.push({ deviceId: d, n: list.length, d: new Set(list.map((r) => r.seq)).size });
+      for (const r of list) lastTs = Math.max(lastTs, r.ts);
+    }
+    const stored = new Map(rows.map((r) => [r.deviceId, r.n]));
     t.same(rows.filter((r) => r.n !== r.d), [], 'no reading stored twice');
     t.same(Object.fromEntries(stored), Object.fromEntries(acked), 'every acknowledged reading stored, per device');
 
     // Every closed window settled exactly once on chain: wait for the window after the last reading.
     const facilities = (await db.query('SELECT id FROM facilities ORDER BY id')).rows.map((r) => r.id as string);
-    const lastTs = await count('SELECT max(ts) AS n FROM readings');
     const needEnd = (Math.floor(lastTs / (WINDOW_SECONDS * 1000)) + 1) * WINDOW_SECONDS * 1000;
     const g1 = proc('gateway-1').url!;
     const g2 = proc('gateway-2').url!;
@@ -152,9 +173,6 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
 
     const provider = rpcProvider(st.rpcUrl);
     const ledger = Ledger.readOnlyAt(st.contractAddress, provider);
-    // The cluster's own stores in PostgreSQL, for the independent recomputation of every net.
-    const shared = await openPostgresStores(st.databaseUrl);
-    const readings = await openPostgresReadingStore(st.databaseUrl);
     for (const f of facilities) {
       const a = (await api<{ items: ApiSettlement[] }>(g1, `/v1/settlements?facilityId=${f}&limit=1000`)).items;
       const b = (await api<{ items: ApiSettlement[] }>(g2, `/v1/settlements?facilityId=${f}&limit=1000`)).items;
@@ -170,11 +188,11 @@ if (requireBinary(t, why.length > 0 ? why.join('; ') : undefined)) {
       for (const s of a.filter((s) => Date.parse(s.windowEnd) <= needEnd)) if (!(await api<{ match: boolean }>(g2, `/v1/settlements/${s.id}/verify`)).match) mismatches++;
       t.equal(mismatches, 0, `${f}: every settlement verifies against the chain`);
       const settled = a.filter((s) => Date.parse(s.windowEnd) <= needEnd).sort((x, y) => Date.parse(x.windowStart) - Date.parse(y.windowStart));
-      await checkAgainstRecomputation(t, { readings, registry: shared.registry, records: shared.records }, f, settled);
+      await checkAgainstRecomputation(t, stores, f, settled);
     }
 
-    await readings.close();
-    await shared.close();
+    storesOpen = false;
+    await stores.close();
 
     // Ctrl-C stops everything.
     dbOpen = false;
