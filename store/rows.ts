@@ -8,7 +8,7 @@
  */
 import { checkReading, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
 import type { Metric, Reading } from '../domain/reading.ts';
-import { MAX_METRIC_WALK, type CommitOutcome, type DeviceLimits, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState } from './types.ts';
+import { MAX_METRIC_WALK, type CommitOutcome, type DeviceLimits, type Correction, type CorrectionState, type ReadingVoid, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState } from './types.ts';
 
 /** A row of the readings table; `reset` is 0/1 in SQLite, a boolean in PostgreSQL. */
 export interface ReadingRow {
@@ -142,3 +142,80 @@ export function toSettlement(r: SettlementDbRow): Settlement {
     inputs: row.inputs,
   };
 }
+
+/** Rows of `reading_voids` and `oracle_corrections`, the same in both SQL schemas, and their mapping. */
+export interface VoidRow {
+  id: number;
+  facility_id: string;
+  device_id: string;
+  from_ms: number;
+  to_ms: number;
+  reason: string;
+  voided_by: string;
+  voided_at: number;
+  chain_void_id: number | null;
+  settled_before: number | null;
+}
+
+export interface CorrectionRow {
+  id: string;
+  settlement_id: string;
+  seq: number;
+  facility_id: string;
+  window_start: number;
+  window_end: number;
+  state: CorrectionState;
+  void_ids: string;
+  reason: string;
+  complete: number | boolean;
+  prev_net_grams: string;
+  net_grams: string;
+  delta_grams: string;
+  actual_kg: string;
+  evidence_root: string;
+  minted_grams: string | null;
+  burned_grams: string | null;
+  deficit_grams: string | null;
+  tx_hash: string | null;
+  inputs: string;
+  created_at: number;
+}
+
+export const toVoid = (r: VoidRow): ReadingVoid => ({
+  id: r.id,
+  facilityId: r.facility_id,
+  deviceId: r.device_id,
+  from: r.from_ms,
+  to: r.to_ms,
+  reason: r.reason,
+  by: r.voided_by,
+  at: r.voided_at,
+  ...(r.chain_void_id !== null ? { chainVoidId: r.chain_void_id } : {}),
+  ...(r.settled_before !== null ? { settledBefore: r.settled_before } : {}),
+});
+
+export const toCorrection = (r: CorrectionRow): Correction => ({
+  id: r.id,
+  settlementId: r.settlement_id,
+  seq: r.seq,
+  facilityId: r.facility_id,
+  windowStart: r.window_start,
+  windowEnd: r.window_end,
+  state: r.state,
+  voidIds: JSON.parse(r.void_ids) as number[],
+  reason: r.reason,
+  complete: r.complete === true || r.complete === 1,
+  prevNetGrams: r.prev_net_grams,
+  netGrams: r.net_grams,
+  deltaGrams: r.delta_grams,
+  actualKg: r.actual_kg,
+  evidenceRoot: r.evidence_root,
+  mintedGrams: r.minted_grams,
+  burnedGrams: r.burned_grams,
+  deficitGrams: r.deficit_grams,
+  txHash: r.tx_hash,
+  inputs: JSON.parse(r.inputs) as RecordedInputs,
+  createdAt: r.created_at,
+});
+
+export const VOID_COLS = 'id, facility_id, device_id, from_ms, to_ms, reason, voided_by, voided_at, chain_void_id, settled_before';

@@ -8,83 +8,9 @@ import { errors } from '../../domain/errors.ts';
 import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
 import type { RegisterCursor } from '../../oracle/methodology.ts';
-import { correctionId, type ChainAmounts, type Correction, type CorrectionRecords, type CorrectionState, type NewCorrection, type ReadingVoid, type RecordedInputs } from '../types.ts';
+import { correctionId, type ChainAmounts, type Correction, type CorrectionRecords, type CorrectionState, type NewCorrection, type ReadingVoid } from '../types.ts';
+import { toCorrection, toVoid, VOID_COLS, type CorrectionRow, type VoidRow } from '../rows.ts';
 
-interface VoidRow {
-  id: number;
-  facility_id: string;
-  device_id: string;
-  from_ms: number;
-  to_ms: number;
-  reason: string;
-  voided_by: string;
-  voided_at: number;
-  chain_void_id: number | null;
-  settled_before: number | null;
-}
-
-interface CorrectionRow {
-  id: string;
-  settlement_id: string;
-  seq: number;
-  facility_id: string;
-  window_start: number;
-  window_end: number;
-  state: CorrectionState;
-  void_ids: string;
-  reason: string;
-  complete: number;
-  prev_net_grams: string;
-  net_grams: string;
-  delta_grams: string;
-  actual_kg: string;
-  evidence_root: string;
-  minted_grams: string | null;
-  burned_grams: string | null;
-  deficit_grams: string | null;
-  tx_hash: string | null;
-  inputs: string;
-  created_at: number;
-}
-
-const toVoid = (r: VoidRow): ReadingVoid => ({
-  id: r.id,
-  facilityId: r.facility_id,
-  deviceId: r.device_id,
-  from: r.from_ms,
-  to: r.to_ms,
-  reason: r.reason,
-  by: r.voided_by,
-  at: r.voided_at,
-  ...(r.chain_void_id !== null ? { chainVoidId: r.chain_void_id } : {}),
-  ...(r.settled_before !== null ? { settledBefore: r.settled_before } : {}),
-});
-
-const toCorrection = (r: CorrectionRow): Correction => ({
-  id: r.id,
-  settlementId: r.settlement_id,
-  seq: r.seq,
-  facilityId: r.facility_id,
-  windowStart: r.window_start,
-  windowEnd: r.window_end,
-  state: r.state,
-  voidIds: JSON.parse(r.void_ids) as number[],
-  reason: r.reason,
-  complete: r.complete === 1,
-  prevNetGrams: r.prev_net_grams,
-  netGrams: r.net_grams,
-  deltaGrams: r.delta_grams,
-  actualKg: r.actual_kg,
-  evidenceRoot: r.evidence_root,
-  mintedGrams: r.minted_grams,
-  burnedGrams: r.burned_grams,
-  deficitGrams: r.deficit_grams,
-  txHash: r.tx_hash,
-  inputs: JSON.parse(r.inputs) as RecordedInputs,
-  createdAt: r.created_at,
-});
-
-const VOID_COLS = 'id, facility_id, device_id, from_ms, to_ms, reason, voided_by, voided_at, chain_void_id, settled_before';
 
 export class SqliteCorrections implements CorrectionRecords {
   private readonly db: Db;
