@@ -8,7 +8,7 @@
  *
  * Setup, all real: a SQLite store (store/sqlite), `devices` meters registered with Ed25519 keys, each
  * sending a hash-chained signed reading before the window, readings/devices signed readings in the
- * window and one after it; the oracle (oracle/oracle.ts) settles windows 0 and 1 on the CarbonLedger
+ * window and one after it; the oracle (oracle/oracle.ts) settles windows 0 and 1 on the CreditLedger
  * (in-process Hardhat); the bundle of window 1 is built from the store and the settlement record as
  * the bundle route does (audit/bundle.ts createBundle, the chain context of each device read from the
  * store).
@@ -201,7 +201,7 @@ export async function benchAudit(opts: BenchAuditOptions = {}): Promise<BenchAud
       ratioAuditToRecompute: Math.round((median(auditMs) / median(recomputeMs)) * 100) / 100,
       ratioAuditToVerify: Math.round((median(auditMs) / median(verifyMs)) * 100) / 100,
     };
-    log(`audit of one settlement of ${total} signed readings (${nDevices} devices, SQLite store, settled on CarbonLedger/Hardhat); medians of ${rounds} alternating rounds`);
+    log(`audit of one settlement of ${total} signed readings (${nDevices} devices, SQLite store, settled on CreditLedger/Hardhat); medians of ${rounds} alternating rounds`);
     log(`  bundle: ${(result.bundleBytes / 1024).toFixed(0)} KiB, ${signatures} signatures (counted readings + chain context); built from the store in ${result.bundleBuildMs} ms`);
     log(`  offline audit (npm run audit's work without the chain): ${result.auditMs} ms (parse + schema ${result.auditParseMs} ms); first run in this process ${result.auditFirstMs} ms`);
     log(`  recompute from the store (recordedWindowInputs + evaluate): ${result.recomputeMs} ms`);

@@ -1,5 +1,5 @@
 /**
- * Gas per facility of CarbonLedger.settleBatch for 1, 16 and 100 facilities, next to the naive way:
+ * Gas per facility of CreditLedger.settleBatch for 1, 16 and 100 facilities, next to the naive way:
  * one transaction per facility calling an owner-only `mint` on a plain OpenZeppelin ERC-20
  * (contracts/bench/NaiveCredit.sol), measured in the same run on the same in-process Hardhat chain.
  * Scenarios: `first` (holders have never held credits: zero -> non-zero balances on both sides) and

@@ -1,6 +1,6 @@
 /**
  * Settle 1,000 facilities for one window through the whole oracle (store reads, methodology, evidence
- * tree, intent records, settleBatch, confirmation) on the real CarbonLedger (in-process Hardhat), next
+ * tree, intent records, settleBatch, confirmation) on the real CreditLedger (in-process Hardhat), next
  * to the same oracle sending one transaction per facility (maxBatch 1) for another 1,000 facilities in
  * the same run, same chain, same store. Window 0 registers the facilities and warms their state; we
  * measure window 1 (first mint: zero -> non-zero balances) and window 2 (steady state).
