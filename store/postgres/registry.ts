@@ -30,11 +30,10 @@ import { generateSecret, hashSecretSync } from '../secrets.ts';
 import {
   ADDRESS_RE,
   checkCapacity,
-  checkDeviceStatus,
+  checkDevicePatch,
   checkInterval,
   checkPublicKey,
   checkStatus,
-  MAX_DECOMMISSION_REASON,
   nonNegativeDecimal,
   type BaselineChange,
 } from '../sqlite/registry.ts';
@@ -453,17 +452,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   }
 
   async updateDevice(deviceId: string, patch: DevicePatch): Promise<Device> {
-    const status = patch.status === undefined ? undefined : checkDeviceStatus(patch.status);
-    const capacity = patch.capacity === undefined ? undefined : checkCapacity(patch.capacity);
-    const publicKey = patch.publicKey === undefined ? undefined : checkPublicKey(patch.publicKey);
-    let reason: string | undefined;
-    if (status === 'decommissioned') {
-      if (typeof patch.reason !== 'string' || patch.reason.trim() === '') throw errors.VALIDATION('reason is required to decommission a device');
-      if (patch.reason.length > MAX_DECOMMISSION_REASON) throw errors.VALIDATION(`reason must be at most ${MAX_DECOMMISSION_REASON} characters`);
-      reason = patch.reason;
-    } else if (patch.reason !== undefined) {
-      throw errors.VALIDATION('reason is only accepted with status decommissioned');
-    }
+    const { status, capacity, publicKey, reason } = checkDevicePatch(patch);
     const now = this.clock();
     const row = await this.tx(
       async (c) => {

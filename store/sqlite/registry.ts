@@ -151,6 +151,22 @@ const FACILITY_SELECT = `SELECT f.id, f.name, f.owner, f.grid_factor, f.gas_fact
 const DEVICE_COLS =
   'device_id, facility_id, kind, status, created_at, online, last_seen_at, capacity, reporting_interval, decommissioned_at, decommission_reason, public_key';
 
+/** A device patch's fields, each checked; a decommissioning needs a bounded reason, and only it takes one. */
+export function checkDevicePatch(patch: DevicePatch): { status?: DeviceStatus; capacity?: ReturnType<typeof checkCapacity>; publicKey?: ReturnType<typeof checkPublicKey>; reason?: string } {
+  const status = patch.status === undefined ? undefined : checkDeviceStatus(patch.status);
+  const capacity = patch.capacity === undefined ? undefined : checkCapacity(patch.capacity);
+  const publicKey = patch.publicKey === undefined ? undefined : checkPublicKey(patch.publicKey);
+  let reason: string | undefined;
+  if (status === 'decommissioned') {
+    if (typeof patch.reason !== 'string' || patch.reason.trim() === '') throw errors.VALIDATION('reason is required to decommission a device');
+    if (patch.reason.length > MAX_DECOMMISSION_REASON) throw errors.VALIDATION(`reason must be at most ${MAX_DECOMMISSION_REASON} characters`);
+    reason = patch.reason;
+  } else if (patch.reason !== undefined) {
+    throw errors.VALIDATION('reason is only accepted with status decommissioned');
+  }
+  return { status, capacity, publicKey, reason };
+}
+
 export class SqliteRegistry implements FacilityRegistry {
   private readonly db: Db;
   private readonly logger: Logger;
@@ -334,17 +350,7 @@ export class SqliteRegistry implements FacilityRegistry {
    * readings committed after it.
    */
   updateDevice(deviceId: string, patch: DevicePatch): Device {
-    const status = patch.status === undefined ? undefined : checkDeviceStatus(patch.status);
-    const capacity = patch.capacity === undefined ? undefined : checkCapacity(patch.capacity);
-    const publicKey = patch.publicKey === undefined ? undefined : checkPublicKey(patch.publicKey);
-    let reason: string | undefined;
-    if (status === 'decommissioned') {
-      if (typeof patch.reason !== 'string' || patch.reason.trim() === '') throw errors.VALIDATION('reason is required to decommission a device');
-      if (patch.reason.length > MAX_DECOMMISSION_REASON) throw errors.VALIDATION(`reason must be at most ${MAX_DECOMMISSION_REASON} characters`);
-      reason = patch.reason;
-    } else if (patch.reason !== undefined) {
-      throw errors.VALIDATION('reason is only accepted with status decommissioned');
-    }
+    const { status, capacity, publicKey, reason } = checkDevicePatch(patch);
     const now = this.clock();
     this.db.transaction(() => {
       const before = this.stmt.device.get(deviceId);
