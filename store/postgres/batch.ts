@@ -120,7 +120,10 @@ export async function decideBatch(
   out: CommitOutcome[],
   begin?: Promise<unknown>,
 ): Promise<{ pairs: string[]; write?: pg.QueryConfig }> {
-  type HeadRow = { device_id: string; metric: string; first_seq: number; last_seq: number; ts: number; value: string; unit: string; reset: boolean; sig: string | null };
+  type HeadRow = {
+    device_id: string; metric: string; first_seq: number; last_seq: number;
+    row_seq: number | null; ts: number | null; value: string | null; unit: string | null; reset: boolean | null; sig: string | null;
+  };
   const lockP = client.query<{ device_id: string; max_seq: number | null; late: number }>({ name: 'mrv_lock', text: SQL.lock, values: [ids] });
   let locked: pg.QueryResult<{ device_id: string; max_seq: number | null; late: number }>;
   let heads: pg.QueryResult<HeadRow>;
@@ -143,10 +146,23 @@ export async function decideBatch(
   for (const row of locked.rows) {
     devices.set(row.device_id, { late: row.late, lateChanged: false, heads: new Map(), dbHeads: new Map(), batch: new Map(), limits: limits.get(row.device_id) });
   }
+  // A head whose last row fields are not of its last seq (moved by a writer of an older schema
+  // version, store/postgres/schema.ts migration 6): that row is read from readings, under the lock.
+  const stale = heads.rows.filter((h) => h.row_seq !== h.last_seq);
+  if (stale.length > 0) {
+    type Row = { device_id: string; seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null };
+    const res = await client.query<Row>({ name: 'mrv_rows_at', text: SQL.rowsAt, values: [stale.map((h) => h.device_id), stale.map((h) => h.last_seq)] });
+    const at = new Map(res.rows.map((r) => [`${r.device_id}\u0000${r.seq}`, r]));
+    for (const h of stale) {
+      const r = at.get(`${h.device_id}\u0000${h.last_seq}`);
+      if (!r) throw new Error(`head ${h.device_id}/${h.metric}: no reading at its last seq ${h.last_seq}`);
+      Object.assign(h, { row_seq: r.seq, ts: r.ts, value: r.value, unit: r.unit, reset: r.reset, sig: r.sig });
+    }
+  }
   for (const h of heads.rows) {
     const st = devices.get(h.device_id);
     if (!st) continue;
-    const row: StoredReading = toStored({ seq: h.last_seq, ts: h.ts, metric: h.metric, value: h.value, unit: h.unit, reset: h.reset, sig: h.sig });
+    const row: StoredReading = toStored({ seq: h.last_seq, ts: h.ts as number, metric: h.metric, value: h.value as string, unit: h.unit as string, reset: h.reset as boolean, sig: h.sig });
     st.heads.set(h.metric, { first: h.first_seq, last: h.last_seq, row, dirty: false });
     st.dbHeads.set(h.metric, row);
     if (!st.dbTop || row.seq > st.dbTop.seq) st.dbTop = row;
@@ -251,7 +267,10 @@ export async function decideBatch(
   }
   if (w.dev.length === 0) return { pairs: [] };
 
-  const h = { dev: [] as string[], metric: [] as string[], first: [] as number[], last: [] as number[] };
+  const h = {
+    dev: [] as string[], metric: [] as string[], first: [] as number[], last: [] as number[],
+    ts: [] as number[], value: [] as string[], unit: [] as string[], reset: [] as boolean[], sig: [] as (string | null)[],
+  };
   const s = { dev: [] as string[], max: [] as number[], late: [] as number[] };
   for (const [deviceId, st] of devices) {
     for (const [metric, head] of st.heads) {
@@ -260,6 +279,11 @@ export async function decideBatch(
       h.metric.push(metric);
       h.first.push(head.first);
       h.last.push(head.last);
+      h.ts.push(head.row.ts);
+      h.value.push(head.row.value);
+      h.unit.push(head.row.unit);
+      h.reset.push(head.row.reset);
+      h.sig.push(head.row.sig ?? null);
     }
     if (st.top && (st.top !== st.dbTop || st.lateChanged)) {
       s.dev.push(deviceId);
@@ -275,7 +299,7 @@ export async function decideBatch(
     write: {
       name: 'mrv_write',
       text: SQL.write,
-      values: [w.dev, w.seq, w.fac, w.ts, w.metric, w.value, w.unit, w.reset, w.recv, w.arrival, w.sig, w.prev, w.sentValue, w.sentUnit, h.dev, h.metric, h.first, h.last, s.dev, s.max, s.late, pf, pd],
+      values: [w.dev, w.seq, w.fac, w.ts, w.metric, w.value, w.unit, w.reset, w.recv, w.arrival, w.sig, w.prev, w.sentValue, w.sentUnit, h.dev, h.metric, h.first, h.last, s.dev, s.max, s.late, pf, pd, h.ts, h.value, h.unit, h.reset, h.sig],
     },
   };
 }

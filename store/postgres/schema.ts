@@ -319,6 +319,20 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    description: 'reading_heads: the last row of each head kept in the head (no join to readings on every commit)',
+    sql: `
+      -- Every commit reads its devices' heads. Joining them to readings made that read depend on
+      -- the plan: a prepared statement planned while readings was small kept a sequential scan of it
+      -- (measured: 0.3 ms per batch growing to 14 ms at 100,000 readings). The head now carries the
+      -- fields of its last row; row_seq is the seq they are of. A writer of an older version moves
+      -- last_seq without them: row_seq <> last_seq tells the store to read that row from readings.
+      ALTER TABLE reading_heads ADD COLUMN row_seq bigint, ADD COLUMN ts bigint, ADD COLUMN value text,
+        ADD COLUMN unit text, ADD COLUMN reset boolean, ADD COLUMN sig text;
+      UPDATE reading_heads h SET row_seq = r.seq, ts = r.ts, value = r.value, unit = r.unit, reset = r.reset, sig = r.sig
+        FROM readings r WHERE r.device_id = h.device_id AND r.seq = h.last_seq;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

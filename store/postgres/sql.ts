@@ -14,9 +14,11 @@ export const visible = (a: number, b: number) => `((arrival IS NULL AND seq <= $
 export const SQL = {
   ensureDevices: `INSERT INTO reading_device_state (device_id) SELECT d FROM unnest($1::text[]) AS d ORDER BY d ON CONFLICT DO NOTHING`,
   lock: `SELECT device_id, max_seq, late FROM reading_device_state WHERE device_id = ANY($1::text[]) ORDER BY device_id FOR UPDATE`,
-  heads: `SELECT h.device_id, h.metric, h.first_seq, h.last_seq, r.ts, r.value, r.unit, r.reset, r.sig
-    FROM reading_heads h JOIN readings r ON r.device_id = h.device_id AND r.seq = h.last_seq
-    WHERE h.device_id = ANY($1::text[])`,
+  /** The heads with their last row (row_seq <> last_seq: moved by a writer of an older version: batch.ts reads that row). */
+  heads: `SELECT device_id, metric, first_seq, last_seq, row_seq, ts, value, unit, reset, sig FROM reading_heads WHERE device_id = ANY($1::text[])`,
+  /** The rows at (device, seq) pairs: last rows of heads an older writer moved. */
+  rowsAt: `SELECT r.device_id, ${NEIGHBOUR_COLS.split(', ').map((c) => `r.${c}`).join(', ')} FROM unnest($1::text[], $2::bigint[]) AS q(device_id, seq)
+    JOIN readings r ON r.device_id = q.device_id AND r.seq = q.seq`,
   limits: `SELECT device_id, kind, capacity, reporting_interval FROM devices WHERE device_id = ANY($1::text[])`,
   /**
    * The stored neighbours of readings at or below their device's stored max, all in one query:
@@ -46,10 +48,13 @@ export const SQL = {
       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bigint[], $10::bigint[],
         $11::text[], $12::text[], $13::text[], $14::text[])
     ), heads AS (
-      INSERT INTO reading_heads (device_id, metric, first_seq, last_seq)
-      SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bigint[])
+      INSERT INTO reading_heads (device_id, metric, first_seq, last_seq, row_seq, ts, value, unit, reset, sig)
+      SELECT d, m, f, l, l, ts, v, u, r, s FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bigint[],
+        $24::bigint[], $25::text[], $26::text[], $27::boolean[], $28::text[]) AS h(d, m, f, l, ts, v, u, r, s)
+      -- Under the device's lock the batch's head started from the stored one: it is the whole head.
       ON CONFLICT (device_id, metric) DO UPDATE
-        SET first_seq = LEAST(reading_heads.first_seq, excluded.first_seq), last_seq = GREATEST(reading_heads.last_seq, excluded.last_seq)
+        SET first_seq = excluded.first_seq, last_seq = excluded.last_seq, row_seq = excluded.row_seq,
+          ts = excluded.ts, value = excluded.value, unit = excluded.unit, reset = excluded.reset, sig = excluded.sig
     ), st AS (
       UPDATE reading_device_state s SET max_seq = u.max_seq, late = u.late
       FROM unnest($19::text[], $20::bigint[], $21::bigint[]) AS u(device_id, max_seq, late) WHERE s.device_id = u.device_id

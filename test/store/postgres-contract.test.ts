@@ -39,6 +39,40 @@ if (cluster) {
     t.equal((await pools[3].query("SELECT to_regclass('half_done')::text AS t")).rows[0].t, null, 'nothing of the failed migration is left');
   });
 
+  t.test('migration 6: heads of a version-5 database get their last row; a head moved by an older writer is read through', async (t) => {
+    const url = await cluster.createDatabase();
+    const pool = createPool(url);
+    t.teardown(() => pool.end());
+    // A database as version 5 left it, with readings written by that version's statements.
+    await migrate(pool, MIGRATIONS.slice(0, 5));
+    await pool.query(`INSERT INTO reading_device_state VALUES ('dev-a', 3, 0)`);
+    await pool.query(`INSERT INTO readings (device_id, seq, facility_id, ts, metric, value, unit, reset, received_at)
+      VALUES ('dev-a', 1, 'F', ${T0}, 'electricity_import', '10', 'kWh', false, 0), ('dev-a', 3, 'F', ${T0 + 3000}, 'electricity_import', '30', 'kWh', false, 0)`);
+    await pool.query(`INSERT INTO reading_heads VALUES ('dev-a', 'electricity_import', 1, 3)`);
+    t.equal(await migrate(pool), SCHEMA_VERSION);
+    const head = (await pool.query('SELECT row_seq, ts, value, unit, reset FROM reading_heads')).rows[0];
+    t.same(head, { row_seq: 3, ts: T0 + 3000, value: '30', unit: 'kWh', reset: false }, 'the head carries its last row');
+    const store = await PostgresReadingStore.open(pool, { limits: () => undefined });
+    const at = (seq: number, value: string) => reading('dev-a', seq, T0 + seq * 1000, value);
+    t.match(await store.commit([at(4, '29')]), [{ status: 'rejected', reason: 'register_backwards' }], 'checked against the migrated head row (30)');
+    t.match(await store.commit([at(4, '31')]), [{ status: 'stored' }]);
+
+    // A writer still on version 5's statements stores seq 5 = 50 and moves last_seq, not the row.
+    await pool.query(`INSERT INTO readings (device_id, seq, facility_id, ts, metric, value, unit, reset, received_at)
+      VALUES ('dev-a', 5, 'F', ${T0 + 5000}, 'electricity_import', '50', 'kWh', false, 0)`);
+    await pool.query(`UPDATE reading_heads SET last_seq = 5`);
+    await pool.query(`UPDATE reading_device_state SET max_seq = 5`);
+    t.match(await store.commit([at(6, '40')]), [{ status: 'rejected', reason: 'register_backwards' }], 'checked against seq 5 (50), not the stale row of seq 4 (31)');
+    t.match(await store.commit([at(6, '55')]), [{ status: 'stored' }]);
+    t.same((await pool.query('SELECT last_seq, row_seq, value FROM reading_heads')).rows[0], { last_seq: 6, row_seq: 6, value: '55' }, 'the next write repairs the head');
+    // A head inserted by the older writer (no row at all) is read through too.
+    await pool.query(`INSERT INTO readings (device_id, seq, facility_id, ts, metric, value, unit, reset, received_at)
+      VALUES ('dev-a', 7, 'F', ${T0 + 7000}, 'natural_gas', '70', 'm3', false, 0)`);
+    await pool.query(`INSERT INTO reading_heads (device_id, metric, first_seq, last_seq) VALUES ('dev-a', 'natural_gas', 7, 7)`);
+    await pool.query(`UPDATE reading_device_state SET max_seq = 7`);
+    t.match(await store.commit([{ ...at(8, '60'), metric: 'natural_gas', unit: 'm3' }]), [{ status: 'rejected', reason: 'register_backwards' }]);
+  });
+
   t.test('values are stored as exact text; bigint columns read back as numbers', async (t) => {
     const url = await cluster.createDatabase();
     const store = await openPostgresReadingStore(url, { limits: () => undefined });
