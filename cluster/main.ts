@@ -263,7 +263,9 @@ async function main(): Promise<void> {
       say(`influxd      ${influxd.url}  up`);
     }
     // Its own directory: the chain makes its data dir private (0700), which PostgreSQL must traverse.
-    chain = await startLocalChain({ dataDir: path.join(dir, 'anvil'), port: await freePort(), windowSeconds: config.windowSeconds, logger });
+    // Each oracle and gateway signs with its own key (same roles): their nonces never collide.
+    const extraKeys = [{ name: 'oracle-2', as: 'oracle' as const }, { name: 'gateway-2', as: 'gateway' as const }];
+    chain = await startLocalChain({ dataDir: path.join(dir, 'anvil'), port: await freePort(), windowSeconds: config.windowSeconds, logger, extraKeys });
     say(`anvil        ${chain.rpcUrl}  up, ledger at ${chain.address}${chain.deployed ? ' (deployed now)' : ''}`);
 
     const adminKeyFile = path.join(dir, 'admin-api-key');
@@ -297,9 +299,10 @@ async function main(): Promise<void> {
       const b = await add(`broker-${i}`, 'broker', 'broker/main.ts', { MQTT_HOST: '127.0.0.1' }, 'MQTT_PORT');
       b.url = `mqtt://127.0.0.1:${b.port}`;
     }
-    for (const i of [1, 2]) await add(`oracle-${i}`, 'oracle', 'oracle/main.ts', { ORACLE_PRIVATE_KEY: readKey(chain.files.keys.oracle) });
+    const keyOf = (c: LocalChain, job: 'oracle' | 'gateway', i: number) => readKey(i === 1 ? c.files.keys[job] : c.files.extra[`${job}-${i}`]);
+    for (const i of [1, 2]) await add(`oracle-${i}`, 'oracle', 'oracle/main.ts', { ORACLE_PRIVATE_KEY: keyOf(chain, 'oracle', i) });
     for (const i of [1, 2]) {
-      const g = await add(`gateway-${i}`, 'gateway', 'gateway/main.ts', { GATEWAY_PRIVATE_KEY: readKey(chain.files.keys.gateway), HTTP_HOST: '127.0.0.1' }, 'HTTP_PORT');
+      const g = await add(`gateway-${i}`, 'gateway', 'gateway/main.ts', { GATEWAY_PRIVATE_KEY: keyOf(chain, 'gateway', i), HTTP_HOST: '127.0.0.1' }, 'HTTP_PORT');
       g.url = `http://127.0.0.1:${g.port}`;
     }
     status = { dataDir, databaseUrl, mqttUrl: mq.url, ...(influxd ? { influxUrl: influxd.url } : {}), rpcUrl: chain.rpcUrl, contractAddress: chain.address, adminKeyFile };

@@ -15,7 +15,8 @@
  *   funded from a dev account;
  * - every start checks the roles: any other holder (an unlocked dev account, a key of the public
  *   test mnemonic that older versions used) is revoked, and what the keys lack is granted.
- * Separate keys per signer, so their nonces never collide.
+ * Separate keys per signer, so their nonces never collide. Several processes doing the same job (the
+ * cluster's two oracles and two gateways) each get their own key with the same roles (`extraKeys`).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -38,8 +39,8 @@ export interface LocalChain {
   gatewayLedger: Ledger;
   /** Addresses of the keys that hold the roles. */
   accounts: Record<LocalKey, string>;
-  /** Files of the mnemonic and the role keys (0600). */
-  files: { mnemonic: string; keys: Record<LocalKey, string> };
+  /** Files of the mnemonic and the role keys (0600); `extra`: the files of `extraKeys`, by name. */
+  files: { mnemonic: string; keys: Record<LocalKey, string>; extra: Record<string, string> };
   /** Whether this start deployed the contracts (first start on this DATA_DIR). */
   deployed: boolean;
   close(): Promise<void>;
@@ -66,7 +67,19 @@ interface Deployment {
 const LOW_BALANCE = ethers.parseEther('10');
 const TOP_UP = ethers.parseEther('100');
 
-export async function startLocalChain(opts: { dataDir: string; port: number; windowSeconds: number; logger: Logger }): Promise<LocalChain> {
+/** Another key holding the roles of `as` (e.g. the second oracle process's own key), kept in keys/<name>.key. */
+export interface ExtraKey {
+  name: string;
+  as: Exclude<LocalKey, 'admin'>;
+}
+
+const EXTRA_KEY_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+export async function startLocalChain(opts: { dataDir: string; port: number; windowSeconds: number; logger: Logger; extraKeys?: ExtraKey[] }): Promise<LocalChain> {
+  const extraKeys = opts.extraKeys ?? [];
+  for (const k of extraKeys) {
+    if (!EXTRA_KEY_NAME.test(k.name) || k.name in LOCAL_ROLES) throw new Error(`extra key name ${JSON.stringify(k.name)}: lowercase letters, digits and '-', not admin, gateway or oracle`);
+  }
   const dir = path.join(opts.dataDir, 'chain');
   // Its own lines as `chain`; anvil's process names itself (`anvil`).
   const log = opts.logger.child({ component: 'chain' });
@@ -83,6 +96,11 @@ export async function startLocalChain(opts: { dataDir: string; port: number; win
   const keys = Object.fromEntries(
     Object.entries(keyFiles).map(([name, file]) => [name, readOrCreate(file, () => ethers.hexlify(crypto.randomBytes(32)))]),
   ) as Record<LocalKey, string>;
+  const extraFiles = Object.fromEntries(extraKeys.map((k) => [k.name, path.join(dir, 'keys', `${k.name}.key`)]));
+  const extra = extraKeys.map((k) => {
+    const key = readOrCreate(extraFiles[k.name], () => ethers.hexlify(crypto.randomBytes(32)));
+    return { roles: LOCAL_ROLES[k.as], address: ethers.computeAddress(key) };
+  });
 
   const file = path.join(dir, 'deployment.json');
   const chain = await startAnvil({ stateFile: path.join(dir, 'anvil-state.json'), port: opts.port, mnemonic, logger: opts.logger });
@@ -97,7 +115,7 @@ export async function startLocalChain(opts: { dataDir: string; port: number; win
       gateway: ethers.computeAddress(keys.gateway),
       oracle: ethers.computeAddress(keys.oracle),
     } satisfies Record<LocalKey, string>;
-    await fund(chain, Object.values(accounts));
+    await fund(chain, [...Object.values(accounts), ...extra.map((e) => e.address)]);
 
     let address: string | undefined;
     let startBlock = 0;
@@ -134,7 +152,7 @@ export async function startLocalChain(opts: { dataDir: string; port: number; win
       fs.writeFileSync(file, `${JSON.stringify(d, null, 2)}\n`, { mode: 0o600 });
       log.info({ address }, 'ledger deployed');
     }
-    await settleRoles(chain, address, wallets, accounts, log);
+    await settleRoles(chain, address, wallets, accounts, extra, log);
     await afterMined?.();
     return {
       chain,
@@ -143,7 +161,7 @@ export async function startLocalChain(opts: { dataDir: string; port: number; win
       oracleLedger: Ledger.attach(address, wallets.oracle, { startBlock, ...(afterMined ? { afterMined } : {}) }),
       gatewayLedger: Ledger.attach(address, wallets.gateway, { startBlock, ...(afterMined ? { afterMined } : {}) }),
       accounts,
-      files: { mnemonic: mnemonicFile, keys: keyFiles },
+      files: { mnemonic: mnemonicFile, keys: keyFiles, extra: extraFiles },
       deployed,
       close: () => chain.close(),
     };
@@ -199,12 +217,19 @@ async function fund(chain: Chain, addresses: string[]): Promise<void> {
 }
 
 /**
- * Makes the role holders exactly LOCAL_ROLES: grants what the keys lack and revokes every other
+ * Makes the role holders exactly LOCAL_ROLES (and the extra keys the roles of theirs): grants what the keys lack and revokes every other
  * holder among the accounts anyone could sign for (the node's unlocked accounts, the public test
  * mnemonic's keys). A ledger deployed by an older version (roles on test-mnemonic accounts) is moved
  * over with the test admin key, which is public knowledge and so must lose its role.
  */
-async function settleRoles(chain: Chain, address: string, wallets: Record<LocalKey, ethers.Signer>, accounts: Record<LocalKey, string>, logger: Logger): Promise<void> {
+async function settleRoles(
+  chain: Chain,
+  address: string,
+  wallets: Record<LocalKey, ethers.Signer>,
+  accounts: Record<LocalKey, string>,
+  extra: { roles: LedgerRole[]; address: string }[],
+  logger: Logger,
+): Promise<void> {
   const admin = Ledger.attach(address, wallets.admin);
   const view = admin;
   if (!(await view.hasRole('admin', accounts.admin))) {
@@ -222,9 +247,10 @@ async function settleRoles(chain: Chain, address: string, wallets: Record<LocalK
   }
   const unlocked = ((await chain.provider.send('eth_accounts', [])) as string[]).map((a) => ethers.getAddress(a));
   const exposed = [...new Set([...unlocked, ...testPrivateKeys(10).map((k) => ethers.computeAddress(k))])];
-  const ours = new Set(Object.values(accounts));
-  for (const [key, roles] of Object.entries(LOCAL_ROLES) as [LocalKey, LedgerRole[]][]) {
-    for (const role of roles) if (!(await admin.hasRole(role, accounts[key]))) await admin.grantRole(role, accounts[key]);
+  const holders = [...(Object.entries(LOCAL_ROLES) as [LocalKey, LedgerRole[]][]).map(([key, roles]) => ({ roles, address: accounts[key] })), ...extra];
+  const ours = new Set(holders.map((h) => h.address));
+  for (const h of holders) {
+    for (const role of h.roles) if (!(await admin.hasRole(role, h.address))) await admin.grantRole(role, h.address);
   }
   for (const role of ['admin', 'regulator', 'oracle'] as LedgerRole[]) {
     for (const a of exposed) {

@@ -134,6 +134,41 @@ if (!anvilBinary()) {
     t.notOk(await l2.hasRole('admin', before.unlocked[0]));
   });
 
+  t.test('extra keys (one per oracle and gateway process of a cluster) hold the roles of their job and are kept', async (t) => {
+    const dir = dataDir(t);
+    const extraKeys = [{ name: 'oracle-2', as: 'oracle' as const }, { name: 'gateway-2', as: 'gateway' as const }];
+    const local = await startLocalChain({ dataDir: dir, port: 0, windowSeconds: 3600, logger: silentLogger, extraKeys });
+    let closed = false;
+    t.teardown(() => (closed ? undefined : local.close()));
+    const key = (name: string) => fs.readFileSync(local.files.extra[name], 'utf8').trim();
+    const oracle2 = ethers.computeAddress(key('oracle-2'));
+    const gateway2 = ethers.computeAddress(key('gateway-2'));
+    t.equal(new Set([oracle2, gateway2, ...Object.values(local.accounts)]).size, 5, 'five distinct keys');
+    for (const f of Object.values(local.files.extra)) t.equal(mode(f), 0o600, `${path.basename(f)} is 0600`);
+    const view = Ledger.attach(local.address, local.chain.provider as unknown as ethers.Signer);
+    t.same(await Promise.all(ROLE_NAMES.map((r) => view.hasRole(r, oracle2))), [false, true, true], 'oracle-2: regulator and oracle, as the oracle key');
+    t.same(await Promise.all(ROLE_NAMES.map((r) => view.hasRole(r, gateway2))), [false, true, false], 'gateway-2: regulator, as the gateway key');
+    // Both oracle keys settle, each with its own nonces: sent at once, neither waits for the other.
+    const owner = ethers.Wallet.createRandom().address;
+    await local.gatewayLedger.registerFacility('F', owner, '1', 0);
+    await local.gatewayLedger.registerFacility('G', owner, '1', 0);
+    const second = Ledger.attach(local.address, keySigner(key('oracle-2'), local.chain.provider));
+    const root = `0x${'ab'.repeat(32)}`;
+    const [a, b] = await Promise.all([
+      local.oracleLedger.settleBatch([{ facilityId: 'F', windowStart: 0, windowEnd: 3_600_000, netGrams: 5n, evidenceRoot: root }]),
+      second.settleBatch([{ facilityId: 'G', windowStart: 0, windowEnd: 3_600_000, netGrams: 5n, evidenceRoot: root }]),
+    ]);
+    t.same([...a.results, ...b.results].map((r) => r.status), ['settled', 'settled']);
+    closed = true;
+    await local.close();
+    // A restart keeps the same keys and their roles.
+    const again = await startLocalChain({ dataDir: dir, port: 0, windowSeconds: 3600, logger: silentLogger, extraKeys });
+    t.teardown(() => again.close());
+    t.equal(ethers.computeAddress(fs.readFileSync(again.files.extra['oracle-2'], 'utf8').trim()), oracle2, 'the same oracle-2 key after a restart');
+    t.ok(await Ledger.attach(again.address, again.chain.provider as unknown as ethers.Signer).hasRole('oracle', oracle2), 'still an oracle');
+    await t.rejects(startLocalChain({ dataDir: dir, port: 0, windowSeconds: 3600, logger: silentLogger, extraKeys: [{ name: 'admin', as: 'oracle' }] }), /extra key name/);
+  });
+
   t.test('a DATA_DIR from before (roles on public test-mnemonic accounts) is moved over to the role keys', async (t) => {
     const dir = dataDir(t);
     const chainDir = path.join(dir, 'chain');
