@@ -15,6 +15,9 @@
  * needed: --rpc is CHAIN_RPC_URL or the local anvil (ANVIL_PORT), --contract is CONTRACT_ADDRESS or
  * the address `npm start` remembers in DATA_DIR/chain/deployment.json. Keys are read from a file or
  * the environment; a key given on the command line works but is warned about (`ps` shows it).
+ * DATA_DIR, HTTP_PORT, ANVIL_PORT, CHAIN_RPC_URL and CONTRACT_ADDRESS are read through the settings
+ * table of `npm start` (domain/config.ts): the same defaults, and a bad value fails (exit 1) with the
+ * same message before the command runs.
  * Every chain failure is said through describeChainError (contracts/client/errors.ts).
  * Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage error.
  *
@@ -27,7 +30,8 @@ import { pathToFileURL } from 'node:url';
 import { RETIRE_TYPES } from '../contracts/client/port.ts';
 import { balance } from './cli/balance.ts';
 import { commandUsageError, usageOf, type Command, type Io } from './cli/command.ts';
-import type { Env } from './cli/defaults.ts';
+import { cliSettings, type Env } from './cli/defaults.ts';
+import { errors, isError } from '../domain/errors.ts';
 import { keygen } from './cli/keygen.ts';
 import { retire } from './cli/retire.ts';
 import { certificate } from './cli/certificate.ts';
@@ -88,6 +92,14 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) return usageError(io, undefined, [name.startsWith('-') ? `unknown option '${name}' (options follow a command)` : `unknown command '${name}'`]);
+  try {
+    // The settings shared with `npm start`, checked before anything as it does (same message).
+    cliSettings(env);
+  } catch (e) {
+    if (!isError(e, errors.CONFIG_INVALID)) throw e;
+    err(`${command.name} failed: ${(e as Error).message}`);
+    return 1;
+  }
   let values: Record<string, string | boolean | undefined>;
   try {
     const parsed = parseArgs({
