@@ -76,6 +76,21 @@ function argumentProblem(e: unknown, c: Command): string {
   return err.message ?? String(e);
 }
 
+/**
+ * The settings shared with `npm start`, checked before anything (its help shows defaults taken from
+ * them) as `npm start` checks them: exit 1 with its message, or undefined when they are good.
+ */
+function settingsProblem(c: Command, io: Io): number | undefined {
+  try {
+    cliSettings(io.env);
+    return undefined;
+  } catch (e) {
+    if (!isError(e, errors.CONFIG_INVALID)) throw e;
+    io.err(`${c.name} failed: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
 /** Runs the CLI; returns the process exit code. Output goes to the given writers; `env` defaults to process.env. */
 export async function runCli(argv: string[], out: (s: string) => void, err: (s: string) => void, env: Env = process.env): Promise<number> {
   const io: Io = { out, err, env };
@@ -83,6 +98,10 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   if (name === '--help' || name === '-h' || name === 'help') {
     const sub = name === 'help' && rest[0] !== undefined ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
     if (name === 'help' && rest[0] !== undefined && !sub) return usageError(io, undefined, [`unknown command '${rest[0]}'`]);
+    if (sub) {
+      const bad = settingsProblem(sub, io);
+      if (bad !== undefined) return bad;
+    }
     out(sub ? usageOf(sub, env) : topUsage());
     return 0;
   }
@@ -92,14 +111,8 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) return usageError(io, undefined, [name.startsWith('-') ? `unknown option '${name}' (options follow a command)` : `unknown command '${name}'`]);
-  try {
-    // The settings shared with `npm start`, checked before anything as it does (same message).
-    cliSettings(env);
-  } catch (e) {
-    if (!isError(e, errors.CONFIG_INVALID)) throw e;
-    err(`${command.name} failed: ${(e as Error).message}`);
-    return 1;
-  }
+  const bad = settingsProblem(command, io);
+  if (bad !== undefined) return bad;
   let values: Record<string, string | boolean | undefined>;
   try {
     const parsed = parseArgs({

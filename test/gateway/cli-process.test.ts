@@ -162,6 +162,9 @@ t.test('a bad HTTP_PORT, ANVIL_PORT or CHAIN_RPC_URL: the same message as npm st
   const rpc = await cli(['certificate', '1'], { CHAIN_RPC_URL: 'not a url', CONTRACT_ADDRESS: '0x' + '22'.repeat(20) });
   t.equal(rpc.code, 1);
   t.equal(rpc.stderr.trim(), 'certificate failed: CHAIN_RPC_URL: not a URL: not a url');
+  const help = await cli(['help', 'balance'], { ANVIL_PORT: 'x' });
+  t.equal(help.code, 1, 'help of a command whose defaults come from a bad setting');
+  t.equal(help.stderr.trim(), 'balance failed: ANVIL_PORT: not a port: x');
 
   // Empty means unset, as for npm start: the default port, not "http://127.0.0.1:".
   const empty = await cli(['keygen', '--out', path.join(dir, 'second.key')], { HTTP_PORT: '' });
