@@ -257,6 +257,8 @@ export class InfluxReadingStore implements ReadingStore {
     const done = acked.catch((err: unknown) => {
       throw unavailable(err);
     });
+    // As before: a caller that drops `done` causes no unhandled rejection; one that awaits it sees the failure.
+    done.catch(() => undefined);
     return { done };
   }
 
