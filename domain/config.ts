@@ -127,21 +127,8 @@ export function loadConfig(
   defaults: Partial<Record<keyof Settings, string>> = {},
 ): Config {
   const out: Record<string, unknown> = {};
-  for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Setting][]) {
-    if (key in overrides) {
-      out[key] = overrides[key];
-      continue;
-    }
-    const raw = env[s.env];
-    const fallback = defaults[key] ?? (s as { default?: string }).default;
-    const text = raw === undefined || raw === '' ? fallback : raw;
-    if (text === undefined) {
-      out[key] = undefined;
-      continue;
-    }
-    const problem = s.validate?.(text);
-    if (problem) throw errors.CONFIG_INVALID(`${s.env}: ${problem}`);
-    out[key] = parse(s.env, s, text);
+  for (const key of Object.keys(SETTINGS) as (keyof Settings)[]) {
+    out[key] = key in overrides ? overrides[key] : readOne(key, env, defaults[key]);
   }
   if (out.windowSeconds === 0) throw errors.CONFIG_INVALID('WINDOW_SECONDS must be at least 1');
   if (out.mqttConnectRate === 0 || out.mqttConnectBurst === 0) throw errors.CONFIG_INVALID('MQTT_CONNECT_RATE and MQTT_CONNECT_BURST must be at least 1');
@@ -166,6 +153,35 @@ export function loadConfig(
   }
   out.dataDir = path.resolve(String(out.dataDir));
   return Object.freeze(out) as Config;
+}
+
+/** One setting from `env` (unset or empty: `fallback`, else the table's default), validated and typed. */
+function readOne(key: keyof Settings, env: NodeJS.ProcessEnv, fallback?: string): unknown {
+  const s: Setting = SETTINGS[key];
+  const raw = env[s.env];
+  const text = raw === undefined || raw === '' ? (fallback ?? s.default) : raw;
+  if (text === undefined) return undefined;
+  const problem = s.validate?.(text);
+  if (problem) throw errors.CONFIG_INVALID(`${s.env}: ${problem}`);
+  return parse(s.env, s, text);
+}
+
+/**
+ * Some settings only, for a program that needs a few of them (the holder's CLI): each read, defaulted
+ * and validated exactly as `loadConfig` does (same defaults, same CONFIG_INVALID messages; DATA_DIR
+ * resolved), without the checks across settings that concern the processes of the platform.
+ */
+export function readSettings<K extends keyof Settings>(keys: readonly K[], env: NodeJS.ProcessEnv = process.env): Pick<Config, K> {
+  const out: Record<string, unknown> = {};
+  for (const key of keys) out[key] = readOne(key, env);
+  if ('dataDir' in out) out.dataDir = path.resolve(String(out.dataDir));
+  return Object.freeze(out) as Pick<Config, K>;
+}
+
+/** Whether the environment sets this setting (an empty value counts as unset, as in `loadConfig`). */
+export function isSet(key: keyof Settings, env: NodeJS.ProcessEnv = process.env): boolean {
+  const raw = env[SETTINGS[key].env];
+  return raw !== undefined && raw !== '';
 }
 
 /**

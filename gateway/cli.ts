@@ -15,6 +15,9 @@
  * needed: --rpc is CHAIN_RPC_URL or the local anvil (ANVIL_PORT), --contract is CONTRACT_ADDRESS or
  * the address `npm start` remembers in DATA_DIR/chain/deployment.json. Keys are read from a file or
  * the environment; a key given on the command line works but is warned about (`ps` shows it).
+ * DATA_DIR, HTTP_PORT, ANVIL_PORT, CHAIN_RPC_URL and CONTRACT_ADDRESS are read through the settings
+ * table of `npm start` (domain/config.ts): the same defaults, and a bad value fails (exit 1) with the
+ * same message before the command runs.
  * Every chain failure is said through describeChainError (contracts/client/errors.ts).
  * Exit codes: 0 done, 1 failed (the reason on stderr), 2 usage error.
  *
@@ -27,7 +30,8 @@ import { pathToFileURL } from 'node:url';
 import { RETIRE_TYPES } from '../contracts/client/port.ts';
 import { balance } from './cli/balance.ts';
 import { commandUsageError, usageOf, type Command, type Io } from './cli/command.ts';
-import type { Env } from './cli/defaults.ts';
+import { cliSettings, type Env } from './cli/defaults.ts';
+import { errors, isError } from '../domain/errors.ts';
 import { keygen } from './cli/keygen.ts';
 import { retire } from './cli/retire.ts';
 import { certificate } from './cli/certificate.ts';
@@ -72,6 +76,21 @@ function argumentProblem(e: unknown, c: Command): string {
   return err.message ?? String(e);
 }
 
+/**
+ * The settings shared with `npm start`, checked before anything (its help shows defaults taken from
+ * them) as `npm start` checks them: exit 1 with its message, or undefined when they are good.
+ */
+function settingsProblem(c: Command, io: Io): number | undefined {
+  try {
+    cliSettings(io.env);
+    return undefined;
+  } catch (e) {
+    if (!isError(e, errors.CONFIG_INVALID)) throw e;
+    io.err(`${c.name} failed: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
 /** Runs the CLI; returns the process exit code. Output goes to the given writers; `env` defaults to process.env. */
 export async function runCli(argv: string[], out: (s: string) => void, err: (s: string) => void, env: Env = process.env): Promise<number> {
   const io: Io = { out, err, env };
@@ -79,6 +98,10 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   if (name === '--help' || name === '-h' || name === 'help') {
     const sub = name === 'help' && rest[0] !== undefined ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
     if (name === 'help' && rest[0] !== undefined && !sub) return usageError(io, undefined, [`unknown command '${rest[0]}'`]);
+    if (sub) {
+      const bad = settingsProblem(sub, io);
+      if (bad !== undefined) return bad;
+    }
     out(sub ? usageOf(sub, env) : topUsage());
     return 0;
   }
@@ -88,6 +111,8 @@ export async function runCli(argv: string[], out: (s: string) => void, err: (s: 
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) return usageError(io, undefined, [name.startsWith('-') ? `unknown option '${name}' (options follow a command)` : `unknown command '${name}'`]);
+  const bad = settingsProblem(command, io);
+  if (bad !== undefined) return bad;
   let values: Record<string, string | boolean | undefined>;
   try {
     const parsed = parseArgs({

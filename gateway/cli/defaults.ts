@@ -1,13 +1,16 @@
 /**
  * Where the CLI's chain and key come from when not given: the environment of `npm start` and the
  * deployment it wrote under DATA_DIR (contracts/client/local.ts), then the key options in order.
- * Every problem names the option and where its default was looked for.
+ * Every problem names the option and where its default was looked for. The settings the CLI shares
+ * with `npm start` (DATA_DIR, HTTP_PORT, ANVIL_PORT, CHAIN_RPC_URL, CONTRACT_ADDRESS) are read through
+ * the one settings table (domain/config.ts `readSettings`): the same defaults and the same
+ * CONFIG_INVALID messages as `npm start`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { checksumAddress, isAddress } from '../../contracts/client/crypto.ts';
 import { normaliseKey, readKeyFile } from '../../contracts/client/keyfile.ts';
-import { defaultOf, SETTINGS } from '../../domain/config.ts';
+import { isSet, readSettings, SETTINGS } from '../../domain/config.ts';
 import type { Io, Values } from './command.ts';
 
 export type Env = Record<string, string | undefined>;
@@ -25,10 +28,18 @@ interface DeploymentFile {
   rpcUrl?: string;
 }
 
+/** The settings of the platform that the CLI reads. */
+export const CLI_SETTINGS = ['dataDir', 'httpPort', 'anvilPort', 'chainRpcUrl', 'contractAddress'] as const;
+
+/** CLI_SETTINGS from `env`, as `npm start` reads them; a bad one throws CONFIG_INVALID naming it. */
+export function cliSettings(env: Env): ReturnType<typeof readSettings<(typeof CLI_SETTINGS)[number]>> {
+  return readSettings(CLI_SETTINGS, env);
+}
+
 /** DATA_DIR as `npm start` resolves it (domain/config.ts: default ./data, relative to the working directory). */
 export function dataDirOf(env: Env): { dir: string; source: string } {
-  const raw = env.DATA_DIR;
-  return raw ? { dir: path.resolve(raw), source: `DATA_DIR=${raw}` } : { dir: defaultOf('dataDir'), source: `DATA_DIR unset: ${SETTINGS.dataDir.default}` };
+  const dir = cliSettings(env).dataDir;
+  return { dir, source: isSet('dataDir', env) ? `DATA_DIR=${env.DATA_DIR}` : `DATA_DIR unset: ${SETTINGS.dataDir.default}` };
 }
 
 export function deploymentFileOf(env: Env): string {
@@ -60,22 +71,23 @@ export interface ChainDefaults {
 
 /** --rpc and --contract when not given: the environment of `npm start`, then DATA_DIR's deployment. */
 export function chainDefaults(env: Env): ChainDefaults {
+  const settings = cliSettings(env);
   const file = deploymentFileOf(env);
-  const external = env.CHAIN_RPC_URL;
+  const external = settings.chainRpcUrl;
   const dep = external ? {} : readDeployment(file);
   let rpc: Default;
   if (external) rpc = { value: external, source: 'CHAIN_RPC_URL' };
   else if (dep.d?.rpcUrl) rpc = { value: dep.d.rpcUrl, source: file };
   else {
-    const port = env.ANVIL_PORT ?? '8545';
-    rpc = { value: `http://127.0.0.1:${port}`, source: `the local chain of npm start, ${env.ANVIL_PORT ? `ANVIL_PORT=${port}` : 'ANVIL_PORT unset: 8545'}` };
+    const port = settings.anvilPort;
+    rpc = { value: `http://127.0.0.1:${port}`, source: `the local chain of npm start, ${isSet('anvilPort', env) ? `ANVIL_PORT=${port}` : `ANVIL_PORT unset: ${SETTINGS.anvilPort.default}`}` };
   }
   let contract: Default;
-  if (env.CONTRACT_ADDRESS) contract = { value: env.CONTRACT_ADDRESS, source: 'CONTRACT_ADDRESS' };
+  if (settings.contractAddress) contract = { value: settings.contractAddress, source: 'CONTRACT_ADDRESS' };
   else if (external) contract = { source: 'CHAIN_RPC_URL is set without CONTRACT_ADDRESS' };
   else if (dep.d) contract = { value: checksumAddress(dep.d.address!), source: `${file}, written by npm start (${dataDirOf(env).source})` };
   else contract = { source: dep.problem! };
-  return { rpc, contract, ...(!external && !env.CONTRACT_ADDRESS && dep.d?.chainId ? { chainId: dep.d.chainId } : {}) };
+  return { rpc, contract, ...(!external && !settings.contractAddress && dep.d?.chainId ? { chainId: dep.d.chainId } : {}) };
 }
 
 /**

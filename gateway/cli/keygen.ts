@@ -1,8 +1,8 @@
 /** `npm run cli -- keygen`: a new private key in an owner-only file, and what to do with its address. */
 import path from 'node:path';
 import { createKeyFile, KeyFileError } from '../../contracts/client/keyfile.ts';
-import { defaultOf } from '../../domain/config.ts';
 import { HELP_OPTION, type Command } from './command.ts';
+import { cliSettings } from './defaults.ts';
 
 export const keygen: Command = {
   name: 'keygen',
@@ -35,7 +35,7 @@ export const keygen: Command = {
       io.out(JSON.stringify({ address: made.address, keyFile: file }));
       return 0;
     }
-    io.out(keygenInstructions(made.address, file, `http://127.0.0.1:${io.env.HTTP_PORT ?? defaultOf('httpPort')}`));
+    io.out(keygenInstructions(made.address, file, `http://127.0.0.1:${cliSettings(io.env).httpPort}`));
     return 0;
   },
 };

@@ -5,7 +5,8 @@ import type { GatewayContext } from '../app.ts';
 import { ALL_ROLES, requireRole } from '../auth.ts';
 import { errors } from '../../domain/errors.ts';
 import { FacilityParams, ReadingDetail, ReadingList, ReadingParams, ReadingsQuery, RejectionList, RejectionsQuery, errorResponses } from '../schemas.ts';
-import { DEFAULT_PAGE, MAX_PAGE, decodeCursor, encodeCursor, pageOf } from '../paging.ts';
+import { DEFAULT_PAGE, compareKeys, decodeCursor, encodeCursor, pageOf, type PageKey } from '../paging.ts';
+import { MAX_LIST_LIMIT, type ReadingFilter, type ReadingStore } from '../../store/types.ts';
 import { readingKeyText, type Reading, type ReadingView } from '../../domain/reading.ts';
 import { iso, parseTimeQuery } from '../format.ts';
 import { isVoided } from '../../oracle/voids.ts';
@@ -22,6 +23,70 @@ function readingView(r: Reading, late: boolean, voided = false): ReadingView {
     ...(late ? { late: true } : {}),
     ...(voided ? { voided: true } : {}),
   };
+}
+
+/** A reading's place in the listing: ts, device id, seq, all descending. */
+const readingKey = (r: Reading): PageKey => [r.ts, r.deviceId, r.seq];
+
+type ListBase = Omit<ReadingFilter, 'from' | 'to' | 'limit'>;
+
+/**
+ * What one page of the listing is cut from: every reading after `after` in key order (or from the
+ * newest) down to at least `limit` of them, and at least one more when more exist, so that `next` is
+ * given exactly when there is a next page. A store answers at most MAX_LIST_LIMIT rows, newest ts
+ * first (in any order within a millisecond), so an answer that is cut short may hold only part of its
+ * oldest millisecond: that millisecond is then read again whole (per device when even that is cut:
+ * many devices reporting on the same millisecond), and only whole milliseconds make up the page. So
+ * a page is always a prefix of the key order: no reading is skipped or served twice across pages,
+ * readings with equal ts included. (One device with more than MAX_LIST_LIMIT readings on a single
+ * millisecond is beyond what the store's listing can page through.)
+ */
+async function readingsAfter(
+  store: Pick<ReadingStore, 'list'>,
+  devices: () => string[],
+  base: ListBase,
+  from: number | undefined,
+  to: number | undefined,
+  limit: number,
+  after: PageKey | undefined,
+): Promise<Reading[]> {
+  const cap = MAX_LIST_LIMIT;
+  const wholeMs = async (ms: number): Promise<Reading[]> => {
+    const rows = await store.list({ ...base, from: ms, to: ms + 1, limit: cap });
+    if (rows.length < cap || base.deviceId !== undefined) return rows;
+    const per = await Promise.all(devices().map((deviceId) => store.list({ ...base, deviceId, from: ms, to: ms + 1, limit: cap })));
+    return per.flat();
+  };
+  const out: Reading[] = [];
+  let upper = to;
+  if (after) {
+    // The rest of the cursor's millisecond (readings sharing its ts), then older ones.
+    const at = after[0] as number;
+    if ((to === undefined || at < to) && (from === undefined || at >= from)) {
+      out.push(...(await wholeMs(at)).filter((r) => compareKeys(readingKey(r), after) < 0));
+    }
+    upper = to === undefined ? at : Math.min(to, at);
+  }
+  while (out.length <= limit && (upper === undefined || from === undefined || upper > from)) {
+    const want = Math.min(cap, limit + 1 - out.length);
+    const rows = await store.list({ ...base, ...(from !== undefined ? { from } : {}), ...(upper !== undefined ? { to: upper } : {}), limit: want });
+    if (rows.length < want) {
+      out.push(...rows);
+      break;
+    }
+    // Cut short: the rows of its oldest millisecond may be only some of them.
+    let oldest = rows[0].ts;
+    for (const r of rows) if (r.ts < oldest) oldest = r.ts;
+    out.push(...rows.filter((r) => r.ts > oldest));
+    if (out.length >= limit) {
+      // A full page of whole milliseconds; the rest only shows that more exist (they sort after it).
+      out.push(...rows.filter((r) => r.ts === oldest));
+      break;
+    }
+    out.push(...(await wholeMs(oldest)));
+    upper = oldest;
+  }
+  return out;
 }
 
 export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -55,22 +120,9 @@ export function registerReadingRoutes(app: FastifyInstance, ctx: GatewayContext)
         facilityId,
         ...(q.deviceId ? { deviceId: q.deviceId } : {}),
         ...(q.metric ? { metric: q.metric } : {}),
-        ...(from !== undefined ? { from } : {}),
       };
-      let fetched: Reading[];
-      if (!after) {
-        fetched = await store.list({ ...base, ...(to !== undefined ? { to } : {}), limit: limit + 1 });
-      } else {
-        // After the cursor: the rest of its millisecond (readings sharing a ts), then older ones.
-        const at = after[0] as number;
-        const end = to !== undefined ? Math.min(to, at) : at;
-        const [ties, older] = await Promise.all([
-          to === undefined || at < to ? store.list({ ...base, from: Math.max(from ?? at, at), to: at + 1, limit: MAX_PAGE }) : Promise.resolve([]),
-          store.list({ ...base, to: end, limit: limit + 1 }),
-        ]);
-        fetched = [...ties, ...older];
-      }
-      const page = pageOf(fetched, (r) => [r.ts, r.deviceId, r.seq], limit, after);
+      const fetched = await readingsAfter(store, () => registry.listDevices(facilityId).map((d) => d.deviceId), base, from, to, limit, after);
+      const page = pageOf(fetched, readingKey, limit, after);
       const rows = page.items;
       const late =
         ctx.deps.settlements?.lateReadings && rows.length > 0

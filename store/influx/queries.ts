@@ -9,7 +9,7 @@ import type { Reading } from '../../domain/reading.ts';
 import { isVisible, clampListLimit, type ConsumeQuery, type CoverageQuery, type DeviceCoverage, type ReadingFilter, type VisibilityMark } from '../types.ts';
 import type { Series } from './http.ts';
 import { influxqlInt, influxqlString } from './line.ts';
-import { BY_SEQ_COLUMNS, M_BY_SEQ, M_HW, M_LATE, M_READING, READING_COLUMNS, decodeBySeq, decodeReadings, msToNs } from './schema.ts';
+import { BY_SEQ_COLUMNS, M_BY_SEQ, M_HW, M_LATE, M_READING, READING_COLUMNS, decodeBySeq, decodeReadings, intField, msToNs } from './schema.ts';
 
 /** Runs InfluxQL statements in one request; one result (a list of series) per statement. */
 export type RunQuery = (statements: string[], epoch: 'ns' | 'ms') => Promise<Series[][]>;
@@ -90,10 +90,10 @@ export class InfluxQueries {
           }
         }
         const hw = res[PER * j + 2]?.[0]?.values[0];
-        const hwSeq = hw ? Number(hw[1]) : -1;
-        const hwLate = hw && typeof hw[2] === 'number' ? hw[2] : 0;
+        const hwSeq = hw ? intField(M_HW, d, hw[0], 'seq', hw[1]) : -1;
+        const hwLate = hw && hw[2] != null ? intField(M_HW, d, hwSeq, 'late', hw[2]) : 0;
         const lastPointer = res[PER * j + 3]?.[0]?.values[0];
-        const maxArrival = lastPointer ? Number(lastPointer[0]) : 0;
+        const maxArrival = lastPointer ? intField(M_LATE, d, lastPointer[0], 'arrival', lastPointer[0]) : 0;
         state.late = Math.max(hwLate, maxArrival);
         out.set(d, { state, repair: [] });
         if (state.maxSeq > hwSeq || maxArrival > hwLate) {
@@ -176,7 +176,7 @@ export class InfluxQueries {
       [`SELECT "seq" FROM "${M_LATE}" WHERE "device" = ${q(deviceId)} AND time > ${influxqlInt(after)} AND time <= ${influxqlInt(upTo)}`],
       'ns',
     );
-    return [...new Set((series ?? []).flatMap((s) => s.values.map((v) => Number(v[1]))))];
+    return [...new Set((series ?? []).flatMap((s) => s.values.map((v) => intField(M_LATE, deviceId, v[1], 'seq', v[1]))))];
   }
 
   /** The stored readings with these seqs (one exact-time statement each: InfluxQL has no OR of times). */
@@ -203,7 +203,10 @@ export class InfluxQueries {
       for (const s of series ?? []) {
         const d = s.tags?.device;
         const row = s.values[0];
-        if (d !== undefined && chunk.includes(d) && row) out.set(d, { maxSeq: Number(row[1]), late: typeof row[2] === 'number' ? row[2] : 0 });
+        if (d !== undefined && chunk.includes(d) && row) {
+          const maxSeq = intField(M_HW, d, row[0], 'seq', row[1]);
+          out.set(d, { maxSeq, late: row[2] != null ? intField(M_HW, d, maxSeq, 'late', row[2]) : 0 });
+        }
       }
     }
     return out;

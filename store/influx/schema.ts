@@ -19,7 +19,9 @@
  *   seq. Written only after every reading up to that seq and every late arrival up to `late` was
  *   acknowledged in all measurements.
  */
-import type { Metric, Reading } from '../../domain/reading.ts';
+import { Decimal } from '../../domain/decimal.ts';
+import { errors, type DomainError } from '../../domain/errors.ts';
+import { isMetric, type Metric, type Reading } from '../../domain/reading.ts';
 import { encodeLine } from './line.ts';
 import type { Series } from './http.ts';
 
@@ -82,17 +84,52 @@ function rows(series: Series[]): Record<string, unknown>[] {
   return out;
 }
 
-function toReading(row: Record<string, unknown>, seq: number, ts: number): Reading {
+/**
+ * A point that does not decode as a reading (a field missing, so InfluxDB returns null; a value that is
+ * no decimal; an unknown metric): written by another program, or by two writers that were not
+ * coordinated. The store cannot vouch for it, so the read fails as an outage of the store
+ * (STORE_UNAVAILABLE: the ingest refuses the batch, the oracle retries) instead of returning it.
+ */
+export function undecodable(measurement: string, device: unknown, seq: unknown, why: string): DomainError {
+  const d = typeof device === 'string' ? JSON.stringify(device).slice(0, 80) : 'unknown';
+  const at = typeof seq === 'number' || typeof seq === 'string' ? String(seq).slice(0, 24) : 'unknown';
+  return errors.STORE_UNAVAILABLE(`a point of device ${d} seq ${at} in ${measurement} does not decode (${why}); was it written by another program, or by writers not coordinated?`);
+}
+
+/** Why a row cannot be a reading, or undefined when it can. */
+function defect(row: Record<string, unknown>, seq: unknown, ts: unknown): string | undefined {
+  if (typeof row.facility !== 'string' || row.facility === '') return 'no facility tag';
+  if (typeof row.device !== 'string' || row.device === '') return 'no device tag';
+  if (typeof row.metric !== 'string' || !isMetric(row.metric)) return `metric ${JSON.stringify(row.metric ?? null).slice(0, 40)} is not a known metric`;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return `seq ${JSON.stringify(seq ?? null).slice(0, 24)} is not a non-negative integer`;
+  if (typeof ts !== 'number' || !Number.isSafeInteger(ts)) return `ts ${JSON.stringify(ts ?? null).slice(0, 24)} is not an integer`;
+  if (typeof row.value !== 'string') return `value is ${JSON.stringify(row.value ?? null).slice(0, 24)}, not decimal text`;
+  try {
+    Decimal.parse(row.value);
+  } catch {
+    return `value ${JSON.stringify(row.value).slice(0, 40)} is not a decimal number`;
+  }
+  if (typeof row.unit !== 'string') return `unit is ${JSON.stringify(row.unit ?? null).slice(0, 24)}`;
+  if (row.reset != null && typeof row.reset !== 'boolean') return 'reset is not a boolean';
+  if (typeof row.received !== 'number' || !Number.isSafeInteger(row.received)) return `received ${JSON.stringify(row.received ?? null).slice(0, 24)} is not an integer`;
+  if (row.arrival != null && (typeof row.arrival !== 'number' || !Number.isSafeInteger(row.arrival) || row.arrival < 1)) return 'arrival is not a positive integer';
+  for (const f of ['sig', 'prev', 'sent_value', 'sent_unit']) if (row[f] != null && typeof row[f] !== 'string') return `${f} is not a string`;
+  return undefined;
+}
+
+function toReading(measurement: string, row: Record<string, unknown>, seq: unknown, ts: unknown): Reading {
+  const why = defect(row, seq, ts);
+  if (why !== undefined) throw undecodable(measurement, row.device, seq, why);
   const r: Reading = {
-    facilityId: String(row.facility),
-    deviceId: String(row.device),
-    seq,
-    ts,
-    metric: String(row.metric) as Metric,
-    value: String(row.value),
-    unit: String(row.unit),
+    facilityId: row.facility as string,
+    deviceId: row.device as string,
+    seq: seq as number,
+    ts: ts as number,
+    metric: row.metric as Metric,
+    value: row.value as string,
+    unit: row.unit as string,
     reset: row.reset === true,
-    receivedAt: Number(row.received),
+    receivedAt: row.received as number,
   };
   if (typeof row.arrival === 'number') r.arrival = row.arrival;
   if (typeof row.sig === 'string') {
@@ -104,12 +141,21 @@ function toReading(row: Record<string, unknown>, seq: number, ts: number): Readi
   return r;
 }
 
-/** Rows of `reading` queried with epoch=ms (time = ts). */
-export function decodeReadings(series: Series[]): Reading[] {
-  return rows(series).map((row) => toReading(row, Number(row.seq), Number(row.time)));
+/**
+ * An integer field of a bookkeeping point (reading_hw, reading_late) that must be there; a missing or
+ * non-integer one fails like an undecodable reading.
+ */
+export function intField(measurement: string, device: unknown, at: unknown, name: string, v: unknown): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  throw undecodable(measurement, device, at, `${name} is ${JSON.stringify(v ?? null).slice(0, 24)}, not a non-negative integer`);
 }
 
-/** Rows of `reading_seq` queried with epoch=ns (time = seq). */
+/** Rows of `reading` queried with epoch=ms (time = ts); a row that is no reading throws STORE_UNAVAILABLE. */
+export function decodeReadings(series: Series[]): Reading[] {
+  return rows(series).map((row) => toReading(M_READING, row, row.seq, row.time));
+}
+
+/** Rows of `reading_seq` queried with epoch=ns (time = seq); a row that is no reading throws STORE_UNAVAILABLE. */
 export function decodeBySeq(series: Series[]): Reading[] {
-  return rows(series).map((row) => toReading(row, Number(row.time), Number(row.ts)));
+  return rows(series).map((row) => toReading(M_BY_SEQ, row, row.time, row.ts));
 }

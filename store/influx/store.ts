@@ -33,11 +33,11 @@
  * rejects that commit and every later one, and drops all cached state (reloaded on next use).
  */
 import { Decimal } from '../../domain/decimal.ts';
-import { DomainError, errors } from '../../domain/errors.ts';
+import { DomainError, errors, isError } from '../../domain/errors.ts';
 import { checkReading, type DeviceReadings, type StoredReading } from '../../domain/ingest-rules.ts';
 import type { Logger } from '../../domain/logger.ts';
 import { isIntervalKind, isMetric, type Reading, type RejectReason } from '../../domain/reading.ts';
-import { InfluxHttpError, ping, prepareBody, query, resolveTarget, writeBody, type InfluxConnection, type InfluxTarget, type PreparedBody, type Series } from './http.ts';
+import { ping, prepareBody, query, resolveTarget, writeBody, type InfluxConnection, type InfluxTarget, type PreparedBody, type Series } from './http.ts';
 import type { DeviceLease, InfluxCoordinator } from './coordinator.ts';
 import { InfluxQueries, type DeviceState } from './queries.ts';
 import { hwLine, readingLines } from './schema.ts';
@@ -207,8 +207,17 @@ export class InfluxReadingStore implements ReadingStore {
     try {
       return await query(this.target, statements.join('; '), epoch, this.timeoutMs);
     } catch (err) {
-      if (err instanceof InfluxHttpError) throw errors.STORE_UNAVAILABLE(err.message);
-      throw err;
+      throw unavailable(err);
+    }
+  }
+
+  /** A read of the store: whatever fails surfaces as STORE_UNAVAILABLE. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    this.ensureOpen();
+    try {
+      return await fn();
+    } catch (err) {
+      throw unavailable(err);
     }
   }
 
@@ -229,19 +238,27 @@ export class InfluxReadingStore implements ReadingStore {
    * in flight (the checks already see N's readings as pending).
    */
   async stage(readings: Reading[]): Promise<StagedCommit> {
-    this.ensureOpen();
+    return this.guard(() => this.staged(readings));
+  }
+
+  private async staged(readings: Reading[]): Promise<StagedCommit> {
     if (readings.length === 0) return { done: Promise.resolve([]) };
     if (this.coordinator) {
       const outcomes = await this.serial(() => this.coordinated(readings, this.coordinator as InfluxCoordinator));
       return { done: Promise.resolve(outcomes) };
     }
     const p = await this.serial(() => this.prepare(readings));
-    const done = p.acked.then(() => p.outcomes);
+    const acked = p.acked.then(() => p.outcomes);
     // Registered first, so it runs before whoever awaits `done` sees the result.
     const forget = () => {
       for (const { st, r } of p.added) if (st.pending.get(r.seq) === r) st.pending.delete(r.seq);
     };
-    done.then(forget, forget);
+    acked.then(forget, forget);
+    const done = acked.catch((err: unknown) => {
+      throw unavailable(err);
+    });
+    // As before: a caller that drops `done` causes no unhandled rejection; one that awaits it sees the failure.
+    done.catch(() => undefined);
     return { done };
   }
 
@@ -414,23 +431,19 @@ export class InfluxReadingStore implements ReadingStore {
   }
 
   async marks(deviceIds: string[]): Promise<Map<string, VisibilityMark>> {
-    this.ensureOpen();
-    return this.reads.marks(deviceIds);
+    return this.guard(() => this.reads.marks(deviceIds));
   }
 
   async consume(cq: ConsumeQuery): Promise<Reading[]> {
-    this.ensureOpen();
-    return this.reads.consume(cq);
+    return this.guard(() => this.reads.consume(cq));
   }
 
   async hasReading(deviceId: string, from: number, to: number, mark: VisibilityMark): Promise<boolean> {
-    this.ensureOpen();
-    return this.reads.hasReading(deviceId, from, to, mark);
+    return this.guard(() => this.reads.hasReading(deviceId, from, to, mark));
   }
 
   async coverage(cq: CoverageQuery): Promise<DeviceCoverage> {
-    this.ensureOpen();
-    const out = await this.reads.coverage(cq);
+    const out = await this.guard(() => this.reads.coverage(cq));
     if (!out.interval) {
       const kind = this.limits?.(cq.deviceId)?.kind;
       if (kind !== undefined && isIntervalKind(kind)) out.interval = true;
@@ -439,13 +452,11 @@ export class InfluxReadingStore implements ReadingStore {
   }
 
   async list(filter: ReadingFilter): Promise<Reading[]> {
-    this.ensureOpen();
-    return this.reads.list(filter);
+    return this.guard(() => this.reads.list(filter));
   }
 
   async get(deviceId: string, seq: number): Promise<Reading | undefined> {
-    this.ensureOpen();
-    return this.reads.get(deviceId, seq);
+    return this.guard(() => this.reads.get(deviceId, seq));
   }
 
   async ping(): Promise<boolean> {
@@ -461,6 +472,16 @@ export class InfluxReadingStore implements ReadingStore {
     await Promise.all([this.writer.close(this.closeTimeoutMs), this.chain.catch(() => undefined)]);
     await this.coordinator?.close();
   }
+}
+
+/**
+ * Every failure of the store as STORE_UNAVAILABLE (the ingest refuses the batch, no PUBACK; the oracle
+ * retries later): its own errors pass through, anything else (an HTTP failure, a point that does not
+ * decode, an unexpected error) is wrapped with its message.
+ */
+function unavailable(err: unknown): DomainError {
+  if (isError(err, errors.STORE_UNAVAILABLE)) return err as DomainError;
+  return errors.STORE_UNAVAILABLE(err instanceof Error ? err.message : String(err));
 }
 
 export function openInfluxStore(opts: InfluxStoreOptions): InfluxReadingStore {

@@ -9,7 +9,7 @@ import { auditBundle, auditOffline, formatReport, type ChainView, type FindingRe
 import { parseBundle } from '../../audit/bundle.ts';
 import { generateDeviceKey, lineHash, signLine, readingLine } from '../../domain/signature.ts';
 import { chainContext, toReading } from '../../audit/bundle.ts';
-import { copy, fixture, signChain, T0 } from './fixture.ts';
+import { copy, fixture, signChain, T0 } from '../helpers/audit-fixture.ts';
 import { buildEvidence } from '../../oracle/evidence.ts';
 import { METHODOLOGY_V2, settleWindow } from '../../oracle/methodology.ts';
 

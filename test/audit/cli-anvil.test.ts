@@ -16,7 +16,7 @@ import { anvilBinary, startAnvil } from '../../contracts/client/chain.ts';
 import { Ledger } from '../../contracts/client/ledger.ts';
 import { readingLine, signLine, generateDeviceKey } from '../../domain/signature.ts';
 import { toReading, type AuditBundle } from '../../audit/bundle.ts';
-import { copy, fixture, T0, W } from './fixture.ts';
+import { copy, fixture, T0, W } from '../helpers/audit-fixture.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DEMO_DEFAULTS, SETTINGS, defaultOf, describeConfig, loadConfig, mqttListeners, requireSettings } from '../../domain/config.ts';
+import { DEMO_DEFAULTS, SETTINGS, defaultOf, describeConfig, isSet, loadConfig, mqttListeners, readSettings, requireSettings } from '../../domain/config.ts';
 import { windowOf, isClosed, nextWindowStart } from '../../domain/window.ts';
 
 t.test('defaults work on one machine', async (t) => {
@@ -48,6 +48,25 @@ t.test('defaultOf: the table is the one place a default lives', async (t) => {
   }
   t.equal(defaultOf('windowSeconds'), 3600);
   t.throws(() => defaultOf('mqttUrl'), /MQTT_URL has no default/);
+});
+
+t.test('readSettings: some settings, read, defaulted and refused exactly as loadConfig does', async (t) => {
+  const keys = ['dataDir', 'httpPort', 'anvilPort', 'chainRpcUrl', 'contractAddress'] as const;
+  const env = { DATA_DIR: 'rel/dir', HTTP_PORT: '', ANVIL_PORT: '9545' };
+  const c = loadConfig(env);
+  t.same(readSettings(keys, env), Object.fromEntries(keys.map((k) => [k, c[k]])), 'same values, defaults (an empty value is unset) and resolved DATA_DIR');
+  for (const bad of [{ HTTP_PORT: '80a' }, { ANVIL_PORT: '70000' }, { CHAIN_RPC_URL: 'nope', CONTRACT_ADDRESS: '0x' + '12'.repeat(20) }, { CONTRACT_ADDRESS: '0x12' }]) {
+    let expected: unknown;
+    try {
+      loadConfig(bad);
+    } catch (e) {
+      expected = e;
+    }
+    t.throws(() => readSettings(keys, bad), { code: 'CONFIG_INVALID', message: (expected as Error).message }, `${Object.keys(bad).join(', ')}: ${(expected as Error).message}`);
+  }
+  t.same(readSettings(['chainRpcUrl'], { CHAIN_RPC_URL: 'http://x.example' }), { chainRpcUrl: 'http://x.example' }, 'no checks across settings (CONTRACT_ADDRESS may come from a flag)');
+  t.equal(isSet('httpPort', { HTTP_PORT: '' }), false);
+  t.equal(isSet('httpPort', { HTTP_PORT: '1' }), true);
 });
 
 t.test('requireSettings: what an entry point needs beyond the table', async (t) => {

@@ -15,7 +15,7 @@ import type { GatewaySettlements, SettlementRecord } from '../../gateway/deps.ts
 import type { SettlementAudit } from '../../oracle/audit.ts';
 import { OWNER_A, startGateway } from './harness.ts';
 import { CHROMIUM, missing, skipUnless } from '../helpers/require.ts';
-import { fixture as auditFixture } from '../audit/fixture.ts';
+import { fixture as auditFixture } from '../helpers/audit-fixture.ts';
 
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.artifacts');
 

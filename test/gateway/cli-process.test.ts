@@ -5,6 +5,8 @@
  * - --help at top level and on every command exits 0 and lists every option with its default;
  *   an unknown option or command exits 2 with a one-line message and the usage;
  * - keygen writes a 0600 key file, prints its address, refuses to overwrite;
+ * - the settings shared with `npm start` (HTTP_PORT, ANVIL_PORT, CHAIN_RPC_URL, …) are checked as it
+ *   checks them: a bad one exits 1 with npm start's own message before anything is done;
  * - with only DATA_DIR and ANVIL_PORT in the environment, no chain flag is needed (--help says
  *   where the defaults came from);
  * - a retire of more than the key holds exits 1 with the decoded sentence, not "unknown custom
@@ -128,6 +130,46 @@ t.test('keygen writes a 0600 key file and refuses to overwrite it', async (t) =>
   t.equal(j.keyFile, path.join(dir, 'second.key'));
   t.equal(j.address, ethers.computeAddress(fs.readFileSync(j.keyFile, 'utf8').trim()));
   t.not(j.address, address);
+});
+
+t.test('a bad HTTP_PORT, ANVIL_PORT or CHAIN_RPC_URL: the same message as npm start, exit 1, nothing done', async (t) => {
+  const dir = tmpDir(t, 'mrv-cli-settings-');
+  // npm start itself (main.ts as `npm start` runs it), with the same environment.
+  const start = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], { cwd: ROOT, env: cleanEnv({ DATA_DIR: path.join(dir, 'data'), HTTP_PORT: '80a' }), stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+  t.equal(start.code, 1, 'npm start refuses');
+  const said = /carbon-mrv failed to start: (.*)/.exec(start.stderr)?.[1];
+  t.equal(said, 'HTTP_PORT: not a port: 80a', 'npm start names the setting and its value');
+
+  const file = path.join(dir, 'plant.key');
+  const keygen = await cli(['keygen', '--out', file], { DATA_DIR: path.join(dir, 'data'), HTTP_PORT: '80a' });
+  t.equal(keygen.code, 1, 'the CLI refuses too');
+  t.equal(keygen.stderr.trim(), `keygen failed: ${said}`, 'with the same message');
+  t.notOk(fs.existsSync(file), 'before doing anything: no key file written');
+
+  const balance = await cli(['balance', '--address', '0x' + '11'.repeat(20)], { ANVIL_PORT: '70000' });
+  t.equal(balance.code, 1);
+  t.equal(balance.stderr.trim(), 'balance failed: ANVIL_PORT: not a port: 70000', 'ANVIL_PORT is checked as npm start checks it');
+  const rpc = await cli(['certificate', '1'], { CHAIN_RPC_URL: 'not a url', CONTRACT_ADDRESS: '0x' + '22'.repeat(20) });
+  t.equal(rpc.code, 1);
+  t.equal(rpc.stderr.trim(), 'certificate failed: CHAIN_RPC_URL: not a URL: not a url');
+  const help = await cli(['help', 'balance'], { ANVIL_PORT: 'x' });
+  t.equal(help.code, 1, 'help of a command whose defaults come from a bad setting');
+  t.equal(help.stderr.trim(), 'balance failed: ANVIL_PORT: not a port: x');
+
+  // Empty means unset, as for npm start: the default port, not "http://127.0.0.1:".
+  const empty = await cli(['keygen', '--out', path.join(dir, 'second.key')], { HTTP_PORT: '' });
+  t.equal(empty.code, 0, empty.stderr);
+  t.match(empty.stdout, 'http://127.0.0.1:3000/v1/facilities');
 });
 
 t.test('on the local stack: defaults from DATA_DIR, decoded refusals', { skip: skipUnless(missing.anvil()) }, async (t) => {

@@ -6,7 +6,7 @@ import type { Test } from 'tap';
 import { Registry as PromRegistry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
 import { openDatabase, type Db } from '../../store/sqlite/db.ts';
-import type { FacilityRegistry } from '../../store/types.ts';
+import type { FacilityRegistry, ReadingStore } from '../../store/types.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { buildGateway } from '../../gateway/app.ts';
@@ -26,6 +26,8 @@ export interface Harness {
   db: Db;
   dir: string;
   registry: FacilityRegistry;
+  /** The gateway's reading store (SQLite). */
+  readings: ReadingStore;
   ledger: MemoryLedger;
   broker: ReturnType<typeof fakeBroker>;
   metrics: PromRegistry;
@@ -80,6 +82,7 @@ export async function startGateway(
     db,
     dir,
     registry: stores.registry,
+    readings: stores.readings,
     ledger,
     broker,
     metrics,

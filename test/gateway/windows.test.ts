@@ -20,7 +20,7 @@ import { facilityFixture } from '../helpers/fixtures.ts';
 import { MemoryLedger } from '../helpers/memory-ledger.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { generateDeviceKey } from '../../domain/signature.ts';
-import { signChain } from '../audit/fixture.ts';
+import { signChain } from '../helpers/audit-fixture.ts';
 
 const W = 10_000;
 const T0 = Date.UTC(2026, 10, 22, 6, 0, 0);

@@ -12,7 +12,7 @@ import { buildEvidence, buildTree, encodeLeaf, LEAF_ENCODING, LEAF_ENCODING_V2, 
 import { applyFactors } from '../../oracle/factors.ts';
 import { METHODOLOGY_V2, METHODOLOGY_VERSION, settleWindow, type WindowInput } from '../../oracle/methodology.ts';
 import { generateDeviceKey } from '../../domain/signature.ts';
-import { signChain } from '../audit/fixture.ts';
+import { signChain } from '../helpers/audit-fixture.ts';
 
 const read = (seq: number, ts: number, value: string, metric: Reading['metric'] = 'electricity_import'): Reading => ({
   facilityId: 'F',

@@ -16,7 +16,7 @@ import { buildEvidence, LEAF_ENCODING } from '../../oracle/evidence.ts';
 import { evaluate, recordedWindowInputs } from '../../oracle/inputs.ts';
 import { METHODOLOGY_V2, METHODOLOGY_VERSION, settleWindow } from '../../oracle/methodology.ts';
 import { generateDeviceKey } from '../../domain/signature.ts';
-import { signChain } from '../audit/fixture.ts';
+import { signChain } from '../helpers/audit-fixture.ts';
 import type { GatewaySettlements } from '../../gateway/deps.ts';
 import type { SettlementAudit } from '../../oracle/audit.ts';
 import { MemoryLedger, faultyLedger } from '../helpers/memory-ledger.ts';
