@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { silentLogger, type Logger } from '../../domain/logger.ts';
 import type { ApiKeyRole, ApiKeyRow, ApiKeyTable } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';
+import { serialQueue } from './serial.ts';
 
 interface Row {
   id: string;
@@ -41,7 +42,8 @@ export class PgApiKeys implements ApiKeyTable, NoticeSubscriber {
   private readonly logger: Logger;
   private readonly byId = new Map<string, Row>();
   private readonly idByHash = new Map<string, string>();
-  private queue: Promise<void> = Promise.resolve();
+  /** Replica updates, one after the other. */
+  private readonly serial = serialQueue();
 
   constructor(pool: pg.Pool, opts: { logger?: Logger } = {}) {
     this.pool = pool;
@@ -50,15 +52,6 @@ export class PgApiKeys implements ApiKeyTable, NoticeSubscriber {
 
   attach(listener: RegistryListener): void {
     listener.add(this);
-  }
-
-  private serial<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
   }
 
   private put(id: string, r: Row | undefined): void {

@@ -45,6 +45,7 @@ import {
 import { generateSecret, hashSecretSync } from '../secrets.ts';
 import type { Device, DeviceCredentials, DeviceLimits, DeviceOptions, DevicePatch, DeviceStatus, Facility, FacilityRegistry, RegistryChange } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';
+import { serialQueue } from './serial.ts';
 import { PgRejections } from './rejections.ts';
 
 type FacilityRow = FacilityDbRow;
@@ -93,7 +94,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   private readonly listeners = new Set<(c: RegistryChange) => void>();
   private readonly rejections: PgRejections;
   /** Replica updates, one after the other. */
-  private queue: Promise<void> = Promise.resolve();
+  private readonly serial = serialQueue();
   /** Devices whose online notice arrived, re-read together. */
   private readonly onlineReads = new Set<string>();
   /** setOnline coalescing: the latest status per device, written by one statement at a time. */
@@ -113,15 +114,6 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   }
 
   // Replica ----------------------------------------------------------------------------------
-
-  private serial<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
 
   private emit(c: RegistryChange): void {
     for (const fn of this.listeners) {
