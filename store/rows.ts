@@ -5,11 +5,11 @@
  * per-device lookup, where a late reading whose neighbour of the same metric is more than
  * MAX_METRIC_WALK rows away is refused `implausible` rather than walked to. Also the oracle's
  * settlement rows and their mapping, the same in both schemas, and the other rows both SQL stores map
- * alike (API keys).
+ * alike (API keys, the oracle's facility status and finality watch list).
  */
 import { checkReading, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
 import type { Metric, Reading } from '../domain/reading.ts';
-import { MAX_METRIC_WALK, type ApiKeyRole, type ApiKeyRow, type CommitOutcome, type DeviceLimits, type Correction, type CorrectionState, type ReadingVoid, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState } from './types.ts';
+import { MAX_METRIC_WALK, type ApiKeyRole, type ApiKeyRow, type CommitOutcome, type DeviceLimits, type Correction, type CorrectionState, type FacilitySettlementStatus, type ReadingVoid, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState, type UnfinalRow } from './types.ts';
 
 /** A row of the readings table; `reset` is 0/1 in SQLite, a boolean in PostgreSQL. */
 export interface ReadingRow {
@@ -243,4 +243,42 @@ export const toApiKeyRow = (r: ApiKeyDbRow): ApiKeyRow => ({
   prefix: r.prefix,
   createdAt: r.created_at,
   ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
+});
+
+/** An `oracle_facility_status` row (a blocked facility) and an `oracle_unfinal` row, the same in both SQL schemas. */
+export interface StatusRow {
+  facility_id: string;
+  reason: string;
+  since: number;
+  attempts: number;
+  retry_at: number;
+}
+
+export const STATUS_COLS = 'facility_id, reason, since, attempts, retry_at';
+
+export const toStatus = (r: StatusRow): FacilitySettlementStatus => ({
+  facilityId: r.facility_id,
+  settlementStatus: 'blocked',
+  reason: r.reason,
+  since: r.since,
+  attempts: r.attempts,
+  retryAt: r.retry_at,
+});
+
+export interface UnfinalDbRow {
+  id: string;
+  facility_id: string;
+  window_start: number;
+  evidence_root: string;
+  block_number: number;
+}
+
+export const UNFINAL_COLS = 'id, facility_id, window_start, evidence_root, block_number';
+
+export const toUnfinal = (r: UnfinalDbRow): UnfinalRow => ({
+  id: r.id,
+  facilityId: r.facility_id,
+  windowStart: r.window_start,
+  evidenceRoot: r.evidence_root,
+  blockNumber: r.block_number,
 });
