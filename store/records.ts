@@ -48,24 +48,42 @@ export function confirmTarget(id: string, root: string, confirmed: SettlementDbR
 /** Where a confirmed settlement leaves a device's cursor: its recorded mark (or the one it started from). */
 export const cursorMark = (d: RecordedDevice): VisibilityMark => recordedMark(d) ?? recordedPrev(d)?.mark ?? { maxSeq: -1, late: 0 };
 
+/** Where a rollback puts one device's cursor (undefined: the cursor goes). */
+export interface CursorBack {
+  settlementId: string;
+  windowEnd: number;
+  maxSeq: number;
+  late: number;
+  cursors: string;
+}
+
 /**
- * Where rolling back settlement `r` puts the cursor of its device `d`: where the settlement started it
- * (the mark its predecessor left), or undefined when nothing did (the cursor goes).
+ * What rolling back the lost settlements `lost` (oldest first) does to each device's cursor: the first
+ * lost settlement that counted the device puts it back where that settlement started it (the mark its
+ * predecessor left), or removes it when nothing did. Applies only to a cursor that settlement moved
+ * (its windowEnd after `windowStart`): the caller checks that against the stored cursor.
  */
-export function cursorBefore(
-  facilityId: string,
-  r: Pick<SettlementDbRow, 'window_start' | 'window_end'>,
-  d: RecordedDevice,
-): { settlementId: string; windowEnd: number; maxSeq: number; late: number; cursors: string } | undefined {
-  const prev = recordedPrev(d);
-  if (!prev) return undefined;
-  return {
-    settlementId: settlementId(facilityId, prev.before - (r.window_end - r.window_start)),
-    windowEnd: prev.before,
-    maxSeq: prev.mark.maxSeq,
-    late: prev.mark.late,
-    cursors: JSON.stringify(d.startCursors),
-  };
+export function rollbackCursors(facilityId: string, lost: SettlementDbRow[]): { deviceId: string; windowStart: number; back: CursorBack | undefined }[] {
+  const out: { deviceId: string; windowStart: number; back: CursorBack | undefined }[] = [];
+  const seen = new Set<string>();
+  for (const r of lost) {
+    const inputs = JSON.parse(r.inputs) as RecordedInputs;
+    for (const d of inputs.devices) {
+      if (seen.has(d.deviceId)) continue;
+      seen.add(d.deviceId);
+      // The lost settlement's `prev` is the mark (seq and late arrivals) its predecessor left.
+      const prev = recordedPrev(d);
+      const back = prev && {
+        settlementId: settlementId(facilityId, prev.before - (r.window_end - r.window_start)),
+        windowEnd: prev.before,
+        maxSeq: prev.mark.maxSeq,
+        late: prev.mark.late,
+        cursors: JSON.stringify(d.startCursors),
+      };
+      out.push({ deviceId: d.deviceId, windowStart: r.window_start, back });
+    }
+  }
+  return out;
 }
 
 /** A facility with confirmed settlements can be suspended, not removed: FACILITY_SETTLED. */

@@ -256,14 +256,7 @@ export interface StatusRow {
 
 export const STATUS_COLS = 'facility_id, reason, since, attempts, retry_at';
 
-export const toStatus = (r: StatusRow): FacilitySettlementStatus => ({
-  facilityId: r.facility_id,
-  settlementStatus: 'blocked',
-  reason: r.reason,
-  since: r.since,
-  attempts: r.attempts,
-  retryAt: r.retry_at,
-});
+export const toStatus = (r: StatusRow): FacilitySettlementStatus => ({ facilityId: r.facility_id, settlementStatus: 'blocked', reason: r.reason, since: r.since, attempts: r.attempts, retryAt: r.retry_at });
 
 export interface UnfinalDbRow {
   id: string;
@@ -275,10 +268,4 @@ export interface UnfinalDbRow {
 
 export const UNFINAL_COLS = 'id, facility_id, window_start, evidence_root, block_number';
 
-export const toUnfinal = (r: UnfinalDbRow): UnfinalRow => ({
-  id: r.id,
-  facilityId: r.facility_id,
-  windowStart: r.window_start,
-  evidenceRoot: r.evidence_root,
-  blockNumber: r.block_number,
-});
+export const toUnfinal = (r: UnfinalDbRow): UnfinalRow => ({ id: r.id, facilityId: r.facility_id, windowStart: r.window_start, evidenceRoot: r.evidence_root, blockNumber: r.block_number });

@@ -14,19 +14,7 @@ import pg from 'pg';
 import { parseReadingKey, readingKeyText } from '../../domain/reading.ts';
 import type { ChainAmounts, ConfirmOutcome, CountedIn, DeviceCursor, NewIntent, OracleRecords, RecordedInputs, Settlement, SettlementQuery, SettlementRow } from '../types.ts';
 import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
-import {
-  checkForgettable,
-  checkStoredWindow,
-  confirmTarget,
-  countingSettlement,
-  CURSOR_COLS,
-  cursorBefore,
-  cursorMark,
-  firstWindowOf,
-  listSettlementsSql,
-  toCursor,
-  type CursorRow,
-} from '../records.ts';
+import { checkForgettable, checkStoredWindow, confirmTarget, countingSettlement, CURSOR_COLS, rollbackCursors, cursorMark, firstWindowOf, listSettlementsSql, toCursor, type CursorRow } from '../records.ts';
 
 type Q = Pick<pg.PoolClient, 'query'>;
 
@@ -244,29 +232,24 @@ export class PgOracleRecords implements OracleRecords {
           windowStart,
         ])
       ).rows;
-      const restored = new Set<string>();
+      for (const { deviceId, windowStart: from, back } of rollbackCursors(facilityId, lost)) {
+        const cur = await this.cursorOf(c, deviceId);
+        if (!cur || cur.windowEnd <= from) continue;
+        if (!back) {
+          await c.query('DELETE FROM oracle_cursors WHERE device_id = $1', [deviceId]);
+        } else {
+          await c.query('UPDATE oracle_cursors SET settlement_id = $1, window_end = $2, max_seq = $3, late = $4, cursors = $5 WHERE device_id = $6', [
+            back.settlementId,
+            back.windowEnd,
+            back.maxSeq,
+            back.late,
+            back.cursors,
+            deviceId,
+          ]);
+        }
+      }
       const now = this.clock();
       for (const r of lost) {
-        const inputs = JSON.parse(r.inputs) as RecordedInputs;
-        for (const d of inputs.devices) {
-          if (restored.has(d.deviceId)) continue;
-          restored.add(d.deviceId);
-          const cur = await this.cursorOf(c, d.deviceId);
-          if (!cur || cur.windowEnd <= r.window_start) continue;
-          const back = cursorBefore(facilityId, r, d);
-          if (!back) {
-            await c.query('DELETE FROM oracle_cursors WHERE device_id = $1', [d.deviceId]);
-          } else {
-            await c.query('UPDATE oracle_cursors SET settlement_id = $1, window_end = $2, max_seq = $3, late = $4, cursors = $5 WHERE device_id = $6', [
-              back.settlementId,
-              back.windowEnd,
-              back.maxSeq,
-              back.late,
-              back.cursors,
-              d.deviceId,
-            ]);
-          }
-        }
         await c.query('DELETE FROM oracle_late WHERE settlement_id = $1', [r.id]);
         await c.query(
           `UPDATE oracle_settlements SET state = 'intent', minted_grams = NULL, burned_grams = NULL, deficit_grams = NULL, updated_at = $1 WHERE id = $2 AND evidence_root = $3`,

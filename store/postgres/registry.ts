@@ -26,22 +26,7 @@ import type pg from 'pg';
 import { errors } from '../../domain/errors.ts';
 import { silentLogger, type Logger } from '../../domain/logger.ts';
 import type { Rejection } from '../../domain/reading.ts';
-import {
-  checkDevicePatch,
-  checkFacilityPatch,
-  checkNewDevice,
-  checkNewFacility,
-  statusWrite,
-  toBaselineChange,
-  toCredentials,
-  toDevice,
-  toFacility as facilityOfRow,
-  toLimits,
-  type BaselineChange,
-  type DeviceDbRow,
-  type FacilityDbRow,
-  type FacilityPatch,
-} from '../registry-rules.ts';
+import { checkDevicePatch, checkFacilityPatch, checkNewDevice, checkNewFacility, statusWrite, toBaselineChange, toCredentials, toDevice, toFacility as facilityOfRow, toLimits, type BaselineChange, type DeviceDbRow, type FacilityDbRow, type FacilityPatch } from '../registry-rules.ts';
 import { generateSecret, hashSecretSync } from '../secrets.ts';
 import type { Device, DeviceCredentials, DeviceLimits, DeviceOptions, DevicePatch, DeviceStatus, Facility, FacilityRegistry, RegistryChange } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';

@@ -15,19 +15,7 @@ import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
 import type { ChainAmounts, ConfirmOutcome, CountedIn, DeviceCursor, NewIntent, OracleRecords, RecordedInputs, Settlement, SettlementQuery, SettlementRow } from '../types.ts';
 import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
-import {
-  checkForgettable,
-  checkStoredWindow,
-  confirmTarget,
-  countingSettlement,
-  CURSOR_COLS,
-  cursorBefore,
-  cursorMark,
-  firstWindowOf,
-  listSettlementsSql,
-  toCursor,
-  type CursorRow,
-} from '../records.ts';
+import { checkForgettable, checkStoredWindow, confirmTarget, countingSettlement, CURSOR_COLS, rollbackCursors, cursorMark, firstWindowOf, listSettlementsSql, toCursor, type CursorRow } from '../records.ts';
 
 const COLS = SETTLEMENT_COLS;
 
@@ -244,25 +232,19 @@ export class SqliteOracleRecords implements OracleRecords {
         const lost = this.db
           .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' ORDER BY window_start`)
           .all(facilityId, windowStart) as SettlementDbRow[];
-        const restored = new Set<string>();
+        for (const { deviceId, windowStart: from, back } of rollbackCursors(facilityId, lost)) {
+          const c = this.cursor(deviceId);
+          if (!c || c.windowEnd <= from) continue;
+          if (!back) {
+            this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?').run(deviceId);
+          } else {
+            this.db
+              .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, late = ?, cursors = ? WHERE device_id = ?')
+              .run(back.settlementId, back.windowEnd, back.maxSeq, back.late, back.cursors, deviceId);
+          }
+        }
         const now = this.clock();
         for (const r of lost) {
-          const inputs = JSON.parse(r.inputs) as RecordedInputs;
-          for (const d of inputs.devices) {
-            if (restored.has(d.deviceId)) continue;
-            restored.add(d.deviceId);
-            const c = this.cursor(d.deviceId);
-            if (!c || c.windowEnd <= r.window_start) continue;
-            // The lost settlement's `prev` is the mark (seq and late arrivals) its predecessor left.
-            const back = cursorBefore(facilityId, r, d);
-            if (!back) {
-              this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?').run(d.deviceId);
-            } else {
-              this.db
-                .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, late = ?, cursors = ? WHERE device_id = ?')
-                .run(back.settlementId, back.windowEnd, back.maxSeq, back.late, back.cursors, d.deviceId);
-            }
-          }
           this.db.prepare('DELETE FROM oracle_late WHERE settlement_id = ?').run(r.id);
           this.db
             .prepare(`UPDATE oracle_settlements SET state = 'intent', minted_grams = NULL, burned_grams = NULL, deficit_grams = NULL, updated_at = ? WHERE id = ? AND evidence_root = ?`)

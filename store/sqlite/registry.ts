@@ -12,22 +12,7 @@ import { generateSecret, hashSecretSync } from '../secrets.ts';
 import { SqliteRejections } from './rejections.ts';
 import { migrate } from './schema.ts';
 import { errors } from '../../domain/errors.ts';
-import {
-  checkDevicePatch,
-  checkFacilityPatch,
-  checkNewDevice,
-  checkNewFacility,
-  statusWrite,
-  toBaselineChange,
-  toCredentials,
-  toDevice,
-  toFacility,
-  toLimits,
-  type BaselineChange,
-  type DeviceDbRow,
-  type FacilityDbRow,
-  type FacilityPatch,
-} from '../registry-rules.ts';
+import { checkDevicePatch, checkFacilityPatch, checkNewDevice, checkNewFacility, statusWrite, toBaselineChange, toCredentials, toDevice, toFacility, toLimits, type BaselineChange, type DeviceDbRow, type FacilityDbRow, type FacilityPatch } from '../registry-rules.ts';
 import type { Device, DeviceCredentials, DeviceLimits, DeviceOptions, DevicePatch, DeviceStatus, Facility, FacilityRegistry, Status } from '../types.ts';
 
 // ---------------------------------------------------------------------------------------------
