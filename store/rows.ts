@@ -219,6 +219,9 @@ export const toCorrection = (r: CorrectionRow): Correction => ({
   createdAt: r.created_at,
 });
 
+export const CORRECTION_COLS =
+  'id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams, net_grams, delta_grams, actual_kg, evidence_root, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at';
+
 export const VOID_COLS = 'id, facility_id, device_id, from_ms, to_ms, reason, voided_by, voided_at, chain_void_id, settled_before';
 
 /** An `api_keys` row as both key tables list it (revoked_at and key_hash apart). */
