@@ -12,6 +12,7 @@ import type pg from 'pg';
 import { errors } from '../../domain/errors.ts';
 import type { RegisterCursor } from '../../oracle/methodology.ts';
 import type { ChainAmounts, Correction, CorrectionRecords, CorrectionState, NewCorrection, ReadingVoid } from '../types.ts';
+import { inTransaction } from './pool.ts';
 import { checkNextCorrection, correctionValues, listCorrectionsSql, NEW_CORRECTION_COLS } from '../corrections.ts';
 import { CORRECTION_COLS, toCorrection, toVoid, VOID_COLS, type CorrectionRow, type VoidRow } from '../rows.ts';
 
@@ -86,28 +87,24 @@ export class PgCorrections implements CorrectionRecords {
   async insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): Promise<void> {
     if (list.length === 0 && cursors.length === 0) return;
     const now = this.clock();
-    const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
-      for (const c of list) {
-        const have = (await client.query<{ n: number | null }>('SELECT max(seq) AS n FROM oracle_corrections WHERE settlement_id = $1', [c.settlementId])).rows[0]?.n ?? 0;
-        checkNextCorrection(c, have);
-        await client.query(
-          `INSERT INTO oracle_corrections (${NEW_CORRECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)`,
-          [...correctionValues(c, (b) => b), now],
-        );
-      }
-      for (const c of cursors) {
-        await client.query('UPDATE oracle_cursors SET cursors = $1 WHERE device_id = $2 AND window_end = $3', [JSON.stringify(c.cursors), c.deviceId, c.windowEnd]);
-      }
-      await client.query('COMMIT');
+      await inTransaction(this.pool, async (client) => {
+        for (const c of list) {
+          const have = (await client.query<{ n: number | null }>('SELECT max(seq) AS n FROM oracle_corrections WHERE settlement_id = $1', [c.settlementId])).rows[0]?.n ?? 0;
+          checkNextCorrection(c, have);
+          await client.query(
+            `INSERT INTO oracle_corrections (${NEW_CORRECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)`,
+            [...correctionValues(c, (b) => b), now],
+          );
+        }
+        for (const c of cursors) {
+          await client.query('UPDATE oracle_cursors SET cursors = $1 WHERE device_id = $2 AND window_end = $3', [JSON.stringify(c.cursors), c.deviceId, c.windowEnd]);
+        }
+      });
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
       // Another process committed this seq between our read and our insert.
       if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw errors.CORRECTION_RACED(`another process recorded one of these corrections first (${(err as Error).message})`);
       throw err;
-    } finally {
-      client.release();
     }
   }
 

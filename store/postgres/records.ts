@@ -13,6 +13,7 @@
 import pg from 'pg';
 import { parseReadingKey, readingKeyText } from '../../domain/reading.ts';
 import type { ChainAmounts, ConfirmOutcome, CountedIn, DeviceCursor, NewIntent, OracleRecords, RecordedInputs, Settlement, SettlementQuery, SettlementRow } from '../types.ts';
+import { inTransaction } from './pool.ts';
 import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
 import { checkForgettable, checkStoredWindow, confirmTarget, countingSettlement, CURSOR_COLS, rollbackCursors, cursorMark, firstWindowOf, listSettlementsSql, toCursor, type CursorRow } from '../records.ts';
 
@@ -31,19 +32,8 @@ export class PgOracleRecords implements OracleRecords {
     this.clock = clock;
   }
 
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
 
   private async meta(q: Q, key: string): Promise<string | undefined> {

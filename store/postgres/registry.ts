@@ -30,6 +30,7 @@ import { checkDevicePatch, checkFacilityPatch, checkNewDevice, checkNewFacility,
 import { generateSecret, hashSecretSync } from '../secrets.ts';
 import type { Device, DeviceCredentials, DeviceLimits, DeviceOptions, DevicePatch, DeviceStatus, Facility, FacilityRegistry, RegistryChange } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';
+import { inTransaction } from './pool.ts';
 import { serialQueue } from './serial.ts';
 import { PgRejections } from './rejections.ts';
 
@@ -148,25 +149,21 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   /** Reloads facilities, baselines and devices in one snapshot. */
   resync(): Promise<void> {
     return this.serial(async () => {
-      const client = await this.pool.connect();
-      try {
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const f = await client.query<FacilityRow>(`SELECT ${FACILITY_COLS} FROM facilities`);
-        const b = await client.query<BaselineRow>(`SELECT ${BASELINE_COLS} FROM facility_baselines ORDER BY facility_id, effective_from`);
-        const d = await client.query<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices`);
-        await client.query('COMMIT');
-        this.facilities.clear();
-        this.devices.clear();
-        this.byFacility.clear();
-        for (const row of f.rows) this.facilities.set(row.id, { row, baselines: [] });
-        for (const row of b.rows) this.facilities.get(row.facility_id)?.baselines.push(row);
-        for (const row of d.rows) this.putDevice(row);
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+      const { f, b, d } = await inTransaction(
+        this.pool,
+        async (client) => ({
+          f: await client.query<FacilityRow>(`SELECT ${FACILITY_COLS} FROM facilities`),
+          b: await client.query<BaselineRow>(`SELECT ${BASELINE_COLS} FROM facility_baselines ORDER BY facility_id, effective_from`),
+          d: await client.query<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices`),
+        }),
+        'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      );
+      this.facilities.clear();
+      this.devices.clear();
+      this.byFacility.clear();
+      for (const row of f.rows) this.facilities.set(row.id, { row, baselines: [] });
+      for (const row of b.rows) this.facilities.get(row.facility_id)?.baselines.push(row);
+      for (const row of d.rows) this.putDevice(row);
     }).then(() => this.emit({ kind: 'all' }));
   }
 
@@ -215,18 +212,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
 
   /** Runs `fn` in a transaction; the result's rows are applied to the replica (in the serial queue) before it resolves. */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, apply: (out: T) => void): Promise<T> {
-    const client = await this.pool.connect();
-    let out: T;
-    try {
-      await client.query('BEGIN');
-      out = await fn(client);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    const out = await inTransaction(this.pool, fn);
     await this.serial(() => apply(out));
     return out;
   }
