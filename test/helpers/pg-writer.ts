@@ -14,6 +14,7 @@
 import { pathToFileURL } from 'node:url';
 import readline from 'node:readline';
 import type { Reading } from '../../domain/reading.ts';
+import { rng } from './rng.ts';
 import type { CommitOutcome, ReadingStore } from '../../store/types.ts';
 
 export const T0 = Date.UTC(2026, 0, 1);
@@ -43,18 +44,6 @@ export function version(role: 'a' | 'b', device: number, seq: number): Reading {
     unit: gas ? 'm3' : 'kWh',
     reset: false,
     receivedAt: ts + (role === 'a' ? 50 : 60),
-  };
-}
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
 }
 
