@@ -4,11 +4,12 @@
  * StoredReading, and the rules as every store applies them: `checkReading` over the store's
  * per-device lookup, where a late reading whose neighbour of the same metric is more than
  * MAX_METRIC_WALK rows away is refused `implausible` rather than walked to. Also the oracle's
- * settlement rows and their mapping, the same in both schemas.
+ * settlement rows and their mapping, the same in both schemas, and the other rows both SQL stores map
+ * alike (API keys, the oracle's facility status and finality watch list).
  */
 import { checkReading, type DeviceReadings, type StoredReading } from '../domain/ingest-rules.ts';
 import type { Metric, Reading } from '../domain/reading.ts';
-import { MAX_METRIC_WALK, type CommitOutcome, type DeviceLimits, type Correction, type CorrectionState, type ReadingVoid, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState } from './types.ts';
+import { MAX_METRIC_WALK, type ApiKeyRole, type ApiKeyRow, type CommitOutcome, type DeviceLimits, type Correction, type CorrectionState, type FacilitySettlementStatus, type ReadingVoid, type RecordedInputs, type Settlement, type SettlementRow, type SettlementState, type UnfinalRow } from './types.ts';
 
 /** A row of the readings table; `reset` is 0/1 in SQLite, a boolean in PostgreSQL. */
 export interface ReadingRow {
@@ -218,4 +219,56 @@ export const toCorrection = (r: CorrectionRow): Correction => ({
   createdAt: r.created_at,
 });
 
+export const CORRECTION_COLS =
+  'id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams, net_grams, delta_grams, actual_kg, evidence_root, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at';
+
 export const VOID_COLS = 'id, facility_id, device_id, from_ms, to_ms, reason, voided_by, voided_at, chain_void_id, settled_before';
+
+/** An `api_keys` row as both key tables list it (revoked_at and key_hash apart). */
+export interface ApiKeyDbRow {
+  id: string;
+  role: ApiKeyRole;
+  facility_id: string | null;
+  prefix: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+/** What a key lookup by hash answers: the key's id, role and facility (when bound to one). */
+export const toKeyOwner = (r: { id: string; role: ApiKeyRole; facility_id: string | null }): { id: string; role: ApiKeyRole; facilityId?: string } => ({
+  id: r.id,
+  role: r.role,
+  ...(r.facility_id ? { facilityId: r.facility_id } : {}),
+});
+
+export const toApiKeyRow = (r: ApiKeyDbRow): ApiKeyRow => ({
+  ...toKeyOwner(r),
+  prefix: r.prefix,
+  createdAt: r.created_at,
+  ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
+});
+
+/** An `oracle_facility_status` row (a blocked facility) and an `oracle_unfinal` row, the same in both SQL schemas. */
+export interface StatusRow {
+  facility_id: string;
+  reason: string;
+  since: number;
+  attempts: number;
+  retry_at: number;
+}
+
+export const STATUS_COLS = 'facility_id, reason, since, attempts, retry_at';
+
+export const toStatus = (r: StatusRow): FacilitySettlementStatus => ({ facilityId: r.facility_id, settlementStatus: 'blocked', reason: r.reason, since: r.since, attempts: r.attempts, retryAt: r.retry_at });
+
+export interface UnfinalDbRow {
+  id: string;
+  facility_id: string;
+  window_start: number;
+  evidence_root: string;
+  block_number: number;
+}
+
+export const UNFINAL_COLS = 'id, facility_id, window_start, evidence_root, block_number';
+
+export const toUnfinal = (r: UnfinalDbRow): UnfinalRow => ({ id: r.id, facilityId: r.facility_id, windowStart: r.window_start, evidenceRoot: r.evidence_root, blockNumber: r.block_number });

@@ -11,11 +11,11 @@
 import type pg from 'pg';
 import { errors } from '../../domain/errors.ts';
 import type { RegisterCursor } from '../../oracle/methodology.ts';
-import { correctionId, type ChainAmounts, type Correction, type CorrectionRecords, type CorrectionState, type NewCorrection, type ReadingVoid } from '../types.ts';
-import { toCorrection, toVoid, VOID_COLS, type CorrectionRow, type VoidRow } from '../rows.ts';
+import type { ChainAmounts, Correction, CorrectionRecords, CorrectionState, NewCorrection, ReadingVoid } from '../types.ts';
+import { inTransaction } from './pool.ts';
+import { checkNextCorrection, correctionValues, listCorrectionsSql, NEW_CORRECTION_COLS } from '../corrections.ts';
+import { CORRECTION_COLS, toCorrection, toVoid, VOID_COLS, type CorrectionRow, type VoidRow } from '../rows.ts';
 
-const CORRECTION_COLS =
-  'id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams, net_grams, delta_grams, actual_kg, evidence_root, minted_grams, burned_grams, deficit_grams, tx_hash, inputs, created_at';
 /** PostgreSQL's unique_violation. */
 const UNIQUE_VIOLATION = '23505';
 
@@ -76,65 +76,35 @@ export class PgCorrections implements CorrectionRecords {
   }
 
   async listCorrections(q: { facilityId?: string; state?: CorrectionState; limit?: number } = {}): Promise<Correction[]> {
-    const where: string[] = [];
     const args: (string | number)[] = [];
-    if (q.facilityId !== undefined) {
-      args.push(q.facilityId);
-      where.push(`facility_id = $${args.length}`);
-    }
-    if (q.state !== undefined) {
-      args.push(q.state);
-      where.push(`state = $${args.length}`);
-    }
-    args.push(Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000))));
-    const sql = `SELECT ${CORRECTION_COLS} FROM oracle_corrections ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY window_start, facility_id, seq LIMIT $${args.length}`;
+    const sql = listCorrectionsSql(q, (v) => {
+      args.push(v);
+      return `$${args.length}`;
+    });
     return (await this.pool.query<CorrectionRow>(sql, args)).rows.map(toCorrection);
   }
 
   async insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): Promise<void> {
     if (list.length === 0 && cursors.length === 0) return;
     const now = this.clock();
-    const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
-      for (const c of list) {
-        const have = (await client.query<{ n: number | null }>('SELECT max(seq) AS n FROM oracle_corrections WHERE settlement_id = $1', [c.settlementId])).rows[0]?.n ?? 0;
-        if (c.seq !== have + 1) throw errors.CORRECTION_RACED(`settlement ${c.settlementId} has ${have} correction(s); correction ${c.seq} is not the next`);
-        await client.query(
-          `INSERT INTO oracle_corrections (id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams,
-             net_grams, delta_grams, actual_kg, evidence_root, inputs, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, 'intent', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)`,
-          [
-            correctionId(c.settlementId, c.seq),
-            c.settlementId,
-            c.seq,
-            c.facilityId,
-            c.windowStart,
-            c.windowEnd,
-            JSON.stringify(c.voidIds),
-            c.reason,
-            c.complete,
-            c.prevNetGrams,
-            c.netGrams,
-            c.deltaGrams,
-            c.actualKg,
-            c.evidenceRoot,
-            JSON.stringify(c.inputs),
-            now,
-          ],
-        );
-      }
-      for (const c of cursors) {
-        await client.query('UPDATE oracle_cursors SET cursors = $1 WHERE device_id = $2 AND window_end = $3', [JSON.stringify(c.cursors), c.deviceId, c.windowEnd]);
-      }
-      await client.query('COMMIT');
+      await inTransaction(this.pool, async (client) => {
+        for (const c of list) {
+          const have = (await client.query<{ n: number | null }>('SELECT max(seq) AS n FROM oracle_corrections WHERE settlement_id = $1', [c.settlementId])).rows[0]?.n ?? 0;
+          checkNextCorrection(c, have);
+          await client.query(
+            `INSERT INTO oracle_corrections (${NEW_CORRECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)`,
+            [...correctionValues(c, (b) => b), now],
+          );
+        }
+        for (const c of cursors) {
+          await client.query('UPDATE oracle_cursors SET cursors = $1 WHERE device_id = $2 AND window_end = $3', [JSON.stringify(c.cursors), c.deviceId, c.windowEnd]);
+        }
+      });
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
       // Another process committed this seq between our read and our insert.
       if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw errors.CORRECTION_RACED(`another process recorded one of these corrections first (${(err as Error).message})`);
       throw err;
-    } finally {
-      client.release();
     }
   }
 

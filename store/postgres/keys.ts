@@ -9,39 +9,25 @@
  */
 import type pg from 'pg';
 import { silentLogger, type Logger } from '../../domain/logger.ts';
+import { toApiKeyRow, toKeyOwner, type ApiKeyDbRow } from '../rows.ts';
 import type { ApiKeyRole, ApiKeyRow, ApiKeyTable } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';
+import { serialQueue } from './serial.ts';
 
-interface Row {
-  id: string;
+interface Row extends ApiKeyDbRow {
   key_hash: string;
-  role: ApiKeyRole;
-  facility_id: string | null;
-  prefix: string;
-  created_at: number;
-  last_used_at: number | null;
   revoked_at: number | null;
 }
 
 const COLS = 'id, key_hash, role, facility_id, prefix, created_at, last_used_at, revoked_at';
-
-function toRow(r: Row): ApiKeyRow {
-  return {
-    id: r.id,
-    role: r.role,
-    ...(r.facility_id ? { facilityId: r.facility_id } : {}),
-    prefix: r.prefix,
-    createdAt: r.created_at,
-    ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
-  };
-}
 
 export class PgApiKeys implements ApiKeyTable, NoticeSubscriber {
   private readonly pool: pg.Pool;
   private readonly logger: Logger;
   private readonly byId = new Map<string, Row>();
   private readonly idByHash = new Map<string, string>();
-  private queue: Promise<void> = Promise.resolve();
+  /** Replica updates, one after the other. */
+  private readonly serial = serialQueue();
 
   constructor(pool: pg.Pool, opts: { logger?: Logger } = {}) {
     this.pool = pool;
@@ -50,15 +36,6 @@ export class PgApiKeys implements ApiKeyTable, NoticeSubscriber {
 
   attach(listener: RegistryListener): void {
     listener.add(this);
-  }
-
-  private serial<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
   }
 
   private put(id: string, r: Row | undefined): void {
@@ -123,14 +100,14 @@ export class PgApiKeys implements ApiKeyTable, NoticeSubscriber {
     const id = this.idByHash.get(keyHash);
     const r = id === undefined ? undefined : this.byId.get(id);
     if (!r || r.revoked_at !== null) return undefined;
-    return { id: r.id, role: r.role, ...(r.facility_id ? { facilityId: r.facility_id } : {}) };
+    return toKeyOwner(r);
   }
 
   list(): ApiKeyRow[] {
     return [...this.byId.values()]
       .filter((r) => r.revoked_at === null)
       .sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map(toRow);
+      .map(toApiKeyRow);
   }
 
   async revoke(id: string, at: number): Promise<boolean> {

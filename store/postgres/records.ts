@@ -11,41 +11,13 @@
  * takers cannot both win).
  */
 import pg from 'pg';
-import { errors } from '../../domain/errors.ts';
 import { parseReadingKey, readingKeyText } from '../../domain/reading.ts';
-import type { RegisterCursor } from '../../oracle/methodology.ts';
-import {
-  isVisible,
-  recordedMark,
-  recordedPrev,
-  settlementId,
-  type ChainAmounts,
-  type ConfirmOutcome,
-  type CountedIn,
-  type DeviceCursor,
-  type NewIntent,
-  type OracleRecords,
-  type RecordedInputs,
-  type Settlement,
-  type SettlementQuery,
-  type SettlementRow,
-} from '../types.ts';
+import type { ChainAmounts, ConfirmOutcome, CountedIn, DeviceCursor, NewIntent, OracleRecords, RecordedInputs, Settlement, SettlementQuery, SettlementRow } from '../types.ts';
+import { inTransaction } from './pool.ts';
 import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
-
-
-interface CursorRow {
-  device_id: string;
-  facility_id: string;
-  settlement_id: string;
-  window_end: number;
-  max_seq: number;
-  late: number;
-  cursors: string;
-}
+import { checkForgettable, checkStoredWindow, confirmTarget, countingSettlement, CURSOR_COLS, rollbackCursors, cursorMark, firstWindowOf, listSettlementsSql, toCursor, type CursorRow } from '../records.ts';
 
 type Q = Pick<pg.PoolClient, 'query'>;
-
-
 
 const COLS = SETTLEMENT_COLS;
 
@@ -60,19 +32,8 @@ export class PgOracleRecords implements OracleRecords {
     this.clock = clock;
   }
 
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
 
   private async meta(q: Q, key: string): Promise<string | undefined> {
@@ -82,12 +43,7 @@ export class PgOracleRecords implements OracleRecords {
   /** Records the window length on first use; afterwards refuses a different one (see store/sqlite/records.ts). */
   async checkWindow(windowMs: number): Promise<void> {
     await this.pool.query('INSERT INTO oracle_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', ['window_ms', String(windowMs)]);
-    const stored = Number(await this.meta(this.pool, 'window_ms'));
-    if (stored !== windowMs) {
-      throw errors.CONFIG_INVALID(
-        `WINDOW_SECONDS is ${windowMs / 1000} but this database was settled with ${stored / 1000}; windows are fixed per database (use the original value or a new database)`,
-      );
-    }
+    checkStoredWindow(windowMs, Number(await this.meta(this.pool, 'window_ms')), { place: 'database', fresh: 'a new database' });
   }
 
   // Writes -----------------------------------------------------------------------------------
@@ -137,13 +93,13 @@ export class PgOracleRecords implements OracleRecords {
   private async confirmInTx(c: Q, id: string, root: string, amounts: ChainAmounts): Promise<ConfirmOutcome> {
     // The window's rows, locked: a second oracle confirming the same window waits here, then sees ours.
     const rows = (await c.query<SettlementDbRow>(`SELECT ${COLS} FROM oracle_settlements WHERE id = $1 ORDER BY evidence_root FOR UPDATE`, [id])).rows;
-    const existing = rows.find((r) => r.state === 'confirmed');
-    if (existing) {
-      if (existing.evidence_root !== root) throw errors.EVIDENCE_MISMATCH(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
-      return 'already';
-    }
-    const r = rows.find((x) => x.evidence_root === root);
-    if (!r) throw errors.NOT_FOUND(`settlement intent ${id} with root ${root}`);
+    const r = confirmTarget(
+      id,
+      root,
+      rows.find((x) => x.state === 'confirmed'),
+      rows.find((x) => x.evidence_root === root),
+    );
+    if (r === 'already') return 'already';
     const now = this.clock();
     await c.query(`UPDATE oracle_settlements SET state = 'discarded', updated_at = $1 WHERE id = $2 AND evidence_root <> $3 AND state <> 'discarded'`, [now, id, root]);
     await c.query(
@@ -154,7 +110,7 @@ export class PgOracleRecords implements OracleRecords {
     const inputs = JSON.parse(r.inputs) as RecordedInputs;
     const devices = [...inputs.devices].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
     for (const d of devices) {
-      const mark = recordedMark(d) ?? recordedPrev(d)?.mark ?? { maxSeq: -1, late: 0 };
+      const mark = cursorMark(d);
       await c.query(
         `INSERT INTO oracle_cursors (device_id, facility_id, settlement_id, window_end, max_seq, late, cursors) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (device_id) DO UPDATE SET facility_id = excluded.facility_id, settlement_id = excluded.settlement_id,
@@ -194,18 +150,8 @@ export class PgOracleRecords implements OracleRecords {
   }
 
   private async cursorOf(q: Q, deviceId: string): Promise<DeviceCursor | undefined> {
-    const r = (
-      await q.query<CursorRow>('SELECT device_id, facility_id, settlement_id, window_end, max_seq, late, cursors FROM oracle_cursors WHERE device_id = $1', [deviceId])
-    ).rows[0];
-    if (!r) return undefined;
-    return {
-      deviceId: r.device_id,
-      facilityId: r.facility_id,
-      settlementId: r.settlement_id,
-      windowEnd: r.window_end,
-      mark: { maxSeq: r.max_seq, late: r.late },
-      cursors: JSON.parse(r.cursors) as RegisterCursor[],
-    };
+    const r = (await q.query<CursorRow>(`SELECT ${CURSOR_COLS} FROM oracle_cursors WHERE device_id = $1`, [deviceId])).rows[0];
+    return r ? toCursor(r) : undefined;
   }
 
   cursor(deviceId: string): Promise<DeviceCursor | undefined> {
@@ -215,22 +161,11 @@ export class PgOracleRecords implements OracleRecords {
   // Read API for the gateway -----------------------------------------------------------------
 
   async listSettlements(q: SettlementQuery = {}): Promise<Settlement[]> {
-    const where = ["state = 'confirmed'"];
     const args: (string | number)[] = [];
-    const arg = (v: string | number) => {
+    const sql = listSettlementsSql(q, (v) => {
       args.push(v);
       return `$${args.length}`;
-    };
-    if (q.facilityId !== undefined) where.push(`facility_id = ${arg(q.facilityId)}`);
-    if (q.from !== undefined) where.push(`window_start >= ${arg(q.from)}`);
-    if (q.to !== undefined) where.push(`window_start < ${arg(q.to)}`);
-    if (q.newestFirst && q.before) {
-      const ws = arg(q.before.windowStart);
-      where.push(`(window_start < ${ws} OR (window_start = ${ws} AND facility_id < ${arg(q.before.facilityId)}))`);
-    }
-    const limit = Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000)));
-    const order = q.newestFirst ? 'window_start DESC, facility_id DESC' : 'window_start, facility_id';
-    const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${arg(limit)}`;
+    });
     return (await this.pool.query<SettlementDbRow>(sql, args)).rows.map(toSettlement);
   }
 
@@ -252,22 +187,14 @@ export class PgOracleRecords implements OracleRecords {
       const s = await this.getSettlement(lateIn);
       if (s) return { settlement: s, late: true };
     }
-    const windowMs = Number((await this.meta(this.pool, 'window_ms')) ?? 0);
-    const from = windowMs > 0 ? Math.floor(r.ts / windowMs) * windowMs : 0;
+    const from = firstWindowOf(r.ts, Number((await this.meta(this.pool, 'window_ms')) ?? 0));
     const rows = (
       await this.pool.query<SettlementDbRow>(
         `SELECT ${COLS} FROM oracle_settlements WHERE facility_id = $1 AND window_start >= $2 AND state = 'confirmed' AND window_end > $3 ORDER BY window_start LIMIT $4`,
         [facilityId, from, r.ts, scan],
       )
     ).rows;
-    for (const row of rows) {
-      const inputs = JSON.parse(row.inputs) as RecordedInputs;
-      const d = inputs.devices.find((x) => x.deviceId === r.deviceId);
-      const mark = d ? recordedMark(d) : undefined;
-      if (!mark) continue;
-      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(readingKeyText(r)) };
-    }
-    return undefined;
+    return countingSettlement(rows, r);
   }
 
   async isLate(deviceId: string, seq: number): Promise<boolean> {
@@ -295,29 +222,24 @@ export class PgOracleRecords implements OracleRecords {
           windowStart,
         ])
       ).rows;
-      const restored = new Set<string>();
+      for (const { deviceId, windowStart: from, back } of rollbackCursors(facilityId, lost)) {
+        const cur = await this.cursorOf(c, deviceId);
+        if (!cur || cur.windowEnd <= from) continue;
+        if (!back) {
+          await c.query('DELETE FROM oracle_cursors WHERE device_id = $1', [deviceId]);
+        } else {
+          await c.query('UPDATE oracle_cursors SET settlement_id = $1, window_end = $2, max_seq = $3, late = $4, cursors = $5 WHERE device_id = $6', [
+            back.settlementId,
+            back.windowEnd,
+            back.maxSeq,
+            back.late,
+            back.cursors,
+            deviceId,
+          ]);
+        }
+      }
       const now = this.clock();
       for (const r of lost) {
-        const inputs = JSON.parse(r.inputs) as RecordedInputs;
-        for (const d of inputs.devices) {
-          if (restored.has(d.deviceId)) continue;
-          restored.add(d.deviceId);
-          const cur = await this.cursorOf(c, d.deviceId);
-          if (!cur || cur.windowEnd <= r.window_start) continue;
-          const prev = recordedPrev(d);
-          if (!prev) {
-            await c.query('DELETE FROM oracle_cursors WHERE device_id = $1', [d.deviceId]);
-          } else {
-            await c.query('UPDATE oracle_cursors SET settlement_id = $1, window_end = $2, max_seq = $3, late = $4, cursors = $5 WHERE device_id = $6', [
-              settlementId(facilityId, prev.before - (r.window_end - r.window_start)),
-              prev.before,
-              prev.mark.maxSeq,
-              prev.mark.late,
-              JSON.stringify(d.startCursors),
-              d.deviceId,
-            ]);
-          }
-        }
         await c.query('DELETE FROM oracle_late WHERE settlement_id = $1', [r.id]);
         await c.query(
           `UPDATE oracle_settlements SET state = 'intent', minted_grams = NULL, burned_grams = NULL, deficit_grams = NULL, updated_at = $1 WHERE id = $2 AND evidence_root = $3`,
@@ -331,7 +253,7 @@ export class PgOracleRecords implements OracleRecords {
   async forgetFacility(facilityId: string, deviceIds: string[]): Promise<void> {
     await this.tx(async (c) => {
       const confirmed = (await c.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM oracle_settlements WHERE facility_id = $1 AND state = 'confirmed'`, [facilityId])).rows[0].n;
-      if (confirmed > 0) throw errors.FACILITY_SETTLED(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
+      checkForgettable(facilityId, confirmed);
       await c.query('DELETE FROM oracle_settlements WHERE facility_id = $1', [facilityId]);
       await c.query('DELETE FROM oracle_late WHERE facility_id = $1', [facilityId]);
       await c.query('DELETE FROM oracle_cursors WHERE device_id = ANY($1::text[])', [deviceIds]);

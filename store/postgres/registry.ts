@@ -25,43 +25,16 @@
 import type pg from 'pg';
 import { errors } from '../../domain/errors.ts';
 import { silentLogger, type Logger } from '../../domain/logger.ts';
-import { ID_RE, type Rejection } from '../../domain/reading.ts';
+import type { Rejection } from '../../domain/reading.ts';
+import { checkDevicePatch, checkFacilityPatch, checkNewDevice, checkNewFacility, statusWrite, toBaselineChange, toCredentials, toDevice, toFacility as facilityOfRow, toLimits, type BaselineChange, type DeviceDbRow, type FacilityDbRow, type FacilityPatch } from '../registry-rules.ts';
 import { generateSecret, hashSecretSync } from '../secrets.ts';
-import {
-  ADDRESS_RE,
-  checkCapacity,
-  checkDevicePatch,
-  checkInterval,
-  checkPublicKey,
-  checkStatus,
-  nonNegativeDecimal,
-  type BaselineChange,
-} from '../sqlite/registry.ts';
-import {
-  DEFAULT_REPORTING_INTERVAL_SECONDS,
-  type Device,
-  type DeviceCredentials,
-  type DeviceLimits,
-  type DeviceOptions,
-  type DevicePatch,
-  type DeviceStatus,
-  type Facility,
-  type FacilityRegistry,
-  type RegistryChange,
-  type Status,
-} from '../types.ts';
+import type { Device, DeviceCredentials, DeviceLimits, DeviceOptions, DevicePatch, DeviceStatus, Facility, FacilityRegistry, RegistryChange } from '../types.ts';
 import type { NoticeSubscriber, RegistryListener, RegistryNotice } from './listen.ts';
+import { inTransaction } from './pool.ts';
+import { serialQueue } from './serial.ts';
 import { PgRejections } from './rejections.ts';
 
-interface FacilityRow {
-  id: string;
-  name: string;
-  owner: string;
-  grid_factor: string;
-  gas_factor: string;
-  status: Status;
-  created_at: number;
-}
+type FacilityRow = FacilityDbRow;
 
 interface BaselineRow {
   facility_id: string;
@@ -70,20 +43,9 @@ interface BaselineRow {
   set_at: number;
 }
 
-interface DeviceRow {
-  device_id: string;
-  facility_id: string;
-  kind: string;
-  status: DeviceStatus;
-  created_at: number;
+interface DeviceRow extends DeviceDbRow {
   online: boolean;
-  last_seen_at: number | null;
   secret_hash: string;
-  capacity: string | null;
-  reporting_interval: number;
-  decommissioned_at: number | null;
-  decommission_reason: string | null;
-  public_key: string | null;
 }
 
 interface ReplicaFacility {
@@ -101,37 +63,8 @@ const DEVICE_COLS =
 const FACILITY_COLS = 'id, name, owner, grid_factor, gas_factor, status, created_at';
 const BASELINE_COLS = 'facility_id, effective_from, baseline, set_at';
 
-function toDevice(r: DeviceRow): Device {
-  const d: Device = {
-    deviceId: r.device_id,
-    facilityId: r.facility_id,
-    kind: r.kind,
-    status: r.status,
-    reportingIntervalSeconds: r.reporting_interval,
-    createdAt: r.created_at,
-    online: r.online,
-  };
-  if (r.capacity !== null) d.capacity = r.capacity;
-  if (r.decommissioned_at !== null) d.decommissionedAt = r.decommissioned_at;
-  if (r.decommission_reason !== null) d.decommissionReason = r.decommission_reason;
-  if (r.last_seen_at !== null) d.lastSeenAt = r.last_seen_at;
-  if (r.public_key !== null) d.publicKey = r.public_key;
-  return d;
-}
-
-function toFacility(f: ReplicaFacility): Facility {
-  const r = f.row;
-  return {
-    id: r.id,
-    name: r.name,
-    owner: r.owner,
-    baselineKgPerHour: f.baselines[f.baselines.length - 1]?.baseline ?? '0',
-    gridFactorKgPerKwh: r.grid_factor,
-    gasFactorKgPerM3: r.gas_factor,
-    status: r.status,
-    createdAt: r.created_at,
-  };
-}
+/** The latest configured baseline is the last of the history. */
+const toFacility = (f: ReplicaFacility): Facility => facilityOfRow(f.row, f.baselines[f.baselines.length - 1]?.baseline ?? '0');
 
 function pgCode(err: unknown): string | undefined {
   return (err as { code?: string } | undefined)?.code;
@@ -147,7 +80,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   private readonly listeners = new Set<(c: RegistryChange) => void>();
   private readonly rejections: PgRejections;
   /** Replica updates, one after the other. */
-  private queue: Promise<void> = Promise.resolve();
+  private readonly serial = serialQueue();
   /** Devices whose online notice arrived, re-read together. */
   private readonly onlineReads = new Set<string>();
   /** setOnline coalescing: the latest status per device, written by one statement at a time. */
@@ -167,15 +100,6 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   }
 
   // Replica ----------------------------------------------------------------------------------
-
-  private serial<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
 
   private emit(c: RegistryChange): void {
     for (const fn of this.listeners) {
@@ -225,25 +149,21 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   /** Reloads facilities, baselines and devices in one snapshot. */
   resync(): Promise<void> {
     return this.serial(async () => {
-      const client = await this.pool.connect();
-      try {
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const f = await client.query<FacilityRow>(`SELECT ${FACILITY_COLS} FROM facilities`);
-        const b = await client.query<BaselineRow>(`SELECT ${BASELINE_COLS} FROM facility_baselines ORDER BY facility_id, effective_from`);
-        const d = await client.query<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices`);
-        await client.query('COMMIT');
-        this.facilities.clear();
-        this.devices.clear();
-        this.byFacility.clear();
-        for (const row of f.rows) this.facilities.set(row.id, { row, baselines: [] });
-        for (const row of b.rows) this.facilities.get(row.facility_id)?.baselines.push(row);
-        for (const row of d.rows) this.putDevice(row);
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+      const { f, b, d } = await inTransaction(
+        this.pool,
+        async (client) => ({
+          f: await client.query<FacilityRow>(`SELECT ${FACILITY_COLS} FROM facilities`),
+          b: await client.query<BaselineRow>(`SELECT ${BASELINE_COLS} FROM facility_baselines ORDER BY facility_id, effective_from`),
+          d: await client.query<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices`),
+        }),
+        'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      );
+      this.facilities.clear();
+      this.devices.clear();
+      this.byFacility.clear();
+      for (const row of f.rows) this.facilities.set(row.id, { row, baselines: [] });
+      for (const row of b.rows) this.facilities.get(row.facility_id)?.baselines.push(row);
+      for (const row of d.rows) this.putDevice(row);
     }).then(() => this.emit({ kind: 'all' }));
   }
 
@@ -292,18 +212,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
 
   /** Runs `fn` in a transaction; the result's rows are applied to the replica (in the serial queue) before it resolves. */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, apply: (out: T) => void): Promise<T> {
-    const client = await this.pool.connect();
-    let out: T;
-    try {
-      await client.query('BEGIN');
-      out = await fn(client);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    const out = await inTransaction(this.pool, fn);
     await this.serial(() => apply(out));
     return out;
   }
@@ -311,12 +220,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   // Facilities -------------------------------------------------------------------------------
 
   async createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Promise<Facility> {
-    if (typeof f.id !== 'string' || !ID_RE.test(f.id)) throw errors.VALIDATION('facility id must match [A-Za-z0-9_-]{1,64}');
-    if (typeof f.name !== 'string' || f.name.length === 0 || f.name.length > 200) throw errors.VALIDATION('name must be 1..200 characters');
-    if (typeof f.owner !== 'string' || !ADDRESS_RE.test(f.owner)) throw errors.VALIDATION('owner must be a 0x address');
-    const baseline = nonNegativeDecimal('baselineKgPerHour', f.baselineKgPerHour);
-    const grid = nonNegativeDecimal('gridFactorKgPerKwh', f.gridFactorKgPerKwh);
-    const gas = nonNegativeDecimal('gasFactorKgPerM3', f.gasFactorKgPerM3);
+    const { baseline, grid, gas } = checkNewFacility(f);
     const createdAt = f.createdAt ?? this.clock();
     try {
       await this.tx(
@@ -350,13 +254,9 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
     return f;
   }
 
-  async updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Promise<Facility> {
-    if (patch.owner !== undefined && (typeof patch.owner !== 'string' || !ADDRESS_RE.test(patch.owner))) throw errors.VALIDATION('owner must be a 0x address');
-    const status = patch.status === undefined ? undefined : checkStatus(patch.status);
-    const baseline = patch.baselineKgPerHour === undefined ? undefined : nonNegativeDecimal('baselineKgPerHour', patch.baselineKgPerHour);
+  async updateFacility(id: string, patch: FacilityPatch): Promise<Facility> {
     const now = this.clock();
-    const from = patch.effectiveFrom ?? now;
-    if (!Number.isSafeInteger(from)) throw errors.VALIDATION('effectiveFrom must be epoch milliseconds');
+    const { status, baseline, from } = checkFacilityPatch(patch, now);
     await this.tx(
       async (c) => {
         const found = await c.query('SELECT 1 FROM facilities WHERE id = $1 FOR UPDATE', [id]);
@@ -405,17 +305,13 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
   baselineHistory(facilityId: string): BaselineChange[] {
     const f = this.facilities.get(facilityId);
     if (!f) throw errors.FACILITY_NOT_FOUND(facilityId);
-    return f.baselines.map((r) => ({ baselineKgPerHour: r.baseline, effectiveFrom: r.effective_from, setAt: r.set_at }));
+    return f.baselines.map(toBaselineChange);
   }
 
   // Devices ----------------------------------------------------------------------------------
 
   async createDevice(facilityId: string, deviceId: string, kind: string, opts: DeviceOptions = {}): Promise<{ device: Device; password: string }> {
-    if (typeof deviceId !== 'string' || !ID_RE.test(deviceId)) throw errors.VALIDATION('deviceId must match [A-Za-z0-9_-]{1,64}');
-    if (typeof kind !== 'string' || kind.length > 64) throw errors.VALIDATION('kind must be at most 64 characters');
-    const capacity = opts.capacity === undefined ? null : checkCapacity(opts.capacity);
-    const interval = opts.reportingIntervalSeconds === undefined ? DEFAULT_REPORTING_INTERVAL_SECONDS : checkInterval(opts.reportingIntervalSeconds);
-    const publicKey = opts.publicKey === undefined ? null : checkPublicKey(opts.publicKey);
+    const { capacity, interval, publicKey } = checkNewDevice(deviceId, kind, opts);
     const password = generateSecret();
     const hash = hashSecretSync(password);
     const createdAt = this.clock();
@@ -458,12 +354,10 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
       async (c) => {
         const before = (await c.query<{ status: DeviceStatus }>('SELECT status FROM devices WHERE device_id = $1 FOR UPDATE', [deviceId])).rows[0];
         if (!before) throw errors.DEVICE_NOT_FOUND(deviceId);
-        if (status !== undefined && before.status === 'decommissioned' && status !== 'decommissioned') throw errors.DEVICE_DECOMMISSIONED(deviceId);
-        if (status === 'decommissioned') {
-          if (before.status !== 'decommissioned') {
-            await c.query("UPDATE devices SET status = 'decommissioned', decommissioned_at = $1, decommission_reason = $2 WHERE device_id = $3", [now, reason, deviceId]);
-          }
-        } else if (status !== undefined) await c.query('UPDATE devices SET status = $1 WHERE device_id = $2', [status, deviceId]);
+        const write = statusWrite(deviceId, before.status, status);
+        if (write === 'decommission') {
+          await c.query("UPDATE devices SET status = 'decommissioned', decommissioned_at = $1, decommission_reason = $2 WHERE device_id = $3", [now, reason, deviceId]);
+        } else if (write === 'status') await c.query('UPDATE devices SET status = $1 WHERE device_id = $2', [status, deviceId]);
         if (capacity !== undefined) await c.query('UPDATE devices SET capacity = $1 WHERE device_id = $2', [capacity, deviceId]);
         if (publicKey !== undefined) await c.query('UPDATE devices SET public_key = $1 WHERE device_id = $2', [publicKey, deviceId]);
         return (await c.query<DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE device_id = $1`, [deviceId])).rows[0];
@@ -480,10 +374,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
 
   deviceLimits(deviceId: string): DeviceLimits | undefined {
     const r = this.devices.get(deviceId);
-    if (!r) return undefined;
-    const out: DeviceLimits = { reportingIntervalSeconds: r.reporting_interval, kind: r.kind };
-    if (r.capacity !== null) out.capacity = r.capacity;
-    return out;
+    return r ? toLimits(r) : undefined;
   }
 
   async rotateSecret(deviceId: string): Promise<string> {
@@ -523,7 +414,7 @@ export class PgRegistry implements FacilityRegistry, NoticeSubscriber {
     if (!d) return undefined;
     const f = this.facilities.get(d.facility_id);
     if (!f) return undefined;
-    return { deviceId: d.device_id, facilityId: d.facility_id, status: d.status, facilityStatus: f.row.status, secretHash: d.secret_hash };
+    return toCredentials(d, f.row.status);
   }
 
   /**

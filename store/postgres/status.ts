@@ -4,29 +4,8 @@
  * watch list, shared by every oracle process on the database. Every method is asynchronous.
  */
 import type pg from 'pg';
+import { STATUS_COLS, toStatus, toUnfinal, UNFINAL_COLS, type StatusRow, type UnfinalDbRow } from '../rows.ts';
 import type { Backoff, FacilitySettlementStatus, OracleStatus, UnfinalRow } from '../types.ts';
-
-interface StatusRow {
-  facility_id: string;
-  reason: string;
-  since: number;
-  attempts: number;
-  retry_at: number;
-}
-
-interface UnfinalDbRow {
-  id: string;
-  facility_id: string;
-  window_start: number;
-  evidence_root: string;
-  block_number: number;
-}
-
-const STATUS_COLS = 'facility_id, reason, since, attempts, retry_at';
-
-function toStatus(r: StatusRow): FacilitySettlementStatus {
-  return { facilityId: r.facility_id, settlementStatus: 'blocked', reason: r.reason, since: r.since, attempts: r.attempts, retryAt: r.retry_at };
-}
 
 export class PgOracleStatus implements OracleStatus {
   private readonly pool: pg.Pool;
@@ -81,11 +60,8 @@ export class PgOracleStatus implements OracleStatus {
   }
 
   async unfinal(facilityId: string): Promise<UnfinalRow[]> {
-    const res = await this.pool.query<UnfinalDbRow>(
-      'SELECT id, facility_id, window_start, evidence_root, block_number FROM oracle_unfinal WHERE facility_id = $1 ORDER BY window_start',
-      [facilityId],
-    );
-    return res.rows.map((r) => ({ id: r.id, facilityId: r.facility_id, windowStart: r.window_start, evidenceRoot: r.evidence_root, blockNumber: r.block_number }));
+    const res = await this.pool.query<UnfinalDbRow>(`SELECT ${UNFINAL_COLS} FROM oracle_unfinal WHERE facility_id = $1 ORDER BY window_start`, [facilityId]);
+    return res.rows.map(toUnfinal);
   }
 
   async unfinalFacilities(): Promise<string[]> {

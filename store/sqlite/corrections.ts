@@ -8,9 +8,9 @@ import { errors } from '../../domain/errors.ts';
 import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
 import type { RegisterCursor } from '../../oracle/methodology.ts';
-import { correctionId, type ChainAmounts, type Correction, type CorrectionRecords, type CorrectionState, type NewCorrection, type ReadingVoid } from '../types.ts';
+import type { ChainAmounts, Correction, CorrectionRecords, CorrectionState, NewCorrection, ReadingVoid } from '../types.ts';
+import { checkNextCorrection, correctionValues, listCorrectionsSql, NEW_CORRECTION_COLS } from '../corrections.ts';
 import { toCorrection, toVoid, VOID_COLS, type CorrectionRow, type VoidRow } from '../rows.ts';
-
 
 export class SqliteCorrections implements CorrectionRecords {
   private readonly db: Db;
@@ -61,53 +61,25 @@ export class SqliteCorrections implements CorrectionRecords {
   }
 
   listCorrections(q: { facilityId?: string; state?: CorrectionState; limit?: number } = {}): Correction[] {
-    const where: string[] = [];
     const args: (string | number)[] = [];
-    if (q.facilityId !== undefined) {
-      where.push('facility_id = ?');
-      args.push(q.facilityId);
-    }
-    if (q.state !== undefined) {
-      where.push('state = ?');
-      args.push(q.state);
-    }
-    args.push(Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000))));
-    const sql = `SELECT * FROM oracle_corrections ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY window_start, facility_id, seq LIMIT ?`;
+    const sql = listCorrectionsSql(q, (v) => {
+      args.push(v);
+      return '?';
+    });
     return (this.db.prepare(sql).all(...args) as CorrectionRow[]).map(toCorrection);
   }
 
   insertCorrections(list: NewCorrection[], cursors: { deviceId: string; windowEnd: number; cursors: RegisterCursor[] }[]): void {
     const now = this.clock();
     const last = this.db.prepare('SELECT MAX(seq) FROM oracle_corrections WHERE settlement_id = ?').pluck();
-    const insert = this.db.prepare(
-      `INSERT INTO oracle_corrections (id, settlement_id, seq, facility_id, window_start, window_end, state, void_ids, reason, complete, prev_net_grams,
-         net_grams, delta_grams, actual_kg, evidence_root, inputs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    const insert = this.db.prepare(`INSERT INTO oracle_corrections (${NEW_CORRECTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const moveCursor = this.db.prepare('UPDATE oracle_cursors SET cursors = ? WHERE device_id = ? AND window_end = ?');
     this.db
       .transaction(() => {
         for (const c of list) {
           const have = (last.get(c.settlementId) as number | null) ?? 0;
-          if (c.seq !== have + 1) throw errors.CORRECTION_RACED(`settlement ${c.settlementId} has ${have} correction(s); correction ${c.seq} is not the next`);
-          insert.run(
-            correctionId(c.settlementId, c.seq),
-            c.settlementId,
-            c.seq,
-            c.facilityId,
-            c.windowStart,
-            c.windowEnd,
-            JSON.stringify(c.voidIds),
-            c.reason,
-            c.complete ? 1 : 0,
-            c.prevNetGrams,
-            c.netGrams,
-            c.deltaGrams,
-            c.actualKg,
-            c.evidenceRoot,
-            JSON.stringify(c.inputs),
-            now,
-            now,
-          );
+          checkNextCorrection(c, have);
+          insert.run(...correctionValues(c, (b) => (b ? 1 : 0)), now, now);
         }
         for (const c of cursors) moveCursor.run(JSON.stringify(c.cursors), c.deviceId, c.windowEnd);
       })

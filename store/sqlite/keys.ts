@@ -5,27 +5,8 @@
  */
 import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
+import { toApiKeyRow, toKeyOwner, type ApiKeyDbRow } from '../rows.ts';
 import type { ApiKeyRole, ApiKeyRow, ApiKeyTable } from '../types.ts';
-
-interface Row {
-  id: string;
-  role: ApiKeyRole;
-  facility_id: string | null;
-  prefix: string;
-  created_at: number;
-  last_used_at: number | null;
-}
-
-function toRow(r: Row): ApiKeyRow {
-  return {
-    id: r.id,
-    role: r.role,
-    ...(r.facility_id ? { facilityId: r.facility_id } : {}),
-    prefix: r.prefix,
-    createdAt: r.created_at,
-    ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
-  };
-}
 
 export class SqliteApiKeys implements ApiKeyTable {
   private readonly stmt;
@@ -41,7 +22,7 @@ export class SqliteApiKeys implements ApiKeyTable {
       byHash: db.prepare<[string], { id: string; role: ApiKeyRole; facility_id: string | null }>(
         'SELECT id, role, facility_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL',
       ),
-      list: db.prepare<[], Row>(
+      list: db.prepare<[], ApiKeyDbRow>(
         'SELECT id, role, facility_id, prefix, created_at, last_used_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id',
       ),
       revoke: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
@@ -60,11 +41,11 @@ export class SqliteApiKeys implements ApiKeyTable {
 
   byHash(keyHash: string): { id: string; role: ApiKeyRole; facilityId?: string } | undefined {
     const r = this.stmt.byHash.get(keyHash);
-    return r ? { id: r.id, role: r.role, ...(r.facility_id ? { facilityId: r.facility_id } : {}) } : undefined;
+    return r ? toKeyOwner(r) : undefined;
   }
 
   list(): ApiKeyRow[] {
-    return this.stmt.list.all().map(toRow);
+    return this.stmt.list.all().map(toApiKeyRow);
   }
 
   revoke(id: string, at: number): boolean {

@@ -10,31 +10,12 @@
  * devices' cursors forward in the same transaction, so cursors always match the chain.
  */
 import type { Statement } from 'better-sqlite3';
-import { errors } from '../../domain/errors.ts';
 import { parseReadingKey, readingKeyText } from '../../domain/reading.ts';
-import type { RegisterCursor } from '../../oracle/methodology.ts';
 import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
-import {
-  isVisible,
-  recordedMark,
-  recordedPrev,
-  settlementId,
-  type ChainAmounts,
-  type ConfirmOutcome,
-  type CountedIn,
-  type DeviceCursor,
-  type NewIntent,
-  type OracleRecords,
-  type RecordedInputs,
-  type Settlement,
-  type SettlementQuery,
-  type SettlementRow,
-} from '../types.ts';
+import type { ChainAmounts, ConfirmOutcome, CountedIn, DeviceCursor, NewIntent, OracleRecords, RecordedInputs, Settlement, SettlementQuery, SettlementRow } from '../types.ts';
 import { SETTLEMENT_COLS, toSettlement, toSettlementRow, type SettlementDbRow } from '../rows.ts';
-
-
-
+import { checkForgettable, checkStoredWindow, confirmTarget, countingSettlement, CURSOR_COLS, rollbackCursors, cursorMark, firstWindowOf, listSettlementsSql, toCursor, type CursorRow } from '../records.ts';
 
 const COLS = SETTLEMENT_COLS;
 
@@ -66,7 +47,7 @@ export class SqliteOracleRecords implements OracleRecords {
       discardOthers: p(`UPDATE oracle_settlements SET state = 'discarded', updated_at = ? WHERE id = ? AND evidence_root <> ? AND state <> 'discarded'`),
       lastConfirmed: p(`SELECT MAX(window_start) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck(),
       firstOpen: p(`SELECT MIN(window_start) FROM oracle_settlements WHERE facility_id = ? AND state IN ('intent', 'sent')`).pluck(),
-      cursor: p('SELECT device_id, facility_id, settlement_id, window_end, max_seq, late, cursors FROM oracle_cursors WHERE device_id = ?'),
+      cursor: p(`SELECT ${CURSOR_COLS} FROM oracle_cursors WHERE device_id = ?`),
       upsertCursor: p(
         `INSERT INTO oracle_cursors (device_id, facility_id, settlement_id, window_end, max_seq, late, cursors) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (device_id) DO UPDATE SET facility_id = excluded.facility_id, settlement_id = excluded.settlement_id,
@@ -92,12 +73,7 @@ export class SqliteOracleRecords implements OracleRecords {
    */
   checkWindow(windowMs: number): void {
     this.stmt.setMeta.run('window_ms', String(windowMs));
-    const stored = Number(this.stmt.meta.get('window_ms'));
-    if (stored !== windowMs) {
-      throw errors.CONFIG_INVALID(
-        `WINDOW_SECONDS is ${windowMs / 1000} but this data dir was settled with ${stored / 1000}; windows are fixed per data dir (use the original value or a new DATA_DIR)`,
-      );
-    }
+    checkStoredWindow(windowMs, Number(this.stmt.meta.get('window_ms')), { place: 'data dir', fresh: 'a new DATA_DIR' });
   }
 
   // Writes -----------------------------------------------------------------------------------
@@ -152,21 +128,14 @@ export class SqliteOracleRecords implements OracleRecords {
   }
 
   private confirmInTx(id: string, root: string, amounts: ChainAmounts): ConfirmOutcome {
-    const existing = this.stmt.confirmedOf.get(id) as SettlementDbRow | undefined;
-    if (existing) {
-      if (existing.evidence_root !== root) {
-        throw errors.EVIDENCE_MISMATCH(`settlement ${id} is confirmed with root ${existing.evidence_root}, not ${root}`);
-      }
-      return 'already';
-    }
-    const r = this.stmt.one.get(id, root) as SettlementDbRow | undefined;
-    if (!r) throw errors.NOT_FOUND(`settlement intent ${id} with root ${root}`);
+    const r = confirmTarget(id, root, this.stmt.confirmedOf.get(id) as SettlementDbRow | undefined, this.stmt.one.get(id, root) as SettlementDbRow | undefined);
+    if (r === 'already') return 'already';
     const now = this.clock();
     this.stmt.discardOthers.run(now, id, root);
     this.stmt.confirm.run(amounts.mintedGrams.toString(), amounts.burnedGrams.toString(), amounts.deficitGrams.toString(), amounts.txHash ?? null, now, id, root);
     const inputs = JSON.parse(r.inputs) as RecordedInputs;
     for (const d of inputs.devices) {
-      const mark = recordedMark(d) ?? recordedPrev(d)?.mark ?? { maxSeq: -1, late: 0 };
+      const mark = cursorMark(d);
       this.stmt.upsertCursor.run(d.deviceId, r.facility_id, id, r.window_end, mark.maxSeq, mark.late, JSON.stringify(d.endCursors));
     }
     for (const key of inputs.lateKeys) {
@@ -194,45 +163,18 @@ export class SqliteOracleRecords implements OracleRecords {
   }
 
   cursor(deviceId: string): DeviceCursor | undefined {
-    const r = this.stmt.cursor.get(deviceId) as
-      | { device_id: string; facility_id: string; settlement_id: string; window_end: number; max_seq: number; late: number; cursors: string }
-      | undefined;
-    if (!r) return undefined;
-    return {
-      deviceId: r.device_id,
-      facilityId: r.facility_id,
-      settlementId: r.settlement_id,
-      windowEnd: r.window_end,
-      mark: { maxSeq: r.max_seq, late: r.late },
-      cursors: JSON.parse(r.cursors) as RegisterCursor[],
-    };
+    const r = this.stmt.cursor.get(deviceId) as CursorRow | undefined;
+    return r ? toCursor(r) : undefined;
   }
 
   // Read API for the gateway -----------------------------------------------------------------
 
   listSettlements(q: SettlementQuery = {}): Settlement[] {
-    const where = ["state = 'confirmed'"];
     const args: (string | number)[] = [];
-    if (q.facilityId !== undefined) {
-      where.push('facility_id = ?');
-      args.push(q.facilityId);
-    }
-    if (q.from !== undefined) {
-      where.push('window_start >= ?');
-      args.push(q.from);
-    }
-    if (q.to !== undefined) {
-      where.push('window_start < ?');
-      args.push(q.to);
-    }
-    if (q.newestFirst && q.before) {
-      where.push('(window_start < ? OR (window_start = ? AND facility_id < ?))');
-      args.push(q.before.windowStart, q.before.windowStart, q.before.facilityId);
-    }
-    const limit = Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 1000)));
-    args.push(limit);
-    const order = q.newestFirst ? 'window_start DESC, facility_id DESC' : 'window_start, facility_id';
-    const sql = `SELECT ${COLS} FROM oracle_settlements WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`;
+    const sql = listSettlementsSql(q, (v) => {
+      args.push(v);
+      return '?';
+    });
     return (this.db.prepare(sql).all(...args) as SettlementDbRow[]).map(toSettlement);
   }
 
@@ -258,19 +200,11 @@ export class SqliteOracleRecords implements OracleRecords {
       const s = this.getSettlement(lateIn);
       if (s) return { settlement: s, late: true };
     }
-    const windowMs = Number(this.stmt.meta.get('window_ms') ?? 0);
-    const from = windowMs > 0 ? Math.floor(r.ts / windowMs) * windowMs : 0;
+    const from = firstWindowOf(r.ts, Number(this.stmt.meta.get('window_ms') ?? 0));
     const rows = this.db
       .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' AND window_end > ? ORDER BY window_start LIMIT ?`)
       .iterate(facilityId, from, r.ts, scan) as IterableIterator<SettlementDbRow>;
-    for (const row of rows) {
-      const inputs = JSON.parse(row.inputs) as RecordedInputs;
-      const d = inputs.devices.find((x) => x.deviceId === r.deviceId);
-      const mark = d ? recordedMark(d) : undefined;
-      if (!mark) continue;
-      if (isVisible(r, mark)) return { settlement: toSettlement(row), late: inputs.lateKeys.includes(readingKeyText(r)) };
-    }
-    return undefined;
+    return countingSettlement(rows, r);
   }
 
   isLate(deviceId: string, seq: number): boolean {
@@ -298,32 +232,19 @@ export class SqliteOracleRecords implements OracleRecords {
         const lost = this.db
           .prepare(`SELECT ${COLS} FROM oracle_settlements WHERE facility_id = ? AND window_start >= ? AND state = 'confirmed' ORDER BY window_start`)
           .all(facilityId, windowStart) as SettlementDbRow[];
-        const restored = new Set<string>();
+        for (const { deviceId, windowStart: from, back } of rollbackCursors(facilityId, lost)) {
+          const c = this.cursor(deviceId);
+          if (!c || c.windowEnd <= from) continue;
+          if (!back) {
+            this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?').run(deviceId);
+          } else {
+            this.db
+              .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, late = ?, cursors = ? WHERE device_id = ?')
+              .run(back.settlementId, back.windowEnd, back.maxSeq, back.late, back.cursors, deviceId);
+          }
+        }
         const now = this.clock();
         for (const r of lost) {
-          const inputs = JSON.parse(r.inputs) as RecordedInputs;
-          for (const d of inputs.devices) {
-            if (restored.has(d.deviceId)) continue;
-            restored.add(d.deviceId);
-            const c = this.cursor(d.deviceId);
-            if (!c || c.windowEnd <= r.window_start) continue;
-            // The lost settlement's `prev` is the mark (seq and late arrivals) its predecessor left.
-            const prev = recordedPrev(d);
-            if (!prev) {
-              this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?').run(d.deviceId);
-            } else {
-              this.db
-                .prepare('UPDATE oracle_cursors SET settlement_id = ?, window_end = ?, max_seq = ?, late = ?, cursors = ? WHERE device_id = ?')
-                .run(
-                  settlementId(facilityId, prev.before - (r.window_end - r.window_start)),
-                  prev.before,
-                  prev.mark.maxSeq,
-                  prev.mark.late,
-                  JSON.stringify(d.startCursors),
-                  d.deviceId,
-                );
-            }
-          }
           this.db.prepare('DELETE FROM oracle_late WHERE settlement_id = ?').run(r.id);
           this.db
             .prepare(`UPDATE oracle_settlements SET state = 'intent', minted_grams = NULL, burned_grams = NULL, deficit_grams = NULL, updated_at = ? WHERE id = ? AND evidence_root = ?`)
@@ -342,7 +263,7 @@ export class SqliteOracleRecords implements OracleRecords {
     this.db
       .transaction(() => {
         const confirmed = this.db.prepare(`SELECT COUNT(*) FROM oracle_settlements WHERE facility_id = ? AND state = 'confirmed'`).pluck().get(facilityId) as number;
-        if (confirmed > 0) throw errors.FACILITY_SETTLED(`facility ${facilityId} has ${confirmed} confirmed settlement(s): it can be suspended, not removed`);
+        checkForgettable(facilityId, confirmed);
         this.db.prepare('DELETE FROM oracle_settlements WHERE facility_id = ?').run(facilityId);
         this.db.prepare('DELETE FROM oracle_late WHERE facility_id = ?').run(facilityId);
         const del = this.db.prepare('DELETE FROM oracle_cursors WHERE device_id = ?');

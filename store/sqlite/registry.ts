@@ -5,144 +5,26 @@
  *
  * Closing: the stores never close the Db handle; whoever opened it (openDatabase) closes it.
  */
-import { Decimal } from '../../domain/decimal.ts';
-import { errors } from '../../domain/errors.ts';
 import type { Logger } from '../../domain/logger.ts';
-import { ID_RE, type Rejection } from '../../domain/reading.ts';
-import { normalisePublicKey } from '../../domain/signature.ts';
+import type { Rejection } from '../../domain/reading.ts';
 import type { Db } from './db.ts';
 import { generateSecret, hashSecretSync } from '../secrets.ts';
 import { SqliteRejections } from './rejections.ts';
 import { migrate } from './schema.ts';
-import {
-  DEFAULT_REPORTING_INTERVAL_SECONDS,
-  MAX_REPORTING_INTERVAL_SECONDS,
-  type Device,
-  type DeviceCredentials,
-  type DeviceLimits,
-  type DeviceOptions,
-  type DevicePatch,
-  type DeviceStatus,
-  type Facility,
-  type FacilityRegistry,
-  type Status,
-} from '../types.ts';
-
-export const MAX_DECOMMISSION_REASON = 500;
-export const ADDRESS_RE = /^0x[0-9a-fA-F]{40}$/;
+import { errors } from '../../domain/errors.ts';
+import { checkDevicePatch, checkFacilityPatch, checkNewDevice, checkNewFacility, statusWrite, toBaselineChange, toCredentials, toDevice, toFacility, toLimits, type BaselineChange, type DeviceDbRow, type FacilityDbRow, type FacilityPatch } from '../registry-rules.ts';
+import type { Device, DeviceCredentials, DeviceLimits, DeviceOptions, DevicePatch, DeviceStatus, Facility, FacilityRegistry, Status } from '../types.ts';
 
 // ---------------------------------------------------------------------------------------------
 // FacilityRegistry
 
-interface FacilityRow {
-  id: string;
-  name: string;
-  owner: string;
-  grid_factor: string;
-  gas_factor: string;
-  status: Status;
-  created_at: number;
+/** With its latest configured baseline (FACILITY_SELECT). */
+interface FacilityRow extends FacilityDbRow {
   baseline: string;
-}
-
-interface DeviceRow {
-  device_id: string;
-  facility_id: string;
-  kind: string;
-  status: DeviceStatus;
-  created_at: number;
-  online: number;
-  last_seen_at: number | null;
-  capacity: string | null;
-  reporting_interval: number;
-  decommissioned_at: number | null;
-  decommission_reason: string | null;
-  public_key: string | null;
-}
-
-export interface BaselineChange {
-  baselineKgPerHour: string;
-  effectiveFrom: number;
-  setAt: number;
 }
 
 /** Baseline of a facility's first entry: in force from the start of time. */
 const FOREVER = 0;
-
-function toDevice(r: DeviceRow): Device {
-  const d: Device = {
-    deviceId: r.device_id,
-    facilityId: r.facility_id,
-    kind: r.kind,
-    status: r.status,
-    reportingIntervalSeconds: r.reporting_interval,
-    createdAt: r.created_at,
-    online: r.online === 1,
-  };
-  if (r.capacity !== null) d.capacity = r.capacity;
-  if (r.decommissioned_at !== null) d.decommissionedAt = r.decommissioned_at;
-  if (r.decommission_reason !== null) d.decommissionReason = r.decommission_reason;
-  if (r.last_seen_at !== null) d.lastSeenAt = r.last_seen_at;
-  if (r.public_key !== null) d.publicKey = r.public_key;
-  return d;
-}
-
-function toFacility(r: FacilityRow): Facility {
-  return {
-    id: r.id,
-    name: r.name,
-    owner: r.owner,
-    baselineKgPerHour: r.baseline,
-    gridFactorKgPerKwh: r.grid_factor,
-    gasFactorKgPerM3: r.gas_factor,
-    status: r.status,
-    createdAt: r.created_at,
-  };
-}
-
-/** Canonical text of a non-negative decimal setting, or a VALIDATION error naming it. */
-export function nonNegativeDecimal(name: string, v: unknown): string {
-  let d: Decimal;
-  try {
-    if (typeof v !== 'string' && typeof v !== 'number') throw new Error();
-    d = Decimal.from(v);
-  } catch {
-    throw errors.VALIDATION(`${name} must be a decimal number`);
-  }
-  if (d.isNegative()) throw errors.VALIDATION(`${name} must not be negative`);
-  return d.toString();
-}
-
-/** Declared capacity: a positive decimal (kW, m3/h or kg/h by metric), canonical text. */
-export function checkCapacity(v: unknown): string {
-  const text = nonNegativeDecimal('capacity', v);
-  if (Decimal.parse(text).isZero()) throw errors.VALIDATION('capacity must be above 0');
-  return text;
-}
-
-export function checkInterval(v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_REPORTING_INTERVAL_SECONDS) {
-    throw errors.VALIDATION(`reportingIntervalSeconds must be an integer from 1 to ${MAX_REPORTING_INTERVAL_SECONDS}`);
-  }
-  return v;
-}
-
-/** An Ed25519 public key (32 bytes, hex or base64) in its canonical form (64 lowercase hex), or a VALIDATION error. */
-export function checkPublicKey(v: unknown): string {
-  const key = typeof v === 'string' ? normalisePublicKey(v) : undefined;
-  if (key === undefined) throw errors.VALIDATION('publicKey must be an Ed25519 public key: 32 bytes as 64 hex digits or base64');
-  return key;
-}
-
-export function checkDeviceStatus(s: unknown): DeviceStatus {
-  if (s !== 'active' && s !== 'suspended' && s !== 'decommissioned') throw errors.VALIDATION('status must be active, suspended or decommissioned');
-  return s;
-}
-
-export function checkStatus(s: unknown): Status {
-  if (s !== 'active' && s !== 'suspended') throw errors.VALIDATION('status must be active or suspended');
-  return s;
-}
 
 // The latest configured baseline of a facility (not necessarily in force yet).
 const FACILITY_SELECT = `SELECT f.id, f.name, f.owner, f.grid_factor, f.gas_factor, f.status, f.created_at,
@@ -151,21 +33,7 @@ const FACILITY_SELECT = `SELECT f.id, f.name, f.owner, f.grid_factor, f.gas_fact
 const DEVICE_COLS =
   'device_id, facility_id, kind, status, created_at, online, last_seen_at, capacity, reporting_interval, decommissioned_at, decommission_reason, public_key';
 
-/** A device patch's fields, each checked; a decommissioning needs a bounded reason, and only it takes one. */
-export function checkDevicePatch(patch: DevicePatch): { status?: DeviceStatus; capacity?: ReturnType<typeof checkCapacity>; publicKey?: ReturnType<typeof checkPublicKey>; reason?: string } {
-  const status = patch.status === undefined ? undefined : checkDeviceStatus(patch.status);
-  const capacity = patch.capacity === undefined ? undefined : checkCapacity(patch.capacity);
-  const publicKey = patch.publicKey === undefined ? undefined : checkPublicKey(patch.publicKey);
-  let reason: string | undefined;
-  if (status === 'decommissioned') {
-    if (typeof patch.reason !== 'string' || patch.reason.trim() === '') throw errors.VALIDATION('reason is required to decommission a device');
-    if (patch.reason.length > MAX_DECOMMISSION_REASON) throw errors.VALIDATION(`reason must be at most ${MAX_DECOMMISSION_REASON} characters`);
-    reason = patch.reason;
-  } else if (patch.reason !== undefined) {
-    throw errors.VALIDATION('reason is only accepted with status decommissioned');
-  }
-  return { status, capacity, publicKey, reason };
-}
+const facilityOf = (r: FacilityRow): Facility => toFacility(r, r.baseline);
 
 export class SqliteRegistry implements FacilityRegistry {
   private readonly db: Db;
@@ -203,8 +71,8 @@ export class SqliteRegistry implements FacilityRegistry {
       baselines: db.prepare<[string], { baseline: string; effective_from: number; set_at: number }>(
         'SELECT baseline, effective_from, set_at FROM facility_baselines WHERE facility_id = ? ORDER BY effective_from',
       ),
-      device: db.prepare<[string], DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE device_id = ?`),
-      devices: db.prepare<[string], DeviceRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE facility_id = ? ORDER BY device_id`),
+      device: db.prepare<[string], DeviceDbRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE device_id = ?`),
+      devices: db.prepare<[string], DeviceDbRow>(`SELECT ${DEVICE_COLS} FROM devices WHERE facility_id = ? ORDER BY device_id`),
       insertDevice: db.prepare(
         `INSERT INTO devices (device_id, facility_id, kind, status, created_at, online, secret_hash, capacity, reporting_interval, public_key)
          VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
@@ -231,12 +99,7 @@ export class SqliteRegistry implements FacilityRegistry {
   // Facilities -------------------------------------------------------------------------------
 
   createFacility(f: Omit<Facility, 'status' | 'createdAt'> & { createdAt?: number }): Facility {
-    if (typeof f.id !== 'string' || !ID_RE.test(f.id)) throw errors.VALIDATION('facility id must match [A-Za-z0-9_-]{1,64}');
-    if (typeof f.name !== 'string' || f.name.length === 0 || f.name.length > 200) throw errors.VALIDATION('name must be 1..200 characters');
-    if (typeof f.owner !== 'string' || !ADDRESS_RE.test(f.owner)) throw errors.VALIDATION('owner must be a 0x address');
-    const baseline = nonNegativeDecimal('baselineKgPerHour', f.baselineKgPerHour);
-    const grid = nonNegativeDecimal('gridFactorKgPerKwh', f.gridFactorKgPerKwh);
-    const gas = nonNegativeDecimal('gasFactorKgPerM3', f.gasFactorKgPerM3);
+    const { baseline, grid, gas } = checkNewFacility(f);
     const createdAt = f.createdAt ?? this.clock();
     this.db.transaction(() => {
       if (this.stmt.facility.get(f.id)) throw errors.FACILITY_EXISTS(f.id);
@@ -249,11 +112,11 @@ export class SqliteRegistry implements FacilityRegistry {
 
   getFacility(id: string): Facility | undefined {
     const row = this.stmt.facility.get(id);
-    return row ? toFacility(row) : undefined;
+    return row ? facilityOf(row) : undefined;
   }
 
   listFacilities(): Facility[] {
-    return this.stmt.facilities.all().map(toFacility);
+    return this.stmt.facilities.all().map(facilityOf);
   }
 
   private mustFacility(id: string): Facility {
@@ -268,13 +131,9 @@ export class SqliteRegistry implements FacilityRegistry {
    * change made now applies from the next window). The facility's `baselineKgPerHour` is the latest
    * configured value.
    */
-  updateFacility(id: string, patch: { status?: Status; baselineKgPerHour?: string; effectiveFrom?: number; owner?: string }): Facility {
-    if (patch.owner !== undefined && (typeof patch.owner !== 'string' || !ADDRESS_RE.test(patch.owner))) throw errors.VALIDATION('owner must be a 0x address');
-    const status = patch.status === undefined ? undefined : checkStatus(patch.status);
-    const baseline = patch.baselineKgPerHour === undefined ? undefined : nonNegativeDecimal('baselineKgPerHour', patch.baselineKgPerHour);
+  updateFacility(id: string, patch: FacilityPatch): Facility {
     const now = this.clock();
-    const from = patch.effectiveFrom ?? now;
-    if (!Number.isSafeInteger(from)) throw errors.VALIDATION('effectiveFrom must be epoch milliseconds');
+    const { status, baseline, from } = checkFacilityPatch(patch, now);
     this.db.transaction(() => {
       if (!this.stmt.facility.get(id)) throw errors.FACILITY_NOT_FOUND(id);
       if (status !== undefined) this.stmt.setFacilityStatus.run(status, id);
@@ -304,18 +163,14 @@ export class SqliteRegistry implements FacilityRegistry {
   /** The facility's baseline history, oldest first (the first entry is in force from 0). */
   baselineHistory(facilityId: string): BaselineChange[] {
     this.mustFacility(facilityId);
-    return this.stmt.baselines.all(facilityId).map((r) => ({ baselineKgPerHour: r.baseline, effectiveFrom: r.effective_from, setAt: r.set_at }));
+    return this.stmt.baselines.all(facilityId).map(toBaselineChange);
   }
 
   // Devices ----------------------------------------------------------------------------------
 
   /** `opts.capacity` (positive decimal; absent: per-metric defaults) and `opts.reportingIntervalSeconds` (1..86400, default 60). */
   createDevice(facilityId: string, deviceId: string, kind: string, opts: DeviceOptions = {}): { device: Device; password: string } {
-    if (typeof deviceId !== 'string' || !ID_RE.test(deviceId)) throw errors.VALIDATION('deviceId must match [A-Za-z0-9_-]{1,64}');
-    if (typeof kind !== 'string' || kind.length > 64) throw errors.VALIDATION('kind must be at most 64 characters');
-    const capacity = opts.capacity === undefined ? null : checkCapacity(opts.capacity);
-    const interval = opts.reportingIntervalSeconds === undefined ? DEFAULT_REPORTING_INTERVAL_SECONDS : checkInterval(opts.reportingIntervalSeconds);
-    const publicKey = opts.publicKey === undefined ? null : checkPublicKey(opts.publicKey);
+    const { capacity, interval, publicKey } = checkNewDevice(deviceId, kind, opts);
     const password = generateSecret();
     const hash = hashSecretSync(password);
     const createdAt = this.clock();
@@ -355,12 +210,9 @@ export class SqliteRegistry implements FacilityRegistry {
     this.db.transaction(() => {
       const before = this.stmt.device.get(deviceId);
       if (!before) throw errors.DEVICE_NOT_FOUND(deviceId);
-      if (status !== undefined && before.status === 'decommissioned' && status !== 'decommissioned') {
-        throw errors.DEVICE_DECOMMISSIONED(deviceId);
-      }
-      if (status === 'decommissioned') {
-        if (before.status !== 'decommissioned') this.stmt.decommission.run(now, reason, deviceId);
-      } else if (status !== undefined) this.stmt.setDeviceStatus.run(status, deviceId);
+      const write = statusWrite(deviceId, before.status, status);
+      if (write === 'decommission') this.stmt.decommission.run(now, reason, deviceId);
+      else if (write === 'status') this.stmt.setDeviceStatus.run(status, deviceId);
       if (capacity !== undefined) this.stmt.setCapacity.run(capacity, deviceId);
       if (publicKey !== undefined) this.stmt.setPublicKey.run(publicKey, deviceId);
     }).immediate();
@@ -376,10 +228,7 @@ export class SqliteRegistry implements FacilityRegistry {
   /** Capacity, reporting interval and kind for the ingest rules (one primary-key probe). */
   deviceLimits(deviceId: string): DeviceLimits | undefined {
     const row = this.stmt.limits.get(deviceId);
-    if (!row) return undefined;
-    const out: DeviceLimits = { reportingIntervalSeconds: row.reporting_interval, kind: row.kind };
-    if (row.capacity !== null) out.capacity = row.capacity;
-    return out;
+    return row ? toLimits(row) : undefined;
   }
 
   rotateSecret(deviceId: string): string {
@@ -400,8 +249,7 @@ export class SqliteRegistry implements FacilityRegistry {
 
   credentials(deviceId: string): DeviceCredentials | undefined {
     const r = this.stmt.credentials.get(deviceId);
-    if (!r) return undefined;
-    return { deviceId: r.device_id, facilityId: r.facility_id, status: r.status, facilityStatus: r.facility_status, secretHash: r.secret_hash };
+    return r ? toCredentials(r, r.facility_status) : undefined;
   }
 
   /** Online/offline from CONNECT and the last will; lastSeenAt never moves backwards. Unknown ids are ignored. */

@@ -1,31 +1,13 @@
 /**
  * The rejections log on the SQLite file (the FacilityRegistry's addRejections / pageRejections /
  * pruneRejections; store/sqlite/registry.ts checks the facility and delegates here). Rows are
- * aggregated per device, reason and minute; table and migration 2: store/sqlite/schema.ts.
+ * aggregated per device, reason and minute (store/rejections.ts); table and migration 2: store/sqlite/schema.ts.
  */
-import { truncateUtf8 } from '../../domain/json.ts';
 import type { Logger } from '../../domain/logger.ts';
-import type { RejectReason, Rejection } from '../../domain/reading.ts';
+import type { Rejection } from '../../domain/reading.ts';
+import { groupRejections, REJECTION_COLS, toRejectionEntry, type RejectionDbRow } from '../rejections.ts';
 import { clampListLimit } from '../types.ts';
 import type { Db } from './db.ts';
-
-import { MAX_REJECTION_DETAIL_BYTES, MAX_REJECTION_PAYLOAD_BYTES } from '../../domain/limits.ts';
-
-
-/** Rejections of one device with one reason are aggregated per this span (one row, with a count). */
-export const REJECTION_BUCKET_MS = 60_000;
-
-interface Row {
-  id: number;
-  facility_id: string;
-  device_id: string;
-  received_at: number;
-  reason: string;
-  detail: string | null;
-  payload: string;
-  count: number;
-  last_received_at: number | null;
-}
 
 export class SqliteRejections {
   private readonly db: Db;
@@ -42,8 +24,8 @@ export class SqliteRejections {
          ON CONFLICT (facility_id, device_id, reason, bucket) DO UPDATE SET
            count = count + excluded.count, last_received_at = MAX(last_received_at, excluded.last_received_at)`,
       ),
-      page: db.prepare<[string, number, number], Row>(
-        'SELECT id, facility_id, device_id, received_at, reason, detail, payload, count, last_received_at FROM rejections WHERE facility_id = ? AND id < ? ORDER BY id DESC LIMIT ?',
+      page: db.prepare<[string, number, number], RejectionDbRow>(
+        `SELECT ${REJECTION_COLS} FROM rejections WHERE facility_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
       ),
       prune: db.prepare('DELETE FROM rejections WHERE last_received_at < ?'),
     };
@@ -57,31 +39,10 @@ export class SqliteRejections {
    */
   add(rows: Rejection[]): void {
     if (rows.length === 0) return;
-    const groups = new Map<string, { r: Rejection; count: number; last: number; bucket: number }>();
-    for (const r of rows) {
-      const bucket = Math.floor(r.receivedAt / REJECTION_BUCKET_MS);
-      const key = `${r.facilityId}\u0000${r.deviceId}\u0000${r.reason}\u0000${bucket}`;
-      const n = r.count ?? 1;
-      const last = r.lastReceivedAt ?? r.receivedAt;
-      const g = groups.get(key);
-      if (g) {
-        g.count += n;
-        if (last > g.last) g.last = last;
-      } else groups.set(key, { r, count: n, last, bucket });
-    }
+    const groups = groupRejections(rows);
     this.db.transaction(() => {
-      for (const { r, count, last, bucket } of groups.values()) {
-        this.stmt.insert.run(
-          r.facilityId,
-          r.deviceId,
-          r.receivedAt,
-          r.reason,
-          r.detail === undefined ? null : truncateUtf8(r.detail, MAX_REJECTION_DETAIL_BYTES),
-          truncateUtf8(r.payload ?? '', MAX_REJECTION_PAYLOAD_BYTES),
-          bucket,
-          count,
-          last,
-        );
+      for (const g of groups) {
+        this.stmt.insert.run(g.facilityId, g.deviceId, g.receivedAt, g.reason, g.detail, g.payload, g.bucket, g.count, g.last);
       }
     })();
   }
@@ -95,20 +56,6 @@ export class SqliteRejections {
 
   /** A facility's rows newest first, each with its row id (a paging cursor): those with id < beforeId when given; limit default 100, at most 1000. */
   page(facilityId: string, limit?: number, beforeId?: number): { id: number; rejection: Rejection }[] {
-    return this.stmt.page.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampListLimit(limit)).map((r) => {
-      const out: Rejection = {
-        facilityId: r.facility_id,
-        deviceId: r.device_id,
-        receivedAt: r.received_at,
-        reason: r.reason as RejectReason,
-        payload: r.payload,
-      };
-      if (r.detail !== null) out.detail = r.detail;
-      if (r.count > 1) {
-        out.count = r.count;
-        out.lastReceivedAt = r.last_received_at ?? r.received_at;
-      }
-      return { id: r.id, rejection: out };
-    });
+    return this.stmt.page.all(facilityId, beforeId ?? Number.MAX_SAFE_INTEGER, clampListLimit(limit)).map(toRejectionEntry);
   }
 }

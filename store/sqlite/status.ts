@@ -11,19 +11,8 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.ts';
 import { migrate } from './schema.ts';
+import { STATUS_COLS, toStatus, toUnfinal, UNFINAL_COLS, type StatusRow, type UnfinalDbRow } from '../rows.ts';
 import type { Backoff, FacilitySettlementStatus, OracleStatus, UnfinalRow } from '../types.ts';
-
-interface StatusRow {
-  facility_id: string;
-  reason: string;
-  since: number;
-  attempts: number;
-  retry_at: number;
-}
-
-function toStatus(r: StatusRow): FacilitySettlementStatus {
-  return { facilityId: r.facility_id, settlementStatus: 'blocked', reason: r.reason, since: r.since, attempts: r.attempts, retryAt: r.retry_at };
-}
 
 export class SqliteOracleStatus implements OracleStatus {
   private readonly stmt: Record<string, Statement<unknown[], unknown>>;
@@ -32,8 +21,8 @@ export class SqliteOracleStatus implements OracleStatus {
     migrate(db);
     const p = (sql: string) => db.prepare<unknown[], unknown>(sql);
     this.stmt = {
-      get: p('SELECT facility_id, reason, since, attempts, retry_at FROM oracle_facility_status WHERE facility_id = ?'),
-      list: p('SELECT facility_id, reason, since, attempts, retry_at FROM oracle_facility_status ORDER BY facility_id'),
+      get: p(`SELECT ${STATUS_COLS} FROM oracle_facility_status WHERE facility_id = ?`),
+      list: p(`SELECT ${STATUS_COLS} FROM oracle_facility_status ORDER BY facility_id`),
       upsert: p(
         `INSERT INTO oracle_facility_status (facility_id, reason, since, attempts, retry_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)
          ON CONFLICT (facility_id) DO UPDATE SET reason = excluded.reason, attempts = oracle_facility_status.attempts + 1,
@@ -45,7 +34,7 @@ export class SqliteOracleStatus implements OracleStatus {
         `INSERT INTO oracle_unfinal (id, facility_id, window_start, evidence_root, block_number) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET evidence_root = excluded.evidence_root, block_number = excluded.block_number`,
       ),
-      unfinal: p('SELECT id, facility_id, window_start, evidence_root, block_number FROM oracle_unfinal WHERE facility_id = ? ORDER BY window_start'),
+      unfinal: p(`SELECT ${UNFINAL_COLS} FROM oracle_unfinal WHERE facility_id = ? ORDER BY window_start`),
       unfinalFacilities: p('SELECT DISTINCT facility_id FROM oracle_unfinal').pluck(),
       dropUnfinal: p('DELETE FROM oracle_unfinal WHERE id = ?'),
       dropUnfinalFrom: p('DELETE FROM oracle_unfinal WHERE facility_id = ? AND window_start >= ?'),
@@ -95,13 +84,7 @@ export class SqliteOracleStatus implements OracleStatus {
   }
 
   unfinal(facilityId: string): UnfinalRow[] {
-    return (this.stmt.unfinal.all(facilityId) as { id: string; facility_id: string; window_start: number; evidence_root: string; block_number: number }[]).map((r) => ({
-      id: r.id,
-      facilityId: r.facility_id,
-      windowStart: r.window_start,
-      evidenceRoot: r.evidence_root,
-      blockNumber: r.block_number,
-    }));
+    return (this.stmt.unfinal.all(facilityId) as UnfinalDbRow[]).map(toUnfinal);
   }
 
   unfinalFacilities(): string[] {

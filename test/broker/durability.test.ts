@@ -4,44 +4,15 @@
  * restarted on the same DATA_DIR, and every acknowledged reading is there exactly once. Redelivering the
  * same seqs then stores nothing twice.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { connect, makeFleet, topic, type T } from './helpers.ts';
+import { connect, makeFleet, startBrokerProcess, topic, type T } from './helpers.ts';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
 import { MAX_LIST_LIMIT } from '../../store/types.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-async function startChild(t: T, dataDir: string): Promise<{ child: ChildProcess; port: number }> {
-  // One process (node with the tsx loader), so SIGKILL hits the broker itself, not a tsx wrapper.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
-    cwd: root,
-    env: { ...process.env, DATA_DIR: dataDir, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const lines = readline.createInterface({ input: child.stdout! });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`broker exited early (${code})`)));
-    lines.on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; mqttPort?: number };
-        if (msg.event === 'listening' && typeof msg.mqttPort === 'number') resolve(msg.mqttPort);
-      } catch {
-        // other output
-      }
-    });
-  });
-  return { child, port };
-}
-
+/** One process (node with the tsx loader), so SIGKILL hits the broker itself, not a tsx wrapper. */
+const startChild = (t: T, dataDir: string) => startBrokerProcess(t, { DATA_DIR: dataDir });
 
 function payloads(n: number): { payload: string; seqs: number[] }[] {
   const out: { payload: string; seqs: number[] }[] = [];

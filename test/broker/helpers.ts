@@ -1,4 +1,7 @@
 /** Shared setup for the broker tests: a temp SQLite registry/store, an in-process broker, mqtt.js clients. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import { Registry as PromRegistry } from 'prom-client';
 import { buildBroker, type Broker, type BrokerLimits } from '../../broker/broker.ts';
@@ -126,4 +129,32 @@ export async function metric(reg: PromRegistry, name: string, labels: Record<str
     if (Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val)) sum += v.value;
   }
   return sum;
+}
+
+/**
+ * The broker in its own OS process (`broker/main.ts`, as `npm run start:broker`; node with the tsx
+ * loader, so a signal hits the broker itself): MQTT on a free port, no external broker or InfluxDB,
+ * `env` on top. Resolves with the port of its 'listening' line; killed at teardown.
+ */
+export async function startBrokerProcess(t: T, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
+    cwd: path.resolve(import.meta.dirname, '..', '..'),
+    env: { ...process.env, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`broker exited early (${code})`)));
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { event?: string; mqttPort?: number };
+        if (msg.event === 'listening' && typeof msg.mqttPort === 'number') resolve(msg.mqttPort);
+      } catch {
+        // other output
+      }
+    });
+  });
+  return { child, port };
 }

@@ -9,7 +9,7 @@
  * tests that read each rejection's detail give the pipeline a clock one minute further per message.
  */
 import t from 'tap';
-import { REJECTION_BUCKET_MS } from '../../store/sqlite/rejections.ts';
+import { REJECTION_BUCKET_MS } from '../../store/rejections.ts';
 import { connect, makeFleet, startBroker, topic } from './helpers.ts';
 
 const MIN = 60_000;

@@ -5,10 +5,6 @@
  * (MQTT_REGISTRY_POLL_MS=0), so only the notice can close a session; this test process plays the
  * gateway, writing through its own stores on the same database. Waits are bounded polls.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { MqttClient } from 'mqtt';
 import { openPostgresReadingStore } from '../../store/postgres/readings.ts';
@@ -16,7 +12,7 @@ import { openPostgresStores } from '../../store/postgres/stores.ts';
 import { poll } from '../helpers/eventually.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
 import { tmpDir } from '../helpers/tmp.ts';
-import { connect, reading, refusedCode, topic } from './helpers.ts';
+import { connect, reading, refusedCode, startBrokerProcess, topic } from './helpers.ts';
 
 const OWNER = '0x' + '11'.repeat(20);
 const facility = (id: string) => ({ id, name: id, owner: OWNER, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162' });
@@ -34,26 +30,7 @@ t.test('a suspension, a rotation and a facility suspension written by another pr
   await gateway.registry.createFacility(facility('F2'));
   for (const [f, d] of [['F1', 'd1'], ['F1', 'd2'], ['F1', 'd3'], ['F2', 'e1']]) passwords[d] = (await gateway.registry.createDevice(f, d, 'meter')).password;
 
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
-    cwd: root,
-    env: { ...process.env, DATA_DIR: tmpDir(t, 'mrv-notify-'), DATABASE_URL: url, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', READINGS_STORE: 'postgres', LOG_LEVEL: 'warn', MQTT_REGISTRY_POLL_MS: '0' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`broker exited early (${code})`)));
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; mqttPort?: number };
-        if (msg.event === 'listening' && typeof msg.mqttPort === 'number') resolve(msg.mqttPort);
-      } catch {
-        // other output
-      }
-    });
-  });
+  const { port } = await startBrokerProcess(t, { DATA_DIR: tmpDir(t, 'mrv-notify-'), DATABASE_URL: url, READINGS_STORE: 'postgres', MQTT_REGISTRY_POLL_MS: '0' });
   const opts = { reconnectPeriod: 0 };
   const d1 = await connect(t, port, 'd1', passwords.d1, opts);
   const d2 = await connect(t, port, 'd2', passwords.d2, opts);

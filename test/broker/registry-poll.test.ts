@@ -5,15 +5,11 @@
  * sessions. Waits are bounded polls of the condition; nothing is timed. The second test runs the
  * broker as its own process (`broker/main.ts`, as `npm run start:broker`).
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { MqttClient } from 'mqtt';
 import { openDatabase } from '../../store/sqlite/db.ts';
 import { openSqliteStores } from '../../store/sqlite/stores.ts';
-import { connect, makeFleet, metric, refusedCode, startBroker } from './helpers.ts';
+import { connect, makeFleet, metric, refusedCode, startBroker, startBrokerProcess } from './helpers.ts';
 import { poll } from '../helpers/eventually.ts';
 
 /** Bounded wait (up to ~20 s) for the client to be disconnected. */
@@ -54,26 +50,7 @@ t.test('changes made through another handle on the file close the live sessions 
 
 t.test('broker in its own process: a suspension written by another process cuts the session', async (t) => {
   const fleet = makeFleet(t);
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'broker/main.ts'], {
-    cwd: root,
-    env: { ...process.env, DATA_DIR: fleet.dir, MQTT_PORT: '0', MQTT_URL: '', INFLUX_URL: '', LOG_LEVEL: 'warn', MQTT_REGISTRY_POLL_MS: '200' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`broker exited early (${code})`)));
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; mqttPort?: number };
-        if (msg.event === 'listening' && typeof msg.mqttPort === 'number') resolve(msg.mqttPort);
-      } catch {
-        // other output
-      }
-    });
-  });
+  const { port } = await startBrokerProcess(t, { DATA_DIR: fleet.dir, MQTT_REGISTRY_POLL_MS: '200' });
   const opts = { reconnectPeriod: 0 };
   const d1 = await connect(t, port, 'd1', fleet.passwords.d1, opts);
   const d2 = await connect(t, port, 'd2', fleet.passwords.d2, opts);

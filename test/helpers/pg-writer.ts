@@ -14,7 +14,8 @@
 import { pathToFileURL } from 'node:url';
 import readline from 'node:readline';
 import type { Reading } from '../../domain/reading.ts';
-import type { CommitOutcome } from '../../store/types.ts';
+import { rng } from './rng.ts';
+import type { CommitOutcome, ReadingStore } from '../../store/types.ts';
 
 export const T0 = Date.UTC(2026, 0, 1);
 export const CONFLICT_EVERY = 7;
@@ -46,18 +47,6 @@ export function version(role: 'a' | 'b', device: number, seq: number): Reading {
   };
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The batches of one writer: every (device, seq) once, in a shuffled order. */
 export function batchesFor(role: 'a' | 'b', opts: WorkloadOptions = DEFAULT_WORKLOAD): Reading[][] {
   const all: Reading[] = [];
@@ -78,17 +67,18 @@ export function describe(r: Reading, o: CommitOutcome): Outcome {
   return { deviceId: r.deviceId, seq: r.seq, status: o.status === 'rejected' ? `rejected:${o.reason}` : o.status };
 }
 
-async function main(): Promise<void> {
-  const [url, role, seed] = process.argv.slice(2);
-  const { openPostgresReadingStore } = await import('../../store/postgres/readings.ts');
-  const store = await openPostgresReadingStore(url, { limits: () => undefined });
+/**
+ * A writer child's part once its store is open: prints `ready`, commits `role`'s batches of the
+ * workload with `seed` after a line on stdin, two batches in flight at a time (as a pipelining ingest
+ * would), closes the store and prints its outcomes as one JSON line.
+ */
+export async function runWriter(store: Pick<ReadingStore, 'commit' | 'close'>, role: string, seed: string): Promise<void> {
   const batches = batchesFor(role as 'a' | 'b', { ...DEFAULT_WORKLOAD, seed: Number(seed) });
   process.stdout.write('ready\n');
   const rl = readline.createInterface({ input: process.stdin });
   await new Promise<void>((resolve) => rl.once('line', () => resolve()));
   rl.close();
   const outcomes: Outcome[] = [];
-  // Two batches in flight at a time in this process, as a pipelining ingest would.
   let next = 0;
   const worker = async () => {
     while (next < batches.length) {
@@ -102,9 +92,18 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(outcomes)}\n`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+/** Runs a writer child's main: a failure is printed to stderr and exits 1. */
+export function runChild(main: () => Promise<void>): void {
   main().catch((err) => {
     process.stderr.write(`${(err as Error).stack ?? err}\n`);
     process.exit(1);
   });
 }
+
+async function main(): Promise<void> {
+  const [url, role, seed] = process.argv.slice(2);
+  const { openPostgresReadingStore } = await import('../../store/postgres/readings.ts');
+  await runWriter(await openPostgresReadingStore(url, { limits: () => undefined }), role, seed);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runChild(main);

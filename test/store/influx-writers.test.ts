@@ -9,8 +9,6 @@
  * arrival numbers are 1..late without gap or repeat; the mark is (max seq, late). The same workload
  * without the coordinator (the one-writer mode) is shown to break these rules, so the test can fail.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import type { Test } from 'tap';
 import t from 'tap';
 import { loadConfig } from '../../domain/config.ts';
@@ -28,6 +26,7 @@ import { tmpDir } from '../helpers/tmp.ts';
 import { startInfluxd, requireInfluxd, type Influxd } from '../helpers/influxd.ts';
 import { CONFLICT_EVERY, DEFAULT_WORKLOAD, version, type Outcome } from '../helpers/pg-writer.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
+import { startWriters } from '../helpers/writer-processes.ts';
 import { readingStoreContract } from '../helpers/reading-store-contract.ts';
 
 const W = DEFAULT_WORKLOAD;
@@ -42,43 +41,13 @@ if (cluster) {
 /** Runs both writer processes to the end; their outcomes by role. */
 async function runWriters(t: Test, database: string, pgUrl: string, plain: boolean): Promise<Record<'a' | 'b', Outcome[]>> {
   const ix = influxd as Influxd;
-  const children = (['a', 'b'] as const).map((role) => {
-    const args = ['--import', 'tsx', path.join(import.meta.dirname, '../helpers/influx-writer.ts'), ix.url, database, pgUrl, role, String(W.seed)];
-    if (plain) args.push('plain');
-    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const ready = new Promise<void>((resolve, reject) => {
-      const onData = () => {
-        if (out.includes('ready\n')) {
-          child.stdout.off('data', onData);
-          resolve();
-        }
-      };
-      child.stdout.on('data', onData);
-      void exited.then((code) => reject(new Error(`writer ${role} exited (${code}) before ready: ${err}`)));
-    });
-    t.teardown(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-    return { role, child, ready, exited, output: () => out, errors: () => err };
-  });
-  await Promise.all(children.map((c) => c.ready));
-  for (const c of children) c.child.stdin.end('go\n');
-  const codes = await Promise.all(children.map((c) => c.exited));
+  const writers = await startWriters(t, 'influx-writer.ts', (role) => [ix.url, database, pgUrl, role, String(W.seed), ...(plain ? ['plain'] : [])]);
+  const codes = await writers.go();
   // Without the coordinator a writer may also fail outright (its stale state no longer matches the
   // server); that counts as breaking the rules too.
-  if (!plain) t.same(codes, [0, 0], `both writers finished cleanly ${children.map((c) => c.errors()).join(' ')}`);
-  else if (codes.some((c) => c !== 0)) t.comment(`a plain writer failed: ${children.map((c) => c.errors()).join(' ').slice(0, 600)}`);
-  const outcomes = { a: [] as Outcome[], b: [] as Outcome[] };
-  for (const c of children) {
-    const line = c.output().split('\n').find((l) => l.startsWith('['));
-    outcomes[c.role] = line ? (JSON.parse(line) as Outcome[]) : [];
-  }
-  return outcomes;
+  if (!plain) t.same(codes, [0, 0], `both writers finished cleanly ${writers.errors()}`);
+  else if (codes.some((c) => c !== 0)) t.comment(`a plain writer failed: ${writers.errors().slice(0, 600)}`);
+  return writers.outcomes();
 }
 
 /** What breaks the several-writers guarantee, as a list of problems (empty: it held). */

@@ -8,8 +8,6 @@
  * failed commit); arrival numbers are 1..late without gaps; each mark taken during the run still sees
  * exactly what it saw then (no reading became visible under an old mark afterwards).
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
 import t from 'tap';
@@ -19,6 +17,7 @@ import type { VisibilityMark } from '../../store/types.ts';
 import { batchesFor, CONFLICT_EVERY, DEFAULT_WORKLOAD, describe, version, type Outcome } from '../helpers/pg-writer.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
+import { startWriters } from '../helpers/writer-processes.ts';
 
 const cluster = await postgresForFile(t);
 
@@ -147,40 +146,13 @@ if (cluster) {
     const url = await cluster.createDatabase();
     const observer = await openPostgresReadingStore(url, { limits: () => undefined });
     t.teardown(() => observer.close());
-    const children = (['a', 'b'] as const).map((role) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../helpers/pg-writer.ts'), url, role, String(W.seed)], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      const ready = new Promise<void>((resolve, reject) => {
-        const onData = () => {
-          if (out.includes('ready\n')) {
-            child.stdout.off('data', onData);
-            resolve();
-          }
-        };
-        child.stdout.on('data', onData);
-        void exited.then((code) => reject(new Error(`writer ${role} exited (${code}) before ready: ${err}`)));
-      });
-      t.teardown(() => {
-        if (child.exitCode === null) child.kill('SIGKILL');
-      });
-      return { role, child, ready, exited, output: () => out, errors: () => err };
-    });
-    await Promise.all(children.map((c) => c.ready));
+    const writers = await startWriters(t, 'pg-writer.ts', (role) => [url, role, String(W.seed)]);
     let writing = true;
     // Both start on the same signal; the observer takes marks until both have finished.
-    for (const c of children) c.child.stdin.end('go\n');
-    const codes = Promise.all(children.map((c) => c.exited)).finally(() => (writing = false));
+    const codes = writers.go().finally(() => (writing = false));
     const [samples, exitCodes] = await Promise.all([sampleMarks(observer, () => !writing), codes]);
-    t.same(exitCodes, [0, 0], `both writers finished cleanly ${children.map((c) => c.errors()).join(' ')}`);
-    const outcomes = { a: [] as Outcome[], b: [] as Outcome[] };
-    for (const c of children) {
-      const line = c.output().split('\n').find((l) => l.startsWith('['));
-      outcomes[c.role] = line ? (JSON.parse(line) as Outcome[]) : [];
-    }
+    t.same(exitCodes, [0, 0], `both writers finished cleanly ${writers.errors()}`);
+    const outcomes = writers.outcomes();
     await checkFinal(t, observer, outcomes, samples);
   });
 

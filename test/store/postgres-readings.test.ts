@@ -12,6 +12,7 @@ import { openPostgresReadingStore } from '../../store/postgres/readings.ts';
 import { MAX_METRIC_WALK } from '../../store/types.ts';
 import type { CommitOutcome, DeviceLimits } from '../../store/types.ts';
 import { postgresForFile } from '../helpers/postgres.ts';
+import { rng } from '../helpers/rng.ts';
 import { reading, T0 } from '../helpers/reading-store-contract.ts';
 
 const cluster = await postgresForFile(t);
@@ -44,17 +45,6 @@ class Model implements DeviceReadings {
     }
     return o.status === 'rejected' ? `rejected:${o.reason}` : o.status;
   }
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 if (cluster) {
