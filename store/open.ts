@@ -41,7 +41,8 @@ export function readingsBackend(config: Pick<StoreConfig, 'readingsStore' | 'inf
 
 export async function openStores(config: StoreConfig, logger: Logger): Promise<Stores> {
   const db = openDatabase(config.dataDir);
-  const sqlite = openSqliteStores(db, { logger });
+  // Reading commits on a worker thread: the broker's event loop keeps going while a batch commits.
+  const sqlite = openSqliteStores(db, { logger, commitThread: true });
   let pgStores: import('./postgres/stores.ts').PostgresStores | undefined;
   let readings: ReadingStore = sqlite.readings;
   const backend = readingsBackend(config);
@@ -58,7 +59,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
       readings = await openPostgresReadingStore(config.databaseUrl, pgStores ? { logger } : { limits: (deviceId) => registry.deviceLimits(deviceId), logger });
     } else if (backend === 'sqlite' && pgStores) {
       // Readings in the file, the registry in PostgreSQL: limits from its replica.
-      readings = new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId));
+      readings = new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId), { commitThread: true });
     } else if (backend === 'influxdb' && config.influxUrl) {
       const { openInfluxStore } = await import('./influx/store.ts');
       // With DATABASE_URL several ingest processes may write the same devices: commits are
