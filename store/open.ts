@@ -41,8 +41,7 @@ export function readingsBackend(config: Pick<StoreConfig, 'readingsStore' | 'inf
 
 export async function openStores(config: StoreConfig, logger: Logger): Promise<Stores> {
   const db = openDatabase(config.dataDir);
-  // Reading commits on a worker thread: the broker's event loop keeps going while a batch commits.
-  const sqlite = openSqliteStores(db, { logger, commitThread: true });
+  const sqlite = openSqliteStores(db, { logger });
   let pgStores: import('./postgres/stores.ts').PostgresStores | undefined;
   let readings: ReadingStore = sqlite.readings;
   const backend = readingsBackend(config);
@@ -59,7 +58,7 @@ export async function openStores(config: StoreConfig, logger: Logger): Promise<S
       readings = await openPostgresReadingStore(config.databaseUrl, pgStores ? { logger } : { limits: (deviceId) => registry.deviceLimits(deviceId), logger });
     } else if (backend === 'sqlite' && pgStores) {
       // Readings in the file, the registry in PostgreSQL: limits from its replica.
-      readings = new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId), { commitThread: true });
+      readings = new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId));
     } else if (backend === 'influxdb' && config.influxUrl) {
       const { openInfluxStore } = await import('./influx/store.ts');
       // With DATABASE_URL several ingest processes may write the same devices: commits are

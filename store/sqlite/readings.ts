@@ -8,8 +8,7 @@
  * the broker's throughput in bench/ingest.ts); the API's facility listing takes the newest `limit`
  * rows of each of the facility's devices (`reading_devices`) and merges them.
  *
- * Commit: one BEGIN IMMEDIATE transaction per batch (on a worker thread with its own connection when
- * opened with `commitThread`, as the platform's processes do: store/sqlite/commit-thread.ts); each reading is decided by the shared rules
+ * Commit: one BEGIN IMMEDIATE transaction per batch; each reading is decided by the shared rules
  * (domain/ingest-rules.ts) through a `DeviceReadings` lookup served inside that transaction
  * (store/sqlite/device-readings.ts), so the batch's earlier readings are visible to its later ones.
  * The lookup is primary-key probes on
@@ -36,7 +35,6 @@ import { CANONICAL_RE, type StoredReading } from '../../domain/ingest-rules.ts';
 import { READING_COLS, checkStoredReading, rowToReading as toReading, rowToStored as toStored, type ReadingRow } from '../rows.ts';
 import type { Logger } from '../../domain/logger.ts';
 import { isIntervalKind, type Reading } from '../../domain/reading.ts';
-import { CommitThread } from './commit-thread.ts';
 import type { Db } from './db.ts';
 import {
   SqliteDeviceReadings,
@@ -51,7 +49,6 @@ import {
   type ConsumeQuery,
   type CoverageQuery,
   type DeviceCoverage,
-  type DeviceLimits,
   type DeviceLimitsLookup,
   type ReadingFilter,
   type ReadingStore,
@@ -122,22 +119,15 @@ export class SqliteReadingStore implements ReadingStore {
   private readonly limitsOf: DeviceLimitsLookup;
   private readonly commitTx: (readings: Reading[]) => CommitOutcome[];
   private readonly marksTx: (deviceIds: string[]) => Map<string, VisibilityMark>;
-  /** Commits on a worker thread (store/sqlite/commit-thread.ts), when asked for and the file is on disk. */
-  private readonly thread: CommitThread | undefined;
 
-  /**
-   * `limits`: capacity, reporting interval and kind of a device (the registry's deviceLimits).
-   * `commitThread`: commit on a worker thread with its own connection to the file (ignored for an
-   * in-memory database), leaving this thread free while a batch commits.
-   */
-  constructor(db: Db, logger: Logger, limits: DeviceLimitsLookup, opts: { commitThread?: boolean } = {}) {
+  /** `limits`: capacity, reporting interval and kind of a device (the registry's deviceLimits). */
+  constructor(db: Db, logger: Logger, limits: DeviceLimitsLookup) {
     migrate(db);
     this.db = db;
     this.logger = logger;
     this.stmt = prepareStatements(db);
     this.lookup = prepareLookup(db);
     this.limitsOf = limits;
-    this.thread = opts.commitThread && !db.memory ? new CommitThread(db.name) : undefined;
     const tx = db.transaction((readings: Reading[]) => this.check(readings));
     this.commitTx = (readings) => tx.immediate(readings);
     // One read transaction: every mark is of the same committed state.
@@ -157,21 +147,6 @@ export class SqliteReadingStore implements ReadingStore {
   }
 
   async commit(readings: Reading[]): Promise<CommitOutcome[]> {
-    if (!this.thread) return this.commitNow(readings);
-    this.ensureOpen();
-    if (readings.length === 0) return [];
-    const limits = new Map<string, DeviceLimits | undefined>();
-    try {
-      for (const r of readings) if (!limits.has(r.deviceId)) limits.set(r.deviceId, this.limitsOf(r.deviceId));
-      return await this.thread.commit(readings, limits);
-    } catch (err) {
-      this.logger.error({ err, count: readings.length }, 'reading batch commit failed');
-      throw errors.STORE_UNAVAILABLE((err as Error).message);
-    }
-  }
-
-  /** Commits on this thread (the worker's store runs this for every batch it is sent). */
-  async commitNow(readings: Reading[]): Promise<CommitOutcome[]> {
     this.ensureOpen();
     if (readings.length === 0) return [];
     try {
@@ -332,12 +307,6 @@ export class SqliteReadingStore implements ReadingStore {
   /** Stops this store (later calls fail with STORE_UNAVAILABLE); the Db handle stays open. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.thread?.close();
-  }
-
-  /** The commit thread's worker is killed as a crash would kill it (tests). */
-  async killCommitThread(): Promise<void> {
-    await this.thread?.kill();
   }
 }
 

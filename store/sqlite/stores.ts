@@ -19,8 +19,6 @@ export interface SqliteStoreOptions {
   logger?: Logger;
   /** Epoch-ms clock (createdAt, default effectiveFrom of a baseline change, record times). */
   clock?: () => number;
-  /** Reading commits on a worker thread (store/sqlite/commit-thread.ts); what the platform's processes use. */
-  commitThread?: boolean;
 }
 
 export interface SqliteStores {
@@ -39,7 +37,7 @@ export function openSqliteStores(db: Db, opts: SqliteStoreOptions = {}): SqliteS
   const clock = opts.clock ?? Date.now;
   const registry = new SqliteRegistry(db, logger, clock);
   return {
-    readings: new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId), { commitThread: opts.commitThread }),
+    readings: new SqliteReadingStore(db, logger, (deviceId) => registry.deviceLimits(deviceId)),
     registry,
     records: new SqliteOracleRecords(db, clock),
     status: new SqliteOracleStatus(db),
