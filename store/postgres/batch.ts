@@ -151,7 +151,7 @@ export async function decideBatch(
   const stale = heads.rows.filter((h) => h.row_seq !== h.last_seq);
   if (stale.length > 0) {
     type Row = { device_id: string; seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null };
-    const res = await client.query<Row>({ name: 'mrv_rows_at', text: SQL.rowsAt, values: [stale.map((h) => h.device_id), stale.map((h) => h.last_seq)] });
+    const res = await client.query<Row>({ text: SQL.rowsAt, values: [stale.map((h) => h.device_id), stale.map((h) => h.last_seq)] });
     const at = new Map(res.rows.map((r) => [`${r.device_id}\u0000${r.seq}`, r]));
     for (const h of stale) {
       const r = at.get(`${h.device_id}\u0000${h.last_seq}`);
@@ -198,7 +198,6 @@ export async function decideBatch(
       });
     }
     const res = await client.query<{ i: number; k: number; seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null }>({
-      name: 'mrv_neighbours',
       text: SQL.neighbours,
       values: [q.dev, q.seq, q.metric, q.i, q.lo, q.hi, q.probe, MAX_METRIC_WALK],
     });

@@ -73,6 +73,32 @@ if (cluster) {
     t.match(await store.commit([{ ...at(8, '60'), metric: 'natural_gas', unit: 'm3' }]), [{ status: 'rejected', reason: 'register_backwards' }]);
   });
 
+  t.test('reads are planned for the table as it is: a lookup by primary key after the table grew uses the primary key', async (t) => {
+    const url = await cluster.createDatabase();
+    // One connection: the reads below and the statistics flush run in the same session.
+    const store = await openPostgresReadingStore(url, { limits: () => undefined, poolSize: 1 });
+    t.teardown(() => store.close());
+    // Used while the table is nearly empty, as on a new database: a prepared statement would keep
+    // the plan made now (the generic plan after five executions) until the next ANALYZE.
+    await store.commit([reading('dev-a', 1, T0, '1'), reading('dev-a', 2, T0 + 1000, '2')]);
+    for (let i = 0; i < 10; i++) t.ok(await store.get('dev-a', 2));
+    await store.pool.query(`INSERT INTO readings (device_id, seq, facility_id, ts, metric, value, unit, reset, received_at)
+      SELECT 'dev-' || (i % 20), i, 'F', ${T0} + i * 1000, 'electricity_import', i::text, 'kWh', false, 0 FROM generate_series(3, 200000) i`);
+    const scans = async () => {
+      const res = await store.pool.query<{ indexrelname: string; idx_scan: number }>(
+        "SELECT indexrelname, idx_scan FROM pg_stat_user_indexes WHERE relname = 'readings'",
+      );
+      return Object.fromEntries(res.rows.map((r) => [r.indexrelname, Number(r.idx_scan)]));
+    };
+    await store.pool.query('SELECT pg_stat_force_next_flush()');
+    const before = await scans();
+    t.equal((await store.get('dev-5', 100_005))?.value, '100005');
+    await store.pool.query('SELECT pg_stat_force_next_flush()');
+    const after = await scans();
+    t.equal(after.readings_pkey - before.readings_pkey, 1, 'one scan of the primary key');
+    t.equal(after.readings_device_ts - before.readings_device_ts, 0, 'none of the (device_id, ts) index (a plan made for the small table)');
+  });
+
   t.test('values are stored as exact text; bigint columns read back as numbers', async (t) => {
     const url = await cluster.createDatabase();
     const store = await openPostgresReadingStore(url, { limits: () => undefined });
