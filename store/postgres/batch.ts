@@ -149,20 +149,20 @@ export async function decideBatch(
   // A head whose last row fields are not of its last seq (moved by a writer of an older schema
   // version, store/postgres/schema.ts migration 6): that row is read from readings, under the lock.
   const stale = heads.rows.filter((h) => h.row_seq !== h.last_seq);
+  const readBack = new Map<string, StoredReading>();
   if (stale.length > 0) {
     type Row = { device_id: string; seq: number; ts: number; metric: string; value: string; unit: string; reset: boolean; sig: string | null };
     const res = await client.query<Row>({ text: SQL.rowsAt, values: [stale.map((h) => h.device_id), stale.map((h) => h.last_seq)] });
-    const at = new Map(res.rows.map((r) => [`${r.device_id}\u0000${r.seq}`, r]));
-    for (const h of stale) {
-      const r = at.get(`${h.device_id}\u0000${h.last_seq}`);
-      if (!r) throw new Error(`head ${h.device_id}/${h.metric}: no reading at its last seq ${h.last_seq}`);
-      Object.assign(h, { row_seq: r.seq, ts: r.ts, value: r.value, unit: r.unit, reset: r.reset, sig: r.sig });
-    }
+    for (const r of res.rows) readBack.set(`${r.device_id}\u0000${r.seq}`, toStored(r));
   }
   for (const h of heads.rows) {
     const st = devices.get(h.device_id);
     if (!st) continue;
-    const row: StoredReading = toStored({ seq: h.last_seq, ts: h.ts as number, metric: h.metric, value: h.value as string, unit: h.unit as string, reset: h.reset as boolean, sig: h.sig });
+    const row =
+      h.row_seq === h.last_seq
+        ? toStored({ seq: h.last_seq, ts: h.ts as number, metric: h.metric, value: h.value as string, unit: h.unit as string, reset: h.reset as boolean, sig: h.sig })
+        : readBack.get(`${h.device_id}\u0000${h.last_seq}`);
+    if (!row) throw new Error(`head ${h.device_id}/${h.metric}: no reading at its last seq ${h.last_seq}`);
     st.heads.set(h.metric, { first: h.first_seq, last: h.last_seq, row, dirty: false });
     st.dbHeads.set(h.metric, row);
     if (!st.dbTop || row.seq > st.dbTop.seq) st.dbTop = row;
