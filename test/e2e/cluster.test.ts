@@ -20,7 +20,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { requireBinary } from '../helpers/require.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { groupAlive, ROOT } from './process.ts';
-import { checkAgainstRecomputation } from './helpers.ts';
+import { checkAgainstRecomputation, type ApiSettlement } from './helpers.ts';
 import { openStores } from '../../store/open.ts';
 import { silentLogger } from '../../domain/logger.ts';
 import { loadConfig } from '../../domain/config.ts';
@@ -31,15 +31,6 @@ const DURATION_SECONDS = 45;
 const DEVICES = 6;
 /** Faults whose readings must still be stored exactly once (a duplicate or reordered reading is acknowledged). */
 const FAULTS = 'duplicate=0.05,reorder=0.02';
-
-interface ApiSettlement {
-  id: string;
-  facilityId: string;
-  windowStart: string;
-  windowEnd: string;
-  netGrams: string;
-  complete: boolean;
-}
 
 interface SimSummary {
   unacked: number;

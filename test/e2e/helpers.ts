@@ -79,7 +79,8 @@ export async function windowsPass(windows: number): Promise<void> {
   await eventually(`${windows} windows to pass`, () => Date.now() >= until_, { timeoutMs: windows * w + 60_000, everyMs: 100 });
 }
 
-interface ApiSettlement {
+/** A settlement as GET /v1/settlements lists it. */
+export interface ApiSettlement {
   id: string;
   facilityId: string;
   windowStart: string;
