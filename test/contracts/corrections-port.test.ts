@@ -6,7 +6,7 @@
  * exactly once, and verify against the chain's CorrectionSettled events.
  * W = 1 h, facility A: 3600 kg/h (3,600,000 g per window), grid 0.5366 kg/kWh.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startHardhatChain } from '../../contracts/client/chain.ts';
 import { openCorrectionPort } from '../../contracts/client/corrections.ts';
 import { keySigner } from '../../contracts/client/connect.ts';
@@ -41,18 +41,26 @@ function memoryLedger(): MemoryLedger {
   return ledger;
 }
 
-t.test('a void on chain, corrections sent once, applied and verified', async (t) => {
+/**
+ * The ports of the regulator and the oracle on a fresh ledger, and the platform's file: facility A with
+ * one meter reporting hourly; `rd` makes a reading of that meter.
+ */
+async function platform(t: Test) {
   const f = await withFacilities(chain);
   const regulatorPort = openCorrectionPort({ address: f.address, runner: chain.signers[1] });
   const oraclePort = openCorrectionPort({ address: f.address, runner: chain.signers[2] });
-
-  // The platform: facility A, one meter (hourly reporting), settled windows 0..3.
   const db = openDatabase(t.testdir());
   t.teardown(() => db.close());
   const stores = openSqliteStores(db, { clock: () => T0 });
   stores.registry.createFacility({ id: 'A', name: 'A', owner: f.accounts.ownerA, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
   stores.registry.createDevice('A', 'meter-1', 'meter', { reportingIntervalSeconds: 3600 });
   const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'A', deviceId: 'meter-1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
+  return { f, regulatorPort, oraclePort, db, stores, rd };
+}
+
+t.test('a void on chain, corrections sent once, applied and verified', async (t) => {
+  // The platform: facility A, one meter (hourly reporting), settled windows 0..3.
+  const { f, regulatorPort, oraclePort, db, stores, rd } = await platform(t);
   await stores.readings.commit([
     rd(1, T0 + 30 * MIN, '10000'),
     rd(2, T0 + WMS + 10 * MIN, '10500'),
@@ -137,15 +145,7 @@ t.test('a void on chain, corrections sent once, applied and verified', async (t)
 });
 
 t.test('wired: the regulator voids over HTTP (on chain through the port), the oracle run sends, /verify matches', async (t) => {
-  const f = await withFacilities(chain);
-  const regulatorPort = openCorrectionPort({ address: f.address, runner: chain.signers[1] });
-  const oraclePort = openCorrectionPort({ address: f.address, runner: chain.signers[2] });
-  const db = openDatabase(t.testdir());
-  t.teardown(() => db.close());
-  const stores = openSqliteStores(db, { clock: () => T0 });
-  stores.registry.createFacility({ id: 'A', name: 'A', owner: f.accounts.ownerA, baselineKgPerHour: '3600', gridFactorKgPerKwh: '0.5366', gasFactorKgPerM3: '2.162', createdAt: T0 });
-  stores.registry.createDevice('A', 'meter-1', 'meter', { reportingIntervalSeconds: 3600 });
-  const rd = (seq: number, ts: number, value: string): Reading => ({ facilityId: 'A', deviceId: 'meter-1', seq, ts, metric: 'electricity_import', value, unit: 'kWh', reset: false, receivedAt: ts });
+  const { f, regulatorPort, oraclePort, db, stores, rd } = await platform(t);
   await stores.readings.commit([rd(1, T0 + 30 * MIN, '10000'), rd(2, T0 + WMS + 30 * MIN, '11000'), rd(3, T0 + 2 * WMS + 30 * MIN, '12000'), rd(4, T0 + 3 * WMS + 30 * MIN, '12100')]);
   const oracle = buildOracle({ db, readings: stores.readings, registry: stores.registry, ledger: memoryLedger(), logger: silentLogger, windowMs: WMS, graceMs: 1000, correctionPort: oraclePort });
   t.teardown(() => oracle.close());
